@@ -1,0 +1,1 @@
+"""Velox: research and live trading for Indian markets."""
