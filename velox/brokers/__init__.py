@@ -1,0 +1,1 @@
+"""Broker boundary (protocol in ``base``) and one module/folder per venue."""
