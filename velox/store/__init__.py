@@ -1,0 +1,59 @@
+"""PostgreSQL store: embedded (pgserver) by default, any server or TimescaleDB by URL.
+
+``open_store()`` returns the process-wide :class:`Store` for ``VELOX_DATABASE_URL`` when it is
+set, else for the embedded PostgreSQL in ``<data_dir>/store`` (started on first use). See
+``docs/store.md`` for the schema and deployment options.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, Store
+from velox.store.server import embedded_url, stop_embedded
+
+_stores: dict[tuple[int, str], Store] = {}
+_lock = threading.Lock()
+
+
+def open_store(url: str | None = None) -> Store:
+    """Return the store for ``url`` (default: settings), opening it once per process.
+
+    ``url=None`` uses ``get_settings().database_url`` (env ``VELOX_DATABASE_URL``) and, when
+    that is unset too, the embedded server in ``get_settings().store_dir``. Opening applies
+    pending migrations and logs the backend and whether TimescaleDB is in use.
+
+    Examples
+    --------
+    >>> from velox.store import open_store   # doctest: +SKIP
+    >>> store = open_store()                  # doctest: +SKIP
+    >>> store.backend, store.timescale        # doctest: +SKIP
+    ('embedded', False)
+    """
+    from velox.config import get_settings
+
+    settings = get_settings()
+    if url is None and settings.database_url:
+        url = settings.database_url
+    key = (os.getpid(), url or f"embedded:{settings.store_dir.resolve()}")
+    with _lock:
+        store = _stores.get(key)
+        if store is None:
+            if url is None:
+                store = Store(embedded_url(settings.store_dir), backend="embedded")
+            else:
+                store = Store(url, backend="external")
+            _stores[key] = store
+        return store
+
+
+__all__ = [
+    "INSTRUMENT_COLUMNS",
+    "OHLCV",
+    "TABLES",
+    "Store",
+    "embedded_url",
+    "open_store",
+    "stop_embedded",
+]

@@ -1,0 +1,92 @@
+"""Locate the PostgreSQL server behind the store: the embedded pgserver one or an external URL.
+
+The embedded server is a real PostgreSQL shipped in the ``pgserver`` wheel. Its data directory is
+``get_settings().store_dir`` (``<repo>/data/store``); it is started on first use and left running
+(``cleanup_mode=None``) so notebooks, the CLI and a live session share it. pgserver serialises
+start-up across processes with a file lock, and talks over a unix socket kept inside the data
+directory, or a short runtime directory when that path would exceed the ~107-byte socket limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from pathlib import Path
+
+from velox.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+def _pgserver():  # noqa: ANN202 - third-party module object
+    """Import pgserver quietly (platformdirs warns when XDG_RUNTIME_DIR is unset, e.g. as root)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    return pgserver
+
+
+def embedded_url(store_dir: Path | str) -> str:
+    """Return the connection URI of the embedded PostgreSQL in ``store_dir``, starting it if needed.
+
+    Safe to call from several processes at once: pgserver holds an inter-process lock while it
+    runs ``initdb``/``pg_ctl start``, and a second caller finds the server already running.
+
+    Raises
+    ------
+    StoreError
+        If the server cannot be initialised or started (the message points at its log file).
+    """
+    path = Path(store_dir).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = _pgserver().get_server(path, cleanup_mode=None)
+        return server.get_uri()
+    except (OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as exc:
+        raise StoreError(
+            f"could not start the embedded PostgreSQL in {path}: {exc}; see {path / 'log'} "
+            "for the server log, or set VELOX_DATABASE_URL to use an external server"
+        ) from exc
+
+
+def stop_embedded(store_dir: Path | str) -> bool:
+    """Stop the embedded PostgreSQL in ``store_dir``; return False if it was not running.
+
+    The next :func:`embedded_url` starts it again. Used by tests and ``make clean``-style tooling;
+    a running notebook's connections are terminated.
+    """
+    pgserver = _pgserver()
+    from pgserver.utils import PostmasterInfo
+
+    path = Path(store_dir).expanduser().resolve()
+    info = PostmasterInfo.read_from_pgdata(path) if (path / "postmaster.pid").exists() else None
+    if info is None or not info.is_running():
+        return False
+    owner = path.owner()
+    user = None if owner == _current_user() else owner
+    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=path, user=user)
+    pgserver.PostgresServer._instances.pop(path, None)
+    log.info("stopped the embedded PostgreSQL in %s", path)
+    return True
+
+
+def _current_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def describe_url(url: str) -> str:
+    """Return ``url`` without its password, for logs (host, port, database and user only)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported by connect(), not here
+        return "<unparsable database URL>"
+    host = parts.get("host") or "localhost"
+    port = f":{parts['port']}" if parts.get("port") else ""
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return f"postgresql://{user}{host}{port}/{parts.get('dbname', '')}"
