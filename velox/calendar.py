@@ -490,7 +490,9 @@ def bucket_end_ns(ns: np.ndarray | int, timeframe: str) -> np.ndarray | int:
     if minutes is None:
         out = np.where(has_session, close, start + _DAY_NS)
     else:
-        out = np.minimum(start + minutes * _MINUTE_NS, close)
+        # only a bucket that starts before the close is cut short by it
+        end = start + minutes * _MINUTE_NS
+        out = np.where(start < close, np.minimum(end, close), end)
     return out if out.ndim else int(out)
 
 
