@@ -94,9 +94,10 @@ _CRORE = Decimal(10_000_000)
 class ChargeBreakdown:
     """Return-type of every charge computation: the six contract-note items in rupees.
 
-    ``total`` is their exact (``math.fsum``) sum, so a breakdown rounded to the paisa has a total
-    equal to the paisa figure printed on a contract note. Breakdowns add field by field, which is
-    how the simulator accumulates per-fill charges into a day's figure.
+    ``total`` and ``+`` add the items as the decimals they print as (not as binary floats), so a
+    breakdown rounded to the paisa has a total equal to the paisa figure on a contract note
+    (``54.52``, never ``54.519999999999996``). Breakdowns add field by field, which is how the
+    simulator accumulates per-fill charges into a day's figure.
 
     Examples
     --------
@@ -115,13 +116,15 @@ class ChargeBreakdown:
     @property
     def total(self) -> float:
         """Return the sum of all items (rupees)."""
-        return math.fsum((self.brokerage, self.stt, self.exchange, self.sebi, self.stamp, self.gst))
+        return _decimal_sum(
+            self.brokerage, self.stt, self.exchange, self.sebi, self.stamp, self.gst
+        )
 
     def __add__(self, other: ChargeBreakdown) -> ChargeBreakdown:
         if not isinstance(other, ChargeBreakdown):
             return NotImplemented
         return ChargeBreakdown(
-            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
+            *(_decimal_sum(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
         )
 
     def as_dict(self) -> dict[str, float]:
@@ -154,6 +157,11 @@ def _dec(value: float | int | str | Decimal) -> Decimal:
     if isinstance(value, Decimal):
         return value
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _decimal_sum(*values: float) -> float:
+    """Return the sum of ``values`` taken as the decimals their reprs show, as a float."""
+    return float(sum((_dec(v) for v in values), Decimal(0)))
 
 
 def _round(value: float | Decimal, step: Decimal) -> float:
