@@ -61,6 +61,8 @@ INSTRUMENT_COLUMNS = (
     "angel_symbol",
 )
 
+_INTEGER_COLUMNS = frozenset({"lot_size", "freeze_qty", "exchange_token", "kite_token"})
+
 #: Tables whose contents :meth:`Store.table_fingerprint` may hash.
 TABLES = frozenset(
     {
@@ -178,6 +180,22 @@ class Store:
                 self._conn = self.connect(autocommit=True)
             yield self._conn
 
+    @contextmanager
+    def _atomic(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+        """Yield a connection inside a transaction that is all-or-nothing.
+
+        A caller's non-autocommit ``conn`` is already in (or implicitly starts) the caller's
+        transaction, which the caller commits or rolls back; psycopg's ``transaction()`` there
+        would COMMIT on exit and break that contract, so it is only used on autocommit
+        connections.
+        """
+        with self._shared(conn) as c:
+            if conn is not None and not conn.autocommit:
+                yield c
+            else:
+                with c.transaction():
+                    yield c
+
     def close(self) -> None:
         """Close the store's shared connection (a later call reopens it)."""
         with self._lock:
@@ -221,7 +239,7 @@ class Store:
         payload = _bars_copy_payload(df)
         if payload is None:
             return 0
-        with self._shared(conn) as c, c.transaction():
+        with self._atomic(conn) as c:
             c.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_bars ("
                 " ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL,"
@@ -427,12 +445,15 @@ class Store:
             col = df[name]
             if name == "expiry":
                 col = pd.to_datetime(col).dt.date
-            columns.append([None if _is_missing(v) else _plain(v) for v in col.tolist()])
+            values = [None if _is_missing(v) else _plain(v) for v in col.tolist()]
+            if name in _INTEGER_COLUMNS:
+                values = [_whole(name, v) for v in values]
+            columns.append(values)
         names = sql.SQL(", ").join(map(sql.Identifier, INSTRUMENT_COLUMNS))
         updates = sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in INSTRUMENT_COLUMNS[1:]
         )
-        with self._shared(conn) as c, c.transaction():
+        with self._atomic(conn) as c:
             c.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_instruments"
                 " (LIKE instruments) ON COMMIT DELETE ROWS"
@@ -669,6 +690,15 @@ def _is_missing(value: object) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def _whole(column: str, value: object) -> int | None:
+    """Return ``value`` as an int (NaN-padded int columns arrive as floats), else raise."""
+    if value is None:
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        raise ValidationError(f"instrument column {column!r} must be whole numbers, got {value}")
+    return int(value)
 
 
 def _plain(value: object) -> object:

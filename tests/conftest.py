@@ -1,0 +1,117 @@
+"""Shared fixtures: real PostgreSQL servers for every test that needs the store.
+
+``store`` gives each test a fresh, migrated database on BOTH deployments Velox supports: the
+embedded pgserver PostgreSQL and a Debian PostgreSQL cluster started here (``initdb`` as the
+``postgres`` user, loopback port, socket in a temp dir). Each server is started once per session
+and torn down after. Without a Debian ``initdb`` the Debian half is skipped, except under
+``CI=true`` where a missing or broken server fails the run.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class PgServer:
+    """A PostgreSQL server started for the test session."""
+
+    backend: str  # "embedded" (pgserver) or "debian"
+    url: str  # superuser connection to the ``postgres`` database
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    def new_database(self) -> str:
+        """Create an empty database and return its connection string."""
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
+        name = f"velox_test_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return make_conninfo(self.url, dbname=name)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL server required under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_embedded() -> Iterator[PgServer]:
+    from velox.store import embedded_url, stop_embedded
+
+    root = Path(tempfile.mkdtemp(prefix="vx-emb-"))
+    try:
+        yield PgServer("embedded", embedded_url(root / "pg"))
+    finally:
+        stop_embedded(root / "pg")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_debian() -> Iterator[PgServer]:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4])
+    )
+    if not found:
+        _unavailable("Debian PostgreSQL not installed (no /usr/lib/postgresql/*/bin/initdb)")
+    bin_dir = Path(found[-1]).parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="vx-deb-"))
+    if as_postgres:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", _free_port()
+
+    def run(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True, text=True)
+
+    started = False
+    try:
+        try:
+            run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                "-E", "UTF8")  # fmt: skip
+            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
+                "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
+            started = True
+        except (subprocess.CalledProcessError, OSError) as exc:
+            log = (root / "log").read_text() if (root / "log").exists() else ""
+            detail = getattr(exc, "stderr", "") or str(exc)
+            _unavailable(f"Debian PostgreSQL in {bin_dir} did not start: {detail} {log}")
+        yield PgServer("debian", f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    finally:
+        if started:
+            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=["embedded", "debian"])
+def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
+    """Yield a running PostgreSQL server of each deployment kind (session-wide)."""
+    yield from (_start_embedded() if request.param == "embedded" else _start_debian())
+
+
+@pytest.fixture
+def store(pg_server: PgServer):  # noqa: ANN201 - velox.store.Store
+    """Return a :class:`velox.store.Store` on a fresh, migrated database."""
+    from velox.store import Store
+
+    backend = "embedded" if pg_server.backend == "embedded" else "external"
+    opened = Store(pg_server.new_database(), backend=backend)
+    yield opened
+    opened.close()
