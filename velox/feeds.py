@@ -50,7 +50,7 @@ import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
@@ -82,7 +82,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _IST = ZoneInfo(IST_NAME)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _MINUTE_NS = 60 * 1_000_000_000
 _DAY_NS = 24 * 60 * _MINUTE_NS
@@ -458,7 +458,7 @@ class CandleAggregator:
         return out
 
     def on_clock(self, now: datetime | int) -> list[Bar]:
-        """Return the candles whose end is at or before ``now`` (a datetime or UTC epoch ns), closed.
+        """Return the candles whose end is at or before ``now`` (datetime or UTC epoch ns), closed.
 
         This is how a quiet instrument's candle closes on time. Call it from the engine's timer
         (live) or with each event's time (replay; time = the last event's time).
@@ -580,7 +580,7 @@ def _kernel() -> Callable[..., tuple[int, int]]:
     from numba import njit
 
     @njit(cache=True, nogil=True)
-    def kernel(  # noqa: PLR0913 - flat arrays are what numba compiles well
+    def kernel(  # flat arrays: what numba compiles well
         sym, ts, px, vol, i0, lengths, band,
         s_day, s_ref, s_cum, s_key_ts, s_key_px, s_key_vol,
         c_start, c_closed, c_open, c_high, c_low, c_close, c_vol, c_first, c_last,
@@ -711,10 +711,12 @@ def aggregate_ticks(
     >>> ticks = TickArrays(("NSE:SBIN",), np.zeros(4, np.int64), ns,
     ...                    np.array([770.0, 772.0, 769.0, 771.0]), np.array([10., 20., 35., 50.]))
     >>> out = aggregate_ticks(ticks, ["1h"])
-    >>> out.to_frame(ticks.instrument_ids)[["ts", "open", "high", "low", "close", "volume"]]
-                             ts  open   high    low  close  volume
-    0 2024-04-01 09:15:00+05:30 770.0  772.0  770.0  772.0    20.0
-    1 2024-04-01 10:15:00+05:30 769.0  771.0  769.0  771.0    30.0
+    >>> [from_ns(int(t)).strftime("%H:%M") for t in out.start_ns]
+    ['09:15', '10:15']
+    >>> out.open.tolist(), out.high.tolist(), out.low.tolist(), out.close.tolist()
+    ([770.0, 769.0], [772.0, 771.0], [770.0, 769.0], [772.0, 771.0])
+    >>> out.volume.tolist()
+    [20.0, 30.0]
     """
     timeframes = tuple([timeframes] if isinstance(timeframes, str) else timeframes)
     lengths = _lengths_ns(timeframes)
