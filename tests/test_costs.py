@@ -569,3 +569,10 @@ def test_slippage_rejects_bad_price() -> None:
 
 def test_cost_model_repr_names_plan() -> None:
     assert "zerodha" in repr(CostModel())
+
+
+def test_default_tables_are_read_only() -> None:
+    with pytest.raises(TypeError):
+        DEFAULT_SCHEDULE.exchange["NSE"] = ()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        DEFAULT_SCHEDULE.stt[-1][1]["futures"] = ("0", "0")  # type: ignore[index]

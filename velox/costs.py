@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from functools import cache
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from velox.calendar import IST
@@ -326,6 +327,19 @@ _STAMP: Dated = (
 _GST: Dated = ((date(2017, 7, 1), "18"),)
 
 
+def _read_only(rows: Dated) -> Dated:
+    """Return ``rows`` with each row's mapping read-only, so no caller can edit the defaults."""
+    return tuple(
+        (d, MappingProxyType(v) if isinstance(v, dict) else v)  # type: ignore[arg-type]
+        for d, v in rows
+    )
+
+
+_STT = _read_only(_STT)
+_STAMP = _read_only(_STAMP)
+_EXCHANGE = MappingProxyType({name: _read_only(rows) for name, rows in _EXCHANGE.items()})
+
+
 @dataclass(frozen=True)
 class ChargeSchedule:
     """The dated statutory and exchange rate tables Velox charges from.
@@ -347,7 +361,7 @@ class ChargeSchedule:
 
     stt: Dated = _STT
     stt_exercise: Dated = _STT_EXERCISE
-    exchange: Mapping[str, Dated] = field(default_factory=lambda: dict(_EXCHANGE))
+    exchange: Mapping[str, Dated] = field(default_factory=lambda: _EXCHANGE)
     sebi: Dated = _SEBI
     stamp: Dated = _STAMP
     gst: Dated = _GST
