@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 
 from velox.errors import ValidationError
 
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
 
@@ -55,25 +55,25 @@ class Side(str, Enum):
         return 1 if self is Side.BUY else -1
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
     SL = "SL"  # stop-limit: trigger price + limit price
     SL_M = "SL-M"  # stop-market: trigger price only
 
 
-class Product(str, Enum):
+class Product(StrEnum):
     CNC = "CNC"  # equity delivery
     MIS = "MIS"  # intraday, squared off by the broker before the close
     NRML = "NRML"  # F&O carry-forward
 
 
-class Validity(str, Enum):
+class Validity(StrEnum):
     DAY = "DAY"
     IOC = "IOC"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     """Order lifecycle: NEW → RISK_CHECKED → SUBMITTED → OPEN → PARTIAL → FILLED/CANCELLED/REJECTED.
 
     ``TRIGGER_PENDING`` is OPEN for a stop order whose trigger has not been hit yet (brokers report
@@ -94,7 +94,7 @@ class OrderStatus(str, Enum):
 TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
 
 
-class InstrumentKind(str, Enum):
+class InstrumentKind(StrEnum):
     EQ = "EQ"
     FUT = "FUT"
     CE = "CE"
@@ -151,9 +151,7 @@ def snap_to_tick(price: float, tick_size: float, mode: str = "nearest") -> float
         return price
     n = _ticks(price, tick_size)
     nearest = round(n)
-    if abs(n - nearest) < 1e-6:
-        k = nearest
-    elif mode == "nearest":
+    if abs(n - nearest) < 1e-6 or mode == "nearest":
         k = nearest
     elif mode == "down":
         k = math.floor(n)

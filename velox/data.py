@@ -1,0 +1,388 @@
+"""Validated import of bar files (CSV, CSV.gz, Parquet) into the store.
+
+A file is checked as a whole *before* anything is written, and written in one transaction, so a
+bad file never leaves half its rows behind. Rejections list the offending line numbers (the CSV
+line, header = line 1; for Parquet the 1-based row). What is suspicious but legal — gaps,
+bars outside the regular session, naive timestamps read as IST — is reported as a warning.
+
+Examples
+--------
+>>> from velox.data import import_bars                                  # doctest: +SKIP
+>>> result = import_bars("reliance_1d.csv", "NSE:RELIANCE", "1d")        # doctest: +SKIP
+>>> result.rows, result.warnings                                         # doctest: +SKIP
+(1277, [])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from velox.calendar import (
+    IST_NAME,
+    bucket_start_ns,
+    check_timeframe,
+    timeframe_minutes,
+)
+from velox.errors import DataError
+
+if TYPE_CHECKING:
+    from velox.store import Store
+
+log = logging.getLogger(__name__)
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
+_TIMESTAMP_ALIASES = ("timestamp", "ts", "datetime", "date", "time")
+_MAX_LISTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """Outcome of one file import. ``skipped`` means the same bytes were imported before."""
+
+    source: str
+    instrument_id: str
+    timeframe: str
+    rows: int
+    skipped: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex SHA-256 of a file's bytes (the key that makes re-imports no-ops)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_bar_file(path: Path | str) -> pd.DataFrame:
+    """Return the raw table in a CSV, gzip-compressed CSV or Parquet file (no validation)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        if name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz")):
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as a bar file: {exc}") from None
+    raise DataError(f"{path}: unsupported file type; use .csv, .csv.gz or .parquet")
+
+
+def _where(rows: np.ndarray, offset: int, unit: str) -> str:
+    shown = ", ".join(str(int(r) + offset) for r in rows[:_MAX_LISTED])
+    more = f" (+{len(rows) - _MAX_LISTED} more)" if len(rows) > _MAX_LISTED else ""
+    return f"{unit} {shown}{more}"
+
+
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def _parse_timestamps(
+    column: pd.Series, line_offset: int, line_unit: str
+) -> tuple[pd.DatetimeIndex, list[str], bool]:
+    """Return (IST index, problems, was_naive) for a timestamp column.
+
+    A file must use one convention: all timestamps with a UTC offset (any offsets, converted) or
+    all naive (read as IST). Mixing the two is refused rather than guessed at.
+    """
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return pd.DatetimeIndex(column).tz_convert(IST_NAME), [], False
+    if pd.api.types.is_datetime64_dtype(column.dtype):
+        return pd.DatetimeIndex(column).tz_localize(IST_NAME), [], True
+    text = column.astype(str).str.strip()
+    aware = text.str.contains(_OFFSET, regex=True).to_numpy()
+    parsed_aware = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="mixed")
+    parsed_naive = pd.to_datetime(text.where(~aware), errors="coerce", format="mixed")
+    ok_aware = aware & parsed_aware.notna().to_numpy()
+    ok_naive = ~aware & parsed_naive.notna().to_numpy()
+    problems: list[str] = []
+    bad = np.flatnonzero(~(ok_aware | ok_naive))
+    if len(bad):
+        problems.append(f"unparseable timestamp at {_where(bad, line_offset, line_unit)}")
+    if ok_aware.any() and ok_naive.any():
+        odd = ok_naive if ok_aware.sum() >= ok_naive.sum() else ok_aware
+        problems.append(
+            "timestamps mix time zones or naive and aware values (use one convention); "
+            f"odd ones at {_where(np.flatnonzero(odd), line_offset, line_unit)}"
+        )
+    naive = not ok_aware.any()
+    if naive:
+        index = pd.DatetimeIndex(parsed_naive).tz_localize(IST_NAME)
+    else:
+        index = pd.DatetimeIndex(parsed_aware).tz_convert(IST_NAME)
+    return index, problems, naive
+
+
+def validate_bars(
+    raw: pd.DataFrame,
+    *,
+    timeframe: str,
+    source: str = "<frame>",
+    label: str = "start",
+    line_offset: int = 2,
+    line_unit: str = "line",
+) -> tuple[pd.DataFrame, list[str]]:
+    """Return ``(bars, warnings)``: a clean OHLCV frame indexed by IST bar start, or raise.
+
+    Parameters
+    ----------
+    raw
+        Table with a timestamp column (``timestamp``/``ts``/``datetime``/``date``/``time``, any
+        case) and ``open, high, low, close`` (+ optional ``volume``), as read from a file.
+    timeframe
+        The file's candle length; every timestamp must lie on that timeframe's session grid.
+    label
+        ``"start"`` (Velox's convention) or ``"end"`` for vendors that label a bar by its last
+        minute; end labels are moved back by one bar length.
+    line_offset, line_unit
+        How row positions are reported: CSV lines are ``index + 2`` (header is line 1).
+
+    Raises
+    ------
+    DataError
+        Naming every rule broken with the offending line numbers: missing columns, unparseable
+        or mixed timestamps, non-numeric/NaN/non-positive prices, negative volume,
+        low > open/close > high, duplicate timestamps, timestamps off the timeframe grid.
+    """
+    check_timeframe(timeframe)
+    if label not in ("start", "end"):
+        raise DataError(f"label must be 'start' or 'end', got {label!r}")
+    warnings: list[str] = []
+    problems: list[str] = []
+    columns = {str(c).strip().lower(): c for c in raw.columns}
+    ts_col = next((columns[a] for a in _TIMESTAMP_ALIASES if a in columns), None)
+    missing = [c for c in PRICE_COLUMNS if c not in columns]
+    if ts_col is None:
+        missing.insert(0, "timestamp")
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(missing)}; found "
+            f"{', '.join(map(str, raw.columns)) or 'none'}"
+        )
+    if len(raw) == 0:
+        raise DataError(f"{source}: no rows")
+
+    index, ts_problems, naive = _parse_timestamps(raw[ts_col], line_offset, line_unit)
+    problems.extend(ts_problems)
+    if naive:
+        warnings.append("timestamps had no time zone and were read as IST (Asia/Kolkata)")
+
+    values = {}
+    for name in PRICE_COLUMNS:
+        col = pd.to_numeric(raw[columns[name]], errors="coerce").astype("float64").to_numpy()
+        nan_rows = np.flatnonzero(~np.isfinite(col))
+        if len(nan_rows):
+            problems.append(
+                f"{name} is missing or not a number at {_where(nan_rows, line_offset, line_unit)}"
+            )
+        bad = np.flatnonzero(np.isfinite(col) & (col <= 0))
+        if len(bad):
+            problems.append(f"{name} is not positive at {_where(bad, line_offset, line_unit)}")
+        values[name] = col
+    if "volume" in columns:
+        vol = pd.to_numeric(raw[columns["volume"]], errors="coerce").astype("float64").to_numpy()
+        bad = np.flatnonzero(~np.isfinite(vol) | (vol < 0))
+        if len(bad):
+            problems.append(
+                f"volume is missing, negative or not a number at "
+                f"{_where(bad, line_offset, line_unit)}"
+            )
+    else:
+        vol = np.zeros(len(raw))
+        warnings.append("no volume column; volume set to 0")
+    values["volume"] = vol
+
+    o, h, l, c = (values[n] for n in PRICE_COLUMNS)  # noqa: E741
+    with np.errstate(invalid="ignore"):
+        inconsistent = np.flatnonzero((l > np.minimum(o, c)) | (h < np.maximum(o, c)) | (l > h))
+    if len(inconsistent):
+        problems.append(
+            "OHLC inconsistent (needs low <= open, close <= high) at "
+            f"{_where(inconsistent, line_offset, line_unit)}"
+        )
+
+    minutes = timeframe_minutes(timeframe)
+    if label == "end":
+        index = index - (pd.Timedelta(days=1) if minutes is None else pd.Timedelta(minutes=minutes))
+    ns = index.tz_convert("UTC").as_unit("ns").asi8
+    off_grid = np.flatnonzero(bucket_start_ns(ns, timeframe) != ns)
+    if len(off_grid) and not ts_problems:
+        example = index[off_grid[0]]
+        problems.append(
+            f"timestamp not on the {timeframe} session grid (bars start at 09:15 IST"
+            f"{'' if minutes else ', daily bars at 00:00 IST'}; e.g. {example}) at "
+            f"{_where(off_grid, line_offset, line_unit)}"
+            + (
+                " — if the file labels bars by their end, import with label='end'"
+                if label == "start"
+                else ""
+            )
+        )
+
+    dup = np.flatnonzero(pd.Index(ns).duplicated(keep=False))
+    if len(dup) and not ts_problems:
+        problems.append(f"duplicate timestamp at {_where(dup, line_offset, line_unit)}")
+
+    if problems:
+        raise DataError(f"{source}: rejected, nothing written:\n  " + "\n  ".join(problems))
+
+    bars = pd.DataFrame(values, index=index.rename("ts"))
+    if not bars.index.is_monotonic_increasing:
+        bars = bars.sort_index()
+        warnings.append("rows were not in time order; sorted")
+    warnings.extend(_session_warnings(bars.index, timeframe))
+    return bars, warnings
+
+
+def _session_warnings(index: pd.DatetimeIndex, timeframe: str) -> list[str]:
+    """Return warnings for bars outside NSE sessions and for missing bars (gaps).
+
+    Sessions come from :func:`velox.calendar.sessions`, so Muhurat evenings and extended
+    sessions count as sessions and holidays are not gaps.
+    """
+    from velox.calendar import expected_bar_starts, sessions
+
+    dates = pd.DatetimeIndex(index.date).tz_localize(IST_NAME)
+    calendar = sessions(dates[0], dates[-1])
+    if timeframe_minutes(timeframe) is None:
+        missing = calendar.index.difference(dates)
+        extra = dates.difference(calendar.index)
+        out = []
+        if len(missing):
+            out.append(
+                f"gaps: {len(missing)} of {len(calendar)} NSE sessions between "
+                f"{dates[0].date()} and {dates[-1].date()} have no bar (first "
+                f"{missing[0].date()})"
+            )
+        if len(extra):
+            out.append(
+                f"{len(extra)} bar(s) on days that are not NSE sessions (first {extra[0].date()}); "
+                "kept"
+            )
+        return out
+    opens = calendar["open"].reindex(dates).to_numpy()
+    closes = calendar["close"].reindex(dates).to_numpy()
+    stamps = index.to_numpy()
+    with np.errstate(invalid="ignore"):
+        inside = (stamps >= opens) & (stamps < closes)
+    out = []
+    if (~inside).any():
+        days = sorted({str(d) for d in index[~inside].date})
+        out.append(
+            f"{int((~inside).sum())} bar(s) outside NSE session hours on {len(days)} day(s) "
+            f"(first {days[0]}); kept"
+        )
+    present = pd.Series(1, index=index[inside]).groupby(dates[inside]).size()
+    missing_total, short_days = 0, []
+    for day in calendar.index:
+        expected = len(expected_bar_starts(day, timeframe))
+        have = int(present.get(day, 0))
+        if have < expected:
+            missing_total += expected - have
+            short_days.append((day.date(), have, expected))
+    if short_days:
+        day, have, expected = short_days[0]
+        out.append(
+            f"gaps: {missing_total} missing {timeframe} bar(s) on {len(short_days)} of "
+            f"{len(calendar)} session(s) (first {day}: {have}/{expected} bars)"
+        )
+    return out
+
+
+def import_bars(
+    path: Path | str,
+    instrument_id: str,
+    timeframe: str,
+    *,
+    store: Store | None = None,
+    label: str = "start",
+    force: bool = False,
+) -> ImportResult:
+    """Validate a bar file and write it to the store in one transaction.
+
+    Re-importing the same bytes for the same instrument and timeframe is a no-op (``skipped``)
+    unless ``force``. Rows already stored for other timestamps are kept; rows with the same
+    timestamps are replaced by the file's values.
+
+    Raises
+    ------
+    DataError
+        If the file fails validation; nothing is written.
+    """
+    from velox.store import open_store
+
+    path = Path(path)
+    _check_instrument_id(instrument_id)
+    check_timeframe(timeframe)
+    store = store or open_store()
+    digest = file_sha256(path) if path.exists() else ""
+    key = f"{instrument_id}|{timeframe}|{path.resolve()}"
+    if not force and digest and store.import_checksum(key) == digest:
+        return ImportResult(str(path), instrument_id, timeframe, 0, skipped=True)
+    raw = read_bar_file(path)
+    parquet = path.name.lower().endswith((".parquet", ".pq"))
+    bars, warnings = validate_bars(
+        raw,
+        timeframe=timeframe,
+        source=str(path),
+        label=label,
+        line_offset=1 if parquet else 2,
+        line_unit="row" if parquet else "line",
+    )
+    with store.connect() as conn, conn.transaction():
+        rows = store.write_bars(instrument_id, timeframe, bars, conn=conn)
+        store.record_import(key, digest, instrument_id, timeframe, rows, conn=conn)
+    for warning in warnings:
+        log.warning("%s: %s", path.name, warning)
+    log.info("imported %d %s bars of %s from %s", rows, timeframe, instrument_id, path)
+    return ImportResult(str(path), instrument_id, timeframe, rows, warnings=warnings)
+
+
+def _check_instrument_id(instrument_id: str) -> None:
+    exchange, _, symbol = instrument_id.partition(":")
+    if not exchange or not symbol or exchange != exchange.upper():
+        raise DataError(
+            f"instrument id {instrument_id!r} must read EXCHANGE:SYMBOL, e.g. NSE:RELIANCE"
+        )
+
+
+def bundled_files(data_dir: Path | None = None) -> list[tuple[Path, str, str]]:
+    """Return ``(path, instrument_id, timeframe)`` for every bar file shipped in ``data/bars``."""
+    from velox.config import get_settings
+
+    folder = (data_dir or get_settings().data_dir) / "bars"
+    manifest = folder / "MANIFEST.csv"
+    if not manifest.exists():
+        raise DataError(f"{manifest} is missing; the bundled data set is incomplete")
+    table = pd.read_csv(manifest, dtype=str)
+    return [(folder / row.file, row.instrument_id, row.timeframe) for row in table.itertuples()]
+
+
+def import_many(
+    items: Iterable[tuple[Path, str, str]], *, store: Store | None = None, progress: bool = True
+) -> list[ImportResult]:
+    """Import several files, with a progress bar; each file is its own transaction."""
+    from tqdm.auto import tqdm
+
+    from velox.store import open_store
+
+    store = store or open_store()
+    items = list(items)
+    results = []
+    bar = tqdm(items, desc="importing bars", unit="file", disable=not progress, leave=False)
+    for path, instrument_id, timeframe in bar:
+        results.append(import_bars(path, instrument_id, timeframe, store=store))
+    return results
