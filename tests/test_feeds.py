@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,11 +25,11 @@ from velox.feeds import (
     TickArrays,
     TickReplayFeed,
     WallClock,
-    _bucket_start,
     aggregate_ticks,
     from_ns,
     to_ns,
 )
+from velox.feeds.aggregate import _bucket_start
 from velox.types import Bar, Tick
 
 NIFTY = Path(
@@ -298,6 +299,7 @@ def test_array_path_equals_object_path(seed: int):
         tick = Tick(ticks.instrument_ids[s], from_ns(int(t)), float(p), None if v != v else int(v))
         objects += [b for b in agg.on_tick(tick) if b.closed]
     objects += agg.flush()
+    assert [replace(b) for b in objects] == objects  # replace() re-runs Bar's own validation
     arrays = aggregate_ticks(ticks, timeframes)
     got = arrays.to_frame(ticks.instrument_ids)
     got = got.sort_values(["symbol", "timeframe", "ts"], ignore_index=True)

@@ -1,89 +1,40 @@
-"""Market data flow: tick → candle aggregation, replay feeds and the clocks that pace them.
+"""Tick → candle aggregation: per tick (:class:`CandleAggregator`) and on arrays (numba).
 
-Three pieces, shared by replay, paper and live trading so the engine never branches on the mode:
-
-* :class:`CandleAggregator` turns :class:`~velox.types.Tick` objects into forming and closed
-  :class:`~velox.types.Bar` candles for many instruments × timeframes, one tick at a time
-  (``on_tick``), and closes quiet instruments' candles on a clock timer (``on_clock``).
-  :func:`aggregate_ticks` applies the *same rules* to whole int/float arrays in one numba call,
-  for replay and research at millions of ticks per second.
-* :class:`BarReplayFeed` (synthetic ticks inside stored bars) and :class:`TickReplayFeed`
-  (stored ticks) replay many instruments merged in time order, paced by a :class:`Clock`.
-* :class:`ReplayClock` (time = the last event's time, no waiting) and :class:`WallClock`
-  (real time, or N× real time when pacing a replay).
-
-Conventions
------------
-* Candles are aligned to the 09:15 IST session open and labelled by their **start**, using
-  :func:`velox.calendar.bucket_start_ns` (the store uses the same function). The daily candle is
-  labelled 00:00 IST of the session date.
-* A candle *ends* at ``min(start + length, 15:30 IST)`` (the session close; configurable); the
-  daily candle ends at the session close. Candles that start at or after the close (Muhurat or
-  extended sessions) keep their natural grid end, and the daily candle then ends at midnight.
-* ``Tick.volume`` is the broker's cumulative day volume. A candle's volume is the growth of that
-  number while the candle was forming. The count restarts from 0 at the first tick of each IST
-  date, so the day's first candle holds everything traded up to its first tick (pre-open
-  included) and the daily candle's volume equals the last cumulative volume of the day.
-* Rules for imperfect input (live feeds are imperfect; the aggregator never raises):
-
-  - bad ticks are rejected and counted by reason: a non-finite or non-positive price, a
-    negative or non-finite volume, a naive or non-datetime timestamp, or a price further than
-    ``band`` (default 20 %) from the day's first accepted price (a circuit-band sanity check);
-  - a tick is *late* if, in any aggregated timeframe, it belongs to a candle that has already
-    closed or to a bucket before the forming one; late ticks are dropped from every timeframe (so
-    the timeframes stay consistent: a 5m candle is always its five 1m candles) and counted;
-  - an out-of-order tick inside the forming candles merges: it can lower the low or raise the
-    high, and it becomes the open (close) only if its timestamp is earlier (not earlier) than
-    every tick merged so far;
-  - a tick identical (timestamp, price, volume) to the instrument's previous accepted tick is a
-    duplicate and ignored. Any other repeat inside the forming candle merges without effect.
-
-Every accepted tick lands in exactly one counter: ``accepted + late_dropped + duplicates +
-rejected_bad`` is the number of ticks seen.
+The rules (buckets, candle ends, volume, late/duplicate/bad ticks) are described in
+:mod:`velox.feeds`; both paths here implement them and the tests hold them to the same output.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
-import time as _time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, time
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple, Protocol
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from velox.calendar import IST_NAME, IST_OFFSET_NS, SESSION_CLOSE, TIMEFRAMES, check_timeframe
 from velox.errors import ValidationError
+from velox.feeds.clock import from_ns, to_ns
 from velox.types import Bar, Tick
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "Clock",
-    "ReplayClock",
-    "WallClock",
+    "REASONS",
     "FeedStats",
     "CandleAggregator",
-    "CandleArrays",
     "TickArrays",
+    "CandleArrays",
     "aggregate_ticks",
-    "Feed",
-    "TickReplayFeed",
-    "BarReplayFeed",
-    "synthesize_ticks",
 ]
 
 log = logging.getLogger(__name__)
 
-_IST = ZoneInfo(IST_NAME)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 _MINUTE_NS = 60 * 1_000_000_000
 _DAY_NS = 24 * 60 * _MINUTE_NS
 _OPEN_NS = (9 * 60 + 15) * _MINUTE_NS
@@ -100,16 +51,6 @@ REASONS = (
 )
 _ACCEPTED, _LATE, _DUPLICATE = 0, 1, 2
 _FIRST_REASON = 3
-
-
-def to_ns(ts: datetime) -> int:
-    """Return the UTC epoch nanoseconds of a tz-aware datetime (exact, no float rounding)."""
-    return (ts - _EPOCH) // _US * 1000
-
-
-def from_ns(ns: int) -> datetime:
-    """Return UTC epoch nanoseconds as an IST datetime (microsecond precision, like datetime)."""
-    return (_EPOCH + timedelta(microseconds=ns // 1000)).astimezone(_IST)
 
 
 def _time_ns(t: time) -> int:
@@ -146,117 +87,6 @@ def _bucket_end(start: int, length: int, ts: int, close_offset: int) -> int:
         return close if ts < close else ist_day + _DAY_NS
     end = start + length
     return close if start < close < end else end
-
-
-# --------------------------------------------------------------------------------------------
-# Clocks
-# --------------------------------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    """The engine's notion of *now*; the only difference between replay and live timekeeping.
-
-    A feed calls :meth:`advance_to` with each event's time before handing the event out; a
-    replay clock jumps there, a wall clock paced at N× waits until that moment is due.
-    """
-
-    def now_ns(self) -> int:
-        """Return the current time as UTC epoch nanoseconds."""
-        ...
-
-    def now(self) -> datetime:
-        """Return the current time as an IST datetime."""
-        ...
-
-    def advance_to(self, ts_ns: int) -> None:
-        """Move to (or wait for) the event time ``ts_ns``."""
-        ...
-
-
-class ReplayClock:
-    """A clock whose time is the last event's time: replay as fast as possible, deterministic.
-
-    Time never goes backwards: advancing to an earlier time keeps the later one.
-
-    Examples
-    --------
-    >>> clock = ReplayClock()
-    >>> clock.advance_to(1_700_000_000_000_000_000)
-    >>> clock.now()
-    datetime.datetime(2023, 11, 15, 3, 43, 20, tzinfo=zoneinfo.ZoneInfo(key='Asia/Kolkata'))
-    """
-
-    def __init__(self, start_ns: int = 0) -> None:
-        self._now = start_ns
-
-    def now_ns(self) -> int:
-        """Return the time of the last event seen (UTC epoch ns)."""
-        return self._now
-
-    def now(self) -> datetime:
-        """Return the time of the last event seen, in IST."""
-        return from_ns(self._now)
-
-    def advance_to(self, ts_ns: int) -> None:
-        """Jump to ``ts_ns`` without waiting (ignored if it is in the past)."""
-        if ts_ns > self._now:
-            self._now = ts_ns
-
-
-class WallClock:
-    """Real time, or N× real time for a paced replay.
-
-    Live feeds never call :meth:`advance_to`, so :meth:`now_ns` is the system time. A replay feed
-    calls it with each event time: the first call anchors event time to wall time, and each later
-    event is held back until ``(event - first_event) / speed`` seconds of wall time have passed;
-    from then on :meth:`now_ns` reads the *replayed* time, running ``speed`` times faster than
-    the wall. The time functions are parameters so tests can run without sleeping.
-
-    Examples
-    --------
-    >>> clock = WallClock(speed=60.0)  # one replayed minute per wall second
-    """
-
-    def __init__(
-        self,
-        speed: float = 1.0,
-        *,
-        sleep: Callable[[float], None] = _time.sleep,
-        monotonic_ns: Callable[[], int] = _time.monotonic_ns,
-        time_ns: Callable[[], int] = _time.time_ns,
-    ) -> None:
-        if not (math.isfinite(speed) and speed > 0):
-            raise ValidationError(f"WallClock speed={speed!r} must be a finite number > 0")
-        self.speed = float(speed)
-        self._sleep, self._monotonic_ns, self._time_ns = sleep, monotonic_ns, time_ns
-        self._anchor: tuple[int, int] | None = None  # (event ns, monotonic ns)
-
-    def now_ns(self) -> int:
-        """Return the system time, or the replayed time once a replay has anchored the clock."""
-        if self._anchor is None:
-            return self._time_ns()
-        event0, wall0 = self._anchor
-        return event0 + int((self._monotonic_ns() - wall0) * self.speed)
-
-    def now(self) -> datetime:
-        """Return :meth:`now_ns` as an IST datetime."""
-        return from_ns(self.now_ns())
-
-    def advance_to(self, ts_ns: int) -> None:
-        """Sleep until the event at ``ts_ns`` is due at this clock's speed."""
-        if self._anchor is None:
-            self._anchor = (ts_ns, self._monotonic_ns())
-            return
-        event0, wall0 = self._anchor
-        due = wall0 + (ts_ns - event0) / self.speed
-        wait = due - self._monotonic_ns()
-        if wait > 0:
-            self._sleep(wait / 1e9)
-
-
-# --------------------------------------------------------------------------------------------
-# Per-tick aggregation
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -501,17 +331,24 @@ class CandleAggregator:
         return None if candle is None else self._bar(sym.id, i, candle, False)  # type: ignore[union-attr]
 
     def _bar(self, instrument_id: str, i: int, c: _Candle, closed: bool) -> Bar:
-        return Bar(
-            instrument_id,
-            self.timeframes[i],
-            c.label,
-            c.open,
-            c.high,
-            c.low,
-            c.close,
-            c.volume,
-            closed,
-        )
+        # Bar.__post_init__ re-checks what holds here by construction (finite prices > 0 that
+        # passed the tick checks, low <= open/close <= high, volume >= 0, aware label) and is
+        # most of the per-tick cost, so the aggregator fills the frozen slots directly.
+        bar = _new_bar(Bar)
+        _set(bar, "instrument_id", instrument_id)
+        _set(bar, "timeframe", self.timeframes[i])
+        _set(bar, "ts", c.label)
+        _set(bar, "open", c.open)
+        _set(bar, "high", c.high)
+        _set(bar, "low", c.low)
+        _set(bar, "close", c.close)
+        _set(bar, "volume", c.volume)
+        _set(bar, "closed", closed)
+        return bar
+
+
+_new_bar = Bar.__new__
+_set = object.__setattr__
 
 
 def _aware(tick: Tick) -> bool:
@@ -777,282 +614,3 @@ def aggregate_ticks(
         rejected={r: int(counts[_FIRST_REASON + j]) for j, r in enumerate(REASONS)},
     )
     return CandleArrays(timeframes, *cols, stats)
-
-
-# --------------------------------------------------------------------------------------------
-# Replay feeds
-# --------------------------------------------------------------------------------------------
-
-
-class Feed(Protocol):
-    """A source of market events for the engine: iterate it, or let it push to a callback.
-
-    Replay feeds yield :class:`~velox.types.Tick` objects in time order, advancing their clock
-    before each one; a live feed's ``run`` is called from its own thread and its callback only
-    puts events on the engine's queue. ``stop`` may be called from any thread and ends the
-    iteration (or ``run``) before the next event.
-    """
-
-    def __iter__(self) -> Iterator[Tick]:
-        """Yield the feed's ticks in time order."""
-        ...
-
-    def run(self, callback: Callable[[Tick], object]) -> None:
-        """Call ``callback`` with every tick until the feed ends or is stopped."""
-        ...
-
-    def stop(self) -> None:
-        """End the feed before its next event."""
-        ...
-
-
-def _merge(parts: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> TickArrays:
-    """Return per-instrument (ts_ns, price, volume) columns merged into one time-ordered stream.
-
-    Ties on the timestamp go to the instrument id that sorts first, then to the original order
-    (a stable sort), so a replay is the same on every run whatever the mapping's order.
-    """
-    ids = tuple(sorted(parts))
-    if not ids:
-        raise ValidationError("a replay feed needs at least one instrument")
-    symbol = np.concatenate([np.full(len(parts[i][0]), k, np.int64) for k, i in enumerate(ids)])
-    ts = np.concatenate([np.asarray(parts[i][0], np.int64) for i in ids])
-    price = np.concatenate([np.asarray(parts[i][1], np.float64) for i in ids])
-    volume = np.concatenate([np.asarray(parts[i][2], np.float64) for i in ids])
-    order = np.lexsort((symbol, ts))
-    return TickArrays(ids, symbol[order], ts[order], price[order], volume[order])
-
-
-def _index_ns(frame: pd.DataFrame, what: str) -> np.ndarray:
-    """Return a frame's tz-aware DatetimeIndex (or ``ts`` column) as UTC epoch ns."""
-    import pandas as pd
-
-    stamps = frame["ts"] if "ts" in frame.columns else frame.index
-    index = pd.DatetimeIndex(stamps)
-    if index.tz is None:
-        raise ValidationError(
-            f"{what}: timestamps are naive; localise them to {IST_NAME} "
-            "(e.g. df.index.tz_localize('Asia/Kolkata'))"
-        )
-    return index.tz_convert("UTC").as_unit("ns").asi8
-
-
-class _ArrayFeed:
-    """Replay of time-ordered tick columns, paced by a clock (shared by both replay feeds)."""
-
-    def __init__(self, ticks: TickArrays, clock: Clock | None) -> None:
-        self._ticks = ticks
-        self.clock: Clock = ReplayClock() if clock is None else clock
-        self._stop = threading.Event()
-
-    @property
-    def instrument_ids(self) -> tuple[str, ...]:
-        """Return the replayed instrument ids (sorted; ``TickArrays.symbol`` indexes them)."""
-        return self._ticks.instrument_ids
-
-    def arrays(self) -> TickArrays:
-        """Return all the feed's ticks as columns, for :func:`aggregate_ticks` or analysis."""
-        return self._ticks
-
-    def __len__(self) -> int:
-        return len(self._ticks.ts_ns)
-
-    def __iter__(self) -> Iterator[Tick]:
-        ids, symbol, ts, price, volume = self._ticks
-        advance = self.clock.advance_to
-        for k in range(len(ts)):
-            if self._stop.is_set():
-                return
-            t = int(ts[k])
-            advance(t)
-            v = volume[k]
-            yield Tick(ids[symbol[k]], from_ns(t), float(price[k]), None if v != v else int(v))
-
-    def run(self, callback: Callable[[Tick], object]) -> None:
-        """Call ``callback`` with every tick in time order until the end or :meth:`stop`."""
-        for tick in self:
-            callback(tick)
-
-    def stop(self) -> None:
-        """End the replay before its next tick (safe to call from another thread)."""
-        self._stop.set()
-
-
-class TickReplayFeed(_ArrayFeed):
-    """Replay stored ticks of many instruments, merged in time order.
-
-    Parameters
-    ----------
-    ticks
-        One DataFrame per instrument id, indexed by tz-aware timestamps (or with a ``ts``
-        column), with the price in ``ltp`` (or ``price``) and, optionally, the cumulative day
-        ``volume``. Ticks are replayed as stored, bad ones included: rejecting them is the
-        aggregator's job, exactly as with a live feed.
-    clock
-        :class:`ReplayClock` (default: as fast as possible) or ``WallClock(speed=N)``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> idx = pd.to_datetime(["2024-04-01 09:15:01", "2024-04-01 09:15:02"]).tz_localize(IST_NAME)
-    >>> feed = TickReplayFeed({"NSE:SBIN": pd.DataFrame({"ltp": [770.0, 770.5]}, index=idx)})
-    >>> [(t.ts.strftime("%H:%M:%S"), t.ltp) for t in feed]
-    [('09:15:01', 770.0), ('09:15:02', 770.5)]
-    """
-
-    def __init__(self, ticks: Mapping[str, pd.DataFrame], clock: Clock | None = None) -> None:
-        parts = {}
-        for instrument_id, frame in ticks.items():
-            column = "ltp" if "ltp" in frame.columns else "price"
-            if column not in frame.columns:
-                raise ValidationError(
-                    f"ticks for {instrument_id} need an 'ltp' (or 'price') column, "
-                    f"got {list(frame.columns)}"
-                )
-            volume = (
-                frame["volume"].to_numpy(np.float64, na_value=np.nan)
-                if "volume" in frame.columns
-                else np.full(len(frame), np.nan)
-            )
-            parts[instrument_id] = (
-                _index_ns(frame, f"ticks for {instrument_id}"),
-                frame[column].to_numpy(np.float64, na_value=np.nan),
-                volume,
-            )
-        super().__init__(_merge(parts), clock)
-
-
-def synthesize_ticks(
-    bars: pd.DataFrame, timeframe: str, *, session_close: time = SESSION_CLOSE
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return four synthetic ticks per bar as (ts_ns, price, cumulative day volume) arrays.
-
-    The path is deterministic: open, then high, then low, then close when the bar closed at or
-    above its open; open, low, high, close when it closed below. The ticks sit at 0, ¼, ½ and ¾
-    of the bar's span (its start to its end, the session close capping the last candle; the
-    daily bar spans 09:15–15:30), so every tick stays inside its own bar at any coarser
-    timeframe too. The bar's volume, rounded to whole units, is split evenly over its four
-    ticks (the remainder going to the earliest ones) and accumulated per IST date, like a
-    broker's cumulative day volume. Aggregating the ticks back at ``timeframe`` returns the bars.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> bars = pd.DataFrame({"open": [100.0], "high": [103.0], "low": [99.0], "close": [102.0],
-    ...                      "volume": [10]},
-    ...                     index=pd.DatetimeIndex(["2024-04-01 09:15"]).tz_localize(IST_NAME))
-    >>> ts, price, volume = synthesize_ticks(bars, "1m")
-    >>> [from_ns(int(t)).strftime("%M:%S") for t in ts], price.tolist(), volume.tolist()
-    (['15:00', '15:15', '15:30', '15:45'], [100.0, 103.0, 99.0, 102.0], [3.0, 6.0, 8.0, 10.0])
-    """
-    length = int(_lengths_ns([timeframe])[0])
-    start = _index_ns(bars, f"{timeframe} bars")
-    aligned = np.asarray(_bucket_starts(start, length))
-    if (aligned != start).any():
-        bad = from_ns(int(start[np.argmax(aligned != start)]))
-        raise ValidationError(
-            f"bar labelled {bad} is not a {timeframe} bar start on the 09:15 IST grid; "
-            "label bars by their start (shift bar-end labels back by one bar)"
-        )
-    missing = [c for c in ("open", "high", "low", "close") if c not in bars.columns]
-    if missing:
-        raise ValidationError(f"{timeframe} bars lack columns {missing}; need open/high/low/close")
-    o, h, lo, c = (bars[x].to_numpy(np.float64) for x in ("open", "high", "low", "close"))
-    ist_day = (start + IST_OFFSET_NS) // _DAY_NS * _DAY_NS - IST_OFFSET_NS
-    close = ist_day + _time_ns(session_close)
-    if length == 0:
-        first, span = ist_day + _OPEN_NS, close - (ist_day + _OPEN_NS)
-    else:
-        first = start
-        span = np.where((start < close) & (close < start + length), close - start, length)
-    ts = (first[:, None] + span[:, None] * np.arange(4)[None, :] // 4).ravel()
-    up = c >= o
-    price = np.column_stack([o, np.where(up, h, lo), np.where(up, lo, h), c]).ravel()
-    raw = (
-        bars["volume"].to_numpy(np.float64, na_value=0.0) if "volume" in bars else np.zeros(len(o))
-    )
-    units = np.rint(np.nan_to_num(raw)).astype(np.int64)
-    share, rest = np.divmod(units, 4)
-    steps = (share[:, None] + (np.arange(4)[None, :] < rest[:, None])).ravel()
-    total = np.cumsum(steps)
-    day = np.repeat(ist_day, 4)
-    new_day = np.r_[True, day[1:] != day[:-1]]
-    before = (total - steps)[new_day]  # running total before each day's first tick
-    volume = total - np.repeat(before, np.diff(np.r_[np.flatnonzero(new_day), len(day)]))
-    return ts, price, volume.astype(np.float64)
-
-
-def _bucket_starts(ns: np.ndarray, length: int) -> np.ndarray:
-    """Return bucket starts for an array (via the calendar's shared definition)."""
-    from velox.calendar import bucket_start_ns
-
-    tf = next(k for k, v in TIMEFRAMES.items() if (v or 0) * _MINUTE_NS == length)
-    return np.asarray(bucket_start_ns(ns, tf))
-
-
-class BarReplayFeed(_ArrayFeed):
-    """Replay stored bars of many instruments as synthetic ticks, merged in time order.
-
-    Each bar becomes four ticks along the path described in :func:`synthesize_ticks`
-    (open → high → low → close for an up bar, open → low → high → close for a down bar) with its
-    volume split into a cumulative day volume, so bar-driven replay goes through the same
-    aggregator, simulator and strategy callbacks as a live tick stream.
-
-    Parameters
-    ----------
-    bars
-        One OHLCV DataFrame per instrument id, indexed by tz-aware bar *start* times, as
-        ``velox.store`` returns them (``open_store().read_bars(id, timeframe, start, end)``).
-    timeframe
-        The bars' timeframe (it sets where the synthetic ticks fall).
-    clock
-        :class:`ReplayClock` (default: as fast as possible) or ``WallClock(speed=N)``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> idx = pd.DatetimeIndex(["2024-04-01 09:15", "2024-04-01 09:16"]).tz_localize(IST_NAME)
-    >>> bars = pd.DataFrame({"open": [100.0, 102.0], "high": [103.0, 102.5],
-    ...                      "low": [99.0, 100.5], "close": [102.0, 101.0]}, index=idx)
-    >>> [t.ltp for t in BarReplayFeed({"NSE:SBIN": bars}, "1m")]
-    [100.0, 103.0, 99.0, 102.0, 102.0, 100.5, 102.5, 101.0]
-    """
-
-    def __init__(
-        self,
-        bars: Mapping[str, pd.DataFrame],
-        timeframe: str,
-        clock: Clock | None = None,
-        *,
-        session_close: time = SESSION_CLOSE,
-    ) -> None:
-        self.timeframe = check_timeframe(timeframe)
-        parts = {
-            instrument_id: synthesize_ticks(frame, timeframe, session_close=session_close)
-            for instrument_id, frame in bars.items()
-        }
-        super().__init__(_merge(parts), clock)
-
-    @classmethod
-    def from_store(
-        cls,
-        store: _BarReader,
-        instrument_ids: Iterable[str],
-        timeframe: str,
-        start: date | datetime | None = None,
-        end: date | datetime | None = None,
-        clock: Clock | None = None,
-    ) -> BarReplayFeed:
-        """Return a feed over bars read from the store (``velox.store.open_store()``)."""
-        bars = {i: store.read_bars(i, timeframe, start, end) for i in instrument_ids}
-        return cls(bars, timeframe, clock)
-
-
-class _BarReader(Protocol):
-    def read_bars(
-        self,
-        instrument_id: str,
-        timeframe: str,
-        start: date | datetime | None,
-        end: date | datetime | None,
-    ) -> pd.DataFrame: ...

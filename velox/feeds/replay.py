@@ -1,0 +1,287 @@
+"""Replay feeds: stored ticks or bars of many instruments, merged in time order, clock-paced."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import date, datetime, time
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from velox.calendar import IST_NAME, IST_OFFSET_NS, SESSION_CLOSE, bucket_start_ns, check_timeframe
+from velox.errors import ValidationError
+from velox.feeds.aggregate import _DAY_NS, _OPEN_NS, TickArrays, _lengths_ns, _time_ns
+from velox.feeds.clock import Clock, ReplayClock, from_ns
+from velox.types import Tick
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Feed", "TickReplayFeed", "BarReplayFeed", "synthesize_ticks"]
+
+
+class Feed(Protocol):
+    """A source of market events for the engine: iterate it, or let it push to a callback.
+
+    Replay feeds yield :class:`~velox.types.Tick` objects in time order, advancing their clock
+    before each one; a live feed's ``run`` is called from its own thread and its callback only
+    puts events on the engine's queue. ``stop`` may be called from any thread and ends the
+    iteration (or ``run``) before the next event.
+    """
+
+    def __iter__(self) -> Iterator[Tick]:
+        """Yield the feed's ticks in time order."""
+        ...
+
+    def run(self, callback: Callable[[Tick], object]) -> None:
+        """Call ``callback`` with every tick until the feed ends or is stopped."""
+        ...
+
+    def stop(self) -> None:
+        """End the feed before its next event."""
+        ...
+
+
+def _merge(parts: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> TickArrays:
+    """Return per-instrument (ts_ns, price, volume) columns merged into one time-ordered stream.
+
+    Ties on the timestamp go to the instrument id that sorts first, then to the original order
+    (a stable sort), so a replay is the same on every run whatever the mapping's order.
+    """
+    ids = tuple(sorted(parts))
+    if not ids:
+        raise ValidationError("a replay feed needs at least one instrument")
+    symbol = np.concatenate([np.full(len(parts[i][0]), k, np.int64) for k, i in enumerate(ids)])
+    ts = np.concatenate([np.asarray(parts[i][0], np.int64) for i in ids])
+    price = np.concatenate([np.asarray(parts[i][1], np.float64) for i in ids])
+    volume = np.concatenate([np.asarray(parts[i][2], np.float64) for i in ids])
+    order = np.lexsort((symbol, ts))
+    return TickArrays(ids, symbol[order], ts[order], price[order], volume[order])
+
+
+def _index_ns(frame: pd.DataFrame, what: str) -> np.ndarray:
+    """Return a frame's tz-aware DatetimeIndex (or ``ts`` column) as UTC epoch ns."""
+    import pandas as pd
+
+    stamps = frame["ts"] if "ts" in frame.columns else frame.index
+    index = pd.DatetimeIndex(stamps)
+    if index.tz is None:
+        raise ValidationError(
+            f"{what}: timestamps are naive; localise them to {IST_NAME} "
+            "(e.g. df.index.tz_localize('Asia/Kolkata'))"
+        )
+    return index.tz_convert("UTC").as_unit("ns").asi8
+
+
+class _ArrayFeed:
+    """Replay of time-ordered tick columns, paced by a clock (shared by both replay feeds)."""
+
+    def __init__(self, ticks: TickArrays, clock: Clock | None) -> None:
+        self._ticks = ticks
+        self.clock: Clock = ReplayClock() if clock is None else clock
+        self._stop = threading.Event()
+
+    @property
+    def instrument_ids(self) -> tuple[str, ...]:
+        """Return the replayed instrument ids (sorted; ``TickArrays.symbol`` indexes them)."""
+        return self._ticks.instrument_ids
+
+    def arrays(self) -> TickArrays:
+        """Return all the feed's ticks as columns, for :func:`aggregate_ticks` or analysis."""
+        return self._ticks
+
+    def __len__(self) -> int:
+        return len(self._ticks.ts_ns)
+
+    def __iter__(self) -> Iterator[Tick]:
+        ids, symbol, ts, price, volume = self._ticks
+        advance = self.clock.advance_to
+        for k in range(len(ts)):
+            if self._stop.is_set():
+                return
+            t = int(ts[k])
+            advance(t)
+            v = volume[k]
+            yield Tick(ids[symbol[k]], from_ns(t), float(price[k]), None if v != v else int(v))
+
+    def run(self, callback: Callable[[Tick], object]) -> None:
+        """Call ``callback`` with every tick in time order until the end or :meth:`stop`."""
+        for tick in self:
+            callback(tick)
+
+    def stop(self) -> None:
+        """End the replay before its next tick (safe to call from another thread)."""
+        self._stop.set()
+
+
+class TickReplayFeed(_ArrayFeed):
+    """Replay stored ticks of many instruments, merged in time order.
+
+    Parameters
+    ----------
+    ticks
+        One DataFrame per instrument id, indexed by tz-aware timestamps (or with a ``ts``
+        column), with the price in ``ltp`` (or ``price``) and, optionally, the cumulative day
+        ``volume``. Ticks are replayed as stored, bad ones included: rejecting them is the
+        aggregator's job, exactly as with a live feed.
+    clock
+        :class:`ReplayClock` (default: as fast as possible) or ``WallClock(speed=N)``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> idx = pd.to_datetime(["2024-04-01 09:15:01", "2024-04-01 09:15:02"]).tz_localize(IST_NAME)
+    >>> feed = TickReplayFeed({"NSE:SBIN": pd.DataFrame({"ltp": [770.0, 770.5]}, index=idx)})
+    >>> [(t.ts.strftime("%H:%M:%S"), t.ltp) for t in feed]
+    [('09:15:01', 770.0), ('09:15:02', 770.5)]
+    """
+
+    def __init__(self, ticks: Mapping[str, pd.DataFrame], clock: Clock | None = None) -> None:
+        parts = {}
+        for instrument_id, frame in ticks.items():
+            column = "ltp" if "ltp" in frame.columns else "price"
+            if column not in frame.columns:
+                raise ValidationError(
+                    f"ticks for {instrument_id} need an 'ltp' (or 'price') column, "
+                    f"got {list(frame.columns)}"
+                )
+            volume = (
+                frame["volume"].to_numpy(np.float64, na_value=np.nan)
+                if "volume" in frame.columns
+                else np.full(len(frame), np.nan)
+            )
+            parts[instrument_id] = (
+                _index_ns(frame, f"ticks for {instrument_id}"),
+                frame[column].to_numpy(np.float64, na_value=np.nan),
+                volume,
+            )
+        super().__init__(_merge(parts), clock)
+
+
+def synthesize_ticks(
+    bars: pd.DataFrame, timeframe: str, *, session_close: time = SESSION_CLOSE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return four synthetic ticks per bar as (ts_ns, price, cumulative day volume) arrays.
+
+    The path is deterministic: open, then high, then low, then close when the bar closed at or
+    above its open; open, low, high, close when it closed below. The ticks sit at 0, ¼, ½ and ¾
+    of the bar's span (its start to its end, the session close capping the last candle; the
+    daily bar spans 09:15–15:30), so every tick stays inside its own bar at any coarser
+    timeframe too. The bar's volume, rounded to whole units, is split evenly over its four
+    ticks (the remainder going to the earliest ones) and accumulated per IST date, like a
+    broker's cumulative day volume. Aggregating the ticks back at ``timeframe`` returns the bars.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> bars = pd.DataFrame({"open": [100.0], "high": [103.0], "low": [99.0], "close": [102.0],
+    ...                      "volume": [10]},
+    ...                     index=pd.DatetimeIndex(["2024-04-01 09:15"]).tz_localize(IST_NAME))
+    >>> ts, price, volume = synthesize_ticks(bars, "1m")
+    >>> [from_ns(int(t)).strftime("%M:%S") for t in ts], price.tolist(), volume.tolist()
+    (['15:00', '15:15', '15:30', '15:45'], [100.0, 103.0, 99.0, 102.0], [3.0, 6.0, 8.0, 10.0])
+    """
+    length = int(_lengths_ns([timeframe])[0])
+    start = _index_ns(bars, f"{timeframe} bars")
+    aligned = np.asarray(bucket_start_ns(start, timeframe))
+    if (aligned != start).any():
+        bad = from_ns(int(start[np.argmax(aligned != start)]))
+        raise ValidationError(
+            f"bar labelled {bad} is not a {timeframe} bar start on the 09:15 IST grid; "
+            "label bars by their start (shift bar-end labels back by one bar)"
+        )
+    missing = [c for c in ("open", "high", "low", "close") if c not in bars.columns]
+    if missing:
+        raise ValidationError(f"{timeframe} bars lack columns {missing}; need open/high/low/close")
+    o, h, lo, c = (bars[x].to_numpy(np.float64) for x in ("open", "high", "low", "close"))
+    ist_day = (start + IST_OFFSET_NS) // _DAY_NS * _DAY_NS - IST_OFFSET_NS
+    close = ist_day + _time_ns(session_close)
+    if length == 0:
+        first, span = ist_day + _OPEN_NS, close - (ist_day + _OPEN_NS)
+    else:
+        first = start
+        span = np.where((start < close) & (close < start + length), close - start, length)
+    ts = (first[:, None] + span[:, None] * np.arange(4)[None, :] // 4).ravel()
+    up = c >= o
+    price = np.column_stack([o, np.where(up, h, lo), np.where(up, lo, h), c]).ravel()
+    raw = (
+        bars["volume"].to_numpy(np.float64, na_value=0.0) if "volume" in bars else np.zeros(len(o))
+    )
+    units = np.rint(np.nan_to_num(raw)).astype(np.int64)
+    share, rest = np.divmod(units, 4)
+    steps = (share[:, None] + (np.arange(4)[None, :] < rest[:, None])).ravel()
+    total = np.cumsum(steps)
+    day = np.repeat(ist_day, 4)
+    new_day = np.r_[True, day[1:] != day[:-1]]
+    before = (total - steps)[new_day]  # running total before each day's first tick
+    volume = total - np.repeat(before, np.diff(np.r_[np.flatnonzero(new_day), len(day)]))
+    return ts, price, volume.astype(np.float64)
+
+
+class BarReplayFeed(_ArrayFeed):
+    """Replay stored bars of many instruments as synthetic ticks, merged in time order.
+
+    Each bar becomes four ticks along the path described in :func:`synthesize_ticks`
+    (open → high → low → close for an up bar, open → low → high → close for a down bar) with its
+    volume split into a cumulative day volume, so bar-driven replay goes through the same
+    aggregator, simulator and strategy callbacks as a live tick stream.
+
+    Parameters
+    ----------
+    bars
+        One OHLCV DataFrame per instrument id, indexed by tz-aware bar *start* times, as
+        ``velox.store`` returns them (``open_store().read_bars(id, timeframe, start, end)``).
+    timeframe
+        The bars' timeframe (it sets where the synthetic ticks fall).
+    clock
+        :class:`ReplayClock` (default: as fast as possible) or ``WallClock(speed=N)``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> idx = pd.DatetimeIndex(["2024-04-01 09:15", "2024-04-01 09:16"]).tz_localize(IST_NAME)
+    >>> bars = pd.DataFrame({"open": [100.0, 102.0], "high": [103.0, 102.5],
+    ...                      "low": [99.0, 100.5], "close": [102.0, 101.0]}, index=idx)
+    >>> [t.ltp for t in BarReplayFeed({"NSE:SBIN": bars}, "1m")]
+    [100.0, 103.0, 99.0, 102.0, 102.0, 100.5, 102.5, 101.0]
+    """
+
+    def __init__(
+        self,
+        bars: Mapping[str, pd.DataFrame],
+        timeframe: str,
+        clock: Clock | None = None,
+        *,
+        session_close: time = SESSION_CLOSE,
+    ) -> None:
+        self.timeframe = check_timeframe(timeframe)
+        parts = {
+            instrument_id: synthesize_ticks(frame, timeframe, session_close=session_close)
+            for instrument_id, frame in bars.items()
+        }
+        super().__init__(_merge(parts), clock)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: _BarReader,
+        instrument_ids: Iterable[str],
+        timeframe: str,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        clock: Clock | None = None,
+    ) -> BarReplayFeed:
+        """Return a feed over bars read from the store (``velox.store.open_store()``)."""
+        bars = {i: store.read_bars(i, timeframe, start, end) for i in instrument_ids}
+        return cls(bars, timeframe, clock)
+
+
+class _BarReader(Protocol):
+    def read_bars(
+        self,
+        instrument_id: str,
+        timeframe: str,
+        start: date | datetime | None,
+        end: date | datetime | None,
+    ) -> pd.DataFrame: ...
