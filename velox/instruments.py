@@ -25,6 +25,7 @@ Conventions
 from __future__ import annotations
 
 import difflib
+import functools
 import gzip
 import json
 import logging
@@ -821,6 +822,12 @@ def load_bundled_master(*, as_of: date | None = None) -> InstrumentMaster:
     >>> int(row["kite_token"]), row["angel_token"]
     (256265, '99926000')
     """
+    return InstrumentMaster(_bundled_table(as_of or _today_ist()))
+
+
+@functools.lru_cache(maxsize=4)
+def _bundled_table(as_of: date) -> pd.DataFrame:
+    # Parsing the three files takes most of a second; the CLI and notebooks ask repeatedly.
     master = InstrumentMaster(read_indices_csv())
     for part in (
         InstrumentMaster.from_kite_csv(KITE_SAMPLE, as_of=as_of),
@@ -828,7 +835,7 @@ def load_bundled_master(*, as_of: date | None = None) -> InstrumentMaster:
         InstrumentMaster.from_angel_json(ANGEL_SAMPLE, as_of=as_of),
     ):
         master = master.merge(part)
-    return master
+    return master.table
 
 
 __all__ = [
