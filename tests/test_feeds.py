@@ -159,6 +159,7 @@ def test_quiet_symbol_candle_closes_on_the_timer():
     closed = agg.on_tick(Tick("NSE:BUSY", at(9, 16, 5), 101.0))
     assert [(b.instrument_id, b.timeframe) for b in closed if b.closed] == [("NSE:BUSY", "1m")]
     assert agg.on_clock(at(9, 15, 59)) == []
+    assert agg.on_clock(np.int64(to_ns(at(9, 15, 59)))) == []  # epoch ns work too
     timer = agg.on_clock(at(9, 16))
     assert [(b.instrument_id, b.timeframe, b.ts, b.closed) for b in timer] == [
         ("NSE:QUIET", "1m", at(9, 15), True)

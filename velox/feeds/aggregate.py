@@ -293,7 +293,7 @@ class CandleAggregator:
         This is how a quiet instrument's candle closes on time. Call it from the engine's timer
         (live) or with each event's time (replay; time = the last event's time).
         """
-        now_ns = now if isinstance(now, int) else to_ns(now)
+        now_ns = to_ns(now) if isinstance(now, datetime) else int(now)
         if now_ns < self._next_end:
             return []
         out: list[Bar] = []
