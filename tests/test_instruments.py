@@ -500,6 +500,18 @@ def test_angel_json_may_be_gzipped(tmp_path: Path) -> None:
     assert vi.read_angel_json(path)["id"].tolist() == ["NSE:SBIN"]
 
 
+def test_kite_index_rows_get_velox_index_ids(tmp_path: Path) -> None:
+    # How a full Kite dump lists indices: segment INDICES, type EQ, tick and lot 0.
+    path = _write(
+        tmp_path / "idx.csv",
+        KITE_HEADER + "\n256265,1001,NIFTY 50,NIFTY 50,0,,0,0,0,EQ,INDICES,NSE\n"
+        "268041,1047,NIFTY 200,NIFTY 200,0,,0,0,0,EQ,INDICES,NSE\n",
+    )
+    table = vi.read_kite_csv(path).set_index("kite_token")
+    assert table["id"].to_dict() == {256265: "NSE:NIFTY", 268041: "NSE:NIFTY200"}
+    assert (table["kind"] == "INDEX").all() and (table["lot_size"] == 1).all()
+
+
 def test_other_segments_are_skipped_not_errors(tmp_path: Path) -> None:
     text = io.StringIO()
     text.write(KITE_HEADER + "\n")

@@ -313,7 +313,8 @@ def read_kite_csv(path: Path | str, *, as_of: date | None = None) -> pd.DataFram
     """Return a Kite Connect instruments CSV (``/instruments`` dump) as a master table.
 
     Accepts the official ``YYYY-MM-DD`` expiries and the ``DD-MM-YYYY`` some re-saved dumps use.
-    Rows of segment ``INDICES`` become kind INDEX (tick and lot may be 0 there). Rows of exchanges
+    Rows of segment ``INDICES`` become kind INDEX (tick and lot may be 0 there) named as in
+    ``indices.csv`` by token (``NIFTY 50`` → ``NSE:NIFTY``), else without spaces. Rows of exchanges
     outside :data:`EXCHANGES` are skipped. A row with an unknown ``instrument_type`` or a
     non-positive tick/lot size raises :class:`~velox.errors.DataError` naming the file and line.
 
@@ -373,6 +374,15 @@ def read_kite_csv(path: Path | str, *, as_of: date | None = None) -> pd.DataFram
             "kite_token": tokens["instrument_token"],
         }
     )
+    index = table["kind"] == "INDEX"
+    if index.any():  # a full dump's "NIFTY 50" becomes NSE:NIFTY, as in indices.csv
+        named = _index_symbols("kite_token")
+        table.loc[index, "symbol"] = [
+            named.get(int(token), symbol.replace(" ", "").upper())
+            for token, symbol in zip(
+                table.loc[index, "kite_token"], table.loc[index, "symbol"], strict=True
+            )
+        ]
     table["id"] = table["exchange"] + ":" + table["symbol"]
     table["underlying"] = _kite_underlyings(table, derivative, path, lines)
     _check_numbers(table, path, lines)
@@ -416,9 +426,9 @@ def read_angel_json(path: Path | str, *, as_of: date | None = None) -> pd.DataFr
     Angel's ``strike`` and ``tick_size`` are in paise and are divided by 100. Cash symbols lose
     the ``-EQ`` series suffix (``SBIN-EQ`` → ``NSE:SBIN``; other series such as ``-BE`` keep it,
     as Kite does); derivatives are renamed by :func:`kite_symbol`; AMXIDX indices become
-    ``NSE:<name>`` (``NSE:NIFTY``, ``NSE:BANKNIFTY``). The blank-type NSE rows that duplicate an
-    index under its exchange token (``NIFTY`` 26000, tick 0) are skipped in favour of the AMXIDX
-    row whose token SmartAPI's market-data calls use. A row with an unknown ``instrumenttype`` or
+    ``NSE:<name>`` (``NSE:NIFTY``, ``NSE:BANKNIFTY``; ``indices.csv`` wins by token). The
+    blank-type NSE rows that duplicate an index under its exchange token (``NIFTY`` 26000, tick
+    0) are skipped in favour of the AMXIDX row whose token SmartAPI's market-data calls use. A row with an unknown ``instrumenttype`` or
     a non-positive tick/lot size raises :class:`~velox.errors.DataError` naming the entry.
 
     Examples
@@ -514,13 +524,14 @@ def read_angel_json(path: Path | str, *, as_of: date | None = None) -> pd.DataFr
 
 def _angel_symbols(table: pd.DataFrame) -> pd.Series:
     monthly = monthly_expiries(table)
+    named = _index_symbols("angel_token")
     out = []
     for row in table.itertuples(index=False):
         if row.kind == "EQ":
             symbol = row.angel_symbol
             out.append(symbol[:-3] if symbol.endswith("-EQ") else symbol)
         elif row.kind == "INDEX":
-            out.append(row.name.replace(" ", "").upper())
+            out.append(named.get(row.angel_token, row.name.replace(" ", "").upper()))
         else:
             expiry = row.expiry.date()
             known = monthly.get(row.underlying)
@@ -544,6 +555,14 @@ def _segments(table: pd.DataFrame) -> pd.Series:
     segment[table["kind"].isin(["CE", "PE"])] = table["exchange"] + "-OPT"
     segment[table["kind"] == "INDEX"] = "INDICES"
     return segment
+
+
+def _index_symbols(token_column: str) -> dict[object, str]:
+    """Return {broker token: Velox index symbol} from the bundled ``indices.csv``."""
+    table = read_indices_csv()
+    known = table[table[token_column].notna()]
+    keys = [int(t) if token_column == "kite_token" else str(t) for t in known[token_column]]
+    return dict(zip(keys, known["symbol"], strict=True))
 
 
 def read_indices_csv(path: Path | str = INDICES_PATH) -> pd.DataFrame:
