@@ -428,8 +428,9 @@ def read_angel_json(path: Path | str, *, as_of: date | None = None) -> pd.DataFr
     as Kite does); derivatives are renamed by :func:`kite_symbol`; AMXIDX indices become
     ``NSE:<name>`` (``NSE:NIFTY``, ``NSE:BANKNIFTY``; ``indices.csv`` wins by token). The
     blank-type NSE rows that duplicate an index under its exchange token (``NIFTY`` 26000, tick
-    0) are skipped in favour of the AMXIDX row whose token SmartAPI's market-data calls use. A row with an unknown ``instrumenttype`` or
-    a non-positive tick/lot size raises :class:`~velox.errors.DataError` naming the entry.
+    0) are skipped in favour of the AMXIDX row whose token SmartAPI's market-data calls use. A
+    row with an unknown ``instrumenttype`` or a non-positive tick/lot size raises
+    :class:`~velox.errors.DataError` naming the entry.
 
     Examples
     --------
