@@ -338,7 +338,7 @@ def read_kite_csv(path: Path | str, *, as_of: date | None = None) -> pd.DataFram
     lines = [f"line {i + 2}" for i in range(len(raw))]
     keep = raw["exchange"].isin(EXCHANGES).to_numpy()
     if not keep.all():
-        logger.info("%s: skipped %d rows of other exchanges", path, int((~keep).sum()))
+        logger.debug("%s: skipped %d rows of other exchanges", path, int((~keep).sum()))
     raw = raw[keep].reset_index(drop=True)
     lines = [line for line, k in zip(lines, keep, strict=True) if k]
 
@@ -469,7 +469,7 @@ def read_angel_json(path: Path | str, *, as_of: date | None = None) -> pd.DataFr
     index_alias = (itype == "") & (tick <= 0) & ~symbol.str.contains("-")
     keep = (exchange.isin(EXCHANGES) & ~index_alias).to_numpy()
     if not keep.all():
-        logger.info(
+        logger.debug(
             "%s: skipped %d rows (other exchanges, or index aliases of AMXIDX rows)",
             path,
             int((~keep).sum()),
