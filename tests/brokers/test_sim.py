@@ -592,6 +592,50 @@ def test_cancel_releases_margin_and_cannot_repeat(sim_rec) -> None:
         sim.cancel_order("NOPE")
 
 
+def test_modify_triggered_stop_keeps_it_triggered(sim_rec) -> None:
+    sim, rec = sim_rec
+    oid = sim.place_order(mk(SBIN, "BUY", 10, "SL", limit_price=806.0, trigger_price=805.0))
+    tick(sim, SBIN, at(9, 21), 807.0)  # triggers, but above the limit: rests as a limit
+    assert sim.order(oid).status is OrderStatus.OPEN and not rec.fills
+    # its trigger is now below the LTP; a triggered stop is modified as the limit it has become
+    sim.modify_order(oid, limit_price=808.0)
+    tick(sim, SBIN, at(9, 22), 807.5)
+    assert rec.fills[0].price == 807.5
+
+
+def test_modified_order_loses_time_priority() -> None:
+    sim, rec = make_sim(free=True, max_volume_share=0.1)
+    tick(sim, SBIN, at(9, 20), 800.0, volume=10_000)
+    first = sim.place_order(mk(SBIN, "BUY", 50, "LIMIT", limit_price=799.0, client_id="first"))
+    sim.place_order(mk(SBIN, "BUY", 50, "LIMIT", limit_price=800.0, client_id="second"))
+    sim.modify_order(first, limit_price=800.0)
+    tick(sim, SBIN, at(9, 21), 800.0, volume=10_500)  # room for 50 only
+    assert [f.client_id for f in rec.fills] == ["second"]
+
+
+def test_brokerage_cap_is_per_order_across_partial_fills() -> None:
+    sim, rec = make_sim(max_volume_share=0.5)
+    tick(sim, SBIN, at(9, 20), 800.0, volume=10_000)
+    sim.place_order(mk(SBIN, "BUY", 1000, product="MIS"))
+    tick(sim, SBIN, at(9, 21), 800.0, volume=11_000)  # 500
+    tick(sim, SBIN, at(9, 22), 800.0, volume=12_000)  # 500
+    assert [f.qty for f in rec.fills] == [500, 500]
+    # one order of ₹8,00,000: brokerage min(₹240, ₹20) once, not ₹20 per fill
+    total = sum(f.charges for f in rec.fills)
+    assert total == pytest.approx(hand_charges("equity_intraday", "BUY", 1000, 800.0))
+
+
+def test_malformed_and_foreign_ticks_only_move_the_clock(sim_rec) -> None:
+    sim, rec = sim_rec
+    sim.place_order(mk(SBIN, "BUY", 10))
+    tick(sim, SBIN, at(9, 21), float("nan"))
+    tick(sim, SBIN, at(9, 22), -5.0)
+    sim.on_tick(Tick("NSE:OTHER", at(9, 23), 10.0))
+    assert not rec.fills and sim.now == at(9, 23) and sim.last_price(SBIN.id) == 800.0
+    tick(sim, SBIN, at(9, 24), 801.0)
+    assert rec.fills[0].price == 801.0
+
+
 # ---------------------------------------------------------------- MIS square-off
 
 
