@@ -39,6 +39,9 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        # pgserver narrates every start/attach at INFO; Velox's own store line says what matters.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 def _summary_table() -> str:
