@@ -148,12 +148,13 @@ class CandleAggregator:
         Timeframes to build for every instrument (keys of ``velox.calendar.TIMEFRAMES``).
     band
         Reject a tick whose price is further than this fraction from the day's first accepted
-        price (a sanity check well outside NSE's widest circuit band); ``None`` disables it.
+        price: a sanity check at NSE's widest equity price band (20 %). F&O stocks have no
+        fixed band and can move further in a day; widen it for them, or ``None`` disables it.
     session_close
         When the last candle of the session and the daily candle close on the timer.
     emit_forming
         Hand out a forming (``closed=False``) bar per timeframe on every accepted tick. Turn it
-        off when only closed candles matter (it is most of the per-tick cost).
+        off when only closed candles matter (it is about half of the per-tick cost).
 
     Notes
     -----
