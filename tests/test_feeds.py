@@ -228,19 +228,21 @@ def test_bad_ticks_are_rejected_counted_and_never_raise():
         Tick("NSE:A", "09:15:08", 100.0),  # type: ignore[arg-type]
         Tick("NSE:A", at(9, 15, 9), 100.0, volume=-1),
         Tick("NSE:A", at(9, 15, 9), "100"),  # type: ignore[arg-type]
+        Tick("NSE:A", at(9, 15, 9), 100.0, volume="5"),  # type: ignore[arg-type]
     ]
     assert all(agg.on_tick(t) == [] for t in bad)
     assert agg.stats.rejected == {
         "non_finite_price": 3,
         "non_positive_price": 2,
         "outside_band": 2,
-        "bad_volume": 1,
+        "bad_volume": 2,
         "bad_timestamp": 2,
         "error": 0,
     }
-    assert agg.stats.rejected_bad == 10 and agg.stats.seen == 11
-    ok = agg.on_tick(Tick("NSE:A", at(9, 15, 10), 119.5))  # inside the band
+    assert agg.stats.rejected_bad == 11 and agg.stats.seen == 12
+    ok = agg.on_tick(Tick("NSE:A", at(9, 15, 10), np.float32(119.5)))  # inside the band
     assert (ok[0].high, ok[0].volume) == (119.5, 5.0)
+    assert type(ok[0].high) is float
 
 
 def test_volume_from_cumulative_volume_with_session_reset():
@@ -421,3 +423,18 @@ def test_after_hours_ticks_form_their_own_candles():
     assert agg.on_clock(at(23, 59)) == []
     assert [b.timeframe for b in agg.on_clock(at(0, 0, day=2))] == ["1d"]
     assert agg.stats.accepted == 1
+
+
+@pytest.mark.postgres
+def test_bar_replay_from_the_store_agrees_with_the_store_resample(store, nifty_bars):  # noqa: ANN001
+    # The store (SQL) and the feeds (ticks) share one bucket definition: ticks synthesised from
+    # stored 1m bars and aggregated here must equal the store's own 15m and 1d resample.
+    two_days = nifty_bars.loc["2021-01-04":"2021-01-05"].astype(float)
+    store.write_bars("NSE:NIFTY 50", "1m", two_days)
+    feed = BarReplayFeed.from_store(store, ["NSE:NIFTY 50"], "1m", "2021-01-04", "2021-01-06")
+    assert len(feed) == 4 * len(two_days)
+    candles = aggregate_ticks(feed.arrays(), ["15m", "1d"], band=None).to_frame(feed.instrument_ids)
+    for tf in ("15m", "1d"):
+        expected = store.read_bars("NSE:NIFTY 50", tf).reset_index()
+        got = candles[candles["timeframe"] == tf][["ts", *OHLCV]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected[["ts", *OHLCV]], check_dtype=False, obj=tf)

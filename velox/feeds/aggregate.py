@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from functools import cache
+from numbers import Real
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -216,14 +217,17 @@ class CandleAggregator:
     def _on_tick(self, tick: Tick) -> list[Bar]:
         stats = self.stats
         price = tick.ltp
-        if not isinstance(price, (int, float)) or not math.isfinite(price):
+        if not (type(price) is float or isinstance(price, Real)) or not math.isfinite(price):
             stats.rejected["non_finite_price"] += 1
             return []
         if price <= 0:
             stats.rejected["non_positive_price"] += 1
             return []
+        price = float(price)  # numpy scalars and ints become plain floats in the Bars
         volume = tick.volume
-        if volume is not None and not (math.isfinite(volume) and volume >= 0):
+        if volume is not None and not (
+            isinstance(volume, Real) and math.isfinite(volume) and volume >= 0
+        ):
             stats.rejected["bad_volume"] += 1
             return []
         if not _aware(tick):
