@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from velox.calendar import IST, TIMEFRAMES, bucket_start_ns
 from velox.errors import ValidationError
@@ -438,3 +440,55 @@ def test_bar_replay_from_the_store_agrees_with_the_store_resample(store, nifty_b
         expected = store.read_bars("NSE:NIFTY 50", tf).reset_index()
         got = candles[candles["timeframe"] == tf][["ts", *OHLCV]].reset_index(drop=True)
         pd.testing.assert_frame_equal(got, expected[["ts", *OHLCV]], check_dtype=False, obj=tf)
+
+
+BOUNDARY_TIMES = [
+    to_ns(t)
+    for t in (
+        at(9, 14, 59),
+        at(9, 15),
+        at(9, 15, 1),
+        at(9, 19, 59),
+        at(9, 20),
+        at(10, 14, 59),
+        at(10, 15),
+        at(15, 29, 59),
+        at(15, 30),
+        at(15, 45),
+        at(9, 15, day=2),
+        at(9, 20, 30, day=2),
+    )
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1),
+            st.sampled_from(BOUNDARY_TIMES),
+            st.sampled_from([100.0, 100.05, 99.5, 130.0, 0.0, math.nan]),
+            st.sampled_from([math.nan, 0.0, 10.0, 25.0, 40.0, -1.0]),
+        ),
+        max_size=40,
+    )
+)
+def test_array_and_object_paths_agree_on_boundary_ticks(rows):
+    ticks = TickArrays(
+        ("NSE:A", "NSE:B"),
+        np.array([r[0] for r in rows], np.int64),
+        np.array([r[1] for r in rows], np.int64),
+        np.array([r[2] for r in rows]),
+        np.array([r[3] for r in rows]),
+    )
+    timeframes = ["1m", "5m", "1h", "1d"]
+    agg = CandleAggregator(timeframes)
+    objects = []
+    for s, t, p, v in rows:
+        tick = Tick(ticks.instrument_ids[s], from_ns(t), p, None if v != v else int(v))
+        objects += [b for b in agg.on_tick(tick) if b.closed]
+    objects += agg.flush()
+    got = aggregate_ticks(ticks, timeframes).to_frame(ticks.instrument_ids)
+    got = got.sort_values(["symbol", "timeframe", "ts"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, frame(objects), check_dtype=False, check_index_type=False)
+    assert aggregate_ticks(ticks, timeframes).stats == agg.stats
