@@ -15,8 +15,8 @@ Three pieces, shared by replay, paper and live trading so the engine never branc
 Conventions
 -----------
 * Candles are aligned to the 09:15 IST session open and labelled by their **start**, using
-  :func:`velox.calendar.bucket_start_ns` (the store uses the same function). The daily candle is
-  labelled 00:00 IST of the session date.
+  :func:`velox.calendar.bucket_start_ns`, the grid the store resamples on too (a test holds the
+  two equal). The daily candle is labelled 00:00 IST of the session date.
 * A candle *ends* at ``min(start + length, 15:30 IST)`` (the session close; configurable); the
   daily candle ends at the session close. Candles that start at or after the close (Muhurat or
   extended sessions) keep their natural grid end, and the daily candle then ends at midnight.
