@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from velox.brokers.base import Broker
 from velox.brokers.sim import SimBroker, SimConfig
@@ -756,6 +758,51 @@ def test_deterministic_ids_and_replay() -> None:
             )
         ]
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    side=st.sampled_from(["BUY", "SELL"]),
+    kind=st.sampled_from(["MARKET", "LIMIT", "SL", "SL-M"]),
+    offset=st.integers(1, 40),
+    limit_gap=st.integers(0, 10),
+    path=st.lists(st.integers(-60, 60), min_size=1, max_size=30),
+)
+def test_fill_is_at_the_first_qualifying_tick_by_the_stated_rule(
+    side: str, kind: str, offset: int, limit_gap: int, path: list[int]
+) -> None:
+    """An independent re-statement of the fill rules, checked on random price paths."""
+    sim, rec = make_sim(free=True)
+    step, base = 0.05, 800.0
+    tick(sim, SBIN, at(9, 20), base)
+    sign = 1 if side == "BUY" else -1
+    limit = trigger = None
+    if kind == "LIMIT":
+        limit = round(base - sign * offset * step, 2)  # a resting limit, away from the market
+    if kind in ("SL", "SL-M"):
+        trigger = round(base + sign * offset * step, 2)  # a stop beyond the market
+    if kind == "SL":
+        limit = round(trigger + sign * limit_gap * step, 2)  # type: ignore[operator]
+    sim.place_order(
+        mk(SBIN, side, 5, kind, product="MIS", limit_price=limit, trigger_price=trigger)
+    )
+    prices = [round(base + k * step, 2) for k in path]
+    expected = None
+    triggered = kind in ("MARKET", "LIMIT")
+    for p in prices:
+        if not triggered:
+            triggered = p >= trigger if side == "BUY" else p <= trigger  # type: ignore[operator]
+            if not triggered:
+                continue
+        if kind in ("MARKET", "SL-M"):
+            expected = p
+            break
+        if (side == "BUY" and p <= limit) or (side == "SELL" and p >= limit):  # type: ignore[operator]
+            expected = p
+            break
+    for k, p in enumerate(prices):
+        tick(sim, SBIN, at(9, 21, k), p)
+    assert [f.price for f in rec.fills] == ([] if expected is None else [expected])
 
 
 # ---------------------------------------------------------------- ledger over real prices

@@ -204,7 +204,7 @@ def _evolve(order: Order, **changes: object) -> Order:
 
 
 class SimBroker:
-    """Return a simulated Indian broker: realistic rejects, fills from ticks, exact charges.
+    """Simulated Indian broker: broker-style rejects, fills from ticks, exact charges.
 
     Implements :class:`velox.brokers.base.Broker`. It is deterministic: time only moves with
     :meth:`on_tick` / :meth:`on_clock`, ids are counters, there is no randomness.
