@@ -1,0 +1,61 @@
+"""Real NSE data for the indicator tests, and the comparison every test shares.
+
+Daily NIFTY 50 stocks (with volume) and 1-minute NIFTY / BANKNIFTY index bars (no volume), both
+read-only under ``/work/shared/data/market`` (see each folder's PROVENANCE.md). The 1-minute
+files are cut to their first 50,000 bars to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+MARKET = Path(os.environ.get("VELOX_MARKET_DATA", "/work/shared/data/market"))
+DAILY = MARKET / "daily_nse_nifty50_stocks_2017_2022" / "clean"
+INTRADAY = MARKET / "intraday_1min_nifty_banknifty_2021_2022" / "clean"
+DAILY_SYMBOLS = ("RELIANCE", "INFY", "HDFCBANK", "TATAMOTORS", "ADANIPORTS")
+INTRADAY_BARS = 50_000
+
+
+def _load(path: Path, rows: int | None = None) -> pd.DataFrame:
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"market data missing: {path}")
+        pytest.skip(f"market data missing: {path}")
+    frame = pd.read_csv(path, index_col="timestamp", nrows=rows)
+    frame.index = pd.to_datetime(frame.index).tz_convert("Asia/Kolkata")
+    return frame.astype(np.float64)
+
+
+@pytest.fixture(scope="session")
+def daily() -> dict[str, pd.DataFrame]:
+    """Return daily OHLCV frames for a few NIFTY 50 stocks, 2017–2022."""
+    return {s: _load(DAILY / f"{s}_daily.csv.gz") for s in DAILY_SYMBOLS}
+
+
+@pytest.fixture(scope="session")
+def intraday() -> dict[str, pd.DataFrame]:
+    """Return the first 50k 1-minute bars of NIFTY and BANKNIFTY (volume is always 0)."""
+    return {s: _load(INTRADAY / f"{s}_1min.csv.gz", INTRADAY_BARS) for s in ("NIFTY", "BANKNIFTY")}
+
+
+def assert_matches(actual: object, expected: object, rtol: float = 1e-9) -> None:
+    """Assert identical NaN (warm-up) positions and ``|a − e| ≤ rtol · max(|e|, mean |e|)``.
+
+    The floor ``mean |e|`` keeps the check relative for oscillators that cross zero (MACD, ROC,
+    CCI), where a pure relative error is undefined; elsewhere it is plain relative error.
+    """
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg="warm-up NaNs differ")
+    valid = ~np.isnan(e)
+    if not valid.any():
+        return
+    scale = np.maximum(np.abs(e[valid]), np.mean(np.abs(e[valid])))
+    worst = np.max(np.abs(a[valid] - e[valid]) / np.where(scale == 0, 1.0, scale))
+    assert worst <= rtol, f"max relative error {worst:.3e} > {rtol}"
