@@ -163,11 +163,31 @@ def test_failed_transaction_leaves_every_table_unchanged(store: Store) -> None:
 
     with pytest.raises(RuntimeError, match="validation failed late"), store.connect() as conn:
         store.write_bars("NSE:INFY", "1m", bars_frame("2024-04-01 09:30", 50, seed=3), conn=conn)
+        store.write_bars("NSE:WIPRO", "1m", bars_frame("2024-04-01 09:15", 50), conn=conn)
         store.record_import("new.csv", "b" * 64, "NSE:INFY", "1m", 50, conn=conn)
         raise RuntimeError("validation failed late")
 
     assert {t: store.table_fingerprint(t) for t in tables} == before
     assert store.import_checksum("new.csv") is None
+
+
+def test_concurrent_writer_into_the_same_new_range_falls_back_to_upsert(store: Store) -> None:
+    first = bars_frame("2024-04-01 09:15", 10)
+    second = bars_frame("2024-04-01 09:15", 10, seed=9)
+    outcome: list[object] = []
+    with store.connect() as conn:
+        store.write_bars("NSE:X", "1m", first, conn=conn)  # uncommitted: invisible to others
+        # The second writer sees an empty range, starts a direct COPY and blocks on our keys.
+        writer = threading.Thread(
+            target=lambda: outcome.append(store.write_bars("NSE:X", "1m", second))
+        )
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive()
+    writer.join(timeout=30)  # our commit makes its COPY fail; it must upsert instead
+    assert outcome == [10]
+    got = store.read_bars("NSE:X", "1m")
+    np.testing.assert_array_equal(got.to_numpy(), second.to_numpy())
 
 
 def test_bars_and_import_row_commit_together(store: Store) -> None:

@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -85,12 +85,10 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, extension length
 _COPY_TRAILER = b"\xff\xff"
 
-# One binary-COPY tuple of (ts timestamptz, 5 × float8): field count, then (length, value) pairs.
-_BAR_ROW = np.dtype(
-    [("n", ">i2"), ("l0", ">i4"), ("ts", ">i8")]
-    + [item for i, col in enumerate(OHLCV, 1) for item in ((f"l{i}", ">i4"), (col, ">f8"))]
+_COPY_BARS = (
+    "COPY bars (instrument_id, timeframe, ts, open, high, low, close, volume)"
+    " FROM STDIN (FORMAT BINARY)"
 )
-
 _UPSERT_BARS = """
 INSERT INTO bars (instrument_id, timeframe, ts, open, high, low, close, volume)
 SELECT %s, %s, ts, open, high, low, close, volume FROM _velox_stage_bars
@@ -236,28 +234,52 @@ class Store:
         1
         """
         check_timeframe(timeframe)
-        payload = _bars_copy_payload(df)
-        if payload is None:
+        records = _bar_records(df)
+        if records is None:
             return 0
+        first, last = (_pg_datetime(records["ts"][i]) for i in (0, -1))
         with self._atomic(conn) as c:
-            c.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_bars ("
-                " ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL,"
-                " low float8 NOT NULL, close float8 NOT NULL, volume float8 NOT NULL)"
-                " ON COMMIT DELETE ROWS"
-            )
-            c.execute("TRUNCATE _velox_stage_bars")
-            with (
-                c.cursor() as cur,
-                cur.copy(
-                    "COPY _velox_stage_bars (ts, open, high, low, close, volume) "
-                    "FROM STDIN (FORMAT BINARY)"
-                ) as copy,
-            ):
-                copy.write(payload)
-            rows = c.execute(_UPSERT_BARS, (instrument_id, timeframe)).rowcount
+            overlap = c.execute(
+                "SELECT EXISTS (SELECT 1 FROM bars WHERE instrument_id = %s AND timeframe = %s"
+                " AND ts BETWEEN %s AND %s)",
+                (instrument_id, timeframe, first, last),
+            ).fetchone()[0]
+            if not overlap:
+                # New range (the common bulk import): COPY straight into bars, which is about
+                # twice as fast as staging + ON CONFLICT. A concurrent writer that inserted
+                # into the range meanwhile makes it fail; the savepoint lets us upsert instead.
+                try:
+                    with c.transaction(), c.cursor() as cur, cur.copy(_COPY_BARS) as copy:
+                        copy.write(_copy_stream(records, instrument_id, timeframe))
+                    rows = len(records)
+                except psycopg.errors.UniqueViolation:
+                    overlap = True
+            if overlap:
+                rows = self._upsert_bars(c, instrument_id, timeframe, records)
         log.debug("wrote %d %s bars of %s", rows, timeframe, instrument_id)
         return rows
+
+    @staticmethod
+    def _upsert_bars(
+        conn: psycopg.Connection, instrument_id: str, timeframe: str, records: np.ndarray
+    ) -> int:
+        """Stage ``records`` with COPY, then insert-or-replace them into bars; return the count."""
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_bars ("
+            " ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL,"
+            " low float8 NOT NULL, close float8 NOT NULL, volume float8 NOT NULL)"
+            " ON COMMIT DELETE ROWS"
+        )
+        conn.execute("TRUNCATE _velox_stage_bars")
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY _velox_stage_bars (ts, open, high, low, close, volume) "
+                "FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.write(_copy_stream(records))
+        return conn.execute(_UPSERT_BARS, (instrument_id, timeframe)).rowcount
 
     def read_bars(
         self,
@@ -412,10 +434,12 @@ class Store:
         ``np.frombuffer``: a row-per-message COPY costs ~1 µs of Python per row, this does not.
         """
         aggregates = sql.SQL(", ").join(
-            sql.SQL("array_send(array_agg({} ORDER BY ts))").format(sql.Identifier(col))
+            sql.SQL("array_send(array_agg({}))").format(sql.Identifier(col))
             for col in ("ts", *OHLCV)
         )
-        query = sql.SQL("SELECT {} FROM ({}) AS s").format(aggregates, relation)
+        # Aggregating an ordered subquery keeps its order in practice and is ~25% faster than
+        # six ``array_agg(… ORDER BY ts)``; _frame re-sorts if a plan ever breaks that.
+        query = sql.SQL("SELECT {} FROM ({} ORDER BY 1) AS s").format(aggregates, relation)
         with self._shared() as conn, conn.cursor(binary=True) as cur:
             row = cur.execute(query).fetchone()
         return _frame(row)
@@ -589,8 +613,11 @@ class Store:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _bars_copy_payload(df: pd.DataFrame) -> bytes | None:
-    """Return the binary COPY stream for ``df`` (None when empty), validating it first."""
+def _bar_records(df: pd.DataFrame) -> np.ndarray | None:
+    """Return ``df`` as sorted records (ts in PostgreSQL microseconds, OHLCV), validated.
+
+    None for an empty frame.
+    """
     import pandas as pd
 
     if not isinstance(df.index, pd.DatetimeIndex):
@@ -607,11 +634,8 @@ def _bars_copy_payload(df: pd.DataFrame) -> bytes | None:
     if df.index.has_duplicates:
         dups = df.index[df.index.duplicated()][:5].tolist()
         raise ValidationError(f"duplicate bar timestamps {dups}; each bar must appear once")
-    rows = np.empty(len(df), _BAR_ROW)
-    rows["n"] = len(OHLCV) + 1
-    for i in range(len(OHLCV) + 1):
-        rows[f"l{i}"] = 8
-    rows["ts"] = df.index.tz_convert("UTC").as_unit("us").asi8 - _PG_EPOCH_US
+    records = np.empty(len(df), [("ts", np.int64)] + [(col, np.float64) for col in OHLCV])
+    records["ts"] = df.index.tz_convert("UTC").as_unit("us").asi8 - _PG_EPOCH_US
     for col in OHLCV:
         values = (
             df[col].to_numpy(dtype="float64", na_value=np.nan)
@@ -621,8 +645,34 @@ def _bars_copy_payload(df: pd.DataFrame) -> bytes | None:
         if np.isnan(values).any():
             where = df.index[np.isnan(values)][:3].tolist()
             raise ValidationError(f"column {col!r} has missing values (first at {where})")
-        rows[col] = values
+        records[col] = values
+    return np.sort(records, order="ts")
+
+
+def _copy_stream(records: np.ndarray, *texts: str) -> bytes:
+    """Return a binary COPY stream of ``texts`` (the same on every row) + ts + OHLCV columns.
+
+    Every field has a fixed width, so the whole stream is one numpy structured array:
+    per row a field count, then (byte length, big-endian value) for each field.
+    """
+    encoded = [t.encode() for t in texts]
+    fields = [("count", ">i2")]
+    for i, text in enumerate(encoded):
+        fields += [(f"text{i}_len", ">i4"), (f"text{i}", f"S{len(text)}")]
+    fields += [("ts_len", ">i4"), ("ts", ">i8")]
+    fields += [item for col in OHLCV for item in ((f"{col}_len", ">i4"), (col, ">f8"))]
+    rows = np.empty(len(records), fields)
+    rows["count"] = len(texts) + 1 + len(OHLCV)
+    for i, text in enumerate(encoded):
+        rows[f"text{i}_len"], rows[f"text{i}"] = len(text), text
+    for col in ("ts", *OHLCV):
+        rows[f"{col}_len"], rows[col] = 8, records[col]
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+def _pg_datetime(pg_us: int) -> datetime:
+    """Return a UTC datetime for PostgreSQL-epoch microseconds."""
+    return datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(pg_us))
 
 
 def _frame(row: tuple | None) -> pd.DataFrame:
@@ -634,6 +684,9 @@ def _frame(row: tuple | None) -> pd.DataFrame:
     else:
         columns = [_array_values(row[0], ">i8")] + [_array_values(v, ">f8") for v in row[1:]]
     ns = (columns[0].astype(np.int64) + _PG_EPOCH_US) * 1000
+    if len(ns) > 1 and not (ns[1:] > ns[:-1]).all():
+        order = np.argsort(ns, kind="stable")
+        ns, columns = ns[order], [values[order] for values in columns]
     index = pd.DatetimeIndex(ns.view("M8[ns]"), name="ts").tz_localize("UTC").tz_convert(IST_NAME)
     return pd.DataFrame(
         {col: values.astype(np.float64) for col, values in zip(OHLCV, columns[1:], strict=True)},
