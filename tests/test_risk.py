@@ -475,7 +475,8 @@ def test_reset_rebases_drawdown_but_not_the_daily_loss() -> None:
 
     loss = engine_with(daily_loss_limit=5_000)
     loss.on_equity(T0, -5_000, 0, 0)
-    loss.reset_kill("alice", T0)
+    reset = loss.reset_kill("alice", T0)
+    assert (reset.kind, reset.limit) == ("reset", "daily_loss_limit")
     assert loss.on_equity(T0, -5_000, 0, 0).limit == "daily_loss_limit"  # still beyond
 
 

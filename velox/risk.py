@@ -321,7 +321,7 @@ class RiskEvent:
 
     ``kind`` is ``"breach"`` (an order refused), ``"kill"`` (the switch engaged) or ``"reset"``
     (an admin re-enabled trading); ``limit`` names the limit (``"manual"`` for a manual kill,
-    ``"kill_switch"`` for an order refused while killed).
+    ``"kill_switch"`` for an order refused while killed, the released limit for a reset).
     """
 
     ts: datetime
@@ -730,8 +730,9 @@ class RiskEngine:
             raise ValidationError("reset_kill needs the admin's name (who re-enabled trading)")
         if not self.state.killed:
             raise ValidationError(f"kill switch for account {self.account!r} is not engaged")
+        released = self.state.kill_limit or "manual"
         message = (
-            f"kill switch reset by {admin.strip()} (was engaged by {self.state.kill_limit}: "
+            f"kill switch reset by {admin.strip()} (was engaged by {released}: "
             f"{self.state.kill_reason})"
         )
         self.state.killed = False
@@ -740,7 +741,7 @@ class RiskEngine:
         self.state.kill_ts = None
         self.state.peak_equity = self.state.last_equity
         logger.warning("%s", message)
-        return self._event(now, "reset", "manual", message)
+        return self._event(now, "reset", released, message)
 
     # --- pre-trade --------------------------------------------------------------------------
 
