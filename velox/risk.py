@@ -200,7 +200,7 @@ class RiskLimits:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object], *, source: str = "risk limits") -> RiskLimits:
-        """Return limits from a flat mapping (a TOML table, a JSON object, CLI ``k=v`` pairs).
+        """Return limits from a flat mapping (a TOML table or a JSON object).
 
         ``None`` or the string ``"off"`` disables an optional limit; times are ``"HH:MM"``,
         ``"HH:MM:SS"`` or :class:`datetime.time` (TOML's local-time literal).
