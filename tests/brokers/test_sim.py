@@ -8,6 +8,7 @@ charge 0.00307% incl. IPFT, futures STT 0.02% on sells, ...), so charges are wor
 from __future__ import annotations
 
 import gzip
+import pickle
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -803,6 +804,24 @@ def test_fill_is_at_the_first_qualifying_tick_by_the_stated_rule(
     for k, p in enumerate(prices):
         tick(sim, SBIN, at(9, 21, k), p)
     assert [f.price for f in rec.fills] == ([] if expected is None else [expected])
+
+
+def test_pickled_simulator_resumes_identically() -> None:
+    sim, _ = make_sim(max_volume_share=0.1, latency=timedelta(seconds=1))
+    tick(sim, SBIN, at(9, 20), 800.0, volume=1_000)
+    sim.place_order(mk(SBIN, "BUY", 200, "LIMIT", limit_price=801.0))
+    sim.place_order(mk(SBIN, "SELL", 100, "SL-M", product="MIS", trigger_price=795.0))
+    tick(sim, SBIN, at(9, 21), 800.0, volume=2_000)  # 100 of the limit fill
+    clone = pickle.loads(pickle.dumps(sim))
+    rec_a, rec_b = Recorder(), Recorder()
+    sim.set_listener(rec_a)
+    clone.set_listener(rec_b)
+    for k, price in enumerate([800.5, 794.0, 799.0]):
+        for s in (sim, clone):
+            tick(s, SBIN, at(9, 22 + k), price, volume=3_000 + 1_000 * k)
+    assert rec_a.fills == rec_b.fills and len(rec_a.fills) == 2
+    assert sim.funds() == clone.funds() and sim.positions() == clone.positions()
+    assert sim.orders() == clone.orders()
 
 
 # ---------------------------------------------------------------- ledger over real prices

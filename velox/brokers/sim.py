@@ -47,7 +47,7 @@ from typing import Protocol
 from velox import calendar as _calendar
 from velox.brokers.base import BrokerListener, Funds
 from velox.calendar import IST, SESSION_CLOSE, SESSION_OPEN
-from velox.costs import CostModel, NoSlippage, SlippageModel
+from velox.costs import DEFAULT_SCHEDULE, CostModel, NoSlippage, SlippageModel
 from velox.errors import BrokerError, ConfigError, OrderRejected
 from velox.types import (
     Fill,
@@ -185,6 +185,13 @@ def _is_open_default(cfg: SimConfig) -> Callable[[datetime], bool]:
         return cfg.session_open <= t < cfg.session_close
 
     return is_open
+
+
+@dataclass(frozen=True, slots=True)
+class _DefaultCostModel:
+    """Pickled stand-in for ``CostModel(plan)`` on the default rate tables."""
+
+    plan: object
 
 
 _ORDER_FIELDS = tuple(f.name for f in fields(Order))
@@ -437,6 +444,28 @@ class SimBroker:
         )
 
     # ------------------------------------------------------------------ extras for engine/tests
+
+    def __getstate__(self) -> dict[str, object]:
+        """Return the picklable state: everything but the listener (re-register it after).
+
+        Paper trading can snapshot the simulator (``pickle.dumps(sim)``) so a restarted engine
+        finds the same orders, positions, holdings and cash the "broker" had.
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_listener", "_is_open")}
+        model = self.cost_model
+        # The default rate tables hold read-only mappings, which do not pickle: a CostModel on
+        # them is stored as its brokerage plan and rebuilt on load.
+        if isinstance(model, CostModel) and model.schedule is DEFAULT_SCHEDULE:
+            state["cost_model"] = _DefaultCostModel(model.plan)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        model = state.get("cost_model")
+        if isinstance(model, _DefaultCostModel):
+            state["cost_model"] = CostModel(model.plan)
+        self.__dict__.update(state)
+        self._listener = None
+        self._is_open = _is_open_default(self.config)
 
     @property
     def now(self) -> datetime | None:
