@@ -44,9 +44,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
-from velox import calendar as _calendar
 from velox.brokers.base import BrokerListener, Funds
-from velox.calendar import IST, SESSION_CLOSE, SESSION_OPEN
+from velox.calendar import IST, is_open
 from velox.costs import DEFAULT_SCHEDULE, CostModel, NoSlippage, SlippageModel
 from velox.errors import BrokerError, ConfigError, OrderRejected
 from velox.types import (
@@ -123,9 +122,6 @@ class SimConfig:
     mis_margin, nrml_margin
         Fraction of notional blocked for MIS and NRML exposure (simplified: no SPAN, no
         exposure margin, no hedge benefit).
-    session_open, session_close
-        Market hours (IST) for the "markets are closed" reject, used when ``velox.calendar`` has
-        no ``is_open``.
     ioc_window
         When set, an IOC order that saw no tick of its instrument within this long after going
         live is cancelled by the clock; ``None`` waits for the instrument's next tick.
@@ -139,8 +135,6 @@ class SimConfig:
     square_off_charge: float = 0.0
     mis_margin: float = 0.2
     nrml_margin: float = 0.15
-    session_open: time = SESSION_OPEN
-    session_close: time = SESSION_CLOSE
     ioc_window: timedelta | None = None
 
     def __post_init__(self) -> None:
@@ -171,20 +165,6 @@ class _Working:
     brokerage: float = 0.0  # brokerage charged so far (per-order caps)
     extra_charge: float = 0.0  # square-off charge, added to the first fill
     value: float = 0.0  # Σ fill qty × price, for the average price
-
-
-def _is_open_default(cfg: SimConfig) -> Callable[[datetime], bool]:
-    # A calendar with holidays (``velox.calendar.is_open``) wins when it exists; the session
-    # constants only check the time of day, so special weekend sessions still work in replay.
-    calendar_is_open = getattr(_calendar, "is_open", None)
-    if calendar_is_open is not None:
-        return calendar_is_open
-
-    def is_open(ts: datetime) -> bool:
-        t = ts.astimezone(IST).time()
-        return cfg.session_open <= t < cfg.session_close
-
-    return is_open
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +244,6 @@ class SimBroker:
         self.cost_model = cost_model if cost_model is not None else CostModel()
         self.slippage = slippage if slippage is not None else NoSlippage()
         self.config = config if config is not None else SimConfig()
-        self._is_open = _is_open_default(self.config)
         self._listener: BrokerListener | None = None
         self.initial_cash = float(initial_cash)
         self._cash = float(initial_cash)
@@ -451,7 +430,7 @@ class SimBroker:
         Paper trading can snapshot the simulator (``pickle.dumps(sim)``) so a restarted engine
         finds the same orders, positions, holdings and cash the "broker" had.
         """
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_listener", "_is_open")}
+        state = {k: v for k, v in self.__dict__.items() if k != "_listener"}
         model = self.cost_model
         # The default rate tables hold read-only mappings, which do not pickle: a CostModel on
         # them is stored as its brokerage plan and rebuilt on load.
@@ -465,7 +444,6 @@ class SimBroker:
             state["cost_model"] = CostModel(model.plan)
         self.__dict__.update(state)
         self._listener = None
-        self._is_open = _is_open_default(self.config)
 
     @property
     def now(self) -> datetime | None:
@@ -691,7 +669,7 @@ class SimBroker:
         minute = int(self._now_epoch // 60)
         if minute != self._open_minute:
             assert self._now is not None
-            self._open_minute, self._open_now = minute, bool(self._is_open(self._now))
+            self._open_minute, self._open_now = minute, is_open(self._now)
         return self._open_now
 
     def _place_one(self, order: Order, ins: Instrument) -> str:
