@@ -646,7 +646,8 @@ def _bar_records(df: pd.DataFrame) -> np.ndarray | None:
             where = df.index[np.isnan(values)][:3].tolist()
             raise ValidationError(f"column {col!r} has missing values (first at {where})")
         records[col] = values
-    return np.sort(records, order="ts")
+    ts = records["ts"]
+    return records if (ts[1:] > ts[:-1]).all() else records[np.argsort(ts, kind="stable")]
 
 
 def _copy_stream(records: np.ndarray, *texts: str) -> bytes:
