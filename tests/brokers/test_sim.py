@@ -478,6 +478,14 @@ def test_freeze_auto_split_into_lot_multiples() -> None:
     assert position(sim, FUT, Product.NRML) == (4500, 24801.0)
 
 
+def test_freeze_split_is_all_or_nothing_on_funds() -> None:
+    sim, rec = make_sim(cash=8_000_000, free=True, auto_split_freeze=True)  # 1,800 fit alone
+    tick(sim, FUT, at(9, 20), 24800.0)
+    with pytest.raises(OrderRejected, match="Insufficient funds"):
+        sim.place_order(mk(FUT, "BUY", 2700, product="NRML", client_id="big"))
+    assert [(o.client_id, o.status.value) for o in sim.orders()] == [("big", "REJECTED")]
+
+
 def test_freeze_split_when_freeze_is_not_a_lot_multiple() -> None:
     odd = replace(FUT, freeze_qty=1000)
     sim, _ = make_sim(cash=20_000_000, free=True, instruments={odd.id: odd}, auto_split_freeze=True)

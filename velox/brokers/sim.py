@@ -308,6 +308,9 @@ class SimBroker:
                     f"Quantity {order.qty} exceeds the exchange freeze quantity {freeze} for "
                     f"{instrument.id}; split the order or set SimConfig.auto_split_freeze=True",
                 )
+            _, reason = self._rms(order, instrument)  # all slices or none
+            if reason:
+                return self._reject(order, reason)
             chunk = max(instrument.lot_size, freeze // instrument.lot_size * instrument.lot_size)
             parts = [chunk] * (order.qty // chunk) + (
                 [order.qty % chunk] if order.qty % chunk else []
@@ -672,7 +675,8 @@ class SimBroker:
             self._open_minute, self._open_now = minute, is_open(self._now)
         return self._open_now
 
-    def _place_one(self, order: Order, ins: Instrument) -> str:
+    def _rms(self, order: Order, ins: Instrument) -> tuple[float, str | None]:
+        """Return the margin ``order`` blocks and why the RMS refuses it (holdings, funds)."""
         blocked, reason = self._required_margin(order, ins, order.qty)
         if reason is None and order.side is Side.SELL and order.product is Product.CNC:
             free = self._free_cnc(ins.id)
@@ -683,6 +687,10 @@ class SimBroker:
                 )
         if reason is None and blocked > self._available() + _EPS:
             reason = self._funds_reason(blocked)
+        return blocked, reason
+
+    def _place_one(self, order: Order, ins: Instrument) -> str:
+        blocked, reason = self._rms(order, ins)
         if reason:
             return self._reject(order, reason)
         w = self._accept(order, ins)
