@@ -1,0 +1,507 @@
+"""Order management: the order state machine, the audit trail, positions and P&L from fills.
+
+The OMS is owned by the engine's single thread. It never talks to a broker itself: the engine
+asks it to record a transition (appended to the :class:`AuditLog` *before* the engine acts on
+it), then acts. Broker postbacks come back through :meth:`OMS.on_order_update` and
+:meth:`OMS.on_fill`, which audit first and then update state.
+
+Order lifecycle (``velox.types.OrderStatus``)::
+
+    NEW → RISK_CHECKED → SUBMITTED → OPEN / TRIGGER_PENDING → PARTIAL → FILLED
+       ↘ REJECTED (risk)   ↘ REJECTED (broker)          ↘ CANCELLED / REJECTED
+
+Velox client ids read ``<run id>-<sequence>`` (``R1-17``): deterministic in a replay, unique per
+run, carried to the broker in the order tag so a restarted engine recognises its own orders and
+never sends one twice. The sequence restarts after the highest one found in the audit trail.
+
+Positions come from fills only (``velox.types.apply_fill``), per strategy and for the account;
+broker positions are for :meth:`OMS.reconcile`, which reports mismatches and never "fixes" them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from velox.errors import ValidationError
+from velox.types import (
+    TERMINAL_STATUSES,
+    Fill,
+    Order,
+    OrderStatus,
+    Position,
+    Product,
+    Side,
+    apply_fill,
+)
+
+if TYPE_CHECKING:
+    from velox.store import Store
+
+__all__ = [
+    "AuditEvent",
+    "AuditLog",
+    "MemoryAuditLog",
+    "StoreAuditLog",
+    "OMS",
+    "ALLOWED_TRANSITIONS",
+    "FILL_EVENT",
+    "RISK_SUFFIX",
+]
+
+log = logging.getLogger(__name__)
+
+S = OrderStatus
+#: Status changes the OMS accepts; anything else is logged and ignored (a stale postback).
+ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
+    S.NEW: frozenset({S.RISK_CHECKED, S.REJECTED}),
+    S.RISK_CHECKED: frozenset({S.SUBMITTED, S.REJECTED, S.CANCELLED}),
+    S.SUBMITTED: frozenset(
+        {S.SUBMITTED, S.OPEN, S.TRIGGER_PENDING, S.PARTIAL, S.FILLED, S.CANCELLED, S.REJECTED}
+    ),
+    S.OPEN: frozenset({S.OPEN, S.TRIGGER_PENDING, S.PARTIAL, S.FILLED, S.CANCELLED, S.REJECTED}),
+    S.TRIGGER_PENDING: frozenset(
+        {S.TRIGGER_PENDING, S.OPEN, S.PARTIAL, S.FILLED, S.CANCELLED, S.REJECTED}
+    ),
+    S.PARTIAL: frozenset({S.PARTIAL, S.FILLED, S.CANCELLED}),
+    S.FILLED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REJECTED: frozenset(),
+}
+#: Audit status of an execution (the order's own status change follows it).
+FILL_EVENT = "FILL"
+#: Client-id suffix of the audit rows that record risk events (breaches, kills, resets).
+RISK_SUFFIX = "RISK"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One appended audit row: what happened to which order, when, with what details."""
+
+    client_id: str
+    ts: datetime
+    status: str
+    payload: dict[str, object] = field(default_factory=dict)
+
+
+class AuditLog(Protocol):
+    """Append-only record of every order transition, fill and risk event."""
+
+    mode: str
+
+    def append(self, client_id: str, ts: datetime, status: str, payload: dict[str, object]) -> None:
+        """Append one event; it must be durable (for the store) when this returns."""
+        ...
+
+    def events(self, prefix: str) -> list[AuditEvent]:
+        """Return the events whose client id starts with ``prefix``, in append order."""
+        ...
+
+
+class MemoryAuditLog:
+    """An in-memory audit log for fast replays (a list of :class:`AuditEvent`).
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> audit = MemoryAuditLog()
+    >>> audit.append("R1-1", datetime(2024, 1, 1, tzinfo=timezone.utc), "NEW", {})
+    >>> [e.status for e in audit.events("R1-")]
+    ['NEW']
+    """
+
+    def __init__(self, mode: str = "replay") -> None:
+        self.mode = mode
+        self.rows: list[AuditEvent] = []
+
+    def append(self, client_id: str, ts: datetime, status: str, payload: dict[str, object]) -> None:
+        """Append one event."""
+        self.rows.append(AuditEvent(client_id, ts, status, payload))
+
+    def events(self, prefix: str) -> list[AuditEvent]:
+        """Return the events whose client id starts with ``prefix``."""
+        return [e for e in self.rows if e.client_id.startswith(prefix)]
+
+
+class StoreAuditLog:
+    """The audit log in the store's append-only ``order_events`` table (paper, live, replay).
+
+    Each :meth:`append` is one INSERT on the store's autocommit connection, so the row is
+    committed before the engine acts on the transition; a crash afterwards cannot lose it.
+    """
+
+    def __init__(self, store: Store, mode: str) -> None:
+        self.store = store
+        self.mode = mode
+
+    def append(self, client_id: str, ts: datetime, status: str, payload: dict[str, object]) -> None:
+        """Append one event to ``order_events`` (committed on return)."""
+        self.store.append_order_event(client_id, ts, status, payload, mode=self.mode)
+
+    def events(self, prefix: str) -> list[AuditEvent]:
+        """Return this mode's events whose client id starts with ``prefix``, in append order."""
+        frame = self.store.read_order_events()
+        frame = frame[(frame["mode"] == self.mode) & frame["client_id"].str.startswith(prefix)]
+        return [
+            AuditEvent(str(r.client_id), r.ts.to_pydatetime(), str(r.status), dict(r.payload))
+            for r in frame.itertuples()
+        ]
+
+
+def order_payload(order: Order) -> dict[str, object]:
+    """Return the JSON-ready fields that define an order (the NEW audit row)."""
+    return {
+        "instrument_id": order.instrument_id,
+        "side": order.side.value,
+        "qty": order.qty,
+        "order_type": order.order_type.value,
+        "product": order.product.value,
+        "validity": order.validity.value,
+        "limit_price": order.limit_price,
+        "trigger_price": order.trigger_price,
+        "tag": order.tag,
+        "strategy": order.strategy,
+    }
+
+
+def fill_payload(fill: Fill) -> dict[str, object]:
+    """Return the JSON-ready fields of a fill (the FILL audit row)."""
+    return {
+        "fill_id": fill.fill_id,
+        "instrument_id": fill.instrument_id,
+        "side": fill.side.value,
+        "qty": fill.qty,
+        "price": fill.price,
+        "ts": fill.ts.isoformat(),
+        "product": fill.product.value,
+        "broker_order_id": fill.broker_order_id,
+        "charges": fill.charges,
+        "strategy": fill.strategy,
+    }
+
+
+@dataclass(slots=True)
+class Book:
+    """Positions of one owner (a strategy, or the account): by (instrument, product)."""
+
+    positions: dict[tuple[str, Product], Position] = field(default_factory=dict)
+    realised: float = 0.0
+    charges: float = 0.0
+    net: dict[str, int] = field(default_factory=dict)  # instrument → signed qty, all products
+
+    def apply(self, fill: Fill, owner: str) -> Position:
+        key = (fill.instrument_id, fill.product)
+        before = self.positions.get(key)
+        if before is None:
+            before = Position(fill.instrument_id, fill.product, strategy=owner)
+        after = apply_fill(before, fill)
+        self.positions[key] = after
+        self.realised += after.realised_pnl - before.realised_pnl
+        self.charges += fill.charges
+        iid = fill.instrument_id
+        self.net[iid] = self.net.get(iid, 0) + fill.side.sign * fill.qty
+        return after
+
+    def unrealised(self, prices: Mapping[str, float]) -> float:
+        total = 0.0
+        for (iid, _), pos in self.positions.items():
+            if pos.qty:
+                price = prices.get(iid)
+                if price is not None:
+                    total += pos.qty * (price - pos.average_price)
+        return total
+
+
+class OMS:
+    """Return the order book, audit trail writer and position keeper of one engine run.
+
+    Parameters
+    ----------
+    audit
+        Where every transition is appended before it is acted on.
+    run_id
+        Prefix of the client ids (``<run_id>-<seq>``); also selects this run's audit rows.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> from velox.calendar import IST
+    >>> oms = OMS(MemoryAuditLog(), run_id="R1")
+    >>> t = datetime(2024, 4, 1, 9, 15, tzinfo=IST)
+    >>> o = oms.create(Order("", "NSE:SBIN", "BUY", 10, strategy="s"), t)
+    >>> o.client_id, o.status.value
+    ('R1-1', 'NEW')
+    >>> oms.transition(o.client_id, OrderStatus.RISK_CHECKED, t).status.value
+    'RISK_CHECKED'
+    """
+
+    def __init__(self, audit: AuditLog, *, run_id: str) -> None:
+        if not (isinstance(run_id, str) and run_id.isascii() and run_id.isalnum()):
+            raise ValidationError(
+                f"run_id={run_id!r} must be a short ASCII alphanumeric id such as R1 (it is the "
+                "prefix of client ids, which brokers' order tags restrict to letters and digits)"
+            )
+        self.audit = audit
+        self.run_id = run_id
+        self.prefix = f"{run_id}-"
+        self.seq = 0
+        self.orders: dict[str, Order] = {}
+        self.open: dict[str, Order] = {}
+        self.fill_ids: set[str] = set()
+        self.fills: list[Fill] = []
+        self.books: dict[str, Book] = {}
+        self.account = Book()
+
+    # -- ids and creation ------------------------------------------------------------------
+
+    def next_client_id(self) -> str:
+        """Return a fresh client id ``<run_id>-<seq>``."""
+        self.seq += 1
+        return f"{self.prefix}{self.seq}"
+
+    def create(self, order: Order, ts: datetime) -> Order:
+        """Give ``order`` a client id, audit it as NEW and track it; return the tracked order."""
+        cid = self.next_client_id()
+        order = replace(order, client_id=cid, tag=order.tag or cid, status=S.NEW, created_at=ts)
+        self.audit.append(cid, ts, S.NEW.value, order_payload(order))
+        self.orders[cid] = order
+        self.open[cid] = order
+        return order
+
+    def transition(
+        self,
+        client_id: str,
+        status: OrderStatus,
+        ts: datetime,
+        message: str = "",
+        *,
+        audit: Mapping[str, object] | None = None,
+    ) -> Order:
+        """Audit and apply an engine-side transition (risk check, submit, risk reject).
+
+        ``audit`` adds details to the audit row only (e.g. the risk limit that refused).
+        """
+        order = self.orders[client_id]
+        if status not in ALLOWED_TRANSITIONS[order.status]:
+            raise ValidationError(
+                f"order {client_id}: {order.status.value} → {status.value} is not a valid "
+                "transition"
+            )
+        payload: dict[str, object] = {"message": message} if message else {}
+        if audit:
+            payload.update(audit)
+        self.audit.append(client_id, ts, status.value, payload)
+        return self._store(order.with_status(status, message))
+
+    def _store(self, order: Order) -> Order:
+        cid = order.client_id
+        self.orders[cid] = order
+        if order.status in TERMINAL_STATUSES:
+            self.open.pop(cid, None)
+        else:
+            self.open[cid] = order
+        return order
+
+    # -- broker postbacks ------------------------------------------------------------------
+
+    def on_order_update(self, update: Order, ts: datetime) -> Order | None:
+        """Apply a broker order update; return the tracked order, or None if it was stale.
+
+        An order this OMS did not create (a broker's own square-off, an order from another
+        terminal) is adopted as ``external`` so its fills still count for the account.
+        """
+        cid = update.client_id
+        known = self.orders.get(cid)
+        payload = {
+            "broker_order_id": update.broker_order_id,
+            "filled_qty": update.filled_qty,
+            "average_price": update.average_price,
+            "message": update.status_message,
+        }
+        if known is None:
+            payload.update(order_payload(update), external=True)
+            self.audit.append(cid, ts, update.status.value, payload)
+            return self._store(update)
+        if update.status not in ALLOWED_TRANSITIONS[known.status]:
+            if update.status != known.status:
+                log.warning(
+                    "order %s: ignoring stale update %s → %s",
+                    cid,
+                    known.status.value,
+                    update.status.value,
+                )
+            return None
+        self.audit.append(cid, ts, update.status.value, payload)
+        merged = replace(
+            known,
+            status=update.status,
+            status_message=update.status_message,
+            broker_order_id=update.broker_order_id or known.broker_order_id,
+            filled_qty=max(update.filled_qty, known.filled_qty),
+            average_price=update.average_price or known.average_price,
+            qty=update.qty,
+            limit_price=update.limit_price,
+            trigger_price=update.trigger_price,
+            order_type=update.order_type,
+        )
+        return self._store(merged)
+
+    def on_fill(self, fill: Fill, ts: datetime) -> Fill | None:
+        """Audit and book a fill; return it with its owning strategy, or None if a duplicate."""
+        if fill.fill_id in self.fill_ids:
+            return None
+        known = self.orders.get(fill.client_id)
+        strategy = known.strategy if known is not None else fill.strategy
+        if strategy != fill.strategy:
+            fill = replace(fill, strategy=strategy)
+        self.audit.append(fill.client_id, ts, FILL_EVENT, fill_payload(fill))
+        self._book(fill)
+        return fill
+
+    def _book(self, fill: Fill) -> None:
+        self.fill_ids.add(fill.fill_id)
+        self.fills.append(fill)
+        book = self.books.get(fill.strategy)
+        if book is None:
+            book = self.books[fill.strategy] = Book()
+        book.apply(fill, fill.strategy)
+        self.account.apply(fill, "")
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def position_qty(self, strategy: str | None, instrument_id: str) -> int:
+        """Return the signed net quantity of a strategy (None: the account) in an instrument."""
+        book = self.account if strategy is None else self.books.get(strategy)
+        return 0 if book is None else book.net.get(instrument_id, 0)
+
+    def open_orders(
+        self, strategy: str | None = None, instrument_id: str | None = None
+    ) -> list[Order]:
+        """Return working orders, optionally of one strategy and/or instrument."""
+        return [
+            o
+            for o in self.open.values()
+            if (strategy is None or o.strategy == strategy)
+            and (instrument_id is None or o.instrument_id == instrument_id)
+        ]
+
+    def account_positions(self) -> dict[tuple[str, Product], int]:
+        """Return the account's non-zero net quantities by (instrument, product)."""
+        return {k: p.qty for k, p in self.account.positions.items() if p.qty}
+
+    # -- reconciliation ----------------------------------------------------------------------
+
+    def reconcile(
+        self,
+        broker_orders: Sequence[Order],
+        broker_positions: Iterable[Position],
+        broker_holdings: Iterable[Position] = (),
+    ) -> list[str]:
+        """Return every difference between the OMS and the broker (empty when they agree).
+
+        Compared: each of this run's working orders must be at the broker with the same status
+        family and filled quantity; the broker must hold no working order of this run the OMS
+        does not know; net quantities per (instrument, product) must be equal, CNC holdings
+        included. Nothing is changed: the engine alerts and halts on a mismatch.
+        """
+        problems: list[str] = []
+        at_broker = {o.client_id: o for o in broker_orders}
+        for cid, order in self.open.items():
+            if order.status in (S.NEW, S.RISK_CHECKED):
+                continue
+            theirs = at_broker.get(cid)
+            if theirs is None:
+                problems.append(
+                    f"order {cid} is {order.status.value} here but unknown at the broker"
+                )
+            elif theirs.filled_qty != order.filled_qty or theirs.is_terminal:
+                problems.append(
+                    f"order {cid}: here {order.status.value} filled {order.filled_qty}, at the "
+                    f"broker {theirs.status.value} filled {theirs.filled_qty}"
+                )
+        for cid, theirs in at_broker.items():
+            if cid.startswith(self.prefix) and cid not in self.orders and not theirs.is_terminal:
+                problems.append(f"order {cid} is working at the broker but unknown here")
+        broker_net: dict[tuple[str, Product], int] = {}
+        for pos in (*broker_positions, *broker_holdings):
+            key = (pos.instrument_id, Product(pos.product))
+            broker_net[key] = broker_net.get(key, 0) + pos.qty
+        ours = self.account_positions()
+        for key in sorted(set(ours) | {k for k, v in broker_net.items() if v}):
+            if ours.get(key, 0) != broker_net.get(key, 0):
+                problems.append(
+                    f"position {key[0]} {key[1].value}: {ours.get(key, 0)} here, "
+                    f"{broker_net.get(key, 0)} at the broker"
+                )
+        return problems
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def restore(self, events: Iterable[AuditEvent]) -> list[AuditEvent]:
+        """Rebuild orders, fills, positions and the id sequence from audit rows; return risk rows.
+
+        Used on restart, before anything else happens: positions are replayed from the FILL
+        rows (never taken from the broker), so they are exactly what the crashed run had booked.
+        """
+        risk_rows: list[AuditEvent] = []
+        for event in events:
+            cid = event.client_id
+            head, _, tail = cid.rpartition("-")
+            if head == self.run_id and tail.isdigit():
+                self.seq = max(self.seq, int(tail))
+            if tail == RISK_SUFFIX:
+                risk_rows.append(event)
+                continue
+            p = event.payload
+            if event.status == FILL_EVENT:
+                if p["fill_id"] in self.fill_ids:
+                    continue
+                self._book(
+                    Fill(
+                        fill_id=str(p["fill_id"]),
+                        client_id=cid,
+                        instrument_id=str(p["instrument_id"]),
+                        side=Side(str(p["side"])),
+                        qty=int(p["qty"]),  # type: ignore[arg-type]
+                        price=float(p["price"]),  # type: ignore[arg-type]
+                        ts=datetime.fromisoformat(str(p["ts"])),
+                        product=Product(str(p["product"])),
+                        broker_order_id=p.get("broker_order_id"),  # type: ignore[arg-type]
+                        charges=float(p.get("charges") or 0.0),  # type: ignore[arg-type]
+                        strategy=str(p.get("strategy") or ""),
+                    )
+                )
+                continue
+            status = S(event.status)
+            known = self.orders.get(cid)
+            if known is None:
+                fields = {k: p[k] for k in _ORDER_FIELDS if k in p}
+                self._store(
+                    Order(client_id=cid, status=status, created_at=event.ts, **fields)  # type: ignore[arg-type]
+                )
+                continue
+            changes: dict[str, object] = {}
+            if p.get("broker_order_id"):
+                changes["broker_order_id"] = p["broker_order_id"]
+            if "filled_qty" in p:
+                changes["filled_qty"] = int(p["filled_qty"])  # type: ignore[arg-type]
+                changes["average_price"] = float(p.get("average_price") or 0.0)  # type: ignore[arg-type]
+            self._store(known.with_status(status, str(p.get("message") or ""), **changes))
+        return risk_rows
+
+
+_ORDER_FIELDS = (
+    "instrument_id",
+    "side",
+    "qty",
+    "order_type",
+    "product",
+    "validity",
+    "limit_price",
+    "trigger_price",
+    "tag",
+    "strategy",
+)

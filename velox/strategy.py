@@ -1,0 +1,681 @@
+"""The strategy API: a :class:`Strategy` base class and the :class:`Context` it trades through.
+
+A strategy is written once and runs unchanged in replay, paper and live: the engine hands it a
+:class:`Context` and calls its handlers; the context is the strategy's whole world (time,
+history, positions, orders, logging). Strategies never import brokers, the store or the engine.
+
+Two styles, mixable:
+
+* **Vectorisable**: override :meth:`Strategy.signals` to map a bar history (a DataFrame) to a
+  target weight per bar. The default :meth:`Strategy.on_bar` applies the latest weight with
+  :meth:`Context.target_weight` whenever it changes. ``signals`` must be causal:
+  :func:`lookahead_violations` checks ``signals(bars)[:t] == signals(bars[:t])``.
+* **Event-driven**: override ``on_bar`` (closed candles), ``on_tick`` (the forming candle on every
+  tick, for streaming indicators' ``preview``), ``on_fill``, ``on_order``, ``on_start`` and
+  ``on_stop``; trade with ``ctx.buy``/``ctx.sell``/``ctx.target_qty``/``ctx.target_weight``.
+
+Parameters are class attributes (``fast: int = 10``); :meth:`Strategy.__init__` takes overrides
+by keyword, refuses unknown names with a close-match suggestion and coerces text (from the CLI's
+``--param k=v``) to the default's type.
+
+Timing convention: a bar is handed to ``on_bar`` once it has closed, i.e. on the first event at
+or after its end; an order placed there reaches the simulator *before* that event's tick, so it
+fills at the first price after the bar: the next bar's open in a bar replay (never the close the
+strategy just saw). An order placed in ``on_tick`` fills on a later tick.
+
+Examples
+--------
+>>> class Breakout(Strategy):
+...     '''Buy when the close makes a 20-bar high.'''
+...     window: int = 20
+...     def on_bar(self, ctx, bar):
+...         highs = ctx.history(self.window)["high"]
+...         if len(highs) == self.window and bar.close >= highs.max() and not ctx.position():
+...             ctx.buy(10)
+>>> Breakout(window=50).window
+50
+>>> Breakout(windw=5)
+Traceback (most recent call last):
+...
+velox.errors.ConfigError: Breakout has no parameter 'windw'; did you mean 'window'? ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from velox.calendar import check_timeframe
+from velox.errors import ConfigError, ValidationError
+from velox.types import Bar, Fill, Instrument, Order, OrderType, Product, Side, Validity
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Strategy",
+    "Context",
+    "load_strategy",
+    "parse_params",
+    "lookahead_violations",
+    "assert_no_lookahead",
+]
+
+log = logging.getLogger(__name__)
+
+#: Class attributes of :class:`Strategy` that configure it but are not trading parameters.
+FRAMEWORK_ATTRIBUTES = frozenset(
+    {"instruments", "timeframe", "timeframes", "product", "lookback", "capital", "name"}
+)
+
+
+class Strategy:
+    """Return a strategy: parameters as class attributes, handlers called by the engine.
+
+    Class attributes
+    ----------------
+    instruments
+        Instrument ids traded and subscribed (``("NSE:RELIANCE",)``); the CLI's ``--symbol``
+        overrides them.
+    timeframe
+        The timeframe whose closed bars reach :meth:`on_bar` and :meth:`signals`.
+    timeframes
+        Extra timeframes to subscribe to (their closed bars also reach ``on_bar``).
+    product
+        Default product of orders (``CNC`` delivery, ``MIS`` intraday, ``NRML`` F&O).
+    lookback
+        Bars of history kept per instrument/timeframe (``ctx.history`` and live ``signals``).
+    capital
+        Rupees allocated to this strategy (``target_weight`` sizes against it plus its P&L);
+        ``None`` shares the account's cash equally between the engine's strategies.
+
+    Every other public, non-callable class attribute is a parameter, overridable by keyword.
+    """
+
+    instruments: ClassVar[tuple[str, ...]] = ()
+    timeframe: ClassVar[str] = "1d"
+    timeframes: ClassVar[tuple[str, ...]] = ()
+    product: ClassVar[Product] = Product.CNC
+    lookback: ClassVar[int] = 250
+    capital: ClassVar[float | None] = None
+
+    def __init__(self, **params: object) -> None:
+        known = self.parameters()
+        for key, raw in params.items():
+            if key not in known and key not in FRAMEWORK_ATTRIBUTES:
+                choices = sorted(set(known) | FRAMEWORK_ATTRIBUTES)
+                close = difflib.get_close_matches(key, choices, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(
+                    f"{type(self).__name__} has no parameter {key!r}; {hint}"
+                    f"its parameters are {', '.join(sorted(known)) or '(none)'}"
+                )
+            default = getattr(type(self), key)
+            setattr(self, key, _coerce(type(self).__name__, key, raw, default))
+        if isinstance(self.instruments, str):
+            self.instruments = (self.instruments,)  # type: ignore[misc]
+        self.instruments = tuple(self.instruments)  # type: ignore[misc]
+        check_timeframe(self.timeframe)
+        for tf in self.timeframes:
+            check_timeframe(tf)
+        self.product = Product(self.product)  # type: ignore[misc]
+        if not isinstance(self.lookback, int) or self.lookback < 1:
+            raise ConfigError(f"{type(self).__name__}.lookback={self.lookback!r} must be >= 1")
+        self.name: str = type(self).__name__
+
+    @classmethod
+    def parameters(cls) -> dict[str, object]:
+        """Return the strategy's parameters and their defaults (class attributes).
+
+        Examples
+        --------
+        >>> class S(Strategy):
+        ...     fast: int = 10
+        ...     slow: int = 30
+        >>> S.parameters()
+        {'fast': 10, 'slow': 30}
+        """
+        out: dict[str, object] = {}
+        for klass in reversed(cls.__mro__):
+            if klass is object or klass is Strategy:
+                continue
+            for key, value in vars(klass).items():
+                if key.startswith("_") or key in FRAMEWORK_ATTRIBUTES:
+                    continue
+                if callable(value) or isinstance(value, (classmethod, staticmethod, property)):
+                    continue
+                out[key] = value
+        return out
+
+    def params(self) -> dict[str, object]:
+        """Return this instance's parameter values."""
+        return {key: getattr(self, key) for key in self.parameters()}
+
+    @property
+    def all_timeframes(self) -> tuple[str, ...]:
+        """Return the main timeframe followed by the extra ones (no repeats)."""
+        return tuple(dict.fromkeys((self.timeframe, *self.timeframes)))
+
+    @property
+    def vectorised(self) -> bool:
+        """Return True if the strategy overrides :meth:`signals`."""
+        return type(self).signals is not Strategy.signals
+
+    # -- handlers (override what you need) -------------------------------------------------------
+
+    def signals(self, bars: pd.DataFrame) -> pd.Series:
+        """Return the target weight per bar of ``bars`` (override for vectorisable strategies).
+
+        ``bars`` is one instrument's OHLCV history at :attr:`timeframe` (IST index, bar start
+        labels). The weight at row ``t`` is the fraction of the strategy's equity to hold from
+        the first tick *after* bar ``t`` closes: 1 = all in, 0 = flat, −1 = all short (MIS/F&O
+        only). NaN means "no opinion yet" (warm-up) and changes nothing.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define signals()")
+
+    def on_start(self, ctx: Context) -> None:
+        """Set up state (indicators, counters) before the first event."""
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        """Handle a closed bar; by default apply :meth:`signals` through target weights."""
+        if self.vectorised:
+            weight = ctx.signal(bar.instrument_id, bar.timeframe)
+            if weight == weight and weight != ctx.applied_weight(bar.instrument_id):
+                ctx.target_weight(weight, bar.instrument_id)
+
+    def on_tick(self, ctx: Context, bar: Bar) -> None:
+        """Handle a tick: ``bar`` is the forming (not yet closed) candle of :attr:`timeframe`."""
+
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        """Handle an execution of one of this strategy's orders."""
+
+    def on_order(self, ctx: Context, order: Order) -> None:
+        """Handle a status change of one of this strategy's orders."""
+
+    def on_stop(self, ctx: Context) -> None:
+        """Clean up after the last event (or when the engine stops the strategy)."""
+
+
+def _coerce(owner: str, key: str, raw: object, default: object) -> object:
+    """Return ``raw`` as the type of ``default`` (text from the CLI is parsed), or raise."""
+    kind = type(default)
+    if default is None or (type(raw) is kind and not isinstance(raw, float)):
+        return raw
+
+    def bad(reason: str = "") -> ConfigError:
+        return ConfigError(
+            f"{owner}.{key}={raw!r} is not a valid {kind.__name__} (default {default!r}){reason}"
+        )
+
+    if isinstance(default, bool):
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(raw, str) and raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise bad("; use true or false")
+    if isinstance(default, int):
+        if isinstance(raw, bool):
+            raise bad()
+        if isinstance(raw, float) and raw.is_integer():
+            return int(raw)
+        if isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if isinstance(default, float):
+        if isinstance(raw, bool):
+            raise bad()
+        try:
+            value = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise bad() from None
+        if not math.isfinite(value):
+            raise bad("; it must be finite")
+        return value
+    if isinstance(default, str):
+        if isinstance(raw, str):
+            return raw
+        raise bad()
+    if isinstance(default, tuple):
+        if isinstance(raw, str):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(raw, (list, tuple)):
+            return tuple(raw)
+        raise bad()
+    if isinstance(default, Product | Side | OrderType):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise bad() from None
+    raise bad()
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """Return ``["fast=10", "slow=30"]`` as ``{"fast": "10", "slow": "30"}`` (CLI ``--param``).
+
+    Examples
+    --------
+    >>> parse_params(["fast=10", "name=a=b"])
+    {'fast': '10', 'name': 'a=b'}
+    """
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {pair!r} must read NAME=VALUE, e.g. --param fast=10")
+        out[key.strip()] = value.strip()
+    return out
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def load_strategy(spec: str) -> type[Strategy]:
+    """Return the :class:`Strategy` subclass named by ``spec``.
+
+    ``spec`` is a file path (``strategies/sma_cross.py``, optionally ``…py:ClassName``) or a
+    module path (``mypkg.strats:MyStrategy``, or just ``mypkg.strats`` when it defines exactly
+    one strategy). A file that fails to import (syntax error, missing import) raises a
+    :class:`ConfigError` naming the file and line.
+
+    Examples
+    --------
+    >>> load_strategy("strategies/sma_cross.py").__name__  # doctest: +SKIP
+    'SmaCross'
+    """
+    target, _, class_name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if target.endswith(".py") or "/" in target or Path(target).suffix == ".py":
+        module = _import_file(Path(target))
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"strategy {spec!r}: no module {exc.name!r}; pass a file path "
+                "(strategies/sma_cross.py) or an importable module:Class"
+            ) from None
+    return _pick_class(module, spec, class_name or None)
+
+
+def _import_file(path: Path) -> object:
+    if not path.exists():
+        raise ConfigError(f"strategy file {path} does not exist")
+    name = f"velox_user_strategy_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"strategy file {path} cannot be loaded as Python (use a .py file)")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise ConfigError(
+            f"strategy file {path} line {exc.lineno}: syntax error: {exc.msg}; fix the file"
+        ) from None
+    except Exception as exc:  # any import-time failure of user code is a config problem
+        sys.modules.pop(name, None)
+        tb = exc.__traceback__
+        line = None
+        while tb is not None:
+            if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        where = f" line {line}" if line else ""
+        raise ConfigError(
+            f"strategy file {path}{where} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
+    return module
+
+
+def _pick_class(module: object, spec: str, class_name: str | None) -> type[Strategy]:
+    found = {
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, Strategy)
+        and obj is not Strategy
+        and obj.__module__ == getattr(module, "__name__", None)
+    }
+    if class_name is not None:
+        if class_name in found:
+            return found[class_name]
+        close = difflib.get_close_matches(class_name, list(found), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"strategy {spec!r}: no Strategy subclass {class_name!r}{hint} "
+            f"(found: {', '.join(sorted(found)) or 'none'})"
+        )
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if not found:
+        raise ConfigError(
+            f"strategy {spec!r} defines no subclass of velox.strategy.Strategy; "
+            "define `class MyStrategy(Strategy): ...`"
+        )
+    raise ConfigError(
+        f"strategy {spec!r} defines several strategies ({', '.join(sorted(found))}); "
+        "pick one with FILE.py:ClassName"
+    )
+
+
+# -- look-ahead check ------------------------------------------------------------------------
+
+
+def lookahead_violations(
+    strategy: Strategy, bars: pd.DataFrame, *, checkpoints: Sequence[int] | None = None
+) -> list[int]:
+    """Return the cut points ``t`` where ``signals(bars)[:t] != signals(bars[:t])``.
+
+    An empty list means the strategy's signals are causal on these bars: the value at a row
+    never changes when later rows are added, so what a replay computes over the whole history
+    equals what a live engine computes bar by bar. NaNs compare equal. ``checkpoints`` default
+    to about 40 cuts spread over the history (every cut when it is short).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> class Peek(Strategy):
+    ...     def signals(self, bars):
+    ...         return (bars["close"].shift(-1) > bars["close"]).astype(float)  # uses tomorrow
+    >>> idx = pd.date_range("2024-01-01", periods=50, freq="D", tz="Asia/Kolkata")
+    >>> bars = pd.DataFrame({"close": np.sin(np.arange(50.0)) + 10}, index=idx)
+    >>> len(lookahead_violations(Peek(), bars)) > 0
+    True
+    """
+    import numpy as np
+
+    full = np.asarray(strategy.signals(bars), dtype=np.float64)
+    n = len(bars)
+    if len(full) != n:
+        raise ValidationError(
+            f"{strategy.name}.signals returned {len(full)} values for {n} bars; return one per bar"
+        )
+    cuts = list(checkpoints) if checkpoints is not None else _default_cuts(n)
+    bad = []
+    for t in cuts:
+        part = np.asarray(strategy.signals(bars.iloc[:t]), dtype=np.float64)
+        head = full[:t]
+        same = (part == head) | (np.isnan(part) & np.isnan(head))
+        if len(part) != t or not bool(same.all()):
+            bad.append(t)
+    return bad
+
+
+def _default_cuts(n: int) -> list[int]:
+    if n <= 40:
+        return list(range(1, n + 1))
+    step = max(1, n // 40)
+    return sorted(set(range(2, n + 1, step)) | {n - 1, n})
+
+
+def assert_no_lookahead(strategy: Strategy, bars: pd.DataFrame) -> None:
+    """Raise :class:`ValidationError` if :func:`lookahead_violations` finds any cut point."""
+    bad = lookahead_violations(strategy, bars)
+    if bad:
+        raise ValidationError(
+            f"{strategy.name}.signals looks ahead: signals(bars)[:t] != signals(bars[:t]) at "
+            f"t={bad[:5]}; it must use only rows up to t (no shift(-k), no centred windows)"
+        )
+
+
+# -- the context -----------------------------------------------------------------------------
+
+
+class EngineServices(Protocol):
+    """What a :class:`Context` needs from the engine (the engine implements it)."""
+
+    mode: str
+
+    def now(self) -> datetime: ...
+
+    def history(self, instrument_id: str, timeframe: str, n: int | None) -> pd.DataFrame: ...
+
+    def signal(self, strategy: Strategy, instrument_id: str, timeframe: str) -> float: ...
+
+    def position_qty(self, strategy: str, instrument_id: str) -> int: ...
+
+    def strategy_equity(self, strategy: str) -> float: ...
+
+    def last_price(self, instrument_id: str) -> float | None: ...
+
+    def instrument(self, instrument_id: str) -> Instrument: ...
+
+    def open_orders(self, strategy: str, instrument_id: str | None) -> list[Order]: ...
+
+    def submit(self, strategy: str, fields: Mapping[str, object]) -> str: ...
+
+    def cancel(self, strategy: str, client_id: str) -> None: ...
+
+
+class Context:
+    """Return the strategy's whole world: time, history, positions, orders and a log.
+
+    One context per strategy; the engine builds it. Quantities are signed units (+long,
+    −short); ``instrument_id`` defaults to the strategy's first instrument.
+    """
+
+    __slots__ = ("_engine", "_strategy", "_name", "_default", "_applied", "_log")
+
+    def __init__(self, engine: EngineServices, strategy: Strategy) -> None:
+        self._engine = engine
+        self._strategy = strategy
+        self._name = strategy.name
+        self._default = strategy.instruments[0] if strategy.instruments else None
+        self._applied: dict[str, float] = {}
+        self._log = logging.getLogger(f"velox.strategy.{strategy.name}")
+
+    def _iid(self, instrument_id: str | None) -> str:
+        iid = instrument_id or self._default
+        if iid is None:
+            raise ValidationError(
+                f"{self._name} trades no instrument: set `instruments` or pass instrument_id"
+            )
+        return iid
+
+    @property
+    def now(self) -> datetime:
+        """Return the engine's current time (IST): event time in replay, wall time live."""
+        return self._engine.now()
+
+    @property
+    def mode(self) -> str:
+        """Return ``"replay"``, ``"paper"`` or ``"live"`` (for logging; never branch on it)."""
+        return self._engine.mode
+
+    def history(
+        self, n: int | None = None, instrument_id: str | None = None, timeframe: str | None = None
+    ) -> pd.DataFrame:
+        """Return the last ``n`` closed bars (all kept, up to ``lookback``, when ``n`` is None).
+
+        A DataFrame with an IST ``ts`` index and ``open high low close volume`` columns, oldest
+        first. Built on demand, so call it when needed rather than on every tick.
+        """
+        return self._engine.history(
+            self._iid(instrument_id), timeframe or self._strategy.timeframe, n
+        )
+
+    def position(self, instrument_id: str | None = None) -> int:
+        """Return this strategy's signed net quantity in the instrument (from its fills)."""
+        return self._engine.position_qty(self._name, self._iid(instrument_id))
+
+    @property
+    def equity(self) -> float:
+        """Return the strategy's capital plus its realised and unrealised P&L, less charges."""
+        return self._engine.strategy_equity(self._name)
+
+    def last_price(self, instrument_id: str | None = None) -> float | None:
+        """Return the last traded price seen for the instrument, or None."""
+        return self._engine.last_price(self._iid(instrument_id))
+
+    def instrument(self, instrument_id: str | None = None) -> Instrument:
+        """Return the instrument (tick size, lot size, …)."""
+        return self._engine.instrument(self._iid(instrument_id))
+
+    def open_orders(self, instrument_id: str | None = None) -> list[Order]:
+        """Return this strategy's working orders (in every instrument when none is given)."""
+        return self._engine.open_orders(self._name, instrument_id)
+
+    def signal(self, instrument_id: str | None = None, timeframe: str | None = None) -> float:
+        """Return the latest :meth:`Strategy.signals` weight for the instrument (NaN if none)."""
+        return self._engine.signal(
+            self._strategy, self._iid(instrument_id), timeframe or self._strategy.timeframe
+        )
+
+    def applied_weight(self, instrument_id: str | None = None) -> float:
+        """Return the weight last passed to :meth:`target_weight` (NaN before the first)."""
+        return self._applied.get(self._iid(instrument_id), math.nan)
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def buy(
+        self,
+        qty: int,
+        instrument_id: str | None = None,
+        *,
+        order_type: OrderType | str = OrderType.MARKET,
+        limit_price: float | None = None,
+        trigger_price: float | None = None,
+        product: Product | str | None = None,
+        validity: Validity | str = Validity.DAY,
+        tag: str = "",
+    ) -> str:
+        """Send a buy order and return its Velox client id.
+
+        Raises :class:`~velox.errors.ValidationError` for a malformed order (qty, prices, lot,
+        tick grid) and :class:`~velox.errors.RiskBreach` when a risk limit refuses it.
+        """
+        return self._order(
+            Side.BUY, qty, instrument_id, order_type, limit_price, trigger_price, product, validity,
+            tag,
+        )  # fmt: skip
+
+    def sell(
+        self,
+        qty: int,
+        instrument_id: str | None = None,
+        *,
+        order_type: OrderType | str = OrderType.MARKET,
+        limit_price: float | None = None,
+        trigger_price: float | None = None,
+        product: Product | str | None = None,
+        validity: Validity | str = Validity.DAY,
+        tag: str = "",
+    ) -> str:
+        """Send a sell order and return its Velox client id (see :meth:`buy`)."""
+        return self._order(
+            Side.SELL, qty, instrument_id, order_type, limit_price, trigger_price, product,
+            validity, tag,
+        )  # fmt: skip
+
+    def _order(
+        self,
+        side: Side,
+        qty: int,
+        instrument_id: str | None,
+        order_type: OrderType | str,
+        limit_price: float | None,
+        trigger_price: float | None,
+        product: Product | str | None,
+        validity: Validity | str,
+        tag: str,
+    ) -> str:
+        return self._engine.submit(
+            self._name,
+            {
+                "instrument_id": self._iid(instrument_id),
+                "side": side,
+                "qty": qty,
+                "order_type": order_type,
+                "limit_price": limit_price,
+                "trigger_price": trigger_price,
+                "product": product if product is not None else self._strategy.product,
+                "validity": validity,
+                "tag": tag,
+            },
+        )
+
+    def target_qty(
+        self,
+        qty: int,
+        instrument_id: str | None = None,
+        *,
+        order_type: OrderType | str = OrderType.MARKET,
+        limit_price: float | None = None,
+        product: Product | str | None = None,
+    ) -> str | None:
+        """Trade towards a signed target position; return the client id (None if on target).
+
+        The order is the target minus the position minus what this strategy's working orders
+        in the instrument would still add, rounded down to whole lots, so calling it on every
+        bar never stacks orders.
+        """
+        iid = self._iid(instrument_id)
+        lot = self._engine.instrument(iid).lot_size
+        target = int(qty) // lot * lot if qty >= 0 else -(-int(qty) // lot * lot)
+        pending = sum(
+            o.side.sign * o.remaining_qty for o in self._engine.open_orders(self._name, iid)
+        )
+        delta = target - self._engine.position_qty(self._name, iid) - pending
+        if delta == 0:
+            return None
+        place = self.buy if delta > 0 else self.sell
+        return place(
+            abs(delta), iid, order_type=order_type, limit_price=limit_price, product=product
+        )
+
+    def target_weight(
+        self,
+        weight: float,
+        instrument_id: str | None = None,
+        *,
+        order_type: OrderType | str = OrderType.MARKET,
+        limit_price: float | None = None,
+        product: Product | str | None = None,
+    ) -> str | None:
+        """Trade towards holding ``weight`` × equity in the instrument (−1 … 1 typical).
+
+        Quantity = ``weight × equity / price`` rounded towards zero to whole lots, priced at
+        ``limit_price`` or else the last traded price. Returns the client id, or None when the
+        position is already on target.
+        """
+        iid = self._iid(instrument_id)
+        if not math.isfinite(weight):
+            raise ValidationError(f"target_weight({weight!r}) needs a finite weight")
+        price = limit_price if limit_price is not None else self._engine.last_price(iid)
+        if price is None or price <= 0:
+            raise ValidationError(
+                f"no price for {iid} yet: target_weight needs a last traded price or limit_price"
+            )
+        self._applied[iid] = weight
+        raw = weight * self._engine.strategy_equity(self._name) / price
+        return self.target_qty(
+            int(raw), iid, order_type=order_type, limit_price=limit_price, product=product
+        )
+
+    def cancel(self, client_id: str) -> None:
+        """Cancel one of this strategy's working orders by client id."""
+        self._engine.cancel(self._name, client_id)
+
+    def cancel_all(self, instrument_id: str | None = None) -> int:
+        """Cancel this strategy's working orders (in one instrument, or all); return how many."""
+        orders = self._engine.open_orders(self._name, instrument_id)
+        for order in orders:
+            self._engine.cancel(self._name, order.client_id)
+        return len(orders)
+
+    def log(self, message: str, *args: object, level: int = logging.INFO) -> None:
+        """Log ``message % args`` under ``velox.strategy.<name>`` with the mode and time."""
+        if self._log.isEnabledFor(level):
+            self._log.log(level, "[%s %s] " + message, self._engine.mode, self._engine.now(), *args)
