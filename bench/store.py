@@ -5,8 +5,8 @@ the user's store), ingests 1,000,000 synthetic 1-minute bars (4 symbols, regular
 09:15-15:29 IST on weekdays) with :meth:`Store.write_bars` (binary COPY + upsert), inserts a
 subset with psycopg ``executemany`` (the usual alternative), reads one symbol-year back with
 :meth:`Store.read_bars` and with ``cursor.fetchall`` → DataFrame / ``pandas.read_sql``, and
-times ``import velox`` in a fresh interpreter. Goals: COPY >= 10x executemany rows/s, a
-symbol-year read <= 100 ms, ``import velox`` < 0.5 s.
+times ``import velox`` in a fresh interpreter; a row-by-row ``execute`` loop is timed too.
+Goals: COPY >= 10x executemany rows/s, a symbol-year read <= 100 ms, ``import velox`` < 0.5 s.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from velox.store import Store, embedded_url, stop_embedded
 TOTAL_BARS = 1_000_000
 SYMBOLS = [f"NSE:BENCH{i}" for i in range(4)]
 EXECUTEMANY_ROWS = 20_000
+EXECUTE_ROWS = 2_000
 READ_REPEATS = 7
 
 
@@ -127,6 +128,15 @@ def main() -> None:
             )
             conn.commit()
             many_rate = len(params) / (time.perf_counter() - start)
+            start = time.perf_counter()
+            for row in params[:EXECUTE_ROWS]:
+                cur.execute(
+                    "INSERT INTO bars (instrument_id, timeframe, ts, open, high, low, close,"
+                    " volume) VALUES ('NSE:EXECUTE', %s, %s, %s, %s, %s, %s, %s)",
+                    row[1:],
+                )
+            conn.commit()
+            execute_rate = EXECUTE_ROWS / (time.perf_counter() - start)
 
         year = ("2020-01-01", "2020-12-31")
         velox_read, bars = timed(lambda: store.read_bars(SYMBOLS[0], "1m", *year), READ_REPEATS)
@@ -168,7 +178,9 @@ def main() -> None:
     print(f"ingest {rows:,} 1m bars, {len(SYMBOLS)} symbols (write_bars: binary COPY + upsert)")
     print(f"  COPY        {copy_rate:12,.0f} rows/s  ({copy_seconds:.2f} s)")
     print(f"  executemany {many_rate:12,.0f} rows/s  ({len(params):,}-row subset, extrapolated)")
-    print(f"  ratio       {copy_rate / many_rate:12.1f} x  (goal >= 10x)")
+    print(f"  execute     {execute_rate:12,.0f} rows/s  ({EXECUTE_ROWS:,} rows one by one)")
+    print(f"  ratio       {copy_rate / many_rate:12.1f} x  vs executemany (goal >= 10x)")
+    print(f"  ratio       {copy_rate / execute_rate:12.1f} x  vs execute loop")
     print(f"read one symbol-year of 1m bars ({len(bars):,} rows), median of runs")
     print(
         f"  velox read_bars      {velox_read * 1e3:7.1f} ms  (best {velox_best * 1e3:.1f} ms;"
