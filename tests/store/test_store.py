@@ -11,7 +11,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from velox.errors import ValidationError
+from velox.errors import StoreError, ValidationError
 from velox.store import INSTRUMENT_COLUMNS, Store
 from velox.store.migrate import migration_files
 
@@ -69,6 +69,22 @@ def test_concurrent_openers_on_a_fresh_database_all_succeed(pg_server) -> None: 
     with psycopg.connect(url) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
     assert sorted(v for (v,) in versions) == [v for v, _, _ in migration_files()]
+
+
+def test_failing_migration_rolls_back_and_names_the_file(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from velox.store import migrate
+
+    shipped = migrate.migration_files()
+    bad = (9999, "broken", "CREATE TABLE half_done (x int); SELECT no_such_function();")
+    monkeypatch.setattr(migrate, "migration_files", lambda: [*shipped, bad])
+    before = store.table_fingerprint("schema_migrations")
+    with pytest.raises(StoreError, match="9999_broken.sql failed and was rolled back"):
+        Store(store.url)
+    assert store.table_fingerprint("schema_migrations") == before
+    with store.connect() as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
 
 
 def test_timescale_flag_matches_server_and_mode_is_logged(

@@ -102,7 +102,7 @@ def _enable_timescale(conn: psycopg.Connection) -> bool:
     for table, chunk in HYPERTABLES.items():
         with conn.transaction():
             conn.execute(
-                "SELECT create_hypertable(%s, 'ts', chunk_time_interval => %s::interval,"
+                "SELECT create_hypertable(%s::regclass, 'ts', chunk_time_interval => %s::interval,"
                 " if_not_exists => TRUE, migrate_data => TRUE)",
                 (table, chunk),
             )
