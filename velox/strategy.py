@@ -454,6 +454,8 @@ class EngineServices(Protocol):
 
     def open_orders(self, strategy: str, instrument_id: str | None) -> list[Order]: ...
 
+    def order(self, client_id: str) -> Order: ...
+
     def submit(self, strategy: str, fields: Mapping[str, object]) -> str: ...
 
     def cancel(self, strategy: str, client_id: str) -> None: ...
@@ -466,7 +468,7 @@ class Context:
     −short); ``instrument_id`` defaults to the strategy's first instrument.
     """
 
-    __slots__ = ("_engine", "_strategy", "_name", "_default", "_applied", "_log")
+    __slots__ = ("_engine", "_strategy", "_name", "_default", "_applied", "_targets", "_log")
 
     def __init__(self, engine: EngineServices, strategy: Strategy) -> None:
         self._engine = engine
@@ -474,6 +476,7 @@ class Context:
         self._name = strategy.name
         self._default = strategy.instruments[0] if strategy.instruments else None
         self._applied: dict[str, float] = {}
+        self._targets: dict[str, str] = {}  # client id of a target_weight order → instrument
         self._log = logging.getLogger(f"velox.strategy.{strategy.name}")
 
     def _iid(self, instrument_id: str | None) -> str:
@@ -660,9 +663,24 @@ class Context:
             )
         self._applied[iid] = weight
         raw = weight * self._engine.strategy_equity(self._name) / price
-        return self.target_qty(
+        cid = self.target_qty(
             int(raw), iid, order_type=order_type, limit_price=limit_price, product=product
         )
+        if cid is not None:
+            order = self._engine.order(cid)
+            if order.is_terminal:  # refused at once (broker reject): try again next bar
+                if order.filled_qty < order.qty:
+                    self._applied.pop(iid, None)
+            else:
+                self._targets[cid] = iid
+        return cid
+
+    def order_finished(self, order: Order) -> None:
+        """Forget a finished ``target_weight`` order; if it did not fill completely (rejected,
+        expired, cancelled), forget the applied weight too so the next bar tries again."""
+        iid = self._targets.pop(order.client_id, None)
+        if iid is not None and order.filled_qty < order.qty:
+            self._applied.pop(iid, None)
 
     def cancel(self, client_id: str) -> None:
         """Cancel one of this strategy's working orders by client id."""

@@ -1,0 +1,1281 @@
+"""THE event loop: feed → clock → broker → OMS → strategy → risk → broker, for every mode.
+
+One :class:`Engine` runs replay, paper and live alike; they differ only in the objects handed to
+it: the market source (a :class:`BarReplay` of stored bars, or any ``velox.feeds`` tick feed), the
+broker (``SimBroker`` or a real one), the clock and the audit log. There is no ``if paper:``.
+
+Threading: one thread (the caller of :meth:`Engine.run`, or the engine thread of
+:meth:`Engine.start`) owns strategy, OMS and risk state. Broker postbacks and live feed ticks
+only put events on the engine's queue; the owner drains it between events, so a replay is
+deterministic and single-threaded.
+
+Per event, in order (see ``docs/engine.md``):
+
+1. bars that closed at or before the event's time reach ``on_bar`` (orders they place go to the
+   broker before this event's tick, so they fill at the first price *after* the bar);
+2. the tick reaches the broker when the simulator needs it (the instrument has working orders
+   or an intraday/F&O position), else it is kept and handed over just before the next order;
+3. postbacks are drained: fills update positions, strategies see ``on_fill``/``on_order``;
+4. positions are marked to market and the day's P&L goes to the risk engine, which may trip the
+   kill switch: then, within this event, every open order is cancelled, every position gets a
+   market square-off order, and every later order is refused;
+5. strategies that asked for ticks see the forming candle in ``on_tick``.
+
+Strategy exceptions are caught and logged; they stop that strategy (optionally flattening its
+positions), never the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time as _time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from velox.brokers.base import Broker
+from velox.calendar import IST, IST_OFFSET_NS, bucket_end_ns, check_timeframe
+from velox.errors import (
+    OrderRejected,
+    RiskBreach,
+    UnknownInstrument,
+    ValidationError,
+    VeloxError,
+)
+from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
+from velox.risk import RiskEngine, RiskEvent, RiskLimits
+from velox.strategy import Context, Strategy
+from velox.types import (
+    Bar,
+    Fill,
+    Instrument,
+    Order,
+    OrderStatus,
+    OrderType,
+    Product,
+    Side,
+    Tick,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from velox.backtest.result import RunResult
+
+__all__ = ["Engine", "BarReplay", "FileCommands", "CommandSource", "MODES"]
+
+log = logging.getLogger(__name__)
+
+MODES = ("replay", "paper", "live")
+_DAY_NS = 86_400_000_000_000
+_EPOCH_IST = datetime(1970, 1, 1, tzinfo=UTC).astimezone(IST)
+_US = timedelta(microseconds=1)
+_new_bar = Bar.__new__
+_set = object.__setattr__
+
+
+def _dt(ns: int) -> datetime:
+    """Return UTC epoch ns as an IST datetime (exact to the microsecond)."""
+    return _EPOCH_IST + _US * (ns // 1000)
+
+
+def _ns(ts: datetime) -> int:
+    return (ts - _EPOCH_IST) // _US * 1000
+
+
+def _make_bar(
+    iid: str, tf: str, ts: datetime, o: float, h: float, lo: float, c: float, v: float, closed: bool
+) -> Bar:
+    # Bars built here come from validated stored bars or from the aggregator's checked ticks;
+    # Bar.__post_init__ would re-check them and costs more than the rest of the event.
+    bar = _new_bar(Bar)
+    _set(bar, "instrument_id", iid)
+    _set(bar, "timeframe", tf)
+    _set(bar, "ts", ts)
+    _set(bar, "open", o)
+    _set(bar, "high", h)
+    _set(bar, "low", lo)
+    _set(bar, "close", c)
+    _set(bar, "volume", v)
+    _set(bar, "closed", closed)
+    return bar
+
+
+# --------------------------------------------------------------------------------------------
+# Market source for replays of stored bars
+# --------------------------------------------------------------------------------------------
+
+
+class BarReplay:
+    """Return a replay of stored bars: synthetic ticks plus the bars' close events, in time order.
+
+    Each instrument's ticks come from its finest timeframe's bars, four per bar on the path of
+    :func:`velox.feeds.synthesize_ticks` (open, high, low, close for an up bar; open, low, high,
+    close for a down bar). Every (instrument, timeframe) frame also yields a close event, placed
+    just before the first tick at or after the bar's end (:func:`velox.calendar.bucket_end_ns`),
+    exactly when ``velox.feeds.CandleAggregator`` would close it; the rest close at the end.
+    The bars handed to strategies are the stored bars themselves (aggregating the synthetic
+    ticks gives them back, see ``velox.feeds``), which is why no aggregator runs here.
+
+    Parameters
+    ----------
+    bars
+        ``{(instrument_id, timeframe): DataFrame}`` of OHLCV bars indexed by tz-aware bar start
+        (as ``velox.store.Store.read_bars`` returns them).
+    clock
+        Paces the events (``velox.feeds.ReplayClock`` by default, ``WallClock(speed)`` for paper).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> idx = pd.DatetimeIndex(["2024-04-01 09:15", "2024-04-01 09:16"]).tz_localize("Asia/Kolkata")
+    >>> frame = pd.DataFrame({"open": [100.0, 102.0], "high": [103.0, 102.5],
+    ...                       "low": [99.0, 100.5], "close": [102.0, 101.0]}, index=idx)
+    >>> replay = BarReplay({("NSE:SBIN", "1m"): frame})
+    >>> len(replay), replay.close_positions.tolist()
+    (8, [4, 8])
+    """
+
+    def __init__(self, bars: Mapping[tuple[str, str], pd.DataFrame], clock: object = None) -> None:
+        from velox.calendar import TIMEFRAMES
+        from velox.feeds import ReplayClock, synthesize_ticks
+
+        if not bars:
+            raise ValidationError("BarReplay needs at least one (instrument, timeframe) frame")
+        self.clock = ReplayClock() if clock is None else clock
+        self._frames = {}
+        for (iid, tf), frame in bars.items():
+            check_timeframe(tf)
+            if frame is None or len(frame) == 0:
+                raise ValidationError(
+                    f"no {tf} bars for {iid}: import them first (velox data import) or check "
+                    "the --start/--end range"
+                )
+            self._frames[(iid, tf)] = frame
+        order = {tf: i for i, tf in enumerate(TIMEFRAMES)}
+        finest: dict[str, str] = {}
+        for iid, tf in self._frames:
+            if iid not in finest or order[tf] < order[finest[iid]]:
+                finest[iid] = tf
+        self.instrument_ids = tuple(sorted(finest))
+        parts = [
+            synthesize_ticks(self._frames[(iid, finest[iid])], finest[iid])
+            for iid in self.instrument_ids
+        ]
+        sym = np.concatenate([np.full(len(p[0]), k, np.int64) for k, p in enumerate(parts)])
+        ts = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        price = np.concatenate([p[1] for p in parts])
+        volume = np.concatenate([p[2] for p in parts])
+        perm = np.lexsort((sym, ts))
+        self.symbol, self.ts_ns, self.price, self.volume = (
+            sym[perm],
+            ts[perm],
+            price[perm],
+            volume[perm],
+        )
+        # forming-candle high/low so far (for on_tick strategies): running extremes in each bar
+        self.forming_high = np.empty_like(self.price)
+        self.forming_low = np.empty_like(self.price)
+        for k in range(len(self.instrument_ids)):
+            idx = np.flatnonzero(self.symbol == k)
+            p = self.price[idx].reshape(-1, 4)
+            self.forming_high[idx] = np.maximum.accumulate(p, axis=1).ravel()
+            self.forming_low[idx] = np.minimum.accumulate(p, axis=1).ravel()
+        self._ticks_of = [np.flatnonzero(self.symbol == k) for k in range(len(self.instrument_ids))]
+        # close events, sorted by (position in the tick stream, end time, instrument, timeframe)
+        keys, pos, ends, rows = [], [], [], []
+        for n_key, ((_, tf), frame) in enumerate(sorted(self._frames.items())):
+            start = _index_ns(frame)
+            end = np.asarray(bucket_end_ns(start, tf), dtype=np.int64)
+            pos.append(np.searchsorted(self.ts_ns, end, side="left"))
+            ends.append(end)
+            keys.append(np.full(len(start), n_key))
+            rows.append(np.arange(len(start)))
+        self.close_keys = sorted(self._frames)
+        pos_a, end_a, key_a, row_a = (np.concatenate(x) for x in (pos, ends, keys, rows))
+        perm = np.lexsort((row_a, key_a, end_a, pos_a))
+        self.close_positions = pos_a[perm]
+        self.close_key = key_a[perm]
+        self.close_row = row_a[perm]
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    def bars(self, instrument_id: str, timeframe: str) -> pd.DataFrame | None:
+        """Return the whole bar frame of a subscription (None if not replayed)."""
+        return self._frames.get((instrument_id, timeframe))
+
+    def frames(self) -> Mapping[tuple[str, str], pd.DataFrame]:
+        """Return every replayed frame by (instrument, timeframe)."""
+        return self._frames
+
+    def last_tick_before(self, k: int, position: int) -> int:
+        """Return the index of instrument ``k``'s last tick before ``position`` (or -1)."""
+        ticks = self._ticks_of[k]
+        j = int(np.searchsorted(ticks, position)) - 1
+        return int(ticks[j]) if j >= 0 else -1
+
+
+def _index_ns(frame: pd.DataFrame) -> np.ndarray:
+    import pandas as pd
+
+    index = pd.DatetimeIndex(frame.index)
+    if index.tz is None:
+        raise ValidationError("bars need a tz-aware index (bar start times in Asia/Kolkata)")
+    return index.tz_convert("UTC").as_unit("ns").asi8
+
+
+# --------------------------------------------------------------------------------------------
+# Commands (kill switch from outside the engine)
+# --------------------------------------------------------------------------------------------
+
+
+class CommandSource(Protocol):
+    """Operator commands for a running engine (polled by the engine thread on a timer)."""
+
+    def poll(self) -> list[dict[str, str]]:
+        """Return new commands (``{"command": "kill", "reason": …}``) and consume them."""
+        ...
+
+
+class FileCommands:
+    """Commands as files in a folder: ``velox kill`` writes ``kill-<account>.json`` there.
+
+    The engine polls the folder about every quarter second of wall time and renames a file it
+    has acted on to ``*.done``, so a command is executed once. An account of ``""`` matches
+    ``kill.json`` (every engine) and ``kill-<account>.json`` for its own account.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> FileCommands.write_kill(folder, account="", reason="test").name
+    'kill.json'
+    >>> [c["command"] for c in FileCommands(folder, account="A1").poll()]
+    ['kill']
+    """
+
+    def __init__(self, folder: Path | str, *, account: str = "") -> None:
+        self.folder = Path(folder)
+        self.account = account
+
+    @staticmethod
+    def write_kill(folder: Path | str, *, account: str = "", reason: str = "manual kill") -> Path:
+        """Write a kill command file and return its path."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (f"kill-{account}.json" if account else "kill.json")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"command": "kill", "reason": reason, "account": account}))
+        tmp.replace(path)
+        return path
+
+    def poll(self) -> list[dict[str, str]]:
+        """Return and consume the kill commands addressed to this engine's account."""
+        names = ["kill.json"] + ([f"kill-{self.account}.json"] if self.account else [])
+        out = []
+        for name in names:
+            path = self.folder / name
+            if not path.exists():
+                continue
+            try:
+                command = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                command = {"command": "kill", "reason": f"unreadable command file {path.name}"}
+            path.replace(path.with_name(f"{path.stem}-{_time.time_ns()}.done"))
+            command.setdefault("command", "kill")
+            out.append(command)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------
+
+
+class _Listener:
+    """The broker's postback receiver: enqueue and return (called from any thread)."""
+
+    __slots__ = ("put",)
+
+    def __init__(self, put: Callable[[object], None]) -> None:
+        self.put = put
+
+    def on_order_update(self, order: Order) -> None:
+        self.put(order)
+
+    def on_fill(self, fill: Fill) -> None:
+        self.put(fill)
+
+
+@dataclass(slots=True)
+class _Runner:
+    """One strategy inside the engine."""
+
+    strategy: Strategy
+    ctx: Context
+    capital: float
+    wants_ticks: bool
+    alive: bool = True
+    error: str | None = None
+    signals: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Sub:
+    """Closed-bar bookkeeping of one (instrument, timeframe)."""
+
+    runners: list[_Runner]
+    history: deque[Bar]
+    count: int = 0
+    ts: list[datetime] | None = None  # precomputed bar starts (BarReplay)
+    ohlcv: tuple[list[float], ...] | None = None
+
+
+class Engine:
+    """Return the engine that runs strategies against a market source and a broker.
+
+    Parameters
+    ----------
+    strategies
+        Strategy instances (each needs a unique ``name``; duplicates get ``#2``, ``#3``).
+    broker
+        Any :class:`velox.brokers.base.Broker`. If it has ``on_tick`` (the simulator) the engine
+        hands it ticks as described in the module docstring.
+    feed
+        A :class:`BarReplay`, or a ``velox.feeds`` tick feed (iterable of ticks with ``run`` and
+        ``stop``), whose candles the engine builds with ``CandleAggregator``.
+    instruments
+        Instrument lookup: a mapping or a callable raising ``KeyError`` for unknown ids.
+    mode
+        ``"replay"``, ``"paper"`` or ``"live"``: only labels logs, audit rows and the result.
+    initial_cash
+        Account cash in rupees (strategies share it unless they set ``capital``).
+    audit
+        Where order transitions go before they are acted on (in-memory by default).
+    run_id
+        Client-id prefix; a restarted paper run passes the same id to resume.
+    risk
+        The account's :class:`velox.risk.RiskEngine` (default limits when omitted).
+    reconcile_every
+        Seconds of engine time between reconciliations with the broker (also at start).
+    commands
+        Operator commands (``FileCommands``), polled about every 0.25 s of wall time.
+    flatten_on_error
+        Square off a strategy's positions when it raises.
+    restore
+        Rebuild orders, fills and positions from the audit log before starting (restart).
+    """
+
+    def __init__(
+        self,
+        strategies: Sequence[Strategy],
+        *,
+        broker: Broker,
+        feed: object,
+        instruments: Mapping[str, Instrument] | Callable[[str], Instrument],
+        mode: str = "replay",
+        initial_cash: float = 1_000_000.0,
+        audit: AuditLog | None = None,
+        run_id: str = "R1",
+        risk: RiskEngine | None = None,
+        reconcile_every: float | None = 900.0,
+        commands: CommandSource | None = None,
+        flatten_on_error: bool = False,
+        restore: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
+        if not (math.isfinite(initial_cash) and initial_cash > 0):
+            raise ValidationError(f"initial_cash={initial_cash!r} must be a positive amount")
+        self.mode = mode
+        self.broker = broker
+        self.feed = feed
+        self.clock = getattr(feed, "clock", None)
+        self._lookup = instruments.__getitem__ if isinstance(instruments, Mapping) else instruments
+        self._instruments: dict[str, Instrument] = {}
+        self.initial_cash = float(initial_cash)
+        self.audit: AuditLog = audit if audit is not None else MemoryAuditLog(mode)
+        self.oms = OMS(self.audit, run_id=run_id)
+        self.run_id = run_id
+        self.risk = risk if risk is not None else RiskEngine(RiskLimits())
+        limits = self.risk.limits
+        self._watch_equity = limits.daily_loss_limit is not None or limits.max_drawdown is not None
+        self.reconcile_every_ns = None if reconcile_every is None else int(reconcile_every * 1e9)
+        self.commands = commands
+        self.flatten_on_error = flatten_on_error
+        self._restore = restore
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.broker.set_listener(_Listener(self._queue.put))
+        self._broker_tick = getattr(broker, "on_tick", None)
+        self._broker_clock = getattr(broker, "on_clock", None)
+        self._runners: list[_Runner] = []
+        self._by_name: dict[str, _Runner] = {}
+        names: dict[str, int] = {}
+        fixed = [float(s.capital) for s in strategies if s.capital]
+        shared = len(strategies) - len(fixed)
+        share = (self.initial_cash - sum(fixed)) / shared if shared else 0.0
+        if shared and share <= 0:
+            raise ValidationError(
+                f"strategies' capital adds up to {sum(fixed):,.0f}, leaving nothing of "
+                f"initial_cash={self.initial_cash:,.0f} for the {shared} without capital"
+            )
+        for strategy in strategies:
+            n = names[strategy.name] = names.get(strategy.name, 0) + 1
+            if n > 1:
+                strategy.name = f"{strategy.name}#{n}"
+            runner = _Runner(
+                strategy=strategy,
+                ctx=Context(self, strategy),
+                capital=float(strategy.capital) if strategy.capital else share,
+                wants_ticks=type(strategy).on_tick is not Strategy.on_tick,
+            )
+            self._runners.append(runner)
+            self._by_name[strategy.name] = runner
+        self._subs: dict[tuple[str, str], _Sub] = {}
+        self._last: dict[str, float] = {}
+        self._unseen: dict[str, tuple[int, float, float]] = {}
+        self._watch: set[str] = set()  # instruments whose ticks the broker must see
+        self._upnl: dict[str, float] = {}
+        self._unrealised = 0.0
+        self._now_ns = 0
+        self._dt_ns = -1
+        self._dt_value = _EPOCH_IST
+        self._day = -1
+        self._base = (0.0, 0.0, 0.0)  # realised, unrealised, charges at the day's start
+        self._risk_hi = 0.0
+        self._risk_lo = 0.0
+        self._next_reconcile = 0
+        self._next_poll = 0.0
+        self._halted: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.risk_events: list[RiskEvent] = []
+        self.alerts: list[str] = []
+        self.equity_ns: list[int] = []
+        self.equity_values: list[float] = []
+        self.errors: dict[str, str] = {}
+        self.started_at: datetime | None = None
+        self._aggregator = None
+        self._backlog: deque[Tick] = deque()
+        self._started = False
+
+    # -- EngineServices (what Context calls) ------------------------------------------------
+
+    def now(self) -> datetime:
+        """Return the engine's current time (the last event's time) as an IST datetime."""
+        ns = self._now_ns
+        if ns != self._dt_ns:
+            self._dt_ns, self._dt_value = ns, _dt(ns)
+        return self._dt_value
+
+    def history(self, instrument_id: str, timeframe: str, n: int | None) -> pd.DataFrame:
+        """Return the last ``n`` closed bars of a subscription as a DataFrame."""
+        import pandas as pd
+
+        sub = self._subs.get((instrument_id, timeframe))
+        if sub is None:
+            raise ValidationError(
+                f"no {timeframe} bars of {instrument_id} are subscribed: add it to the "
+                "strategy's instruments/timeframes"
+            )
+        bars = list(sub.history)
+        if n is not None:
+            bars = bars[-n:] if n > 0 else []
+        index = pd.DatetimeIndex([b.ts for b in bars], name="ts")
+        if len(index):
+            index = index.tz_convert("Asia/Kolkata")
+        return pd.DataFrame(
+            {
+                "open": [b.open for b in bars],
+                "high": [b.high for b in bars],
+                "low": [b.low for b in bars],
+                "close": [b.close for b in bars],
+                "volume": [b.volume for b in bars],
+            },
+            index=index,
+            dtype="float64",
+        )
+
+    def signal(self, strategy: Strategy, instrument_id: str, timeframe: str) -> float:
+        """Return the strategy's latest signal for the subscription (NaN before any)."""
+        sub = self._subs.get((instrument_id, timeframe))
+        if sub is None or sub.count == 0:
+            return math.nan
+        runner = self._by_name[strategy.name]
+        pre = runner.signals.get((instrument_id, timeframe))
+        if pre is not None:
+            return float(pre[sub.count - 1])
+        frame = self.history(instrument_id, timeframe, None)
+        values = np.asarray(strategy.signals(frame), dtype=np.float64)
+        return float(values[-1]) if len(values) else math.nan
+
+    def position_qty(self, strategy: str, instrument_id: str) -> int:
+        """Return a strategy's signed net quantity in an instrument."""
+        return self.oms.position_qty(strategy, instrument_id)
+
+    def strategy_equity(self, strategy: str) -> float:
+        """Return a strategy's capital + realised + unrealised − charges."""
+        runner = self._by_name[strategy]
+        book = self.oms.books.get(strategy)
+        if book is None:
+            return runner.capital
+        return runner.capital + book.realised - book.charges + book.unrealised(self._last)
+
+    def last_price(self, instrument_id: str) -> float | None:
+        """Return the last traded price seen by the engine."""
+        return self._last.get(instrument_id)
+
+    def instrument(self, instrument_id: str) -> Instrument:
+        """Return the instrument, raising :class:`UnknownInstrument` with the id if unknown."""
+        ins = self._instruments.get(instrument_id)
+        if ins is None:
+            try:
+                ins = self._lookup(instrument_id)
+            except UnknownInstrument:
+                raise
+            except KeyError:
+                raise UnknownInstrument(
+                    f"unknown instrument {instrument_id!r}: not in the instrument master "
+                    "(ids read EXCHANGE:SYMBOL, e.g. NSE:RELIANCE)"
+                ) from None
+            self._instruments[instrument_id] = ins
+        return ins
+
+    def open_orders(
+        self, strategy: str | None = None, instrument_id: str | None = None
+    ) -> list[Order]:
+        """Return working orders (of one strategy / instrument when given)."""
+        return self.oms.open_orders(strategy, instrument_id)
+
+    def order(self, client_id: str) -> Order:
+        """Return the latest state of an order by client id."""
+        return self.oms.orders[client_id]
+
+    # AccountView for the risk engine ------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        """Return the account's signed net quantity per instrument (non-zero only)."""
+        return {k: v for k, v in self.oms.account.net.items() if v}
+
+    def account_position_qty(self, instrument_id: str) -> int:
+        """Return the account's signed net quantity in an instrument."""
+        return self.oms.account.net.get(instrument_id, 0)
+
+    # -- orders ---------------------------------------------------------------------------
+
+    def submit(self, strategy: str, fields: Mapping[str, object]) -> str:
+        """Create, risk-check and send a strategy's order; return its client id.
+
+        Raises :class:`ValidationError`/:class:`UnknownInstrument` for a malformed order and
+        :class:`RiskBreach` when a limit (or a halt) refuses it; both are audited.
+        """
+        runner = self._by_name[strategy]
+        if not runner.alive:
+            raise ValidationError(f"strategy {strategy} is stopped ({runner.error}); no orders")
+        iid = str(fields["instrument_id"])
+        ins = self.instrument(iid)
+        draft = Order(client_id="-", strategy=strategy, **fields)  # type: ignore[arg-type]
+        draft.check_against(ins)
+        if draft.product is Product.CNC and ins.kind.is_derivative:
+            raise ValidationError(f"{iid} is a derivative: use product NRML or MIS, not CNC")
+        return self._send(draft, flatten=False)
+
+    def _send(self, draft: Order, *, flatten: bool) -> str:
+        now = self.now()
+        oms = self.oms
+        order = oms.create(draft, now)
+        cid = order.client_id
+        try:
+            if self._halted is not None and not flatten:
+                raise RiskBreach("reconciliation", f"trading halted: {self._halted}")
+            self.risk.check_order(order, _View(self), flatten=flatten)
+        except RiskBreach as breach:
+            self._drain_risk()
+            oms.transition(
+                cid, OrderStatus.REJECTED, now, str(breach), audit={"limit": breach.limit}
+            )
+            raise
+        oms.transition(cid, OrderStatus.RISK_CHECKED, now)
+        self._catch_up(order.instrument_id)
+        oms.transition(cid, OrderStatus.SUBMITTED, now)
+        self.risk.record_sent(order, now)
+        self._watch.add(order.instrument_id)
+        reason = None
+        try:
+            self.broker.place_order(oms.orders[cid])
+        except OrderRejected as exc:
+            reason = exc.reason
+        except VeloxError as exc:  # a broker failure rejects this order, not the engine
+            reason = f"broker error: {exc}"
+        if reason is not None:
+            log.info("[%s] broker rejected %s: %s", self.mode, cid, reason)
+            self._drain()
+            if not oms.orders[cid].is_terminal:
+                oms.transition(cid, OrderStatus.REJECTED, now, reason)
+        return cid
+
+    def cancel(self, strategy: str, client_id: str) -> None:
+        """Cancel one of ``strategy``'s working orders."""
+        order = self.oms.open.get(client_id)
+        if order is None or order.strategy != strategy:
+            raise ValidationError(f"{strategy} has no working order {client_id!r}")
+        self._cancel(order)
+
+    def _cancel(self, order: Order) -> None:
+        self._drain()  # learn broker ids of orders placed during this event
+        order = self.oms.open.get(order.client_id, order)
+        if order.broker_order_id is None or order.is_terminal:
+            return
+        self.audit.append(
+            order.client_id,
+            self.now(),
+            "CANCEL_REQUESTED",
+            {"broker_order_id": order.broker_order_id},
+        )
+        try:
+            self.broker.cancel_order(order.broker_order_id)
+        except OrderRejected as exc:
+            log.info("[%s] cancel of %s refused: %s", self.mode, order.client_id, exc.reason)
+
+    def _catch_up(self, iid: str) -> None:
+        """Bring the simulator to the engine's state before an order: the instrument's latest
+        unseen tick (its last price), then the current time (a new session's first order must
+        not be expired by the previous session's close)."""
+        pending = self._unseen.pop(iid, None)
+        if pending is not None and self._broker_tick is not None:
+            ns, price, volume = pending
+            self._broker_tick(Tick(iid, _dt(ns), price, None if volume != volume else int(volume)))
+        if self._broker_clock is not None:
+            self._broker_clock(self.now())
+
+    # -- postbacks ------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Handle every queued postback now (ticks found on the queue wait for the main loop)."""
+        get = self._queue.get_nowait
+        changed = False
+        while True:
+            try:
+                event = get()
+            except queue.Empty:
+                break
+            if isinstance(event, Tick):
+                self._backlog.append(event)
+            else:
+                changed = True
+                self._postback(event)
+        if changed:
+            self._refresh_watch()
+
+    def _postback(self, event: object) -> None:
+        now = self.now()
+        if isinstance(event, Fill):
+            fill = self.oms.on_fill(event, now)
+            if fill is None:
+                return
+            self._remark(fill.instrument_id)
+            runner = self._by_name.get(fill.strategy)
+            if runner is not None and runner.alive:
+                self._call(runner, runner.strategy.on_fill, fill)
+        elif isinstance(event, Order):
+            order = self.oms.on_order_update(event, now)
+            if order is None:
+                return
+            runner = self._by_name.get(order.strategy)
+            if runner is not None and runner.alive:
+                if order.is_terminal:
+                    runner.ctx.order_finished(order)
+                self._call(runner, runner.strategy.on_order, order)
+
+    def _refresh_watch(self) -> None:
+        watch = {o.instrument_id for o in self.oms.open.values()}
+        for (iid, product), pos in self.oms.account.positions.items():
+            if pos.qty and product is not Product.CNC:
+                watch.add(iid)
+        self._watch = watch
+
+    # -- marking to market and risk -------------------------------------------------------
+
+    def _remark(self, iid: str) -> None:
+        price = self._last.get(iid)
+        u = 0.0
+        if price is not None:
+            for (pid, _), pos in self.oms.account.positions.items():
+                if pid == iid and pos.qty:
+                    u += pos.qty * (price - pos.average_price)
+        self._unrealised += u - self._upnl.get(iid, 0.0)
+        if u == 0.0 and not self.oms.account.net.get(iid):
+            self._upnl.pop(iid, None)
+        else:
+            self._upnl[iid] = u
+        self._check_equity()
+
+    def _check_equity(self) -> None:
+        if not self._watch_equity:
+            return
+        acct = self.oms.account
+        r0, u0, c0 = self._base
+        realised, unrealised, charges = acct.realised - r0, self._unrealised - u0, acct.charges - c0
+        pnl = realised + unrealised - charges
+        # Only a new high or a new low since the last report can trip a guard (the limits are
+        # monotone in the P&L for a given peak), so the rest are not reported: exact, cheaper.
+        if self._risk_lo <= pnl <= self._risk_hi:
+            return
+        if pnl > self._risk_hi:
+            self._risk_hi = self._risk_lo = pnl
+        else:
+            self._risk_lo = pnl
+        event = self.risk.on_equity(self.now(), realised, unrealised, charges)
+        if event is not None:
+            self._kill_now(event)
+
+    def _new_day(self, day: int) -> None:
+        self._day = day
+        acct = self.oms.account
+        self._base = (acct.realised, self._unrealised, acct.charges)
+        self._risk_hi = self._risk_lo = 0.0
+        self.risk.new_day(date(1970, 1, 1) + timedelta(days=day))
+
+    def engage_kill(self, reason: str, *, limit: str = "manual") -> None:
+        """Engage the kill switch now (engine thread only): cancel, square off, halt."""
+        event = self.risk.engage_kill(reason, self.now(), limit=limit)
+        self._kill_now(event)
+
+    def _kill_now(self, event: RiskEvent) -> None:
+        log.critical("[%s] kill switch: %s (%s)", self.mode, event.message, event.limit)
+        self._drain_risk()
+        self._drain()
+        for order in list(self.oms.open.values()):
+            self._cancel(order)
+        self._drain()
+        self._square_off(None, reason=f"kill switch ({event.limit})")
+
+    def _square_off(self, strategy: str | None, *, reason: str) -> None:
+        """Send market orders closing the account's (or one strategy's) positions."""
+        for (iid, product), pos in list(self.oms.account.positions.items()):
+            if not pos.qty:
+                continue
+            owners = [
+                (name, book.positions[(iid, product)].qty)
+                for name, book in self.oms.books.items()
+                if (iid, product) in book.positions and book.positions[(iid, product)].qty
+            ]
+            if strategy is not None:
+                owners = [(n, q) for n, q in owners if n == strategy]
+                if not owners:
+                    continue
+                qty = owners[0][1]
+                owner = strategy
+            else:
+                qty = pos.qty
+                owner = owners[0][0] if len(owners) == 1 else ""
+            side = Side.SELL if qty > 0 else Side.BUY
+            draft = Order(
+                client_id="-",
+                instrument_id=iid,
+                side=side,
+                qty=abs(qty),
+                order_type=OrderType.MARKET,
+                product=product,
+                strategy=owner,
+                tag="",
+            )
+            try:
+                cid = self._send(draft, flatten=True)
+                log.warning(
+                    "[%s] square-off %s %s %d %s: %s",
+                    self.mode,
+                    cid,
+                    side.value,
+                    abs(qty),
+                    iid,
+                    reason,
+                )
+            except RiskBreach as exc:
+                log.error("[%s] square-off of %s refused: %s", self.mode, iid, exc)
+        self._drain()
+
+    def _drain_risk(self) -> None:
+        for event in self.risk.drain_events():
+            self.risk_events.append(event)
+            self.audit.append(
+                f"{self.oms.prefix}{RISK_SUFFIX}",
+                event.ts,
+                f"RISK_{event.kind.upper()}",
+                event.to_dict(),
+            )
+
+    # -- reconciliation and commands ------------------------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """Compare the OMS with the broker; on a mismatch alert, audit and halt new orders."""
+        self._drain()
+        broker = self.broker
+        problems = self.oms.reconcile(broker.orders(), broker.positions(), broker.holdings())
+        if problems:
+            message = "; ".join(problems)
+            if self._halted is None:
+                log.error(
+                    "[%s] reconciliation mismatch, halting new orders: %s", self.mode, message
+                )
+                self._halted = message
+                self.alerts.append(message)
+                event = RiskEvent(self.now(), "alert", "reconciliation", message, self.risk.account)
+                self.risk_events.append(event)
+                self.audit.append(
+                    f"{self.oms.prefix}{RISK_SUFFIX}", event.ts, "RISK_ALERT", event.to_dict()
+                )
+        return problems
+
+    def _timers(self) -> None:
+        ns = self._now_ns
+        if self.reconcile_every_ns is not None and ns >= self._next_reconcile:
+            self._next_reconcile = ns + self.reconcile_every_ns
+            self.reconcile()
+        if self.commands is not None:
+            wall = _time.monotonic()
+            if wall >= self._next_poll:
+                self._next_poll = wall + 0.25
+                for command in self.commands.poll():
+                    if command.get("command") == "kill":
+                        reason = command.get("reason") or "manual kill"
+                        self.engage_kill(f"operator: {reason}", limit="manual")
+
+    # -- strategies -----------------------------------------------------------------------
+
+    def _call(self, runner: _Runner, handler: Callable[..., object], *args: object) -> None:
+        try:
+            handler(runner.ctx, *args)
+        except RiskBreach as breach:
+            # An order refused by a limit is not a bug in the strategy: it stays alive.
+            log.warning("[%s] %s: order refused: %s", self.mode, runner.strategy.name, breach)
+        except Exception as exc:  # a strategy bug must never take the engine down
+            self._fail(runner, exc)
+
+    def _fail(self, runner: _Runner, exc: BaseException) -> None:
+        name = runner.strategy.name
+        runner.alive = False
+        runner.error = f"{type(exc).__name__}: {exc}"
+        self.errors[name] = runner.error
+        log.error("[%s] strategy %s stopped: %s", self.mode, name, runner.error, exc_info=exc)
+        if self.flatten_on_error:
+            for order in self.oms.open_orders(name):
+                self._cancel(order)
+            self._square_off(name, reason=f"strategy {name} failed")
+        try:
+            runner.strategy.on_stop(runner.ctx)
+        except Exception:  # noqa: BLE001 - already failing; keep the first error
+            log.exception("[%s] %s.on_stop failed too", self.mode, name)
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.started_at = datetime.now(IST)
+        if self._restore:
+            self._restore_state()
+        for runner in self._runners:
+            strategy = runner.strategy
+            try:
+                if not strategy.instruments:
+                    raise ValidationError(
+                        f"{strategy.name} trades no instrument: set `instruments` or --symbol"
+                    )
+                for iid in strategy.instruments:
+                    self.instrument(iid)
+            except VeloxError as exc:
+                self._fail(runner, exc)
+                continue
+            for iid in strategy.instruments:
+                for tf in strategy.all_timeframes:
+                    sub = self._subs.get((iid, tf))
+                    if sub is None:
+                        sub = self._subs[(iid, tf)] = _Sub([], deque(maxlen=strategy.lookback))
+                    elif sub.history.maxlen < strategy.lookback:  # type: ignore[operator]
+                        sub.history = deque(sub.history, maxlen=strategy.lookback)
+                    sub.runners.append(runner)
+                    bars = self.feed.bars(iid, tf) if isinstance(self.feed, BarReplay) else None
+                    if strategy.vectorised and bars is not None:
+                        # signals are causal (tested by velox.strategy.lookahead_violations), so
+                        # computing them once over the whole replay equals computing them per bar
+                        try:
+                            values = np.asarray(strategy.signals(bars), dtype=np.float64)
+                        except Exception as exc:  # noqa: BLE001
+                            self._fail(runner, exc)
+                            break
+                        if len(values) != len(bars):
+                            self._fail(runner, ValidationError(
+                                f"{strategy.name}.signals returned {len(values)} values for "
+                                f"{len(bars)} bars"))  # fmt: skip
+                            break
+                        runner.signals[(iid, tf)] = values
+        if isinstance(self.feed, BarReplay):
+            for key, sub in self._subs.items():
+                frame = self.feed.bars(*key)
+                if frame is not None:
+                    sub.ts = list(frame.index.to_pydatetime())
+                    vol = frame["volume"] if "volume" in frame else np.zeros(len(frame))
+                    sub.ohlcv = tuple(
+                        np.asarray(col, dtype=np.float64).tolist()
+                        for col in (frame["open"], frame["high"], frame["low"], frame["close"], vol)
+                    )
+        if self.reconcile_every_ns is not None:
+            self.reconcile()
+        for runner in self._runners:
+            if runner.alive:
+                self._call(runner, runner.strategy.on_start)
+        self._drain()
+
+    def _restore_state(self) -> None:
+        risk_rows = self.oms.restore(self.audit.events(self.oms.prefix))
+        killed = None
+        for row in risk_rows:
+            if row.status == "RISK_KILL":
+                killed = row
+            elif row.status == "RISK_RESET":
+                killed = None
+        if killed is not None and not self.risk.killed:
+            self.risk.engage_kill(
+                f"still engaged after restart: {killed.payload.get('message')}",
+                killed.ts,
+                limit=str(killed.payload.get("limit") or "manual"),
+            )
+            self.risk.drain_events()
+        log.info(
+            "[%s] restored run %s: %d orders (%d working), %d fills, next client id %s-%d",
+            self.mode, self.run_id, len(self.oms.orders), len(self.oms.open), len(self.oms.fills),
+            self.run_id, self.oms.seq + 1,
+        )  # fmt: skip
+        for (iid, _), pos in self.oms.account.positions.items():
+            if pos.qty:
+                self._watch.add(iid)
+        self._catch_up_fills()
+
+    def _catch_up_fills(self) -> None:
+        """Book fills the broker made while the engine was down (then reconcile)."""
+        fills = getattr(self.broker, "fills", None)
+        if fills is None:
+            return
+        now = datetime.now(IST)
+        for fill in fills():
+            if fill.client_id.startswith(self.oms.prefix) and fill.fill_id not in self.oms.fill_ids:
+                self.oms.on_fill(fill, now)
+        known = self.oms.orders
+        for order in self.broker.orders():
+            mine = known.get(order.client_id)
+            if mine is not None and not mine.is_terminal and order.status is not mine.status:
+                self.oms.on_order_update(order, now)
+        self._refresh_watch()
+
+    # -- event handlers -------------------------------------------------------------------
+
+    def _close(self, sub: _Sub, bar: Bar) -> None:
+        sub.history.append(bar)
+        sub.count += 1
+        for runner in sub.runners:
+            if runner.alive:
+                self._call(runner, runner.strategy.on_bar, bar)
+        self._drain()
+
+    def _sample_equity(self) -> None:
+        ns = self._now_ns
+        acct = self.oms.account
+        value = self.initial_cash + acct.realised - acct.charges + self._unrealised
+        if self.equity_ns and self.equity_ns[-1] == ns:
+            self.equity_values[-1] = value
+        else:
+            self.equity_ns.append(ns)
+            self.equity_values.append(value)
+
+    def _price(self, iid: str, ns: int, price: float, volume: float, tick: Tick | None) -> None:
+        """Handle one tick's price: broker, postbacks, mark-to-market, risk, timers."""
+        self._now_ns = ns
+        day = (ns + IST_OFFSET_NS) // _DAY_NS
+        if day != self._day:
+            self._new_day(day)
+        self._last[iid] = price
+        if iid in self._watch and self._broker_tick is not None:
+            self._unseen.pop(iid, None)
+            if tick is None:
+                tick = Tick(iid, self.now(), price, None if volume != volume else int(volume))
+            self._broker_tick(tick)
+            self._drain()
+        else:
+            self._unseen[iid] = (ns, price, volume)
+        if iid in self._upnl or self.oms.account.net.get(iid):
+            self._remark(iid)
+        if self.reconcile_every_ns is not None or self.commands is not None:
+            self._timers()
+
+    def _on_tick(self, tick: Tick) -> None:
+        """Handle a live or replayed tick: candles, price, forming candle."""
+        from velox.feeds import to_ns
+
+        agg = self._aggregator
+        ns = to_ns(tick.ts)
+        if ns < self._now_ns:
+            ns = self._now_ns  # a late tick does not move time backwards
+        bars = agg.on_clock(ns) + agg.on_tick(tick)
+        forming = []
+        for bar in bars:
+            if bar.closed:
+                sub = self._subs.get((bar.instrument_id, bar.timeframe))
+                if sub is not None:
+                    self._now_ns = ns
+                    self._close(sub, bar)
+            else:
+                forming.append(bar)
+        if math.isfinite(tick.ltp) and tick.ltp > 0:
+            volume = math.nan if tick.volume is None else float(tick.volume)
+            self._price(tick.instrument_id, ns, float(tick.ltp), volume, tick)
+        self._sample_equity_after_close(bars)
+        for bar in forming:
+            sub = self._subs.get((bar.instrument_id, bar.timeframe))
+            if sub is not None:
+                for runner in sub.runners:
+                    if runner.alive and runner.wants_ticks:
+                        self._call(runner, runner.strategy.on_tick, bar)
+        self._drain()
+
+    def _sample_equity_after_close(self, bars: Iterable[Bar]) -> None:
+        for bar in bars:
+            if bar.closed:
+                self._sample_equity()
+                return
+
+    # -- run loops ------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Run the feed to its end on this thread and return the result (replay, or paper)."""
+        self._start()
+        try:
+            if isinstance(self.feed, BarReplay):
+                self._run_bars(self.feed)
+            else:
+                self._run_ticks()
+        finally:
+            self._finish()
+        return self.result()
+
+    def start(self) -> None:
+        """Run on a background engine thread (live feeds push ticks onto the queue)."""
+        self._thread = threading.Thread(target=self.run, name="velox-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the engine to stop after the current event (any thread)."""
+        self._stop.set()
+        stop = getattr(self.feed, "stop", None)
+        if stop is not None:
+            stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the engine thread started by :meth:`start`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run_ticks(self) -> None:
+        from velox.feeds import CandleAggregator
+
+        tfs = sorted({tf for _, tf in self._subs}, key=list(_TF_ORDER).index) or ["1m"]
+        self._aggregator = CandleAggregator(
+            tfs, emit_forming=any(r.wants_ticks for r in self._runners)
+        )
+        done = object()
+
+        def pump() -> None:
+            try:
+                self.feed.run(self._queue.put)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - a dying feed ends the run, loudly
+                log.exception("[%s] feed failed", self.mode)
+            finally:
+                self._queue.put(done)
+
+        threading.Thread(target=pump, name="velox-feed", daemon=True).start()
+        get = self._queue.get
+        backlog = self._backlog
+        while not self._stop.is_set():
+            if backlog:
+                event: object = backlog.popleft()
+            else:
+                try:
+                    event = get(timeout=0.25)
+                except queue.Empty:
+                    event = None
+            if event is done:
+                break
+            if isinstance(event, Tick):
+                self._on_tick(event)
+            elif event is not None:
+                self._postback(event)
+                self._refresh_watch()
+                self._drain()
+            if event is None:
+                if self.clock is not None:
+                    self._now_ns = max(self._now_ns, int(self.clock.now_ns()))
+                    for bar in self._aggregator.on_clock(self._now_ns):
+                        sub = self._subs.get((bar.instrument_id, bar.timeframe))
+                        if sub is not None:
+                            self._close(sub, bar)
+                self._timers()
+        for bar in self._aggregator.flush():
+            sub = self._subs.get((bar.instrument_id, bar.timeframe))
+            if sub is not None:
+                self._close(sub, bar)
+
+    def _run_bars(self, feed: BarReplay) -> None:
+        ids = feed.instrument_ids
+        symbol = feed.symbol.tolist()
+        ts = feed.ts_ns.tolist()
+        price = feed.price.tolist()
+        volume = feed.volume.tolist()
+        close_pos = feed.close_positions.tolist()
+        close_key = feed.close_key.tolist()
+        close_row = feed.close_row.tolist()
+        subs = [self._subs.get(key) for key in feed.close_keys]
+        keys = feed.close_keys
+        advance = feed.clock.advance_to
+        tick_subs = self._tick_subscribers(feed)
+        fh, fl = feed.forming_high.tolist(), feed.forming_low.tolist()
+        n, nc = len(ts), len(close_pos)
+        cp = 0
+        k = 0
+        stop = self._stop
+        while k < n:
+            if stop.is_set():
+                return
+            # Fast-forward: with no position, no working order and no tick subscriber, the
+            # ticks up to the next close event change nothing but last prices and the clock.
+            if not self._watch and not self._upnl_any() and not tick_subs and cp < nc:
+                target = close_pos[cp]
+                if target > k + 1:
+                    for j in range(len(ids)):
+                        t = feed.last_tick_before(j, target)
+                        if t >= k:
+                            self._unseen[ids[j]] = (ts[t], price[t], volume[t])
+                            self._last[ids[j]] = price[t]
+                    k = target - 1
+                    last_ns = ts[k]
+                    advance(last_ns)
+                    self._now_ns = last_ns
+                    day = (last_ns + IST_OFFSET_NS) // _DAY_NS
+                    if day != self._day:
+                        self._new_day(day)
+                    if self.reconcile_every_ns is not None or self.commands is not None:
+                        self._timers()
+                    k += 1
+                    continue
+            ns = ts[k]
+            advance(ns)
+            self._now_ns = ns
+            while cp < nc and close_pos[cp] == k:
+                key, row = close_key[cp], close_row[cp]
+                sub = subs[key]
+                cp += 1
+                if sub is None:
+                    continue
+                iid, tf = keys[key]
+                o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
+                bar = _make_bar(iid, tf, sub.ts[row], o[row], h[row], lo[row], c[row], v[row], True)  # type: ignore[index]
+                self._close(sub, bar)
+                self._sample_equity()
+            iid = ids[symbol[k]]
+            p = price[k]
+            self._price(iid, ns, p, volume[k], None)
+            runners = tick_subs.get(iid)
+            if runners:
+                for tf, sub, wanting in runners:
+                    row = sub.count  # the forming bar is the next one to close
+                    if sub.ohlcv is None or row >= len(sub.ts):  # type: ignore[arg-type]
+                        continue
+                    bar = _make_bar(
+                        iid, tf, sub.ts[row], sub.ohlcv[0][row], fh[k], fl[k], p, 0.0, False
+                    )  # type: ignore[index]
+                    for runner in wanting:
+                        if runner.alive:
+                            self._call(runner, runner.strategy.on_tick, bar)
+                self._drain()
+            k += 1
+        while cp < nc:
+            key, row = close_key[cp], close_row[cp]
+            sub = subs[key]
+            cp += 1
+            if sub is not None:
+                iid, tf = keys[key]
+                o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
+                self._close(
+                    sub,
+                    _make_bar(iid, tf, sub.ts[row], o[row], h[row], lo[row], c[row], v[row], True),
+                )  # type: ignore[index]
+                self._sample_equity()
+
+    def _upnl_any(self) -> bool:
+        return any(self.oms.account.net.values())
+
+    def _tick_subscribers(
+        self, feed: BarReplay
+    ) -> dict[str, list[tuple[str, _Sub, list[_Runner]]]]:
+        out: dict[str, list[tuple[str, _Sub, list[_Runner]]]] = {}
+        for (iid, tf), sub in self._subs.items():
+            wanting = [r for r in sub.runners if r.wants_ticks and tf == r.strategy.timeframe]
+            if wanting:
+                out.setdefault(iid, []).append((tf, sub, wanting))
+        return out
+
+    def _finish(self) -> None:
+        self._drain()
+        for runner in self._runners:
+            if runner.alive:
+                self._call(runner, runner.strategy.on_stop)
+        self._drain()
+        for iid in list(self._upnl):
+            self._remark(iid)
+        if self._now_ns:
+            self._sample_equity()
+        self._drain_risk()
+
+    # -- results --------------------------------------------------------------------------
+
+    def result(self) -> RunResult:
+        """Return the run's trades, equity curve, risk events and summary statistics."""
+        from velox.backtest.result import build_result
+
+        return build_result(self)
+
+
+_TF_ORDER = ("1m", "3m", "5m", "10m", "15m", "30m", "1h", "1d")
+
+
+class _View:
+    """The :class:`velox.risk.AccountView` the risk engine reads (account-level)."""
+
+    __slots__ = ("_engine", "now")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.now = engine.now()
+
+    def position_qty(self, instrument_id: str) -> int:
+        return self._engine.account_position_qty(instrument_id)
+
+    def positions(self) -> Mapping[str, int]:
+        return self._engine.positions()
+
+    def open_orders(self) -> Sequence[Order]:
+        return list(self._engine.oms.open.values())
+
+    def last_price(self, instrument_id: str) -> float | None:
+        return self._engine.last_price(instrument_id)
+
+    def instrument(self, instrument_id: str) -> Instrument:
+        return self._engine.instrument(instrument_id)
