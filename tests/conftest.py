@@ -19,8 +19,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from velox.store import Store
 
 
 @dataclass
@@ -121,7 +125,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
 
 
 @pytest.fixture
-def store(pg_server: PgServer):  # noqa: ANN201 - velox.store.Store
+def store(pg_server: PgServer) -> Iterator[Store]:
     """Return a :class:`velox.store.Store` on a fresh, migrated database."""
     from velox.store import Store
 

@@ -48,7 +48,7 @@ def test_migrations_recorded_once_and_reopen_is_idempotent(store: Store) -> None
     assert after == before
 
 
-def test_concurrent_openers_on_a_fresh_database_all_succeed(pg_server) -> None:  # noqa: ANN001
+def test_concurrent_openers_on_a_fresh_database_all_succeed(pg_server) -> None:
     url = pg_server.new_database()
     barrier, errors, opened = threading.Barrier(4), [], []
 
@@ -56,7 +56,7 @@ def test_concurrent_openers_on_a_fresh_database_all_succeed(pg_server) -> None: 
         try:
             barrier.wait()
             opened.append(Store(url))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:  # collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=open_one) for _ in range(4)]
@@ -88,7 +88,7 @@ def test_failing_migration_rolls_back_and_names_the_file(
 
 
 def test_timescale_flag_matches_server_and_mode_is_logged(
-    pg_server,  # noqa: ANN001
+    pg_server,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = pg_server.new_database()

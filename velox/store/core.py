@@ -99,7 +99,7 @@ ON CONFLICT (instrument_id, timeframe, ts) DO UPDATE SET
 
 
 class Store:
-    """Return-nothing handle on one PostgreSQL database holding Velox's data.
+    """A handle on one PostgreSQL database holding Velox's data (bars, instruments, orders, runs).
 
     Build it with :func:`velox.store.open_store`. Attributes: ``url`` (connection URI),
     ``backend`` (``"embedded"`` or ``"external"``) and ``timescale`` (whether ``bars``/``ticks``

@@ -13,13 +13,14 @@ import logging
 import subprocess
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 from velox.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 
-def _pgserver():  # noqa: ANN202 - third-party module object
+def _pgserver() -> ModuleType:
     """Import pgserver quietly (platformdirs warns when XDG_RUNTIME_DIR is unset, e.g. as root)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -84,7 +85,7 @@ def describe_url(url: str) -> str:
 
     try:
         parts = conninfo_to_dict(url)
-    except Exception:  # noqa: BLE001 - a malformed URL is reported by connect(), not here
+    except Exception:  # a malformed URL is reported by connect(), not here
         return "<unparsable database URL>"
     host = parts.get("host") or "localhost"
     port = f":{parts['port']}" if parts.get("port") else ""
