@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from velox.config import reset_settings
@@ -102,3 +103,13 @@ def test_stopped_embedded_server_restarts_on_next_open(data_dir: Path) -> None:
     assert stop_embedded(data_dir / "store") is False
     assert embedded_url(data_dir / "store") == url
     assert Store(url, backend="embedded").bar_summary()["rows"].sum() == 200
+
+
+def test_open_store_restarts_a_stopped_embedded_server(data_dir: Path) -> None:
+    store = Store(
+        embedded_url(data_dir / "store"), backend="embedded", store_dir=data_dir / "store"
+    )
+    stop_embedded(data_dir / "store")
+    with pytest.raises(psycopg.OperationalError):
+        store.bar_summary()  # the shared connection was cut by the shutdown
+    assert store.bar_summary()["rows"].sum() == 200  # reconnects, starting the server

@@ -41,7 +41,8 @@ def open_store(url: str | None = None) -> Store:
         store = _stores.get(key)
         if store is None:
             if url is None:
-                store = Store(embedded_url(settings.store_dir), backend="embedded")
+                store_dir = settings.store_dir
+                store = Store(embedded_url(store_dir), backend="embedded", store_dir=store_dir)
             else:
                 store = Store(url, backend="external")
             _stores[key] = store

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,7 +33,7 @@ from psycopg.types.json import Jsonb
 from velox.calendar import IST_NAME, TIMEFRAMES, bucket_start_ns, check_timeframe
 from velox.errors import StoreError, ValidationError
 from velox.store.migrate import apply_migrations
-from velox.store.server import describe_url
+from velox.store.server import describe_url, embedded_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +104,9 @@ class Store:
 
     Build it with :func:`velox.store.open_store`. Attributes: ``url`` (connection URI),
     ``backend`` (``"embedded"`` or ``"external"``) and ``timescale`` (whether ``bars``/``ticks``
-    are TimescaleDB hypertables). Opening applies pending migrations.
+    are TimescaleDB hypertables). Opening applies pending migrations. With ``store_dir`` (the
+    embedded server's data directory) a stopped server is started again on the next connect;
+    a connection cut by the stop fails once, then the following call reconnects.
 
     Thread-safe: internal operations share one connection under a lock. After ``fork`` the child
     opens its own connection (a libpq connection must never be shared across processes).
@@ -115,11 +118,15 @@ class Store:
     >>> store.read_bars("NSE:NIFTY 50", "5m", start="2021-01-04")  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, *, backend: str = "external") -> None:
+    def __init__(
+        self, url: str, *, backend: str = "external", store_dir: Path | None = None
+    ) -> None:
         if backend not in ("embedded", "external"):
             raise ValidationError(f"backend={backend!r}; use 'embedded' or 'external'")
         self.url = url
         self.backend = backend
+        #: Data directory of the embedded server, restarted on connect if it was stopped.
+        self.store_dir = store_dir
         self._lock = threading.RLock()
         self._conn: psycopg.Connection | None = None
         self._pid = os.getpid()
@@ -160,6 +167,9 @@ class Store:
         try:
             return psycopg.connect(self.url, autocommit=autocommit)
         except psycopg.OperationalError as exc:
+            if self.store_dir is not None:  # the embedded server was stopped: start it again
+                self.url = embedded_url(self.store_dir)
+                return psycopg.connect(self.url, autocommit=autocommit)
             raise StoreError(
                 f"cannot connect to PostgreSQL at {describe_url(self.url)}: {exc}".strip()
                 + "; is the server running and VELOX_DATABASE_URL right?"

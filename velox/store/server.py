@@ -9,7 +9,10 @@ directory, or a short runtime directory when that path would exceed the ~107-byt
 
 from __future__ import annotations
 
+import atexit
+import getpass
 import logging
+import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -42,8 +45,11 @@ def embedded_url(store_dir: Path | str) -> str:
     """
     path = Path(store_dir).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
+    pgserver = _pgserver()
+    if path in pgserver.PostgresServer._instances and not _running(path):
+        _forget(path)  # stopped since this process started it: start it again
     try:
-        server = _pgserver().get_server(path, cleanup_mode=None)
+        server = pgserver.get_server(path, cleanup_mode=None)
         return server.get_uri()
     except (OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as exc:
         raise StoreError(
@@ -59,24 +65,31 @@ def stop_embedded(store_dir: Path | str) -> bool:
     a running notebook's connections are terminated.
     """
     pgserver = _pgserver()
-    from pgserver.utils import PostmasterInfo
-
     path = Path(store_dir).expanduser().resolve()
-    info = PostmasterInfo.read_from_pgdata(path) if (path / "postmaster.pid").exists() else None
-    if info is None or not info.is_running():
+    if not _running(path):
         return False
     owner = path.owner()
-    user = None if owner == _current_user() else owner
+    user = None if owner == getpass.getuser() else owner
     pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=path, user=user)
-    pgserver.PostgresServer._instances.pop(path, None)
+    _forget(path)
     log.info("stopped the embedded PostgreSQL in %s", path)
     return True
 
 
-def _current_user() -> str:
-    import getpass
+def _running(path: Path) -> bool:
+    """Return whether a postmaster is running for the data directory ``path``."""
+    from pgserver.utils import PostmasterInfo
 
-    return getpass.getuser()
+    info = PostmasterInfo.read_from_pgdata(path) if (path / "postmaster.pid").exists() else None
+    return info is not None and info.is_running()
+
+
+def _forget(path: Path) -> None:
+    """Drop pgserver's cached handle on ``path`` so the next get_server() checks afresh."""
+    instance = _pgserver().PostgresServer._instances.pop(path, None)
+    if instance is not None:
+        atexit.unregister(instance._cleanup)
+        instance.global_process_id_list.get_and_remove(os.getpid())
 
 
 def describe_url(url: str) -> str:
