@@ -109,3 +109,32 @@ def test_resample_refuses_incompatible_timeframes(store: Store) -> None:
         store.resample_bars("NSE:X", "5m", "3m")
     with pytest.raises(ValidationError, match="whole multiple"):
         store.resample_bars("NSE:X", "1d", "1h")
+
+
+def test_every_timeframe_matches_pandas_including_off_session_minutes(store: Store) -> None:
+    # Random minutes over three days, including pre-open (08:50–09:14) and post-close minutes,
+    # which fall into buckets before 09:15 / after 15:30 on the same session-aligned grid.
+    rng = np.random.default_rng(42)
+    days = pd.to_datetime(["2024-04-01", "2024-04-02", "2024-04-03"]).tz_localize(IST)
+    minutes = np.sort(rng.choice(np.arange(8 * 60 + 50, 16 * 60 + 10), 300, replace=False))
+    index = pd.DatetimeIndex(
+        [day + pd.Timedelta(minutes=int(m)) for day in days for m in minutes]
+    ).as_unit("ns")
+    close = 100 + rng.normal(0, 1, len(index)).cumsum()
+    bars = pd.DataFrame(
+        {
+            "open": close + rng.normal(0, 0.3, len(index)),
+            "high": close + 2,
+            "low": close - 2,
+            "close": close,
+            "volume": rng.integers(1, 1000, len(index)).astype(float),
+        },
+        index=index,
+    )
+    store.write_bars("NSE:RANDOM", "1m", bars)
+    for timeframe in ("3m", "5m", "10m", "15m", "30m", "1h", "1d"):
+        got = store.read_bars("NSE:RANDOM", timeframe)
+        pd.testing.assert_frame_equal(
+            got, pandas_resample(bars, timeframe), check_freq=False, check_exact=True
+        )
+    assert store.read_bars("NSE:RANDOM", "5m").index[0].strftime("%H:%M") == "08:50"
