@@ -333,3 +333,14 @@ def test_table_fingerprint_changes_with_content_and_rejects_unknown_tables(store
     assert one[0] == 2 and store.table_fingerprint("bars") not in (empty, one)
     with pytest.raises(ValidationError, match="unknown table"):
         store.table_fingerprint("pg_authid; --")
+
+
+def test_instruments_table_has_the_master_columns(store) -> None:
+    from velox.instruments import COLUMNS
+
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'instruments' ORDER BY ordinal_position"
+        ).fetchall()
+    assert tuple(name for (name,) in rows) == COLUMNS

@@ -32,6 +32,7 @@ from psycopg.types.json import Jsonb
 
 from velox.calendar import IST_NAME, TIMEFRAMES, bucket_start_ns, check_timeframe
 from velox.errors import StoreError, ValidationError
+from velox.instruments import COLUMNS
 from velox.store.migrate import apply_migrations
 from velox.store.server import describe_url, embedded_url
 
@@ -42,25 +43,8 @@ log = logging.getLogger(__name__)
 
 OHLCV = ("open", "high", "low", "close", "volume")
 
-#: Columns of the ``instruments`` table, in order (the instrument master produces exactly these).
-INSTRUMENT_COLUMNS = (
-    "id",
-    "exchange",
-    "symbol",
-    "kind",
-    "name",
-    "underlying",
-    "expiry",
-    "strike",
-    "tick_size",
-    "lot_size",
-    "freeze_qty",
-    "segment",
-    "exchange_token",
-    "kite_token",
-    "angel_token",
-    "angel_symbol",
-)
+#: Columns of the ``instruments`` table, in order: the instrument master defines them once.
+INSTRUMENT_COLUMNS = COLUMNS
 
 _INTEGER_COLUMNS = frozenset({"lot_size", "freeze_qty", "exchange_token", "kite_token"})
 
