@@ -325,9 +325,10 @@ class _Runner:
     ctx: Context
     capital: float
     wants_ticks: bool
+    plain: bool  # uses Strategy.on_bar (the default that applies signals)
     alive: bool = True
     error: str | None = None
-    signals: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    signals: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -414,8 +415,11 @@ class Engine:
         self.commands = commands
         self.flatten_on_error = flatten_on_error
         self._restore = restore
+        # Postbacks land on a deque (append/popleft are atomic: safe from broker threads);
+        # market events on a queue the threaded loop blocks on; a postback wakes it up.
+        self._postbacks: deque[object] = deque()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.broker.set_listener(_Listener(self._queue.put))
+        self.broker.set_listener(_Listener(self._postback_arrived))
         self._broker_tick = getattr(broker, "on_tick", None)
         self._broker_clock = getattr(broker, "on_clock", None)
         self._runners: list[_Runner] = []
@@ -438,6 +442,7 @@ class Engine:
                 ctx=Context(self, strategy),
                 capital=float(strategy.capital) if strategy.capital else share,
                 wants_ticks=type(strategy).on_tick is not Strategy.on_tick,
+                plain=type(strategy).on_bar is Strategy.on_bar,
             )
             self._runners.append(runner)
             self._by_name[strategy.name] = runner
@@ -446,6 +451,8 @@ class Engine:
         self._unseen: dict[str, tuple[int, float, float]] = {}
         self._watch: set[str] = set()  # instruments whose ticks the broker must see
         self._upnl: dict[str, float] = {}
+        self._mtm: dict[str, tuple[int, float]] = {}  # instrument → (net qty, Σ qty·avg)
+        self._threaded = False
         self._unrealised = 0.0
         self._now_ns = 0
         self._dt_ns = -1
@@ -455,6 +462,7 @@ class Engine:
         self._risk_hi = 0.0
         self._risk_lo = 0.0
         self._next_reconcile = 0
+        self._next_timer = 0
         self._next_poll = 0.0
         self._halted: str | None = None
         self._stop = threading.Event()
@@ -466,7 +474,6 @@ class Engine:
         self.errors: dict[str, str] = {}
         self.started_at: datetime | None = None
         self._aggregator = None
-        self._backlog: deque[Tick] = deque()
         self._started = False
 
     # -- EngineServices (what Context calls) ------------------------------------------------
@@ -660,22 +667,19 @@ class Engine:
 
     # -- postbacks ------------------------------------------------------------------------
 
+    def _postback_arrived(self, event: object) -> None:
+        self._postbacks.append(event)
+        if self._threaded:
+            self._queue.put(_WAKE)
+
     def _drain(self) -> None:
-        """Handle every queued postback now (ticks found on the queue wait for the main loop)."""
-        get = self._queue.get_nowait
-        changed = False
-        while True:
-            try:
-                event = get()
-            except queue.Empty:
-                break
-            if isinstance(event, Tick):
-                self._backlog.append(event)
-            else:
-                changed = True
-                self._postback(event)
-        if changed:
-            self._refresh_watch()
+        """Handle every queued postback now, in arrival order."""
+        postbacks = self._postbacks
+        if not postbacks:
+            return
+        while postbacks:
+            self._postback(postbacks.popleft())
+        self._refresh_watch()
 
     def _postback(self, event: object) -> None:
         now = self.now()
@@ -683,7 +687,7 @@ class Engine:
             fill = self.oms.on_fill(event, now)
             if fill is None:
                 return
-            self._remark(fill.instrument_id)
+            self._rebase(fill.instrument_id)
             runner = self._by_name.get(fill.strategy)
             if runner is not None and runner.alive:
                 self._call(runner, runner.strategy.on_fill, fill)
@@ -706,15 +710,26 @@ class Engine:
 
     # -- marking to market and risk -------------------------------------------------------
 
-    def _remark(self, iid: str) -> None:
+    def _rebase(self, iid: str) -> None:
+        """Recompute an instrument's (net qty, cost basis) after a fill, then mark it."""
+        qty, basis = 0, 0.0
+        for (pid, _), pos in self.oms.account.positions.items():
+            if pid == iid and pos.qty:
+                qty += pos.qty
+                basis += pos.qty * pos.average_price
+        if qty or basis:
+            self._mtm[iid] = (qty, basis)
+        else:
+            self._mtm.pop(iid, None)
+        self._mark(iid)
+
+    def _mark(self, iid: str) -> None:
+        """Mark an instrument to its last price (O(1)) and report the day's P&L to risk."""
+        entry = self._mtm.get(iid)
         price = self._last.get(iid)
-        u = 0.0
-        if price is not None:
-            for (pid, _), pos in self.oms.account.positions.items():
-                if pid == iid and pos.qty:
-                    u += pos.qty * (price - pos.average_price)
+        u = 0.0 if entry is None or price is None else entry[0] * price - entry[1]
         self._unrealised += u - self._upnl.get(iid, 0.0)
-        if u == 0.0 and not self.oms.account.net.get(iid):
+        if entry is None:
             self._upnl.pop(iid, None)
         else:
             self._upnl[iid] = u
@@ -839,9 +854,13 @@ class Engine:
 
     def _timers(self) -> None:
         ns = self._now_ns
-        if self.reconcile_every_ns is not None and ns >= self._next_reconcile:
-            self._next_reconcile = ns + self.reconcile_every_ns
-            self.reconcile()
+        # next engine time worth a look: the reconcile deadline, or soon when polling commands
+        self._next_timer = ns + (_POLL_NS if self.commands is not None else _NEVER)
+        if self.reconcile_every_ns is not None:
+            if ns >= self._next_reconcile:
+                self._next_reconcile = ns + self.reconcile_every_ns
+                self.reconcile()
+            self._next_timer = min(self._next_timer, self._next_reconcile)
         if self.commands is not None:
             wall = _time.monotonic()
             if wall >= self._next_poll:
@@ -918,7 +937,7 @@ class Engine:
                                 f"{strategy.name}.signals returned {len(values)} values for "
                                 f"{len(bars)} bars"))  # fmt: skip
                             break
-                        runner.signals[(iid, tf)] = values
+                        runner.signals[(iid, tf)] = values.tolist()
         if isinstance(self.feed, BarReplay):
             for key, sub in self._subs.items():
                 frame = self.feed.bars(*key)
@@ -982,9 +1001,17 @@ class Engine:
     def _close(self, sub: _Sub, bar: Bar) -> None:
         sub.history.append(bar)
         sub.count += 1
+        row = sub.count - 1
         for runner in sub.runners:
-            if runner.alive:
-                self._call(runner, runner.strategy.on_bar, bar)
+            if not runner.alive:
+                continue
+            pre = runner.signals.get((bar.instrument_id, bar.timeframe)) if runner.plain else None
+            if pre is not None:
+                # Strategy.on_bar inlined for precomputed signals: act only on a change
+                weight = pre[row]
+                if weight != weight or weight == runner.ctx.applied_weight(bar.instrument_id):
+                    continue
+            self._call(runner, runner.strategy.on_bar, bar)
         self._drain()
 
     def _sample_equity(self) -> None:
@@ -1012,9 +1039,9 @@ class Engine:
             self._drain()
         else:
             self._unseen[iid] = (ns, price, volume)
-        if iid in self._upnl or self.oms.account.net.get(iid):
-            self._remark(iid)
-        if self.reconcile_every_ns is not None or self.commands is not None:
+        if iid in self._upnl:
+            self._mark(iid)
+        if ns >= self._next_timer:
             self._timers()
 
     def _on_tick(self, tick: Tick) -> None:
@@ -1101,26 +1128,21 @@ class Engine:
             finally:
                 self._queue.put(done)
 
+        self._threaded = True
         threading.Thread(target=pump, name="velox-feed", daemon=True).start()
         get = self._queue.get
-        backlog = self._backlog
         while not self._stop.is_set():
-            if backlog:
-                event: object = backlog.popleft()
-            else:
-                try:
-                    event = get(timeout=0.25)
-                except queue.Empty:
-                    event = None
+            try:
+                event = get(timeout=0.25)
+            except queue.Empty:
+                event = None
             if event is done:
                 break
             if isinstance(event, Tick):
                 self._on_tick(event)
-            elif event is not None:
-                self._postback(event)
-                self._refresh_watch()
-                self._drain()
-            if event is None:
+                continue
+            self._drain()
+            if event is None:  # idle: close quiet candles on the clock, run the timers
                 if self.clock is not None:
                     self._now_ns = max(self._now_ns, int(self.clock.now_ns()))
                     for bar in self._aggregator.on_clock(self._now_ns):
@@ -1145,50 +1167,28 @@ class Engine:
         subs = [self._subs.get(key) for key in feed.close_keys]
         keys = feed.close_keys
         advance = feed.clock.advance_to
-        tick_subs = self._tick_subscribers(feed)
+        tick_subs = self._tick_subscribers()
         fh, fl = feed.forming_high.tolist(), feed.forming_low.tolist()
         n, nc = len(ts), len(close_pos)
+        single = ids[0] if len(ids) == 1 else None
         cp = 0
         k = 0
         stop = self._stop
         while k < n:
             if stop.is_set():
                 return
-            # Fast-forward: with no position, no working order and no tick subscriber, the
-            # ticks up to the next close event change nothing but last prices and the clock.
-            if not self._watch and not self._upnl_any() and not tick_subs and cp < nc:
+            if cp < nc and not self._watch and not tick_subs:
                 target = close_pos[cp]
-                if target > k + 1:
-                    for j in range(len(ids)):
-                        t = feed.last_tick_before(j, target)
-                        if t >= k:
-                            self._unseen[ids[j]] = (ts[t], price[t], volume[t])
-                            self._last[ids[j]] = price[t]
-                    k = target - 1
-                    last_ns = ts[k]
-                    advance(last_ns)
-                    self._now_ns = last_ns
-                    day = (last_ns + IST_OFFSET_NS) // _DAY_NS
-                    if day != self._day:
-                        self._new_day(day)
-                    if self.reconcile_every_ns is not None or self.commands is not None:
-                        self._timers()
-                    k += 1
+                if target > k + 1 and self._can_skip(single, ts, price, k, target):
+                    self._skip(feed, ts, price, volume, k, target)
+                    k = target
                     continue
             ns = ts[k]
             advance(ns)
             self._now_ns = ns
             while cp < nc and close_pos[cp] == k:
-                key, row = close_key[cp], close_row[cp]
-                sub = subs[key]
+                self._close_event(subs[close_key[cp]], keys[close_key[cp]], close_row[cp])
                 cp += 1
-                if sub is None:
-                    continue
-                iid, tf = keys[key]
-                o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
-                bar = _make_bar(iid, tf, sub.ts[row], o[row], h[row], lo[row], c[row], v[row], True)  # type: ignore[index]
-                self._close(sub, bar)
-                self._sample_equity()
             iid = ids[symbol[k]]
             p = price[k]
             self._price(iid, ns, p, volume[k], None)
@@ -1198,33 +1198,86 @@ class Engine:
                     row = sub.count  # the forming bar is the next one to close
                     if sub.ohlcv is None or row >= len(sub.ts):  # type: ignore[arg-type]
                         continue
-                    bar = _make_bar(
-                        iid, tf, sub.ts[row], sub.ohlcv[0][row], fh[k], fl[k], p, 0.0, False
-                    )  # type: ignore[index]
+                    o = sub.ohlcv[0][row]
+                    bar = _make_bar(iid, tf, sub.ts[row], o, fh[k], fl[k], p, 0.0, False)  # type: ignore[index]
                     for runner in wanting:
                         if runner.alive:
                             self._call(runner, runner.strategy.on_tick, bar)
                 self._drain()
             k += 1
         while cp < nc:
-            key, row = close_key[cp], close_row[cp]
-            sub = subs[key]
+            self._close_event(subs[close_key[cp]], keys[close_key[cp]], close_row[cp])
             cp += 1
-            if sub is not None:
-                iid, tf = keys[key]
-                o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
-                self._close(
-                    sub,
-                    _make_bar(iid, tf, sub.ts[row], o[row], h[row], lo[row], c[row], v[row], True),
-                )  # type: ignore[index]
-                self._sample_equity()
 
-    def _upnl_any(self) -> bool:
-        return any(self.oms.account.net.values())
+    def _close_event(self, sub: _Sub | None, key: tuple[str, str], row: int) -> None:
+        if sub is None:
+            return
+        o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
+        bar = _make_bar(key[0], key[1], sub.ts[row], o[row], h[row], lo[row], c[row], v[row], True)  # type: ignore[index]
+        self._close(sub, bar)
+        self._sample_equity()
 
-    def _tick_subscribers(
-        self, feed: BarReplay
-    ) -> dict[str, list[tuple[str, _Sub, list[_Runner]]]]:
+    def _can_skip(
+        self, single: str | None, ts: list[int], price: list[float], k: int, target: int
+    ) -> bool:
+        """Return True if ticks ``k`` … ``target - 1`` can be applied as their last one.
+
+        Nothing may depend on the ticks in between: no working order, no intraday position, no
+        tick subscriber (checked by the caller), and either no position at all, or one
+        instrument whose P&L over those ticks stays inside the range already reported to the
+        risk engine on the same day (so no loss guard can trip in between).
+        """
+        if not self._mtm:
+            return True
+        if single is None or not self._watch_equity:
+            return single is not None
+        day = self._day
+        if (ts[k] + IST_OFFSET_NS) // _DAY_NS != day or (
+            ts[target - 1] + IST_OFFSET_NS
+        ) // _DAY_NS != day:
+            return False
+        qty, basis = self._mtm[single]
+        segment = price[k:target]
+        lo_price, hi_price = (
+            (min(segment), max(segment)) if qty > 0 else (max(segment), min(segment))
+        )
+        acct = self.oms.account
+        r0, u0, c0 = self._base
+        fixed = acct.realised - r0 - (acct.charges - c0) - u0 - basis
+        others = self._unrealised - self._upnl.get(single, 0.0)
+        low = fixed + others + qty * lo_price
+        high = fixed + others + qty * hi_price
+        return self._risk_lo <= low and high <= self._risk_hi
+
+    def _skip(
+        self,
+        feed: BarReplay,
+        ts: list[int],
+        price: list[float],
+        volume: list[float],
+        k: int,
+        target: int,
+    ) -> None:
+        """Apply ticks ``k`` … ``target - 1`` as each instrument's last one (see _can_skip)."""
+        ids = feed.instrument_ids
+        for j in range(len(ids)):
+            t = feed.last_tick_before(j, target) if len(ids) > 1 else target - 1
+            if t >= k:
+                iid = ids[j]
+                self._unseen[iid] = (ts[t], price[t], volume[t])
+                self._last[iid] = price[t]
+                if iid in self._upnl:
+                    self._mark(iid)
+        last_ns = ts[target - 1]
+        feed.clock.advance_to(last_ns)
+        self._now_ns = last_ns
+        day = (last_ns + IST_OFFSET_NS) // _DAY_NS
+        if day != self._day:
+            self._new_day(day)
+        if last_ns >= self._next_timer:
+            self._timers()
+
+    def _tick_subscribers(self) -> dict[str, list[tuple[str, _Sub, list[_Runner]]]]:
         out: dict[str, list[tuple[str, _Sub, list[_Runner]]]] = {}
         for (iid, tf), sub in self._subs.items():
             wanting = [r for r in sub.runners if r.wants_ticks and tf == r.strategy.timeframe]
@@ -1239,7 +1292,7 @@ class Engine:
                 self._call(runner, runner.strategy.on_stop)
         self._drain()
         for iid in list(self._upnl):
-            self._remark(iid)
+            self._mark(iid)
         if self._now_ns:
             self._sample_equity()
         self._drain_risk()
@@ -1254,6 +1307,9 @@ class Engine:
 
 
 _TF_ORDER = ("1m", "3m", "5m", "10m", "15m", "30m", "1h", "1d")
+_WAKE = object()  # wakes the threaded loop when a postback arrives
+_NEVER = 2**62
+_POLL_NS = 50_000_000  # look for operator commands at least every 50 ms of engine time
 
 
 class _View:

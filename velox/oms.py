@@ -294,7 +294,7 @@ class OMS:
         if audit:
             payload.update(audit)
         self.audit.append(client_id, ts, status.value, payload)
-        return self._store(order.with_status(status, message))
+        return self._store(_evolve(order, status=status, status_message=message))
 
     def _store(self, order: Order) -> Order:
         cid = order.client_id
@@ -335,7 +335,7 @@ class OMS:
                 )
             return None
         self.audit.append(cid, ts, update.status.value, payload)
-        merged = replace(
+        merged = _evolve(
             known,
             status=update.status,
             status_message=update.status_message,
@@ -491,6 +491,24 @@ class OMS:
                 changes["average_price"] = float(p.get("average_price") or 0.0)  # type: ignore[arg-type]
             self._store(known.with_status(status, str(p.get("message") or ""), **changes))
         return risk_rows
+
+
+_SLOTS = Order.__slots__
+_new_order = Order.__new__
+_set = object.__setattr__
+
+
+def _evolve(order: Order, **changes: object) -> Order:
+    """Return a copy of a tracked order with ``changes``, skipping re-validation.
+
+    Tracked orders were validated when created; their later states only change the status,
+    fills and broker fields (or the broker's accepted modification), so the hot path copies
+    the slots instead of running ``Order.__post_init__`` again.
+    """
+    new = _new_order(Order)
+    for name in _SLOTS:
+        _set(new, name, changes[name] if name in changes else getattr(order, name))
+    return new
 
 
 _ORDER_FIELDS = (

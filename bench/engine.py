@@ -1,0 +1,308 @@
+"""Benchmark the engine: event-driven SMA 10/30 replay vs backtesting.py and backtrader, and the
+tick → order latency of the engine thread.
+
+1. **Replay throughput.** One instrument, ``--bars`` 1-minute bars (default 1,000,000) of a
+   seeded random walk laid on real NSE sessions (09:15–15:30, 375 bars a day, regular sessions
+   since 2012). Velox runs the full engine: ``BarReplay`` (four synthetic ticks per bar), the
+   OMS with an in-memory audit log, the risk engine (default pre-trade limits plus a daily loss
+   limit, so every mark-to-market is watched) and the ``SimBroker`` (zero charges, like the
+   others' ``commission=0``). Two strategies: the vectorisable ``strategies/sma_cross.py``
+   (signals computed once, proved causal by the look-ahead check; orders event by event) and an
+   event-driven twin using streaming SMAs in ``on_bar``. backtesting.py runs the same crossover
+   (buy at the next open on a cross up, close at the next open on a cross down) on all bars;
+   backtrader on ``--bt-bars`` (default 100,000) and its time is extrapolated linearly to
+   ``--bars`` (said so in the output). Trades are compared by entry time with backtesting.py.
+2. **Tick → order latency.** The engine's live loop (``Engine.run`` on a tick feed with a
+   thread) with a strategy that sends a market order on every tick; latency is from the moment
+   the feed thread puts the tick on the engine queue to the moment the order is handed to the
+   broker's ``place_order``. In-memory audit log (the store-backed one adds a PostgreSQL commit
+   per transition, reported separately with ``--store``).
+
+Run: ``python bench/engine.py [--bars 1000000] [--bt-bars 100000] [--ticks 20000] [--store]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from velox.brokers.sim import SimBroker
+from velox.engine import BarReplay, Engine
+from velox.indicators.streaming import SMA
+from velox.risk import RiskEngine, RiskLimits
+from velox.strategy import Context, Strategy, load_strategy
+from velox.types import Bar, Instrument, InstrumentKind, Tick
+
+ROOT = Path(__file__).resolve().parent.parent
+STOCK = Instrument("NSE:BENCH", "NSE", "BENCH", InstrumentKind.EQ, tick_size=0.05)
+SmaCross = load_strategy(str(ROOT / "strategies" / "sma_cross.py"))
+
+
+class _Free:
+    brokerage = 0.0
+    total = 0.0
+
+
+class ZeroCost:
+    """No charges, like the other libraries' ``commission=0``."""
+
+    def fill_charges(self, *args: object, **kwargs: object) -> _Free:
+        return _Free()
+
+
+class StreamingSmaCross(Strategy):
+    """Event-driven SMA cross: streaming SMAs updated in ``on_bar`` (no ``signals``)."""
+
+    instruments = ("NSE:BENCH",)
+    timeframe = "1m"
+    fast: int = 10
+    slow: int = 30
+    weight: float = 0.95
+
+    def on_start(self, ctx: Context) -> None:
+        self.f, self.s = SMA(self.fast), SMA(self.slow)
+        self.above = None
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        f, s = self.f.update(bar.close), self.s.update(bar.close)
+        if s != s:
+            return
+        above = f > s
+        if above != self.above:
+            self.above = above
+            ctx.target_weight(self.weight if above else 0.0)
+
+
+def make_bars(n: int, seed: int = 1) -> pd.DataFrame:
+    """Return ``n`` 1-minute bars of a random walk on regular NSE sessions from 2012."""
+    from velox.calendar import sessions
+
+    days = sessions("2012-01-02", "2030-12-31")
+    opens = pd.DatetimeIndex(days["open"]).tz_convert("Asia/Kolkata")
+    regular = opens[(opens.hour == 9) & (opens.minute == 15)]
+    need = -(-n // 375)
+    if need > len(regular):
+        raise SystemExit(f"--bars {n} needs {need} sessions; only {len(regular)} available")
+    minutes = pd.to_timedelta(np.arange(375), unit="min")
+    index = (regular[:need].values[:, None] + minutes.values[None, :]).ravel()[:n]
+    index = pd.DatetimeIndex(index).tz_localize("UTC").tz_convert("Asia/Kolkata")
+    rng = np.random.default_rng(seed)
+    close = 1000 * np.exp(np.cumsum(rng.normal(0, 0.0008, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    high = np.maximum(open_, close) + 0.5
+    low = np.minimum(open_, close) - 0.5
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": 1000.0}, index=index
+    )
+
+
+def run_velox(bars: pd.DataFrame, strategy: Strategy) -> tuple[float, list]:
+    sim = SimBroker({STOCK.id: STOCK}, initial_cash=1e9, cost_model=ZeroCost())
+    engine = Engine(
+        [strategy],
+        broker=sim,
+        feed=BarReplay({(STOCK.id, "1m"): bars}),
+        instruments={STOCK.id: STOCK},
+        initial_cash=1e9,
+        risk=RiskEngine(RiskLimits(daily_loss_limit=1e12)),
+    )
+    t = time.perf_counter()
+    result = engine.run()
+    elapsed = time.perf_counter() - t
+    return elapsed, [tr.entry_time for tr in result.trades]
+
+
+def run_backtesting(bars: pd.DataFrame) -> tuple[float, list]:
+    from backtesting import Backtest
+    from backtesting import Strategy as BtStrategy
+    from backtesting.lib import crossover
+
+    def sma(values: np.ndarray, n: int) -> np.ndarray:
+        return pd.Series(values).rolling(n).mean().to_numpy()
+
+    class Cross(BtStrategy):
+        def init(self) -> None:
+            self.fast = self.I(sma, self.data.Close, 10)
+            self.slow = self.I(sma, self.data.Close, 30)
+
+        def next(self) -> None:
+            if crossover(self.fast, self.slow):
+                self.buy()
+            elif crossover(self.slow, self.fast):
+                self.position.close()
+
+    frame = bars.rename(columns=str.capitalize)
+    frame.index = frame.index.tz_localize(None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bt = Backtest(frame, Cross, cash=1e12, commission=0, finalize_trades=True)
+        t = time.perf_counter()
+        stats = bt.run()
+        elapsed = time.perf_counter() - t
+    entries = list(pd.DatetimeIndex(stats._trades["EntryTime"]).tz_localize("Asia/Kolkata"))
+    return elapsed, entries
+
+
+def run_backtrader(bars: pd.DataFrame) -> tuple[float, int]:
+    import backtrader as bt
+
+    class Cross(bt.Strategy):
+        def __init__(self) -> None:
+            self.cross = bt.indicators.CrossOver(bt.ind.SMA(period=10), bt.ind.SMA(period=30))
+
+        def next(self) -> None:
+            if self.cross > 0 and not self.position:
+                self.buy(size=100)
+            elif self.cross < 0 and self.position:
+                self.close()
+
+    frame = bars.copy()
+    frame.index = frame.index.tz_localize(None)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame))
+    cerebro.addstrategy(Cross)
+    cerebro.broker.setcash(1e12)
+    t = time.perf_counter()
+    cerebro.run()
+    return time.perf_counter() - t, 0
+
+
+class _QueueFeed:
+    """A live-like feed: ``run`` pushes ticks from this thread, stamping enqueue times."""
+
+    def __init__(self, ticks: list[Tick], stamps: dict[int, int], gap: float) -> None:
+        self.ticks, self.stamps, self.gap = ticks, stamps, gap
+        self._stop = threading.Event()
+
+    def run(self, put) -> None:  # noqa: ANN001
+        for tick in self.ticks:
+            if self._stop.is_set():
+                return
+            self.stamps[id(tick)] = time.perf_counter_ns()
+            put(tick)
+            time.sleep(self.gap)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class _TimedSim(SimBroker):
+    """The simulator, noting when each order is handed over."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.placed: list[int] = []
+
+    def place_order(self, order):  # noqa: ANN001, ANN201
+        self.placed.append(time.perf_counter_ns())
+        return super().place_order(order)
+
+
+def run_latency(n: int, audit: object = None) -> list[float]:
+    """Return per-order latencies (µs) from tick enqueue to ``place_order``."""
+    from datetime import datetime, timedelta
+
+    from velox.calendar import IST
+
+    current: list[int] = []
+
+    class EveryTick(Strategy):
+        instruments = ("NSE:BENCH",)
+        timeframe = "1m"
+
+        def on_tick(self, ctx: Context, bar: Bar) -> None:
+            current.append(id(bar))
+            ctx.buy(1) if ctx.position() <= 0 else ctx.sell(1)
+
+    start = datetime(2024, 4, 1, 9, 30, tzinfo=IST)
+    ticks = [
+        Tick(STOCK.id, start + timedelta(seconds=i), 1000.0 + (i % 7) * 0.05) for i in range(n)
+    ]
+    stamps: dict[int, int] = {}
+    sim = _TimedSim({STOCK.id: STOCK}, initial_cash=1e9, cost_model=ZeroCost())
+    limits = RiskLimits(max_orders_per_second=1e9, duplicate_window_seconds=0)
+    engine = Engine(
+        [EveryTick()],
+        broker=sim,
+        feed=_QueueFeed(ticks, stamps, gap=0.0005),
+        instruments={STOCK.id: STOCK},
+        initial_cash=1e9,
+        risk=RiskEngine(limits),
+        mode="paper",
+        audit=audit,
+        reconcile_every=None,
+    )
+    engine.run()
+    sent = [stamps[id(t)] for t in ticks]
+    # one order per tick, in order: the k-th placement answers the k-th tick
+    k = min(len(sent), len(sim.placed))
+    return [(sim.placed[i] - sent[i]) / 1000 for i in range(k)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--bt-bars", type=int, default=100_000)
+    parser.add_argument("--ticks", type=int, default=20_000)
+    parser.add_argument("--store", action="store_true", help="also time the store audit log")
+    parser.add_argument("--skip-backtrader", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("velox").setLevel(logging.ERROR)
+
+    bars = make_bars(args.bars)
+    print(f"bars: {len(bars):,} 1-minute bars, {bars.index[0]} → {bars.index[-1]}")
+    run_velox(bars.iloc[:20_000], SmaCross(instruments=("NSE:BENCH",), timeframe="1m"))  # warm
+    t_vec, vec_entries = run_velox(bars, SmaCross(instruments=("NSE:BENCH",), timeframe="1m"))
+    print(f"velox replay, vectorisable SmaCross : {t_vec:8.2f} s  {len(vec_entries):,} trades")
+    t_ev, ev_entries = run_velox(bars, StreamingSmaCross())
+    print(f"velox replay, streaming on_bar SMA  : {t_ev:8.2f} s  {len(ev_entries):,} trades")
+    t_bt, bt_entries = run_backtesting(bars)
+    print(f"backtesting.py                       : {t_bt:8.2f} s  {len(bt_entries):,} trades")
+    common = set(vec_entries) & set(bt_entries)
+    print(
+        f"same trades: velox vectorised == streaming entries: {vec_entries == ev_entries}; "
+        f"vs backtesting.py {len(common):,} common entries of {len(vec_entries):,} / "
+        f"{len(bt_entries):,}"
+    )
+    if not args.skip_backtrader:
+        sub = bars.iloc[: args.bt_bars]
+        t_trader, _ = run_backtrader(sub)
+        scale = len(bars) / len(sub)
+        est = t_trader * scale
+        print(
+            f"backtrader ({len(sub):,} bars)          : {t_trader:8.2f} s → {est:.1f} s "
+            f"extrapolated ×{scale:g} to {len(bars):,} bars"
+        )
+        print(f"ratio backtrader / velox vectorised  : {est / t_vec:8.1f}×")
+        print(f"ratio backtrader / velox streaming   : {est / t_ev:8.1f}×")
+    print(f"ratio backtesting.py / velox vectorised: {t_bt / t_vec:6.2f}×")
+    print(f"ratio backtesting.py / velox streaming : {t_bt / t_ev:6.2f}×")
+
+    lat = run_latency(args.ticks)
+    q = statistics.quantiles(lat, n=100)
+    print(
+        f"tick → order (memory audit), {len(lat):,} orders: p50 {q[49]:.0f} µs  p99 {q[98]:.0f} µs"
+    )
+    if args.store:
+        from velox.oms import StoreAuditLog
+        from velox.store import open_store
+
+        lat = run_latency(min(args.ticks, 3000), StoreAuditLog(open_store(), "paper"))
+        q = statistics.quantiles(lat, n=100)
+        print(
+            f"tick → order (store audit), {len(lat):,} orders: p50 {q[49]:.0f} µs  "
+            f"p99 {q[98]:.0f} µs"
+        )
+
+
+if __name__ == "__main__":
+    main()
