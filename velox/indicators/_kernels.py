@@ -19,8 +19,13 @@ Every step has the same shape::
   TA-Lib's lookback makes them NaN.
 
 The arithmetic follows TA-Lib's C source operation by operation (running sums added and
-subtracted in the same order, Wilder smoothing as ``(prev * (n - 1) + x) / n``, the same zero
-tests), so results agree to the last few bits, not just to a tolerance.
+subtracted in the same order, Wilder smoothing as ``(prev * (n - 1) + x) / n``), so results agree
+to the last few bits, not just to a tolerance. Zero tests follow TA-Lib 0.8 (the version pinned
+for tests): ``TA_IS_ZERO`` is ``|v| < 1e-14`` and differences of prices use the scale-aware
+``|a − b| ≤ 1e-14 · (|a| + |b|)``, so a window that is flat but for float rounding reads as flat.
+
+Note for developers: numba's on-disk cache of a runner in ``_runners.py`` is not invalidated when
+a step here changes; delete ``velox/indicators/__pycache__`` after editing this file.
 """
 
 from __future__ import annotations
@@ -30,13 +35,19 @@ import math
 from numba import njit
 
 NAN = math.nan
-#: TA-Lib's ``TA_IS_ZERO`` threshold.
-_EPS = 1e-8
+#: TA-Lib's ``TA_EPSILON`` (0.8.x).
+_EPS = 1e-14
 
 
 @njit(cache=True, inline="always")
 def _is_zero(v: float) -> bool:
     return -_EPS < v < _EPS
+
+
+@njit(cache=True, inline="always")
+def _is_zero_scaled(v: float, scale: float) -> bool:
+    """Return TA-Lib's ``TA_IS_ZERO_SCALED``: ``v`` is a rounding residue relative to ``scale``."""
+    return abs(v) <= _EPS * scale
 
 
 @njit(cache=True, inline="always")
@@ -199,7 +210,7 @@ def rsi_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
         gain = gain / n
     if cnt >= n:
         total = gain + loss
-        value = 100.0 * (gain / total) if not _is_zero(total) else 0.0
+        value = 100.0 * (gain / total) if total != 0.0 else 0.0
     return (n, cnt + 1.0, c, gain, loss), (value,)
 
 
@@ -265,7 +276,10 @@ def cci_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
         for j in range(nn):
             dev += abs((tp if j == ip else ring[0, j]) - avg)
         num = tp - avg
-        value = num / (0.015 * (dev / n)) if (num != 0.0 and dev != 0.0) else 0.0
+        mean_dev = dev / n
+        scale = abs(avg)
+        flat = _is_zero_scaled(num, scale) or _is_zero_scaled(mean_dev, scale)
+        value = 0.0 if flat else num / (0.015 * mean_dev)
     if commit:
         ring[0, int(pos)] = tp
     return (n, cnt + 1.0, _next_pos(pos, n)), (value,)
@@ -278,8 +292,8 @@ def willr_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
     lo, lo_idx = _extreme(ring, 1, n, n, cnt, pos, l, lo, lo_idx, False)
     value = NAN
     if cnt + 1.0 >= n:
-        diff = (hi - lo) / (-100.0)
-        value = (hi - c) / diff if diff != 0.0 else 0.0
+        flat = _is_zero_scaled(hi - lo, abs(hi) + abs(lo))
+        value = 0.0 if flat else (hi - c) / ((hi - lo) / (-100.0))
     if commit:
         ring[0, int(pos)] = h
         ring[1, int(pos)] = l
@@ -295,8 +309,8 @@ def stoch_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
     slowk = NAN
     slowd = NAN
     if cnt + 1.0 >= fk:
-        diff = (hi - lo) / 100.0
-        fastk = (c - lo) / diff if diff != 0.0 else 0.0
+        flat = _is_zero_scaled(hi - lo, abs(hi) + abs(lo))
+        fastk = 0.0 if flat else (c - lo) / ((hi - lo) / 100.0)
         kval, kacc2 = _sma_core(sk, kc, kacc, ring, 2, kpos, fastk)
         if commit:
             ring[2, int(kpos)] = fastk
@@ -344,8 +358,8 @@ def stochrsi_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
         hi, hi_idx = _extreme(ring, 0, fk, fk, cnt, pos, r, hi, hi_idx, True)
         lo, lo_idx = _extreme(ring, 0, fk, fk, cnt, pos, r, lo, lo_idx, False)
         if cnt + 1.0 >= fk:
-            diff = (hi - lo) / 100.0
-            k = (r - lo) / diff if diff != 0.0 else 0.0
+            flat = _is_zero_scaled(hi - lo, abs(hi) + abs(lo))
+            k = 0.0 if flat else (r - lo) / ((hi - lo) / 100.0)
             dval, dacc2 = _sma_core(fd, dc, dacc, ring, 1, dpos, k)
             if commit:
                 ring[1, int(dpos)] = k
@@ -364,33 +378,41 @@ def stochrsi_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
 
 @njit(cache=True, inline="always")
 def mfi_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
-    # rings: 0 positive flow, 1 negative flow (width n); flow of bar cnt>=1 at (cnt-1) % n
-    n, cnt, pos, prev, psum, nsum = st
+    # rings: 0 positive flow, 1 negative flow (width n); flow of bar cnt>=1 at (cnt-1) % n.
+    # The window sums are re-added every bar (as TA-Lib 0.8 does) rather than kept as running
+    # sums, so a window whose flows have all left reads exactly 0, not a rounding residue.
+    n, cnt, pos, prev = st
     tp = (h + l + c) / 3.0
     if cnt == 0.0:
-        return (n, 1.0, 0.0, tp, 0.0, 0.0), (NAN,)
+        return (n, 1.0, 0.0, tp), (NAN,)
     ip = int(pos)
-    if cnt > n:
-        psum = psum - ring[0, ip]
-        nsum = nsum - ring[1, ip]
     diff = tp - prev
     flow = tp * v
     pos_flow = 0.0
     neg_flow = 0.0
-    if diff < -_EPS:
+    if _is_zero_scaled(diff, abs(tp) + abs(prev)):
+        pass
+    elif diff < 0:
         neg_flow = flow
-        nsum = nsum + flow
-    elif diff > _EPS:
+    else:
         pos_flow = flow
-        psum = psum + flow
     value = NAN
     if cnt >= n:
+        psum = 0.0
+        nsum = 0.0
+        for j in range(int(n)):
+            if j == ip:
+                psum += pos_flow
+                nsum += neg_flow
+            else:
+                psum += ring[0, j]
+                nsum += ring[1, j]
         total = psum + nsum
-        value = 0.0 if total < 1.0 else 100.0 * (psum / total)
+        value = 0.0 if total == 0.0 else 100.0 * (psum / total)
     if commit:
         ring[0, ip] = pos_flow
         ring[1, ip] = neg_flow
-    return (n, cnt + 1.0, _next_pos(pos, n), tp, psum, nsum), (value,)
+    return (n, cnt + 1.0, _next_pos(pos, n), tp), (value,)
 
 
 @njit(cache=True, inline="always")
@@ -457,26 +479,27 @@ def natr_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
 
 @njit(cache=True, inline="always")
 def bbands_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
-    n, up, dn, cnt, pos, acc, acc2 = st
+    # The middle band is TA-Lib's running-sum SMA; σ is the population standard deviation over
+    # the window computed in two passes around that mean (TA-Lib 0.8 is precise here too: the
+    # textbook E[x²] − E[x]² loses ~8 digits on index levels such as NIFTY's).
+    n, up, dn, cnt, pos = st[0], st[1], st[2], st[3], st[4]
+    acc = st[5]
     mid, new_acc = _sma_core(n, cnt, acc, ring, 0, pos, c)
-    s2 = acc2 + c * c
-    new_acc2 = s2
     upper = NAN
     lower = NAN
     if cnt + 1.0 >= n:
-        mean2 = s2 / n
-        if n > 1.0:
-            old = ring[0, int(_next_pos(pos, n))]
-            new_acc2 = s2 - old * old
-        else:
-            new_acc2 = acc2
-        mean2 = mean2 - mid * mid
-        std = math.sqrt(mean2) if not (mean2 < _EPS) else 0.0
+        ip = int(pos)
+        total = (c - mid) * (c - mid)
+        for j in range(int(n)):
+            if j != ip:
+                d = ring[0, j] - mid
+                total += d * d
+        std = math.sqrt(total / n)
         upper = mid + up * std
         lower = mid - dn * std
     if commit:
         ring[0, int(pos)] = c
-    return (n, up, dn, cnt + 1.0, _next_pos(pos, n), new_acc, new_acc2), (upper, mid, lower)
+    return (n, up, dn, cnt + 1.0, _next_pos(pos, n), new_acc, 0.0), (upper, mid, lower)
 
 
 @njit(cache=True, inline="always")

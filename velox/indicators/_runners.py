@@ -354,7 +354,7 @@ def stream_stochrsi(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 @njit(cache=True)
 def run_mfi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
-    st = to_fixed_tuple(st_arr, 6)
+    st = to_fixed_tuple(st_arr, 4)
     bad = -1
     for i in range(start, c.shape[0]):
         probe = h[i] + l[i] + c[i] + v[i]
@@ -363,16 +363,16 @@ def run_mfi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
             break
         st, r = mfi_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
         out[0, i] = r[0]
-    for j in range(6):
+    for j in range(4):
         st_arr[j] = st[j]
     return bad
 
 
 @njit(cache=True)
 def stream_mfi(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
-    st, r = mfi_step(to_fixed_tuple(st_arr, 6), ring, o, h, l, c, v, t, commit)
+    st, r = mfi_step(to_fixed_tuple(st_arr, 4), ring, o, h, l, c, v, t, commit)
     if commit:
-        for j in range(6):
+        for j in range(4):
             st_arr[j] = st[j]
     out[0] = r[0]
 

@@ -236,7 +236,7 @@ def _init_stochrsi(
 
 def _init_mfi(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0, math.nan, 0, 0], 2, n)
+    return _state([n, 0, 0, math.nan], 2, n)
 
 
 def _init_obv() -> tuple[np.ndarray, np.ndarray]:
