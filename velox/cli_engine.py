@@ -136,6 +136,66 @@ def replay(
 
 @click.command()
 @click.argument("strategy")
+@_symbol
+@_timeframe
+@click.option("--start", help="First session of the replayed market (YYYY-MM-DD).")
+@click.option("--end", help="Last session of the replayed market (YYYY-MM-DD).")
+@_param
+@_cash
+@_risk
+@click.option("--speed", default=60.0, show_default=True, help="Replay speed × wall time.")
+@click.option("--run", "run_id", default="P1", show_default=True, help="Run id (resume with it).")
+@click.option("--account", default="paper", show_default=True, help="Account name (for kill).")
+@click.option("--socket", "socket_path", help="Simulator socket (default <data_dir>/paper/RUN).")
+@click.option("--commands", "commands_dir", help="Command folder (default <data_dir>/commands).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report here.")
+def paper(
+    strategy: str,
+    symbols: tuple[str, ...],
+    timeframe: str | None,
+    start: str | None,
+    end: str | None,
+    params: tuple[str, ...],
+    cash: float,
+    risk_file: str | None,
+    speed: float,
+    run_id: str,
+    account: str,
+    socket_path: str | None,
+    commands_dir: str | None,
+    json_path: str | None,
+) -> None:
+    """Paper-trade STRATEGY: the simulated broker on a paced replay of stored bars.
+
+    The simulator runs in its own process, so it survives an engine crash: run the same
+    command (same --run) again and the engine rebuilds its state from the store's audit
+    trail, books what filled meanwhile, reconciles with the simulator and carries on. The live
+    feed joins with the broker issue.
+    """
+    from velox.modes import paper as run_paper
+
+    _tag_logs("paper")
+    strategies = _build_strategies(strategy, symbols, timeframe, params)
+    result = run_paper(
+        strategies,
+        run_id=run_id,
+        speed=speed,
+        start=start,
+        end=end,
+        initial_cash=cash,
+        risk_limits=_risk_limits(risk_file),
+        account=account,
+        socket_path=Path(socket_path) if socket_path else None,
+        commands_dir=Path(commands_dir) if commands_dir else None,
+    )
+    _print_summary(result, "paper")
+    if json_path:
+        result.to_json(json_path)
+        click.echo(f"report: {Path(json_path)}")
+
+
+@click.command()
+@click.argument("strategy")
 @click.option("--broker", "broker_name", required=True, help="Broker adapter name (kite, …).")
 @click.option("--confirm-live", is_flag=True, help="Confirm that real orders may be sent.")
 def live(strategy: str, broker_name: str, confirm_live: bool) -> None:
@@ -170,5 +230,12 @@ def kill(account: str, reason: str) -> None:
 
 def register(main: click.Group) -> None:
     """Add the engine verbs to the ``velox`` command group."""
-    for command in (replay, live, kill):
+    for command in (replay, paper, live, kill):
         main.add_command(command)
+
+
+if __name__ == "__main__":  # `python -m velox.cli_engine paper …` (used by the recovery test)
+    from velox.cli import main as velox_main
+
+    register(velox_main)
+    velox_main()

@@ -834,9 +834,16 @@ class Engine:
 
     def reconcile(self) -> list[str]:
         """Compare the OMS with the broker; on a mismatch alert, audit and halt new orders."""
-        self._drain()
         broker = self.broker
-        problems = self.oms.reconcile(broker.orders(), broker.positions(), broker.holdings())
+        for _ in range(2):
+            # Ask first, then drain: every postback the broker sent before answering is then
+            # booked, so a fill racing the question is not mistaken for a mismatch; one retry
+            # covers a fill between the three answers. What persists is real.
+            orders, positions, holdings = broker.orders(), broker.positions(), broker.holdings()
+            self._drain()
+            problems = self.oms.reconcile(orders, positions, holdings)
+            if not problems:
+                break
         if problems:
             message = "; ".join(problems)
             if self._halted is None:
@@ -1048,6 +1055,7 @@ class Engine:
         """Handle a live or replayed tick: candles, price, forming candle."""
         from velox.feeds import to_ns
 
+        self._drain()  # postbacks that arrived before this tick were produced before it
         agg = self._aggregator
         ns = to_ns(tick.ts)
         if ns < self._now_ns:
