@@ -1,0 +1,102 @@
+"""`velox kill` reaches a running paper engine: cancel, square off, refuse, audit in the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from velox.brokers.sim import SimBroker
+from velox.engine import BarReplay
+from velox.errors import RiskBreach
+from velox.modes import SimServer, paper
+from velox.strategy import Context, Strategy
+from velox.types import Bar, Instrument, OrderType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Holder(Strategy):
+    """Holds 20 shares and a resting limit order; after being flattened keeps trying to buy."""
+
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "5m"
+
+    def on_start(self, ctx: Context) -> None:
+        self.refused: list[RiskBreach] = []
+        self.held = threading.Event()
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        if ctx.position():
+            self.held.set()
+            if not ctx.open_orders():
+                price = ctx.instrument().snap_price(bar.close * 0.98, "down")
+                ctx.buy(5, order_type=OrderType.LIMIT, limit_price=price)
+            return
+        try:
+            if not ctx.open_orders():
+                ctx.buy(20)
+        except RiskBreach as breach:
+            self.refused.append(breach)
+
+
+@pytest.mark.postgres
+def test_velox_kill_stops_a_running_paper_engine(
+    store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    master: Callable[[str], Instrument],
+) -> None:
+    from velox.cli import _VeloxGroup
+    from velox.cli_engine import register
+    from velox.config import reset_settings
+    from velox.data import import_bars
+
+    import_bars(ROOT / "data/bars/RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m", store=store)
+    bars = store.read_bars("NSE:RELIANCE", "5m", "2025-05-20", "2025-05-20")
+    sim = SimBroker(master, initial_cash=1_000_000)
+    sock = tmp_path / "sim.sock"
+    server = SimServer(sim, BarReplay({("NSE:RELIANCE", "5m"): bars}), sock, speed=2500, linger=5)
+    threading.Thread(target=server.serve, daemon=True).start()
+    while not sock.exists():
+        time.sleep(0.01)
+    monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
+    reset_settings()
+    strategy = Holder()
+    cli = _VeloxGroup(name="velox")
+    register(cli)
+
+    def operator() -> None:  # the operator types `velox kill --account A1` once we hold
+        strategy_ready = getattr(strategy, "held", None)
+        while strategy_ready is None:
+            time.sleep(0.01)
+            strategy_ready = getattr(strategy, "held", None)
+        strategy_ready.wait(30)
+        out = CliRunner().invoke(cli, ["kill", "--account", "A1", "--reason", "test drill"])
+        assert out.exit_code == 0, out.output
+
+    try:
+        threading.Thread(target=operator, daemon=True).start()
+        result = paper(
+            strategy,
+            run_id="K1",
+            store=store,
+            socket_path=sock,
+            commands_dir=tmp_path / "commands",
+            account="A1",
+        )
+    finally:
+        reset_settings()
+    kills = [e for e in result.risk_events if e["kind"] == "kill"]
+    assert len(kills) == 1 and kills[0]["limit"] == "manual"
+    assert "test drill" in kills[0]["message"] and kills[0]["mode"] == "paper"
+    assert strategy.refused and all(b.limit == "kill_switch" for b in strategy.refused)
+    assert sum(p.qty for p in sim.positions() + sim.holdings()) == 0
+    assert all(o.is_terminal for o in sim.orders())
+    events = store.read_order_events()
+    assert (events["status"] == "RISK_KILL").sum() == 1
+    assert list((tmp_path / "commands").glob("kill-A1-*.done"))
