@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import pickle
 from datetime import UTC, date, datetime
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -576,3 +579,66 @@ def test_default_tables_are_read_only() -> None:
         DEFAULT_SCHEDULE.exchange["NSE"] = ()  # type: ignore[index]
     with pytest.raises(TypeError):
         DEFAULT_SCHEDULE.stt[-1][1]["futures"] = ("0", "0")  # type: ignore[index]
+
+
+# ---------------------------------------------------------------------------------------------
+# Totals without Decimal, picklable schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def _reference_total(values: list[float]) -> float:
+    """The documented rule, stated independently: items that print as whole paise add as those
+    decimals; otherwise the exact sum of the binary values, rounded once."""
+    printed = [Decimal(repr(v)) for v in values]
+    if all(d == d.quantize(Decimal("0.01")) for d in printed):
+        return float(sum(printed))
+    return float(sum(Fraction(v) for v in values))
+
+
+_AMOUNTS = st.one_of(
+    st.integers(0, 10**11).map(lambda paise: paise / 100),  # contract-note items
+    st.floats(min_value=0, max_value=1e7, allow_nan=False),  # unrounded per-fill pieces
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_AMOUNTS, min_size=6, max_size=6), paise=st.booleans())
+def test_total_and_add_follow_the_stated_rule(items: list[float], paise: bool) -> None:
+    if paise:  # all six whole paise, the case a contract note is
+        items = [round(v * 100) / 100 for v in items]
+    breakdown = _cb(*items)
+    assert breakdown.total == _reference_total(items)
+    doubled = breakdown + breakdown
+    assert [getattr(doubled, f.name) for f in dataclasses.fields(doubled)] == [
+        _reference_total([v, v]) for v in items
+    ]
+
+
+def test_paisa_totals_have_no_float_noise() -> None:
+    # 0.1 + 0.2 is 0.30000000000000004 in floats; as paise it is 30 + 0 + ... = ₹0.30.
+    assert _cb(0.1, 0.2, 0.0, 0.0, 0.0, 0.0).total == 0.3
+    assert (ChargeBreakdown(stt=0.1) + ChargeBreakdown(stt=0.2)).stt == 0.3
+    # 30.15 + 13 + 3.24 + 0.10 + 2 + 6.03 (the Sep-2024 intraday note) = 54.52 exactly
+    assert _cb(30.15, 13.0, 3.24, 0.10, 2.0, 6.03).total == 54.52
+
+
+def test_schedules_pickle_and_stay_read_only() -> None:
+    # A hypothetical SEBI fee of ₹15/crore from 2019 (instead of ₹10): pickled and loaded, the
+    # schedule gives the same rates and its tables are still read-only mappings.
+    custom = dataclasses.replace(DEFAULT_SCHEDULE, sebi=((date(2019, 4, 1), "15"),))
+    day = date(2025, 6, 2)
+    for schedule in (DEFAULT_SCHEDULE, custom):
+        copy = pickle.loads(pickle.dumps(schedule))
+        assert copy == schedule
+        for segment in ("equity_delivery", "equity_intraday", "futures", "options"):
+            for exchange in ("NSE", "BSE"):
+                assert copy.rates(segment, exchange, day) == schedule.rates(segment, exchange, day)
+        with pytest.raises(TypeError):
+            copy.exchange["NSE"] = ()  # type: ignore[index]
+        with pytest.raises(TypeError):
+            copy.stt[-1][1]["futures"] = ("0", "0")  # type: ignore[index]
+    # A CostModel on the custom schedule charges from it after the round trip:
+    # futures sell 65 × 25,100 = 16,31,500 → SEBI ₹15/crore = ₹2.44725.
+    model = pickle.loads(pickle.dumps(CostModel(schedule=custom)))
+    c = model.fill_charges(NIFTY_FUT, Product.NRML, Side.SELL, 65, 25_100.0, day)
+    assert c.sebi == pytest.approx(2.44725)

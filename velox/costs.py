@@ -95,10 +95,12 @@ _CRORE = Decimal(10_000_000)
 class ChargeBreakdown:
     """Return-type of every charge computation: the six contract-note items in rupees.
 
-    ``total`` and ``+`` add the items as the decimals they print as (not as binary floats), so a
-    breakdown rounded to the paisa has a total equal to the paisa figure on a contract note
-    (``54.52``, never ``54.519999999999996``). Breakdowns add field by field, which is how the
-    simulator accumulates per-fill charges into a day's figure.
+    ``total`` and ``+`` add items that are whole paise exactly, as the decimals they print as
+    (not as binary floats), so a breakdown rounded to the paisa has a total equal to the paisa
+    figure on a contract note (``54.52``, never ``54.519999999999996``). Unrounded items (the
+    per-fill pieces from :class:`CostModel`) are added as floats with :func:`math.fsum`, correct
+    to the last bit and cheap enough for every simulated fill. Breakdowns add field by field,
+    which is how the simulator accumulates per-fill charges into a day's figure.
 
     Examples
     --------
@@ -117,15 +119,13 @@ class ChargeBreakdown:
     @property
     def total(self) -> float:
         """Return the sum of all items (rupees)."""
-        return _decimal_sum(
-            self.brokerage, self.stt, self.exchange, self.sebi, self.stamp, self.gst
-        )
+        return _sum((self.brokerage, self.stt, self.exchange, self.sebi, self.stamp, self.gst))
 
     def __add__(self, other: ChargeBreakdown) -> ChargeBreakdown:
         if not isinstance(other, ChargeBreakdown):
             return NotImplemented
         return ChargeBreakdown(
-            *(_decimal_sum(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+            *(_sum((getattr(self, f.name), getattr(other, f.name))) for f in fields(self))
         )
 
     def as_dict(self) -> dict[str, float]:
@@ -160,9 +160,27 @@ def _dec(value: float | int | str | Decimal) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
-def _decimal_sum(*values: float) -> float:
-    """Return the sum of ``values`` taken as the decimals their reprs show, as a float."""
-    return float(sum((_dec(v) for v in values), Decimal(0)))
+#: Below this many rupees floats lie < 0.002 apart, so a float equal to ``k / 100`` prints as
+#: exactly ``k`` paise: the test :func:`_sum` relies on.
+_PAISE_LIMIT = 1e13
+
+
+def _sum(values: tuple[float, ...]) -> float:
+    """Return the sum of ``values``: exact in paise when every value is a whole number of paise.
+
+    Whole-paise amounts (a contract note's items) are added as integers of paise and divided
+    once, which gives the float nearest their decimal total, as a calculator prints it. Anything
+    else (unrounded per-fill pieces) goes to :func:`math.fsum`: no Decimal, no ``repr``.
+    """
+    paise = 0
+    for value in values:
+        if not -_PAISE_LIMIT < value < _PAISE_LIMIT:
+            return math.fsum(values)
+        k = round(value * 100)
+        if k / 100 != value:
+            return math.fsum(values)
+        paise += k
+    return paise / 100
 
 
 def _round(value: float | Decimal, step: Decimal) -> float:
@@ -350,6 +368,9 @@ class ChargeSchedule:
     differed (state stamp duties, other exchange slabs). Override any table with
     :func:`dataclasses.replace` — e.g. to model a new circular before Velox ships it.
 
+    A schedule pickles (so does a simulator charging from it); the copy's tables are read-only
+    mappings, like the defaults.
+
     Examples
     --------
     >>> from dataclasses import replace
@@ -389,6 +410,34 @@ class ChargeSchedule:
     def exercise_stt_rate(self, trade_date: date) -> Decimal:
         """Return the STT rate (fraction of intrinsic value) on options exercised in the money."""
         return _pct(str(_pick(self.stt_exercise, trade_date)))
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # The tables hold read-only mappings (MappingProxyType), which pickle refuses: store
+        # them as plain dicts and make them read-only again on load.
+        return (_load_schedule, tuple(_plain(getattr(self, f.name)) for f in fields(self)))
+
+
+def _plain(value: object) -> object:
+    """Return ``value`` with every mapping inside (tuples and mappings) a plain dict."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _frozen(value: object) -> object:
+    """Return ``value`` with every dict inside (tuples and dicts) a read-only mapping."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _load_schedule(*values: object) -> ChargeSchedule:
+    """Return the schedule pickled by :meth:`ChargeSchedule.__reduce__`."""
+    return ChargeSchedule(*(_frozen(v) for v in values))  # type: ignore[arg-type]
 
 
 #: The schedule :func:`trade_charges` and :class:`CostModel` use unless given another.
@@ -555,6 +604,16 @@ def _trade_date(trade_date: date | None) -> date:
     if isinstance(trade_date, date):
         return trade_date
     raise ValidationError(f"trade_date={trade_date!r} must be a datetime.date")
+
+
+def _check_qty(qty: int) -> None:
+    if isinstance(qty, bool) or not isinstance(qty, numbers.Integral) or qty <= 0:
+        raise ValidationError(f"qty={qty!r} must be a whole number > 0")
+
+
+def _check_price(price: float) -> None:
+    if not (math.isfinite(price) and price > 0):
+        raise ValidationError(f"price={price!r} must be a finite price > 0")
 
 
 def _check_value(name: str, value: float) -> None:
@@ -733,7 +792,8 @@ class CostModel:
         EQ + CNC → ``equity_delivery``; EQ + MIS → ``equity_intraday``; FUT → ``futures``;
         CE/PE → ``options`` (whatever the product: F&O charges do not depend on it).
         """
-        product = Product(product)
+        if product.__class__ is not Product:
+            product = Product(product)
         kind = instrument.kind
         if kind is InstrumentKind.FUT:
             return "futures"
@@ -779,18 +839,25 @@ class CostModel:
         the fills of one order sum to exactly the brokerage of the whole order, for a flat
         per-order fee the first fill pays it and later fills pay nothing.
         """
+        # Called for every simulated fill: each check has a fast path for the common exact
+        # types and falls back to the full validation (same errors) for anything else.
         segment = self.segment_for(instrument, product)
         exchange = _VENUE_TO_EXCHANGE.get(instrument.exchange)
         if exchange is None:
             _check_choice("exchange", instrument.exchange, tuple(_VENUE_TO_EXCHANGE))
-        side = Side(side)
-        if isinstance(qty, bool) or not isinstance(qty, numbers.Integral) or qty <= 0:
-            raise ValidationError(f"qty={qty!r} must be a whole number > 0")
-        if not (math.isfinite(price) and price > 0):
-            raise ValidationError(f"price={price!r} must be a finite price > 0")
-        _check_value("order_brokerage_so_far", order_brokerage_so_far)
+        if side.__class__ is not Side:
+            side = Side(side)
+        if qty.__class__ is not int or qty <= 0:
+            _check_qty(qty)
+        if price.__class__ is not float or not 0.0 < price < math.inf:
+            _check_price(price)
+        so_far = order_brokerage_so_far
+        if so_far.__class__ is not float or not 0.0 <= so_far < math.inf:
+            _check_value("order_brokerage_so_far", so_far)
+        if trade_date.__class__ is not date:
+            trade_date = _trade_date(trade_date)
         stt_buy, stt_sell, exch, sebi_rate, stamp_buy, gst_rate = self._rates(
-            segment, exchange, _trade_date(trade_date)
+            segment, exchange, trade_date
         )
         value = qty * price
         brokerage = self.plan.order_brokerage(segment, value)
@@ -822,10 +889,18 @@ class SlippageModel(Protocol):
     def adjust(self, side: Side, price: float, tick_size: float) -> float: ...
 
 
+def _sign(side: Side) -> int:
+    """Return +1 for a buy, -1 for a sell (``side`` may be the string; anything else raises)."""
+    if side is Side.BUY:
+        return 1
+    if side is Side.SELL:
+        return -1
+    return Side(side).sign
+
+
 def _adverse_snap(side: Side, price: float, tick_size: float) -> float:
-    if not (math.isfinite(price) and price > 0):
-        raise ValidationError(f"price={price!r} must be a finite price > 0")
-    return snap_to_tick(price, tick_size, "up" if Side(side) is Side.BUY else "down")
+    _check_price(price)
+    return snap_to_tick(price, tick_size, "up" if _sign(side) > 0 else "down")
 
 
 def _floor_price(price: float, tick_size: float) -> float:
@@ -868,7 +943,7 @@ class TickSlippage:
     def adjust(self, side: Side, price: float, tick_size: float) -> float:
         """Return the price ``ticks`` ticks beyond ``price`` (snapped adversely first)."""
         base = _adverse_snap(side, price, tick_size)
-        step = self.ticks * tick_size * Side(side).sign
+        step = self.ticks * tick_size * _sign(side)
         moved = snap_to_tick(base + step, tick_size)
         return _floor_price(moved, tick_size)
 
@@ -893,5 +968,5 @@ class BpsSlippage:
     def adjust(self, side: Side, price: float, tick_size: float) -> float:
         """Return ``price`` × (1 ± bps/10,000), rounded to the grid against the trader."""
         _adverse_snap(side, price, tick_size)  # validates price
-        moved = price * (1.0 + Side(side).sign * self.bps / 10_000.0)
+        moved = price * (1.0 + _sign(side) * self.bps / 10_000.0)
         return _floor_price(_adverse_snap(side, max(moved, 1e-12), tick_size), tick_size)

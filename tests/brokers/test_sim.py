@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from velox.brokers.base import Broker
 from velox.brokers.sim import SimBroker, SimConfig
-from velox.calendar import IST
-from velox.costs import ChargeBreakdown, TickSlippage, trade_charges
+from velox.calendar import IST, is_open
+from velox.costs import DEFAULT_SCHEDULE, ChargeBreakdown, CostModel, TickSlippage, trade_charges
 from velox.errors import ConfigError, OrderRejected
 from velox.types import (
     Fill,
@@ -687,6 +687,19 @@ def test_mis_square_off_configured_1520_with_broker_charge() -> None:
     assert (rec.fills[-1].price, rec.fills[-1].charges) == (804.0, pytest.approx(59.0))
 
 
+def test_square_off_runs_on_a_tick_of_another_instrument() -> None:
+    # SBIN has an open MIS position and a working MIS order; the first event at or after 15:15
+    # is a FUT tick. It must square SBIN off (a tick with no orders of its own is no excuse).
+    sim, rec = make_sim(free=True)
+    working = _mis_day(sim)
+    tick(sim, FUT, at(15, 15, 1), 24800.0)
+    assert sim.order(working).status is OrderStatus.CANCELLED
+    exits = [o for o in sim.orders() if o.tag == "squareoff"]
+    assert [(o.side, o.qty, o.status) for o in exits] == [(Side.SELL, 100, OrderStatus.OPEN)]
+    tick(sim, SBIN, at(15, 15, 2), 804.0)
+    assert position(sim, SBIN, Product.MIS)[0] == 0 and rec.fills[-1].price == 804.0
+
+
 # ---------------------------------------------------------------- sessions and holdings
 
 
@@ -741,6 +754,48 @@ def test_market_order_without_any_price_rejects() -> None:
     sim.on_clock(at(9, 20))
     with pytest.raises(OrderRejected, match="No last traded price for NSE:SBIN"):
         sim.place_order(mk(SBIN, "BUY", 1))
+
+
+def test_assigning_a_new_config_takes_effect() -> None:
+    sim, rec = make_sim(free=True)
+    tick(sim, SBIN, at(9, 20), 800.0)
+    sim.config = SimConfig(latency=timedelta(seconds=2), max_volume_share=0.1)
+    oid = sim.place_order(mk(SBIN, "BUY", 100))
+    tick(sim, SBIN, at(9, 20, 1), 801.0, volume=1_000)  # still in flight
+    assert sim.order(oid).status is OrderStatus.SUBMITTED and not rec.fills
+    tick(sim, SBIN, at(9, 20, 2), 802.0, volume=1_500)  # live; 500 traded → 50 may fill
+    assert [(f.qty, f.price) for f in rec.fills] == [(50, 802.0)]
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        date(2021, 2, 24),  # NSE outage: trading paused 11:40-15:45, extended to 17:00
+        date(2022, 10, 24),  # Muhurat trading, 18:15-19:15 only
+        date(2024, 1, 20),  # Saturday DR-site session in two parts
+        date(2025, 6, 1),  # a Sunday
+    ],
+)
+def test_orders_are_refused_exactly_when_the_calendar_says_closed(day: date) -> None:
+    """Every half minute from 08:00 to 20:00 (and one second before each minute), an order is
+    accepted exactly when ``velox.calendar.is_open`` says NSE is trading."""
+    sim, _ = make_sim(cash=1e9, free=True)
+    start = datetime(day.year, day.month, day.day, 8, 0, tzinfo=IST)
+    accepted = expected = 0
+    for k in range(12 * 60 * 2):
+        for when in (start + timedelta(seconds=30 * k - 1), start + timedelta(seconds=30 * k)):
+            sim.on_clock(when)
+            is_open_now = is_open(when)
+            order = mk(SBIN, "BUY", 1, "LIMIT", limit_price=1.0, client_id=f"c{k}")
+            try:
+                sim.place_order(order)
+                accepted += 1
+            except OrderRejected as exc:
+                assert not is_open_now and "Markets are closed" in exc.reason, when
+            else:
+                assert is_open_now, when
+            expected += is_open_now
+    assert accepted == expected
 
 
 def test_bad_config_is_refused() -> None:
@@ -830,6 +885,27 @@ def test_pickled_simulator_resumes_identically() -> None:
     assert rec_a.fills == rec_b.fills and len(rec_a.fills) == 2
     assert sim.funds() == clone.funds() and sim.positions() == clone.positions()
     assert sim.orders() == clone.orders()
+
+
+def test_pickled_simulator_with_a_custom_schedule_resumes_identically() -> None:
+    # A hypothetical ₹15/crore SEBI fee: the schedule's read-only tables must pickle too.
+    custom = replace(DEFAULT_SCHEDULE, sebi=((date(2019, 4, 1), "15"),))
+    sim = SimBroker(INSTRUMENTS, initial_cash=CASH, cost_model=CostModel(schedule=custom))
+    tick(sim, SBIN, at(9, 20), 800.0)
+    sim.place_order(mk(SBIN, "BUY", 100, "LIMIT", limit_price=800.0))
+    clone = pickle.loads(pickle.dumps(sim))
+    rec_a, rec_b = Recorder(), Recorder()
+    sim.set_listener(rec_a)
+    clone.set_listener(rec_b)
+    for s in (sim, clone):
+        tick(s, SBIN, at(9, 21), 799.95)
+    assert rec_a.fills == rec_b.fills and len(rec_a.fills) == 1
+    # 100 × 799.95 = ₹79,995 delivery buy at ₹15/crore SEBI: 0.119993 instead of 0.079995
+    value = 100 * 799.95
+    sebi = value * 15 / 1e7
+    expected = value * (0.001 + 0.0000307 + 0.00015) + sebi + 0.18 * (value * 0.0000307 + sebi)
+    assert rec_b.fills[0].charges == pytest.approx(expected, rel=1e-9)
+    assert sim.funds() == clone.funds()
 
 
 # ---------------------------------------------------------------- ledger over real prices

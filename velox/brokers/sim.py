@@ -42,11 +42,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, time, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from velox.brokers.base import BrokerListener, Funds
-from velox.calendar import IST, is_open
-from velox.costs import DEFAULT_SCHEDULE, CostModel, NoSlippage, SlippageModel
+from velox.calendar import IST, is_open, trading_hours_ns
+from velox.costs import CostModel, NoSlippage, SlippageModel
 from velox.errors import BrokerError, ConfigError, OrderRejected
 from velox.types import (
     Fill,
@@ -70,6 +70,19 @@ log = logging.getLogger(__name__)
 
 _GST = 0.18
 _EPS = 1e-9
+_INF = math.inf
+
+# Enum members the order path reads, bound once: on Python 3.11 reading a member off its class
+# is an unspecialised lookup (~80 ns), and one order's life reads some thirty of them.
+_BUY, _SELL = Side.BUY, Side.SELL
+_CNC, _MIS, _NRML = Product.CNC, Product.MIS, Product.NRML
+_IOC = Validity.IOC
+_SL = OrderType.SL
+_STOPS = (OrderType.SL, OrderType.SL_M)
+_AT_MARKET = (OrderType.MARKET, OrderType.SL_M)
+_OPEN, _PARTIAL, _FILLED = OrderStatus.OPEN, OrderStatus.PARTIAL, OrderStatus.FILLED
+_INDEX = InstrumentKind.INDEX
+_OPTIONS = (InstrumentKind.CE, InstrumentKind.PE)
 
 
 class _Charges(Protocol):
@@ -167,27 +180,37 @@ class _Working:
     value: float = 0.0  # Σ fill qty × price, for the average price
 
 
-@dataclass(frozen=True, slots=True)
-class _DefaultCostModel:
-    """Pickled stand-in for ``CostModel(plan)`` on the default rate tables."""
-
-    plan: object
+_T = TypeVar("_T")
+_KEEP = object()  # "field not given" in the generated replacers
 
 
-_ORDER_FIELDS = tuple(f.name for f in fields(Order))
+def _unchecked_replace(cls: type[_T]) -> Callable[..., _T]:
+    """Return ``replace(source, **changes)`` for the frozen, slotted dataclass ``cls``.
 
-
-def _evolve(order: Order, **changes: object) -> Order:
-    """Return a copy of ``order`` with ``changes``, without re-running its validation.
-
-    Only for the simulator's own bookkeeping (status, fills, ids), whose values are valid by
-    construction; a user's modification goes through :func:`dataclasses.replace`. It saves the
-    ~20 µs a validated copy costs on every postback.
+    Like :func:`dataclasses.replace` but without running the class's validation: only for the
+    simulator's own records (order postbacks, fills), whose values are valid by construction;
+    anything a user hands in goes through the real constructor. The function is generated once,
+    the way dataclasses generate ``__init__``: one direct slot write per field (a slot's
+    descriptor bypasses the frozen ``__setattr__``). A validated copy costs several times more,
+    and the simulator makes two per order. ``source`` may be None when every field is given.
     """
-    new = object.__new__(Order)
-    for name in _ORDER_FIELDS:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(order, name))
-    return new
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    namespace: dict[str, object] = {f"set_{name}": getattr(cls, name).__set__ for name in names}
+    namespace.update(cls=cls, new=object.__new__, KEEP=_KEEP)
+    params = ", ".join(f"{name}=KEEP" for name in names)
+    body = "".join(
+        f"    set_{name}(obj, source.{name} if {name} is KEEP else {name})\n" for name in names
+    )
+    exec(
+        f"def replace(source, *, {params}):\n    obj = new(cls)\n{body}    return obj\n", namespace
+    )
+    return namespace["replace"]  # type: ignore[return-value]
+
+
+#: ``_evolve(order, **changes)``: a copy of ``order`` for a postback (status, fills, ids).
+_evolve = _unchecked_replace(Order)
+#: ``_new_fill(None, **fields)``: a fill with every field given.
+_new_fill = _unchecked_replace(Fill)
 
 
 class SimBroker:
@@ -243,7 +266,6 @@ class SimBroker:
         self._lookup = instruments.__getitem__ if isinstance(instruments, Mapping) else instruments
         self.cost_model = cost_model if cost_model is not None else CostModel()
         self.slippage = slippage if slippage is not None else NoSlippage()
-        self.config = config if config is not None else SimConfig()
         self._listener: BrokerListener | None = None
         self.initial_cash = float(initial_cash)
         self._cash = float(initial_cash)
@@ -267,7 +289,27 @@ class SimBroker:
         self._squared_off = False
         self._day_closed = False
         self._not_live = 0  # orders still inside their latency
-        self._open_minute, self._open_now = -1, False  # market-hours cache
+        # Time can advance with no work at all until this epoch (the next day roll or square-off;
+        # -inf while IOC windows must be checked on every step): see on_tick.
+        self._quiet_until = -math.inf
+        self._hours: tuple[tuple[float, float], ...] | None = None  # today's trading (epoch s)
+        # Margin of each MIS/NRML position, in book order (updated by fills; None: rebuild).
+        self._position_margins: dict[tuple[str, Product], float] | None = None
+        self.config = config if config is not None else SimConfig()
+
+    @property
+    def config(self) -> SimConfig:
+        """Return the behaviour switches (see :class:`SimConfig`)."""
+        return self._config
+
+    @config.setter
+    def config(self, config: SimConfig) -> None:
+        self._config = config
+        self._latency = config.latency.total_seconds()
+        window = config.ioc_window
+        self._ioc_window = None if window is None else window.total_seconds()
+        self._position_margins = None  # the margin rates may have changed
+        self._reschedule()
 
     # ------------------------------------------------------------------ Broker protocol
 
@@ -343,7 +385,7 @@ class SimBroker:
         new_type = OrderType(order_type) if order_type is not None else old.order_type
         new_limit = limit_price if limit_price is not None else old.limit_price
         new_trigger = trigger_price if trigger_price is not None else old.trigger_price
-        if new_type in (OrderType.MARKET, OrderType.SL_M):
+        if new_type in _AT_MARKET:
             new_limit = None
         if new_type in (OrderType.MARKET, OrderType.LIMIT):
             new_trigger = None
@@ -377,11 +419,11 @@ class SimBroker:
         self._block(w, blocked)
         self._sell_reserve(old, -old.remaining_qty)
         self._sell_reserve(candidate, candidate.remaining_qty)
-        triggered = w.triggered and new_type in (OrderType.SL, OrderType.SL_M)
-        if new_type in (OrderType.SL, OrderType.SL_M) and not triggered:
+        triggered = w.triggered and new_type in _STOPS
+        if new_type in _STOPS and not triggered:
             status = OrderStatus.TRIGGER_PENDING
         else:
-            status = OrderStatus.PARTIAL if candidate.filled_qty else OrderStatus.OPEN
+            status = _PARTIAL if candidate.filled_qty else _OPEN
         if not w.live:
             status = OrderStatus.SUBMITTED
         w.after_tick = self._tick_no
@@ -433,18 +475,9 @@ class SimBroker:
         Paper trading can snapshot the simulator (``pickle.dumps(sim)``) so a restarted engine
         finds the same orders, positions, holdings and cash the "broker" had.
         """
-        state = {k: v for k, v in self.__dict__.items() if k != "_listener"}
-        model = self.cost_model
-        # The default rate tables hold read-only mappings, which do not pickle: a CostModel on
-        # them is stored as its brokerage plan and rebuilt on load.
-        if isinstance(model, CostModel) and model.schedule is DEFAULT_SCHEDULE:
-            state["cost_model"] = _DefaultCostModel(model.plan)
-        return state
+        return {k: v for k, v in self.__dict__.items() if k != "_listener"}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        model = state.get("cost_model")
-        if isinstance(model, _DefaultCostModel):
-            state["cost_model"] = CostModel(model.plan)
         self.__dict__.update(state)
         self._listener = None
 
@@ -473,22 +506,35 @@ class SimBroker:
         Malformed ticks (NaN or non-positive price) and ticks of unknown instruments only move
         the clock.
         """
-        self._advance(tick.ts)
+        # Most ticks move the clock inside a quiet stretch and meet no working order, so that
+        # path is inlined: a clock step, the last price, the day volume, one dict lookup.
+        ts = tick.ts
+        epoch = ts.timestamp()
+        if epoch > self._now_epoch:
+            if epoch < self._quiet_until and not self._not_live:
+                self._now, self._now_epoch = ts, epoch
+            else:
+                self._advance(ts)
         price = tick.ltp
-        if not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
-            log.debug("ignoring malformed tick %r", tick)
-            return
+        if price.__class__ is not float or not 0.0 < price < _INF:
+            if not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
+                log.debug("ignoring malformed tick %r", tick)
+                return
+            price = float(price)
         iid = tick.instrument_id
         self._tick_no += 1
-        self._last[iid] = float(price)
-        capacity = self._tick_capacity(iid, tick.volume)
+        self._last[iid] = price
+        volume = tick.volume
+        capacity = None
+        if volume is not None and volume > 0:
+            capacity = self._tick_capacity(iid, volume)
         working = self._working.get(iid)
         if not working:
             return
         for w in list(working.values()):  # insertion order is time priority
             if w.after_tick >= self._tick_no or not w.live or w.order.is_terminal:
                 continue
-            capacity = self._match(w, float(price), capacity)
+            capacity = self._match(w, price, capacity)
 
     def end_of_day(self) -> None:
         """Close the session: expire open orders, flatten stray MIS, carry CNC to holdings.
@@ -504,25 +550,26 @@ class SimBroker:
             for w in list(self._working[iid].values()):
                 self._finish(w, OrderStatus.CANCELLED, "Order expired at the end of the session")
         for (iid, product), pos in list(self._book.items()):
-            if product is Product.MIS and pos.qty:
+            if product is _MIS and pos.qty:
                 log.warning("MIS %s still open at end of day; closing at last price", iid)
                 price = self._last.get(iid, pos.average_price)
                 order = self._square_off_order(iid, pos)
                 w = self._accept(order, self._lookup(iid), immediate=True)
                 self._fill(w, order.qty, price)
+        self._position_margins = None
         carried: dict[tuple[str, Product], Position] = {}
         for (iid, product), pos in self._book.items():
             if not pos.qty:
                 continue
-            if product is Product.CNC:
+            if product is _CNC:
                 held = self._holdings.get(iid)
                 qty = pos.qty + (held.qty if held else 0)
                 value = pos.qty * pos.average_price + (held.qty * held.average_price if held else 0)
-                self._holdings[iid] = Position(iid, Product.CNC, qty, value / qty)
+                self._holdings[iid] = Position(iid, _CNC, qty, value / qty)
             else:
                 carried[(iid, product)] = Position(iid, product, pos.qty, pos.average_price)
         self._holdings = {
-            iid: Position(iid, Product.CNC, p.qty, p.average_price)
+            iid: Position(iid, _CNC, p.qty, p.average_price)
             for iid, p in self._holdings.items()
             if p.qty
         }
@@ -543,24 +590,33 @@ class SimBroker:
             self.end_of_day()
             self._start_day(ts)
         self._now, self._now_epoch = ts, epoch
-        if self._not_live or self.config.ioc_window is not None:
+        if self._not_live or self._ioc_window is not None:
             self._wake(epoch)
         if not self._squared_off and epoch >= self._square_off_at:
             self._square_off()
 
+    def _reschedule(self) -> None:
+        """Recompute :attr:`_quiet_until` after the day, the square-off or the config changed."""
+        if self._ioc_window is not None:
+            self._quiet_until = -math.inf
+        elif self._squared_off:
+            self._quiet_until = self._day_end
+        else:
+            self._quiet_until = min(self._day_end, self._square_off_at)
+
     def _wake(self, epoch: float) -> None:
+        window = self._ioc_window
         for working in list(self._working.values()):
             for w in list(working.values()):
                 if not w.live and epoch >= w.live_at:
                     w.live = True
                     self._not_live -= 1
                     self._update(w, _evolve(w.order, status=self._live_status(w.order)))
-                window = self.config.ioc_window
                 if (
                     window is not None
                     and w.live
-                    and w.order.validity is Validity.IOC
-                    and epoch >= w.live_at + window.total_seconds()
+                    and w.order.validity is _IOC
+                    and epoch >= w.live_at + window
                 ):
                     self._finish(w, OrderStatus.CANCELLED, "IOC order cancelled: no match")
 
@@ -574,18 +630,21 @@ class SimBroker:
         ).timestamp()
         self._squared_off = False
         self._day_closed = False
+        self._hours = None
+        self._reschedule()
 
     def _square_off(self) -> None:
         self._squared_off = True
+        self._reschedule()
         when = self.config.square_off_time.strftime("%H:%M")
         for working in self._working.values():
             for w in list(working.values()):
-                if w.order.product is Product.MIS:
+                if w.order.product is _MIS:
                     self._finish(
                         w, OrderStatus.CANCELLED, f"Cancelled by the MIS square-off at {when}"
                     )
         for (iid, product), pos in list(self._book.items()):
-            if product is Product.MIS and pos.qty:
+            if product is _MIS and pos.qty:
                 order = self._square_off_order(iid, pos)
                 w = self._accept(order, self._lookup(iid), immediate=True)
                 charge = self.config.square_off_charge
@@ -596,9 +655,9 @@ class SimBroker:
         return Order(
             client_id=f"SQUAREOFF-{self._day}-{self._order_seq}",
             instrument_id=iid,
-            side=Side.SELL if pos.qty > 0 else Side.BUY,
+            side=_SELL if pos.qty > 0 else _BUY,
             qty=abs(pos.qty),
-            product=Product.MIS,
+            product=_MIS,
             tag="squareoff",
             strategy=pos.strategy,
         )
@@ -613,45 +672,45 @@ class SimBroker:
         ``check_trigger=False`` skips the trigger-versus-LTP rule, for a stop that has already
         triggered and is being modified as the limit order it now is.
         """
-        if ins.kind is InstrumentKind.INDEX:
+        kind, product, side = ins.kind, order.product, order.side
+        if kind is _INDEX:
             return f"{ins.id} is an index and cannot be traded; trade its futures or options"
-        if order.product is Product.CNC and ins.kind.is_derivative:
+        if product is _CNC and kind.is_derivative:
             return f"CNC is for equity delivery; use NRML or MIS for {ins.id}"
-        if order.product is Product.NRML and not ins.kind.is_derivative:
+        if product is _NRML and not kind.is_derivative:
             return f"NRML is for F&O; use CNC (delivery) or MIS (intraday) for {ins.id}"
         if order.qty % ins.lot_size:
             return (
                 f"Quantity {order.qty} should be a multiple of the lot size {ins.lot_size} "
                 f"for {ins.id}"
             )
-        for name in ("limit_price", "trigger_price"):
-            value = getattr(order, name)
+        limit, trigger = order.limit_price, order.trigger_price
+        for label, value in (("price", limit), ("trigger price", trigger)):
             if value is not None and not is_on_tick(value, ins.tick_size):
-                label = "trigger price" if name == "trigger_price" else "price"
                 return (
                     f"Tick size for this script is {ins.tick_size:g}. Kindly enter {label} in "
                     f"the multiple of tick size for this script (nearest {ins.snap_price(value)})"
                 )
-        if order.validity is Validity.IOC and order.order_type not in (
+        if order.validity is _IOC and order.order_type not in (
             OrderType.MARKET,
             OrderType.LIMIT,
         ):
             return "IOC validity is allowed only for MARKET and LIMIT orders; use DAY"
-        if order.order_type is OrderType.SL:
-            assert order.limit_price is not None and order.trigger_price is not None
-            if order.side is Side.BUY and order.trigger_price > order.limit_price + _EPS:
+        if order.order_type is _SL:
+            assert limit is not None and trigger is not None
+            if side is _BUY and trigger > limit + _EPS:
                 return "Trigger price for stoploss buy orders should be lower than the price"
-            if order.side is Side.SELL and order.trigger_price < order.limit_price - _EPS:
+            if side is _SELL and trigger < limit - _EPS:
                 return "Trigger price for stoploss sell orders should be higher than the price"
-        if order.trigger_price is not None and check_trigger:
+        if trigger is not None and check_trigger:
             ltp = self._last.get(ins.id)
             if ltp is not None:
-                if order.side is Side.BUY and order.trigger_price <= ltp:
+                if side is _BUY and trigger <= ltp:
                     return (
                         "Trigger price for stoploss buy orders should be higher than the last "
                         f"traded price {ltp:g}"
                     )
-                if order.side is Side.SELL and order.trigger_price >= ltp:
+                if side is _SELL and trigger >= ltp:
                     return (
                         "Trigger price for stoploss sell orders should be lower than the last "
                         f"traded price {ltp:g}"
@@ -661,24 +720,35 @@ class SimBroker:
                 "Markets are closed right now (NSE trades 09:15-15:30 IST); place the order "
                 "during market hours"
             )
-        if order.product is Product.MIS and self._now_epoch >= self._square_off_at:
+        if product is _MIS and self._now_epoch >= self._square_off_at:
             when = self.config.square_off_time.strftime("%H:%M")
             return f"MIS orders are blocked after the square-off time {when}; use CNC or NRML"
         return None
 
     def _market_open(self) -> bool:
-        # Sessions open and close on whole minutes (Muhurat and extended sessions too), so the
-        # calendar is asked once per minute of simulated time.
-        minute = int(self._now_epoch // 60)
-        if minute != self._open_minute:
-            assert self._now is not None
-            self._open_minute, self._open_now = minute, is_open(self._now)
-        return self._open_now
+        """Return whether NSE is trading at the simulated time (``velox.calendar.is_open``).
+
+        The calendar is asked once per simulated day for that day's trading intervals; every
+        order then compares its time against them.
+        """
+        now = self._now
+        assert now is not None and self._day is not None
+        if now.utcoffset() is None:
+            return is_open(now)  # raises: a naive clock cannot be placed in a session
+        hours = self._hours
+        if hours is None:
+            hours = tuple((start / 1e9, end / 1e9) for start, end in trading_hours_ns(self._day))
+            self._hours = hours
+        epoch = self._now_epoch
+        for start, end in hours:  # noqa: SIM110 (a loop: no generator frame per order)
+            if start <= epoch < end:
+                return True
+        return False
 
     def _rms(self, order: Order, ins: Instrument) -> tuple[float, str | None]:
         """Return the margin ``order`` blocks and why the RMS refuses it (holdings, funds)."""
         blocked, reason = self._required_margin(order, ins, order.qty)
-        if reason is None and order.side is Side.SELL and order.product is Product.CNC:
+        if reason is None and order.side is _SELL and order.product is _CNC:
             free = self._free_cnc(ins.id)
             if order.qty > free:
                 reason = (
@@ -703,13 +773,12 @@ class SimBroker:
         for the broker's own square-off orders)."""
         self._order_seq += 1
         broker_id = f"SIM{self._order_seq:09d}"
-        live_at = self._now_epoch + self.config.latency.total_seconds()
-        live = immediate or self.config.latency <= timedelta(0)
+        live = immediate or self._latency <= 0
         w = _Working(
             order=order,
             instrument=ins,
             after_tick=self._tick_no,
-            live_at=live_at,
+            live_at=self._now_epoch + self._latency,
             live=live,
             triggered=False,
             blocked=0.0,
@@ -734,10 +803,10 @@ class SimBroker:
     @staticmethod
     def _live_status(order: Order) -> OrderStatus:
         if order.filled_qty:
-            return OrderStatus.PARTIAL
-        if order.order_type in (OrderType.SL, OrderType.SL_M):
+            return _PARTIAL
+        if order.order_type in _STOPS:
             return OrderStatus.TRIGGER_PENDING
-        return OrderStatus.OPEN
+        return _OPEN
 
     def _reject(self, order: Order, reason: str) -> str:
         self._order_seq += 1
@@ -787,33 +856,34 @@ class SimBroker:
             return None
         previous = self._cum_volume.get(iid)
         self._cum_volume[iid] = volume
-        if self.config.max_volume_share is None:
+        share = self._config.max_volume_share
+        if share is None:
             return None
         traded = volume if previous is None else max(0, volume - previous)
-        return int(traded * self.config.max_volume_share)
+        return int(traded * share)
 
     def _match(self, w: _Working, price: float, capacity: int | None) -> int | None:
         order = w.order
         side = order.side
         kind = order.order_type
-        if kind in (OrderType.SL, OrderType.SL_M) and not w.triggered:
+        if kind in _STOPS and not w.triggered:
             trigger = order.trigger_price
             assert trigger is not None
-            hit = price >= trigger if side is Side.BUY else price <= trigger
+            hit = price >= trigger if side is _BUY else price <= trigger
             if not hit:
                 return capacity
             w.triggered = True
-            self._update(w, _evolve(order, status=OrderStatus.OPEN, status_message="triggered"))
+            self._update(w, _evolve(order, status=_OPEN, status_message="triggered"))
             order = w.order
-        if kind in (OrderType.MARKET, OrderType.SL_M):
+        if kind in _AT_MARKET:
             fill_price = self.slippage.adjust(side, price, w.instrument.tick_size)
         else:
             limit = order.limit_price
             assert limit is not None
-            if self.config.limit_fill_on_touch:
-                ok = price <= limit + _EPS if side is Side.BUY else price >= limit - _EPS
+            if self._config.limit_fill_on_touch:
+                ok = price <= limit + _EPS if side is _BUY else price >= limit - _EPS
             else:
-                ok = price < limit - _EPS if side is Side.BUY else price > limit + _EPS
+                ok = price < limit - _EPS if side is _BUY else price > limit + _EPS
             fill_price = price if ok else None
         qty = order.remaining_qty
         if fill_price is not None and capacity is not None:
@@ -823,14 +893,15 @@ class SimBroker:
             if capacity is not None:
                 capacity -= qty
             self._fill(w, qty, fill_price)
-        if order.validity is Validity.IOC and not w.order.is_terminal:
+        if order.validity is _IOC and not w.order.is_terminal:
             self._finish(w, OrderStatus.CANCELLED, "IOC order: unfilled quantity cancelled")
         return capacity
 
     def _fill(self, w: _Working, qty: int, price: float) -> None:
         order = w.order
         ins = w.instrument
-        assert self._now is not None and self._day is not None
+        now = self._now
+        assert now is not None and self._day is not None
         charges = self.cost_model.fill_charges(
             ins,
             order.product,
@@ -843,32 +914,36 @@ class SimBroker:
         w.brokerage += charges.brokerage
         total = charges.total + w.extra_charge
         w.extra_charge = 0.0
-        fill = Fill(
-            fill_id=f"{order.broker_order_id}-{order.filled_qty + qty}",
+        broker_id = order.broker_order_id
+        filled = order.filled_qty + qty
+        fill = _new_fill(
+            None,
+            fill_id=f"{broker_id}-{filled}",
             client_id=order.client_id,
             instrument_id=ins.id,
             side=order.side,
             qty=qty,
             price=price,
-            ts=self._now,
+            ts=now,
             product=order.product,
-            broker_order_id=order.broker_order_id,
+            broker_order_id=broker_id,
             charges=total,
             strategy=order.strategy,
         )
+        if not (0.0 < price < _INF and now.utcoffset() is not None):
+            fill.__post_init__()  # raises for a slippage model's bad price or a naive tick time
         remaining_before = order.remaining_qty
         self._release(w, w.blocked * qty / remaining_before)
         self._sell_reserve(order, -qty)
-        self._book_fill(fill)
+        self._book_fill(fill, ins)
         self._fills.append(fill)
         self._day_charges += total
         self._cash -= total
         w.value += qty * price
-        filled = order.filled_qty + qty
         done = filled == order.qty
         updated = _evolve(
             order,
-            status=OrderStatus.FILLED if done else OrderStatus.PARTIAL,
+            status=_FILLED if done else _PARTIAL,
             status_message="",
             filled_qty=filled,
             average_price=w.value / filled,
@@ -876,24 +951,27 @@ class SimBroker:
         if self._listener is not None:
             self._listener.on_fill(fill)
         if done:
-            del self._working[ins.id][order.broker_order_id]  # type: ignore[arg-type]
+            del self._working[ins.id][broker_id]  # type: ignore[arg-type]
         self._update(w, updated)
 
-    def _book_fill(self, fill: Fill) -> None:
+    def _book_fill(self, fill: Fill, ins: Instrument) -> None:
         key = (fill.instrument_id, fill.product)
         pos = self._book.get(key) or Position(
             fill.instrument_id, fill.product, strategy=fill.strategy
         )
-        if fill.product is not Product.CNC:
+        if fill.product is not _CNC:
             before = pos.realised_pnl
             pos = apply_fill(pos, fill)
             self._cash += pos.realised_pnl - before
             self._book[key] = pos
+            margins = self._position_margins
+            if margins is not None:  # same key order as the book: a new key goes last in both
+                margins[key] = self._exposure_margin(ins, fill.product, pos.qty, pos.average_price)
             return
         # Delivery moves the full trade value. A CNC sell first closes today's CNC buys (an
         # intraday round trip), then sells from holdings carried from earlier sessions.
         self._cash -= fill.side.sign * fill.qty * fill.price
-        if fill.side is Side.BUY or pos.qty >= fill.qty:
+        if fill.side is _BUY or pos.qty >= fill.qty:
             self._book[key] = apply_fill(pos, fill)
             return
         today = max(pos.qty, 0)
@@ -907,9 +985,9 @@ class SimBroker:
     # ------------------------------------------------------------------ internals: money
 
     def _margin_rate(self, ins: Instrument, product: Product) -> float:
-        if product is Product.CNC:
+        if product is _CNC:
             return 1.0
-        return self.config.mis_margin if product is Product.MIS else self.config.nrml_margin
+        return self._config.mis_margin if product is _MIS else self._config.nrml_margin
 
     def _exposure_margin(
         self, ins: Instrument, product: Product, signed_qty: int, price: float
@@ -917,7 +995,7 @@ class SimBroker:
         """Return the margin a position of ``signed_qty`` at ``price`` needs (simplified)."""
         if not signed_qty:
             return 0.0
-        if ins.kind in (InstrumentKind.CE, InstrumentKind.PE):
+        if ins.kind in _OPTIONS:
             if signed_qty > 0:
                 return signed_qty * price  # option buyers pay the full premium
             assert ins.strike is not None
@@ -929,7 +1007,7 @@ class SimBroker:
 
         CNC sells block nothing (the shares are reserved instead).
         """
-        if order.product is Product.CNC and order.side is Side.SELL:
+        if order.product is _CNC and order.side is _SELL:
             return 0.0, None
         price = order.limit_price or order.trigger_price or self._last.get(ins.id)
         if price is None:
@@ -937,7 +1015,7 @@ class SimBroker:
                 f"No last traded price for {ins.id} yet, so a MARKET order cannot be valued; "
                 "feed a tick of the instrument first"
             )
-        if order.product is Product.CNC:
+        if order.product is _CNC:
             return qty * price, None
         pos = self._book.get((ins.id, order.product))
         current = pos.qty if pos else 0
@@ -957,11 +1035,19 @@ class SimBroker:
         )
 
     def _used_margin(self) -> float:
+        margins = self._position_margins
+        if margins is None:
+            margins = self._position_margins = {
+                (iid, product): self._exposure_margin(
+                    self._lookup(iid), product, pos.qty, pos.average_price
+                )
+                for (iid, product), pos in self._book.items()
+                if product is not _CNC
+            }
         used = self._blocked
-        for (iid, product), pos in self._book.items():
-            if product is not Product.CNC and pos.qty:
-                ins = self._lookup(iid)
-                used += self._exposure_margin(ins, product, pos.qty, pos.average_price)
+        for margin in margins.values():  # in book order, as a sum over the positions reads
+            if margin:
+                used += margin
         return used
 
     def _available(self) -> float:
@@ -978,12 +1064,12 @@ class SimBroker:
             self._blocked = 0.0  # wipe float dust once nothing is working
 
     def _free_cnc(self, iid: str) -> int:
-        pos = self._book.get((iid, Product.CNC))
+        pos = self._book.get((iid, _CNC))
         held = self._holdings.get(iid)
         total = (pos.qty if pos else 0) + (held.qty if held else 0)
         return total - self._pending_cnc_sell.get(iid, 0)
 
     def _sell_reserve(self, order: Order, qty: int) -> None:
-        if order.product is Product.CNC and order.side is Side.SELL and qty:
+        if order.product is _CNC and order.side is _SELL and qty:
             iid = order.instrument_id
             self._pending_cnc_sell[iid] = self._pending_cnc_sell.get(iid, 0) + qty
