@@ -334,6 +334,10 @@ def test_schedule_can_be_overridden() -> None:
 
 
 def test_dates_before_the_tables_warn(caplog: pytest.LogCaptureFixture) -> None:
+    # The warning is logged once per year per process; another test may have used 2018 already.
+    from velox.costs import _warn_before_coverage
+
+    _warn_before_coverage.cache_clear()
     with caplog.at_level(logging.WARNING, logger="velox.costs"):
         trade_charges("equity_delivery", 1000, 0, trade_date=date(2018, 5, 2))
     assert "2018" in caplog.text
