@@ -79,6 +79,13 @@ SEGMENTS: tuple[str, ...] = ("equity_delivery", "equity_intraday", "futures", "o
 EXCHANGES: tuple[str, ...] = ("NSE", "BSE")
 _VENUE_TO_EXCHANGE = {"NSE": "NSE", "NFO": "NSE", "BSE": "BSE", "BFO": "BSE"}
 
+# Enum members read on every simulated fill, bound once: looking a member up on its class is
+# an unspecialised attribute lookup on Python 3.11 (~80 ns each).
+_BUY, _SELL = Side.BUY, Side.SELL
+_CNC, _MIS = Product.CNC, Product.MIS
+_EQ, _FUT = InstrumentKind.EQ, InstrumentKind.FUT
+_OPTION_KINDS = (InstrumentKind.CE, InstrumentKind.PE)
+
 _PAISA = Decimal("0.01")
 _RUPEE = Decimal("1")
 _NOISE = Decimal("1e-9")
@@ -795,14 +802,14 @@ class CostModel:
         if product.__class__ is not Product:
             product = Product(product)
         kind = instrument.kind
-        if kind is InstrumentKind.FUT:
+        if kind is _FUT:
             return "futures"
-        if kind in (InstrumentKind.CE, InstrumentKind.PE):
+        if kind in _OPTION_KINDS:
             return "options"
-        if kind is InstrumentKind.EQ:
-            if product is Product.CNC:
+        if kind is _EQ:
+            if product is _CNC:
                 return "equity_delivery"
-            if product is Product.MIS:
+            if product is _MIS:
                 return "equity_intraday"
             raise ValidationError(
                 f"{instrument.id}: product {product.value} is for F&O; trade equity as CNC "
@@ -864,7 +871,7 @@ class CostModel:
         cap = self.plan.order_cap(segment)
         if cap is not None:
             brokerage = max(0.0, min(brokerage, cap - order_brokerage_so_far))
-        buying = side is Side.BUY
+        buying = side is _BUY
         exchange_charge = value * exch
         sebi = value * sebi_rate
         return ChargeBreakdown(
@@ -891,15 +898,16 @@ class SlippageModel(Protocol):
 
 def _sign(side: Side) -> int:
     """Return +1 for a buy, -1 for a sell (``side`` may be the string; anything else raises)."""
-    if side is Side.BUY:
+    if side is _BUY:
         return 1
-    if side is Side.SELL:
+    if side is _SELL:
         return -1
     return Side(side).sign
 
 
 def _adverse_snap(side: Side, price: float, tick_size: float) -> float:
-    _check_price(price)
+    if price.__class__ is not float or not 0.0 < price < math.inf:
+        _check_price(price)
     return snap_to_tick(price, tick_size, "up" if _sign(side) > 0 else "down")
 
 

@@ -885,14 +885,15 @@ class SimBroker:
             else:
                 ok = price < limit - _EPS if side is _BUY else price > limit + _EPS
             fill_price = price if ok else None
-        qty = order.remaining_qty
-        if fill_price is not None and capacity is not None:
-            lot = w.instrument.lot_size
-            qty = min(qty, capacity // lot * lot)
-        if fill_price is not None and qty > 0:
+        if fill_price is not None:
+            qty = order.remaining_qty
             if capacity is not None:
-                capacity -= qty
-            self._fill(w, qty, fill_price)
+                lot = w.instrument.lot_size
+                qty = min(qty, capacity // lot * lot)
+            if qty > 0:
+                if capacity is not None:
+                    capacity -= qty
+                self._fill(w, qty, fill_price)
         if order.validity is _IOC and not w.order.is_terminal:
             self._finish(w, OrderStatus.CANCELLED, "IOC order: unfilled quantity cancelled")
         return capacity
@@ -1019,7 +1020,7 @@ class SimBroker:
             return qty * price, None
         pos = self._book.get((ins.id, order.product))
         current = pos.qty if pos else 0
-        after = current + order.side.sign * qty
+        after = current + (qty if order.side is _BUY else -qty)
         # Only the part that opens exposure needs margin: an exit is free, a reversal blocks
         # the new side's quantity (the old side's margin is released when it fills).
         if current == 0 or (after > 0) != (current > 0):
