@@ -157,14 +157,14 @@ def test_manual_kill_flattens_and_halts(
         feed=BarReplay({("NSE:RELIANCE", "5m"): reliance_5m.iloc[:30]}),
         instruments=master,
     )
-    original = engine._close
+    original = engine._close_event
 
-    def close_then_kill(sub, bar) -> None:  # noqa: ANN001
-        original(sub, bar)
+    def close_then_kill(sub, key, row) -> None:  # noqa: ANN001
+        original(sub, key, row)
         if sub.count == 10:
             engine.engage_kill("operator test", limit="manual")
 
-    engine._close = close_then_kill  # type: ignore[method-assign]
+    engine._close_event = close_then_kill  # type: ignore[method-assign]
     engine.run()
     kinds = [e.limit for e in engine.risk_events if e.kind == "kill"]
     assert kinds == ["manual"]
