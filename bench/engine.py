@@ -113,6 +113,7 @@ def run_velox(bars: pd.DataFrame, strategy: Strategy) -> tuple[float, list]:
         instruments={STOCK.id: STOCK},
         initial_cash=1e9,
         risk=RiskEngine(RiskLimits(daily_loss_limit=1e12)),
+        reconcile_every=86_400.0,  # as velox.modes.replay: once per replayed day
     )
     t = time.perf_counter()
     result = engine.run()

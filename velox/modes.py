@@ -113,12 +113,15 @@ def replay(
     sim_config: SimConfig | None = None,
     cost_model: object = None,
     flatten_on_error: bool = False,
+    reconcile_every: float = 86_400.0,
 ) -> RunResult:
     """Return the result of an event-driven replay of stored bars through the full engine.
 
     Bars come from ``bars`` or else from ``store`` (default ``velox.store.open_store()``);
     the broker is a fresh :class:`~velox.brokers.sim.SimBroker` with ``velox.costs.CostModel``
     charges; orders go through the OMS and the risk engine exactly as in paper and live.
+    The engine reconciles with the (in-process) simulator at the start and then once per day of
+    replayed time (``reconcile_every`` seconds).
 
     Examples
     --------
@@ -168,6 +171,7 @@ def replay(
         audit=audit,
         run_id=run_id,
         risk=RiskEngine(risk_limits if risk_limits is not None else RiskLimits()),
+        reconcile_every=reconcile_every,
         flatten_on_error=flatten_on_error,
     )
     return engine.run()
