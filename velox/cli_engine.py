@@ -26,7 +26,7 @@ class _ModeFilter(logging.Filter):
         self.tag = f"[{mode}]"
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(self.tag):
+        if not record.getMessage().startswith(self.tag):
             record.msg = f"{self.tag} {record.msg}"
         return True
 
