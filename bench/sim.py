@@ -49,11 +49,14 @@ class _Free:
     total = 0.0
 
 
+_FREE = _Free()
+
+
 class ZeroCost:
-    """No charges, like backtesting.py's ``commission=0`` (and no Decimal work per fill)."""
+    """No charges, like backtesting.py's ``commission=0``."""
 
     def fill_charges(self, *args: object, **kwargs: object) -> _Free:
-        return _Free()
+        return _FREE
 
 
 class Counter:
@@ -97,11 +100,11 @@ def velox_market(bars: pd.DataFrame, cost_model: object, slippage: object) -> tu
     stamps = bars.index.to_pydatetime()
     opens = bars["open"].to_numpy().tolist()
     iid = PROXY.id
+    buy, sell, market, mis = Side.BUY, Side.SELL, OrderType.MARKET, Product.MIS
     start = time.perf_counter()
     for n, (ts, price) in enumerate(zip(stamps, opens, strict=True)):
         sim.on_tick(Tick(iid, ts, price))
-        side = Side.BUY if n % 2 == 0 else Side.SELL
-        sim.place_order(Order(f"o{n}", iid, side, 1, OrderType.MARKET, Product.MIS))
+        sim.place_order(Order(f"o{n}", iid, sell if n % 2 else buy, 1, market, mis))
     elapsed = time.perf_counter() - start
     assert counter.fills >= len(bars) - 300, counter.fills  # a day's last order expires
     return elapsed, len(bars)

@@ -448,7 +448,8 @@ def apply_fill(position: Position, fill: Fill) -> Position:
     >>> p.qty, p.average_price, p.realised_pnl
     (6, 100.0, 40.0)
     """
-    signed = fill.side.sign * fill.qty
+    buy = fill.side is Side.BUY
+    signed = fill.qty if buy else -fill.qty
     qty, avg, realised = position.qty, position.average_price, position.realised_pnl
     if qty == 0 or (qty > 0) == (signed > 0):
         new_qty = qty + signed
@@ -471,6 +472,6 @@ def apply_fill(position: Position, fill: Fill) -> Position:
         realised_pnl=realised,
         charges=position.charges + fill.charges,
         strategy=position.strategy,
-        bought_qty=position.bought_qty + (fill.qty if fill.side is Side.BUY else 0),
-        sold_qty=position.sold_qty + (fill.qty if fill.side is Side.SELL else 0),
+        bought_qty=position.bought_qty + (fill.qty if buy else 0),
+        sold_qty=position.sold_qty + (0 if buy else fill.qty),
     )

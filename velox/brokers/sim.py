@@ -685,12 +685,14 @@ class SimBroker:
                 f"for {ins.id}"
             )
         limit, trigger = order.limit_price, order.trigger_price
-        for label, value in (("price", limit), ("trigger price", trigger)):
-            if value is not None and not is_on_tick(value, ins.tick_size):
-                return (
-                    f"Tick size for this script is {ins.tick_size:g}. Kindly enter {label} in "
-                    f"the multiple of tick size for this script (nearest {ins.snap_price(value)})"
-                )
+        if limit is not None or trigger is not None:
+            for label, value in (("price", limit), ("trigger price", trigger)):
+                if value is not None and not is_on_tick(value, ins.tick_size):
+                    return (
+                        f"Tick size for this script is {ins.tick_size:g}. Kindly enter {label} "
+                        "in the multiple of tick size for this script (nearest "
+                        f"{ins.snap_price(value)})"
+                    )
         if order.validity is _IOC and order.order_type not in (
             OrderType.MARKET,
             OrderType.LIMIT,
@@ -933,8 +935,7 @@ class SimBroker:
         )
         if not (0.0 < price < _INF and now.utcoffset() is not None):
             fill.__post_init__()  # raises for a slippage model's bad price or a naive tick time
-        remaining_before = order.remaining_qty
-        self._release(w, w.blocked * qty / remaining_before)
+        self._release(w, w.blocked * qty / (order.qty - order.filled_qty))
         self._sell_reserve(order, -qty)
         self._book_fill(fill, ins)
         self._fills.append(fill)
