@@ -549,7 +549,8 @@ class BrokeragePlan:
     options: BrokerageRule = BrokerageRule()
 
     def _rule(self, segment: str) -> BrokerageRule:
-        _check_choice("segment", segment, SEGMENTS)
+        if segment not in SEGMENTS:  # checked inline: this runs twice per simulated fill
+            _check_choice("segment", segment, SEGMENTS)
         return getattr(self, segment)
 
     def order_brokerage(self, segment: str, order_value: float) -> float:
