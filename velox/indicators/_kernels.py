@@ -200,14 +200,15 @@ def rsi_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
             loss = loss / n
             gain = gain / n
     else:
-        loss = loss * (n - 1.0)
-        gain = gain * (n - 1.0)
-        if diff < 0:
-            loss = loss - diff
-        else:
-            gain = gain + diff
-        loss = loss / n
-        gain = gain / n
+        # Wilder smoothing as one multiply-add per chain, (n-1)/n and 1/n being loop constants:
+        # TA-Lib's (avg·(n−1) + x)/n puts a division on the loop-carried path (~4× slower); the
+        # results agree to ~1e-16 relative.
+        keep = (n - 1.0) / n
+        inv = 1.0 / n
+        up = diff if diff > 0 else 0.0
+        down = -diff if diff < 0 else 0.0
+        gain = gain * keep + up * inv
+        loss = loss * keep + down * inv
     if cnt >= n:
         total = gain + loss
         value = 100.0 * (gain / total) if total != 0.0 else 0.0
@@ -268,13 +269,20 @@ def cci_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
     if cnt + 1.0 >= n:
         ip = int(pos)
         nn = int(n)
+        # buffer order 0…n−1 as TA-Lib sums it, the current bar sitting at `pos`
         avg = 0.0
-        for j in range(nn):
-            avg += tp if j == ip else ring[0, j]
+        for j in range(ip):
+            avg += ring[0, j]
+        avg += tp
+        for j in range(ip + 1, nn):
+            avg += ring[0, j]
         avg /= n
         dev = 0.0
-        for j in range(nn):
-            dev += abs((tp if j == ip else ring[0, j]) - avg)
+        for j in range(ip):
+            dev += abs(ring[0, j] - avg)
+        dev += abs(tp - avg)
+        for j in range(ip + 1, nn):
+            dev += abs(ring[0, j] - avg)
         num = tp - avg
         mean_dev = dev / n
         scale = abs(avg)
@@ -400,13 +408,14 @@ def mfi_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
     if cnt >= n:
         psum = 0.0
         nsum = 0.0
-        for j in range(int(n)):
-            if j == ip:
-                psum += pos_flow
-                nsum += neg_flow
-            else:
-                psum += ring[0, j]
-                nsum += ring[1, j]
+        for j in range(ip):
+            psum += ring[0, j]
+            nsum += ring[1, j]
+        psum += pos_flow
+        nsum += neg_flow
+        for j in range(ip + 1, int(n)):
+            psum += ring[0, j]
+            nsum += ring[1, j]
         total = psum + nsum
         value = 0.0 if total == 0.0 else 100.0 * (psum / total)
     if commit:
@@ -454,9 +463,7 @@ def _atr_core(n, cnt, pc, acc, atr, h, l, c):  # noqa: E741
         acc = acc + tr
         atr = acc / n
     else:
-        atr = atr * (n - 1.0)
-        atr = atr + tr
-        atr = atr / n
+        atr = atr * ((n - 1.0) / n) + tr * (1.0 / n)  # Wilder, division off the chain
     return cnt + 1.0, c, acc, atr
 
 
@@ -478,28 +485,58 @@ def natr_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
 
 
 @njit(cache=True, inline="always")
+def _window_moments(ring, n, pos, c, shift):
+    """Return exact Σ(x − shift) and Σ(x − shift)² over the window (bar ``c`` at ``pos``)."""
+    s1 = c - shift
+    s2 = s1 * s1
+    ip = int(pos)
+    for j in range(ip):
+        e = ring[0, j] - shift
+        s1 += e
+        s2 += e * e
+    for j in range(ip + 1, int(n)):
+        e = ring[0, j] - shift
+        s1 += e
+        s2 += e * e
+    return s1, s2
+
+
+@njit(cache=True, inline="always")
 def bbands_step(st, ring, o, h, l, c, v, t, commit):  # noqa: E741
-    # The middle band is TA-Lib's running-sum SMA; σ is the population standard deviation over
-    # the window computed in two passes around that mean (TA-Lib 0.8 is precise here too: the
-    # textbook E[x²] − E[x]² loses ~8 digits on index levels such as NIFTY's).
-    n, up, dn, cnt, pos = st[0], st[1], st[2], st[3], st[4]
-    acc = st[5]
+    # The middle band is TA-Lib's running-sum SMA. σ (population) comes from running sums of
+    # (x − K) and (x − K)², with K re-based to the window mean by an exact O(n) recompute every
+    # n bars (amortised O(1)) and whenever the running variance has lost six digits to
+    # cancellation (a window gone quiet after a move). The textbook E[x²] − E[x]² on raw prices
+    # loses ~8 digits on index levels such as NIFTY's; TA-Lib 0.8 is precise here.
+    n, up, dn, cnt, pos, acc, shift, s1, s2 = st
     mid, new_acc = _sma_core(n, cnt, acc, ring, 0, pos, c)
+    if cnt == 0.0:
+        shift = c
+    d = c - shift
+    if cnt >= n:  # the bar leaving the window sits at `pos`
+        old = ring[0, int(pos)] - shift
+        s1 = s1 + d - old
+        s2 = s2 + d * d - old * old
+    else:
+        s1 = s1 + d
+        s2 = s2 + d * d
     upper = NAN
     lower = NAN
     if cnt + 1.0 >= n:
-        ip = int(pos)
-        total = (c - mid) * (c - mid)
-        for j in range(int(n)):
-            if j != ip:
-                d = ring[0, j] - mid
-                total += d * d
-        std = math.sqrt(total / n)
+        m1 = s1 / n
+        mean2 = s2 / n
+        var = mean2 - m1 * m1
+        if pos == n - 1.0 or var < 1e-6 * mean2:
+            shift = mid
+            s1, s2 = _window_moments(ring, n, pos, c, shift)
+            m1 = s1 / n
+            var = s2 / n - m1 * m1
+        std = math.sqrt(var) if var > 0.0 else 0.0
         upper = mid + up * std
         lower = mid - dn * std
     if commit:
         ring[0, int(pos)] = c
-    return (n, up, dn, cnt + 1.0, _next_pos(pos, n), new_acc, 0.0), (upper, mid, lower)
+    return (n, up, dn, cnt + 1.0, _next_pos(pos, n), new_acc, shift, s1, s2), (upper, mid, lower)
 
 
 @njit(cache=True, inline="always")

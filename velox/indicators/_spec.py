@@ -251,7 +251,7 @@ def _init_bbands(
     window_: int = 20, upper_std: float = 2.0, lower_std: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, float(upper_std), float(lower_std), 0, 0, 0, 0], 1, n)
+    return _state([n, float(upper_std), float(lower_std), 0, 0, 0, math.nan, 0, 0], 1, n)
 
 
 def _init_adx(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,6 @@ for N symbols in one contiguous array and does one numba call per tick.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import ClassVar, Protocol, Self
 
@@ -667,7 +666,12 @@ _MINUTE_NS = 60_000_000_000
 _OPEN_NS = (9 * 60 + 15) * _MINUTE_NS
 
 
-@njit(cache=True)
+#: FMA contraction, as in the batch runners (see ``_runners``), so the bank's numbers are the
+#: batch functions' bit for bit.
+_CONTRACT = {"contract"}
+
+
+@njit(cache=True, fastmath=_CONTRACT)
 def _bank_bar(state, out, i, o, h, l, c, commit):  # noqa: E741
     """Apply the four steps to symbol ``i``'s bar (commit or preview) and write its outputs."""
     s = state[i]
@@ -691,31 +695,34 @@ def _bank_bar(state, out, i, o, h, l, c, commit):  # noqa: E741
     row[4] = st[1]
 
 
-@njit(cache=True)
-def _bank_tick(state, out, i, price, ts_ns, length_ns):
+@njit(cache=True, fastmath=_CONTRACT)
+def _bank_tick(state, edges, out, i, price, ts_ns, length_ns):
     """Fold one trade into symbol ``i``'s forming candle; commit the previous candle on rollover.
 
+    ``edges[i]`` holds the forming candle's [start, end) in UTC epoch ns, so the common case (a
+    tick inside the current candle) costs two comparisons instead of the bucket divisions.
     Returns 0, or an error code: 1 bad symbol index, 2 NaN price, 3 tick older than the candle.
     """
     if i < 0 or i >= state.shape[0]:
         return 1
     if price != price:
         return 2
-    ist = ts_ns + IST_OFFSET_NS
-    day = ist // _DAY_NS
-    bucket = float(day * 100_000 + (ist - day * _DAY_NS - _OPEN_NS) // length_ns)
     s = state[i]
-    current = s[_F]
-    if bucket != current:
-        if current == current:
-            if bucket < current:
-                return 3
+    if ts_ns >= edges[i, 1]:
+        ist = ts_ns + IST_OFFSET_NS
+        day = (ist // _DAY_NS) * _DAY_NS
+        start = day + _OPEN_NS + ((ist - day - _OPEN_NS) // length_ns) * length_ns
+        if s[_F] == 1.0:
             _bank_bar(state, out, i, s[_F + 1], s[_F + 2], s[_F + 3], s[_F + 4], True)
-        s[_F] = bucket
+        edges[i, 0] = start - IST_OFFSET_NS
+        edges[i, 1] = start - IST_OFFSET_NS + length_ns
+        s[_F] = 1.0
         s[_F + 1] = price
         s[_F + 2] = price
         s[_F + 3] = price
         s[_F + 4] = price
+    elif ts_ns < edges[i, 0]:
+        return 3
     else:
         if price > s[_F + 2]:
             s[_F + 2] = price
@@ -726,12 +733,12 @@ def _bank_tick(state, out, i, price, ts_ns, length_ns):
     return 0
 
 
-@njit(cache=True)
-def _bank_replay(state, out, symbols, prices, ts_ns, length_ns, record):
+@njit(cache=True, fastmath=_CONTRACT)
+def _bank_replay(state, edges, out, symbols, prices, ts_ns, length_ns, record):
     """Run :func:`_bank_tick` over arrays; return -1 or the first failing tick's position."""
     keep = record.shape[0] == prices.shape[0]
     for k in range(prices.shape[0]):
-        code = _bank_tick(state, out, symbols[k], prices[k], ts_ns[k], length_ns)
+        code = _bank_tick(state, edges, out, symbols[k], prices[k], ts_ns[k], length_ns)
         if code != 0:
             return k
         if keep:
@@ -741,7 +748,7 @@ def _bank_replay(state, out, symbols, prices, ts_ns, length_ns, record):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_CONTRACT)
 def _bank_check_bar(state, out, i, o, h, l, c, commit):  # noqa: E741
     if i < 0 or i >= state.shape[0]:
         return 1
@@ -762,9 +769,10 @@ class IndicatorBank:
     """Return EMA, RSI, ATR and Supertrend for N symbols, fused, updated on every tick.
 
     All state lives in one ``(N, 29)`` float64 array (per symbol: the four indicators' states and
-    the forming candle), and each tick is one numba call that folds the trade into the symbol's
-    forming candle, commits the previous candle when a new bucket starts (session-aligned like
-    :func:`velox.calendar.bucket_start_ns`) and previews all four indicators on the forming candle.
+    the forming candle) plus the candles' time edges, and each tick is one numba call that folds
+    the trade into the symbol's forming candle, commits the previous candle when a new bucket
+    starts (session-aligned like :func:`velox.calendar.bucket_start_ns`) and previews all four
+    indicators on the forming candle.
     :attr:`values` (N × 5: ``ema, rsi, atr, supertrend, direction``) always holds each symbol's
     latest values. The steps are the very ones behind :func:`velox.indicators.ema` & co., so a
     bank fed every tick ends with the batch values of the closed candles.
@@ -789,7 +797,7 @@ class IndicatorBank:
     101.0
     """
 
-    __slots__ = ("_state", "_out", "_length_ns", "_params")
+    __slots__ = ("_state", "_edges", "_out", "_length_ns", "_params")
 
     def __init__(
         self,
@@ -823,19 +831,26 @@ class IndicatorBank:
                 init_state(
                     SPECS["supertrend"], {"window": supertrend_window, "multiplier": multiplier}
                 )[0],
-                [math.nan, 0.0, 0.0, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 0.0, 0.0],  # has-forming-candle flag, o, h, l, c
             ]
         )
         self._state = np.tile(row, (int(symbols), 1))
+        self._edges = np.full((int(symbols), 2), np.iinfo(np.int64).min, dtype=np.int64)
         self._out = np.full((int(symbols), len(BANK_COLUMNS)), np.nan)
         self._length_ns = int(minutes) * _MINUTE_NS
 
     def __getstate__(self) -> dict[str, object]:
-        return {"params": self._params, "state": self._state, "out": self._out}
+        return {
+            "params": self._params,
+            "state": self._state,
+            "edges": self._edges,
+            "out": self._out,
+        }
 
     def __setstate__(self, data: dict[str, object]) -> None:
         self.__init__(**data["params"])  # type: ignore[misc, arg-type]
         self._state = np.array(data["state"])
+        self._edges = np.array(data["edges"])
         self._out = np.array(data["out"])
 
     @property
@@ -849,7 +864,9 @@ class IndicatorBank:
         Updates :attr:`values` for that symbol; commits the previous candle first if the tick
         starts a new one.
         """
-        code = _bank_tick(self._state, self._out, symbol, price, ts_ns, self._length_ns)
+        code = _bank_tick(
+            self._state, self._edges, self._out, symbol, price, ts_ns, self._length_ns
+        )
         if code:
             raise ValueError(f"IndicatorBank.on_tick(symbol={symbol}): {_ERRORS[code]}")
 
@@ -878,9 +895,11 @@ class IndicatorBank:
         if not (sym.shape == px.shape == ts.shape):
             raise ValueError("symbols, prices and ts_ns must have the same length")
         rec = np.empty((px.shape[0] if record else 0, len(BANK_COLUMNS)))
-        bad = _bank_replay(self._state, self._out, sym, px, ts, self._length_ns, rec)
+        bad = _bank_replay(self._state, self._edges, self._out, sym, px, ts, self._length_ns, rec)
         if bad >= 0:
-            code = _bank_tick(self._state, self._out, sym[bad], px[bad], ts[bad], self._length_ns)
+            code = _bank_tick(
+                self._state, self._edges, self._out, sym[bad], px[bad], ts[bad], self._length_ns
+            )
             raise ValueError(f"IndicatorBank.replay: tick {bad}: {_ERRORS.get(code, 'invalid')}")
         return rec if record else None
 
