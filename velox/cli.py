@@ -199,5 +199,9 @@ def config_show() -> None:
     click.echo(repr(get_settings()))
 
 
+from velox.cli_engine import register  # noqa: E402  (engine verbs live beside their modes)
+
+register(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
