@@ -909,7 +909,8 @@ def _sign(side: Side) -> int:
 def _adverse_snap(side: Side, price: float, tick_size: float) -> float:
     if price.__class__ is not float or not 0.0 < price < math.inf:
         _check_price(price)
-    return snap_to_tick(price, tick_size, "up" if _sign(side) > 0 else "down")
+    up = side is _BUY or (side is not _SELL and Side(side) is _BUY)
+    return snap_to_tick(price, tick_size, "up" if up else "down")
 
 
 def _floor_price(price: float, tick_size: float) -> float:

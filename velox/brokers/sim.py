@@ -49,6 +49,7 @@ from velox.calendar import IST, is_open, trading_hours_ns
 from velox.costs import CostModel, NoSlippage, SlippageModel
 from velox.errors import BrokerError, ConfigError, OrderRejected
 from velox.types import (
+    TERMINAL_STATUSES,
     Fill,
     Instrument,
     InstrumentKind,
@@ -532,7 +533,7 @@ class SimBroker:
         if not working:
             return
         for w in list(working.values()):  # insertion order is time priority
-            if w.after_tick >= self._tick_no or not w.live or w.order.is_terminal:
+            if w.after_tick >= self._tick_no or not w.live or w.order.status in TERMINAL_STATUSES:
                 continue
             capacity = self._match(w, price, capacity)
 
@@ -776,15 +777,9 @@ class SimBroker:
         self._order_seq += 1
         broker_id = f"SIM{self._order_seq:09d}"
         live = immediate or self._latency <= 0
-        w = _Working(
-            order=order,
-            instrument=ins,
-            after_tick=self._tick_no,
-            live_at=self._now_epoch + self._latency,
-            live=live,
-            triggered=False,
-            blocked=0.0,
-        )
+        # order, instrument, after_tick, live_at, live, triggered, blocked (positional: the
+        # keyword call costs twice as much, once per order)
+        w = _Working(order, ins, self._tick_no, self._now_epoch + self._latency, live, False, 0.0)
         status = self._live_status(order) if live else OrderStatus.SUBMITTED
         self._not_live += not live
         self._working.setdefault(ins.id, {})[broker_id] = w
