@@ -875,13 +875,13 @@ class CostModel:
         buying = side is _BUY
         exchange_charge = value * exch
         sebi = value * sebi_rate
-        return ChargeBreakdown(
-            brokerage=brokerage,
-            stt=value * (stt_buy if buying else stt_sell),
-            exchange=exchange_charge,
-            sebi=sebi,
-            stamp=value * stamp_buy if buying else 0.0,
-            gst=(brokerage + exchange_charge + sebi) * gst_rate,
+        return ChargeBreakdown(  # positional (documented order): cheaper, once per fill
+            brokerage,
+            value * (stt_buy if buying else stt_sell),  # stt
+            exchange_charge,
+            sebi,
+            value * stamp_buy if buying else 0.0,  # stamp
+            (brokerage + exchange_charge + sebi) * gst_rate,  # gst
         )
 
 
