@@ -136,8 +136,8 @@ def macd(
     --------
     >>> import numpy as np
     >>> result = macd(np.linspace(100.0, 140.0, 60))
-    >>> round(float(result.macd[-1]), 6), round(float(result.histogram[-1]), 6)
-    (4.745763, 0.0)
+    >>> round(float(result.macd[-1]), 6), round(float(result.signal[-1]), 6)
+    (4.745763, 4.745763)
     """
     return _run(
         "macd",
@@ -215,8 +215,8 @@ def natr(high: Data, low: Data, close: Data, window: int = 14) -> Data:
     --------
     >>> import numpy as np
     >>> h, l, c = np.array([11.0, 12, 13]), np.array([9.0, 10, 11]), np.array([10.0, 11, 10])
-    >>> natr(h, l, c, window=2)
-    array([nan, nan, 25.])
+    >>> natr(h, l, c, window=2)  # ATR (2+2)/2 = 2 over close 10
+    array([nan, nan, 20.])
     """
     return _run("natr", high=high, low=low, close=close, window=window)
 
@@ -243,8 +243,8 @@ def cci(high: Data, low: Data, close: Data, window: int = 14) -> Data:
     --------
     >>> import numpy as np
     >>> c = np.array([1.0, 2.0, 3.0])
-    >>> cci(c, c, c, window=3)[-1]
-    np.float64(100.0)
+    >>> round(float(cci(c, c, c, window=3)[-1]), 9)
+    100.0
     """
     return _run("cci", high=high, low=low, close=close, window=window)
 
@@ -255,8 +255,8 @@ def willr(high: Data, low: Data, close: Data, window: int = 14) -> Data:
     Examples
     --------
     >>> import numpy as np
-    >>> willr(np.array([10.0, 12]), np.array([8.0, 9]), np.array([9.0, 11]), window=2)
-    array([nan, -25.])
+    >>> float(willr(np.array([10.0, 12]), np.array([8.0, 9]), np.array([9.0, 11]), window=2)[-1])
+    -25.0
     """
     return _run("willr", high=high, low=low, close=close, window=window)
 
@@ -274,8 +274,8 @@ def stoch(
     >>> import numpy as np
     >>> x = np.arange(1.0, 11.0)
     >>> out = stoch(x + 1, x - 1, x)
-    >>> float(out.k[-1]), float(out.d[-1])
-    (83.33333333333333, 83.33333333333333)
+    >>> round(float(out.k[-1]), 9), round(float(out.d[-1]), 9)
+    (83.333333333, 83.333333333)
     """
     return _run(
         "stoch",
@@ -291,16 +291,16 @@ def stoch(
 def mfi(high: Data, low: Data, close: Data, volume: Data, window: int = 14) -> Data:
     """Return the money flow index, 0–100 (TA-Lib ``MFI``; 0 while total flow < 1).
 
-    As in TA-Lib, a typical-price change within ±1e-8 counts as no change: two equal typical
-    prices that differ only by float rounding (``(h + l + c) / 3`` of different bars) add to
-    neither the positive nor the negative flow.
+    As in TA-Lib 0.8, a typical-price change that is only a rounding residue
+    (``|Δ| ≤ 1e-14 · (|tp| + |tp_prev|)``, e.g. ``(h + l + c) / 3`` of two bars with equal sums)
+    counts as no change and adds to neither the positive nor the negative flow.
 
     Examples
     --------
     >>> import numpy as np
     >>> c = np.array([10.0, 11.0, 10.0])
-    >>> mfi(c, c, c, np.array([5.0, 10.0, 10.0]), window=2)
-    array([nan, nan, 52.38095238])
+    >>> round(float(mfi(c, c, c, np.array([5.0, 10.0, 10.0]), window=2)[-1]), 6)  # 100·110/210
+    52.380952
     """
     return _run("mfi", high=high, low=low, close=close, volume=volume, window=window)
 
@@ -328,8 +328,8 @@ def psar(high: Data, low: Data, acceleration: float = 0.02, maximum: float = 0.2
     --------
     >>> import numpy as np
     >>> x = np.arange(10.0, 16.0)
-    >>> psar(x + 1, x - 1)[:3]
-    array([nan,  9.,  9.])
+    >>> psar(x + 1, x - 1)[:3]  # long from bar 1: SAR 9, then 9 + 0.02·(12 − 9)
+    array([ nan, 9.  , 9.06])
     """
     return _run("psar", high=high, low=low, acceleration=acceleration, maximum=maximum)
 
@@ -352,8 +352,8 @@ def supertrend(
     >>> import numpy as np
     >>> x = np.arange(10.0, 20.0)
     >>> st = supertrend(x + 1, x - 1, x, window=2, multiplier=1.0)
-    >>> st.direction[-1], st.supertrend[-1]
-    (np.float64(1.0), np.float64(16.0))
+    >>> float(st.direction[-1]), float(st.supertrend[-1])  # up-trend: lower band 19 − 2
+    (1.0, 17.0)
     """
     return _run("supertrend", high=high, low=low, close=close, window=window, multiplier=multiplier)
 

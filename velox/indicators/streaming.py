@@ -337,7 +337,7 @@ class ROC(_SingleInput):
     Examples
     --------
     >>> r = ROC(window=1)
-    >>> r.update(100.0), r.preview(110.0)
+    >>> r.update(100.0), round(r.preview(110.0), 9)
     (nan, 10.0)
     """
 
