@@ -117,3 +117,18 @@ def test_five_minute_buckets_follow_the_session_grid() -> None:
     for m, price in [(0, 100.0), (4, 101.0), (5, 103.0)]:
         bank.on_tick(0, price, base + m * minute)
     assert bank.values[0, 0] == pytest.approx(102.0)
+
+
+def test_seed_from_history_then_ticks_equals_batch(frames: list[pd.DataFrame]) -> None:
+    frame = frames[1].iloc[:600]
+    history, live = frame.iloc[:400], frame.iloc[400:]
+    bank = IndicatorBank(symbols=3)
+    bank.seed(2, history)
+    np.testing.assert_allclose(bank.values[2], _expected(history)[-1], rtol=1e-12)
+    ticks = _ticks([live])
+    record = bank.replay(np.full(len(ticks), 2), ticks.price.to_numpy(), ticks.ts.to_numpy(), True)
+    assert record is not None
+    rows = ticks.index[ticks["last"]]
+    np.testing.assert_allclose(record[rows], _expected(frame)[400:], rtol=1e-12, equal_nan=True)
+    with pytest.raises(ValueError, match="lacks column"):
+        bank.seed(0, history[["close"]])

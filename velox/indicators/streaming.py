@@ -823,21 +823,25 @@ class IndicatorBank:
             "supertrend_window": supertrend_window,
             "multiplier": multiplier,
         }
-        row = np.concatenate(
+        self._state = np.tile(self._initial_row(), (int(symbols), 1))
+        self._edges = np.full((int(symbols), 2), np.iinfo(np.int64).min, dtype=np.int64)
+        self._out = np.full((int(symbols), len(BANK_COLUMNS)), np.nan)
+        self._length_ns = int(minutes) * _MINUTE_NS
+
+    def _initial_row(self) -> np.ndarray:
+        p = self._params
+        return np.concatenate(
             [
-                init_state(SPECS["ema"], {"window": ema_window})[0],
-                init_state(SPECS["rsi"], {"window": rsi_window})[0],
-                init_state(SPECS["atr"], {"window": atr_window})[0],
+                init_state(SPECS["ema"], {"window": p["ema_window"]})[0],
+                init_state(SPECS["rsi"], {"window": p["rsi_window"]})[0],
+                init_state(SPECS["atr"], {"window": p["atr_window"]})[0],
                 init_state(
-                    SPECS["supertrend"], {"window": supertrend_window, "multiplier": multiplier}
+                    SPECS["supertrend"],
+                    {"window": p["supertrend_window"], "multiplier": p["multiplier"]},
                 )[0],
                 [0.0, 0.0, 0.0, 0.0, 0.0],  # has-forming-candle flag, o, h, l, c
             ]
         )
-        self._state = np.tile(row, (int(symbols), 1))
-        self._edges = np.full((int(symbols), 2), np.iinfo(np.int64).min, dtype=np.int64)
-        self._out = np.full((int(symbols), len(BANK_COLUMNS)), np.nan)
-        self._length_ns = int(minutes) * _MINUTE_NS
 
     def __getstate__(self) -> dict[str, object]:
         return {
@@ -869,6 +873,37 @@ class IndicatorBank:
         )
         if code:
             raise ValueError(f"IndicatorBank.on_tick(symbol={symbol}): {_ERRORS[code]}")
+
+    def seed(self, symbol: int, history: object) -> None:
+        """Warm ``symbol`` up from closed candles, one batch-runner call per indicator.
+
+        ``history`` is a DataFrame with ``high``/``low``/``close`` columns, oldest first, all
+        closed. The symbol's state is replaced (seed before its first tick) and :attr:`values`
+        shows the last candle's values. A NaN raises ``ValueError``.
+        """
+        if not 0 <= int(symbol) < self._state.shape[0]:
+            raise ValueError(f"IndicatorBank.seed: {_ERRORS[1]} ({symbol})")
+        cols, _ = _columns(SPECS["atr"], history)
+        h, lo, c = cols["high"], cols["low"], cols["close"]
+        zeros = np.zeros_like(c)
+        out = np.full((2, max(c.shape[0], 1)), np.nan)
+        row = self._initial_row()
+        values: list[float] = []
+        parts = (
+            ("ema", _E, _R, 1),
+            ("rsi", _R, _A, 1),
+            ("atr", _A, _S, 1),
+            ("supertrend", _S, _F, 2),
+        )
+        for name, first, last, width in parts:
+            view = row[first:last]  # the runner leaves its final state in this view
+            bad = SPECS[name].run(view, out[:1, :1], c, h, lo, c, zeros, zeros, 0, out)
+            if bad >= 0:
+                raise ValueError(f"IndicatorBank.seed: NaN input at row {bad}; fill or drop it")
+            values.extend(out[:width, -1].tolist())
+        self._state[symbol] = row
+        self._edges[symbol] = np.iinfo(np.int64).min
+        self._out[symbol] = values
 
     def update(self, symbol: int, open: float, high: float, low: float, close: float) -> None:  # noqa: A002
         """Commit a closed candle for ``symbol`` (when candles come from elsewhere)."""
