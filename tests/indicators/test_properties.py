@@ -88,6 +88,10 @@ def test_single_input_streaming_equals_batch(
         (st.BBands(window), vi.bbands(frame.close, window)),
         (st.MACD(window, window + 3, 3), vi.macd(frame.close, window, window + 3, 3)),
         (st.StochRSI(window, 3, 2), vi.stochrsi(frame.close, window, 3, 2)),
+        (st.WMA(window), vi.wma(frame.close, window)),
+        (st.DEMA(window), vi.dema(frame.close, window)),
+        (st.TEMA(window), vi.tema(frame.close, window)),
+        (st.ROC(window), vi.roc(frame.close, window)),
     ]:
         np.testing.assert_array_equal(_stream(obj, frame, previews), _matrix(batch, len(frame)))
 
@@ -109,6 +113,13 @@ def test_bar_input_streaming_equals_batch(
                                                                      window + 5, 3)),
         (st.PSAR(), vi.psar(h, lo)),
         (st.Pivots(), vi.pivots(h, lo, c)),
+        (st.NATR(window), vi.natr(h, lo, c, window)),
+        (st.CCI(window), vi.cci(h, lo, c, window)),
+        (st.WillR(window), vi.willr(h, lo, c, window)),
+        (st.OBV(), vi.obv(c, v)),
+        (st.Donchian(window), vi.donchian(h, lo, window)),
+        (st.Keltner(window, window + 1, 1.5), vi.keltner(h, lo, c, window, window + 1, 1.5)),
+        (st.HeikinAshi(), vi.heikin_ashi(frame.open, h, lo, c)),
     ]:  # fmt: skip
         np.testing.assert_array_equal(_stream(obj, frame, previews), _matrix(batch, len(frame)))
 

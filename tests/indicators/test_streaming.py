@@ -168,3 +168,12 @@ def test_streaming_rejects_nan_and_bad_parameters() -> None:
         st.VWAP().update(SimpleNamespace(open=1, high=1, low=1, close=1, volume=1, ts=None))
     with pytest.raises(ValueError, match="lacks column"):
         st.ATR.from_history(pd.DataFrame({"close": [1.0, 2.0]}))
+
+
+def test_session_indicators_reject_bars_from_an_earlier_session() -> None:
+    day2 = pd.Timestamp("2024-04-02 09:15", tz="Asia/Kolkata").to_pydatetime()
+    day1 = pd.Timestamp("2024-04-01 15:29", tz="Asia/Kolkata").to_pydatetime()
+    for obj in (st.VWAP(), st.Pivots()):
+        obj.update(SimpleNamespace(open=1, high=2, low=1, close=2, volume=5, ts=day2))
+        with pytest.raises(ValueError, match="earlier session"):
+            obj.preview(SimpleNamespace(open=1, high=2, low=1, close=2, volume=5, ts=day1))

@@ -39,6 +39,9 @@ from velox.indicators._spec import (
     session_keys,
 )
 
+#: Where session-anchored steps keep the current session key in their state.
+_SESSION_SLOT = {"vwap": 0, "pivots": 1}
+
 
 class BarLike(Protocol):
     """Anything with OHLCV attributes, e.g. :class:`velox.types.Bar`."""
@@ -158,7 +161,14 @@ class _BarInput(StreamingIndicator):
                 f"{type(self).__name__} needs a tz-aware timestamp: pass a Bar or ts=..."
             )
         ns = round(stamp.timestamp() * 1_000_000) * 1000
-        return float((ns + IST_OFFSET_NS) // _DAY_NS)
+        key = float((ns + IST_OFFSET_NS) // _DAY_NS)
+        current = self._state[_SESSION_SLOT[self._spec.name]]
+        if key < current:  # NaN (no session yet) compares False
+            raise ValueError(
+                f"{type(self).__name__}: bar at {stamp} belongs to an earlier session than the "
+                "last one seen; feed bars in time order"
+            )
+        return key
 
     def update(self, bar: BarLike, ts: datetime | None = None) -> float | tuple[float, ...]:
         """Commit the closed ``bar`` and return the indicator (NaN during warm-up)."""
