@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
-from functools import cache, lru_cache
+from functools import cache
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
@@ -906,16 +906,11 @@ def _sign(side: Side) -> int:
     return Side(side).sign
 
 
-#: :func:`velox.types.snap_to_tick`, memoised: it is pure, runs on every simulated market fill,
-#: and a replay meets the same few hundred grid prices over and over.
-_snap = lru_cache(maxsize=1 << 14, typed=True)(snap_to_tick)
-
-
 def _adverse_snap(side: Side, price: float, tick_size: float) -> float:
     if price.__class__ is not float or not 0.0 < price < math.inf:
         _check_price(price)
     up = side is _BUY or (side is not _SELL and Side(side) is _BUY)
-    return _snap(price, tick_size, "up" if up else "down")
+    return snap_to_tick(price, tick_size, "up" if up else "down")
 
 
 def _floor_price(price: float, tick_size: float) -> float:
@@ -959,7 +954,7 @@ class TickSlippage:
         """Return the price ``ticks`` ticks beyond ``price`` (snapped adversely first)."""
         base = _adverse_snap(side, price, tick_size)
         step = self.ticks * tick_size * _sign(side)
-        moved = _snap(base + step, tick_size, "nearest")
+        moved = snap_to_tick(base + step, tick_size)
         return _floor_price(moved, tick_size)
 
 
