@@ -2,15 +2,17 @@
 
 numba needs the state size, output count and NaN-checked inputs as literals, so the runners are
 written out from one template rather than built at run time (closures would also defeat numba's
-on-disk cache). Run ``python -m velox.indicators._codegen`` after adding or reshaping a step;
+on-disk cache). Run ``python -m velox.indicators._codegen`` after any edit to ``_kernels.py``;
 ``tests/indicators/test_codegen.py`` fails if the checked-in file is stale.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 TARGET = Path(__file__).with_name("_runners.py")
+KERNELS = Path(__file__).with_name("_kernels.py")
 
 #: name, state size, outputs written, inputs checked for NaN
 SPECS = [
@@ -62,6 +64,13 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 from velox.indicators._kernels import (
 '''
 
+STAMP = """
+#: sha256 of the ``_kernels.py`` these runners were generated from. numba's on-disk cache keys a
+#: runner on this file, not on the steps it inlines, so regenerating after any kernel edit (the
+#: codegen test enforces it) is what makes numba recompile.
+KERNELS_SHA256 = "{digest}"
+"""
+
 FLAGS = """
 #: Let LLVM fuse a multiply and an add into one FMA (no reassociation, no NaN/inf shortcuts):
 #: the Wilder and EMA recurrences then carry one FMA per bar. Runners and streaming entry points
@@ -102,6 +111,7 @@ def render() -> str:
     parts = [HEAD]
     parts += [f"    {name}_step,\n" for name in sorted(spec[0] for spec in SPECS)]
     parts.append(")\n")
+    parts.append(STAMP.format(digest=hashlib.sha256(KERNELS.read_bytes()).hexdigest()))
     parts.append(FLAGS)
     for n, s, k, used in SPECS:
         parts.append(

@@ -24,8 +24,11 @@ to the last few bits, not just to a tolerance. Zero tests follow TA-Lib 0.8 (the
 for tests): ``TA_IS_ZERO`` is ``|v| < 1e-14`` and differences of prices use the scale-aware
 ``|a − b| ≤ 1e-14 · (|a| + |b|)``, so a window that is flat but for float rounding reads as flat.
 
-Note for developers: numba's on-disk cache of a runner in ``_runners.py`` is not invalidated when
-a step here changes; delete ``velox/indicators/__pycache__`` after editing this file.
+Note for developers: numba's on-disk cache of a runner in ``_runners.py`` is keyed on that file,
+not on the steps it inlines, so after editing this file run ``python -m velox.indicators._codegen``
+(it stamps this file's hash into ``_runners.py``; a test fails until you do). The bank kernels in
+``streaming.py`` inline the EMA/RSI/ATR/Supertrend steps too: clear ``__pycache__`` after
+changing those.
 """
 
 from __future__ import annotations

@@ -44,6 +44,11 @@ from velox.indicators._kernels import (
     wma_step,
 )
 
+#: sha256 of the ``_kernels.py`` these runners were generated from. numba's on-disk cache keys a
+#: runner on this file, not on the steps it inlines, so regenerating after any kernel edit (the
+#: codegen test enforces it) is what makes numba recompile.
+KERNELS_SHA256 = "5c2b1ca061abdc5968ae19a35daa947b6290a53700ff845d0e347031b4849863"
+
 #: Let LLVM fuse a multiply and an add into one FMA (no reassociation, no NaN/inf shortcuts):
 #: the Wilder and EMA recurrences then carry one FMA per bar. Runners and streaming entry points
 #: compile the same inlined steps with the same flag, so they stay bit-identical.
