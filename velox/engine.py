@@ -34,6 +34,7 @@ import math
 import queue
 import threading
 import time as _time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -330,6 +331,7 @@ class _Runner:
     alive: bool = True
     error: str | None = None
     signals: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    arrays: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # the same, numpy
 
 
 @dataclass(slots=True)
@@ -339,7 +341,7 @@ class _Sub:
     runners: list[_Runner]
     history: deque[Bar]
     count: int = 0
-    ts: list[datetime] | None = None  # precomputed bar starts (BarReplay)
+    starts: list[int] | None = None  # bar starts, UTC epoch ns (BarReplay)
     ohlcv: tuple[list[float], ...] | None = None
     frame: pd.DataFrame | None = None  # the replayed bars (history reads rows from it)
 
@@ -377,6 +379,9 @@ class Engine:
         Square off a strategy's positions when it raises.
     restore
         Rebuild orders, fills and positions from the audit log before starting (restart).
+    fast_forward
+        In a bar replay, replay stretches that nothing reacts to in one compiled call (the
+        default). The result is the same event for event; turn it off only to check that.
     """
 
     def __init__(
@@ -395,6 +400,7 @@ class Engine:
         commands: CommandSource | None = None,
         flatten_on_error: bool = False,
         restore: bool = False,
+        fast_forward: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
@@ -417,6 +423,7 @@ class Engine:
         self.commands = commands
         self.flatten_on_error = flatten_on_error
         self._restore = restore
+        self._fast = fast_forward
         # Postbacks land on a deque (append/popleft are atomic: safe from broker threads);
         # market events on a queue the threaded loop blocks on; a postback wakes it up.
         self._postbacks: deque[object] = deque()
@@ -735,15 +742,20 @@ class Engine:
         self._mark(iid)
 
     def _mark(self, iid: str) -> None:
-        """Mark an instrument to its last price (O(1)) and report the day's P&L to risk."""
+        """Mark an instrument to its last price and report the day's P&L to risk.
+
+        The account's unrealised P&L is the sum over held instruments, recomputed rather than
+        adjusted by differences: no rounding drift, and a value the compiled fast path
+        (``_Forward``) reproduces bit for bit.
+        """
         entry = self._mtm.get(iid)
-        price = self._last.get(iid)
-        u = 0.0 if entry is None or price is None else entry[0] * price - entry[1]
-        self._unrealised += u - self._upnl.get(iid, 0.0)
+        upnl = self._upnl
         if entry is None:
-            self._upnl.pop(iid, None)
+            upnl.pop(iid, None)
         else:
-            self._upnl[iid] = u
+            price = self._last.get(iid)
+            upnl[iid] = 0.0 if price is None else entry[0] * price - entry[1]
+        self._unrealised = sum(upnl.values(), 0.0)
         self._check_equity()
 
     def _check_equity(self) -> None:
@@ -956,12 +968,13 @@ class Engine:
                                 f"{len(bars)} bars"))  # fmt: skip
                             break
                         runner.signals[(iid, tf)] = values.tolist()
+                        runner.arrays[(iid, tf)] = values
         if isinstance(self.feed, BarReplay):
             for key, sub in self._subs.items():
                 frame = self.feed.bars(*key)
                 if frame is not None:
                     sub.frame = frame
-                    sub.ts = list(frame.index.to_pydatetime())
+                    sub.starts = _index_ns(frame).tolist()
                     vol = frame["volume"] if "volume" in frame else np.zeros(len(frame))
                     sub.ohlcv = tuple(
                         np.asarray(col, dtype=np.float64).tolist()
@@ -1176,6 +1189,16 @@ class Engine:
                 self._close(sub, bar)
 
     def _run_bars(self, feed: BarReplay) -> None:
+        """Replay a :class:`BarReplay`: close events and ticks in order, skipping idle stretches.
+
+        Each position ``k`` of the tick stream is one event: the bars that close there
+        (``_close_event``), then tick ``k`` (``_price``, then ``on_tick`` subscribers). Where no
+        order is working, no intraday position needs the simulator, nobody wants ticks and the
+        next bars' closes change no target, :meth:`_fast_forward` replays the whole stretch in
+        one compiled call (equity samples, marks, risk watermarks) and hands back the event at
+        which Python must act again: a close that reacts, a new day, a timer, or a tick whose
+        P&L report trips a loss guard. The result is the same, event for event.
+        """
         # Everything built so far (the replay's columns, the instrument master) lives for the
         # whole run: freezing it spares the cyclic GC from rescanning it (≈10% of a replay).
         gc.freeze()
@@ -1191,45 +1214,54 @@ class Engine:
         keys = feed.close_keys
         advance = feed.clock.advance_to
         tick_subs = self._tick_subscribers()
-        fh, fl = feed.forming_high.tolist(), feed.forming_low.tolist()
+        if tick_subs:
+            fh, fl = feed.forming_high.tolist(), feed.forming_low.tolist()
+        close_event = self._close_event
         n, nc = len(ts), len(close_pos)
-        single = ids[0] if len(ids) == 1 else None
+        forward = None
+        if self._fast and not tick_subs:
+            forward = _Forward(self, feed, subs, ts, price, volume, close_pos)
         cp = 0
         k = 0
         stop = self._stop
         while k < n:
             if stop.is_set():
                 return
-            if cp < nc and not self._watch and not tick_subs:
-                target = close_pos[cp]
-                if target > k + 1 and self._can_skip(single, ts, price, k, target):
-                    self._skip(feed, ts, price, volume, k, target)
-                    k = target
-                    continue
             ns = ts[k]
             advance(ns)
             self._now_ns = ns
             while cp < nc and close_pos[cp] == k:
-                self._close_event(subs[close_key[cp]], keys[close_key[cp]], close_row[cp])
+                close_event(subs[close_key[cp]], keys[close_key[cp]], close_row[cp])
                 cp += 1
+            if (
+                forward is not None
+                and not self._watch
+                and not self._postbacks
+                and (ns + IST_OFFSET_NS) // _DAY_NS == self._day
+            ):
+                j, cp = forward.run(k, cp)
+                if j > k:
+                    k = j
+                    continue
             iid = ids[symbol[k]]
             p = price[k]
             self._price(iid, ns, p, volume[k], None)
-            runners = tick_subs.get(iid)
+            runners = tick_subs.get(iid) if tick_subs else None
             if runners:
                 for tf, sub, wanting in runners:
                     row = sub.count  # the forming bar is the next one to close
-                    if sub.ohlcv is None or row >= len(sub.ts):  # type: ignore[arg-type]
+                    if sub.ohlcv is None or row >= len(sub.starts):  # type: ignore[arg-type]
                         continue
                     o = sub.ohlcv[0][row]
-                    bar = _make_bar(iid, tf, sub.ts[row], o, fh[k], fl[k], p, 0.0, False)  # type: ignore[index]
+                    start = _dt(sub.starts[row])  # type: ignore[index]
+                    bar = _make_bar(iid, tf, start, o, fh[k], fl[k], p, 0.0, False)
                     for runner in wanting:
                         if runner.alive:
                             self._call(runner, runner.strategy.on_tick, bar)
                 self._drain()
             k += 1
         while cp < nc:
-            self._close_event(subs[close_key[cp]], keys[close_key[cp]], close_row[cp])
+            close_event(subs[close_key[cp]], keys[close_key[cp]], close_row[cp])
             cp += 1
 
     def _close_event(self, sub: _Sub | None, key: tuple[str, str], row: int) -> None:
@@ -1249,9 +1281,8 @@ class Engine:
                     continue
             if bar is None:
                 o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
-                bar = _make_bar(
-                    iid, key[1], sub.ts[row], o[row], h[row], lo[row], c[row], v[row], True
-                )  # type: ignore[index]
+                start = _dt(sub.starts[row])  # type: ignore[index]
+                bar = _make_bar(iid, key[1], start, o[row], h[row], lo[row], c[row], v[row], True)
             self._call(runner, runner.strategy.on_bar, bar)
         if self._postbacks:
             self._drain()
@@ -1264,66 +1295,6 @@ class Engine:
         else:
             self.equity_ns.append(ns)
             self.equity_values.append(value)
-
-    def _can_skip(
-        self, single: str | None, ts: list[int], price: list[float], k: int, target: int
-    ) -> bool:
-        """Return True if ticks ``k`` … ``target - 1`` can be applied as their last one.
-
-        Nothing may depend on the ticks in between: no working order, no intraday position, no
-        tick subscriber (checked by the caller), and either no position at all, or one
-        instrument whose P&L over those ticks stays inside the range already reported to the
-        risk engine on the same day (so no loss guard can trip in between).
-        """
-        if not self._mtm:
-            return True
-        if single is None or not self._watch_equity:
-            return single is not None
-        day = self._day
-        if (ts[k] + IST_OFFSET_NS) // _DAY_NS != day or (
-            ts[target - 1] + IST_OFFSET_NS
-        ) // _DAY_NS != day:
-            return False
-        qty, basis = self._mtm[single]
-        segment = price[k:target]
-        lo_price, hi_price = (
-            (min(segment), max(segment)) if qty > 0 else (max(segment), min(segment))
-        )
-        acct = self.oms.account
-        r0, u0, c0 = self._base
-        fixed = acct.realised - r0 - (acct.charges - c0) - u0 - basis
-        others = self._unrealised - self._upnl.get(single, 0.0)
-        low = fixed + others + qty * lo_price
-        high = fixed + others + qty * hi_price
-        return self._risk_lo <= low and high <= self._risk_hi
-
-    def _skip(
-        self,
-        feed: BarReplay,
-        ts: list[int],
-        price: list[float],
-        volume: list[float],
-        k: int,
-        target: int,
-    ) -> None:
-        """Apply ticks ``k`` … ``target - 1`` as each instrument's last one (see _can_skip)."""
-        ids = feed.instrument_ids
-        for j in range(len(ids)):
-            t = feed.last_tick_before(j, target) if len(ids) > 1 else target - 1
-            if t >= k:
-                iid = ids[j]
-                self._unseen[iid] = (ts[t], price[t], volume[t])
-                self._last[iid] = price[t]
-                if iid in self._upnl:
-                    self._mark(iid)
-        last_ns = ts[target - 1]
-        feed.clock.advance_to(last_ns)
-        self._now_ns = last_ns
-        day = (last_ns + IST_OFFSET_NS) // _DAY_NS
-        if day != self._day:
-            self._new_day(day)
-        if last_ns >= self._next_timer:
-            self._timers()
 
     def _tick_subscribers(self) -> dict[str, list[tuple[str, _Sub, list[_Runner]]]]:
         out: dict[str, list[tuple[str, _Sub, list[_Runner]]]] = {}
@@ -1358,6 +1329,160 @@ _TF_ORDER = ("1m", "3m", "5m", "10m", "15m", "30m", "1h", "1d")
 _WAKE = object()  # wakes the threaded loop when a postback arrives
 _NEVER = 2**62
 _POLL_NS = 50_000_000  # look for operator commands at least every 50 ms of engine time
+
+
+class _Forward:
+    """The fast path of :meth:`Engine._run_bars`: replay stretches nothing reacts to at once.
+
+    A stretch starts at an event where no order is working, no intraday position needs the
+    simulator, no postback is pending, at most one instrument is held, and the engine's day is
+    the tick's day. It ends before the first event where Python must act: a bar close that a
+    strategy reacts to (any close for an event strategy; for a precomputed signal, the next row
+    whose weight differs from the one applied), the first tick of a new day, the next timer, or
+    a tick whose P&L report would trip a loss guard (``velox.backtest._kernels.forward`` stops
+    there so the kill switch trips through the ordinary path, on that exact tick). In between,
+    the kernel does what those events would have done, in the same floating-point operations:
+    equity samples at bar closes, marks of the held position, the risk watermarks; the engine
+    then tells the risk engine of the reports that matter and sets the last prices and counts.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        feed: BarReplay,
+        subs: list[_Sub | None],
+        ts: list[int],
+        price: list[float],
+        volume: list[float],
+        close_pos: list[int],
+    ) -> None:
+        from velox.backtest import _kernels
+
+        self.engine = engine
+        self.feed = feed
+        self.kernel = _kernels.forward
+        self.next_change = _kernels.next_change
+        self.ids = feed.instrument_ids
+        self.index_of = {iid: j for j, iid in enumerate(self.ids)}
+        # numpy columns for the kernel, the same as lists for reading single values
+        self.a_price, self.a_ts, self.a_symbol = feed.price, feed.ts_ns, feed.symbol
+        self.a_close_pos, self.close_key = feed.close_positions, feed.close_key
+        self.ts, self.price, self.volume, self.close_pos = ts, price, volume, close_pos
+        self.n = len(ts)
+        self.close_live = np.array([subs[key] is not None for key in self.close_key.tolist()])
+        self.subs = subs
+        self.out_ns, self.out_val = _kernels.empty_samples(len(close_pos))
+        day = (feed.ts_ns + IST_OFFSET_NS) // _DAY_NS
+        self.day_starts = (np.flatnonzero(np.diff(day)) + 1).tolist()
+        self.day_end = 0  # first tick of the next day after the last stretch's start
+        self.timer_ns = -1  # the engine's next timer, and the first tick at or after it
+        self.timer_pos = 0
+        # per subscribed key: the global close-event index of each of its rows, and who reacts
+        self.watched = []
+        for n_key, sub in enumerate(subs):
+            if sub is not None:
+                rows = np.flatnonzero(self.close_key == n_key).tolist()
+                self.watched.append((sub, feed.close_keys[n_key], rows))
+        self.single = len(self.ids) == 1
+        self.single_key = len(feed.close_keys) == 1
+        # the loss guards' trip points, computed as RiskEngine.on_equity computes them
+        limits = engine.risk.limits
+        loss, dd = limits.daily_loss_limit, limits.max_drawdown
+        self.thr_loss = -math.inf if loss is None else -loss + 1e-9 * loss
+        self.thr_dd = math.inf if dd is None else dd - 1e-9 * dd
+
+    def _reaction(self, k: int) -> int:
+        """Return the tick position of the first bar close from ``k`` on that a strategy reacts
+        to (``n`` if none): every close for event strategies, changes of precomputed signals."""
+        best = len(self.close_pos)
+        for sub, key, rows in self.watched:
+            row = sub.count  # the next row of this key to close
+            if row >= len(rows):
+                continue
+            for runner in sub.runners:
+                if not runner.alive:
+                    continue
+                values = runner.arrays.get(key) if runner.plain else None
+                if values is None:
+                    r = row
+                else:
+                    r = self.next_change(values, row, runner.ctx.applied_weight(key[0]))
+                    if r >= len(rows):
+                        continue
+                g = rows[r]
+                if g < best:
+                    best = g
+        return self.close_pos[best] if best < len(self.close_pos) else self.n
+
+    def run(self, k: int, cp: int) -> tuple[int, int]:
+        """Replay events ``k`` … up to where Python must act; return (next event, next close)."""
+        engine = self.engine
+        mtm = engine._mtm
+        if len(mtm) > 1:
+            return k, cp
+        if k >= self.day_end:
+            d = bisect_right(self.day_starts, k)
+            self.day_end = self.day_starts[d] if d < len(self.day_starts) else self.n
+        if engine._next_timer != self.timer_ns:
+            self.timer_ns = engine._next_timer
+            self.timer_pos = bisect_left(self.ts, self.timer_ns)
+        stop = min(self._reaction(k), self.day_end, self.timer_pos)
+        if stop <= k:
+            return k, cp
+        held_id = next(iter(mtm), None)
+        held, qty, basis = -1, 0.0, 0.0
+        if held_id is not None:
+            held = self.index_of.get(held_id, -2)
+            q, basis = mtm[held_id]
+            qty = float(q)
+        acct = engine.oms.account
+        r0, u0, c0 = engine._base
+        realised, charges = acct.realised - r0, acct.charges - c0
+        e0 = engine.initial_cash + acct.realised - acct.charges
+        risk = engine.risk
+        j, cp_end, n_out, u, lo, hi, i_max, u_max, i_last, u_last = self.kernel(
+            self.a_price, self.a_ts, self.a_symbol, self.a_close_pos, self.close_live, k, stop, cp,
+            held, qty, basis, engine._unrealised, e0, realised, charges, u0,
+            engine._watch_equity, engine._risk_lo, engine._risk_hi, risk.state.peak_equity,
+            self.thr_loss, self.thr_dd, risk.killed, self.out_ns, self.out_val,
+        )  # fmt: skip
+        if j == k:
+            return k, cp
+        if n_out:
+            times = self.out_ns[:n_out].tolist()
+            values = self.out_val[:n_out].tolist()
+            if engine.equity_ns and engine.equity_ns[-1] == times[0]:
+                engine.equity_values[-1] = values[0]
+                times, values = times[1:], values[1:]
+            engine.equity_ns.extend(times)
+            engine.equity_values.extend(values)
+        if cp_end > cp:
+            if self.single_key:
+                if self.watched:
+                    self.watched[0][0].count += cp_end - cp
+            else:
+                counts = np.bincount(self.close_key[cp:cp_end], minlength=len(self.subs))
+                for sub, count in zip(self.subs, counts.tolist(), strict=True):
+                    if sub is not None:
+                        sub.count += count
+        ts, price = self.ts, self.price
+        for m, iid in enumerate(self.ids):
+            t = j - 1 if self.single else self.feed.last_tick_before(m, j)
+            if t >= k:
+                engine._unseen[iid] = (ts[t], price[t], self.volume[t])
+                engine._last[iid] = price[t]
+        if held >= 0:
+            engine._upnl[held_id] = u  # type: ignore[index]
+            engine._unrealised = sum(engine._upnl.values(), 0.0)
+        engine._risk_lo, engine._risk_hi = lo, hi
+        if i_last >= 0:
+            if i_max != i_last:
+                risk.on_equity(_dt(ts[i_max]), realised, u_max - u0, charges)
+            risk.on_equity(_dt(ts[i_last]), realised, u_last - u0, charges)
+        last_ns = ts[j - 1]
+        self.feed.clock.advance_to(last_ns)
+        engine._now_ns = last_ns
+        return j, cp_end
 
 
 class _View:

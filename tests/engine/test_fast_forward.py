@@ -1,0 +1,169 @@
+"""The replay fast path (``Engine(fast_forward=True)``) changes nothing but the speed.
+
+Every replay here runs twice, with and without the compiled fast-forward over idle stretches,
+and must produce the same audit trail row for row, the same equity curve bit for bit and the
+same risk state; the loss guards must trip on the exact tick an independent recomputation from
+the synthetic ticks and the audited fills finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from velox.brokers.sim import SimBroker
+from velox.engine import BarReplay, Engine
+from velox.feeds import synthesize_ticks
+from velox.oms import FILL_EVENT
+from velox.risk import RiskEngine, RiskLimits
+from velox.strategy import Context, Strategy, load_strategy
+from velox.types import Bar, Instrument
+
+ROOT = Path(__file__).resolve().parents[2]
+SmaCross = load_strategy(str(ROOT / "strategies" / "sma_cross.py"))
+
+
+class EveryBar(Strategy):
+    """An event strategy: on_bar on every close, alternating long and flat every 7 bars."""
+
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "5m"
+
+    def on_start(self, ctx: Context) -> None:
+        self.n = 0
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        self.n += 1
+        if self.n % 7 == 0:
+            ctx.target_qty(0 if ctx.position() else 300)
+
+
+def _replay(
+    strategies: list[Strategy],
+    bars: dict[tuple[str, str], pd.DataFrame],
+    master: Callable[[str], Instrument],
+    limits: RiskLimits,
+    fast: bool,
+) -> Engine:
+    engine = Engine(
+        strategies,
+        broker=SimBroker(master, initial_cash=1_000_000),
+        feed=BarReplay(bars),
+        instruments=master,
+        risk=RiskEngine(limits),
+        fast_forward=fast,
+    )
+    engine.run()
+    return engine
+
+
+def _same(
+    make: Callable[[], list[Strategy]],
+    bars: dict[tuple[str, str], pd.DataFrame],
+    master: Callable[[str], Instrument],
+    limits: RiskLimits,
+) -> Engine:
+    fast = _replay(make(), bars, master, limits, True)
+    slow = _replay(make(), bars, master, limits, False)
+    rows = [[(r.client_id, r.ts, r.status, r.payload) for r in e.audit.rows] for e in (fast, slow)]
+    assert rows[0] == rows[1]
+    assert fast.equity_ns == slow.equity_ns
+    assert fast.equity_values == slow.equity_values  # bit for bit, not approximately
+    assert fast.risk.state == slow.risk.state
+    assert (fast._risk_lo, fast._risk_hi) == (slow._risk_lo, slow._risk_hi)
+    assert [(e.kind, e.ts, e.limit) for e in fast.risk_events] == [
+        (e.kind, e.ts, e.limit) for e in slow.risk_events
+    ]
+    return fast
+
+
+def _day_pnl(engine: Engine, bars: pd.DataFrame, day: str) -> pd.Series:
+    """Return the day's P&L at each of its ticks, independently of the engine's bookkeeping:
+    cash from the audited fills plus the position at the tick's price, less the same at the
+    previous day's last tick."""
+    ts, price, _ = synthesize_ticks(bars, "5m")
+    stamps = (
+        pd.DatetimeIndex(ts.astype("datetime64[ns]")).tz_localize("UTC").tz_convert("Asia/Kolkata")
+    )
+    fills = [r for r in engine.audit.rows if r.status == FILL_EVENT]
+
+    def equity(k: int) -> float:
+        cash, qty = 0.0, 0
+        for f in fills:
+            p = f.payload
+            if f.ts <= stamps[k]:
+                sign = 1 if p["side"] == "BUY" else -1
+                cash -= sign * p["qty"] * p["price"] + p["charges"]
+                qty += sign * p["qty"]
+        return cash + qty * price[k]
+
+    ticks = np.flatnonzero(stamps.strftime("%Y-%m-%d") == day)
+    base = equity(ticks[0] - 1)
+    return pd.Series([equity(k) - base for k in ticks], index=stamps[ticks])
+
+
+@pytest.mark.parametrize(
+    "limits", [RiskLimits(daily_loss_limit=15_000), RiskLimits(max_drawdown=15_000)]
+)
+def test_loss_guard_trips_on_the_exact_tick_inside_a_skipped_stretch(
+    reliance_5m: pd.DataFrame, master: Callable[[str], Instrument], limits: RiskLimits
+) -> None:
+    bars = {("NSE:RELIANCE", "5m"): reliance_5m}
+    engine = _same(lambda: [SmaCross(fast=5, slow=20, timeframe="5m")], bars, master, limits)
+    kill = next(e for e in engine.risk_events if e.kind == "kill")
+    pnl = _day_pnl(engine, reliance_5m, str(kill.ts.date()))
+    before, at = pnl.loc[: kill.ts].iloc[:-1], pnl.loc[kill.ts]
+    assert kill.ts.minute % 5 or kill.ts.second, "the kill tick is inside a bar, not at a close"
+    if limits.daily_loss_limit is not None:
+        assert kill.limit == "daily_loss_limit"
+        assert at == pytest.approx(-15_000, abs=1_000) and at <= -15_000
+        assert (before > -15_000).all()
+    else:
+        assert kill.limit == "max_drawdown"
+        peak = np.maximum.accumulate(np.r_[0.0, pnl.to_numpy()])[1:]
+        drawdown = pd.Series(peak, index=pnl.index) - pnl
+        assert drawdown.loc[kill.ts] >= 15_000
+        assert (drawdown.loc[: kill.ts].iloc[:-1] < 15_000).all()
+    # the kill sequence ran in that event: the position's square-off was sent at the kill tick
+    assert any(r.ts == kill.ts and r.status == "SUBMITTED" for r in engine.audit.rows)
+    assert engine.account_position_qty("NSE:RELIANCE") == 0
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [RiskLimits(), RiskLimits(daily_loss_limit=4_000), RiskLimits(max_drawdown=6_000)],
+)
+def test_fast_path_equals_the_event_by_event_path(
+    reliance_5m: pd.DataFrame, master: Callable[[str], Instrument], limits: RiskLimits
+) -> None:
+    single = {("NSE:RELIANCE", "5m"): reliance_5m}
+    _same(lambda: [SmaCross(fast=5, slow=20, timeframe="5m")], single, master, limits)
+    _same(lambda: [EveryBar()], single, master, limits)
+    # two instruments on one clock, two timeframes, two strategies sharing the cash
+    other = reliance_5m.copy()
+    other[["open", "high", "low", "close"]] = (other[["open", "high", "low", "close"]] * 0.5).round(
+        1
+    )
+    hourly = (
+        reliance_5m.resample("1h", offset="15min")
+        .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+        .dropna()
+    )
+    several = {
+        ("NSE:RELIANCE", "5m"): reliance_5m,
+        ("NSE:SBIN", "5m"): other,
+        ("NSE:RELIANCE", "1h"): hourly,
+    }
+    _same(
+        lambda: [
+            SmaCross(fast=5, slow=20, timeframe="5m", instruments=("NSE:SBIN",)),
+            SmaCross(fast=3, slow=8, timeframe="1h"),
+        ],
+        several,
+        master,
+        limits,
+    )
