@@ -549,6 +549,24 @@ def test_latency_clock_makes_order_live_and_next_tick_fills() -> None:
     assert rec.fills[0].price == 803.0
 
 
+def test_ticks_of_other_instruments_run_latency_and_ioc_timers() -> None:
+    # Time moves with every instrument's ticks: an SBIN order goes live (latency) and an SBIN
+    # IOC order expires (ioc_window) on FUT ticks alone.
+    sim, rec = make_sim(free=True, latency=timedelta(seconds=2), ioc_window=timedelta(seconds=5))
+    tick(sim, SBIN, at(9, 20), 800.0)
+    tick(sim, FUT, at(9, 20), 24800.0)
+    day = sim.place_order(mk(SBIN, "BUY", 10, "LIMIT", limit_price=790.0, client_id="day"))
+    ioc = sim.place_order(mk(SBIN, "BUY", 10, "LIMIT", limit_price=790.0, validity="IOC"))
+    tick(sim, FUT, at(9, 20, 1), 24801.0)
+    assert sim.order(day).status is OrderStatus.SUBMITTED
+    tick(sim, FUT, at(9, 20, 2), 24802.0)
+    assert sim.order(day).status is OrderStatus.OPEN
+    assert sim.order(ioc).status is OrderStatus.OPEN
+    tick(sim, FUT, at(9, 20, 7), 24803.0)  # live at :02, window 5 s
+    assert rec.statuses(ioc) == ["SUBMITTED", "OPEN", "CANCELLED"]
+    assert sim.order(day).status is OrderStatus.OPEN and not rec.fills
+
+
 # ---------------------------------------------------------------- modify and cancel
 
 
