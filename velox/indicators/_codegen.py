@@ -58,6 +58,7 @@ streaming objects are seeded from history. ``stream_<name>`` applies the step on
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
@@ -85,11 +86,12 @@ def run_{n}(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, {s})
     bad = -1
     for i in range(start, c.shape[0]):
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
         probe = {probe}
         if probe != probe:
             bad = i
             break
-        st, r = {n}_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
+        st, r = {n}_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
 {w_run}
     for j in range({s}):
         st_arr[j] = st[j]
@@ -118,8 +120,8 @@ def render() -> str:
             PAIR.format(
                 n=n,
                 s=s,
-                probe=" + ".join(f"{x}[i]" for x in used),
-                w_run="\n".join(f"        out[{j}, i] = r[{j}]" for j in range(k)),
+                probe=" + ".join(f"{x}[k]" for x in used),
+                w_run="\n".join(f"        out[{j}, k] = r[{j}]" for j in range(k)),
                 w_st="\n".join(f"    out[{j}] = r[{j}]" for j in range(k)),
             )
         )

@@ -12,6 +12,7 @@ streaming objects are seeded from history. ``stream_<name>`` applies the step on
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
@@ -60,12 +61,13 @@ def run_sma(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 4)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = sma_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = sma_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(4):
         st_arr[j] = st[j]
     return bad
@@ -85,12 +87,13 @@ def run_ema(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 5)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = ema_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = ema_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(5):
         st_arr[j] = st[j]
     return bad
@@ -110,12 +113,13 @@ def run_wma(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 6)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = wma_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = wma_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(6):
         st_arr[j] = st[j]
     return bad
@@ -135,12 +139,13 @@ def run_dema(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 8)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = dema_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = dema_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(8):
         st_arr[j] = st[j]
     return bad
@@ -160,12 +165,13 @@ def run_tema(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 11)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = tema_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = tema_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(11):
         st_arr[j] = st[j]
     return bad
@@ -185,12 +191,13 @@ def run_rsi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 5)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = rsi_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = rsi_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(5):
         st_arr[j] = st[j]
     return bad
@@ -210,14 +217,15 @@ def run_macd(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 14)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = macd_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
-        out[2, i] = r[2]
+        st, r = macd_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
+        out[2, k] = r[2]
     for j in range(14):
         st_arr[j] = st[j]
     return bad
@@ -239,12 +247,13 @@ def run_roc(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 3)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = roc_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = roc_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(3):
         st_arr[j] = st[j]
     return bad
@@ -264,12 +273,13 @@ def run_cci(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 3)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = cci_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = cci_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(3):
         st_arr[j] = st[j]
     return bad
@@ -289,12 +299,13 @@ def run_willr(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 7)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = willr_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = willr_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(7):
         st_arr[j] = st[j]
     return bad
@@ -314,13 +325,14 @@ def run_stoch(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 15)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = stoch_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
+        st, r = stoch_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
     for j in range(15):
         st_arr[j] = st[j]
     return bad
@@ -341,13 +353,14 @@ def run_stochrsi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 16)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = stochrsi_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
+        st, r = stochrsi_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
     for j in range(16):
         st_arr[j] = st[j]
     return bad
@@ -368,12 +381,13 @@ def run_mfi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 4)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i] + v[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k] + v[k]
         if probe != probe:
             bad = i
             break
-        st, r = mfi_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = mfi_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(4):
         st_arr[j] = st[j]
     return bad
@@ -393,12 +407,13 @@ def run_obv(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 3)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i] + v[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k] + v[k]
         if probe != probe:
             bad = i
             break
-        st, r = obv_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = obv_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(3):
         st_arr[j] = st[j]
     return bad
@@ -418,12 +433,13 @@ def run_atr(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 5)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = atr_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = atr_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(5):
         st_arr[j] = st[j]
     return bad
@@ -443,12 +459,13 @@ def run_natr(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 5)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = natr_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = natr_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(5):
         st_arr[j] = st[j]
     return bad
@@ -468,14 +485,15 @@ def run_bbands(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 9)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = c[k]
         if probe != probe:
             bad = i
             break
-        st, r = bbands_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
-        out[2, i] = r[2]
+        st, r = bbands_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
+        out[2, k] = r[2]
     for j in range(9):
         st_arr[j] = st[j]
     return bad
@@ -497,12 +515,13 @@ def run_adx(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 10)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = adx_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = adx_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(10):
         st_arr[j] = st[j]
     return bad
@@ -522,12 +541,13 @@ def run_psar(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 9)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k]
         if probe != probe:
             bad = i
             break
-        st, r = psar_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = psar_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(9):
         st_arr[j] = st[j]
     return bad
@@ -547,13 +567,14 @@ def run_supertrend(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 9)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = supertrend_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
+        st, r = supertrend_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
     for j in range(9):
         st_arr[j] = st[j]
     return bad
@@ -574,12 +595,13 @@ def run_vwap(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 3)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i] + v[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k] + v[k]
         if probe != probe:
             bad = i
             break
-        st, r = vwap_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
+        st, r = vwap_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
     for j in range(3):
         st_arr[j] = st[j]
     return bad
@@ -599,14 +621,15 @@ def run_donchian(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 7)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k]
         if probe != probe:
             bad = i
             break
-        st, r = donchian_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
-        out[2, i] = r[2]
+        st, r = donchian_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
+        out[2, k] = r[2]
     for j in range(7):
         st_arr[j] = st[j]
     return bad
@@ -628,14 +651,15 @@ def run_keltner(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 11)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = keltner_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
-        out[2, i] = r[2]
+        st, r = keltner_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
+        out[2, k] = r[2]
     for j in range(11):
         st_arr[j] = st[j]
     return bad
@@ -657,15 +681,16 @@ def run_heikin_ashi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 3)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = o[i] + h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = o[k] + h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = heikin_ashi_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
-        out[2, i] = r[2]
-        out[3, i] = r[3]
+        st, r = heikin_ashi_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
+        out[2, k] = r[2]
+        out[3, k] = r[3]
     for j in range(3):
         st_arr[j] = st[j]
     return bad
@@ -688,15 +713,16 @@ def run_ichimoku(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 19)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k]
         if probe != probe:
             bad = i
             break
-        st, r = ichimoku_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
-        out[2, i] = r[2]
-        out[3, i] = r[3]
+        st, r = ichimoku_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
+        out[2, k] = r[2]
+        out[3, k] = r[3]
     for j in range(19):
         st_arr[j] = st[j]
     return bad
@@ -719,19 +745,20 @@ def run_pivots(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 8)
     bad = -1
     for i in range(start, c.shape[0]):
-        probe = h[i] + l[i] + c[i]
+        k = np.uintp(i)  # an unsigned index spares numba's negative-index wraparound per access
+        probe = h[k] + l[k] + c[k]
         if probe != probe:
             bad = i
             break
-        st, r = pivots_step(st, ring, o[i], h[i], l[i], c[i], v[i], t[i], True)
-        out[0, i] = r[0]
-        out[1, i] = r[1]
-        out[2, i] = r[2]
-        out[3, i] = r[3]
-        out[4, i] = r[4]
-        out[5, i] = r[5]
-        out[6, i] = r[6]
-        out[7, i] = r[7]
+        st, r = pivots_step(st, ring, o[k], h[k], l[k], c[k], v[k], t[k], True)
+        out[0, k] = r[0]
+        out[1, k] = r[1]
+        out[2, k] = r[2]
+        out[3, k] = r[3]
+        out[4, k] = r[4]
+        out[5, k] = r[5]
+        out[6, k] = r[6]
+        out[7, k] = r[7]
     for j in range(8):
         st_arr[j] = st[j]
     return bad
