@@ -328,6 +328,8 @@ class _Runner:
     capital: float
     wants_ticks: bool
     plain: bool  # uses Strategy.on_bar (the default that applies signals)
+    wants_fills: bool  # overrides on_fill / on_order (the base ones do nothing: not called)
+    wants_orders: bool
     alive: bool = True
     error: str | None = None
     signals: dict[tuple[str, str], list[float]] = field(default_factory=dict)
@@ -452,6 +454,8 @@ class Engine:
                 capital=float(strategy.capital) if strategy.capital else share,
                 wants_ticks=type(strategy).on_tick is not Strategy.on_tick,
                 plain=type(strategy).on_bar is Strategy.on_bar,
+                wants_fills=type(strategy).on_fill is not Strategy.on_fill,
+                wants_orders=type(strategy).on_order is not Strategy.on_order,
             )
             self._runners.append(runner)
             self._by_name[strategy.name] = runner
@@ -707,7 +711,7 @@ class Engine:
                 return
             self._rebase(fill.instrument_id)
             runner = self._by_name.get(fill.strategy)
-            if runner is not None and runner.alive:
+            if runner is not None and runner.alive and runner.wants_fills:
                 self._call(runner, runner.strategy.on_fill, fill)
         elif isinstance(event, Order):
             order = self.oms.on_order_update(event, now)
@@ -717,7 +721,8 @@ class Engine:
             if runner is not None and runner.alive:
                 if order.is_terminal:
                     runner.ctx.order_finished(order)
-                self._call(runner, runner.strategy.on_order, order)
+                if runner.wants_orders:
+                    self._call(runner, runner.strategy.on_order, order)
 
     def _refresh_watch(self) -> None:
         watch = {o.instrument_id for o in self.oms.open.values()}

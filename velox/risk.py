@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -361,12 +362,20 @@ class RiskState:
     kill_ts: datetime | None = None
 
 
+# The last datetime _now accepted: every check of one order reads the same view.now, and a
+# zoneinfo utcoffset() lookup per check is most of their cost (datetimes are immutable).
+_accepted_now: list[datetime | None] = [None]
+
+
 def _now(view: AccountView) -> datetime:
     now = view.now
+    if now is _accepted_now[0]:
+        return now
     if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise ValidationError(
             f"AccountView.now={now!r} must be a tz-aware datetime (Velox uses Asia/Kolkata)"
         )
+    _accepted_now[0] = now
     return now
 
 
@@ -386,11 +395,17 @@ def _signature(order: Order) -> tuple[object, ...]:
     )
 
 
+@cache  # one value per account's limit; spares a timedelta per order
 def _throttle_window(rate: float) -> tuple[int, timedelta]:
     """Return (orders allowed, window length) for a rate in orders per second."""
     if rate >= 1:
         return math.floor(rate), timedelta(seconds=1)
     return 1, timedelta(seconds=1 / rate)
+
+
+@cache
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
 
 
 def _other_open_orders(order: Order, view: AccountView) -> list[Order]:
@@ -798,7 +813,7 @@ class RiskEngine:
             sent.popleft()
         recent = self.state.recent
         recent.append((now, _signature(order)))
-        horizon = timedelta(seconds=self.limits.duplicate_window_seconds)
+        horizon = _seconds(self.limits.duplicate_window_seconds)
         while recent and recent[0][0] <= now - horizon:
             recent.popleft()
 
