@@ -19,6 +19,7 @@ for N symbols in one contiguous array and does one numba call per tick.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import ClassVar, Protocol, Self
 
@@ -670,8 +671,8 @@ class Pivots(_BarInput):
 
 #: Output columns of :class:`IndicatorBank`.
 BANK_COLUMNS = ("ema", "rsi", "atr", "supertrend", "direction")
-_E, _R, _A, _S, _F = 0, 5, 10, 15, 24  # state offsets: ema, rsi, atr, supertrend, forming bar
-_WIDTH = 29
+# state offsets: ema, rsi, atr, supertrend, forming bar (flag, o, h, l, c), latest outputs
+_E, _R, _A, _S, _F, _O = 0, 5, 10, 15, 24, 29
 _MINUTE_NS = 60_000_000_000
 _OPEN_NS = (9 * 60 + 15) * _MINUTE_NS
 
@@ -682,14 +683,14 @@ _CONTRACT = {"contract"}
 
 
 @njit(cache=True, fastmath=_CONTRACT)
-def _bank_bar(state, out, i, o, h, l, c, commit):  # noqa: E741
+def _bank_bar(state, i, o, h, l, c, commit):  # noqa: E741
     """Apply the four steps to symbol ``i``'s bar (commit or preview) and write its outputs."""
     s = state[i]
-    # `out` stands in for the ring argument: none of these four steps has a rolling window.
-    e_st, e = ema_step(to_fixed_tuple(s[_E:_R], 5), out, o, h, l, c, 0.0, 0.0, commit)
-    r_st, r = rsi_step(to_fixed_tuple(s[_R:_A], 5), out, o, h, l, c, 0.0, 0.0, commit)
-    a_st, a = atr_step(to_fixed_tuple(s[_A:_S], 5), out, o, h, l, c, 0.0, 0.0, commit)
-    s_st, st = supertrend_step(to_fixed_tuple(s[_S:_F], 9), out, o, h, l, c, 0.0, 0.0, commit)
+    # `state` stands in for the ring argument: none of these four steps has a rolling window.
+    e_st, e = ema_step(to_fixed_tuple(s[_E:_R], 5), state, o, h, l, c, 0.0, 0.0, commit)
+    r_st, r = rsi_step(to_fixed_tuple(s[_R:_A], 5), state, o, h, l, c, 0.0, 0.0, commit)
+    a_st, a = atr_step(to_fixed_tuple(s[_A:_S], 5), state, o, h, l, c, 0.0, 0.0, commit)
+    s_st, st = supertrend_step(to_fixed_tuple(s[_S:_F], 9), state, o, h, l, c, 0.0, 0.0, commit)
     if commit:
         for j in range(5):
             s[_E + j] = e_st[j]
@@ -697,16 +698,15 @@ def _bank_bar(state, out, i, o, h, l, c, commit):  # noqa: E741
             s[_A + j] = a_st[j]
         for j in range(9):
             s[_S + j] = s_st[j]
-    row = out[i]
-    row[0] = e[0]
-    row[1] = r[0]
-    row[2] = a[0]
-    row[3] = st[0]
-    row[4] = st[1]
+    s[_O] = e[0]
+    s[_O + 1] = r[0]
+    s[_O + 2] = a[0]
+    s[_O + 3] = st[0]
+    s[_O + 4] = st[1]
 
 
 @njit(cache=True, fastmath=_CONTRACT)
-def _bank_tick(state, edges, out, i, price, ts_ns, length_ns):
+def _bank_tick(state, edges, length_ns, i, price, ts_ns):
     """Fold one trade into symbol ``i``'s forming candle; commit the previous candle on rollover.
 
     ``edges[i]`` holds the forming candle's [start, end) in UTC epoch ns, so the common case (a
@@ -723,7 +723,7 @@ def _bank_tick(state, edges, out, i, price, ts_ns, length_ns):
         day = (ist // _DAY_NS) * _DAY_NS
         start = day + _OPEN_NS + ((ist - day - _OPEN_NS) // length_ns) * length_ns
         if s[_F] == 1.0:
-            _bank_bar(state, out, i, s[_F + 1], s[_F + 2], s[_F + 3], s[_F + 4], True)
+            _bank_bar(state, i, s[_F + 1], s[_F + 2], s[_F + 3], s[_F + 4], True)
         edges[i, 0] = start - IST_OFFSET_NS
         edges[i, 1] = start - IST_OFFSET_NS + length_ns
         s[_F] = 1.0
@@ -739,32 +739,32 @@ def _bank_tick(state, edges, out, i, price, ts_ns, length_ns):
         if price < s[_F + 3]:
             s[_F + 3] = price
         s[_F + 4] = price
-    _bank_bar(state, out, i, s[_F + 1], s[_F + 2], s[_F + 3], s[_F + 4], False)
+    _bank_bar(state, i, s[_F + 1], s[_F + 2], s[_F + 3], s[_F + 4], False)
     return 0
 
 
 @njit(cache=True, fastmath=_CONTRACT)
-def _bank_replay(state, edges, out, symbols, prices, ts_ns, length_ns, record):
+def _bank_replay(state, edges, symbols, prices, ts_ns, length_ns, record):
     """Run :func:`_bank_tick` over arrays; return -1 or the first failing tick's position."""
     keep = record.shape[0] == prices.shape[0]
     for k in range(prices.shape[0]):
-        code = _bank_tick(state, edges, out, symbols[k], prices[k], ts_ns[k], length_ns)
+        code = _bank_tick(state, edges, length_ns, symbols[k], prices[k], ts_ns[k])
         if code != 0:
             return k
         if keep:
-            row = out[symbols[k]]
+            row = state[symbols[k]]
             for j in range(5):
-                record[k, j] = row[j]
+                record[k, j] = row[_O + j]
     return -1
 
 
 @njit(cache=True, fastmath=_CONTRACT)
-def _bank_check_bar(state, out, i, o, h, l, c, commit):  # noqa: E741
+def _bank_check_bar(state, i, o, h, l, c, commit):  # noqa: E741
     if i < 0 or i >= state.shape[0]:
         return 1
     if (o + h + l + c) != (o + h + l + c):
         return 2
-    _bank_bar(state, out, i, o, h, l, c, commit)
+    _bank_bar(state, i, o, h, l, c, commit)
     return 0
 
 
@@ -778,11 +778,12 @@ _ERRORS = {
 class IndicatorBank:
     """Return EMA, RSI, ATR and Supertrend for N symbols, fused, updated on every tick.
 
-    All state lives in one ``(N, 29)`` float64 array (per symbol: the four indicators' states and
-    the forming candle) plus the candles' time edges, and each tick is one numba call that folds
-    the trade into the symbol's forming candle, commits the previous candle when a new bucket
-    starts (session-aligned like :func:`velox.calendar.bucket_start_ns`) and previews all four
-    indicators on the forming candle.
+    All state lives in one ``(N, 34)`` float64 array (per symbol: the four indicators' states, the
+    forming candle and the latest values) plus the candles' time edges, and each tick is one
+    numba call that folds the trade into the symbol's forming candle, commits the previous
+    candle when a new bucket starts (session-aligned like
+    :func:`velox.calendar.bucket_start_ns`) and previews all four indicators on the forming
+    candle.
     :attr:`values` (N × 5: ``ema, rsi, atr, supertrend, direction``) always holds each symbol's
     latest values. The steps are the very ones behind :func:`velox.indicators.ema` & co., so a
     bank fed every tick ends with the batch values of the closed candles.
@@ -807,7 +808,7 @@ class IndicatorBank:
     101.0
     """
 
-    __slots__ = ("_state", "_edges", "_out", "_length_ns", "_params")
+    __slots__ = ("_state", "_edges", "_length_ns", "_params")
 
     def __init__(
         self,
@@ -835,7 +836,6 @@ class IndicatorBank:
         }
         self._state = np.tile(self._initial_row(), (int(symbols), 1))
         self._edges = np.full((int(symbols), 2), np.iinfo(np.int64).min, dtype=np.int64)
-        self._out = np.full((int(symbols), len(BANK_COLUMNS)), np.nan)
         self._length_ns = int(minutes) * _MINUTE_NS
 
     def _initial_row(self) -> np.ndarray:
@@ -850,6 +850,7 @@ class IndicatorBank:
                     {"window": p["supertrend_window"], "multiplier": p["multiplier"]},
                 )[0],
                 [0.0, 0.0, 0.0, 0.0, 0.0],  # has-forming-candle flag, o, h, l, c
+                [math.nan] * len(BANK_COLUMNS),  # latest outputs
             ]
         )
 
@@ -858,19 +859,17 @@ class IndicatorBank:
             "params": self._params,
             "state": self._state,
             "edges": self._edges,
-            "out": self._out,
         }
 
     def __setstate__(self, data: dict[str, object]) -> None:
         self.__init__(**data["params"])  # type: ignore[misc, arg-type]
         self._state = np.array(data["state"])
         self._edges = np.array(data["edges"])
-        self._out = np.array(data["out"])
 
     @property
     def values(self) -> np.ndarray:
         """Return the latest ``(N, 5)`` values: ema, rsi, atr, supertrend, direction (a view)."""
-        return self._out
+        return self._state[:, _O:]
 
     def on_tick(self, symbol: int, price: float, ts_ns: int) -> None:
         """Fold a trade at ``price`` (UTC epoch ns ``ts_ns``) into ``symbol``'s forming candle.
@@ -878,9 +877,7 @@ class IndicatorBank:
         Updates :attr:`values` for that symbol; commits the previous candle first if the tick
         starts a new one.
         """
-        code = _bank_tick(
-            self._state, self._edges, self._out, symbol, price, ts_ns, self._length_ns
-        )
+        code = _bank_tick(self._state, self._edges, self._length_ns, symbol, price, ts_ns)
         if code:
             raise ValueError(f"IndicatorBank.on_tick(symbol={symbol}): {_ERRORS[code]}")
 
@@ -911,19 +908,19 @@ class IndicatorBank:
             if bad >= 0:
                 raise ValueError(f"IndicatorBank.seed: NaN input at row {bad}; fill or drop it")
             values.extend(out[:width, -1].tolist())
+        row[_O:] = values
         self._state[symbol] = row
         self._edges[symbol] = np.iinfo(np.int64).min
-        self._out[symbol] = values
 
     def update(self, symbol: int, open: float, high: float, low: float, close: float) -> None:  # noqa: A002
         """Commit a closed candle for ``symbol`` (when candles come from elsewhere)."""
-        code = _bank_check_bar(self._state, self._out, symbol, open, high, low, close, True)
+        code = _bank_check_bar(self._state, symbol, open, high, low, close, True)
         if code:
             raise ValueError(f"IndicatorBank.update(symbol={symbol}): {_ERRORS[code]}")
 
     def preview(self, symbol: int, open: float, high: float, low: float, close: float) -> None:  # noqa: A002
         """Preview a forming candle for ``symbol``; only :attr:`values` changes."""
-        code = _bank_check_bar(self._state, self._out, symbol, open, high, low, close, False)
+        code = _bank_check_bar(self._state, symbol, open, high, low, close, False)
         if code:
             raise ValueError(f"IndicatorBank.preview(symbol={symbol}): {_ERRORS[code]}")
 
@@ -940,11 +937,9 @@ class IndicatorBank:
         if not (sym.shape == px.shape == ts.shape):
             raise ValueError("symbols, prices and ts_ns must have the same length")
         rec = np.empty((px.shape[0] if record else 0, len(BANK_COLUMNS)))
-        bad = _bank_replay(self._state, self._edges, self._out, sym, px, ts, self._length_ns, rec)
+        bad = _bank_replay(self._state, self._edges, sym, px, ts, self._length_ns, rec)
         if bad >= 0:
-            code = _bank_tick(
-                self._state, self._edges, self._out, sym[bad], px[bad], ts[bad], self._length_ns
-            )
+            code = _bank_tick(self._state, self._edges, self._length_ns, sym[bad], px[bad], ts[bad])
             raise ValueError(f"IndicatorBank.replay: tick {bad}: {_ERRORS.get(code, 'invalid')}")
         return rec if record else None
 
