@@ -126,3 +126,8 @@ def test_import_does_not_compile_or_pull_vectorbt() -> None:
         "assert not _runners.run_ema.signatures, 'compiled at import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_non_time_index_is_not_order_checked() -> None:
+    s = pd.Series([1.0, 2.0, 3.0, 4.0], index=[30, 10, 20, 40])  # e.g. a shuffled label index
+    np.testing.assert_allclose(vi.sma(s, 2).to_numpy(), [np.nan, 1.5, 2.5, 3.5])

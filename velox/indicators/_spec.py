@@ -438,7 +438,7 @@ def compute(
     rows = next(iter(values.values())).shape[1]
     cols = next(iter(values.values())).shape[0]
     index = getattr(template, "index", None)
-    if index is not None and hasattr(index, "asi8") and timestamps is None:
+    if _is_datetime_index(index) and timestamps is None:
         check_increasing(index.asi8)
     if spec.sessions:
         source = timestamps if timestamps is not None else index
@@ -488,6 +488,14 @@ def _first_complete_row(columns: list[np.ndarray]) -> int:
         if upto == rows:
             return rows
         probe *= 8
+
+
+def _is_datetime_index(index: object) -> bool:
+    """Return True for a pandas DatetimeIndex (the only index whose order Velox checks)."""
+    import sys
+
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(index, pd.DatetimeIndex)
 
 
 def _is_frame(obj: object) -> bool:

@@ -35,6 +35,7 @@ from velox.indicators._spec import (
     SPECS,
     CamarillaPivots,
     Spec,
+    _is_datetime_index,
     check_increasing,
     init_state,
     session_keys,
@@ -99,7 +100,7 @@ class StreamingIndicator:
         spec = self._spec
         columns, index = _columns(spec, data)
         rows = len(columns[spec.inputs[0]])
-        if index is not None and hasattr(index, "asi8"):
+        if _is_datetime_index(index):
             check_increasing(index.asi8)
         if spec.sessions and index is None and spec.name == "vwap":
             raise ValueError("VWAP.from_history needs a DataFrame with a DatetimeIndex")
