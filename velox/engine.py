@@ -34,7 +34,7 @@ import math
 import queue
 import threading
 import time as _time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1208,10 +1208,6 @@ class Engine:
         # whole run: freezing it spares the cyclic GC from rescanning it (≈10% of a replay).
         gc.freeze()
         ids = feed.instrument_ids
-        symbol = feed.symbol.tolist()
-        ts = feed.ts_ns.tolist()
-        price = feed.price.tolist()
-        volume = feed.volume.tolist()
         close_pos = feed.close_positions.tolist()
         close_key = feed.close_key.tolist()
         close_row = feed.close_row.tolist()
@@ -1219,20 +1215,26 @@ class Engine:
         keys = feed.close_keys
         advance = feed.clock.advance_to
         tick_subs = self._tick_subscribers()
-        if tick_subs:
-            fh, fl = feed.forming_high.tolist(), feed.forming_low.tolist()
         close_event = self._close_event
-        n, nc = len(ts), len(close_pos)
+        columns = (feed.ts_ns, feed.symbol, feed.price, feed.volume)
         forward = None
         if self._fast and not tick_subs:
-            forward = _Forward(self, feed, subs, ts, price, volume, close_pos)
+            forward = _Forward(self, feed, subs, close_pos)
+            # Most ticks never reach Python then: read single values from the arrays (the
+            # lists of four million ticks would cost more to build than all reads together).
+            ts, symbol, price, volume = (c.item for c in columns)
+        else:
+            ts, symbol, price, volume = (c.tolist().__getitem__ for c in columns)
+            if tick_subs:
+                fh, fl = feed.forming_high.tolist(), feed.forming_low.tolist()
+        n, nc = len(feed), len(close_pos)
         cp = 0
         k = 0
         stop = self._stop
         while k < n:
             if stop.is_set():
                 return
-            ns = ts[k]
+            ns = ts(k)
             advance(ns)
             self._now_ns = ns
             while cp < nc and close_pos[cp] == k:
@@ -1248,9 +1250,9 @@ class Engine:
                 if j > k:
                     k = j
                     continue
-            iid = ids[symbol[k]]
-            p = price[k]
-            self._price(iid, ns, p, volume[k], None)
+            iid = ids[symbol(k)]
+            p = price(k)
+            self._price(iid, ns, p, volume(k), None)
             runners = tick_subs.get(iid) if tick_subs else None
             if runners:
                 for tf, sub, wanting in runners:
@@ -1356,9 +1358,6 @@ class _Forward:
         engine: Engine,
         feed: BarReplay,
         subs: list[_Sub | None],
-        ts: list[int],
-        price: list[float],
-        volume: list[float],
         close_pos: list[int],
     ) -> None:
         from velox.backtest import _kernels
@@ -1372,8 +1371,10 @@ class _Forward:
         # numpy columns for the kernel, the same as lists for reading single values
         self.a_price, self.a_ts, self.a_symbol = feed.price, feed.ts_ns, feed.symbol
         self.a_close_pos, self.close_key = feed.close_positions, feed.close_key
-        self.ts, self.price, self.volume, self.close_pos = ts, price, volume, close_pos
-        self.n = len(ts)
+        self.ts, self.price = feed.ts_ns.item, feed.price.item  # single values, as Python types
+        self.volume = feed.volume.item
+        self.close_pos = close_pos
+        self.n = len(feed)
         self.close_live = np.array([subs[key] is not None for key in self.close_key.tolist()])
         self.subs = subs
         self.out_ns, self.out_val = _kernels.empty_samples(len(close_pos))
@@ -1430,7 +1431,7 @@ class _Forward:
             self.day_end = self.day_starts[d] if d < len(self.day_starts) else self.n
         if engine._next_timer != self.timer_ns:
             self.timer_ns = engine._next_timer
-            self.timer_pos = bisect_left(self.ts, self.timer_ns)
+            self.timer_pos = int(np.searchsorted(self.a_ts, self.timer_ns, side="left"))
         stop = min(self._reaction(k), self.day_end, self.timer_pos)
         if stop <= k:
             return k, cp
@@ -1474,17 +1475,18 @@ class _Forward:
         for m, iid in enumerate(self.ids):
             t = j - 1 if self.single else self.feed.last_tick_before(m, j)
             if t >= k:
-                engine._unseen[iid] = (ts[t], price[t], self.volume[t])
-                engine._last[iid] = price[t]
+                p = price(t)
+                engine._unseen[iid] = (ts(t), p, self.volume(t))
+                engine._last[iid] = p
         if held >= 0:
             engine._upnl[held_id] = u  # type: ignore[index]
             engine._unrealised = sum(engine._upnl.values(), 0.0)
         engine._risk_lo, engine._risk_hi = lo, hi
         if i_last >= 0:
             if i_max != i_last:
-                risk.on_equity(_dt(ts[i_max]), realised, u_max - u0, charges)
-            risk.on_equity(_dt(ts[i_last]), realised, u_last - u0, charges)
-        last_ns = ts[j - 1]
+                risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
+            risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
+        last_ns = ts(j - 1)
         self.feed.clock.advance_to(last_ns)
         engine._now_ns = last_ns
         return j, cp_end
