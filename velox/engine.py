@@ -1199,14 +1199,27 @@ class Engine:
         Each position ``k`` of the tick stream is one event: the bars that close there
         (``_close_event``), then tick ``k`` (``_price``, then ``on_tick`` subscribers). Where no
         order is working, no intraday position needs the simulator, nobody wants ticks and the
-        next bars' closes change no target, :meth:`_fast_forward` replays the whole stretch in
+        next bars' closes change no target, :class:`_Forward` replays the whole stretch in
         one compiled call (equity samples, marks, risk watermarks) and hands back the event at
         which Python must act again: a close that reacts, a new day, a timer, or a tick whose
         P&L report trips a loss guard. The result is the same, event for event.
         """
         # Everything built so far (the replay's columns, the instrument master) lives for the
-        # whole run: freezing it spares the cyclic GC from rescanning it (≈10% of a replay).
+        # whole run: freezing it spares the cyclic GC from rescanning it. During the replay the
+        # engine only makes acyclic objects (orders, fills, audit rows), which reference
+        # counting frees, while the GC would rescan the growing audit trail again and again
+        # (≈10% of a long replay): it is paused until the replay ends.
         gc.freeze()
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._replay(feed)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _replay(self, feed: BarReplay) -> None:
+        """Run the event loop of :meth:`_run_bars`."""
         ids = feed.instrument_ids
         close_pos = feed.close_positions.tolist()
         close_key = feed.close_key.tolist()
@@ -1283,9 +1296,11 @@ class Engine:
                 continue
             pre = runner.signals.get(key) if runner.plain else None
             if pre is not None:
-                weight = pre[row]  # Strategy.on_bar inlined: act only on a change
-                if weight != weight or weight == runner.ctx.applied_weight(iid):
-                    continue
+                # Strategy.on_bar inlined: act only on a change, straight to target_weight
+                weight = pre[row]
+                if weight == weight and weight != runner.ctx.applied_weight(iid):
+                    self._call(runner, Context.target_weight, weight, iid)
+                continue
             if bar is None:
                 o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
                 start = _dt(sub.starts[row])  # type: ignore[index]
