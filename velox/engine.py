@@ -1406,7 +1406,12 @@ class _Forward:
                 self.watched.append((sub, feed.close_keys[n_key], rows))
         self.single = len(self.ids) == 1
         self.single_key = len(feed.close_keys) == 1
-        # the loss guards' trip points, computed as RiskEngine.on_equity computes them
+        # objects that live as long as the engine, and the loss guards' trip points, computed
+        # as RiskEngine.on_equity computes them
+        self.account = engine.oms.account
+        self.risk_state = engine.risk.state
+        self.watch = engine._watch_equity
+        self.advance = feed.clock.advance_to
         limits = engine.risk.limits
         loss, dd = limits.daily_loss_limit, limits.max_drawdown
         self.thr_loss = -math.inf if loss is None else -loss + 1e-9 * loss
@@ -1439,33 +1444,36 @@ class _Forward:
         """Replay events ``k`` … up to where Python must act; return (next event, next close)."""
         engine = self.engine
         mtm = engine._mtm
-        if len(mtm) > 1:
-            return k, cp
         if k >= self.day_end:
             d = bisect_right(self.day_starts, k)
             self.day_end = self.day_starts[d] if d < len(self.day_starts) else self.n
         if engine._next_timer != self.timer_ns:
             self.timer_ns = engine._next_timer
             self.timer_pos = int(np.searchsorted(self.a_ts, self.timer_ns, side="left"))
-        stop = min(self._reaction(k), self.day_end, self.timer_pos)
+        stop = self._reaction(k)
+        if self.day_end < stop:
+            stop = self.day_end
+        if self.timer_pos < stop:
+            stop = self.timer_pos
         if stop <= k:
             return k, cp
-        held_id = next(iter(mtm), None)
-        held, qty, basis = -1, 0.0, 0.0
-        if held_id is not None:
-            held = self.index_of.get(held_id, -2)
-            q, basis = mtm[held_id]
-            qty = float(q)
-        acct = engine.oms.account
+        if mtm:
+            if len(mtm) > 1:
+                return k, cp
+            ((held_id, (q, basis)),) = mtm.items()
+            held, qty = self.index_of.get(held_id, -2), float(q)
+        else:
+            held_id, held, qty, basis = None, -1, 0.0, 0.0
+        acct = self.account
         r0, u0, c0 = engine._base
         realised, charges = acct.realised - r0, acct.charges - c0
-        e0 = engine.initial_cash + acct.realised - acct.charges
-        risk = engine.risk
+        state = self.risk_state
         j, cp_end, n_out, u, lo, hi, i_max, u_max, i_last, u_last = self.kernel(
             self.a_price, self.a_ts, self.a_symbol, self.a_close_pos, self.close_live, k, stop, cp,
-            held, qty, basis, engine._unrealised, e0, realised, charges, u0,
-            engine._watch_equity, engine._risk_lo, engine._risk_hi, risk.state.peak_equity,
-            self.thr_loss, self.thr_dd, risk.killed, self.out_ns, self.out_val,
+            held, qty, basis, engine._unrealised,
+            engine.initial_cash + acct.realised - acct.charges, realised, charges, u0,
+            self.watch, engine._risk_lo, engine._risk_hi, state.peak_equity,
+            self.thr_loss, self.thr_dd, state.killed, self.out_ns, self.out_val,
         )  # fmt: skip
         if j == k:
             return k, cp
@@ -1487,22 +1495,30 @@ class _Forward:
                     if sub is not None:
                         sub.count += count
         ts, price = self.ts, self.price
-        for m, iid in enumerate(self.ids):
-            t = j - 1 if self.single else self.feed.last_tick_before(m, j)
-            if t >= k:
-                p = price(t)
-                engine._unseen[iid] = (ts(t), p, self.volume(t))
-                engine._last[iid] = p
+        last_ns = ts(j - 1)
+        if self.single:
+            p = price(j - 1)
+            iid = self.ids[0]
+            engine._unseen[iid] = (last_ns, p, self.volume(j - 1))
+            engine._last[iid] = p
+        else:
+            for m, iid in enumerate(self.ids):
+                t = self.feed.last_tick_before(m, j)
+                if t >= k:
+                    p = price(t)
+                    engine._unseen[iid] = (ts(t), p, self.volume(t))
+                    engine._last[iid] = p
         if held >= 0:
-            engine._upnl[held_id] = u  # type: ignore[index]
-            engine._unrealised = sum(engine._upnl.values(), 0.0)
+            upnl = engine._upnl
+            upnl[held_id] = u  # type: ignore[index]
+            engine._unrealised = sum(upnl.values(), 0.0)
         engine._risk_lo, engine._risk_hi = lo, hi
         if i_last >= 0:
+            risk = engine.risk
             if i_max != i_last:
                 risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
             risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
-        last_ns = ts(j - 1)
-        self.feed.clock.advance_to(last_ns)
+        self.advance(last_ns)
         engine._now_ns = last_ns
         return j, cp_end
 
