@@ -6,17 +6,23 @@ tick → order latency of the engine thread.
    since 2012). Velox runs the full engine: ``BarReplay`` (four synthetic ticks per bar), the
    OMS with an in-memory audit log, the risk engine (default pre-trade limits plus a daily loss
    limit, so every mark-to-market is watched) and the ``SimBroker`` (zero charges, like the
-   others' ``commission=0``). Two strategies: the vectorisable ``strategies/sma_cross.py``
-   (signals computed once, proved causal by the look-ahead check; orders event by event) and an
-   event-driven twin using streaming SMAs in ``on_bar``. backtesting.py runs the same crossover
+   others' ``commission=0``). Three strategies, which must make the same trades: the
+   vectorisable ``strategies/sma_cross.py`` (signals computed once, proved causal by the
+   look-ahead check; orders event by event), and two event-driven twins deciding in ``on_bar``
+   bar by bar: one with ``velox.indicators.streaming.SMA`` objects, one with plain-Python
+   rolling means doing the same floating-point operations (the difference between the two is
+   the indicator objects' per-call cost, not the engine's). backtesting.py runs the same crossover
    (buy at the next open on a cross up, close at the next open on a cross down) on all bars;
    backtrader on ``--bt-bars`` (default 100,000) and its time is extrapolated linearly to
    ``--bars`` (said so in the output). Trades are compared by entry time with backtesting.py.
 2. **Tick → order latency.** The engine's live loop (``Engine.run`` on a tick feed with a
    thread) with a strategy that sends a market order on every tick; latency is from the moment
    the feed thread puts the tick on the engine queue to the moment the order is handed to the
-   broker's ``place_order``. In-memory audit log (the store-backed one adds a PostgreSQL commit
-   per transition, reported separately with ``--store``).
+   broker's ``place_order``. Each tick also books the previous tick's order's fill before the
+   strategy sees it (the worst case); a second run orders on every other tick, so the fill
+   lands on the tick in between. Warmed up, ``gc.freeze()``-d, many samples. In-memory audit
+   log (the store-backed one adds a PostgreSQL commit per transition, reported separately with
+   ``--store``).
 
 Run: ``python bench/engine.py [--bars 1000000] [--bt-bars 100000] [--ticks 20000] [--store]``.
 """
@@ -24,11 +30,15 @@ Run: ``python bench/engine.py [--bars 1000000] [--bt-bars 100000] [--ticks 20000
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import math
+import os
 import statistics
 import threading
 import time
 import warnings
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +89,36 @@ class StreamingSmaCross(Strategy):
         if above != self.above:
             self.above = above
             ctx.target_weight(self.weight if above else 0.0)
+
+
+class RollingMean:
+    """A streaming simple moving average in plain Python, with the same floating-point
+    operations as ``velox.indicators.sma`` (TA-Lib's running sum of the last ``n - 1`` inputs),
+    so it gives bit-identical values."""
+
+    __slots__ = ("n", "window", "acc")
+
+    def __init__(self, n: int) -> None:
+        self.n, self.window, self.acc = n, deque(maxlen=n), 0.0
+
+    def update(self, x: float) -> float:
+        total = self.acc + x
+        window = self.window
+        window.append(x)
+        if len(window) < self.n:
+            self.acc = total
+            return math.nan
+        if self.n > 1:
+            self.acc = total - window[0]
+        return total / self.n
+
+
+class PlainSmaCross(StreamingSmaCross):
+    """The event-driven twin with plain-Python rolling means instead of indicator objects."""
+
+    def on_start(self, ctx: Context) -> None:
+        self.f, self.s = RollingMean(self.fast), RollingMean(self.slow)  # type: ignore[assignment]
+        self.above = None
 
 
 def make_bars(n: int, seed: int = 1) -> pd.DataFrame:
@@ -207,21 +247,27 @@ class _TimedSim(SimBroker):
         return super().place_order(order)
 
 
-def run_latency(n: int, audit: object = None) -> list[float]:
-    """Return per-order latencies (µs) from tick enqueue to ``place_order``."""
+def run_latency(n: int, audit: object = None, every: int = 1) -> list[float]:
+    """Return per-order latencies (µs) from tick enqueue to ``place_order``.
+
+    The strategy orders on every ``every``-th tick (alternately buying and selling one share),
+    so with ``every=1`` each tick first books the fill of the previous tick's order.
+    """
     from datetime import datetime, timedelta
 
     from velox.calendar import IST
-
-    current: list[int] = []
 
     class EveryTick(Strategy):
         instruments = ("NSE:BENCH",)
         timeframe = "1m"
 
+        def on_start(self, ctx: Context) -> None:
+            self.seen = 0
+
         def on_tick(self, ctx: Context, bar: Bar) -> None:
-            current.append(id(bar))
-            ctx.buy(1) if ctx.position() <= 0 else ctx.sell(1)
+            self.seen += 1
+            if self.seen % every == 0:
+                ctx.buy(1) if ctx.position() <= 0 else ctx.sell(1)
 
     start = datetime(2024, 4, 1, 9, 30, tzinfo=IST)
     ticks = [
@@ -242,10 +288,23 @@ def run_latency(n: int, audit: object = None) -> list[float]:
         reconcile_every=None,
     )
     engine.run()
-    sent = [stamps[id(t)] for t in ticks]
-    # one order per tick, in order: the k-th placement answers the k-th tick
+    # one order per ``every`` ticks, in order: the k-th placement answers tick k·every − 1
+    sent = [stamps[id(t)] for t in ticks[every - 1 :: every]]
     k = min(len(sent), len(sim.placed))
     return [(sim.placed[i] - sent[i]) / 1000 for i in range(k)]
+
+
+def latency_line(label: str, n: int, audit: object = None, every: int = 1) -> str:
+    """Return one latency report line after a warm-up run, with the GC's old objects frozen."""
+    run_latency(min(n, 1000), audit, every)  # warm-up: code paths, caches, allocator
+    gc.collect()
+    gc.freeze()
+    lat = run_latency(n, audit, every)
+    q = statistics.quantiles(lat, n=1000)
+    return (
+        f"tick → order ({label}), {len(lat):,} orders: p50 {q[499]:.0f} µs  p90 {q[899]:.0f} µs"
+        f"  p99 {q[989]:.0f} µs  p99.9 {q[998]:.0f} µs  max {max(lat):.0f} µs"
+    )
 
 
 def main() -> None:
@@ -256,6 +315,7 @@ def main() -> None:
     parser.add_argument("--store", action="store_true", help="also time the store audit log")
     parser.add_argument("--skip-backtrader", action="store_true")
     args = parser.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar, off
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("velox").setLevel(logging.ERROR)
 
@@ -265,14 +325,16 @@ def main() -> None:
     t_vec, vec_entries = run_velox(bars, SmaCross(instruments=("NSE:BENCH",), timeframe="1m"))
     print(f"velox replay, vectorisable SmaCross : {t_vec:8.2f} s  {len(vec_entries):,} trades")
     t_ev, ev_entries = run_velox(bars, StreamingSmaCross())
-    print(f"velox replay, streaming on_bar SMA  : {t_ev:8.2f} s  {len(ev_entries):,} trades")
+    print(f"velox replay, on_bar streaming SMA  : {t_ev:8.2f} s  {len(ev_entries):,} trades")
+    t_py, py_entries = run_velox(bars, PlainSmaCross())
+    print(f"velox replay, on_bar plain rolling  : {t_py:8.2f} s  {len(py_entries):,} trades")
     t_bt, bt_entries = run_backtesting(bars)
     print(f"backtesting.py                       : {t_bt:8.2f} s  {len(bt_entries):,} trades")
     common = set(vec_entries) & set(bt_entries)
     print(
-        f"same trades: velox vectorised == streaming entries: {vec_entries == ev_entries}; "
-        f"vs backtesting.py {len(common):,} common entries of {len(vec_entries):,} / "
-        f"{len(bt_entries):,}"
+        "same trades: velox vectorised == on_bar streaming == on_bar plain entries: "
+        f"{vec_entries == ev_entries == py_entries}; vs backtesting.py {len(common):,} common "
+        f"entries of {len(vec_entries):,} / {len(bt_entries):,}"
     )
     if not args.skip_backtrader:
         sub = bars.iloc[: args.bt_bars]
@@ -283,25 +345,19 @@ def main() -> None:
             f"backtrader ({len(sub):,} bars)          : {t_trader:8.2f} s → {est:.1f} s "
             f"extrapolated ×{scale:g} to {len(bars):,} bars"
         )
-        print(f"ratio backtrader / velox vectorised  : {est / t_vec:8.1f}×")
-        print(f"ratio backtrader / velox streaming   : {est / t_ev:8.1f}×")
-    print(f"ratio backtesting.py / velox vectorised: {t_bt / t_vec:6.2f}×")
-    print(f"ratio backtesting.py / velox streaming : {t_bt / t_ev:6.2f}×")
+        for label, t in (("vectorised", t_vec), ("on_bar streaming", t_ev), ("on_bar plain", t_py)):
+            print(f"ratio backtrader / velox {label:17s}: {est / t:6.1f}×")
+    for label, t in (("vectorised", t_vec), ("on_bar streaming", t_ev), ("on_bar plain", t_py)):
+        print(f"ratio backtesting.py / velox {label:17s}: {t_bt / t:5.2f}×")
 
-    lat = run_latency(args.ticks)
-    q = statistics.quantiles(lat, n=100)
-    print(
-        f"tick → order (memory audit), {len(lat):,} orders: p50 {q[49]:.0f} µs  p99 {q[98]:.0f} µs"
-    )
+    print(latency_line("memory audit, order every tick", args.ticks))
+    print(latency_line("memory audit, order every 2nd tick", args.ticks, every=2))
     if args.store:
         from velox.oms import StoreAuditLog
         from velox.store import open_store
 
-        lat = run_latency(min(args.ticks, 3000), StoreAuditLog(open_store(), "paper"))
-        q = statistics.quantiles(lat, n=100)
         print(
-            f"tick → order (store audit), {len(lat):,} orders: p50 {q[49]:.0f} µs  "
-            f"p99 {q[98]:.0f} µs"
+            latency_line("store audit", min(args.ticks, 3000), StoreAuditLog(open_store(), "paper"))
         )
 
 
