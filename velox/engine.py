@@ -1152,6 +1152,9 @@ class Engine:
     def _run_ticks(self) -> None:
         from velox.feeds import CandleAggregator
 
+        # What exists now (instrument master, strategies, indicators' history) lives for the
+        # whole session: frozen, the cyclic GC does not rescan it between ticks (latency tail).
+        gc.freeze()
         tfs = sorted({tf for _, tf in self._subs}, key=list(_TF_ORDER).index) or ["1m"]
         self._aggregator = CandleAggregator(
             tfs, emit_forming=any(r.wants_ticks for r in self._runners)
