@@ -1465,6 +1465,11 @@ class _Forward:
                 return k, cp
             ((held_id, (q, basis)),) = mtm.items()
             held, qty = self.index_of.get(held_id, -2), float(q)
+        elif cp >= len(self.close_pos) or self.close_pos[cp] >= stop:
+            # flat and no bar closes on the way (an on_bar strategy between two bars): the
+            # ticks only move the last prices and the clock, no P&L changes, nothing to sample
+            self._settle(k, stop)
+            return stop, cp
         else:
             held_id, held, qty, basis = None, -1, 0.0, 0.0
         acct = self.account
@@ -1497,6 +1502,23 @@ class _Forward:
                 for sub, count in zip(self.subs, counts.tolist(), strict=True):
                     if sub is not None:
                         sub.count += count
+        if held >= 0:
+            upnl = engine._upnl
+            upnl[held_id] = u  # type: ignore[index]
+            engine._unrealised = sum(upnl.values(), 0.0)
+        engine._risk_lo, engine._risk_hi = lo, hi
+        if i_last >= 0:
+            risk, ts = engine.risk, self.ts
+            if i_max != i_last:
+                risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
+            risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
+        self._settle(k, j)
+        return j, cp_end
+
+    def _settle(self, k: int, j: int) -> None:
+        """Leave the engine as ticks ``k`` … ``j - 1`` would: each instrument's last price and
+        pending catch-up tick, the clock and the engine time at the last one."""
+        engine = self.engine
         ts, price = self.ts, self.price
         last_ns = ts(j - 1)
         if self.single:
@@ -1511,19 +1533,8 @@ class _Forward:
                     p = price(t)
                     engine._unseen[iid] = (ts(t), p, self.volume(t))
                     engine._last[iid] = p
-        if held >= 0:
-            upnl = engine._upnl
-            upnl[held_id] = u  # type: ignore[index]
-            engine._unrealised = sum(upnl.values(), 0.0)
-        engine._risk_lo, engine._risk_hi = lo, hi
-        if i_last >= 0:
-            risk = engine.risk
-            if i_max != i_last:
-                risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
-            risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
         self.advance(last_ns)
         engine._now_ns = last_ns
-        return j, cp_end
 
 
 class _View:

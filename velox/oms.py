@@ -115,18 +115,24 @@ class MemoryAuditLog:
 
     def __init__(self, mode: str = "replay") -> None:
         self.mode = mode
-        self.rows: list[AuditEvent] = []
+        self._appended: list[tuple[str, datetime, str, dict[str, object]]] = []
+        self._rows: list[AuditEvent] = []
+
+    @property
+    def rows(self) -> list[AuditEvent]:
+        """Return every event, in append order.
+
+        Appends keep plain tuples and the :class:`AuditEvent` objects are built when the rows
+        are first read: a replay appends six rows per order and usually reads none of them.
+        """
+        appended, rows = self._appended, self._rows
+        if len(rows) < len(appended):
+            rows.extend(AuditEvent(*row) for row in appended[len(rows) :])
+        return rows
 
     def append(self, client_id: str, ts: datetime, status: str, payload: dict[str, object]) -> None:
         """Append one event."""
-        # AuditEvent(...) without the frozen dataclass's per-field __setattr__ round trips:
-        # a replay appends several rows per order.
-        row = _new_event(AuditEvent)
-        _set(row, "client_id", client_id)
-        _set(row, "ts", ts)
-        _set(row, "status", status)
-        _set(row, "payload", payload)
-        self.rows.append(row)
+        self._appended.append((client_id, ts, status, payload))
 
     def events(self, prefix: str) -> list[AuditEvent]:
         """Return the events whose client id starts with ``prefix``."""
@@ -511,7 +517,6 @@ class OMS:
 
 
 _new_order = Order.__new__
-_new_event = AuditEvent.__new__
 _set = object.__setattr__
 
 
