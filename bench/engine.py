@@ -331,10 +331,12 @@ def main() -> None:
     t_bt, bt_entries = run_backtesting(bars)
     print(f"backtesting.py                       : {t_bt:8.2f} s  {len(bt_entries):,} trades")
     common = set(vec_entries) & set(bt_entries)
+    twins = set(vec_entries) & set(ev_entries)
     print(
-        "same trades: velox vectorised == on_bar streaming == on_bar plain entries: "
-        f"{vec_entries == ev_entries == py_entries}; vs backtesting.py {len(common):,} common "
-        f"entries of {len(vec_entries):,} / {len(bt_entries):,}"
+        f"same trades: on_bar streaming == on_bar plain entries: {ev_entries == py_entries}; "
+        f"vectorised vs on_bar {len(twins):,} common entries of {len(vec_entries):,} / "
+        f"{len(ev_entries):,}; vectorised vs backtesting.py {len(common):,} common entries of "
+        f"{len(vec_entries):,} / {len(bt_entries):,}"
     )
     if not args.skip_backtrader:
         sub = bars.iloc[: args.bt_bars]
