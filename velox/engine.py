@@ -382,8 +382,9 @@ class Engine:
     restore
         Rebuild orders, fills and positions from the audit log before starting (restart).
     fast_forward
-        In a bar replay, replay stretches that nothing reacts to in one compiled call (the
-        default). The result is the same event for event; turn it off only to check that.
+        In a bar replay, replay stretches that nothing reacts to in one compiled call. The
+        result is the same event for event. ``None`` (default): only for replays of at least
+        100,000 ticks, where it pays for loading the compiled kernel (≈ 0.3 s per process).
     """
 
     def __init__(
@@ -402,7 +403,7 @@ class Engine:
         commands: CommandSource | None = None,
         flatten_on_error: bool = False,
         restore: bool = False,
-        fast_forward: bool = True,
+        fast_forward: bool | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
@@ -1234,7 +1235,8 @@ class Engine:
         close_event = self._close_event
         columns = (feed.ts_ns, feed.symbol, feed.price, feed.volume)
         forward = None
-        if self._fast and not tick_subs:
+        fast = self._fast if self._fast is not None else len(feed) >= _FAST_MIN_TICKS
+        if fast and not tick_subs:
             forward = _Forward(self, feed, subs, close_pos)
             # Most ticks never reach Python then: read single values from the arrays (the
             # lists of four million ticks would cost more to build than all reads together).
@@ -1353,6 +1355,7 @@ class Engine:
 _TF_ORDER = ("1m", "3m", "5m", "10m", "15m", "30m", "1h", "1d")
 _WAKE = object()  # wakes the threaded loop when a postback arrives
 _NEVER = 2**62
+_FAST_MIN_TICKS = 100_000  # replays shorter than this skip the compiled fast-forward
 _POLL_NS = 50_000_000  # look for operator commands at least every 50 ms of engine time
 
 
