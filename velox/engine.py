@@ -981,6 +981,8 @@ class Engine:
                 if frame is not None:
                     sub.frame = frame
                     sub.starts = _index_ns(frame).tolist()
+                    if all(r.plain and key in r.arrays and not r.wants_ticks for r in sub.runners):
+                        continue  # only precomputed signals: no Bar is ever built for this key
                     vol = frame["volume"] if "volume" in frame else np.zeros(len(frame))
                     sub.ohlcv = tuple(
                         np.asarray(col, dtype=np.float64).tolist()
@@ -1153,9 +1155,6 @@ class Engine:
     def _run_ticks(self) -> None:
         from velox.feeds import CandleAggregator
 
-        # What exists now (instrument master, strategies, indicators' history) lives for the
-        # whole session: frozen, the cyclic GC does not rescan it between ticks (latency tail).
-        gc.freeze()
         tfs = sorted({tf for _, tf in self._subs}, key=list(_TF_ORDER).index) or ["1m"]
         self._aggregator = CandleAggregator(
             tfs, emit_forming=any(r.wants_ticks for r in self._runners)
@@ -1208,12 +1207,12 @@ class Engine:
         which Python must act again: a close that reacts, a new day, a timer, or a tick whose
         P&L report trips a loss guard. The result is the same, event for event.
         """
-        # Everything built so far (the replay's columns, the instrument master) lives for the
-        # whole run: freezing it spares the cyclic GC from rescanning it. During the replay the
-        # engine only makes acyclic objects (orders, fills, audit rows), which reference
-        # counting frees, while the GC would rescan the growing audit trail again and again
-        # (≈10% of a long replay): it is paused until the replay ends.
-        gc.freeze()
+        # During the replay the engine only makes acyclic objects (orders, fills, audit rows),
+        # which reference counting frees, while the cyclic GC would rescan the replay's columns
+        # and the growing audit trail again and again (≈10% of a long replay): it is paused
+        # until the replay ends. (Not gc.freeze(): frozen objects are never collected, and the
+        # engine, its strategies' contexts and the broker form reference cycles, so a frozen
+        # engine would outlive its last reference.)
         was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -1396,7 +1395,7 @@ class _Forward:
         self.volume = feed.volume.item
         self.close_pos = close_pos
         self.n = len(feed)
-        self.close_live = np.array([subs[key] is not None for key in self.close_key.tolist()])
+        self.close_live = np.array([sub is not None for sub in subs], dtype=bool)[self.close_key]
         self.subs = subs
         self.out_ns, self.out_val = _kernels.empty_samples(len(close_pos))
         day = (feed.ts_ns + IST_OFFSET_NS) // _DAY_NS
