@@ -262,3 +262,20 @@ def test_cli_live_refuses_without_confirmation_and_is_not_wired() -> None:
         _cli(), ["live", "strategies/sma_cross.py", "--broker", "kite", "--confirm-live"]
     )
     assert out.exit_code == 1 and "not wired yet" in out.output
+
+
+def test_a_finished_replay_is_freed_when_dropped(
+    reliance_1d: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    import gc
+    import weakref
+
+    for fast in (False, True):  # the Python path and the compiled fast-forward
+        engine, sim = _engine([SmaCross(fast=5, slow=20)], {("NSE:RELIANCE", "1d"): reliance_1d},
+                              master, fast_forward=fast)  # fmt: skip
+        engine.run()
+        ref = weakref.ref(engine)
+        del engine, sim
+        gc.collect()
+        assert ref() is None, "the engine (a reference cycle with its contexts) must be collectable"
+        assert gc.isenabled()
