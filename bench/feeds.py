@@ -1,7 +1,8 @@
 """Benchmark tick → candle aggregation: Velox's array and per-tick paths vs a pandas resample.
 
 Workload: 100 instruments × 3 timeframes (1m, 5m, 15m) on replayed ticks. The ticks come from
-real NIFTY 1-minute bars (``/work/shared/data/market``) replayed through ``BarReplayFeed``
+real NIFTY 1-minute bars
+(the shared market data, ``velox.testing.shared_market_data``) replayed through ``BarReplayFeed``
 (four synthetic ticks per bar, cumulative day volume); instrument k replays the same sessions
 with prices scaled by ``1 + k/100`` so every instrument has real intraday shapes. The feed merges
 all instruments in time order, as a replay of many symbols delivers them.
@@ -29,9 +30,12 @@ import numpy as np
 import pandas as pd
 
 from velox.feeds import BarReplayFeed, CandleAggregator, TickArrays, aggregate_ticks, from_ns
+from velox.testing import shared_market_data
 from velox.types import Tick
 
-NIFTY = "/work/shared/data/market/intraday_1min_nifty_banknifty_2021_2022/clean/NIFTY_1min.csv.gz"
+NIFTY = (
+    shared_market_data() / "intraday_1min_nifty_banknifty_2021_2022" / "clean" / "NIFTY_1min.csv.gz"
+)
 TIMEFRAMES = ["1m", "5m", "15m"]
 PANDAS_FREQ = {"1m": "1min", "5m": "5min", "15m": "15min"}
 

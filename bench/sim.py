@@ -1,6 +1,7 @@
 """Benchmark the simulated broker: orders matched per second against a real-price tick stream.
 
-Prices are real NIFTY 1-minute bars (``/work/shared/data/market``), traded as an equity-like
+Prices are real NIFTY 1-minute bars
+(the shared market data, ``velox.testing.shared_market_data``), traded as an equity-like
 instrument (lot 1, tick ₹0.05) so every order size is valid. Measured in the same run:
 
 1. **market, one per bar** — each bar is one tick (its open); after every tick the strategy
@@ -36,9 +37,12 @@ import pandas as pd
 
 from velox.brokers.sim import SimBroker, SimConfig
 from velox.costs import TickSlippage
+from velox.testing import shared_market_data
 from velox.types import Fill, Instrument, InstrumentKind, Order, OrderType, Product, Side, Tick
 
-NIFTY = "/work/shared/data/market/intraday_1min_nifty_banknifty_2021_2022/clean/NIFTY_1min.csv.gz"
+NIFTY = (
+    shared_market_data() / "intraday_1min_nifty_banknifty_2021_2022" / "clean" / "NIFTY_1min.csv.gz"
+)
 PROXY = Instrument("NSE:NIFTYPROXY", "NSE", "NIFTYPROXY", InstrumentKind.EQ, tick_size=0.05)
 # No square-off inside the session so the alternating MIS flow runs all day, as backtesting.py's.
 CONFIG = SimConfig(square_off_time=clock_time(15, 30))

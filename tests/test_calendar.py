@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -15,8 +14,9 @@ import pytest
 
 from velox import calendar as cal
 from velox.errors import DataError, ValidationError
+from velox.testing import market_file, shared_market_data
 
-MARKET = Path(os.environ.get("VELOX_SHARED_MARKET", "/work/shared/data/market"))
+MARKET = shared_market_data()
 IST = "Asia/Kolkata"
 
 
@@ -25,11 +25,7 @@ def ist(text: str) -> pd.Timestamp:
 
 
 def _need(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"real market data {path} is missing (set VELOX_SHARED_MARKET)")
-        pytest.skip(f"real market data {path} not available")
-    return path
+    return market_file(str(path.relative_to(MARKET)))
 
 
 def _dates(frame: pd.DataFrame) -> set[date]:

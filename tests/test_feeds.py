@@ -10,7 +10,6 @@ import math
 import time
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,11 +31,10 @@ from velox.feeds import (
     to_ns,
 )
 from velox.feeds.aggregate import _bucket_start
+from velox.testing import market_file
 from velox.types import Bar, Tick
 
-NIFTY = Path(
-    "/work/shared/data/market/intraday_1min_nifty_banknifty_2021_2022/clean/NIFTY_1min.csv.gz"
-)
+NIFTY_1M = ("intraday_1min_nifty_banknifty_2021_2022", "clean", "NIFTY_1min.csv.gz")
 OHLCV = ["open", "high", "low", "close", "volume"]
 
 
@@ -63,7 +61,7 @@ def nifty_bars() -> pd.DataFrame:
     volume; a deterministic volume derived from each bar's range is attached so the volume
     arithmetic is exercised on real bar shapes.
     """
-    raw = pd.read_csv(NIFTY)
+    raw = pd.read_csv(market_file(*NIFTY_1M))
     idx = pd.DatetimeIndex(pd.to_datetime(raw["timestamp"])).tz_convert("Asia/Kolkata")
     bars = raw[OHLCV].set_axis(idx - pd.Timedelta(minutes=1))
     minutes = bars.index.hour * 60 + bars.index.minute

@@ -6,7 +6,6 @@ import csv
 import gzip
 import io
 import json
-import os
 from datetime import date
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import pytest
 
 import velox.instruments as vi
 from velox.errors import DataError, UnknownInstrument
+from velox.testing import market_file, shared_market_data
 from velox.types import InstrumentKind
 
-MARKET = Path(os.environ.get("VELOX_SHARED_MARKET", "/work/shared/data/market"))
+MARKET = shared_market_data()
 KITE_RAW = MARKET / "instruments_zerodha_kite" / "raw" / "nikhil-chhabra_instruments_2024-04.csv.gz"
 ANGEL_TOKENS = (
     MARKET
@@ -32,11 +32,7 @@ KITE_HEADER = (
 
 
 def _need(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"real market data {path} is missing (set VELOX_SHARED_MARKET)")
-        pytest.skip(f"real market data {path} not available")
-    return path
+    return market_file(str(path.relative_to(MARKET)))
 
 
 def _angel_row(**fields: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ import gzip
 import pickle
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from velox.brokers.sim import SimBroker, SimConfig
 from velox.calendar import IST, is_open
 from velox.costs import DEFAULT_SCHEDULE, ChargeBreakdown, CostModel, TickSlippage, trade_charges
 from velox.errors import ConfigError, OrderRejected
+from velox.testing import market_file
 from velox.types import (
     Fill,
     Instrument,
@@ -928,7 +928,7 @@ def test_pickled_simulator_with_a_custom_schedule_resumes_identically() -> None:
 
 # ---------------------------------------------------------------- ledger over real prices
 
-_MARKET = Path("/work/shared/data/market/intraday_1min_nifty_banknifty_2021_2022/clean")
+_MARKET = ("intraday_1min_nifty_banknifty_2021_2022", "clean")
 
 
 def _session_ticks(symbol: str, days: int) -> list[tuple[datetime, float]]:
@@ -939,7 +939,7 @@ def _session_ticks(symbol: str, days: int) -> list[tuple[datetime, float]]:
     """
     out: list[tuple[datetime, float]] = []
     seen: list[str] = []
-    with gzip.open(_MARKET / f"{symbol}_1min.csv.gz", "rt") as fh:
+    with gzip.open(market_file(*_MARKET, f"{symbol}_1min.csv.gz"), "rt") as fh:
         next(fh)
         for line in fh:
             stamp, o, h, l, c, _ = line.rstrip().split(",")  # noqa: E741

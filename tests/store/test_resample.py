@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,24 +9,19 @@ import pytest
 from velox.calendar import bucket_start
 from velox.errors import ValidationError
 from velox.store import Store
+from velox.testing import market_file
 
 pytestmark = pytest.mark.postgres
 
-NIFTY_1M = Path(
-    "/work/shared/data/market/intraday_1min_nifty_banknifty_2021_2022/clean/NIFTY_1min.csv.gz"
-)
 IST = "Asia/Kolkata"
 
 
 @pytest.fixture(scope="module")
 def nifty_1m() -> pd.DataFrame:
     """Return Jan–Mar 2021 NIFTY regular-session 1-minute bars, labelled by bar START."""
-    if not NIFTY_1M.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{NIFTY_1M} is required under CI=true")
-        pytest.skip(f"{NIFTY_1M} not present")
+    path = market_file("intraday_1min_nifty_banknifty_2021_2022", "clean", "NIFTY_1min.csv.gz")
     # The file is chronological; 30k rows cover Jan–Mar 2021 (~60 sessions × 376 rows).
-    raw = pd.read_csv(NIFTY_1M, parse_dates=["timestamp"], index_col="timestamp", nrows=30_000)
+    raw = pd.read_csv(path, parse_dates=["timestamp"], index_col="timestamp", nrows=30_000)
     raw.index = pd.DatetimeIndex(raw.index).tz_convert(IST).as_unit("ns")
     bars = raw.loc["2021-01-01":"2021-03-31"].astype("float64")
     bars.index = bars.index - pd.Timedelta(minutes=1)  # the file labels bars by their END
