@@ -191,15 +191,20 @@ def replay(
 # an ordinary tick feed: no `if paper:` anywhere.
 
 
-def order_to_dict(order: Order) -> dict[str, object]:
-    """Return an order as JSON-ready values (enums by value, time in ISO 8601)."""
+def _record_to_dict(record: Order | Fill | Position) -> dict[str, object]:
+    """Return a slotted record's fields as JSON-ready values (enums by value, ISO 8601 times)."""
     out: dict[str, object] = {}
-    for name in Order.__slots__:
-        value = getattr(order, name)
+    for name in type(record).__slots__:
+        value = getattr(record, name)
         out[name] = (
             value.isoformat() if isinstance(value, datetime) else getattr(value, "value", value)
         )
     return out
+
+
+def order_to_dict(order: Order) -> dict[str, object]:
+    """Return an order as JSON-ready values (enums by value, time in ISO 8601)."""
+    return _record_to_dict(order)
 
 
 def order_from_dict(data: Mapping[str, object]) -> Order:
@@ -212,13 +217,7 @@ def order_from_dict(data: Mapping[str, object]) -> Order:
 
 def fill_to_dict(fill: Fill) -> dict[str, object]:
     """Return a fill as JSON-ready values."""
-    out: dict[str, object] = {}
-    for name in Fill.__slots__:
-        value = getattr(fill, name)
-        out[name] = (
-            value.isoformat() if isinstance(value, datetime) else getattr(value, "value", value)
-        )
-    return out
+    return _record_to_dict(fill)
 
 
 def fill_from_dict(data: Mapping[str, object]) -> Fill:
@@ -226,13 +225,6 @@ def fill_from_dict(data: Mapping[str, object]) -> Fill:
     fields = dict(data)
     fields["ts"] = datetime.fromisoformat(str(fields["ts"]))
     return Fill(**fields)  # type: ignore[arg-type]
-
-
-def _position_to_dict(pos: Position) -> dict[str, object]:
-    return {
-        name: getattr(getattr(pos, name), "value", getattr(pos, name))
-        for name in Position.__slots__
-    }
 
 
 class SimServer:
@@ -389,7 +381,7 @@ class SimServer:
             elif op == "orders":
                 reply["result"] = [order_to_dict(o) for o in sim.orders()]  # type: ignore[attr-defined]
             elif op in ("positions", "holdings"):
-                reply["result"] = [_position_to_dict(p) for p in getattr(sim, op)()]
+                reply["result"] = [_record_to_dict(p) for p in getattr(sim, op)()]
             elif op == "fills":
                 reply["result"] = [fill_to_dict(f) for f in sim.fills()]  # type: ignore[attr-defined]
             elif op == "funds":
@@ -415,8 +407,8 @@ class SimServer:
         state = {
             "orders": [order_to_dict(o) for o in sim.orders()],  # type: ignore[attr-defined]
             "fills": [fill_to_dict(f) for f in sim.fills()],  # type: ignore[attr-defined]
-            "positions": [_position_to_dict(p) for p in sim.positions()],  # type: ignore[attr-defined]
-            "holdings": [_position_to_dict(p) for p in sim.holdings()],  # type: ignore[attr-defined]
+            "positions": [_record_to_dict(p) for p in sim.positions()],  # type: ignore[attr-defined]
+            "holdings": [_record_to_dict(p) for p in sim.holdings()],  # type: ignore[attr-defined]
         }
         tmp = Path(str(self.dump_path) + ".tmp")
         tmp.write_text(_json.dumps(state))
