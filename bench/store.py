@@ -111,17 +111,28 @@ def main() -> None:
         copy_seconds = time.perf_counter() - start
         copy_rate = rows / copy_seconds
 
+        # The alternative a user would write against the same table: look the series id up
+        # (here: create it) once, then one pipelined executemany with the same upsert.
         subset = frames[SYMBOLS[0]].iloc[:EXECUTEMANY_ROWS]
-        params = [
-            ("NSE:EXECMANY", "1m", ts.to_pydatetime(), *map(float, values))
-            for ts, values in zip(subset.index, subset.to_numpy(), strict=True)
-        ]
         with store.connect() as conn, conn.cursor() as cur:
+            many_series, execute_series = (
+                cur.execute(
+                    "INSERT INTO bar_series (instrument_id, timeframe) VALUES (%s, '1m')"
+                    " RETURNING id",
+                    (name,),
+                ).fetchone()[0]
+                for name in ("NSE:EXECMANY", "NSE:EXECUTE")
+            )
+            conn.commit()
+            params = [
+                (many_series, ts.to_pydatetime(), *map(float, values))
+                for ts, values in zip(subset.index, subset.to_numpy(), strict=True)
+            ]
             start = time.perf_counter()
             cur.executemany(
-                "INSERT INTO bars (instrument_id, timeframe, ts, open, high, low, close, volume)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (instrument_id, timeframe, ts) DO UPDATE SET"
+                "INSERT INTO bars (series_id, ts, open, high, low, close, volume)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (series_id, ts) DO UPDATE SET"
                 " open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,"
                 " close = EXCLUDED.close, volume = EXCLUDED.volume",
                 params,
@@ -131,9 +142,9 @@ def main() -> None:
             start = time.perf_counter()
             for row in params[:EXECUTE_ROWS]:
                 cur.execute(
-                    "INSERT INTO bars (instrument_id, timeframe, ts, open, high, low, close,"
-                    " volume) VALUES ('NSE:EXECUTE', %s, %s, %s, %s, %s, %s, %s)",
-                    row[1:],
+                    "INSERT INTO bars (series_id, ts, open, high, low, close, volume)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (execute_series, *row[1:]),
                 )
             conn.commit()
             execute_rate = EXECUTE_ROWS / (time.perf_counter() - start)
@@ -145,8 +156,9 @@ def main() -> None:
         def fetchall_frame() -> pd.DataFrame:
             with store.connect() as conn:
                 records = conn.execute(
-                    "SELECT ts, open, high, low, close, volume FROM bars WHERE instrument_id = %s"
-                    " AND timeframe = '1m' AND ts >= %s AND ts < %s ORDER BY ts",
+                    "SELECT ts, open, high, low, close, volume FROM bars JOIN bar_series s"
+                    " ON s.id = series_id WHERE s.instrument_id = %s AND s.timeframe = '1m'"
+                    " AND ts >= %s AND ts < %s ORDER BY ts",
                     (SYMBOLS[0], pd.Timestamp(year[0], tz="Asia/Kolkata"),
                      pd.Timestamp("2021-01-01", tz="Asia/Kolkata")),
                 ).fetchall()  # fmt: skip
@@ -157,8 +169,9 @@ def main() -> None:
             with store.connect() as conn, warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pandas prefers SQLAlchemy; psycopg works
                 return pd.read_sql(
-                    "SELECT ts, open, high, low, close, volume FROM bars WHERE instrument_id = %s"
-                    " AND timeframe = '1m' AND ts >= %s AND ts < %s ORDER BY ts",
+                    "SELECT ts, open, high, low, close, volume FROM bars JOIN bar_series s"
+                    " ON s.id = series_id WHERE s.instrument_id = %s AND s.timeframe = '1m'"
+                    " AND ts >= %s AND ts < %s ORDER BY ts",
                     conn,
                     params=(SYMBOLS[0], "2020-01-01 00:00+05:30", "2021-01-01 00:00+05:30"),
                     index_col="ts",

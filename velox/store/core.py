@@ -52,6 +52,7 @@ _INTEGER_COLUMNS = frozenset({"lot_size", "freeze_qty", "exchange_token", "kite_
 TABLES = frozenset(
     {
         "instruments",
+        "bar_series",
         "bars",
         "ticks",
         "runs",
@@ -70,17 +71,21 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, extension length
 _COPY_TRAILER = b"\xff\xff"
 
-_COPY_BARS = (
-    "COPY bars (instrument_id, timeframe, ts, open, high, low, close, volume)"
-    " FROM STDIN (FORMAT BINARY)"
-)
+_COPY_BARS = "COPY bars (series_id, ts, open, high, low, close, volume) FROM STDIN (FORMAT BINARY)"
 _UPSERT_BARS = """
-INSERT INTO bars (instrument_id, timeframe, ts, open, high, low, close, volume)
-SELECT %s, %s, ts, open, high, low, close, volume FROM _velox_stage_bars
-ON CONFLICT (instrument_id, timeframe, ts) DO UPDATE SET
+INSERT INTO bars (series_id, ts, open, high, low, close, volume)
+SELECT %s, ts, open, high, low, close, volume FROM _velox_stage_bars
+ON CONFLICT (series_id, ts) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
     close = EXCLUDED.close, volume = EXCLUDED.volume
 """
+_FIND_SERIES = """
+SELECT id, EXISTS (SELECT 1 FROM bars WHERE series_id = s.id AND ts BETWEEN %s AND %s)
+FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
+"""
+
+#: Rows per binary COPY chunk: the server ingests one chunk while the next is being built.
+COPY_CHUNK_ROWS = 65_536
 
 
 class Store:
@@ -233,30 +238,31 @@ class Store:
             return 0
         first, last = (_pg_datetime(records["ts"][i]) for i in (0, -1))
         with self._atomic(conn) as c:
-            overlap = c.execute(
-                "SELECT EXISTS (SELECT 1 FROM bars WHERE instrument_id = %s AND timeframe = %s"
-                " AND ts BETWEEN %s AND %s)",
-                (instrument_id, timeframe, first, last),
-            ).fetchone()[0]
+            if conn is None or conn.autocommit:
+                # Our own transaction holds nothing but bars, which can be imported again, so
+                # it need not wait for its WAL flush (a crash may lose the last ~0.6 s of
+                # such commits; the database stays consistent). A caller's transaction keeps
+                # the server's setting: it may hold rows that must be durable.
+                c.execute("SET LOCAL synchronous_commit = off")
+            series, overlap = _bar_series(c, instrument_id, timeframe, first, last)
             if not overlap:
                 # New range (the common bulk import): COPY straight into bars, which is about
                 # twice as fast as staging + ON CONFLICT. A concurrent writer that inserted
                 # into the range meanwhile makes it fail; the savepoint lets us upsert instead.
                 try:
                     with c.transaction(), c.cursor() as cur, cur.copy(_COPY_BARS) as copy:
-                        copy.write(_copy_stream(records, instrument_id, timeframe))
+                        for chunk in _copy_chunks(records, series):
+                            copy.write(chunk)
                     rows = len(records)
                 except psycopg.errors.UniqueViolation:
                     overlap = True
             if overlap:
-                rows = self._upsert_bars(c, instrument_id, timeframe, records)
+                rows = self._upsert_bars(c, series, records)
         log.debug("wrote %d %s bars of %s", rows, timeframe, instrument_id)
         return rows
 
     @staticmethod
-    def _upsert_bars(
-        conn: psycopg.Connection, instrument_id: str, timeframe: str, records: np.ndarray
-    ) -> int:
+    def _upsert_bars(conn: psycopg.Connection, series: int, records: np.ndarray) -> int:
         """Stage ``records`` with COPY, then insert-or-replace them into bars; return the count."""
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_bars ("
@@ -272,8 +278,9 @@ class Store:
                 "FROM STDIN (FORMAT BINARY)"
             ) as copy,
         ):
-            copy.write(_copy_stream(records))
-        return conn.execute(_UPSERT_BARS, (instrument_id, timeframe)).rowcount
+            for chunk in _copy_chunks(records):
+                copy.write(chunk)
+        return conn.execute(_UPSERT_BARS, (series,)).rowcount
 
     def read_bars(
         self,
@@ -295,12 +302,13 @@ class Store:
         ... # doctest: +SKIP
         """
         check_timeframe(timeframe)
-        if self._has_bars(instrument_id, timeframe):
-            return self._read_stored(instrument_id, timeframe, start, end)
-        source = self._finest_source(instrument_id, timeframe)
+        stored = self._stored_series(instrument_id)
+        if timeframe in stored:
+            return self._read_stored(stored[timeframe], start, end)
+        source = _finest_source(stored, timeframe)
         if source is None:
             return _frame(None)
-        return self.resample_bars(instrument_id, source, timeframe, start, end)
+        return self._resample(stored[source], source, timeframe, start, end)
 
     def resample_bars(
         self,
@@ -331,6 +339,16 @@ class Store:
                 f"cannot resample {source_tf} bars to {target_tf}: the target must be a whole "
                 "multiple of the source (daily needs intraday source bars)"
             )
+        series = self._stored_series(instrument_id).get(source_tf)
+        if series is None:
+            return _frame(None)
+        return self._resample(series, source_tf, target_tf, start, end)
+
+    def _resample(
+        self, series: int, source_tf: str, target_tf: str, start: object, end: object
+    ) -> pd.DataFrame:
+        """Return the bars of ``series`` (stored as ``source_tf``) aggregated to ``target_tf``."""
+        target_minutes = TIMEFRAMES[target_tf]
         if target_minutes is None:
             stride, origin, length_ns = "1 day", "1900-01-01 00:00:00+05:30", _DAY_NS
         else:
@@ -338,10 +356,7 @@ class Store:
             origin = "1900-01-01 09:15:00+05:30"
             length_ns = target_minutes * 60 * 1_000_000_000
         lo, hi = _bounds_ns(start, end)
-        conditions = [
-            sql.SQL("instrument_id = {}").format(sql.Literal(instrument_id)),
-            sql.SQL("timeframe = {}").format(sql.Literal(source_tf)),
-        ]
+        conditions = [sql.SQL("series_id = {}").format(sql.Literal(series))]
         having = []
         if lo is not None:
             conditions.append(
@@ -373,8 +388,10 @@ class Store:
 
         with self._shared() as conn:
             rows = conn.execute(
-                "SELECT instrument_id, timeframe, count(*), min(ts), max(ts) FROM bars"
-                " GROUP BY instrument_id, timeframe ORDER BY instrument_id, timeframe"
+                "SELECT s.instrument_id, s.timeframe, b.rows, b.first, b.last FROM bar_series s"
+                " JOIN (SELECT series_id, count(*) AS rows, min(ts) AS first, max(ts) AS last"
+                " FROM bars GROUP BY series_id) AS b ON b.series_id = s.id"
+                " ORDER BY s.instrument_id, s.timeframe"
             ).fetchall()
         frame = pd.DataFrame(rows, columns=["instrument_id", "timeframe", "rows", "first", "last"])
         frame["rows"] = frame["rows"].astype("int64")
@@ -382,36 +399,19 @@ class Store:
             frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(IST_NAME)
         return frame
 
-    def _has_bars(self, instrument_id: str, timeframe: str) -> bool:
+    def _stored_series(self, instrument_id: str) -> dict[str, int]:
+        """Return {timeframe: series id} of the timeframes of ``instrument_id`` that hold bars."""
         with self._shared() as conn:
-            return bool(
-                conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM bars WHERE instrument_id = %s"
-                    " AND timeframe = %s)",
-                    (instrument_id, timeframe),
-                ).fetchone()[0]
-            )
+            rows = conn.execute(
+                "SELECT timeframe, id FROM bar_series AS s WHERE instrument_id = %s"
+                " AND EXISTS (SELECT 1 FROM bars WHERE series_id = s.id)",
+                (instrument_id,),
+            ).fetchall()
+        return dict(rows)
 
-    def _finest_source(self, instrument_id: str, timeframe: str) -> str | None:
-        """Return the finest stored timeframe that ``timeframe`` can be resampled from."""
-        target = TIMEFRAMES[timeframe]
-        for source, minutes in TIMEFRAMES.items():
-            if minutes is None or source == timeframe:
-                continue
-            if (target is None or (target > minutes and target % minutes == 0)) and (
-                self._has_bars(instrument_id, source)
-            ):
-                return source
-        return None
-
-    def _read_stored(
-        self, instrument_id: str, timeframe: str, start: object, end: object
-    ) -> pd.DataFrame:
+    def _read_stored(self, series: int, start: object, end: object) -> pd.DataFrame:
         lo, hi = _bounds_ns(start, end)
-        conditions = [
-            sql.SQL("instrument_id = {}").format(sql.Literal(instrument_id)),
-            sql.SQL("timeframe = {}").format(sql.Literal(timeframe)),
-        ]
+        conditions = [sql.SQL("series_id = {}").format(sql.Literal(series))]
         if lo is not None:
             conditions.append(sql.SQL("ts >= {}").format(_ts_literal(lo)))
         if hi is not None:
@@ -644,25 +644,66 @@ def _bar_records(df: pd.DataFrame) -> np.ndarray | None:
     return records if (ts[1:] > ts[:-1]).all() else records[np.argsort(ts, kind="stable")]
 
 
-def _copy_stream(records: np.ndarray, *texts: str) -> bytes:
-    """Return a binary COPY stream of ``texts`` (the same on every row) + ts + OHLCV columns.
+def _bar_series(
+    conn: psycopg.Connection, instrument_id: str, timeframe: str, first: datetime, last: datetime
+) -> tuple[int, bool]:
+    """Return (series id, whether bars exist in [first, last]), creating the series if new.
 
-    Every field has a fixed width, so the whole stream is one numpy structured array:
-    per row a field count, then (byte length, big-endian value) for each field.
+    A concurrent writer creating the same series makes the INSERT wait for its transaction;
+    once it commits, the INSERT does nothing and the series is read again.
     """
-    encoded = [t.encode() for t in texts]
+    row = conn.execute(_FIND_SERIES, (first, last, instrument_id, timeframe)).fetchone()
+    if row is None:
+        created = conn.execute(
+            "INSERT INTO bar_series (instrument_id, timeframe) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (instrument_id, timeframe),
+        ).fetchone()
+        if created is not None:
+            return created[0], False
+        row = conn.execute(_FIND_SERIES, (first, last, instrument_id, timeframe)).fetchone()
+    return row[0], row[1]
+
+
+def _finest_source(stored: dict[str, int], timeframe: str) -> str | None:
+    """Return the finest timeframe in ``stored`` that ``timeframe`` can be resampled from."""
+    target = TIMEFRAMES[timeframe]
+    for source, minutes in TIMEFRAMES.items():
+        if minutes is None or source == timeframe or source not in stored:
+            continue
+        if target is None or (target > minutes and target % minutes == 0):
+            return source
+    return None
+
+
+def _copy_chunks(records: np.ndarray, series: int | None = None) -> Iterator[memoryview]:
+    """Yield a binary COPY stream of (``series``,) ts and OHLCV, :data:`COPY_CHUNK_ROWS` a piece.
+
+    Every field has a fixed width, so a piece is one numpy structured array: per row a field
+    count, then (byte length, big-endian value) for each field. The constant parts come from a
+    template row; only the values are filled in. Pieces are yielded as memoryviews (no copy),
+    and the server ingests one while the next is built.
+    """
     fields = [("count", ">i2")]
-    for i, text in enumerate(encoded):
-        fields += [(f"text{i}_len", ">i4"), (f"text{i}", f"S{len(text)}")]
+    if series is not None:
+        fields += [("series_len", ">i4"), ("series", ">i8")]
     fields += [("ts_len", ">i4"), ("ts", ">i8")]
     fields += [item for col in OHLCV for item in ((f"{col}_len", ">i4"), (col, ">f8"))]
-    rows = np.empty(len(records), fields)
-    rows["count"] = len(texts) + 1 + len(OHLCV)
-    for i, text in enumerate(encoded):
-        rows[f"text{i}_len"], rows[f"text{i}"] = len(text), text
-    for col in ("ts", *OHLCV):
-        rows[f"{col}_len"], rows[col] = 8, records[col]
-    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+    template = np.zeros(1, fields)
+    template["count"] = len(OHLCV) + (2 if series is not None else 1)
+    for name in template.dtype.names:
+        if name.endswith("_len"):
+            template[name] = template.dtype[name[: -len("_len")]].itemsize
+    if series is not None:
+        template["series"] = series
+    yield memoryview(_COPY_HEADER)
+    for lo in range(0, len(records), COPY_CHUNK_ROWS):
+        piece = records[lo : lo + COPY_CHUNK_ROWS]
+        out = np.repeat(template, len(piece))
+        for col in ("ts", *OHLCV):
+            out[col] = piece[col]
+        yield memoryview(out).cast("B")
+    yield memoryview(_COPY_TRAILER)
 
 
 def _pg_datetime(pg_us: int) -> datetime:
