@@ -187,6 +187,13 @@ class Store:
                 self._conn, self._pid = None, os.getpid()
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = self.connect(autocommit=True)
+                # Range reads walk the (series_id, ts) primary key, whose order they need.
+                # Before the table has statistics (right after a bulk load, until autovacuum
+                # analyses it) the planner expects a handful of rows and picks a bitmap scan
+                # plus a sort instead: ~50 % more server time for a symbol-year. This
+                # connection only runs the store's own queries: key lookups, key-range reads
+                # and whole-table scans, none of which needs a bitmap scan.
+                self._conn.execute("SET enable_bitmapscan = off")
             yield self._conn
 
     @contextmanager
