@@ -83,14 +83,16 @@ def _start_lock(path: Path) -> Iterator[None]:
     """Hold an inter-process lock on starting (and configuring) the server in ``path``.
 
     Without it a second process could connect to a fresh server between its start and the
-    restart that applies :data:`EMBEDDED_SETTINGS`.
+    restart that applies :data:`EMBEDDED_SETTINGS`. The lock is on the data directory itself
+    (created empty if missing, as ``initdb`` accepts), so it leaves no file behind.
     """
-    with open(path.parent / f".{path.name}.velox-lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    path.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _configure(url: str) -> bool:
