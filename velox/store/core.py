@@ -1,4 +1,4 @@
-"""The :class:`Store`: bars, instruments, imports and order events in PostgreSQL via psycopg 3.
+"""The :class:`Store`: bars, ticks, instruments, imports and order events in PostgreSQL (psycopg 3).
 
 Conventions
 -----------
@@ -6,6 +6,8 @@ Conventions
 - Bars are labelled by their START; higher timeframes not stored are resampled in SQL with
   ``date_bin`` from a 09:15 IST origin (daily: 00:00 IST), which equals
   :func:`velox.calendar.bucket_start_ns` because every intraday timeframe divides a day.
+- Bars are keyed by an integer series id (``bar_series``: one per instrument and timeframe),
+  which the methods resolve; callers use instrument ids and timeframes only.
 - Bulk writes are one binary ``COPY`` stream built with numpy; bulk reads fetch each column as
   one binary PostgreSQL array parsed with ``np.frombuffer``. Neither creates per-row Python
   objects, which is what keeps a symbol-year of 1-minute bars under 100 ms.
@@ -232,10 +234,14 @@ class Store:
         """Upsert bars for one instrument and timeframe; return the number of rows written.
 
         ``df`` is indexed by tz-aware bar START timestamps with columns open/high/low/close and
-        optionally volume (default 0). Rows go through a binary COPY into a temporary staging
-        table, then one ``INSERT … ON CONFLICT DO UPDATE``, so an existing bar is replaced and the
-        whole call is one transaction. With ``conn`` the caller owns the transaction (the
-        importer writes bars and the ``imports`` row atomically).
+        optionally volume (default 0). The (instrument, timeframe) series gets its integer id
+        in ``bar_series`` (created on first write). A new time range is one binary COPY
+        straight into ``bars``; a range that overlaps stored bars goes through a staging table
+        and one ``INSERT … ON CONFLICT DO UPDATE``, so an existing bar is replaced. The whole
+        call is one transaction, committed without waiting for its WAL flush (a crash may
+        lose the last ~0.6 s of bar writes, never part of one: bars can be imported again).
+        With ``conn`` the caller owns the transaction and its durability (the importer writes
+        bars and the ``imports`` row atomically).
 
         Raises
         ------
