@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from velox.config import reset_settings
 from velox.store import Store, embedded_url, open_store, stop_embedded
 from velox.store.migrate import migration_files
+from velox.store.server import EMBEDDED_SETTINGS
 
 pytestmark = pytest.mark.postgres
 
@@ -113,3 +115,23 @@ def test_open_store_restarts_a_stopped_embedded_server(data_dir: Path) -> None:
     with pytest.raises(psycopg.OperationalError):
         store.bar_summary()  # the shared connection was cut by the shutdown
     assert store.bar_summary()["rows"].sum() == 200  # reconnects, starting the server
+
+
+def test_embedded_server_runs_with_the_bulk_ingest_settings(data_dir: Path) -> None:
+    url = embedded_url(data_dir / "store")
+
+    def settings() -> dict[str, str]:
+        with psycopg.connect(url) as conn:
+            return {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in EMBEDDED_SETTINGS}
+
+    assert EMBEDDED_SETTINGS == {"wal_buffers": "64MB", "wal_writer_delay": "10ms"}
+    assert settings() == EMBEDDED_SETTINGS  # a new server was restarted once to apply them
+    with psycopg.connect(url, autocommit=True) as conn:  # an older store without them
+        conn.execute("ALTER SYSTEM RESET wal_writer_delay")
+        conn.execute("SELECT pg_reload_conf()")
+    embedded_url(data_dir / "store")  # the next opener sets them again (a reload: async)
+    for _ in range(50):
+        if settings() == EMBEDDED_SETTINGS:
+            break
+        time.sleep(0.1)
+    assert settings() == EMBEDDED_SETTINGS

@@ -107,7 +107,7 @@ def test_timescale_flag_matches_server_and_mode_is_logged(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
             " WHERE conrelid = 'bars'::regclass AND contype = 'p'"
         ).fetchone()[0]
-    assert pk == "PRIMARY KEY (instrument_id, timeframe, ts)"
+    assert pk == "PRIMARY KEY (series_id, ts)"
 
 
 # -- bars ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 
-from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, Store
+from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, TICK_COLUMNS, Store
 from velox.store.server import embedded_url, stop_embedded
 
 _stores: dict[tuple[int, str], Store] = {}
@@ -53,6 +53,7 @@ __all__ = [
     "INSTRUMENT_COLUMNS",
     "OHLCV",
     "TABLES",
+    "TICK_COLUMNS",
     "Store",
     "embedded_url",
     "open_store",

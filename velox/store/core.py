@@ -1,4 +1,4 @@
-"""The :class:`Store`: bars, instruments, imports and order events in PostgreSQL via psycopg 3.
+"""The :class:`Store`: bars, ticks, instruments, imports and order events in PostgreSQL (psycopg 3).
 
 Conventions
 -----------
@@ -6,6 +6,8 @@ Conventions
 - Bars are labelled by their START; higher timeframes not stored are resampled in SQL with
   ``date_bin`` from a 09:15 IST origin (daily: 00:00 IST), which equals
   :func:`velox.calendar.bucket_start_ns` because every intraday timeframe divides a day.
+- Bars are keyed by an integer series id (``bar_series``: one per instrument and timeframe),
+  which the methods resolve; callers use instrument ids and timeframes only.
 - Bulk writes are one binary ``COPY`` stream built with numpy; bulk reads fetch each column as
   one binary PostgreSQL array parsed with ``np.frombuffer``. Neither creates per-row Python
   objects, which is what keeps a symbol-year of 1-minute bars under 100 ms.
@@ -19,7 +21,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -48,10 +50,17 @@ INSTRUMENT_COLUMNS = COLUMNS
 
 _INTEGER_COLUMNS = frozenset({"lot_size", "freeze_qty", "exchange_token", "kite_token"})
 
+#: Columns of a ticks frame: the ``ticks`` table without instrument_id and ts, in table order.
+TICK_COLUMNS = ("seq", "price", "qty", "volume", "bid", "ask", "bid_qty", "ask_qty", "oi")
+_TICK_FLOATS = frozenset({"price", "bid", "ask"})
+#: Tick columns that may be NULL (read back as NaN, or as <NA> in nullable Int64 columns).
+_TICK_NULLABLE = TICK_COLUMNS[2:]
+
 #: Tables whose contents :meth:`Store.table_fingerprint` may hash.
 TABLES = frozenset(
     {
         "instruments",
+        "bar_series",
         "bars",
         "ticks",
         "runs",
@@ -70,17 +79,27 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, extension length
 _COPY_TRAILER = b"\xff\xff"
 
-_COPY_BARS = (
-    "COPY bars (instrument_id, timeframe, ts, open, high, low, close, volume)"
-    " FROM STDIN (FORMAT BINARY)"
-)
+_COPY_BARS = "COPY bars (series_id, ts, open, high, low, close, volume) FROM STDIN (FORMAT BINARY)"
 _UPSERT_BARS = """
-INSERT INTO bars (instrument_id, timeframe, ts, open, high, low, close, volume)
-SELECT %s, %s, ts, open, high, low, close, volume FROM _velox_stage_bars
-ON CONFLICT (instrument_id, timeframe, ts) DO UPDATE SET
+INSERT INTO bars (series_id, ts, open, high, low, close, volume)
+SELECT %s, ts, open, high, low, close, volume FROM _velox_stage_bars
+ON CONFLICT (series_id, ts) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
     close = EXCLUDED.close, volume = EXCLUDED.volume
 """
+_TICK_NAMES = "instrument_id, ts, " + ", ".join(TICK_COLUMNS)
+_UPSERT_TICKS = (
+    f"INSERT INTO ticks ({_TICK_NAMES}) SELECT {_TICK_NAMES} FROM _velox_stage_ticks"
+    " ON CONFLICT (instrument_id, ts, seq) DO UPDATE SET "
+    + ", ".join(f"{col} = EXCLUDED.{col}" for col in TICK_COLUMNS[1:])
+)
+_FIND_SERIES = """
+SELECT id, EXISTS (SELECT 1 FROM bars WHERE series_id = s.id AND ts BETWEEN %s AND %s)
+FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
+"""
+
+#: Rows per binary COPY chunk: the server ingests one chunk while the next is being built.
+COPY_CHUNK_ROWS = 65_536
 
 
 class Store:
@@ -170,6 +189,13 @@ class Store:
                 self._conn, self._pid = None, os.getpid()
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = self.connect(autocommit=True)
+                # Range reads walk the (series_id, ts) primary key, whose order they need.
+                # Before the table has statistics (right after a bulk load, until autovacuum
+                # analyses it) the planner expects a handful of rows and picks a bitmap scan
+                # plus a sort instead: ~50 % more server time for a symbol-year. This
+                # connection only runs the store's own queries: key lookups, key-range reads
+                # and whole-table scans, none of which needs a bitmap scan.
+                self._conn.execute("SET enable_bitmapscan = off")
             yield self._conn
 
     @contextmanager
@@ -208,10 +234,14 @@ class Store:
         """Upsert bars for one instrument and timeframe; return the number of rows written.
 
         ``df`` is indexed by tz-aware bar START timestamps with columns open/high/low/close and
-        optionally volume (default 0). Rows go through a binary COPY into a temporary staging
-        table, then one ``INSERT … ON CONFLICT DO UPDATE``, so an existing bar is replaced and the
-        whole call is one transaction. With ``conn`` the caller owns the transaction (the
-        importer writes bars and the ``imports`` row atomically).
+        optionally volume (default 0). The (instrument, timeframe) series gets its integer id
+        in ``bar_series`` (created on first write). A new time range is one binary COPY
+        straight into ``bars``; a range that overlaps stored bars goes through a staging table
+        and one ``INSERT … ON CONFLICT DO UPDATE``, so an existing bar is replaced. The whole
+        call is one transaction, committed without waiting for its WAL flush (a crash may
+        lose the last ~0.6 s of bar writes, never part of one: bars can be imported again).
+        With ``conn`` the caller owns the transaction and its durability (the importer writes
+        bars and the ``imports`` row atomically).
 
         Raises
         ------
@@ -233,30 +263,31 @@ class Store:
             return 0
         first, last = (_pg_datetime(records["ts"][i]) for i in (0, -1))
         with self._atomic(conn) as c:
-            overlap = c.execute(
-                "SELECT EXISTS (SELECT 1 FROM bars WHERE instrument_id = %s AND timeframe = %s"
-                " AND ts BETWEEN %s AND %s)",
-                (instrument_id, timeframe, first, last),
-            ).fetchone()[0]
+            if conn is None or conn.autocommit:
+                # Our own transaction holds nothing but bars, which can be imported again, so
+                # it need not wait for its WAL flush (a crash may lose the last ~0.6 s of
+                # such commits; the database stays consistent). A caller's transaction keeps
+                # the server's setting: it may hold rows that must be durable.
+                c.execute("SET LOCAL synchronous_commit = off")
+            series, overlap = _bar_series(c, instrument_id, timeframe, first, last)
             if not overlap:
                 # New range (the common bulk import): COPY straight into bars, which is about
                 # twice as fast as staging + ON CONFLICT. A concurrent writer that inserted
                 # into the range meanwhile makes it fail; the savepoint lets us upsert instead.
                 try:
                     with c.transaction(), c.cursor() as cur, cur.copy(_COPY_BARS) as copy:
-                        copy.write(_copy_stream(records, instrument_id, timeframe))
+                        for chunk in _copy_chunks(_bar_fields(records, series), len(records)):
+                            copy.write(chunk)
                     rows = len(records)
                 except psycopg.errors.UniqueViolation:
                     overlap = True
             if overlap:
-                rows = self._upsert_bars(c, instrument_id, timeframe, records)
+                rows = self._upsert_bars(c, series, records)
         log.debug("wrote %d %s bars of %s", rows, timeframe, instrument_id)
         return rows
 
     @staticmethod
-    def _upsert_bars(
-        conn: psycopg.Connection, instrument_id: str, timeframe: str, records: np.ndarray
-    ) -> int:
+    def _upsert_bars(conn: psycopg.Connection, series: int, records: np.ndarray) -> int:
         """Stage ``records`` with COPY, then insert-or-replace them into bars; return the count."""
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_bars ("
@@ -272,8 +303,9 @@ class Store:
                 "FROM STDIN (FORMAT BINARY)"
             ) as copy,
         ):
-            copy.write(_copy_stream(records))
-        return conn.execute(_UPSERT_BARS, (instrument_id, timeframe)).rowcount
+            for chunk in _copy_chunks(_bar_fields(records), len(records)):
+                copy.write(chunk)
+        return conn.execute(_UPSERT_BARS, (series,)).rowcount
 
     def read_bars(
         self,
@@ -295,12 +327,13 @@ class Store:
         ... # doctest: +SKIP
         """
         check_timeframe(timeframe)
-        if self._has_bars(instrument_id, timeframe):
-            return self._read_stored(instrument_id, timeframe, start, end)
-        source = self._finest_source(instrument_id, timeframe)
+        stored = self._stored_series(instrument_id)
+        if timeframe in stored:
+            return self._read_stored(stored[timeframe], start, end)
+        source = _finest_source(stored, timeframe)
         if source is None:
             return _frame(None)
-        return self.resample_bars(instrument_id, source, timeframe, start, end)
+        return self._resample(stored[source], source, timeframe, start, end)
 
     def resample_bars(
         self,
@@ -331,6 +364,16 @@ class Store:
                 f"cannot resample {source_tf} bars to {target_tf}: the target must be a whole "
                 "multiple of the source (daily needs intraday source bars)"
             )
+        series = self._stored_series(instrument_id).get(source_tf)
+        if series is None:
+            return _frame(None)
+        return self._resample(series, source_tf, target_tf, start, end)
+
+    def _resample(
+        self, series: int, source_tf: str, target_tf: str, start: object, end: object
+    ) -> pd.DataFrame:
+        """Return the bars of ``series`` (stored as ``source_tf``) aggregated to ``target_tf``."""
+        target_minutes = TIMEFRAMES[target_tf]
         if target_minutes is None:
             stride, origin, length_ns = "1 day", "1900-01-01 00:00:00+05:30", _DAY_NS
         else:
@@ -338,10 +381,7 @@ class Store:
             origin = "1900-01-01 09:15:00+05:30"
             length_ns = target_minutes * 60 * 1_000_000_000
         lo, hi = _bounds_ns(start, end)
-        conditions = [
-            sql.SQL("instrument_id = {}").format(sql.Literal(instrument_id)),
-            sql.SQL("timeframe = {}").format(sql.Literal(source_tf)),
-        ]
+        conditions = [sql.SQL("series_id = {}").format(sql.Literal(series))]
         having = []
         if lo is not None:
             conditions.append(
@@ -373,8 +413,10 @@ class Store:
 
         with self._shared() as conn:
             rows = conn.execute(
-                "SELECT instrument_id, timeframe, count(*), min(ts), max(ts) FROM bars"
-                " GROUP BY instrument_id, timeframe ORDER BY instrument_id, timeframe"
+                "SELECT s.instrument_id, s.timeframe, b.rows, b.first, b.last FROM bar_series s"
+                " JOIN (SELECT series_id, count(*) AS rows, min(ts) AS first, max(ts) AS last"
+                " FROM bars GROUP BY series_id) AS b ON b.series_id = s.id"
+                " ORDER BY s.instrument_id, s.timeframe"
             ).fetchall()
         frame = pd.DataFrame(rows, columns=["instrument_id", "timeframe", "rows", "first", "last"])
         frame["rows"] = frame["rows"].astype("int64")
@@ -382,36 +424,19 @@ class Store:
             frame[col] = pd.to_datetime(frame[col], utc=True).dt.tz_convert(IST_NAME)
         return frame
 
-    def _has_bars(self, instrument_id: str, timeframe: str) -> bool:
+    def _stored_series(self, instrument_id: str) -> dict[str, int]:
+        """Return {timeframe: series id} of the timeframes of ``instrument_id`` that hold bars."""
         with self._shared() as conn:
-            return bool(
-                conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM bars WHERE instrument_id = %s"
-                    " AND timeframe = %s)",
-                    (instrument_id, timeframe),
-                ).fetchone()[0]
-            )
+            rows = conn.execute(
+                "SELECT timeframe, id FROM bar_series AS s WHERE instrument_id = %s"
+                " AND EXISTS (SELECT 1 FROM bars WHERE series_id = s.id)",
+                (instrument_id,),
+            ).fetchall()
+        return dict(rows)
 
-    def _finest_source(self, instrument_id: str, timeframe: str) -> str | None:
-        """Return the finest stored timeframe that ``timeframe`` can be resampled from."""
-        target = TIMEFRAMES[timeframe]
-        for source, minutes in TIMEFRAMES.items():
-            if minutes is None or source == timeframe:
-                continue
-            if (target is None or (target > minutes and target % minutes == 0)) and (
-                self._has_bars(instrument_id, source)
-            ):
-                return source
-        return None
-
-    def _read_stored(
-        self, instrument_id: str, timeframe: str, start: object, end: object
-    ) -> pd.DataFrame:
+    def _read_stored(self, series: int, start: object, end: object) -> pd.DataFrame:
         lo, hi = _bounds_ns(start, end)
-        conditions = [
-            sql.SQL("instrument_id = {}").format(sql.Literal(instrument_id)),
-            sql.SQL("timeframe = {}").format(sql.Literal(timeframe)),
-        ]
+        conditions = [sql.SQL("series_id = {}").format(sql.Literal(series))]
         if lo is not None:
             conditions.append(sql.SQL("ts >= {}").format(_ts_literal(lo)))
         if hi is not None:
@@ -437,6 +462,138 @@ class Store:
         with self._shared() as conn, conn.cursor(binary=True) as cur:
             row = cur.execute(query).fetchone()
         return _frame(row)
+
+    # -- ticks -----------------------------------------------------------------------------------
+
+    def write_ticks(
+        self,
+        instrument_id: str,
+        ticks: pd.DataFrame | Mapping[str, object],
+        *,
+        conn: psycopg.Connection | None = None,
+    ) -> int:
+        """Upsert ticks of one instrument; return the number of rows written.
+
+        ``ticks`` is a DataFrame indexed by tz-aware timestamps (or with a ``ts`` column), or a
+        mapping of equal-length columns that includes ``ts``. Columns: ``price`` (the last
+        traded price, required) and any of ``seq``, ``qty``, ``volume`` (cumulative day
+        volume), ``bid``, ``ask``, ``bid_qty``, ``ask_qty``, ``oi``. A tick is identified by
+        (ts, seq): without ``seq``, ticks sharing a timestamp are numbered 0, 1, … in the order
+        given. Missing values are stored as NULL, except a NaN ``price``, which is kept: it is
+        a malformed tick, and a replay must see the same ticks as the live session did.
+
+        Like :meth:`write_bars`: one binary COPY straight into ``ticks`` when the time range is
+        new, else COPY into a staging table and ``INSERT … ON CONFLICT DO UPDATE`` (a stored
+        tick with the same (ts, seq) is replaced wholesale); one transaction, or the caller's
+        with ``conn``. Unlike bars, ticks keep the server's ``synchronous_commit``: a recorded
+        live session cannot be imported again.
+
+        Raises
+        ------
+        ValidationError
+            Naive timestamps, no ``price``, unknown columns, duplicate (ts, seq), or
+            fractional values in an integer column (nothing is written).
+
+        Examples
+        --------
+        >>> import pandas as pd                                              # doctest: +SKIP
+        >>> idx = pd.DatetimeIndex(["2024-04-01 09:15:00.250", "2024-04-01 09:15:00.250"],
+        ...                        tz="Asia/Kolkata")                        # doctest: +SKIP
+        >>> ticks = pd.DataFrame({"price": [770.0, 770.05], "qty": [10, 5]}, index=idx)
+        >>> store.write_ticks("NSE:SBIN", ticks)                            # doctest: +SKIP
+        2
+        """
+        parsed = _tick_records(ticks)
+        if parsed is None:
+            return 0
+        records, nulls = parsed
+        fields: list[CopyField] = [("text", instrument_id.encode(), None)]
+        fields += [(">i8", records["ts"], None)]
+        fields += [
+            (">f8" if col in _TICK_FLOATS else ">i8", records[col], nulls.get(col))
+            for col in TICK_COLUMNS
+        ]
+        first, last = (_pg_datetime(records["ts"][i]) for i in (0, -1))
+        with self._atomic(conn) as c:
+            overlap = c.execute(
+                "SELECT EXISTS (SELECT 1 FROM ticks WHERE instrument_id = %s"
+                " AND ts BETWEEN %s AND %s)",
+                (instrument_id, first, last),
+            ).fetchone()[0]
+            if not overlap:  # as in write_bars: a concurrent writer's rows make it upsert
+                try:
+                    with (
+                        c.transaction(),
+                        c.cursor() as cur,
+                        cur.copy(f"COPY ticks ({_TICK_NAMES}) FROM STDIN (FORMAT BINARY)") as copy,
+                    ):
+                        for chunk in _copy_chunks(fields, len(records)):
+                            copy.write(chunk)
+                except psycopg.errors.UniqueViolation:
+                    overlap = True
+            if overlap:
+                c.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_ticks (LIKE ticks)"
+                    " ON COMMIT DELETE ROWS"
+                )
+                c.execute("TRUNCATE _velox_stage_ticks")
+                with (
+                    c.cursor() as cur,
+                    cur.copy(
+                        f"COPY _velox_stage_ticks ({_TICK_NAMES}) FROM STDIN (FORMAT BINARY)"
+                    ) as copy,
+                ):
+                    for chunk in _copy_chunks(fields, len(records)):
+                        copy.write(chunk)
+                c.execute(_UPSERT_TICKS)
+        log.debug("wrote %d ticks of %s", len(records), instrument_id)
+        return len(records)
+
+    def read_ticks(
+        self, instrument_id: str, start: object = None, end: object = None
+    ) -> pd.DataFrame:
+        """Return the ticks of one instrument, ordered by (ts, seq), as a DataFrame.
+
+        The index ``ts`` is tz-aware Asia/Kolkata; the columns are those of the table:
+        ``seq`` (int64), ``price``/``bid``/``ask`` (float64, NaN when NULL) and ``qty``,
+        ``volume``, ``bid_qty``, ``ask_qty``, ``oi`` (nullable ``Int64``). Bounds as in
+        :meth:`read_bars`: inclusive, a date-only ``end`` covers that day, naive means IST.
+        The frame feeds :class:`velox.feeds.TickReplayFeed` as is.
+
+        Examples
+        --------
+        >>> store.read_ticks("NSE:SBIN", start="2024-04-01 09:15", end="2024-04-01")
+        ... # doctest: +SKIP
+        """
+        lo, hi = _bounds_ns(start, end)
+        conditions = [sql.SQL("instrument_id = {}").format(sql.Literal(instrument_id))]
+        if lo is not None:
+            conditions.append(sql.SQL("ts >= {}").format(_ts_literal(lo)))
+        if hi is not None:
+            conditions.append(sql.SQL("ts < {}").format(_ts_literal(hi)))
+        # NULLs cannot travel in the fixed-width arrays: send 0 / NaN plus one bit per column.
+        values = [
+            f"coalesce({col}, 'NaN')" if col in _TICK_FLOATS else f"coalesce({col}, 0)"
+            for col in _TICK_NULLABLE
+        ]
+        nulls = " + ".join(
+            f"({col} IS NULL)::int * {1 << bit}" for bit, col in enumerate(_TICK_NULLABLE)
+        )
+        query = sql.SQL(
+            "SELECT {arrays} FROM (SELECT ts, seq, price, {values}, {nulls} AS nulls"
+            " FROM ticks WHERE {where} ORDER BY ts, seq) AS s"
+        ).format(
+            arrays=sql.SQL(", ").join(
+                sql.SQL("array_send(array_agg({}))").format(sql.Identifier(col))
+                for col in ("ts", "seq", "price", *[f"v{i}" for i in range(len(values))], "nulls")
+            ),
+            values=sql.SQL(", ".join(f"{v} AS v{i}" for i, v in enumerate(values))),
+            nulls=sql.SQL(nulls),
+            where=sql.SQL(" AND ").join(conditions),
+        )
+        with self._shared() as conn, conn.cursor(binary=True) as cur:
+            row = cur.execute(query).fetchone()
+        return _tick_frame(row)
 
     # -- instruments -------------------------------------------------------------------------------
 
@@ -644,25 +801,201 @@ def _bar_records(df: pd.DataFrame) -> np.ndarray | None:
     return records if (ts[1:] > ts[:-1]).all() else records[np.argsort(ts, kind="stable")]
 
 
-def _copy_stream(records: np.ndarray, *texts: str) -> bytes:
-    """Return a binary COPY stream of ``texts`` (the same on every row) + ts + OHLCV columns.
+def _bar_series(
+    conn: psycopg.Connection, instrument_id: str, timeframe: str, first: datetime, last: datetime
+) -> tuple[int, bool]:
+    """Return (series id, whether bars exist in [first, last]), creating the series if new.
 
-    Every field has a fixed width, so the whole stream is one numpy structured array:
-    per row a field count, then (byte length, big-endian value) for each field.
+    A concurrent writer creating the same series makes the INSERT wait for its transaction;
+    once it commits, the INSERT does nothing and the series is read again.
     """
-    encoded = [t.encode() for t in texts]
-    fields = [("count", ">i2")]
-    for i, text in enumerate(encoded):
-        fields += [(f"text{i}_len", ">i4"), (f"text{i}", f"S{len(text)}")]
-    fields += [("ts_len", ">i4"), ("ts", ">i8")]
-    fields += [item for col in OHLCV for item in ((f"{col}_len", ">i4"), (col, ">f8"))]
-    rows = np.empty(len(records), fields)
-    rows["count"] = len(texts) + 1 + len(OHLCV)
-    for i, text in enumerate(encoded):
-        rows[f"text{i}_len"], rows[f"text{i}"] = len(text), text
-    for col in ("ts", *OHLCV):
-        rows[f"{col}_len"], rows[col] = 8, records[col]
-    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+    row = conn.execute(_FIND_SERIES, (first, last, instrument_id, timeframe)).fetchone()
+    if row is None:
+        created = conn.execute(
+            "INSERT INTO bar_series (instrument_id, timeframe) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (instrument_id, timeframe),
+        ).fetchone()
+        if created is not None:
+            return created[0], False
+        row = conn.execute(_FIND_SERIES, (first, last, instrument_id, timeframe)).fetchone()
+    return row[0], row[1]
+
+
+def _finest_source(stored: dict[str, int], timeframe: str) -> str | None:
+    """Return the finest timeframe in ``stored`` that ``timeframe`` can be resampled from."""
+    target = TIMEFRAMES[timeframe]
+    for source, minutes in TIMEFRAMES.items():
+        if minutes is None or source == timeframe or source not in stored:
+            continue
+        if target is None or (target > minutes and target % minutes == 0):
+            return source
+    return None
+
+
+#: One field of a binary COPY row: (big-endian numpy type, or "text"; the values: an array with
+#: one per row, or one scalar/bytes for every row; the rows where it is NULL, or None).
+CopyField = tuple[str, object, np.ndarray | None]
+
+
+def _copy_chunks(fields: list[CopyField], n: int) -> Iterator[memoryview]:
+    """Yield a binary COPY stream of ``n`` rows of ``fields``, :data:`COPY_CHUNK_ROWS` a piece.
+
+    Every field has a fixed width, so a piece is one numpy structured array: per row a field
+    count, then (byte length, big-endian value) for each field. The constant parts come from
+    a template row; only the per-row values are filled in. A NULL field is sent as length -1
+    without its value: those bytes are dropped with one boolean mask over the piece. Pieces
+    are yielded as memoryviews, and the server ingests one while the next is built.
+    """
+    layout: list[tuple[str, str]] = [("count", ">i2")]
+    for i, (kind, value, _) in enumerate(fields):
+        layout += [(f"len{i}", ">i4"), (f"val{i}", f"S{len(value)}" if kind == "text" else kind)]
+    template = np.zeros(1, layout)
+    template["count"] = len(fields)
+    for i, (_, value, _) in enumerate(fields):
+        template[f"len{i}"] = template.dtype[f"val{i}"].itemsize
+        if not isinstance(value, np.ndarray):
+            template[f"val{i}"] = value
+    yield memoryview(_COPY_HEADER)
+    for lo in range(0, n, COPY_CHUNK_ROWS):
+        hi = min(n, lo + COPY_CHUNK_ROWS)
+        out = np.repeat(template, hi - lo)
+        keep = None
+        for i, (_, value, nulls) in enumerate(fields):
+            if isinstance(value, np.ndarray):
+                out[f"val{i}"] = value[lo:hi]
+            if nulls is not None and nulls[lo:hi].any():
+                if keep is None:
+                    keep = np.ones((hi - lo, template.itemsize), bool)
+                out[f"len{i}"][nulls[lo:hi]] = -1
+                start = template.dtype.fields[f"val{i}"][1]
+                keep[nulls[lo:hi], start : start + template.dtype[f"val{i}"].itemsize] = False
+        raw = memoryview(out).cast("B")
+        yield raw if keep is None else memoryview(np.frombuffer(raw, np.uint8)[keep.ravel()])
+    yield memoryview(_COPY_TRAILER)
+
+
+def _bar_fields(records: np.ndarray, series: int | None = None) -> list[CopyField]:
+    """Return the COPY fields of bar ``records``: (``series``,) ts, open … volume."""
+    fields: list[CopyField] = [] if series is None else [(">i8", series, None)]
+    return fields + [(">i8", records["ts"], None)] + [(">f8", records[c], None) for c in OHLCV]
+
+
+def _tick_records(
+    ticks: pd.DataFrame | Mapping[str, object],
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Return validated ticks as records sorted by (ts, seq) and the NULL mask of each column.
+
+    ``ts`` is in PostgreSQL-epoch microseconds; columns not given are all NULL (``seq`` is
+    numbered instead). None for no ticks.
+    """
+    import pandas as pd
+
+    frame = ticks if isinstance(ticks, pd.DataFrame) else pd.DataFrame(dict(ticks))
+    data = frame.drop(columns="ts") if "ts" in frame.columns else frame
+    stamps = frame["ts"] if "ts" in frame.columns else frame.index
+    if not isinstance(stamps, pd.DatetimeIndex) and not (
+        isinstance(stamps, pd.Series) and isinstance(stamps.dtype, pd.DatetimeTZDtype)
+    ):
+        raise ValidationError(
+            "ticks need tz-aware timestamps: a DatetimeIndex or a 'ts' column "
+            f"(got {type(stamps).__name__} of {getattr(stamps, 'dtype', '?')})"
+        )
+    index = pd.DatetimeIndex(stamps)
+    if index.tz is None:
+        raise ValidationError(
+            f"tick timestamps are naive; localise them first (tz_localize('{IST_NAME}'))"
+        )
+    unknown = [c for c in data.columns if c not in TICK_COLUMNS]
+    if unknown or "price" not in data.columns:
+        problem = f"unknown columns {unknown}" if unknown else "no 'price' column"
+        raise ValidationError(
+            f"ticks have {problem}; give 'price' (the last traded price) and any of "
+            f"{[c for c in TICK_COLUMNS if c != 'price']}"
+        )
+    n = len(index)
+    if n == 0:
+        return None
+    kinds = [(c, np.float64 if c in _TICK_FLOATS else np.int64) for c in TICK_COLUMNS]
+    records = np.zeros(n, [("ts", np.int64), *kinds])
+    records["ts"] = index.tz_convert("UTC").as_unit("us").asi8 - _PG_EPOCH_US
+    nulls = {}
+    for col in TICK_COLUMNS:
+        if col not in data.columns:
+            if col != "seq":
+                nulls[col] = np.ones(n, bool)
+            continue
+        if col in _TICK_FLOATS:
+            records[col] = data[col].to_numpy(dtype="float64", na_value=np.nan)
+            missing = np.isnan(records[col]) if col != "price" else np.zeros(n, bool)
+        else:
+            records[col], missing = _whole_numbers(col, data[col])
+            if col == "seq" and missing.any():
+                raise ValidationError("ticks column 'seq' has missing values; give every tick one")
+        if missing.any():
+            nulls[col] = missing
+    ts = records["ts"]
+    if "seq" in data.columns:
+        order = np.lexsort((records["seq"], ts))
+    else:
+        order = np.argsort(ts, kind="stable")
+    records, nulls = records[order], {col: mask[order] for col, mask in nulls.items()}
+    ts, same = records["ts"], records["ts"][1:] == records["ts"][:-1]
+    if "seq" not in data.columns:  # 0, 1, … within each run of equal timestamps
+        runs = np.maximum.accumulate(np.where(np.r_[True, ~same], np.arange(n), 0))
+        records["seq"] = np.arange(n) - runs
+    elif (same & (records["seq"][1:] == records["seq"][:-1])).any():
+        at = np.flatnonzero(same & (records["seq"][1:] == records["seq"][:-1]))[:3]
+        raise ValidationError(
+            f"duplicate ticks (ts, seq) at {[_pg_datetime(ts[i]).isoformat() for i in at]}; "
+            "each (ts, seq) must appear once"
+        )
+    return records, nulls
+
+
+def _whole_numbers(column: str, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Return (int64 values with 0 where missing, missing mask) of an integer tick column."""
+    import pandas as pd
+
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.to_numpy(dtype="int64", na_value=0), missing
+    floats = values.to_numpy(dtype="float64", na_value=np.nan)
+    bad = ~missing & ~(np.isfinite(floats) & (floats == np.round(floats)))
+    if bad.any():
+        raise ValidationError(
+            f"ticks column {column!r} must hold whole numbers, got {floats[bad][:3].tolist()}"
+        )
+    return np.where(missing, 0, floats).astype(np.int64), missing
+
+
+def _tick_frame(row: tuple | None) -> pd.DataFrame:
+    """Return the ticks DataFrame from one row of binary arrays (see :meth:`Store.read_ticks`)."""
+    import pandas as pd
+
+    empty = row is None or row[0] is None
+    types = [">i8", ">i8", ">f8"] + [">f8" if c in _TICK_FLOATS else ">i8" for c in _TICK_NULLABLE]
+    columns = [
+        np.empty(0, kind) if empty else _array_values(data, kind)
+        for kind, data in zip([*types, ">i4"], row or [None] * (len(types) + 1), strict=True)
+    ]
+    ns = (columns[0].astype(np.int64) + _PG_EPOCH_US) * 1000
+    seq = columns[1].astype(np.int64)
+    ordered = (ns[1:] > ns[:-1]) | ((ns[1:] == ns[:-1]) & (seq[1:] > seq[:-1]))
+    if not ordered.all():
+        order = np.lexsort((seq, ns))
+        ns, seq, columns = ns[order], seq[order], [values[order] for values in columns]
+    nulls = columns[-1].astype(np.int64)
+    data: dict[str, object] = {"seq": seq, "price": columns[2].astype(np.float64)}
+    for bit, (col, values) in enumerate(zip(_TICK_NULLABLE, columns[3:-1], strict=True)):
+        missing = (nulls >> bit) & 1 == 1
+        data[col] = (
+            values.astype(np.float64)
+            if col in _TICK_FLOATS
+            else pd.arrays.IntegerArray(values.astype(np.int64), missing)
+        )
+    index = pd.DatetimeIndex(ns.view("M8[ns]"), name="ts").tz_localize("UTC").tz_convert(IST_NAME)
+    return pd.DataFrame({col: data[col] for col in TICK_COLUMNS}, index=index)
 
 
 def _pg_datetime(pg_us: int) -> datetime:
@@ -754,4 +1087,4 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-__all__ = ["INSTRUMENT_COLUMNS", "OHLCV", "TABLES", "Store"]
+__all__ = ["INSTRUMENT_COLUMNS", "OHLCV", "TABLES", "TICK_COLUMNS", "Store"]
