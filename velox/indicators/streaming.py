@@ -672,33 +672,42 @@ class Pivots(_BarInput):
 
 #: Output columns of :class:`IndicatorBank`.
 BANK_COLUMNS = ("ema", "rsi", "atr", "supertrend", "direction")
-# state offsets: ema, rsi, atr, supertrend, forming bar (flag, o, h, l, c), latest outputs
+# state offsets: ema, rsi, atr, supertrend (each followed by its committed-bar count), forming bar
+# (flag, o, h, l, c), latest outputs
 _E, _R, _A, _S, _F, _O = 0, 5, 10, 15, 24, 29
 _MINUTE_NS = 60_000_000_000
 _OPEN_NS = (9 * 60 + 15) * _MINUTE_NS
 
 
-#: FMA contraction, as in the batch runners (see ``_runners``), so the bank's numbers are the
-#: batch functions' bit for bit.
-_CONTRACT = {"contract"}
-
-
-@njit(cache=True, fastmath=_CONTRACT)
+@njit(cache=True, error_model="numpy")
 def _bank_bar(state, i, o, h, l, c, commit):  # noqa: E741
     """Apply the four steps to symbol ``i``'s bar (commit or preview) and write its outputs."""
     s = state[i]
     # `state` stands in for the ring argument: none of these four steps has a rolling window.
-    e_st, e = ema_step(to_fixed_tuple(s[_E:_R], 5), state, o, h, l, c, 0.0, 0.0, commit)
-    r_st, r = rsi_step(to_fixed_tuple(s[_R:_A], 5), state, o, h, l, c, 0.0, 0.0, commit)
-    a_st, a = atr_step(to_fixed_tuple(s[_A:_S], 5), state, o, h, l, c, 0.0, 0.0, commit)
-    s_st, st = supertrend_step(to_fixed_tuple(s[_S:_F], 9), state, o, h, l, c, 0.0, 0.0, commit)
+    # Each state is followed by its count of committed bars, the step's position argument.
+    e_st, e = ema_step(
+        to_fixed_tuple(s[_E:_R], 4), state, np.int64(s[_R - 1]), o, h, l, c, 0.0, 0.0, commit, False
+    )
+    r_st, r = rsi_step(
+        to_fixed_tuple(s[_R:_A], 4), state, np.int64(s[_A - 1]), o, h, l, c, 0.0, 0.0, commit, False
+    )
+    a_st, a = atr_step(
+        to_fixed_tuple(s[_A:_S], 4), state, np.int64(s[_S - 1]), o, h, l, c, 0.0, 0.0, commit, False
+    )
+    s_st, st = supertrend_step(
+        to_fixed_tuple(s[_S:_F], 8), state, np.int64(s[_F - 1]), o, h, l, c, 0.0, 0.0, commit, False
+    )
     if commit:
-        for j in range(5):
+        for j in range(4):
             s[_E + j] = e_st[j]
             s[_R + j] = r_st[j]
             s[_A + j] = a_st[j]
-        for j in range(9):
+        for j in range(8):
             s[_S + j] = s_st[j]
+        s[_R - 1] += 1.0
+        s[_A - 1] += 1.0
+        s[_S - 1] += 1.0
+        s[_F - 1] += 1.0
     s[_O] = e[0]
     s[_O + 1] = r[0]
     s[_O + 2] = a[0]
@@ -706,7 +715,7 @@ def _bank_bar(state, i, o, h, l, c, commit):  # noqa: E741
     s[_O + 4] = st[1]
 
 
-@njit(cache=True, fastmath=_CONTRACT)
+@njit(cache=True, error_model="numpy")
 def _bank_tick(state, edges, length_ns, i, price, ts_ns):
     """Fold one trade into symbol ``i``'s forming candle; commit the previous candle on rollover.
 
@@ -744,7 +753,7 @@ def _bank_tick(state, edges, length_ns, i, price, ts_ns):
     return 0
 
 
-@njit(cache=True, fastmath=_CONTRACT)
+@njit(cache=True, error_model="numpy")
 def _bank_replay(state, edges, symbols, prices, ts_ns, length_ns, record):
     """Run :func:`_bank_tick` over arrays; return -1 or the first failing tick's position."""
     keep = record.shape[0] == prices.shape[0]
@@ -759,7 +768,7 @@ def _bank_replay(state, edges, symbols, prices, ts_ns, length_ns, record):
     return -1
 
 
-@njit(cache=True, fastmath=_CONTRACT)
+@njit(cache=True, error_model="numpy")
 def _bank_check_bar(state, i, o, h, l, c, commit):  # noqa: E741
     if i < 0 or i >= state.shape[0]:
         return 1
