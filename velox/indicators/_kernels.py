@@ -97,36 +97,46 @@ def _next_block_pos(r, n):
 
 
 @njit(cache=True, inline="always")
-def _pick(a, b, is_max):
-    """Return the larger (``is_max``) or the smaller of ``a`` and ``b``: one max/min, no branch."""
-    if is_max:
-        return a if a > b else b
-    return a if a < b else b
+def _window_range(ring, rows, n, p, r, high, low, top, bottom, commit):
+    """Return the max of ``high`` and the min of ``low`` over the ``n`` bars ending at ``p``.
 
+    Van Herk / Gil-Werman: the series are cut into blocks of ``n`` bars; ``r`` is the bar's
+    position in its block and ``top``/``bottom`` the extremes of the block's earlier bars (∓inf
+    at a block's first bar). A window of ``n`` bars ending here is the block's prefix up to this
+    bar plus a suffix of the previous block, whose suffix extremes were written when that block
+    closed. ``rows`` names the ring rows: the two series (by :func:`_slot`; the caller writes
+    them on commit; they may be one row) and their suffix max and min (by block position;
+    column ``n``, and the whole row until the first block closes, hold the ∓inf sentinel).
+    Cost: four max/min per bar, plus one backward pass over a block when its last bar is
+    committed, so O(1) amortised with no data-dependent branch; exact, as max and min round
+    nothing. (The block restart is a reset of ``top``/``bottom`` to ∓inf after its last bar,
+    not a select on the first bar, which LLVM would turn into an unpredictable branch.)
 
-@njit(cache=True, inline="always")
-def _window_extreme(ring, raw, suf, n, p, r, x, pre, is_max, commit):
-    """Return the max (or min) of the ``n`` values ending with ``x``, and the new block extreme.
-
-    Van Herk / Gil-Werman: the series is cut into blocks of ``n`` values; ``r`` is ``x``'s
-    position in its block and ``pre`` the extreme of the block's earlier values. A window of
-    ``n`` values ending at ``x`` is the block's prefix up to ``x`` plus a suffix of the previous
-    block, whose suffix extremes ``ring[suf, r + 1]`` were written when that block closed
-    (``ring[suf, n]``, and the whole row until the first block closes, hold the ∓inf sentinel).
-    ``ring[raw]`` holds the series (position ``p`` = ``x``'s) by :func:`_slot`. Cost: two
-    max/min per value, plus one backward pass over a block when its last value is committed, so
-    O(1) amortised with no data-dependent branch; exact, as max and min round nothing.
+    Returns ``(window max, window min, new top, new bottom)``.
     """
+    raw_high, raw_low, suf_high, suf_low = rows
     ri = int(r)
-    pre = x if ri == 0 else _pick(x, pre, is_max)
-    value = _pick(ring[suf, np.uintp(ri + 1)], pre, is_max)
-    if commit and r == n - 1.0:
-        acc = x
-        ring[suf, np.uintp(ri)] = acc
+    top = high if high > top else top
+    bottom = low if low < bottom else bottom
+    older = ring[suf_high, np.uintp(ri + 1)]
+    hi = older if older > top else top
+    older = ring[suf_low, np.uintp(ri + 1)]
+    lo = older if older < bottom else bottom
+    last = r == n - 1.0
+    if commit and last:
+        up = high
+        down = low
+        ring[suf_high, np.uintp(ri)] = up
+        ring[suf_low, np.uintp(ri)] = down
         for q in range(1, ri + 1):
-            acc = _pick(ring[raw, _slot(ring, p - q)], acc, is_max)
-            ring[suf, np.uintp(ri - q)] = acc
-    return value, pre
+            here = _slot(ring, p - q)
+            x = ring[raw_high, here]
+            up = x if x > up else up
+            ring[suf_high, np.uintp(ri - q)] = up
+            x = ring[raw_low, here]
+            down = x if x < down else down
+            ring[suf_low, np.uintp(ri - q)] = down
+    return hi, lo, (-math.inf if last else top), (math.inf if last else bottom)
 
 
 @njit(cache=True, inline="always")
@@ -379,8 +389,7 @@ def willr_warmup(st):
 def willr_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     # rings: 0 high, 1 low (by position); 2, 3 suffix max/min of the last block of n bars
     n, r, ph, pl = st
-    hi, ph = _window_extreme(ring, 0, 2, n, j, r, h, ph, True, commit)
-    lo, pl = _window_extreme(ring, 1, 3, n, j, r, l, pl, False, commit)
+    hi, lo, ph, pl = _window_range(ring, (0, 1, 2, 3), n, j, r, h, l, ph, pl, commit)
     if commit:
         ring[0, _slot(ring, j)] = h
         ring[1, _slot(ring, j)] = l
@@ -400,8 +409,7 @@ def stoch_warmup(st):
 def stoch_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     # rings: 0 high, 1 low, 2/3 suffix max/min (window fk), 4 fast %K, 5 slow %K
     fk, sk, sd, r, ph, pl, kacc, dacc = st
-    hi, ph = _window_extreme(ring, 0, 2, fk, j, r, h, ph, True, commit)
-    lo, pl = _window_extreme(ring, 1, 3, fk, j, r, l, pl, False, commit)
+    hi, lo, ph, pl = _window_range(ring, (0, 1, 2, 3), fk, j, r, h, l, ph, pl, commit)
     if commit:
         ring[0, _slot(ring, j)] = h
         ring[1, _slot(ring, j)] = l
@@ -439,8 +447,7 @@ def stochrsi_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     fastd = NAN
     jr = j - int(n)  # position of this bar's RSI
     if steady or jr >= 0:
-        hi, ph = _window_extreme(ring, 0, 1, fk, jr, r, x, ph, True, commit)
-        lo, pl = _window_extreme(ring, 0, 2, fk, jr, r, x, pl, False, commit)
+        hi, lo, ph, pl = _window_range(ring, (0, 0, 1, 2), fk, jr, r, x, x, ph, pl, commit)
         if commit:
             ring[0, _slot(ring, jr)] = x
         r = _next_block_pos(r, fk)
@@ -791,8 +798,7 @@ def donchian_warmup(st):
 def donchian_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     # rings as in willr_step
     n, r, ph, pl = st
-    hi, ph = _window_extreme(ring, 0, 2, n, j, r, h, ph, True, commit)
-    lo, pl = _window_extreme(ring, 1, 3, n, j, r, l, pl, False, commit)
+    hi, lo, ph, pl = _window_range(ring, (0, 1, 2, 3), n, j, r, h, l, ph, pl, commit)
     if commit:
         ring[0, _slot(ring, j)] = h
         ring[1, _slot(ring, j)] = l
@@ -850,12 +856,11 @@ def ichimoku_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     # rings: 0 high, 1 low, 2/3 suffix max/min for the tenkan window, 4/5 kijun, 6/7 senkou B,
     # 8 raw span A, 9 raw span B (by position, read back `disp` bars later)
     (nt, nk, nb, disp, rt, rk, rb, th, tl, kh, kl, bh, bl) = st
-    tenkan_hi, th = _window_extreme(ring, 0, 2, nt, j, rt, h, th, True, commit)
-    tenkan_lo, tl = _window_extreme(ring, 1, 3, nt, j, rt, l, tl, False, commit)
-    kijun_hi, kh = _window_extreme(ring, 0, 4, nk, j, rk, h, kh, True, commit)
-    kijun_lo, kl = _window_extreme(ring, 1, 5, nk, j, rk, l, kl, False, commit)
-    span_hi, bh = _window_extreme(ring, 0, 6, nb, j, rb, h, bh, True, commit)
-    span_lo, bl = _window_extreme(ring, 1, 7, nb, j, rb, l, bl, False, commit)
+    tenkan_hi, tenkan_lo, th, tl = _window_range(
+        ring, (0, 1, 2, 3), nt, j, rt, h, l, th, tl, commit
+    )
+    kijun_hi, kijun_lo, kh, kl = _window_range(ring, (0, 1, 4, 5), nk, j, rk, h, l, kh, kl, commit)
+    span_hi, span_lo, bh, bl = _window_range(ring, (0, 1, 6, 7), nb, j, rb, h, l, bh, bl, commit)
     tenkan = (tenkan_hi + tenkan_lo) / 2.0 if (steady or j >= nt - 1.0) else NAN
     kijun = (kijun_hi + kijun_lo) / 2.0 if (steady or j >= nk - 1.0) else NAN
     span_a_raw = (tenkan + kijun) / 2.0

@@ -77,7 +77,7 @@ from velox.indicators._kernels import (
 #: sha256 of the ``_kernels.py`` these runners were generated from. numba's on-disk cache keys a
 #: runner on this file, not on the steps it inlines, so regenerating after any kernel edit (the
 #: codegen test enforces it) is what makes numba recompile.
-KERNELS_SHA256 = "d73bf6f5616c88d9f810bd798fa8a46baec139aea4bd8d8b88a4af4d32d8384b"
+KERNELS_SHA256 = "9b66cd0f511565a12cd4a41c6b5b88f998bacae7e79205875016873b80952c16"
 
 #: No fast-math flags: LLVM keeps every operation as written (the steps spell out the fused
 #: multiply-adds they want), so the batch loops and the streaming entry point, three compilations

@@ -220,7 +220,7 @@ _HIGH_LOW_SENTINELS = ((2, -math.inf), (3, math.inf))
 
 def _init_extreme_window(window_: int) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0, 0], 4, n, _HIGH_LOW_SENTINELS)
+    return _state([n, 0, -math.inf, math.inf], 4, n, _HIGH_LOW_SENTINELS)
 
 
 def _init_willr(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +237,8 @@ def _init_stoch(
     fk = window(k_window, "k_window")
     sk = window(k_smooth, "k_smooth")
     sd = window(d_window, "d_window")
-    return _state([fk, sk, sd, 0, 0, 0, 0, 0], 6, max(fk, sk, sd), _HIGH_LOW_SENTINELS)
+    values = [fk, sk, sd, 0, -math.inf, math.inf, 0, 0]
+    return _state(values, 6, max(fk, sk, sd), _HIGH_LOW_SENTINELS)
 
 
 def _init_stochrsi(
@@ -246,7 +247,7 @@ def _init_stochrsi(
     n = window(window_)
     fk = window(k_window, "k_window")
     fd = window(d_window, "d_window")
-    values = [n, math.nan, 0, 0, fk, fd, 0, 0, 0, 0]
+    values = [n, math.nan, 0, 0, fk, fd, 0, -math.inf, math.inf, 0]
     return _state(values, 4, max(fk, fd), ((1, -math.inf), (2, math.inf)))
 
 
@@ -314,7 +315,7 @@ def _init_ichimoku(
     disp = window(displacement, "displacement")
     # rows: high, low, then a suffix max and min row per window, then the raw spans
     sentinels = tuple((row, -math.inf if row % 2 == 0 else math.inf) for row in range(2, 8))
-    values = [nt, nk, nb, disp, 0, 0, 0] + [0] * 6
+    values = [nt, nk, nb, disp, 0, 0, 0] + [-math.inf, math.inf] * 3
     return _state(values, 10, max(nt, nk, nb, disp), sentinels)
 
 
@@ -470,18 +471,19 @@ def compute(
         else:
             keys = session_keys(source, rows)
     else:
-        keys = np.zeros(rows)
+        keys = None  # the step ignores its session argument: any input row will do
     k = spec.n_outputs
     out = np.empty((cols, k, rows))
     some = next(iter(values.values()))
     for j in range(cols):
         ins = {f: (values[f][j] if f in values else some[j]) for f in FIELDS}
+        ins["time"] = some[j] if keys is None else keys
         start = _first_complete_row([values[f][j] for f in spec.inputs])
         out[j, :, :start] = np.nan
         st, ring = init_state(spec, params)
         bad = spec.run(
-            st, ring, ins["open"], ins["high"], ins["low"], ins["close"], ins["volume"], keys,
-            start, out[j],
+            st, ring, ins["open"], ins["high"], ins["low"], ins["close"], ins["volume"],
+            ins["time"], start, out[j],
         )  # fmt: skip
         if bad >= 0:
             where = f"column {template.columns[j]!r}" if _is_frame(template) else f"column {j}"
