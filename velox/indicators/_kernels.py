@@ -573,35 +573,6 @@ def natr_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
 
 
 @njit(cache=True, inline="always")
-def _window_moments(ring, n, p, c, shift):
-    """Return exact Σ(x − shift) and Σ(x − shift)² over the ``n`` values ending with ``c``.
-
-    Two partial sums each (even and odd positions), so the O(n) recompute is not one long
-    dependency chain.
-    """
-    e = c - shift
-    a1 = e
-    a2 = e * e
-    b1 = 0.0
-    b2 = 0.0
-    first = p - int(n) + 1
-    q = first
-    while q + 1 < p:
-        e = ring[0, _slot(ring, q)] - shift
-        a1 += e
-        a2 += e * e
-        e = ring[0, _slot(ring, q + 1)] - shift
-        b1 += e
-        b2 += e * e
-        q += 2
-    if q < p:
-        e = ring[0, _slot(ring, q)] - shift
-        a1 += e
-        a2 += e * e
-    return a1 + b1, a2 + b2
-
-
-@njit(cache=True, inline="always")
 def bbands_warmup(st):
     return int(st[0])
 
@@ -625,22 +596,49 @@ def bbands_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     else:
         s1 = s1 + d
         s2 = s2 + d * d
-    mid, acc = _sma_core(n, j, acc, ring, 0, c, commit, steady)
+    total = acc + c  # the SMA's window sum (see _sma_core)
     upper = NAN
+    mid = NAN
     lower = NAN
     if steady or j >= n - 1.0:
+        mid = total / n
         inv = 1.0 / n
         m1 = s1 * inv
         mean2 = s2 * inv
         var = mean2 - m1 * m1
         if _slot(ring, j + 1) == 0 or var < 1e-6 * mean2:
+            # exact sums around K = the mean, as even and odd partial sums (not one long chain)
             shift = mid
-            s1, s2 = _window_moments(ring, n, j, c, shift)
+            e = c - shift
+            s1 = e
+            s2 = e * e
+            odd1 = 0.0
+            odd2 = 0.0
+            q = j - int(n) + 1
+            while q + 1 < j:
+                e = ring[0, _slot(ring, q)] - shift
+                s1 += e
+                s2 += e * e
+                e = ring[0, _slot(ring, q + 1)] - shift
+                odd1 += e
+                odd2 += e * e
+                q += 2
+            if q < j:
+                e = ring[0, _slot(ring, q)] - shift
+                s1 += e
+                s2 += e * e
+            s1 += odd1
+            s2 += odd2
             m1 = s1 * inv
             var = s2 * inv - m1 * m1
         std = math.sqrt(var) if var > 0.0 else 0.0
         upper = mid + up * std
         lower = mid - dn * std
+    # The ring is used last here, outside the branch above: were its last use inside that
+    # branch's loop, numba would reference-count it on every bar (a call on the hot path).
+    if commit:
+        ring[0, _slot(ring, j)] = c
+    acc = total - ring[0, _slot(ring, j - int(n) + 1)] if (steady or j >= n - 1.0) else total
     return (n, up, dn, acc, shift, s1, s2), (upper, mid, lower)
 
 
