@@ -508,9 +508,11 @@ def obv_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     prev, total = st
     if not steady and j == 0:
         return (c, v), (v,)
-    # the change as a select, then one add on the chain (total ± v, or total unchanged)
-    step = v if c > prev else (-v if c < prev else 0.0)
-    total = total + step
+    # total ± v or total + 0 as two flat selects and one add on the chain: a nested conditional
+    # would compile to branches, mispredicted on every other bar of a real price series
+    up = v if c > prev else 0.0
+    down = v if c < prev else 0.0
+    total = total + (up - down)
     return (c, total), (total,)
 
 
@@ -657,10 +659,10 @@ def adx_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     if steady or j >= n:
         mdm = mdm - mdm / n
         pdm = pdm - pdm / n
-    if diff_m > 0 and diff_p < diff_m:
-        mdm = mdm + diff_m
-    elif diff_p > 0 and diff_p > diff_m:
-        pdm = pdm + diff_p
+    # TA-Lib's "-DM if diff_m > 0 and diff_m > diff_p, else +DM if diff_p > 0 and diff_p >
+    # diff_m" as flat selects (x > max(y, 0)); adding 0.0 leaves a sum unchanged
+    mdm = mdm + (diff_m if diff_m > (diff_p if diff_p > 0.0 else 0.0) else 0.0)
+    pdm = pdm + (diff_p if diff_p > (diff_m if diff_m > 0.0 else 0.0) else 0.0)
     tr_now = _true_range(h, l, pc)
     tr = tr - (tr / n) + tr_now if (steady or j >= n) else tr + tr_now
     if (steady or j >= n) and not _is_zero(tr):

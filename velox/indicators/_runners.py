@@ -77,7 +77,7 @@ from velox.indicators._kernels import (
 #: sha256 of the ``_kernels.py`` these runners were generated from. numba's on-disk cache keys a
 #: runner on this file, not on the steps it inlines, so regenerating after any kernel edit (the
 #: codegen test enforces it) is what makes numba recompile.
-KERNELS_SHA256 = "4a6a3bd247c0575e1b6b7698a74f3f0dceb166671bcbd7864f93aa50e8eb74ef"
+KERNELS_SHA256 = "9dabc047f5322bd22fcfcc7b45a8a23d435026b04c5ae6b88a6ea01aeefa7a7b"
 
 #: No fast-math flags: LLVM keeps every operation as written (the steps spell out the fused
 #: multiply-adds they want), so the batch loops and the streaming entry point, three compilations
