@@ -570,7 +570,9 @@ def natr_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
     pc, acc, atr = _atr_core(n, j, pc, acc, atr, h, l, c, steady)
     value = NAN
     if steady or j >= n:
-        value = (atr / c) * 100.0 if not _is_zero(c) else 0.0
+        # atr · (100 / c), not TA-Lib's (atr / c) · 100: the division then waits for the close
+        # only, not for the Wilder chain (~2 ulp apart)
+        value = atr * (100.0 / c) if not _is_zero(c) else 0.0
     return (n, pc, acc, atr), (value,)
 
 

@@ -77,7 +77,7 @@ from velox.indicators._kernels import (
 #: sha256 of the ``_kernels.py`` these runners were generated from. numba's on-disk cache keys a
 #: runner on this file, not on the steps it inlines, so regenerating after any kernel edit (the
 #: codegen test enforces it) is what makes numba recompile.
-KERNELS_SHA256 = "9dabc047f5322bd22fcfcc7b45a8a23d435026b04c5ae6b88a6ea01aeefa7a7b"
+KERNELS_SHA256 = "0e585edf76cec8f207e749d9f9c936bb7bf248ff31242779656e03e01c09ae74"
 
 #: No fast-math flags: LLVM keeps every operation as written (the steps spell out the fused
 #: multiply-adds they want), so the batch loops and the streaming entry point, three compilations
