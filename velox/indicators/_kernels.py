@@ -355,28 +355,35 @@ def cci_warmup(st):
 
 @njit(cache=True, inline="always")
 def cci_step(st, ring, j, o, h, l, c, v, t, commit, steady):  # noqa: E741
+    # TA-Lib's circular buffer of n typical prices, bar j at column j % n, summed in column order
+    # (the current bar in its column, as it is not in the ring on a preview): the same additions
+    # in the same order as TA-Lib, so the result is TA-Lib's to the bit. The modulo is cheap next
+    # to the two O(n) passes.
     (n,) = st
     tp = (h + l + c) / 3.0
-    if commit:
-        ring[0, _slot(ring, j)] = tp
+    here = j % int(n)
     value = NAN
     if steady or j >= n - 1.0:
-        # the window oldest first, the current bar last (it is not in the ring on a preview)
-        first = j - int(n) + 1
         avg = 0.0
-        for q in range(first, j):
-            avg += ring[0, _slot(ring, q)]
+        for q in range(here):
+            avg += ring[0, q]
         avg += tp
+        for q in range(here + 1, int(n)):
+            avg += ring[0, q]
         avg /= n
         dev = 0.0
-        for q in range(first, j):
-            dev += abs(ring[0, _slot(ring, q)] - avg)
+        for q in range(here):
+            dev += abs(ring[0, q] - avg)
         dev += abs(tp - avg)
+        for q in range(here + 1, int(n)):
+            dev += abs(ring[0, q] - avg)
         num = tp - avg
         mean_dev = dev / n
         scale = abs(avg)
         flat = _is_zero_scaled(num, scale) or _is_zero_scaled(mean_dev, scale)
         value = 0.0 if flat else num / (0.015 * mean_dev)
+    if commit:
+        ring[0, here] = tp
     return (n,), (value,)
 
 

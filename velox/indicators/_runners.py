@@ -77,7 +77,7 @@ from velox.indicators._kernels import (
 #: sha256 of the ``_kernels.py`` these runners were generated from. numba's on-disk cache keys a
 #: runner on this file, not on the steps it inlines, so regenerating after any kernel edit (the
 #: codegen test enforces it) is what makes numba recompile.
-KERNELS_SHA256 = "0e585edf76cec8f207e749d9f9c936bb7bf248ff31242779656e03e01c09ae74"
+KERNELS_SHA256 = "56946e08b99b91396ca0a6148ad3c350c288aa031ebe10462936f71ac9f7e092"
 
 #: No fast-math flags: LLVM keeps every operation as written (the steps spell out the fused
 #: multiply-adds they want), so the batch loops and the streaming entry point, three compilations
