@@ -15,10 +15,11 @@ Every step has the same shape::
   add-compare-select would be the longest dependency chain of the cheap indicators).
 * ``ring`` is a 2-D float64 array (width a power of two, more than the longest window) holding
   the *committed* values of the rolling windows: the value of series position ``p`` sits in
-  column ``p & (width - 1)`` (:func:`_slot`). A step reads it and writes the current bar into it
-  only when ``commit`` is true. ``commit=False`` is the forming-candle preview: it returns the
-  value the bar would produce if it closed now and leaves ``ring`` untouched; the returned state
-  is simply discarded.
+  column ``p & (width - 1)`` (:func:`_slot`); the windowed max/min rows are indexed by block
+  position instead (:func:`_window_range`) and CCI keeps TA-Lib's buffer order (column
+  ``j % n``). A step reads it and writes the current bar into it only when ``commit`` is true.
+  ``commit=False`` is the forming-candle preview: it returns the value the bar would produce if
+  it closed now and leaves ``ring`` untouched; the returned state is simply discarded.
 * ``steady`` is a compile-time promise by the caller that ``j >= <name>_warmup(st)``: every
   warm-up branch is behind ``if not steady and …``, so the batch runner, which calls the step
   with ``steady=False`` for the first bars and ``True`` for the rest, runs a steady-state loop
@@ -29,16 +30,23 @@ Every step has the same shape::
   a session key (the IST date number) used by session-anchored indicators (VWAP, pivots).
 
 The arithmetic follows TA-Lib's C source (running sums added and subtracted in the same order,
-TA-Lib's seeding), so results agree to ~1e-15, not just to a tolerance. Zero tests follow TA-Lib
-0.8 (the version pinned for tests): ``TA_IS_ZERO`` is ``|v| < 1e-14`` and differences of prices
-use the scale-aware ``|a − b| ≤ 1e-14 · (|a| + |b|)``, so a window that is flat but for float
-rounding reads as flat.
+TA-Lib's seeding), so results agree to ~1e-15 (1e-12 at worst), not just to a tolerance. Zero
+tests follow TA-Lib 0.8 (the version pinned for tests): ``TA_IS_ZERO`` is ``|v| < 1e-14`` and
+differences of prices use the scale-aware ``|a − b| ≤ 1e-14 · (|a| + |b|)``, so a window that
+is flat but for float rounding reads as flat.
 
-Note for developers: numba's on-disk cache of a runner in ``_runners.py`` is keyed on that file,
-not on the steps it inlines, so after editing this file run ``python -m velox.indicators._codegen``
-(it stamps this file's hash into ``_runners.py``; a test fails until you do). The bank kernels in
-``streaming.py`` inline the EMA/RSI/ATR/Supertrend steps too: clear ``__pycache__`` after
-changing those.
+Notes for developers:
+
+* numba's on-disk cache of a runner in ``_runners.py`` is keyed on that file, not on the steps
+  it inlines, so after editing this file run ``python -m velox.indicators._codegen`` (it stamps
+  this file's hash into ``_runners.py``; a test fails until you do). The bank kernels in
+  ``streaming.py`` inline the EMA/RSI/ATR/Supertrend steps too: clear ``__pycache__`` after
+  changing those.
+* Write data-dependent choices as flat selects (``a if c else b`` of plain values, max/min):
+  nested or ``and``/``or`` conditions compile to branches, mispredicted on real prices.
+* Keep the last use of ``ring`` in a step outside any branch that contains a loop: numba
+  reference-counts the array, and if it dies inside such a branch the count is taken on every
+  bar (an out-of-line call per bar; see ``bbands_step``).
 """
 
 from __future__ import annotations
@@ -91,7 +99,7 @@ def _slot(ring, p):
 
 @njit(cache=True, inline="always")
 def _next_block_pos(r, n):
-    """Return the block position after ``r`` in blocks of ``n`` (see :func:`_window_extreme`)."""
+    """Return the block position after ``r`` in blocks of ``n`` (see :func:`_window_range`)."""
     r = r + 1.0
     return 0.0 if r == n else r
 

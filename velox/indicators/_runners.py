@@ -77,7 +77,7 @@ from velox.indicators._kernels import (
 #: sha256 of the ``_kernels.py`` these runners were generated from. numba's on-disk cache keys a
 #: runner on this file, not on the steps it inlines, so regenerating after any kernel edit (the
 #: codegen test enforces it) is what makes numba recompile.
-KERNELS_SHA256 = "56946e08b99b91396ca0a6148ad3c350c288aa031ebe10462936f71ac9f7e092"
+KERNELS_SHA256 = "a359465c652b65edb3ec286152c3b14e0115779c5282221485ccef0ddb113195"
 
 #: No fast-math flags: LLVM keeps every operation as written (the steps spell out the fused
 #: multiply-adds they want), so the batch loops and the streaming entry point, three compilations
