@@ -435,7 +435,7 @@ def compute(
     and row, because silently carrying it through a recursive indicator would poison every later
     value.
     """
-    init_state(spec, params)  # validate parameters before touching data
+    fresh = init_state(spec, params)  # validates the parameters before touching data
     values: dict[str, np.ndarray] = {}
     template = None
     one_d = False
@@ -480,7 +480,7 @@ def compute(
         ins["time"] = some[j] if keys is None else keys
         start = _first_complete_row([values[f][j] for f in spec.inputs])
         out[j, :, :start] = np.nan
-        st, ring = init_state(spec, params)
+        st, ring = fresh if j == 0 else init_state(spec, params)
         bad = spec.run(
             st, ring, ins["open"], ins["high"], ins["low"], ins["close"], ins["volume"],
             ins["time"], start, out[j],
@@ -497,6 +497,8 @@ def compute(
 def _first_complete_row(columns: list[np.ndarray]) -> int:
     """Return the first row where every input is non-NaN (``len`` if there is none)."""
     rows = columns[0].shape[0]
+    if rows and all(col[0] == col[0] for col in columns):
+        return 0  # the common case, without array temporaries
     probe = 1
     while True:
         upto = min(rows, probe)
