@@ -111,6 +111,21 @@ class Spec:
         """Return the batch runner (numba)."""
         return getattr(_runners, f"run_{self.name}")
 
+    def run_batch(
+        self,
+        state: np.ndarray,
+        ring: np.ndarray,
+        inputs: tuple[np.ndarray, ...],
+        start: int,
+        out: np.ndarray,
+    ) -> int:
+        """Run the batch runner over ``inputs`` (open, high, low, close, volume, session key).
+
+        The inputs go in as read-only views (:func:`read_only`), so each runner compiles once
+        rather than once per mix of writable and read-only inputs. Returns the runner's result.
+        """
+        return self.run(state, ring, *(read_only(array) for array in inputs), start, out)
+
     @property
     def stream(self) -> Callable[..., None]:
         """Return the single-bar streaming entry point (numba)."""
@@ -122,6 +137,18 @@ class Spec:
         if self.width:
             return self.width
         return 1 if self.result is None else len(self.result._fields)
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """Return a read-only view of ``array``, so a kernel sees one array type whatever it is fed.
+
+    numba compiles a kernel once per combination of writable and read-only array arguments
+    (pandas 3 hands out read-only arrays, numpy writable ones): passing every input read-only
+    keeps it to one compilation.
+    """
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def window(value: object, name: str = "window") -> int:
@@ -481,10 +508,8 @@ def compute(
         start = _first_complete_row([values[f][j] for f in spec.inputs])
         out[j, :, :start] = np.nan
         st, ring = fresh if j == 0 else init_state(spec, params)
-        bad = spec.run(
-            st, ring, ins["open"], ins["high"], ins["low"], ins["close"], ins["volume"],
-            ins["time"], start, out[j],
-        )  # fmt: skip
+        inputs = tuple(ins[f] for f in (*FIELDS, "time"))
+        bad = spec.run_batch(st, ring, inputs, start, out[j])
         if bad >= 0:
             where = f"column {template.columns[j]!r}" if _is_frame(template) else f"column {j}"
             raise ValueError(

@@ -37,6 +37,7 @@ from velox.indicators._spec import (
     _is_datetime_index,
     check_increasing,
     init_state,
+    read_only,
     session_keys,
 )
 
@@ -111,7 +112,7 @@ class StreamingIndicator:
         some = columns[spec.inputs[0]]
         ins = [columns.get(f, some) for f in FIELDS]
         out = np.empty((spec.n_outputs, rows))
-        bad = spec.run(self._state, self._ring, *ins, keys, 0, out)
+        bad = spec.run_batch(self._state, self._ring, (*ins, keys), 0, out)
         if bad >= 0:
             raise ValueError(
                 f"{type(self).__name__}.from_history: NaN input at row {bad}; fill or drop it first"
@@ -925,7 +926,8 @@ class IndicatorBank:
         )
         for name, first, last, width in parts:
             view = row[first:last]  # the runner leaves its final state in this view
-            bad = SPECS[name].run(view, out[:1, :1], c, h, lo, c, zeros, zeros, 0, out)
+            inputs = (c, h, lo, c, zeros, zeros)
+            bad = SPECS[name].run_batch(view, out[:1, :1], inputs, 0, out)
             if bad >= 0:
                 raise ValueError(f"IndicatorBank.seed: NaN input at row {bad}; fill or drop it")
             values.extend(out[:width, -1].tolist())
@@ -951,9 +953,10 @@ class IndicatorBank:
 
         Returns, if ``record``, the ``(ticks, 5)`` values after each tick.
         """
-        sym = np.ascontiguousarray(symbols, dtype=np.int64)
-        px = np.ascontiguousarray(prices, dtype=np.float64)
-        ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
+        sym, px, ts = (
+            read_only(np.ascontiguousarray(x, dtype=t))
+            for x, t in ((symbols, np.int64), (prices, np.float64), (ts_ns, np.int64))
+        )  # read-only views whatever the caller passes: one compiled replay kernel
         if not (sym.shape == px.shape == ts.shape):
             raise ValueError("symbols, prices and ts_ns must have the same length")
         rec = np.empty((px.shape[0] if record else 0, len(BANK_COLUMNS)))
