@@ -178,3 +178,17 @@ def test_session_indicators_reject_bars_from_an_earlier_session() -> None:
         obj.update(SimpleNamespace(open=1, high=2, low=1, close=2, volume=5, ts=day2))
         with pytest.raises(ValueError, match="earlier session"):
             obj.preview(SimpleNamespace(open=1, high=2, low=1, close=2, volume=5, ts=day1))
+
+
+def test_a_snapshot_with_another_layout_is_refused() -> None:
+    # The kernels read state and ring without bounds checks: a pickle whose arrays do not have
+    # this version's shapes (e.g. saved by an older Velox) must fail loudly, not read past them.
+    ema = st.EMA(5)
+    data = ema.__getstate__()
+    data["state"] = np.append(data["state"], 0.0)
+    with pytest.raises(ValueError, match="another layout"):
+        st.EMA.__new__(st.EMA).__setstate__(data)
+    bank = st.IndicatorBank(symbols=2)
+    old = {"params": bank.__getstate__()["params"], "state": np.zeros((2, 34))}
+    with pytest.raises(ValueError, match="another layout"):
+        st.IndicatorBank.__new__(st.IndicatorBank).__setstate__(old)

@@ -77,8 +77,11 @@ class StreamingIndicator:
 
     def __setstate__(self, data: dict[str, object]) -> None:
         self.__init__(**data["params"])  # type: ignore[misc, arg-type]
-        self._state = np.array(data["state"], dtype=np.float64)
-        self._ring = np.array(data["ring"], dtype=np.float64)
+        state = np.array(data["state"], dtype=np.float64)
+        ring = np.array(data["ring"], dtype=np.float64)
+        # the kernels index these without bounds checks: refuse a layout from another version
+        _check_snapshot(type(self).__name__, (state, ring), (self._state, self._ring))
+        self._state, self._ring = state, ring
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
@@ -179,6 +182,15 @@ class _BarInput(StreamingIndicator):
     def preview(self, bar: BarLike, ts: datetime | None = None) -> float | tuple[float, ...]:
         """Return the indicator for the forming ``bar`` as it stands; state is unchanged."""
         return self._apply(self._values(bar), self._key(bar, ts), False)  # type: ignore[return-value]
+
+
+def _check_snapshot(owner: str, got: tuple[np.ndarray, ...], fresh: tuple[np.ndarray, ...]) -> None:
+    """Raise ``ValueError`` unless a restored snapshot has the arrays' current shapes."""
+    if any(a.shape != b.shape for a, b in zip(got, fresh, strict=True)):
+        raise ValueError(
+            f"{owner}: the pickled state has another layout (saved by another Velox version); "
+            "rebuild the indicator, e.g. with from_history() or seed()"
+        )
 
 
 def _columns(spec: Spec, data: object) -> tuple[dict[str, np.ndarray], object]:
@@ -886,7 +898,9 @@ class IndicatorBank:
 
     def __setstate__(self, data: dict[str, object]) -> None:
         self.__init__(**data["params"])  # type: ignore[misc, arg-type]
-        self._state = np.array(data["state"])
+        state = np.array(data["state"], dtype=np.float64)
+        _check_snapshot("IndicatorBank", (state,), (self._state,))
+        self._state = state
 
     @property
     def values(self) -> np.ndarray:
