@@ -4,8 +4,9 @@
    OHLCV series (prices on the 0.05 tick grid). Velox, TA-Lib, a straightforward pandas
    version where one exists, vectorbt's built-in indicator where it has one, and talipp on
    ``--talipp-bars`` (default 20,000) extrapolated linearly to ``--bars`` (said so in the table).
-   Each timing is the best of ``--repeat`` runs after a warm-up call; ratios are against TA-Lib
-   (or against Velox where TA-Lib lacks the indicator).
+   Each timing is the best of ``--repeat`` runs after a warm-up call, Velox and TA-Lib calls
+   interleaved so that both see the same load; ratios are against TA-Lib (or against Velox
+   where TA-Lib lacks the indicator).
 2. **JIT compile.** First call of every batch function in a fresh process with an empty numba
    cache (cold compile), and again in a second process with that cache (``cache=True`` load).
 3. **Streaming live path.** EMA(20) + RSI(14) + ATR(14) + Supertrend(10, 3) for 100 symbols,
@@ -53,13 +54,24 @@ def make_bars(n: int, seed: int = 42) -> dict[str, np.ndarray]:
 
 def best(func: Callable[[], object], repeat: int) -> float:
     """Return the best wall time of ``repeat`` calls after one warm-up call."""
-    func()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+    return best_of_each([func], repeat)[0]
+
+
+def best_of_each(funcs: list[Callable[[], object]], repeat: int) -> list[float]:
+    """Return each function's best wall time of ``repeat`` calls, the calls interleaved.
+
+    Interleaving (a, b, a, b, …) puts both sides of a ratio under the same load, which matters on
+    a machine shared with other jobs: a burst then slows both instead of one.
+    """
+    for func in funcs:
         func()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times: list[list[float]] = [[] for _ in funcs]
+    for _ in range(repeat):
+        for func, spent in zip(funcs, times, strict=True):
+            start = time.perf_counter()
+            func()
+            spent.append(time.perf_counter() - start)
+    return [min(spent) for spent in times]
 
 
 # ---------------------------------------------------------------- pandas reference versions
@@ -269,8 +281,10 @@ def bench_batch(args: argparse.Namespace) -> list[dict[str, object]]:
     vbt_ = vectorbt_cases(bars)
     rows = []
     for name, func in ours.items():
-        t_velox = best(func, args.repeat)
-        t_talib = best(theirs[name], args.repeat) if name in theirs else None
+        if name in theirs:
+            t_velox, t_talib = best_of_each([func, theirs[name]], args.repeat)
+        else:
+            t_velox, t_talib = best(func, args.repeat), None
         t_pandas = best(pandas_[name], 1) if name in pandas_ else None
         t_vbt = best(vbt_[name], 1) if name in vbt_ else None
         t_talipp = talipp_run(name, bars, args.talipp_bars)

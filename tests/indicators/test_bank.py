@@ -3,7 +3,8 @@
 Ticks are synthesised from real 1-minute NIFTY and BANKNIFTY bars (open, then high/low in
 random order, then close, all inside the bar's minute) and interleaved in time, so each
 symbol's candles rebuilt by the bank are exactly the source bars. After the last tick of every
-candle the bank's preview must equal the batch EMA/RSI/ATR/Supertrend of the bars up to it.
+candle the bank's preview must equal the batch EMA/RSI/ATR/Supertrend of the bars up to it, bit
+for bit (the bank runs the batch functions' steps).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_replay_matches_batch_after_every_candle(frames: list[pd.DataFrame]) -> 
     for sym, frame in enumerate(frames):
         rows = ticks.index[(ticks.sym == sym) & ticks["last"]]
         got = record[rows]
-        np.testing.assert_allclose(got, _expected(frame), rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(got, _expected(frame))
 
 
 def test_on_tick_equals_replay_and_survives_pickle(frames: list[pd.DataFrame]) -> None:
@@ -88,9 +89,9 @@ def test_explicit_update_and_preview_match_batch(frames: list[pd.DataFrame]) -> 
     expected = _expected(frame)
     for k, row in enumerate(frame.itertuples()):
         bank.preview(0, row.open, row.high, row.low, row.close)
-        np.testing.assert_allclose(bank.values[0], expected[k], rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(bank.values[0], expected[k])
         bank.update(0, row.open, row.high, row.low, row.close)
-        np.testing.assert_allclose(bank.values[0], expected[k], rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(bank.values[0], expected[k])
 
 
 def test_bank_rejects_bad_ticks() -> None:
@@ -124,11 +125,11 @@ def test_seed_from_history_then_ticks_equals_batch(frames: list[pd.DataFrame]) -
     history, live = frame.iloc[:400], frame.iloc[400:]
     bank = IndicatorBank(symbols=3)
     bank.seed(2, history)
-    np.testing.assert_allclose(bank.values[2], _expected(history)[-1], rtol=1e-12)
+    np.testing.assert_array_equal(bank.values[2], _expected(history)[-1])
     ticks = _ticks([live])
     record = bank.replay(np.full(len(ticks), 2), ticks.price.to_numpy(), ticks.ts.to_numpy(), True)
     assert record is not None
     rows = ticks.index[ticks["last"]]
-    np.testing.assert_allclose(record[rows], _expected(frame)[400:], rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(record[rows], _expected(frame)[400:])
     with pytest.raises(ValueError, match="lacks column"):
         bank.seed(0, history[["close"]])

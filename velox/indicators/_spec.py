@@ -19,7 +19,6 @@ from velox.calendar import IST_OFFSET_NS
 from velox.indicators import _runners
 
 _DAY_NS = 86_400_000_000_000
-_NO_INDEX = -math.inf  # "no tracked extreme yet" for the rolling max/min slots
 FIELDS = ("open", "high", "low", "close", "volume")
 
 
@@ -112,6 +111,21 @@ class Spec:
         """Return the batch runner (numba)."""
         return getattr(_runners, f"run_{self.name}")
 
+    def run_batch(
+        self,
+        state: np.ndarray,
+        ring: np.ndarray,
+        inputs: tuple[np.ndarray, ...],
+        start: int,
+        out: np.ndarray,
+    ) -> int:
+        """Run the batch runner over ``inputs`` (open, high, low, close, volume, session key).
+
+        The inputs go in as read-only views (:func:`read_only`), so each runner compiles once
+        rather than once per mix of writable and read-only inputs. Returns the runner's result.
+        """
+        return self.run(state, ring, *(read_only(array) for array in inputs), start, out)
+
     @property
     def stream(self) -> Callable[..., None]:
         """Return the single-bar streaming entry point (numba)."""
@@ -123,6 +137,18 @@ class Spec:
         if self.width:
             return self.width
         return 1 if self.result is None else len(self.result._fields)
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """Return a read-only view of ``array``, so a kernel sees one array type whatever it is fed.
+
+    numba compiles a kernel once per combination of writable and read-only array arguments
+    (pandas 3 hands out read-only arrays, numpy writable ones): passing every input read-only
+    keeps it to one compilation.
+    """
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def window(value: object, name: str = "window") -> int:
@@ -142,8 +168,23 @@ def positive(value: object, name: str) -> float:
     return number
 
 
-def _state(values: list[float], rows: int = 1, width: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    return np.array(values, dtype=np.float64), np.zeros((rows, max(width, 1)), dtype=np.float64)
+def _state(
+    values: list[float],
+    rows: int = 1,
+    window: int = 0,
+    sentinels: tuple[tuple[int, float], ...] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return a step's initial ``(state, ring)``.
+
+    The state array is the step's tuple plus one slot for the number of committed bars (the
+    ``j`` the step is called with). The ring is ``rows`` × the smallest power of two above
+    ``window`` (steps address it by ``position & (width - 1)``), zero-filled except the rows in
+    ``sentinels`` (the ∓inf suffix rows of the windowed max/min).
+    """
+    ring = np.zeros((rows, 1 << int(window).bit_length()), dtype=np.float64)
+    for row, value in sentinels:
+        ring[row] = value
+    return np.array([*values, 0.0], dtype=np.float64), ring
 
 
 def _k(n: int) -> float:
@@ -152,31 +193,31 @@ def _k(n: int) -> float:
 
 def _init_sma(window_: int = 30) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0, 0], 1, n)
+    return _state([n, 0], 1, n)
 
 
 def _init_ema(window_: int = 30) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, _k(n), 0, 0, math.nan])
+    return _state([n, _k(n), 0, math.nan])
 
 
 def _init_wma(window_: int = 30) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0, 0, 0, 0], 1, n)
+    return _state([n, 0, 0, 0], 1, n)
 
 
 def _init_dema(window_: int = 30) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, _k(n)] + [0, 0, math.nan] * 2)
+    return _state([n, _k(n)] + [0, math.nan] * 2)
 
 
 def _init_tema(window_: int = 30) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, _k(n)] + [0, 0, math.nan] * 3)
+    return _state([n, _k(n)] + [0, math.nan] * 3)
 
 
 def _init_rsi(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
-    return _state([window(window_), 0, math.nan, 0, 0])
+    return _state([window(window_), math.nan, 0, 0])
 
 
 def _init_macd(
@@ -187,23 +228,26 @@ def _init_macd(
     sig = window(signal_window, "signal_window")
     if slow < fast:  # TA-Lib swaps them too
         fast, slow = slow, fast
-    values = [fast, slow, sig, _k(fast), _k(slow), _k(sig), 0, math.nan]
-    return _state(values + [0, 0, math.nan] * 2, 1, fast)
+    return _state([fast, slow, sig, _k(fast), _k(slow), _k(sig)] + [0, math.nan] * 3)
 
 
 def _init_roc(window_: int = 10) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0], 1, n)
+    return _state([n], 1, n)
 
 
 def _init_cci(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0], 1, n)
+    return _state([n], 1, n)
+
+
+#: Suffix rows of a windowed max (row 2) and min (row 3) over the high (0) and low (1) rows.
+_HIGH_LOW_SENTINELS = ((2, -math.inf), (3, math.inf))
 
 
 def _init_extreme_window(window_: int) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0, math.nan, _NO_INDEX, math.nan, _NO_INDEX], 2, n)
+    return _state([n, 0, -math.inf, math.inf], 4, n, _HIGH_LOW_SENTINELS)
 
 
 def _init_willr(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
@@ -220,8 +264,8 @@ def _init_stoch(
     fk = window(k_window, "k_window")
     sk = window(k_smooth, "k_smooth")
     sd = window(d_window, "d_window")
-    values = [fk, sk, sd, 0, 0, math.nan, _NO_INDEX, math.nan, _NO_INDEX, 0, 0, 0, 0, 0, 0]
-    return _state(values, 4, max(fk, sk, sd))
+    values = [fk, sk, sd, 0, -math.inf, math.inf, 0, 0]
+    return _state(values, 6, max(fk, sk, sd), _HIGH_LOW_SENTINELS)
 
 
 def _init_stochrsi(
@@ -230,46 +274,46 @@ def _init_stochrsi(
     n = window(window_)
     fk = window(k_window, "k_window")
     fd = window(d_window, "d_window")
-    values = [n, 0, math.nan, 0, 0, fk, fd, 0, 0, math.nan, _NO_INDEX, math.nan, _NO_INDEX, 0, 0]
-    return _state(values + [0], 2, max(fk, fd))
+    values = [n, math.nan, 0, 0, fk, fd, 0, -math.inf, math.inf, 0]
+    return _state(values, 4, max(fk, fd), ((1, -math.inf), (2, math.inf)))
 
 
 def _init_mfi(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0, 0, math.nan], 2, n)
+    return _state([n, math.nan], 2, n)
 
 
 def _init_obv() -> tuple[np.ndarray, np.ndarray]:
-    return _state([0, math.nan, 0])
+    return _state([math.nan, 0])
 
 
 def _init_atr(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
-    return _state([window(window_), 0, math.nan, 0, math.nan])
+    return _state([window(window_), math.nan, 0, math.nan])
 
 
 def _init_bbands(
     window_: int = 20, upper_std: float = 2.0, lower_std: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, float(upper_std), float(lower_std), 0, 0, 0, math.nan, 0, 0], 1, n)
+    return _state([n, float(upper_std), float(lower_std), 0, math.nan, 0, 0], 1, n)
 
 
 def _init_adx(window_: int = 14) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
-    return _state([n, 0] + [math.nan] * 3 + [0, 0, 0, 0, math.nan])
+    return _state([n] + [math.nan] * 3 + [0, 0, 0, 0, math.nan])
 
 
 def _init_psar(acceleration: float = 0.02, maximum: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     acc = positive(acceleration, "acceleration")
     mx = positive(maximum, "maximum")
     acc = min(acc, mx)  # TA-Lib clamps the step to the maximum
-    return _state([acc, mx, 0, 0, 0, 0, acc, math.nan, math.nan])
+    return _state([acc, mx, 0, 0, 0, acc, math.nan, math.nan])
 
 
 def _init_supertrend(window_: int = 10, multiplier: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     n = window(window_)
     m = positive(multiplier, "multiplier")
-    return _state([n, m, 0, math.nan, 0, math.nan, math.nan, math.nan, math.nan])
+    return _state([n, m, math.nan, 0, math.nan, math.nan, math.nan, math.nan])
 
 
 def _init_vwap() -> tuple[np.ndarray, np.ndarray]:
@@ -282,11 +326,11 @@ def _init_keltner(
     n = window(window_)
     an = window(atr_window, "atr_window")
     m = positive(multiplier, "multiplier")
-    return _state([n, _k(n), m, 0, 0, math.nan, an, 0, math.nan, 0, math.nan])
+    return _state([n, _k(n), m, 0, math.nan, an, math.nan, 0, math.nan])
 
 
 def _init_heikin_ashi() -> tuple[np.ndarray, np.ndarray]:
-    return _state([0, math.nan, math.nan])
+    return _state([math.nan, math.nan])
 
 
 def _init_ichimoku(
@@ -296,8 +340,10 @@ def _init_ichimoku(
     nk = window(kijun_window, "kijun_window")
     nb = window(senkou_window, "senkou_window")
     disp = window(displacement, "displacement")
-    w = max(nt, nk, nb, disp)
-    return _state([nt, nk, nb, disp, w, 0, 0] + [math.nan, _NO_INDEX] * 6, 4, w)
+    # rows: high, low, then a suffix max and min row per window, then the raw spans
+    sentinels = tuple((row, -math.inf if row % 2 == 0 else math.inf) for row in range(2, 8))
+    values = [nt, nk, nb, disp, 0, 0, 0] + [-math.inf, math.inf] * 3
+    return _state(values, 10, max(nt, nk, nb, disp), sentinels)
 
 
 def _init_pivots(method: str = "classic") -> tuple[np.ndarray, np.ndarray]:
@@ -416,7 +462,7 @@ def compute(
     and row, because silently carrying it through a recursive indicator would poison every later
     value.
     """
-    init_state(spec, params)  # validate parameters before touching data
+    fresh = init_state(spec, params)  # validates the parameters before touching data
     values: dict[str, np.ndarray] = {}
     template = None
     one_d = False
@@ -452,19 +498,18 @@ def compute(
         else:
             keys = session_keys(source, rows)
     else:
-        keys = np.zeros(rows)
+        keys = None  # the step ignores its session argument: any input row will do
     k = spec.n_outputs
     out = np.empty((cols, k, rows))
     some = next(iter(values.values()))
     for j in range(cols):
         ins = {f: (values[f][j] if f in values else some[j]) for f in FIELDS}
+        ins["time"] = some[j] if keys is None else keys
         start = _first_complete_row([values[f][j] for f in spec.inputs])
         out[j, :, :start] = np.nan
-        st, ring = init_state(spec, params)
-        bad = spec.run(
-            st, ring, ins["open"], ins["high"], ins["low"], ins["close"], ins["volume"], keys,
-            start, out[j],
-        )  # fmt: skip
+        st, ring = fresh if j == 0 else init_state(spec, params)
+        inputs = tuple(ins[f] for f in (*FIELDS, "time"))
+        bad = spec.run_batch(st, ring, inputs, start, out[j])
         if bad >= 0:
             where = f"column {template.columns[j]!r}" if _is_frame(template) else f"column {j}"
             raise ValueError(
@@ -477,6 +522,8 @@ def compute(
 def _first_complete_row(columns: list[np.ndarray]) -> int:
     """Return the first row where every input is non-NaN (``len`` if there is none)."""
     rows = columns[0].shape[0]
+    if rows and all(col[0] == col[0] for col in columns):
+        return 0  # the common case, without array temporaries
     probe = 1
     while True:
         upto = min(rows, probe)

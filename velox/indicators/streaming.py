@@ -25,7 +25,6 @@ from typing import ClassVar, Protocol, Self
 
 import numpy as np
 from numba import njit
-from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from velox.calendar import IST_OFFSET_NS, TIMEFRAMES
 from velox.indicators._kernels import atr_step, ema_step, rsi_step, supertrend_step
@@ -38,6 +37,7 @@ from velox.indicators._spec import (
     _is_datetime_index,
     check_increasing,
     init_state,
+    read_only,
     session_keys,
 )
 
@@ -77,8 +77,11 @@ class StreamingIndicator:
 
     def __setstate__(self, data: dict[str, object]) -> None:
         self.__init__(**data["params"])  # type: ignore[misc, arg-type]
-        self._state = np.array(data["state"], dtype=np.float64)
-        self._ring = np.array(data["ring"], dtype=np.float64)
+        state = np.array(data["state"], dtype=np.float64)
+        ring = np.array(data["ring"], dtype=np.float64)
+        # the kernels index these without bounds checks: refuse a layout from another version
+        _check_snapshot(type(self).__name__, (state, ring), (self._state, self._ring))
+        self._state, self._ring = state, ring
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
@@ -112,7 +115,7 @@ class StreamingIndicator:
         some = columns[spec.inputs[0]]
         ins = [columns.get(f, some) for f in FIELDS]
         out = np.empty((spec.n_outputs, rows))
-        bad = spec.run(self._state, self._ring, *ins, keys, 0, out)
+        bad = spec.run_batch(self._state, self._ring, (*ins, keys), 0, out)
         if bad >= 0:
             raise ValueError(
                 f"{type(self).__name__}.from_history: NaN input at row {bad}; fill or drop it first"
@@ -179,6 +182,15 @@ class _BarInput(StreamingIndicator):
     def preview(self, bar: BarLike, ts: datetime | None = None) -> float | tuple[float, ...]:
         """Return the indicator for the forming ``bar`` as it stands; state is unchanged."""
         return self._apply(self._values(bar), self._key(bar, ts), False)  # type: ignore[return-value]
+
+
+def _check_snapshot(owner: str, got: tuple[np.ndarray, ...], fresh: tuple[np.ndarray, ...]) -> None:
+    """Raise ``ValueError`` unless a restored snapshot has the arrays' current shapes."""
+    if any(a.shape != b.shape for a, b in zip(got, fresh, strict=True)):
+        raise ValueError(
+            f"{owner}: the pickled state has another layout (saved by another Velox version); "
+            "rebuild the indicator, e.g. with from_history() or seed()"
+        )
 
 
 def _columns(spec: Spec, data: object) -> tuple[dict[str, np.ndarray], object]:
@@ -672,94 +684,118 @@ class Pivots(_BarInput):
 
 #: Output columns of :class:`IndicatorBank`.
 BANK_COLUMNS = ("ema", "rsi", "atr", "supertrend", "direction")
-# state offsets: ema, rsi, atr, supertrend, forming bar (flag, o, h, l, c), latest outputs
-_E, _R, _A, _S, _F, _O = 0, 5, 10, 15, 24, 29
+# Row layout: the ema, rsi, atr and supertrend states (each followed by its count of committed
+# bars), the forming candle (flag, o, h, l, c), the latest outputs, the forming candle's [start,
+# end) in UTC epoch ns (int64 bits, read through an int64 view of the array) and the candle length
+# in ns. One array, so that a tick is one numba call with a single array argument (each array
+# argument costs the call ~40 ns of type dispatch).
+_E, _R, _A, _S, _F, _O, _EDGE, _LENGTH, _WIDTH = 0, 5, 10, 15, 24, 29, 34, 36, 37
+_NO_CANDLE = np.iinfo(np.int64).min
 _MINUTE_NS = 60_000_000_000
 _OPEN_NS = (9 * 60 + 15) * _MINUTE_NS
 
 
-#: FMA contraction, as in the batch runners (see ``_runners``), so the bank's numbers are the
-#: batch functions' bit for bit.
-_CONTRACT = {"contract"}
-
-
-@njit(cache=True, fastmath=_CONTRACT)
+@njit(cache=True, error_model="numpy", inline="always")
 def _bank_bar(state, i, o, h, l, c, commit):  # noqa: E741
-    """Apply the four steps to symbol ``i``'s bar (commit or preview) and write its outputs."""
-    s = state[i]
+    """Apply the four steps to symbol ``i``'s bar (commit or preview) and write its outputs.
+
+    ``state`` is indexed element by element (``state[i, k]``): a row or slice view would be a new
+    reference-counted array object on every tick, which cost more than the four steps.
+    """
     # `state` stands in for the ring argument: none of these four steps has a rolling window.
-    e_st, e = ema_step(to_fixed_tuple(s[_E:_R], 5), state, o, h, l, c, 0.0, 0.0, commit)
-    r_st, r = rsi_step(to_fixed_tuple(s[_R:_A], 5), state, o, h, l, c, 0.0, 0.0, commit)
-    a_st, a = atr_step(to_fixed_tuple(s[_A:_S], 5), state, o, h, l, c, 0.0, 0.0, commit)
-    s_st, st = supertrend_step(to_fixed_tuple(s[_S:_F], 9), state, o, h, l, c, 0.0, 0.0, commit)
+    # Each state is followed by its count of committed bars, the step's position argument.
+    e_st, e = ema_step(
+        (state[i, _E], state[i, _E + 1], state[i, _E + 2], state[i, _E + 3]),
+        state, np.int64(state[i, _R - 1]), o, h, l, c, 0.0, 0.0, commit, False,
+    )  # fmt: skip
+    r_st, r = rsi_step(
+        (state[i, _R], state[i, _R + 1], state[i, _R + 2], state[i, _R + 3]),
+        state, np.int64(state[i, _A - 1]), o, h, l, c, 0.0, 0.0, commit, False,
+    )  # fmt: skip
+    a_st, a = atr_step(
+        (state[i, _A], state[i, _A + 1], state[i, _A + 2], state[i, _A + 3]),
+        state, np.int64(state[i, _S - 1]), o, h, l, c, 0.0, 0.0, commit, False,
+    )  # fmt: skip
+    s_st, st = supertrend_step(
+        (state[i, _S], state[i, _S + 1], state[i, _S + 2], state[i, _S + 3],
+         state[i, _S + 4], state[i, _S + 5], state[i, _S + 6], state[i, _S + 7]),
+        state, np.int64(state[i, _F - 1]), o, h, l, c, 0.0, 0.0, commit, False,
+    )  # fmt: skip
     if commit:
-        for j in range(5):
-            s[_E + j] = e_st[j]
-            s[_R + j] = r_st[j]
-            s[_A + j] = a_st[j]
-        for j in range(9):
-            s[_S + j] = s_st[j]
-    s[_O] = e[0]
-    s[_O + 1] = r[0]
-    s[_O + 2] = a[0]
-    s[_O + 3] = st[0]
-    s[_O + 4] = st[1]
+        for j in range(4):
+            state[i, _E + j] = e_st[j]
+            state[i, _R + j] = r_st[j]
+            state[i, _A + j] = a_st[j]
+        for j in range(8):
+            state[i, _S + j] = s_st[j]
+        state[i, _R - 1] += 1.0
+        state[i, _A - 1] += 1.0
+        state[i, _S - 1] += 1.0
+        state[i, _F - 1] += 1.0
+    state[i, _O] = e[0]
+    state[i, _O + 1] = r[0]
+    state[i, _O + 2] = a[0]
+    state[i, _O + 3] = st[0]
+    state[i, _O + 4] = st[1]
 
 
-@njit(cache=True, fastmath=_CONTRACT)
-def _bank_tick(state, edges, length_ns, i, price, ts_ns):
+@njit(cache=True, error_model="numpy", inline="always")
+def _bank_tick(state, i, price, ts_ns):
     """Fold one trade into symbol ``i``'s forming candle; commit the previous candle on rollover.
 
-    ``edges[i]`` holds the forming candle's [start, end) in UTC epoch ns, so the common case (a
-    tick inside the current candle) costs two comparisons instead of the bucket divisions.
-    Returns 0, or an error code: 1 bad symbol index, 2 NaN price, 3 tick older than the candle.
+    The row keeps the forming candle's [start, end) in UTC epoch ns, so the common case (a tick
+    inside the current candle) costs two comparisons instead of the bucket divisions. Returns
+    0, or an error code: 1 bad symbol index, 2 NaN price, 3 tick older than the candle.
     """
     if i < 0 or i >= state.shape[0]:
         return 1
     if price != price:
         return 2
-    s = state[i]
-    if ts_ns >= edges[i, 1]:
+    edges = state.view(np.int64)
+    if ts_ns >= edges[i, _EDGE + 1]:
+        length_ns = np.int64(state[i, _LENGTH])
         ist = ts_ns + IST_OFFSET_NS
         day = (ist // _DAY_NS) * _DAY_NS
         start = day + _OPEN_NS + ((ist - day - _OPEN_NS) // length_ns) * length_ns
-        if s[_F] == 1.0:
-            _bank_bar(state, i, s[_F + 1], s[_F + 2], s[_F + 3], s[_F + 4], True)
-        edges[i, 0] = start - IST_OFFSET_NS
-        edges[i, 1] = start - IST_OFFSET_NS + length_ns
-        s[_F] = 1.0
-        s[_F + 1] = price
-        s[_F + 2] = price
-        s[_F + 3] = price
-        s[_F + 4] = price
-    elif ts_ns < edges[i, 0]:
+        if state[i, _F] == 1.0:
+            o, h, l, c = state[i, _F + 1], state[i, _F + 2], state[i, _F + 3], state[i, _F + 4]  # noqa: E741
+            _bank_bar(state, i, o, h, l, c, True)
+        edges[i, _EDGE] = start - IST_OFFSET_NS
+        edges[i, _EDGE + 1] = start - IST_OFFSET_NS + length_ns
+        state[i, _F] = 1.0
+        state[i, _F + 1] = price
+        state[i, _F + 2] = price
+        state[i, _F + 3] = price
+        state[i, _F + 4] = price
+    elif ts_ns < edges[i, _EDGE]:
         return 3
     else:
-        if price > s[_F + 2]:
-            s[_F + 2] = price
-        if price < s[_F + 3]:
-            s[_F + 3] = price
-        s[_F + 4] = price
-    _bank_bar(state, i, s[_F + 1], s[_F + 2], s[_F + 3], s[_F + 4], False)
+        if price > state[i, _F + 2]:
+            state[i, _F + 2] = price
+        if price < state[i, _F + 3]:
+            state[i, _F + 3] = price
+        state[i, _F + 4] = price
+    o, h, l, c = state[i, _F + 1], state[i, _F + 2], state[i, _F + 3], state[i, _F + 4]  # noqa: E741
+    _bank_bar(state, i, o, h, l, c, False)
     return 0
 
 
-@njit(cache=True, fastmath=_CONTRACT)
-def _bank_replay(state, edges, symbols, prices, ts_ns, length_ns, record):
+@njit(cache=True, error_model="numpy")
+def _bank_replay(state, symbols, prices, ts_ns, record):
     """Run :func:`_bank_tick` over arrays; return -1 or the first failing tick's position."""
     keep = record.shape[0] == prices.shape[0]
     for k in range(prices.shape[0]):
-        code = _bank_tick(state, edges, length_ns, symbols[k], prices[k], ts_ns[k])
+        i = symbols[k]
+        code = _bank_tick(state, i, prices[k], ts_ns[k])
         if code != 0:
             return k
         if keep:
-            row = state[symbols[k]]
             for j in range(5):
-                record[k, j] = row[_O + j]
+                record[k, j] = state[i, _O + j]
     return -1
 
 
-@njit(cache=True, fastmath=_CONTRACT)
+@njit(cache=True, error_model="numpy")
 def _bank_check_bar(state, i, o, h, l, c, commit):  # noqa: E741
     if i < 0 or i >= state.shape[0]:
         return 1
@@ -779,9 +815,9 @@ _ERRORS = {
 class IndicatorBank:
     """Return EMA, RSI, ATR and Supertrend for N symbols, fused, updated on every tick.
 
-    All state lives in one ``(N, 34)`` float64 array (per symbol: the four indicators' states, the
-    forming candle and the latest values) plus the candles' time edges, and each tick is one
-    numba call that folds the trade into the symbol's forming candle, commits the previous
+    All state lives in one ``(N, 37)`` float64 array (per symbol: the four indicators' states, the
+    forming candle, its time edges and the latest values), and each tick is one numba call
+    that folds the trade into the symbol's forming candle, commits the previous
     candle when a new bucket starts (session-aligned like
     :func:`velox.calendar.bucket_start_ns`) and previews all four indicators on the forming
     candle.
@@ -809,7 +845,7 @@ class IndicatorBank:
     101.0
     """
 
-    __slots__ = ("_state", "_edges", "_length_ns", "_params")
+    __slots__ = ("_state", "_params")
 
     def __init__(
         self,
@@ -836,12 +872,10 @@ class IndicatorBank:
             "multiplier": multiplier,
         }
         self._state = np.tile(self._initial_row(), (int(symbols), 1))
-        self._edges = np.full((int(symbols), 2), np.iinfo(np.int64).min, dtype=np.int64)
-        self._length_ns = int(minutes) * _MINUTE_NS
 
     def _initial_row(self) -> np.ndarray:
         p = self._params
-        return np.concatenate(
+        row = np.concatenate(
             [
                 init_state(SPECS["ema"], {"window": p["ema_window"]})[0],
                 init_state(SPECS["rsi"], {"window": p["rsi_window"]})[0],
@@ -852,25 +886,26 @@ class IndicatorBank:
                 )[0],
                 [0.0, 0.0, 0.0, 0.0, 0.0],  # has-forming-candle flag, o, h, l, c
                 [math.nan] * len(BANK_COLUMNS),  # latest outputs
+                [0.0, 0.0],  # forming candle's start and end (int64 bits)
+                [float(TIMEFRAMES[p["timeframe"]] * _MINUTE_NS)],  # candle length, ns
             ]
         )
+        row[_EDGE:_LENGTH].view(np.int64)[:] = _NO_CANDLE
+        return row
 
     def __getstate__(self) -> dict[str, object]:
-        return {
-            "params": self._params,
-            "state": self._state,
-            "edges": self._edges,
-        }
+        return {"params": self._params, "state": self._state}
 
     def __setstate__(self, data: dict[str, object]) -> None:
         self.__init__(**data["params"])  # type: ignore[misc, arg-type]
-        self._state = np.array(data["state"])
-        self._edges = np.array(data["edges"])
+        state = np.array(data["state"], dtype=np.float64)
+        _check_snapshot("IndicatorBank", (state,), (self._state,))
+        self._state = state
 
     @property
     def values(self) -> np.ndarray:
         """Return the latest ``(N, 5)`` values: ema, rsi, atr, supertrend, direction (a view)."""
-        return self._state[:, _O:]
+        return self._state[:, _O : _O + len(BANK_COLUMNS)]
 
     def on_tick(self, symbol: int, price: float, ts_ns: int) -> None:
         """Fold a trade at ``price`` (UTC epoch ns ``ts_ns``) into ``symbol``'s forming candle.
@@ -878,7 +913,7 @@ class IndicatorBank:
         Updates :attr:`values` for that symbol; commits the previous candle first if the tick
         starts a new one.
         """
-        code = _bank_tick(self._state, self._edges, self._length_ns, symbol, price, ts_ns)
+        code = _bank_tick(self._state, symbol, price, ts_ns)
         if code:
             raise ValueError(f"IndicatorBank.on_tick(symbol={symbol}): {_ERRORS[code]}")
 
@@ -905,13 +940,13 @@ class IndicatorBank:
         )
         for name, first, last, width in parts:
             view = row[first:last]  # the runner leaves its final state in this view
-            bad = SPECS[name].run(view, out[:1, :1], c, h, lo, c, zeros, zeros, 0, out)
+            inputs = (c, h, lo, c, zeros, zeros)
+            bad = SPECS[name].run_batch(view, out[:1, :1], inputs, 0, out)
             if bad >= 0:
                 raise ValueError(f"IndicatorBank.seed: NaN input at row {bad}; fill or drop it")
             values.extend(out[:width, -1].tolist())
-        row[_O:] = values
-        self._state[symbol] = row
-        self._edges[symbol] = np.iinfo(np.int64).min
+        row[_O : _O + len(BANK_COLUMNS)] = values
+        self._state[symbol] = row  # no forming candle: the next tick starts one
 
     def update(self, symbol: int, open: float, high: float, low: float, close: float) -> None:  # noqa: A002
         """Commit a closed candle for ``symbol`` (when candles come from elsewhere)."""
@@ -932,15 +967,16 @@ class IndicatorBank:
 
         Returns, if ``record``, the ``(ticks, 5)`` values after each tick.
         """
-        sym = np.ascontiguousarray(symbols, dtype=np.int64)
-        px = np.ascontiguousarray(prices, dtype=np.float64)
-        ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
+        sym, px, ts = (
+            read_only(np.ascontiguousarray(x, dtype=t))
+            for x, t in ((symbols, np.int64), (prices, np.float64), (ts_ns, np.int64))
+        )  # read-only views whatever the caller passes: one compiled replay kernel
         if not (sym.shape == px.shape == ts.shape):
             raise ValueError("symbols, prices and ts_ns must have the same length")
         rec = np.empty((px.shape[0] if record else 0, len(BANK_COLUMNS)))
-        bad = _bank_replay(self._state, self._edges, sym, px, ts, self._length_ns, rec)
+        bad = _bank_replay(self._state, sym, px, ts, rec)
         if bad >= 0:
-            code = _bank_tick(self._state, self._edges, self._length_ns, sym[bad], px[bad], ts[bad])
+            code = _bank_tick(self._state, sym[bad], px[bad], ts[bad])
             raise ValueError(f"IndicatorBank.replay: tick {bad}: {_ERRORS.get(code, 'invalid')}")
         return rec if record else None
 
