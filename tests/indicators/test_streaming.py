@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_matches
+from indicator_checks import assert_matches
 
 import velox.indicators as vi
 from velox.indicators import streaming as st

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
-from conftest import assert_matches
+from indicator_checks import assert_matches
 
 import velox.indicators as vi
 
