@@ -1,12 +1,14 @@
 """Benchmark the PostgreSQL store: COPY ingest vs executemany, bar reads, ``import velox`` time.
 
 Run ``python bench/store.py``. It starts a throwaway embedded PostgreSQL in a temp dir (never
-the user's store), ingests 1,000,000 synthetic 1-minute bars (4 symbols, regular sessions
-09:15-15:29 IST on weekdays) with :meth:`Store.write_bars` (binary COPY), inserts 3 x 20,000 of
-them with psycopg ``executemany`` (the usual alternative: same ``bars`` table, same upsert, the
-series id looked up once; pipelined by psycopg 3; median run), reads one symbol-year back with
-:meth:`Store.read_bars` and with ``cursor.fetchall`` → DataFrame / ``pandas.read_sql``, and
-times ``import velox`` in a fresh interpreter; a row-by-row ``execute`` loop is timed too.
+the user's store) and ingests 1,000,000 synthetic 1-minute bars (4 symbols, regular sessions
+09:15-15:29 IST on weekdays) twice: with :meth:`Store.write_bars` (binary COPY, one connection)
+and with :meth:`Store.write_bars_many` (one COPY per instrument, two connections at a time).
+The alternative is psycopg ``executemany`` of 3 x 20,000 of the rows (what a user would write:
+same ``bars`` table, same upsert, the series id looked up once; pipelined by psycopg 3; median
+run); a row-by-row ``execute`` loop is timed too. Then it reads one symbol-year back with
+:meth:`Store.read_bars`, with ``cursor.fetchall`` → DataFrame and with ``pandas.read_sql``, and
+times ``import velox`` in a fresh interpreter.
 Goals: COPY >= 10x executemany rows/s, a symbol-year read <= 100 ms, ``import velox`` < 0.5 s.
 """
 
@@ -34,6 +36,7 @@ EXECUTEMANY_ROWS = 20_000
 EXECUTEMANY_RUNS = 3
 EXECUTE_ROWS = 2_000
 READ_REPEATS = 7
+PARALLEL_WORKERS = 2
 
 
 def session_minutes(sessions: int) -> pd.DatetimeIndex:
@@ -112,6 +115,17 @@ def main() -> None:
             store.write_bars(sym, "1m", frame)
         copy_seconds = time.perf_counter() - start
         copy_rate = rows / copy_seconds
+
+        # The same million rows as another four series through write_bars_many: one COPY per
+        # instrument, two connections at a time (a universe load on the 2-core machine).
+        start = time.perf_counter()
+        store.write_bars_many(
+            {sym.replace("BENCH", "PARALLEL"): frame for sym, frame in frames.items()},
+            "1m",
+            workers=PARALLEL_WORKERS,
+        )
+        parallel_seconds = time.perf_counter() - start
+        parallel_rate = rows / parallel_seconds
 
         # The alternative a user would write against the same table: look the series id up
         # (here: create it) once, then one pipelined executemany with the same upsert. Timed
@@ -202,7 +216,12 @@ def main() -> None:
         f"{EXECUTEMANY_ROWS:,} rows; {min(many_rates):,.0f}-{max(many_rates):,.0f})"
     )
     print(f"  execute     {execute_rate:12,.0f} rows/s  ({EXECUTE_ROWS:,} rows one by one)")
+    print(
+        f"  COPY x{PARALLEL_WORKERS}     {parallel_rate:12,.0f} rows/s  ({parallel_seconds:.2f} s;"
+        f" write_bars_many, {PARALLEL_WORKERS} connections)"
+    )
     print(f"  ratio       {copy_rate / many_rate:12.1f} x  vs executemany (goal >= 10x)")
+    print(f"  ratio       {parallel_rate / many_rate:12.1f} x  COPY x2 vs executemany")
     print(f"  ratio       {copy_rate / execute_rate:12.1f} x  vs execute loop")
     print(f"read one symbol-year of 1m bars ({len(bars):,} rows), median of runs")
     print(

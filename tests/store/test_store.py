@@ -153,6 +153,24 @@ def test_upsert_replaces_overlapping_bars_and_keeps_the_rest(store: Store) -> No
     assert store.read_bars("NSE:OTHER", "1m").empty
 
 
+def test_write_bars_many_writes_each_instrument_and_isolates_a_bad_one(store: Store) -> None:
+    frames = {f"NSE:MANY{i}": bars_frame("2024-04-01 09:15", 50 + i, seed=i) for i in range(5)}
+    assert store.write_bars_many(frames, "1m", workers=2) == {k: len(v) for k, v in frames.items()}
+    for iid, frame in frames.items():
+        got = store.read_bars(iid, "1m")
+        pd.testing.assert_frame_equal(got, frame, check_names=False, check_freq=False)
+
+    broken = bars_frame("2024-04-02 09:15", 5)
+    broken.iloc[2, 0] = np.nan
+    good = bars_frame("2024-04-02 09:15", 7, seed=9)
+    with pytest.raises(ValidationError, match="NSE:BROKEN: column 'open' has missing values"):
+        store.write_bars_many({"NSE:BROKEN": broken, "NSE:GOOD": good}, "1m")
+    assert store.read_bars("NSE:BROKEN", "1m").empty
+    pd.testing.assert_frame_equal(
+        store.read_bars("NSE:GOOD", "1m"), good, check_names=False, check_freq=False
+    )
+
+
 def test_bad_frames_are_rejected_and_write_nothing(store: Store) -> None:
     before = store.table_fingerprint("bars")
     frame = bars_frame("2024-04-01 09:15", 5)

@@ -286,6 +286,46 @@ class Store:
         log.debug("wrote %d %s bars of %s", rows, timeframe, instrument_id)
         return rows
 
+    def write_bars_many(
+        self, frames: Mapping[str, pd.DataFrame], timeframe: str, *, workers: int | None = None
+    ) -> dict[str, int]:
+        """Write several instruments' bars concurrently; return rows written per instrument.
+
+        Each instrument is one :meth:`write_bars` call in its own transaction on its own
+        connection, ``workers`` at a time (default: the CPU count, at most 4). Why: one COPY
+        keeps one server process busy (its primary-key maintenance is most of the cost), so a
+        universe loads about as many times faster as there are idle cores. An instrument
+        whose frame is invalid is not written and the others are unaffected; the first error
+        is raised, naming the instrument, after every other write has finished.
+
+        Examples
+        --------
+        >>> store.write_bars_many({"NSE:TCS": tcs, "NSE:INFY": infy}, "1m")  # doctest: +SKIP
+        {'NSE:TCS': 98250, 'NSE:INFY': 98250}
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        check_timeframe(timeframe)
+        workers = max(1, min(len(frames), workers or min(os.cpu_count() or 1, 4)))
+
+        def write(item: tuple[str, pd.DataFrame]) -> int:
+            instrument_id, frame = item
+            with self.connect(autocommit=True) as conn:
+                return self.write_bars(instrument_id, timeframe, frame, conn=conn)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="velox-copy") as pool:
+            futures = {iid: pool.submit(write, (iid, frame)) for iid, frame in frames.items()}
+        written: dict[str, int] = {}
+        for iid, future in futures.items():
+            error = future.exception()
+            if isinstance(error, ValidationError):
+                raise ValidationError(f"{iid}: {error}") from error
+            if error is not None:
+                message = f"writing the {timeframe} bars of {iid} failed: {error}"
+                raise StoreError(message) from error
+            written[iid] = future.result()
+        return written
+
     @staticmethod
     def _upsert_bars(conn: psycopg.Connection, series: int, records: np.ndarray) -> int:
         """Stage ``records`` with COPY, then insert-or-replace them into bars; return the count."""
