@@ -62,13 +62,15 @@ class StreamingIndicator:
     """
 
     _spec: ClassVar[Spec]
-    __slots__ = ("_params", "_state", "_ring", "_out", "_result")
+    __slots__ = ("_params", "_state", "_ring", "_out", "_result", "_stream")
 
     def __init__(self, **params: object) -> None:
         self._params = params
         self._state, self._ring = init_state(self._spec, params)
         self._out = np.empty(self._spec.n_outputs)
         self._result = self._spec.result
+        # looked up once: a per-call attribute chain is a large share of a sub-µs update
+        self._stream = self._spec.stream
         if self._spec.name == "pivots" and params.get("method") == "camarilla":
             self._result = CamarillaPivots
 
@@ -125,24 +127,34 @@ class StreamingIndicator:
         o, h, l, c, v = values  # noqa: E741
         if (o + h + l + c + v) != (o + h + l + c + v):
             raise ValueError(f"{type(self).__name__}: NaN input {values}; pass finite prices")
-        self._spec.stream(self._state, self._ring, o, h, l, c, v, t, commit, self._out)
+        self._stream(self._state, self._ring, o, h, l, c, v, t, commit, self._out)
+        return self._value()
+
+    def _value(self) -> object:
         if self._result is None:
-            return float(self._out[0])
+            return self._out.item(0)
         return self._result(*self._out.tolist()[: len(self._result._fields)])
 
 
 class _SingleInput(StreamingIndicator):
     __slots__ = ()
 
+    # update/preview written out (no _apply tuple): an on_bar strategy calls them every bar
     def update(self, value: float) -> float | tuple[float, ...]:
         """Commit a closed bar's ``value`` and return the indicator (NaN during warm-up)."""
         v = float(value)
-        return self._apply((v, v, v, v, 0.0), 0.0, True)  # type: ignore[return-value]
+        if v != v:
+            raise ValueError(f"{type(self).__name__}: NaN input {value}; pass finite prices")
+        self._stream(self._state, self._ring, v, v, v, v, 0.0, 0.0, True, self._out)
+        return self._value()  # type: ignore[return-value]
 
     def preview(self, value: float) -> float | tuple[float, ...]:
         """Return the indicator if the forming bar closed at ``value`` now; state is unchanged."""
         v = float(value)
-        return self._apply((v, v, v, v, 0.0), 0.0, False)  # type: ignore[return-value]
+        if v != v:
+            raise ValueError(f"{type(self).__name__}: NaN input {value}; pass finite prices")
+        self._stream(self._state, self._ring, v, v, v, v, 0.0, 0.0, False, self._out)
+        return self._value()  # type: ignore[return-value]
 
 
 class _BarInput(StreamingIndicator):
