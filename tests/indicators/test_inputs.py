@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,6 +64,25 @@ def test_nan_in_the_middle_raises_naming_the_row_and_column() -> None:
         vi.sma(frame, 2)
     with pytest.raises(ValueError, match="NaN input at row 1"):
         vi.atr(np.array([2.0, np.nan, 2]), np.ones(3), np.ones(3), 1)
+
+
+def test_streaming_nan_is_refused_and_leaves_the_state_unchanged() -> None:
+    from velox.indicators.streaming import ATR, EMA
+
+    ema = EMA(window=3)
+    for value in (10.0, 11.0, 12.0):
+        ema.update(value)
+    before = ema.preview(13.0)
+    for call in (ema.update, ema.preview):
+        with pytest.raises(ValueError, match="EMA: NaN input"):
+            call(float("nan"))
+    assert ema.preview(13.0) == before  # nothing was committed
+    # hand-worked: seeded with the mean of the first three (11), then α = 2 / (3 + 1) = 1/2
+    assert ema.update(13.0) == pytest.approx(11.0 + (13.0 - 11.0) / 2)
+    atr = ATR(window=2)
+    atr.update(SimpleNamespace(open=1.0, high=2.0, low=1.0, close=2.0))
+    with pytest.raises(ValueError, match="ATR: NaN input"):
+        atr.update(SimpleNamespace(open=1.0, high=float("nan"), low=1.0, close=2.0))
 
 
 def test_too_short_series_is_all_warm_up() -> None:
