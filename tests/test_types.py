@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from datetime import date, datetime, timedelta, timezone
 
@@ -22,6 +23,7 @@ from velox.types import (
     Validity,
     apply_fill,
     is_on_tick,
+    replacer,
     snap_to_tick,
 )
 
@@ -173,3 +175,33 @@ def test_fill_validation():
         _fill(Side.BUY, 0, 100.0)
     with pytest.raises(ValidationError, match="naive"):
         Fill("f", "c", "NSE:SBIN", Side.BUY, 1, 1.0, datetime(2024, 1, 1))
+
+
+def test_replacer_copies_with_changes_and_keeps_the_rest():
+    order = Order("c1", "NSE:SBIN", Side.BUY, 10, OrderType.LIMIT, limit_price=100.0, tag="t")
+    with_fill = replacer(Order, "status", "filled_qty", "average_price")
+    done = with_fill(order, OrderStatus.FILLED, 10, 99.95)
+    assert type(done) is Order and done is not order
+    assert (done.status, done.filled_qty, done.average_price) == (OrderStatus.FILLED, 10, 99.95)
+    assert done == Order(
+        "c1", "NSE:SBIN", Side.BUY, 10, OrderType.LIMIT, limit_price=100.0, tag="t",
+        status=OrderStatus.FILLED, filled_qty=10, average_price=99.95,
+    )  # fmt: skip
+    assert order.status is OrderStatus.NEW  # the source is unchanged
+    # every field named: the source is not read
+    whole = replacer(Position, *(f.name for f in dataclasses.fields(Position)))
+    assert whole(None, "NSE:SBIN", Product.MIS, 3, 10.0, 0.0, 0.0, "s", 3, 0) == Position(
+        "NSE:SBIN", Product.MIS, 3, 10.0, strategy="s", bought_qty=3
+    )
+    with pytest.raises(ValueError, match="no field"):
+        replacer(Order, "quantity")
+
+
+def test_apply_fill_keeps_a_position_subclass():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Tagged(Position):
+        note: str = "x"
+
+    p = apply_fill(Tagged("NSE:SBIN", note="mine"), _fill(Side.BUY, 4, 50.0, charges=0.5))
+    assert type(p) is Tagged and p.note == "mine"
+    assert (p.qty, p.average_price, p.charges, p.bought_qty) == (4, 50.0, 0.5, 4)

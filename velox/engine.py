@@ -489,6 +489,7 @@ class Engine:
         self.started_at: datetime | None = None
         self._aggregator = None
         self._started = False
+        self._view = _View(self)
 
     # -- EngineServices (what Context calls) ------------------------------------------------
 
@@ -614,21 +615,29 @@ class Engine:
             raise ValidationError(f"strategy {strategy} is stopped ({runner.error}); no orders")
         iid = str(fields["instrument_id"])
         ins = self.instrument(iid)
-        draft = Order(client_id="-", strategy=strategy, **fields)  # type: ignore[arg-type]
-        draft.check_against(ins)
-        if draft.product is Product.CNC and ins.kind.is_derivative:
+        # Built once, with its client id and creation time, and validated here: the OMS then
+        # tracks this very object (an order refused here takes no client id).
+        cid = self.oms.peek_client_id()
+        order = Order(client_id=cid, strategy=strategy, created_at=self.now(), **fields)  # type: ignore[arg-type]
+        order.check_against(ins)
+        if order.product is Product.CNC and ins.kind.is_derivative:
             raise ValidationError(f"{iid} is a derivative: use product NRML or MIS, not CNC")
-        return self._send(draft, flatten=False)
+        if not order.tag:
+            _set(order, "tag", cid)  # the order was built just above: nobody else holds it yet
+        return self._send(order, flatten=False)
 
-    def _send(self, draft: Order, *, flatten: bool) -> str:
+    def _send(self, order: Order, *, flatten: bool) -> str:
+        """Track, risk-check and send a NEW order built with the OMS's next client id."""
         now = self.now()
         oms = self.oms
-        order = oms.create(draft, now)
+        oms.track(order)
         cid = order.client_id
         try:
             if self._halted is not None and not flatten:
                 raise RiskBreach("reconciliation", f"trading halted: {self._halted}")
-            self.risk.check_order(order, _View(self), flatten=flatten)
+            view = self._view
+            view.now = now
+            self.risk.check_order(order, view, flatten=flatten)
         except RiskBreach as breach:
             self._drain_risk()
             oms.transition(
@@ -636,13 +645,14 @@ class Engine:
             )
             raise
         oms.transition(cid, OrderStatus.RISK_CHECKED, now)
-        self._catch_up(order.instrument_id)
-        oms.transition(cid, OrderStatus.SUBMITTED, now)
+        iid = order.instrument_id
+        self._catch_up(iid)
+        order = oms.transition(cid, OrderStatus.SUBMITTED, now)
         self.risk.record_sent(order, now)
-        self._watch.add(order.instrument_id)
+        self._watch.add(iid)
         reason = None
         try:
-            self.broker.place_order(oms.orders[cid])
+            self.broker.place_order(order)
         except OrderRejected as exc:
             reason = exc.reason
         except VeloxError as exc:  # a broker failure rejects this order, not the engine
@@ -824,18 +834,20 @@ class Engine:
                 qty = pos.qty
                 owner = owners[0][0] if len(owners) == 1 else ""
             side = Side.SELL if qty > 0 else Side.BUY
-            draft = Order(
-                client_id="-",
+            cid = self.oms.peek_client_id()
+            order = Order(
+                client_id=cid,
                 instrument_id=iid,
                 side=side,
                 qty=abs(qty),
                 order_type=OrderType.MARKET,
                 product=product,
                 strategy=owner,
-                tag="",
+                tag=cid,
+                created_at=self.now(),
             )
             try:
-                cid = self._send(draft, flatten=True)
+                self._send(order, flatten=True)
                 log.warning(
                     "[%s] square-off %s %s %d %s: %s",
                     self.mode,
@@ -1540,13 +1552,16 @@ class _Forward:
 
 
 class _View:
-    """The :class:`velox.risk.AccountView` the risk engine reads (account-level)."""
+    """The :class:`velox.risk.AccountView` the risk engine reads (account-level).
+
+    One per engine; ``now`` is set to the engine's time before each check.
+    """
 
     __slots__ = ("_engine", "now")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self.now = engine.now()
+        self.now = _EPOCH_IST
 
     def position_qty(self, instrument_id: str) -> int:
         return self._engine.account_position_qty(instrument_id)

@@ -19,9 +19,12 @@ Conventions
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cache
+from typing import Any, TypeVar
 
 from velox.errors import ValidationError
 
@@ -41,6 +44,7 @@ __all__ = [
     "is_on_tick",
     "snap_to_tick",
     "apply_fill",
+    "replacer",
     "TERMINAL_STATUSES",
 ]
 
@@ -297,6 +301,32 @@ class Order:
     created_at: datetime | None = None
 
     def __post_init__(self) -> None:
+        # The common case (members given as enums, a market order, no creation time) is
+        # checked without loops: every strategy order is built and validated here.
+        if not (
+            type(self.side) is Side
+            and type(self.order_type) is OrderType
+            and type(self.product) is Product
+            and type(self.validity) is Validity
+            and type(self.status) is OrderStatus
+        ):
+            self._coerce_enums()
+        qty = self.qty
+        if qty.__class__ is not int and (isinstance(qty, bool) or not isinstance(qty, int)):
+            raise ValidationError(f"Order.qty={qty!r} must be an int")
+        if qty <= 0:
+            raise ValidationError(f"Order.qty={qty} must be > 0")
+        if not 0 <= self.filled_qty <= qty:
+            raise ValidationError(f"Order.filled_qty={self.filled_qty} outside 0..qty={qty}")
+        kind = self.order_type
+        if kind is not OrderType.MARKET or self.limit_price is not None:
+            self._check_prices()
+        elif self.trigger_price is not None:
+            raise ValidationError(f"MARKET order must not carry trigger_price={self.trigger_price}")
+        if self.created_at is not None:
+            _require_aware("Order.created_at", self.created_at)
+
+    def _coerce_enums(self) -> None:
         for name, enum in (
             ("side", Side),
             ("order_type", OrderType),
@@ -313,12 +343,8 @@ class Order:
                     raise ValidationError(
                         f"Order.{name}={value!r} is not one of {allowed}"
                     ) from None
-        if isinstance(self.qty, bool) or not isinstance(self.qty, int):
-            raise ValidationError(f"Order.qty={self.qty!r} must be an int")
-        if self.qty <= 0:
-            raise ValidationError(f"Order.qty={self.qty} must be > 0")
-        if not 0 <= self.filled_qty <= self.qty:
-            raise ValidationError(f"Order.filled_qty={self.filled_qty} outside 0..qty={self.qty}")
+
+    def _check_prices(self) -> None:
         needs_limit = self.order_type in (OrderType.LIMIT, OrderType.SL)
         needs_trigger = self.order_type in (OrderType.SL, OrderType.SL_M)
         for name, needed, value in (
@@ -333,8 +359,6 @@ class Order:
                 )
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValidationError(f"Order.{name}={value!r} must be a finite price > 0")
-        if self.created_at is not None:
-            _require_aware("Order.created_at", self.created_at)
 
     @property
     def is_terminal(self) -> bool:
@@ -353,6 +377,8 @@ class Order:
                 f"Order.qty={self.qty} is not a multiple of lot size {instrument.lot_size} "
                 f"for {instrument.id}"
             )
+        if self.limit_price is None and self.trigger_price is None:
+            return
         for name in ("limit_price", "trigger_price"):
             value = getattr(self, name)
             if value is not None and not is_on_tick(value, instrument.tick_size):
@@ -462,16 +488,60 @@ def apply_fill(position: Position, fill: Fill) -> Position:
             avg = 0.0
         elif (new_qty > 0) != (qty > 0):
             avg = fill.price
-    # Every field spelled out rather than dataclasses.replace: this runs on every fill of a
-    # replay, and replace costs three times as much.
-    return type(position)(
-        instrument_id=position.instrument_id,
-        product=position.product,
-        qty=new_qty,
-        average_price=avg,
-        realised_pnl=realised,
-        charges=position.charges + fill.charges,
-        strategy=position.strategy,
-        bought_qty=position.bought_qty + (fill.qty if buy else 0),
-        sold_qty=position.sold_qty + (0 if buy else fill.qty),
+    # Position has no validation to skip, but the generated writer sets its slots directly,
+    # cheaper than the dataclass __init__ (this runs three times per fill of a replay).
+    make = _position_after if type(position) is Position else _replacer_of(type(position))
+    return make(
+        position,
+        new_qty,
+        avg,
+        realised,
+        position.charges + fill.charges,
+        position.bought_qty + (fill.qty if buy else 0),
+        position.sold_qty + (0 if buy else fill.qty),
     )
+
+
+_T = TypeVar("_T")
+
+
+def replacer(cls: type[_T], *names: str) -> Callable[..., _T]:
+    """Return ``copy(source, *values)``: a copy of ``source`` with the fields ``names`` set.
+
+    For frozen, slotted dataclasses such as :class:`Order`, :class:`Fill` and
+    :class:`Position`. Unlike :func:`dataclasses.replace` the copy is **not validated**
+    (``__post_init__`` does not run): only for values the caller built and checked itself
+    (the OMS's and the simulator's own records); anything from a user goes through the
+    constructor. The function is generated once per field list, the way dataclasses generate
+    ``__init__``: one direct slot write per field (a slot's descriptor bypasses the frozen
+    ``__setattr__``), several times cheaper than a validated copy. When ``names`` lists every
+    field, ``source`` is not read and may be None.
+
+    Examples
+    --------
+    >>> with_qty = replacer(Position, "qty")
+    >>> with_qty(Position("NSE:SBIN", qty=5), 7).qty
+    7
+    """
+    every = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(names) - set(every))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}")
+    namespace: dict[str, Any] = {f"set_{name}": getattr(cls, name).__set__ for name in every}
+    namespace.update(cls=cls, new=object.__new__)
+    body = "".join(
+        f"    set_{name}(obj, {name if name in names else 'source.' + name})\n" for name in every
+    )
+    code = f"def copy(source, {', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n"
+    exec(code, namespace)  # noqa: S102 - fixed code built from the dataclass's field names
+    return namespace["copy"]  # type: ignore[no-any-return]
+
+
+_POSITION_CHANGES = ("qty", "average_price", "realised_pnl", "charges", "bought_qty", "sold_qty")
+_position_after = replacer(Position, *_POSITION_CHANGES)
+
+
+@cache
+def _replacer_of(cls: type[Position]) -> Callable[..., Position]:
+    """Return the writer of :func:`apply_fill` for a subclass of :class:`Position`."""
+    return replacer(cls, *_POSITION_CHANGES)
