@@ -356,8 +356,9 @@ class Engine:
     strategies
         Strategy instances (each needs a unique ``name``; duplicates get ``#2``, ``#3``).
     broker
-        Any :class:`velox.brokers.base.Broker`. If it has ``on_tick`` (the simulator) the engine
-        hands it ticks as described in the module docstring.
+        Any :class:`velox.brokers.base.Broker`. If it has ``on_quote`` (the simulator, see
+        ``SimBroker.on_quote``) the engine hands it ticks as described in the module docstring,
+        and the engine's time through ``on_clock`` before each order.
     feed
         A :class:`BarReplay`, or a ``velox.feeds`` tick feed (iterable of ticks with ``run`` and
         ``stop``), whose candles the engine builds with ``CandleAggregator``.
@@ -432,7 +433,7 @@ class Engine:
         self._postbacks: deque[object] = deque()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.broker.set_listener(_Listener(self._postback_arrived))
-        self._broker_tick = getattr(broker, "on_tick", None)
+        self._broker_quote = getattr(broker, "on_quote", None)
         self._broker_clock = getattr(broker, "on_clock", None)
         self._runners: list[_Runner] = []
         self._by_name: dict[str, _Runner] = {}
@@ -692,9 +693,9 @@ class Engine:
         unseen tick (its last price), then the current time (a new session's first order must
         not be expired by the previous session's close)."""
         pending = self._unseen.pop(iid, None)
-        if pending is not None and self._broker_tick is not None:
+        if pending is not None and self._broker_quote is not None:
             ns, price, volume = pending
-            self._broker_tick(Tick(iid, _dt(ns), price, None if volume != volume else int(volume)))
+            self._broker_quote(iid, _dt(ns), price, None if volume != volume else int(volume))
         if self._broker_clock is not None:
             self._broker_clock(self.now())
 
@@ -1083,11 +1084,14 @@ class Engine:
         if day != self._day:
             self._new_day(day)
         self._last[iid] = price
-        if iid in self._watch and self._broker_tick is not None:
+        if iid in self._watch and self._broker_quote is not None:
             self._unseen.pop(iid, None)
             if tick is None:
-                tick = Tick(iid, self.now(), price, None if volume != volume else int(volume))
-            self._broker_tick(tick)
+                self._broker_quote(
+                    iid, self.now(), price, None if volume != volume else int(volume)
+                )
+            else:
+                self._broker_quote(iid, tick.ts, price, tick.volume)
             self._drain()
         else:
             self._unseen[iid] = (ns, price, volume)
