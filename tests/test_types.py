@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
@@ -22,6 +22,7 @@ from velox.types import (
     Side,
     Validity,
     apply_fill,
+    is_aware,
     is_on_tick,
     replacer,
     snap_to_tick,
@@ -205,3 +206,18 @@ def test_apply_fill_keeps_a_position_subclass():
     p = apply_fill(Tagged("NSE:SBIN", note="mine"), _fill(Side.BUY, 4, 50.0, charges=0.5))
     assert type(p) is Tagged and p.note == "mine"
     assert (p.qty, p.average_price, p.charges, p.bought_qty) == (4, 50.0, 0.5, 4)
+
+
+def test_is_aware_for_fixed_offsets_zones_and_naive_times():
+    from zoneinfo import ZoneInfo
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt):  # noqa: ANN001, ANN201
+            return None
+
+    assert is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=timezone(timedelta(hours=5, minutes=30))))
+    assert is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=ZoneInfo("Asia/Kolkata")))
+    assert not is_aware(datetime(2024, 4, 1, 9, 15))
+    assert not is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=NoOffset()))
+    with pytest.raises(ValidationError, match="naive"):
+        Order("c1", "NSE:SBIN", Side.BUY, 1, created_at=datetime(2024, 4, 1, tzinfo=NoOffset()))

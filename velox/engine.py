@@ -57,6 +57,7 @@ from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
 from velox.risk import RiskEngine, RiskEvent, RiskLimits
 from velox.strategy import Context, Strategy
 from velox.types import (
+    TERMINAL_STATUSES,
     Bar,
     Fill,
     Instrument,
@@ -88,6 +89,11 @@ _set = object.__setattr__
 def _dt(ns: int) -> datetime:
     """Return UTC epoch ns as an IST datetime (exact to the microsecond)."""
     return _EPOCH_IST + _US * (ns // 1000)
+
+
+def _epoch(ns: int) -> float:
+    """Return UTC epoch ns as ``_dt(ns).timestamp()`` (the same bits, without the datetime)."""
+    return (ns // 1000) / 1_000_000  # whole microseconds over 10**6, as datetime rounds them
 
 
 def _ns(ts: datetime) -> int:
@@ -305,18 +311,17 @@ class FileCommands:
 
 
 class _Listener:
-    """The broker's postback receiver: enqueue and return (called from any thread)."""
+    """The broker's postback receiver: enqueue and return (called from any thread).
 
-    __slots__ = ("put",)
+    ``on_order_update`` and ``on_fill`` are the enqueuing function itself (no method in
+    between): the simulator calls them three times per order.
+    """
+
+    __slots__ = ("on_order_update", "on_fill")
 
     def __init__(self, put: Callable[[object], None]) -> None:
-        self.put = put
-
-    def on_order_update(self, order: Order) -> None:
-        self.put(order)
-
-    def on_fill(self, fill: Fill) -> None:
-        self.put(fill)
+        self.on_order_update: Callable[[Order], None] = put
+        self.on_fill: Callable[[Fill], None] = put
 
 
 @dataclass(slots=True)
@@ -432,7 +437,9 @@ class Engine:
         # market events on a queue the threaded loop blocks on; a postback wakes it up.
         self._postbacks: deque[object] = deque()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.broker.set_listener(_Listener(self._postback_arrived))
+        # Until a threaded loop runs, a postback only needs appending (see _run_ticks).
+        self._listener = _Listener(self._postbacks.append)
+        self.broker.set_listener(self._listener)
         self._broker_quote = getattr(broker, "on_quote", None)
         self._broker_clock = getattr(broker, "on_clock", None)
         self._runners: list[_Runner] = []
@@ -467,7 +474,6 @@ class Engine:
         self._watch: set[str] = set()  # instruments whose ticks the broker must see
         self._upnl: dict[str, float] = {}
         self._mtm: dict[str, tuple[int, float]] = {}  # instrument → (net qty, Σ qty·avg)
-        self._threaded = False
         self._unrealised = 0.0
         self._now_ns = 0
         self._dt_ns = -1
@@ -645,10 +651,9 @@ class Engine:
                 cid, OrderStatus.REJECTED, now, str(breach), audit={"limit": breach.limit}
             )
             raise
-        oms.transition(cid, OrderStatus.RISK_CHECKED, now)
         iid = order.instrument_id
         self._catch_up(iid)
-        order = oms.transition(cid, OrderStatus.SUBMITTED, now)
+        order = oms.submit(cid, now)
         self.risk.record_sent(order, now)
         self._watch.add(iid)
         reason = None
@@ -695,46 +700,51 @@ class Engine:
         pending = self._unseen.pop(iid, None)
         if pending is not None and self._broker_quote is not None:
             ns, price, volume = pending
-            self._broker_quote(iid, _dt(ns), price, None if volume != volume else int(volume))
+            size = None if volume != volume else int(volume)
+            self._broker_quote(iid, _dt(ns), price, size, _epoch(ns))
         if self._broker_clock is not None:
-            self._broker_clock(self.now())
+            self._broker_clock(self.now(), _epoch(self._now_ns))
 
     # -- postbacks ------------------------------------------------------------------------
 
     def _postback_arrived(self, event: object) -> None:
+        """Enqueue a postback and wake the threaded loop (the listener's function there)."""
         self._postbacks.append(event)
-        if self._threaded:
-            self._queue.put(_WAKE)
+        self._queue.put(_WAKE)
 
     def _drain(self) -> None:
         """Handle every queued postback now, in arrival order."""
         postbacks = self._postbacks
         if not postbacks:
             return
+        now = self.now()  # postbacks are handled within the current event
         while postbacks:
-            self._postback(postbacks.popleft())
+            event = postbacks.popleft()
+            if isinstance(event, Fill):
+                self._fill_arrived(event, now)
+            elif isinstance(event, Order):
+                self._order_arrived(event, now)
         self._refresh_watch()
 
-    def _postback(self, event: object) -> None:
-        now = self.now()
-        if isinstance(event, Fill):
-            fill = self.oms.on_fill(event, now)
-            if fill is None:
-                return
-            self._rebase(fill.instrument_id)
-            runner = self._by_name.get(fill.strategy)
-            if runner is not None and runner.alive and runner.wants_fills:
-                self._call(runner, runner.strategy.on_fill, fill)
-        elif isinstance(event, Order):
-            order = self.oms.on_order_update(event, now)
-            if order is None:
-                return
-            runner = self._by_name.get(order.strategy)
-            if runner is not None and runner.alive:
-                if order.is_terminal:
-                    runner.ctx.order_finished(order)
-                if runner.wants_orders:
-                    self._call(runner, runner.strategy.on_order, order)
+    def _fill_arrived(self, event: Fill, now: datetime) -> None:
+        fill = self.oms.on_fill(event, now)
+        if fill is None:
+            return
+        self._rebase(fill.instrument_id)
+        runner = self._by_name.get(fill.strategy)
+        if runner is not None and runner.alive and runner.wants_fills:
+            self._call(runner, runner.strategy.on_fill, fill)
+
+    def _order_arrived(self, event: Order, now: datetime) -> None:
+        order = self.oms.on_order_update(event, now)
+        if order is None:
+            return
+        runner = self._by_name.get(order.strategy)
+        if runner is not None and runner.alive:
+            if order.status in TERMINAL_STATUSES:
+                runner.ctx.order_finished(order)
+            if runner.wants_orders:
+                self._call(runner, runner.strategy.on_order, order)
 
     def _refresh_watch(self) -> None:
         watch = {o.instrument_id for o in self.oms.open.values()}
@@ -1087,9 +1097,8 @@ class Engine:
         if iid in self._watch and self._broker_quote is not None:
             self._unseen.pop(iid, None)
             if tick is None:
-                self._broker_quote(
-                    iid, self.now(), price, None if volume != volume else int(volume)
-                )
+                size = None if volume != volume else int(volume)
+                self._broker_quote(iid, self.now(), price, size, _epoch(ns))
             else:
                 self._broker_quote(iid, tick.ts, price, tick.volume)
             self._drain()
@@ -1185,7 +1194,7 @@ class Engine:
             finally:
                 self._queue.put(done)
 
-        self._threaded = True
+        self._listener.on_order_update = self._listener.on_fill = self._postback_arrived
         threading.Thread(target=pump, name="velox-feed", daemon=True).start()
         get = self._queue.get
         while not self._stop.is_set():

@@ -405,6 +405,24 @@ class OMS:
             self._append(client_id, ts, status._value_, dict, ())
         return self._store(_with_status(order, status, message))
 
+    def submit(self, client_id: str, ts: datetime) -> Order:
+        """Audit a NEW order's RISK_CHECKED and SUBMITTED rows, then make it SUBMITTED.
+
+        What the engine does once the risk checks passed, right before it hands the order to
+        the broker: both rows are appended before the state changes (in one step, as
+        :meth:`transition` twice would leave it), and the order is sent after this returns.
+        """
+        order = self.orders[client_id]
+        if order.status is not S.NEW:
+            raise ValidationError(
+                f"order {client_id}: {order.status.value} → SUBMITTED is not a valid transition "
+                "(only a NEW order is risk-checked and submitted)"
+            )
+        append = self._append
+        append(client_id, ts, "RISK_CHECKED", dict, ())
+        append(client_id, ts, "SUBMITTED", dict, ())
+        return self._store(_with_status(order, S.SUBMITTED, ""))
+
     def _store(self, order: Order) -> Order:
         cid = order.client_id
         self.orders[cid] = order

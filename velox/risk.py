@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from velox.calendar import IST
 from velox.errors import ConfigError, RiskBreach, ValidationError
-from velox.types import Instrument, Order, Side
+from velox.types import Instrument, Order, Side, is_aware
 
 __all__ = [
     "RiskLimits",
@@ -375,7 +375,7 @@ def _now(view: AccountView) -> datetime:
     now = view.now
     if now is _accepted_now[0]:
         return now
-    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+    if not isinstance(now, datetime) or not is_aware(now):
         raise ValidationError(
             f"AccountView.now={now!r} must be a tz-aware datetime (Velox uses Asia/Kolkata)"
         )
@@ -661,12 +661,11 @@ def check_duplicate(order: Order, window: float, view: AccountView, state: RiskS
     """
     if not state.recent:
         return
-    now = _now(view)
     signature = _signature(order)
     for sent_at, seen in state.recent:
         if seen != signature:
             continue
-        age = (now - sent_at).total_seconds()
+        age = (_now(view) - sent_at).total_seconds()
         if 0 <= age < window:
             raise RiskBreach(
                 "duplicate_window_seconds",
@@ -683,12 +682,12 @@ def _never(value: object) -> bool:
 @_one_limit("max_orders_per_second", off=_never)
 def check_throttle(order: Order, rate: float, view: AccountView, state: RiskState) -> None:
     """Refuse an order that would exceed ``max_orders_per_second`` on its exchange."""
-    now = _now(view)
     exchange = _exchange(order.instrument_id)
     allowed, window = _throttle_window(rate)
     sent = state.sent.get(exchange, ())
     if len(sent) < allowed:  # fewer sends than allowed at all: no window can be full
         return
+    now = _now(view)
     start = now - window
     recent = sum(1 for t in sent if start < t <= now)
     if recent >= allowed:

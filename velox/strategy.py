@@ -72,6 +72,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_BUY, _SELL, _DAY = Side.BUY, Side.SELL, Validity.DAY
+
 #: Class attributes of :class:`Strategy` that configure it but are not trading parameters.
 FRAMEWORK_ATTRIBUTES = frozenset(
     {"instruments", "timeframe", "timeframes", "product", "lookback", "capital", "name"}
@@ -625,18 +627,18 @@ class Context:
         bar never stacks orders.
         """
         iid = self._iid(instrument_id)
-        lot = self._engine.instrument(iid).lot_size
+        engine = self._engine
+        lot = engine.instrument(iid).lot_size
         target = int(qty) // lot * lot if qty >= 0 else -(-int(qty) // lot * lot)
-        pending = sum(
-            o.side.sign * o.remaining_qty for o in self._engine.open_orders(self._name, iid)
-        )
-        delta = target - self._engine.position_qty(self._name, iid) - pending
+        working = engine.open_orders(self._name, iid)
+        pending = sum(o.side.sign * o.remaining_qty for o in working) if working else 0
+        delta = target - engine.position_qty(self._name, iid) - pending
         if delta == 0:
             return None
-        place = self.buy if delta > 0 else self.sell
-        return place(
-            abs(delta), iid, order_type=order_type, limit_price=limit_price, product=product
-        )
+        return self._order(
+            _BUY if delta > 0 else _SELL, abs(delta), iid, order_type, limit_price, None,
+            product, _DAY, "",
+        )  # fmt: skip
 
     def target_weight(
         self,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from enum import StrEnum
 from functools import cache
 from typing import Any, TypeVar
@@ -41,6 +41,7 @@ __all__ = [
     "Order",
     "Fill",
     "Position",
+    "is_aware",
     "is_on_tick",
     "snap_to_tick",
     "apply_fill",
@@ -110,10 +111,26 @@ class InstrumentKind(StrEnum):
         return self in (InstrumentKind.FUT, InstrumentKind.CE, InstrumentKind.PE)
 
 
+def is_aware(ts: datetime) -> bool:
+    """Return True if the datetime ``ts`` is tz-aware (has a UTC offset).
+
+    A fixed-offset :class:`datetime.timezone` (Velox's IST) always has one, so only other
+    tzinfo objects are asked for it: the engine checks every order's and fill's time.
+
+    Examples
+    --------
+    >>> from velox.calendar import IST
+    >>> is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=IST)), is_aware(datetime(2024, 4, 1, 9, 15))
+    (True, False)
+    """
+    tz = ts.tzinfo
+    return tz is not None and (tz.__class__ is timezone or ts.utcoffset() is not None)
+
+
 def _require_aware(name: str, ts: datetime) -> None:
     if not isinstance(ts, datetime):
         raise ValidationError(f"{name} must be a datetime, got {type(ts).__name__} {ts!r}")
-    if ts.tzinfo is None or ts.utcoffset() is None:
+    if not is_aware(ts):
         raise ValidationError(
             f"{name}={ts!r} is naive; pass a tz-aware timestamp (Velox uses Asia/Kolkata)"
         )

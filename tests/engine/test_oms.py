@@ -192,3 +192,19 @@ def test_memory_audit_rows_built_on_read_equal_rows_built_at_once() -> None:
     }  # fmt: skip
     lazy.rows[1].payload["x"] = 1  # every row has its own payload dict
     assert lazy.rows[2].payload == {}
+
+
+def test_submit_audits_risk_checked_and_submitted_before_the_order_moves() -> None:
+    audit = RecordingAudit()
+    oms = OMS(audit, run_id="R1")
+    audit.oms = oms
+    o = oms.create(Order("", "NSE:SBIN", "BUY", 10), T0)
+    sent = oms.submit(o.client_id, T0)
+    assert sent.status is S.SUBMITTED and oms.orders["R1-1"] is sent
+    # both rows were appended while the OMS still held the NEW order
+    assert audit.seen[1:] == [("R1-1", "RISK_CHECKED", "NEW"), ("R1-1", "SUBMITTED", "NEW")]
+    with pytest.raises(ValidationError, match="only a NEW order"):
+        oms.submit(o.client_id, T0)
+    fresh = OMS(audit, run_id="R1")
+    fresh.restore(audit.events("R1-"))
+    assert fresh.orders["R1-1"].status is S.SUBMITTED  # the rows replay as two transitions

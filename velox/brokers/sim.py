@@ -62,6 +62,7 @@ from velox.types import (
     Tick,
     Validity,
     apply_fill,
+    is_aware,
     is_on_tick,
     replacer,
 )
@@ -272,7 +273,6 @@ class SimBroker:
         self._tick_no = 0
         self._now: datetime | None = None
         self._now_epoch = -math.inf
-        self._aware: datetime | None = None  # the last fill time found tz-aware
         self._day: date | None = None
         self._day_end = -math.inf  # epoch of the next IST midnight
         self._square_off_at = math.inf
@@ -486,9 +486,13 @@ class SimBroker:
 
     # ------------------------------------------------------------------ time and ticks
 
-    def on_clock(self, now: datetime) -> None:
-        """Advance simulated time to ``now`` without a price: latency, IOC expiry, square-off."""
-        self._advance(now)
+    def on_clock(self, now: datetime, epoch: float | None = None) -> None:
+        """Advance simulated time to ``now`` without a price: latency, IOC expiry, square-off.
+
+        ``epoch`` is ``now.timestamp()`` if the caller has it (the engine derives it from its
+        integer clock, which is cheaper than asking the datetime).
+        """
+        self._advance(now, now.timestamp() if epoch is None else epoch)
 
     def on_tick(self, tick: Tick) -> None:
         """Advance time to the tick and match the instrument's working orders against it.
@@ -499,21 +503,28 @@ class SimBroker:
         self.on_quote(tick.instrument_id, tick.ts, tick.ltp, tick.volume)
 
     def on_quote(
-        self, instrument_id: str, ts: datetime, price: float, volume: int | None = None
+        self,
+        instrument_id: str,
+        ts: datetime,
+        price: float,
+        volume: int | None = None,
+        epoch: float | None = None,
     ) -> None:
         """Handle a tick given as its fields (what :meth:`on_tick` does with a :class:`Tick`).
 
         The engine feeds the simulator this way: most of its ticks exist only as numbers in a
         replay's columns, and a ``Tick`` object per tick would cost more than the matching.
+        ``epoch`` is ``ts.timestamp()`` if the caller has it.
         """
         # Most ticks move the clock inside a quiet stretch and meet no working order, so that
         # path is inlined: a clock step, the last price, the day volume, one dict lookup.
-        epoch = ts.timestamp()
+        if epoch is None:
+            epoch = ts.timestamp()
         if epoch > self._now_epoch:
             if epoch < self._quiet_until and not self._not_live:
                 self._now, self._now_epoch = ts, epoch
             else:
-                self._advance(ts)
+                self._advance(ts, epoch)
         if price.__class__ is not float or not 0.0 < price < _INF:
             if not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
                 log.debug("ignoring malformed tick of %s at %s: price %r", instrument_id, ts, price)
@@ -579,8 +590,7 @@ class SimBroker:
 
     # ------------------------------------------------------------------ internals: time
 
-    def _advance(self, ts: datetime) -> None:
-        epoch = ts.timestamp()
+    def _advance(self, ts: datetime, epoch: float) -> None:
         if epoch <= self._now_epoch:
             return  # time never runs backwards; a late tick still matches at its price
         if epoch >= self._day_end:
@@ -909,9 +919,8 @@ class SimBroker:
             total,  # charges
             order.strategy,
         )
-        if not 0.0 < price < _INF or (now is not self._aware and now.utcoffset() is None):
+        if not 0.0 < price < _INF or not is_aware(now):
             fill.__post_init__()  # raises for a slippage model's bad price or a naive tick time
-        self._aware = now
         self._release(w, w.blocked * qty / (order.qty - order.filled_qty))
         if product is _CNC and side is _SELL:
             self._sell_reserve(order, -qty)
