@@ -189,6 +189,10 @@ def test_replacer_copies_with_changes_and_keeps_the_rest():
         status=OrderStatus.FILLED, filled_qty=10, average_price=99.95,
     )  # fmt: skip
     assert order.status is OrderStatus.NEW  # the source is unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        done.qty = 1  # type: ignore[misc]  # a copy is as frozen as any Order
+    assert pickle.loads(pickle.dumps(done)) == done and hash(done) == hash(pickle.loads(
+        pickle.dumps(done)))  # fmt: skip
     # every field named: the source is not read
     whole = replacer(Position, *(f.name for f in dataclasses.fields(Position)))
     assert whole(None, "NSE:SBIN", Product.MIS, 3, 10.0, 0.0, 0.0, "s", 3, 0) == Position(

@@ -37,7 +37,7 @@ import time as _time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -67,6 +67,7 @@ from velox.types import (
     Product,
     Side,
     Tick,
+    replacer,
 )
 
 if TYPE_CHECKING:
@@ -82,7 +83,6 @@ MODES = ("replay", "paper", "live")
 _DAY_NS = 86_400_000_000_000
 _EPOCH_IST = datetime(1970, 1, 1, tzinfo=UTC).astimezone(IST)
 _US = timedelta(microseconds=1)
-_new_bar = Bar.__new__
 _set = object.__setattr__
 
 
@@ -100,22 +100,10 @@ def _ns(ts: datetime) -> int:
     return (ts - _EPOCH_IST) // _US * 1000
 
 
-def _make_bar(
-    iid: str, tf: str, ts: datetime, o: float, h: float, lo: float, c: float, v: float, closed: bool
-) -> Bar:
-    # Bars built here come from validated stored bars or from the aggregator's checked ticks;
-    # Bar.__post_init__ would re-check them and costs more than the rest of the event.
-    bar = _new_bar(Bar)
-    _set(bar, "instrument_id", iid)
-    _set(bar, "timeframe", tf)
-    _set(bar, "ts", ts)
-    _set(bar, "open", o)
-    _set(bar, "high", h)
-    _set(bar, "low", lo)
-    _set(bar, "close", c)
-    _set(bar, "volume", v)
-    _set(bar, "closed", closed)
-    return bar
+# Bars built here come from validated stored bars or from the aggregator's checked ticks;
+# Bar.__post_init__ would re-check them and costs more than the rest of the event.
+# ``_make_bar(None, instrument_id, timeframe, ts, open, high, low, close, volume, closed)``
+_make_bar = replacer(Bar, *(f.name for f in fields(Bar)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -934,10 +922,15 @@ class Engine:
     def _call(self, runner: _Runner, handler: Callable[..., object], *args: object) -> None:
         try:
             handler(runner.ctx, *args)
-        except RiskBreach as breach:
-            # An order refused by a limit is not a bug in the strategy: it stays alive.
-            log.warning("[%s] %s: order refused: %s", self.mode, runner.strategy.name, breach)
         except Exception as exc:  # a strategy bug must never take the engine down
+            self._raised(runner, exc)
+
+    def _raised(self, runner: _Runner, exc: Exception) -> None:
+        """Handle an exception from a strategy's handler (see :meth:`_call`)."""
+        if isinstance(exc, RiskBreach):
+            # An order refused by a limit is not a bug in the strategy: it stays alive.
+            log.warning("[%s] %s: order refused: %s", self.mode, runner.strategy.name, exc)
+        else:
             self._fail(runner, exc)
 
     def _fail(self, runner: _Runner, exc: BaseException) -> None:
@@ -1288,7 +1281,7 @@ class Engine:
                 and not self._postbacks
                 and (ns + IST_OFFSET_NS) // _DAY_NS == self._day
             ):
-                j, cp = forward.run(k, cp)
+                j, cp = forward.bars(k, cp) if forward.every_close else forward.run(k, cp)
                 if j > k:
                     k = j
                     continue
@@ -1303,7 +1296,7 @@ class Engine:
                         continue
                     o = sub.ohlcv[0][row]
                     start = _dt(sub.starts[row])  # type: ignore[index]
-                    bar = _make_bar(iid, tf, start, o, fh[k], fl[k], p, 0.0, False)
+                    bar = _make_bar(None, iid, tf, start, o, fh[k], fl[k], p, 0.0, False)
                     for runner in wanting:
                         if runner.alive:
                             self._call(runner, runner.strategy.on_tick, bar)
@@ -1319,32 +1312,38 @@ class Engine:
             return
         sub.count += 1
         bar = None
-        iid = key[0]
         for runner in sub.runners:
             if not runner.alive:
                 continue
-            pre = runner.signals.get(key) if runner.plain else None
-            if pre is not None:
-                # Strategy.on_bar inlined: act only on a change, straight to target_weight
-                weight = pre[row]
-                if weight == weight and weight != runner.ctx.applied_weight(iid):
-                    self._call(runner, Context.target_weight, weight, iid)
-                continue
+            if runner.plain:
+                pre = runner.signals.get(key)
+                if pre is not None:
+                    # Strategy.on_bar inlined: act only on a change, straight to target_weight
+                    weight = pre[row]
+                    if weight == weight and weight != runner.ctx.applied_weight(key[0]):
+                        self._call(runner, Context.target_weight, weight, key[0])
+                    continue
             if bar is None:
                 o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
                 start = _dt(sub.starts[row])  # type: ignore[index]
-                bar = _make_bar(iid, key[1], start, o[row], h[row], lo[row], c[row], v[row], True)
-            self._call(runner, runner.strategy.on_bar, bar)
+                bar = _make_bar(
+                    None, key[0], key[1], start, o[row], h[row], lo[row], c[row], v[row], True
+                )
+            try:  # self._call inlined: one call per bar and strategy
+                runner.strategy.on_bar(runner.ctx, bar)
+            except Exception as exc:  # a strategy bug must never take the engine down
+                self._raised(runner, exc)
         if self._postbacks:
             self._drain()
         # equity sample (inlined _sample_equity)
         acct = self.oms.account
         value = self.initial_cash + acct.realised - acct.charges + self._unrealised
         ns = self._now_ns
-        if self.equity_ns and self.equity_ns[-1] == ns:
+        equity_ns = self.equity_ns
+        if equity_ns and equity_ns[-1] == ns:
             self.equity_values[-1] = value
         else:
-            self.equity_ns.append(ns)
+            equity_ns.append(ns)
             self.equity_values.append(value)
 
     def _tick_subscribers(self) -> dict[str, list[tuple[str, _Sub, list[_Runner]]]]:
@@ -1381,6 +1380,7 @@ _WAKE = object()  # wakes the threaded loop when a postback arrives
 _NEVER = 2**62
 _FAST_MIN_TICKS = 100_000  # replays shorter than this skip the compiled fast-forward
 _POLL_NS = 50_000_000  # look for operator commands at least every 50 ms of engine time
+_SHORT_STRETCH = 16  # ticks _Forward marks in Python rather than in the compiled kernel
 
 
 class _Forward:
@@ -1436,6 +1436,13 @@ class _Forward:
                 self.watched.append((sub, feed.close_keys[n_key], rows))
         self.single = len(self.ids) == 1
         self.single_key = len(feed.close_keys) == 1
+        # The only subscription, when every strategy on it is an event strategy: then every
+        # close is a reaction, the next one is the next close event (no search needed).
+        self.every_close: _Sub | None = None
+        if self.single_key and len(self.watched) == 1:
+            sub, key, _ = self.watched[0]
+            if not any(r.plain and key in r.arrays for r in sub.runners):
+                self.every_close = sub
         # objects that live as long as the engine, and the loss guards' trip points, computed
         # as RiskEngine.on_equity computes them
         self.account = engine.oms.account
@@ -1450,6 +1457,12 @@ class _Forward:
     def _reaction(self, k: int) -> int:
         """Return the tick position of the first bar close from ``k`` on that a strategy reacts
         to (``n`` if none): every close for event strategies, changes of precomputed signals."""
+        sub = self.every_close
+        if sub is not None:
+            row = sub.count  # the only key: its rows are the close events
+            if row < len(self.close_pos) and any(r.alive for r in sub.runners):
+                return self.close_pos[row]
+            return self.n
         best = len(self.close_pos)
         for sub, key, rows in self.watched:
             row = sub.count  # the next row of this key to close
@@ -1492,6 +1505,14 @@ class _Forward:
                 return k, cp
             ((held_id, (q, basis)),) = mtm.items()
             held, qty = self.index_of.get(held_id, -2), float(q)
+            if (
+                stop - k <= _SHORT_STRETCH
+                and self.single
+                and (cp >= len(self.close_pos) or self.close_pos[cp] >= stop)
+                and self._mark_quietly(k, stop, held_id, qty, basis)
+            ):
+                self._settle(k, stop)
+                return stop, cp
         elif cp >= len(self.close_pos) or self.close_pos[cp] >= stop:
             # flat and no bar closes on the way (an on_bar strategy between two bars): the
             # ticks only move the last prices and the clock, no P&L changes, nothing to sample
@@ -1542,16 +1563,109 @@ class _Forward:
         self._settle(k, j)
         return j, cp_end
 
+    def bars(self, k: int, cp: int) -> tuple[int, int]:
+        """Replay bar by bar from event ``k`` while event strategies react to every close.
+
+        The loop of :meth:`Engine._replay` and :meth:`run` fused for the common event-driven
+        backtest (one instrument, one subscription, ``on_bar`` on every close): the ticks up
+        to the next close are settled here (flat) or marked here (one held instrument, a few
+        ticks, no P&L report due), then the close event runs, and so on. Anything else (a
+        working order or a postback after a handler, a new day, a timer, a report or a trip,
+        a longer stretch) goes back to :meth:`run` or to the event loop, which resume at the
+        returned event as if they had run all along; the closes at that event are done.
+        """
+        engine = self.engine
+        sub = self.every_close
+        assert sub is not None
+        close_pos, nc, n = self.close_pos, len(self.close_pos), self.n
+        ts, price, volume, advance = self.ts, self.price, self.volume, self.advance
+        iid = self.ids[0]
+        unseen, last, mtm = engine._unseen, engine._last, engine._mtm
+        key = self.watched[0][1]
+        close_event, halt = engine._close_event, engine._stop
+        while True:
+            if engine._watch or engine._postbacks:
+                return k, cp
+            if k >= self.day_end:
+                d = bisect_right(self.day_starts, k)
+                self.day_end = self.day_starts[d] if d < len(self.day_starts) else n
+            if engine._next_timer != self.timer_ns:
+                self.timer_ns = engine._next_timer
+                self.timer_pos = int(np.searchsorted(self.a_ts, self.timer_ns, side="left"))
+            stop = close_pos[cp] if cp < nc else n
+            if stop > self.day_end or stop > self.timer_pos or stop - k > _SHORT_STRETCH:
+                return self.run(k, cp)
+            if mtm and not (
+                len(mtm) == 1
+                and iid in mtm
+                and self._mark_quietly(k, stop, iid, float(mtm[iid][0]), mtm[iid][1])
+            ):
+                j, cp = self.run(k, cp)  # the kernel: reports, trips
+                if j != stop:
+                    return j, cp
+            else:  # _settle inlined
+                j = stop - 1
+                p = price(j)
+                unseen[iid] = (ts(j), p, volume(j))
+                last[iid] = p
+            k = stop
+            if k >= n:
+                ns = ts(n - 1)  # the clock and the engine time at the last tick
+                advance(ns)
+                engine._now_ns = ns
+                return k, cp
+            if halt.is_set() or not any(r.alive for r in sub.runners):
+                return k, cp
+            ns = ts(k)
+            advance(ns)
+            engine._now_ns = ns
+            while cp < nc and close_pos[cp] == k:
+                close_event(sub, key, cp)  # one key: close event cp is its row cp
+                cp += 1
+            if (ns + IST_OFFSET_NS) // _DAY_NS != engine._day:
+                return k, cp
+
+    def _mark_quietly(self, k: int, stop: int, held_id: str, qty: float, basis: float) -> bool:
+        """Mark the held instrument over ticks ``k`` … ``stop - 1`` of a one-instrument replay
+        with no bar close among them, as the kernel would; return False, changing nothing, if
+        a tick's P&L leaves the reported range (the kernel then does the stretch).
+
+        For stretches of a few ticks (an event strategy's next bar), where calling the kernel
+        costs more than the arithmetic: the same operations in the same order, so the same
+        bits.
+        """
+        engine = self.engine
+        price = self.price
+        if self.watch:
+            acct = self.account
+            r0, u0, c0 = engine._base
+            realised, charges = acct.realised - r0, acct.charges - c0
+            lo, hi = engine._risk_lo, engine._risk_hi
+            for i in range(k, stop):
+                u = qty * price(i) - basis
+                pnl = (realised + (u - u0)) - charges
+                if not lo <= pnl <= hi:  # a report (or NaN): the kernel's business
+                    return False
+        else:
+            u = qty * price(stop - 1) - basis
+        upnl = engine._upnl
+        upnl[held_id] = u
+        engine._unrealised = sum(upnl.values(), 0.0)
+        return True
+
     def _settle(self, k: int, j: int) -> None:
         """Leave the engine as ticks ``k`` … ``j - 1`` would: each instrument's last price and
-        pending catch-up tick, the clock and the engine time at the last one."""
+        pending catch-up tick, the clock and the engine time at the last one.
+
+        Before the replay's end the event loop moves the clock and the engine time on to
+        event ``j`` at once, so only the last stretch sets them here.
+        """
         engine = self.engine
         ts, price = self.ts, self.price
-        last_ns = ts(j - 1)
         if self.single:
             p = price(j - 1)
             iid = self.ids[0]
-            engine._unseen[iid] = (last_ns, p, self.volume(j - 1))
+            engine._unseen[iid] = (ts(j - 1), p, self.volume(j - 1))
             engine._last[iid] = p
         else:
             for m, iid in enumerate(self.ids):
@@ -1560,8 +1674,10 @@ class _Forward:
                     p = price(t)
                     engine._unseen[iid] = (ts(t), p, self.volume(t))
                     engine._last[iid] = p
-        self.advance(last_ns)
-        engine._now_ns = last_ns
+        if j == self.n:
+            last_ns = ts(j - 1)
+            self.advance(last_ns)
+            engine._now_ns = last_ns
 
 
 class _View:

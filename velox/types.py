@@ -19,7 +19,7 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timezone
 from enum import StrEnum
@@ -528,30 +528,54 @@ def replacer(cls: type[_T], *names: str) -> Callable[..., _T]:
     For frozen, slotted dataclasses such as :class:`Order`, :class:`Fill` and
     :class:`Position`. Unlike :func:`dataclasses.replace` the copy is **not validated**
     (``__post_init__`` does not run): only for values the caller built and checked itself
-    (the OMS's and the simulator's own records); anything from a user goes through the
-    constructor. The function is generated once per field list, the way dataclasses generate
-    ``__init__``: one direct slot write per field (a slot's descriptor bypasses the frozen
-    ``__setattr__``), several times cheaper than a validated copy. When ``names`` lists every
-    field, ``source`` is not read and may be None.
+    (the OMS's and the simulator's own records, the engine's bars); anything from a user goes
+    through the constructor. When ``names`` lists every field, ``source`` is not read and may
+    be None.
+
+    Why it is fast: the copy is built as an instance of a mutable twin class with the same
+    slots, whose ``__init__`` stores them as plain attributes (what the interpreter does
+    fastest), and is then given its real class: ``__class__`` assignment is allowed between
+    classes of identical layout, and from then on the object is an ordinary frozen instance.
+    That is several times cheaper than a validated copy, and half the cost of writing each
+    slot through its descriptor, which remains the way for subclasses of other dataclasses.
 
     Examples
     --------
     >>> with_qty = replacer(Position, "qty")
-    >>> with_qty(Position("NSE:SBIN", qty=5), 7).qty
-    7
+    >>> moved = with_qty(Position("NSE:SBIN", qty=5), 7)
+    >>> type(moved).__name__, moved.qty
+    ('Position', 7)
     """
     every = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(names) - set(every))
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {unknown}")
-    namespace: dict[str, Any] = {f"set_{name}": getattr(cls, name).__set__ for name in every}
-    namespace.update(cls=cls, new=object.__new__)
-    body = "".join(
-        f"    set_{name}(obj, {name if name in names else 'source.' + name})\n" for name in every
-    )
-    code = f"def copy(source, {', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n"
+    values = ", ".join(name if name in names else f"source.{name}" for name in every)
+    namespace: dict[str, Any] = {"cls": cls}
+    if cls.__bases__ == (object,) and tuple(getattr(cls, "__slots__", ())) == tuple(every):
+        namespace["Twin"] = _twin(cls, tuple(every))
+        body = f"    obj = Twin({values})\n    obj.__class__ = cls\n"
+    else:
+        namespace.update({f"set_{name}": getattr(cls, name).__set__ for name in every})
+        namespace["new"] = object.__new__
+        body = "    obj = new(cls)\n" + "".join(
+            f"    set_{name}(obj, {name if name in names else 'source.' + name})\n"
+            for name in every
+        )
+    code = f"def copy(source, {', '.join(names)}):\n{body}    return obj\n"
     exec(code, namespace)  # noqa: S102 - fixed code built from the dataclass's field names
     return namespace["copy"]  # type: ignore[no-any-return]
+
+
+@cache
+def _twin(cls: type, every: Sequence[str]) -> type:
+    """Return a mutable class with ``cls``'s slots, whose ``__init__`` takes every field."""
+    code = f"def __init__(self, {', '.join(every)}):\n" + "".join(
+        f"    self.{name} = {name}\n" for name in every
+    )
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - fixed code built from the dataclass's field names
+    return type(f"_{cls.__name__}Twin", (), {"__slots__": tuple(every), **namespace})
 
 
 _POSITION_CHANGES = ("qty", "average_price", "realised_pnl", "charges", "bought_qty", "sold_qty")
