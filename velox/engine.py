@@ -1556,10 +1556,7 @@ class _Forward:
             engine._unrealised = sum(upnl.values(), 0.0)
         engine._risk_lo, engine._risk_hi = lo, hi
         if i_last >= 0:
-            risk, ts = engine.risk, self.ts
-            if i_max != i_last:
-                risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
-            risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
+            self._report(i_max, u_max, i_last, u_last, realised, charges, u0)
         self._settle(k, j)
         return j, cp_end
 
@@ -1628,30 +1625,68 @@ class _Forward:
     def _mark_quietly(self, k: int, stop: int, held_id: str, qty: float, basis: float) -> bool:
         """Mark the held instrument over ticks ``k`` … ``stop - 1`` of a one-instrument replay
         with no bar close among them, as the kernel would; return False, changing nothing, if
-        a tick's P&L leaves the reported range (the kernel then does the stretch).
+        a tick would trip a loss guard (the kernel then stops before it, see :meth:`run`).
 
         For stretches of a few ticks (an event strategy's next bar), where calling the kernel
-        costs more than the arithmetic: the same operations in the same order, so the same
-        bits.
+        costs more than the work: this is ``velox.backtest._kernels.forward`` for such a
+        stretch, line for line, so the same operations in the same order give the same bits.
         """
         engine = self.engine
         price = self.price
-        if self.watch:
+        if not self.watch:
+            u = qty * price(stop - 1) - basis
+        else:
             acct = self.account
             r0, u0, c0 = engine._base
             realised, charges = acct.realised - r0, acct.charges - c0
             lo, hi = engine._risk_lo, engine._risk_hi
+            state = self.risk_state
+            killed, peak = state.killed, state.peak_equity
+            thr_loss, thr_dd = self.thr_loss, self.thr_dd
+            i_max = i_last = -1
+            u_max = p_max = u_last = 0.0
             for i in range(k, stop):
                 u = qty * price(i) - basis
                 pnl = (realised + (u - u0)) - charges
-                if not lo <= pnl <= hi:  # a report (or NaN): the kernel's business
-                    return False
-        else:
-            u = qty * price(stop - 1) - basis
+                if lo <= pnl <= hi:
+                    continue
+                if not killed:
+                    top = peak if peak >= pnl else pnl
+                    if pnl <= thr_loss or top - pnl >= thr_dd:
+                        return False
+                if pnl > hi:
+                    hi = lo = pnl
+                else:
+                    lo = pnl
+                if pnl > peak:
+                    peak = pnl
+                if i_max < 0 or pnl > p_max:
+                    i_max, u_max, p_max = i, u, pnl
+                i_last, u_last = i, u
+            engine._risk_lo, engine._risk_hi = lo, hi
+            if i_last >= 0:
+                self._report(i_max, u_max, i_last, u_last, realised, charges, u0)
         upnl = engine._upnl
         upnl[held_id] = u
         engine._unrealised = sum(upnl.values(), 0.0)
         return True
+
+    def _report(
+        self,
+        i_max: int,
+        u_max: float,
+        i_last: int,
+        u_last: float,
+        realised: float,
+        charges: float,
+        u0: float,
+    ) -> None:
+        """Tell the risk engine the reports of a stretch that matter: the highest and the last
+        (it then stands as if told each one; none of them trips a guard)."""
+        risk, ts = self.engine.risk, self.ts
+        if i_max != i_last:
+            risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
+        risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
 
     def _settle(self, k: int, j: int) -> None:
         """Leave the engine as ticks ``k`` … ``j - 1`` would: each instrument's last price and

@@ -102,32 +102,44 @@ def _day_pnl(engine: Engine, bars: pd.DataFrame, day: str) -> pd.Series:
         return cash + qty * price[k]
 
     ticks = np.flatnonzero(stamps.strftime("%Y-%m-%d") == day)
-    base = equity(ticks[0] - 1)
+    base = equity(ticks[0] - 1) if ticks[0] > 0 else 0.0  # the replay's first day starts flat
     return pd.Series([equity(k) - base for k in ticks], index=stamps[ticks])
 
 
 @pytest.mark.parametrize(
-    "limits", [RiskLimits(daily_loss_limit=15_000), RiskLimits(max_drawdown=15_000)]
+    ("make", "limits"),
+    [
+        (lambda: SmaCross(fast=5, slow=20, timeframe="5m"), RiskLimits(daily_loss_limit=15_000)),
+        (lambda: SmaCross(fast=5, slow=20, timeframe="5m"), RiskLimits(max_drawdown=15_000)),
+        # an event strategy: its bars are stepped one by one (_Forward.bars)
+        (EveryBar, RiskLimits(daily_loss_limit=5_000)),
+        (EveryBar, RiskLimits(max_drawdown=5_000)),
+    ],
 )
 def test_loss_guard_trips_on_the_exact_tick_inside_a_skipped_stretch(
-    reliance_5m: pd.DataFrame, master: Callable[[str], Instrument], limits: RiskLimits
+    reliance_5m: pd.DataFrame,
+    master: Callable[[str], Instrument],
+    make: Callable[[], Strategy],
+    limits: RiskLimits,
 ) -> None:
     bars = {("NSE:RELIANCE", "5m"): reliance_5m}
-    engine = _same(lambda: [SmaCross(fast=5, slow=20, timeframe="5m")], bars, master, limits)
+    engine = _same(lambda: [make()], bars, master, limits)
     kill = next(e for e in engine.risk_events if e.kind == "kill")
     pnl = _day_pnl(engine, reliance_5m, str(kill.ts.date()))
     before, at = pnl.loc[: kill.ts].iloc[:-1], pnl.loc[kill.ts]
     assert kill.ts.minute % 5 or kill.ts.second, "the kill tick is inside a bar, not at a close"
     if limits.daily_loss_limit is not None:
+        limit = limits.daily_loss_limit
         assert kill.limit == "daily_loss_limit"
-        assert at == pytest.approx(-15_000, abs=1_000) and at <= -15_000
-        assert (before > -15_000).all()
+        assert at == pytest.approx(-limit, rel=0.15) and at <= -limit
+        assert (before > -limit).all()
     else:
+        limit = limits.max_drawdown
         assert kill.limit == "max_drawdown"
         peak = np.maximum.accumulate(np.r_[0.0, pnl.to_numpy()])[1:]
         drawdown = pd.Series(peak, index=pnl.index) - pnl
-        assert drawdown.loc[kill.ts] >= 15_000
-        assert (drawdown.loc[: kill.ts].iloc[:-1] < 15_000).all()
+        assert drawdown.loc[kill.ts] >= limit
+        assert (drawdown.loc[: kill.ts].iloc[:-1] < limit).all()
     # the kill sequence ran in that event: the position's square-off was sent at the kill tick
     assert any(r.ts == kill.ts and r.status == "SUBMITTED" for r in engine.audit.rows)
     assert engine.account_position_qty("NSE:RELIANCE") == 0
