@@ -1443,6 +1443,26 @@ class _Forward:
             sub, key, _ = self.watched[0]
             if not any(r.plain and key in r.arrays for r in sub.runners):
                 self.every_close = sub
+        # One instrument, one frame: the ticks are the bars' four ticks each, so the stretch
+        # before close event r (at tick 4r + 4) is bar r's ticks, whose extremes and last
+        # price are the bar's high, low and close (checked: stored bars could break it).
+        self.bar_ticks = False
+        if (
+            self.single
+            and self.single_key
+            and self.n == 4 * len(close_pos)
+            and np.array_equal(feed.close_positions, np.arange(4, self.n + 1, 4))
+        ):
+            frame = next(iter(feed.frames().values()))
+            ticks = feed.price.reshape(-1, 4)
+            self.bar_ticks = all(
+                np.array_equal(a, frame[column].to_numpy(np.float64))
+                for a, column in (
+                    (ticks.max(axis=1), "high"),
+                    (ticks.min(axis=1), "low"),
+                    (ticks[:, 3], "close"),
+                )
+            )
         # objects that live as long as the engine, and the loss guards' trip points, computed
         # as RiskEngine.on_equity computes them
         self.account = engine.oms.account
@@ -1566,20 +1586,24 @@ class _Forward:
         The loop of :meth:`Engine._replay` and :meth:`run` fused for the common event-driven
         backtest (one instrument, one subscription, ``on_bar`` on every close): the ticks up
         to the next close are settled here (flat) or marked here (one held instrument, a few
-        ticks, no P&L report due), then the close event runs, and so on. Anything else (a
-        working order or a postback after a handler, a new day, a timer, a report or a trip,
-        a longer stretch) goes back to :meth:`run` or to the event loop, which resume at the
-        returned event as if they had run all along; the closes at that event are done.
+        ticks, no loss guard tripped), then the close event runs, and so on. Anything else (a
+        working order or a postback after a handler, a new day, a timer, a trip, a longer
+        stretch) goes back to :meth:`run` or to the event loop, which resume at the returned
+        event as if they had run all along; the closes at that event are done.
         """
         engine = self.engine
         sub = self.every_close
         assert sub is not None
+        runners = sub.runners
         close_pos, nc, n = self.close_pos, len(self.close_pos), self.n
         ts, price, volume, advance = self.ts, self.price, self.volume, self.advance
         iid = self.ids[0]
         unseen, last, mtm = engine._unseen, engine._last, engine._mtm
         key = self.watched[0][1]
         close_event, halt = engine._close_event, engine._stop
+        # bar r's four ticks are the stretch before close r: its high, low and close bound them
+        bar_ticks = self.bar_ticks and sub.ohlcv is not None
+        highs, lows, closes = sub.ohlcv[1:4] if bar_ticks else ((), (), ())  # type: ignore[index]
         while True:
             if engine._watch or engine._postbacks:
                 return k, cp
@@ -1592,26 +1616,34 @@ class _Forward:
             stop = close_pos[cp] if cp < nc else n
             if stop > self.day_end or stop > self.timer_pos or stop - k > _SHORT_STRETCH:
                 return self.run(k, cp)
-            if mtm and not (
-                len(mtm) == 1
-                and iid in mtm
-                and self._mark_quietly(k, stop, iid, float(mtm[iid][0]), mtm[iid][1])
-            ):
-                j, cp = self.run(k, cp)  # the kernel: reports, trips
-                if j != stop:
-                    return j, cp
-            else:  # _settle inlined
-                j = stop - 1
-                p = price(j)
-                unseen[iid] = (ts(j), p, volume(j))
-                last[iid] = p
+            whole = bar_ticks and k == 4 * cp  # the stretch is bar cp's ticks
+            if mtm:
+                if not (len(mtm) == 1 and iid in mtm):
+                    return self.run(k, cp)
+                q, basis = mtm[iid]
+                qty = float(q)
+                if not (
+                    whole and self._mark_bar(qty, basis, highs[cp], lows[cp], closes[cp], iid)
+                ) and not self._mark_quietly(k, stop, iid, qty, basis):
+                    j, cp = self.run(k, cp)  # a loss guard trips: the kernel stops before it
+                    if j != stop:
+                        return j, cp
+            j = stop - 1  # settle the stretch (see _settle)
+            p = closes[cp] if whole else price(j)
+            unseen[iid] = (ts(j), p, volume(j))
+            last[iid] = p
             k = stop
             if k >= n:
                 ns = ts(n - 1)  # the clock and the engine time at the last tick
                 advance(ns)
                 engine._now_ns = ns
                 return k, cp
-            if halt.is_set() or not any(r.alive for r in sub.runners):
+            if halt.is_set():
+                return k, cp
+            for runner in runners:
+                if runner.alive:
+                    break
+            else:
                 return k, cp
             ns = ts(k)
             advance(ns)
@@ -1621,6 +1653,34 @@ class _Forward:
                 cp += 1
             if (ns + IST_OFFSET_NS) // _DAY_NS != engine._day:
                 return k, cp
+
+    def _mark_bar(
+        self, qty: float, basis: float, high: float, low: float, close: float, held_id: str
+    ) -> bool:
+        """Mark a held position over one bar's ticks from the bar alone, if no report is due.
+
+        The day's P&L is monotone in the price for a given position (each floating-point
+        step is), so every tick's P&L lies between those at the bar's low and high: when both
+        are inside the reported range, no tick reports (exactly what the per-tick loop would
+        find) and the mark is the close's. Return False, changing nothing, otherwise.
+        """
+        engine = self.engine
+        if self.watch:
+            acct = self.account
+            r0, u0, c0 = engine._base
+            realised, charges = acct.realised - r0, acct.charges - c0
+            at_high = (realised + ((qty * high - basis) - u0)) - charges
+            at_low = (realised + ((qty * low - basis) - u0)) - charges
+            lo, hi = engine._risk_lo, engine._risk_hi
+            if qty > 0:
+                if not (lo <= at_low and at_high <= hi):
+                    return False
+            elif not (lo <= at_high and at_low <= hi):
+                return False
+        upnl = engine._upnl
+        upnl[held_id] = qty * close - basis
+        engine._unrealised = sum(upnl.values(), 0.0)
+        return True
 
     def _mark_quietly(self, k: int, stop: int, held_id: str, qty: float, basis: float) -> bool:
         """Mark the held instrument over ticks ``k`` … ``stop - 1`` of a one-instrument replay
