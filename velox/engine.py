@@ -458,7 +458,10 @@ class Engine:
             self._by_name[strategy.name] = runner
         self._subs: dict[tuple[str, str], _Sub] = {}
         self._last: dict[str, float] = {}
-        self._unseen: dict[str, tuple[int, float, float]] = {}
+        # instrument → its latest tick the simulator has not seen: (ns, price, volume), or in
+        # a bar replay the tick's position in the replay (read when needed, see _catch_up)
+        self._unseen: dict[str, tuple[int, float, float] | int] = {}
+        self._replayed: BarReplay | None = None
         self._watch: set[str] = set()  # instruments whose ticks the broker must see
         self._upnl: dict[str, float] = {}
         self._mtm: dict[str, tuple[int, float]] = {}  # instrument → (net qty, Σ qty·avg)
@@ -687,7 +690,15 @@ class Engine:
         not be expired by the previous session's close)."""
         pending = self._unseen.pop(iid, None)
         if pending is not None and self._broker_quote is not None:
-            ns, price, volume = pending
+            if pending.__class__ is int:  # a position in the bar replay
+                feed = self._replayed
+                assert feed is not None
+                pending = (
+                    feed.ts_ns.item(pending),
+                    feed.price.item(pending),
+                    feed.volume.item(pending),
+                )
+            ns, price, volume = pending  # type: ignore[misc]
             size = None if volume != volume else int(volume)
             self._broker_quote(iid, _dt(ns), price, size, _epoch(ns))
         if self._broker_clock is not None:
@@ -1233,6 +1244,7 @@ class Engine:
         # engine would outlive its last reference.)
         was_enabled = gc.isenabled()
         gc.disable()
+        self._replayed = feed
         try:
             self._replay(feed)
         finally:
@@ -1596,7 +1608,7 @@ class _Forward:
         assert sub is not None
         runners = sub.runners
         close_pos, nc, n = self.close_pos, len(self.close_pos), self.n
-        ts, price, volume, advance = self.ts, self.price, self.volume, self.advance
+        ts, advance = self.ts, self.advance
         iid = self.ids[0]
         unseen, last, mtm = engine._unseen, engine._last, engine._mtm
         key = self.watched[0][1]
@@ -1604,21 +1616,24 @@ class _Forward:
         # bar r's four ticks are the stretch before close r: its high, low and close bound them
         bar_ticks = self.bar_ticks and sub.ohlcv is not None
         highs, lows, closes = sub.ohlcv[1:4] if bar_ticks else ((), (), ())  # type: ignore[index]
+        if k >= self.day_end:
+            d = bisect_right(self.day_starts, k)
+            self.day_end = self.day_starts[d] if d < len(self.day_starts) else n
+        if engine._next_timer != self.timer_ns:
+            self.timer_ns = engine._next_timer
+            self.timer_pos = int(np.searchsorted(self.a_ts, self.timer_ns, side="left"))
+        # until this returns, no timer runs and the day does not change: the stretches end here
+        day_end = self.day_end
+        limit = min(day_end, self.timer_pos)
         while True:
             if engine._watch or engine._postbacks:
                 return k, cp
-            if k >= self.day_end:
-                d = bisect_right(self.day_starts, k)
-                self.day_end = self.day_starts[d] if d < len(self.day_starts) else n
-            if engine._next_timer != self.timer_ns:
-                self.timer_ns = engine._next_timer
-                self.timer_pos = int(np.searchsorted(self.a_ts, self.timer_ns, side="left"))
             stop = close_pos[cp] if cp < nc else n
-            if stop > self.day_end or stop > self.timer_pos or stop - k > _SHORT_STRETCH:
+            if stop > limit or stop - k > _SHORT_STRETCH:
                 return self.run(k, cp)
             whole = bar_ticks and k == 4 * cp  # the stretch is bar cp's ticks
             if mtm:
-                if not (len(mtm) == 1 and iid in mtm):
+                if len(mtm) > 1 or iid not in mtm:
                     return self.run(k, cp)
                 q, basis = mtm[iid]
                 qty = float(q)
@@ -1628,10 +1643,8 @@ class _Forward:
                     j, cp = self.run(k, cp)  # a loss guard trips: the kernel stops before it
                     if j != stop:
                         return j, cp
-            j = stop - 1  # settle the stretch (see _settle)
-            p = closes[cp] if whole else price(j)
-            unseen[iid] = (ts(j), p, volume(j))
-            last[iid] = p
+            unseen[iid] = stop - 1  # settle the stretch (see _settle)
+            last[iid] = closes[cp] if whole else self.price(stop - 1)
             k = stop
             if k >= n:
                 ns = ts(n - 1)  # the clock and the engine time at the last tick
@@ -1651,7 +1664,7 @@ class _Forward:
             while cp < nc and close_pos[cp] == k:
                 close_event(sub, key, cp)  # one key: close event cp is its row cp
                 cp += 1
-            if (ns + IST_OFFSET_NS) // _DAY_NS != engine._day:
+            if k == day_end:  # a new day's first tick: the event loop starts the day
                 return k, cp
 
     def _mark_bar(
@@ -1760,14 +1773,14 @@ class _Forward:
         if self.single:
             p = price(j - 1)
             iid = self.ids[0]
-            engine._unseen[iid] = (ts(j - 1), p, self.volume(j - 1))
+            engine._unseen[iid] = j - 1
             engine._last[iid] = p
         else:
             for m, iid in enumerate(self.ids):
                 t = self.feed.last_tick_before(m, j)
                 if t >= k:
                     p = price(t)
-                    engine._unseen[iid] = (ts(t), p, self.volume(t))
+                    engine._unseen[iid] = t
                     engine._last[iid] = p
         if j == self.n:
             last_ns = ts(j - 1)
