@@ -1602,6 +1602,13 @@ class _Forward:
         working order or a postback after a handler, a new day, a timer, a trip, a longer
         stretch) goes back to :meth:`run` or to the event loop, which resume at the returned
         event as if they had run all along; the closes at that event are done.
+
+        A held position is marked over a whole bar from the bar alone when no report is due:
+        the day's P&L is monotone in the price for a given position (each floating-point step
+        is), so every tick's P&L lies between those at the bar's low and high; when both are
+        inside the reported range, no tick reports (what the per-tick loop would find) and the
+        mark is the close's. Only fills, a new day and reports change the figures that needs,
+        and none happens here without leaving this loop or going through :meth:`_mark_quietly`.
         """
         engine = self.engine
         sub = self.every_close
@@ -1610,7 +1617,7 @@ class _Forward:
         close_pos, nc, n = self.close_pos, len(self.close_pos), self.n
         ts, advance = self.ts, self.advance
         iid = self.ids[0]
-        unseen, last, mtm = engine._unseen, engine._last, engine._mtm
+        unseen, last, mtm, upnl = engine._unseen, engine._last, engine._mtm, engine._upnl
         key = self.watched[0][1]
         close_event, halt = engine._close_event, engine._stop
         # bar r's four ticks are the stretch before close r: its high, low and close bound them
@@ -1625,6 +1632,9 @@ class _Forward:
         # until this returns, no timer runs and the day does not change: the stretches end here
         day_end = self.day_end
         limit = min(day_end, self.timer_pos)
+        watch = self.watch
+        qty = basis = realised = charges = u0 = lo = hi = 0.0
+        known = False  # the held position and the day's figures are in the locals above
         while True:
             if engine._watch or engine._postbacks:
                 return k, cp
@@ -1633,16 +1643,30 @@ class _Forward:
                 return self.run(k, cp)
             whole = bar_ticks and k == 4 * cp  # the stretch is bar cp's ticks
             if mtm:
-                if len(mtm) > 1 or iid not in mtm:
-                    return self.run(k, cp)
-                q, basis = mtm[iid]
-                qty = float(q)
-                if not (
-                    whole and self._mark_bar(qty, basis, highs[cp], lows[cp], closes[cp], iid)
-                ) and not self._mark_quietly(k, stop, iid, qty, basis):
-                    j, cp = self.run(k, cp)  # a loss guard trips: the kernel stops before it
-                    if j != stop:
-                        return j, cp
+                if not known:
+                    if len(mtm) > 1 or iid not in mtm:
+                        return self.run(k, cp)
+                    q, basis = mtm[iid]
+                    qty = float(q)
+                    r0, u0, c0 = engine._base
+                    realised, charges = self.account.realised - r0, self.account.charges - c0
+                    lo, hi = engine._risk_lo, engine._risk_hi
+                    known = True
+                if whole:
+                    high, low = (highs[cp], lows[cp]) if qty > 0 else (lows[cp], highs[cp])
+                    whole = not watch or (
+                        lo <= (realised + ((qty * low - basis) - u0)) - charges
+                        and (realised + ((qty * high - basis) - u0)) - charges <= hi
+                    )
+                if whole:  # no report: the mark is the close's
+                    upnl[iid] = qty * closes[cp] - basis
+                    engine._unrealised = sum(upnl.values(), 0.0)
+                else:
+                    known = False  # reports move the reported range
+                    if not self._mark_quietly(k, stop, iid, qty, basis):
+                        j, cp = self.run(k, cp)  # a loss guard trips: the kernel stops before
+                        if j != stop:
+                            return j, cp
             unseen[iid] = stop - 1  # settle the stretch (see _settle)
             last[iid] = closes[cp] if whole else self.price(stop - 1)
             k = stop
@@ -1666,34 +1690,6 @@ class _Forward:
                 cp += 1
             if k == day_end:  # a new day's first tick: the event loop starts the day
                 return k, cp
-
-    def _mark_bar(
-        self, qty: float, basis: float, high: float, low: float, close: float, held_id: str
-    ) -> bool:
-        """Mark a held position over one bar's ticks from the bar alone, if no report is due.
-
-        The day's P&L is monotone in the price for a given position (each floating-point
-        step is), so every tick's P&L lies between those at the bar's low and high: when both
-        are inside the reported range, no tick reports (exactly what the per-tick loop would
-        find) and the mark is the close's. Return False, changing nothing, otherwise.
-        """
-        engine = self.engine
-        if self.watch:
-            acct = self.account
-            r0, u0, c0 = engine._base
-            realised, charges = acct.realised - r0, acct.charges - c0
-            at_high = (realised + ((qty * high - basis) - u0)) - charges
-            at_low = (realised + ((qty * low - basis) - u0)) - charges
-            lo, hi = engine._risk_lo, engine._risk_hi
-            if qty > 0:
-                if not (lo <= at_low and at_high <= hi):
-                    return False
-            elif not (lo <= at_high and at_low <= hi):
-                return False
-        upnl = engine._upnl
-        upnl[held_id] = qty * close - basis
-        engine._unrealised = sum(upnl.values(), 0.0)
-        return True
 
     def _mark_quietly(self, k: int, stop: int, held_id: str, qty: float, basis: float) -> bool:
         """Mark the held instrument over ticks ``k`` … ``stop - 1`` of a one-instrument replay
