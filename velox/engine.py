@@ -67,6 +67,7 @@ from velox.types import (
     Product,
     Side,
     Tick,
+    Validity,
     replacer,
 )
 
@@ -83,7 +84,6 @@ MODES = ("replay", "paper", "live")
 _DAY_NS = 86_400_000_000_000
 _EPOCH_IST = datetime(1970, 1, 1, tzinfo=UTC).astimezone(IST)
 _US = timedelta(microseconds=1)
-_set = object.__setattr__
 
 
 def _dt(ns: int) -> datetime:
@@ -104,6 +104,8 @@ def _ns(ts: datetime) -> int:
 # Bar.__post_init__ would re-check them and costs more than the rest of the event.
 # ``_make_bar(None, instrument_id, timeframe, ts, open, high, low, close, volume, closed)``
 _make_bar = replacer(Bar, *(f.name for f in fields(Bar)))
+#: ``_new_order(None, *every field)``: an Order whose validation the caller runs
+_new_order = replacer(Order, *(f.name for f in fields(Order)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,7 +604,19 @@ class Engine:
 
     # -- orders ---------------------------------------------------------------------------
 
-    def submit(self, strategy: str, fields: Mapping[str, object]) -> str:
+    def submit(
+        self,
+        strategy: str,
+        instrument_id: str,
+        side: Side,
+        qty: int,
+        order_type: OrderType | str,
+        limit_price: float | None,
+        trigger_price: float | None,
+        product: Product | str,
+        validity: Validity | str,
+        tag: str,
+    ) -> str:
         """Create, risk-check and send a strategy's order; return its client id.
 
         Raises :class:`ValidationError`/:class:`UnknownInstrument` for a malformed order and
@@ -611,17 +625,20 @@ class Engine:
         runner = self._by_name[strategy]
         if not runner.alive:
             raise ValidationError(f"strategy {strategy} is stopped ({runner.error}); no orders")
-        iid = str(fields["instrument_id"])
+        iid = str(instrument_id)
         ins = self.instrument(iid)
-        # Built once, with its client id and creation time, and validated here: the OMS then
-        # tracks this very object (an order refused here takes no client id).
+        # Built once, with its client id and creation time, and validated as Order(...) does
+        # (the fields, then Order.__post_init__): the OMS then tracks this very object, and
+        # an order refused here takes no client id.
         cid = self.oms.peek_client_id()
-        order = Order(client_id=cid, strategy=strategy, created_at=self.now(), **fields)  # type: ignore[arg-type]
+        order = _new_order(
+            None, cid, iid, side, qty, order_type, product, validity, limit_price, trigger_price,
+            tag or cid, strategy, OrderStatus.NEW, None, 0, 0.0, "", self.now(),
+        )  # fmt: skip
+        order.__post_init__()
         order.check_against(ins)
         if order.product is Product.CNC and ins.kind.is_derivative:
             raise ValidationError(f"{iid} is a derivative: use product NRML or MIS, not CNC")
-        if not order.tag:
-            _set(order, "tag", cid)  # the order was built just above: nobody else holds it yet
         return self._send(order, flatten=False)
 
     def _send(self, order: Order, *, flatten: bool) -> str:

@@ -49,7 +49,7 @@ import inspect
 import logging
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -458,7 +458,19 @@ class EngineServices(Protocol):
 
     def order(self, client_id: str) -> Order: ...
 
-    def submit(self, strategy: str, fields: Mapping[str, object]) -> str: ...
+    def submit(
+        self,
+        strategy: str,
+        instrument_id: str,
+        side: Side,
+        qty: int,
+        order_type: OrderType | str,
+        limit_price: float | None,
+        trigger_price: float | None,
+        product: Product | str,
+        validity: Validity | str,
+        tag: str,
+    ) -> str: ...
 
     def cancel(self, strategy: str, client_id: str) -> None: ...
 
@@ -597,19 +609,10 @@ class Context:
         tag: str,
     ) -> str:
         return self._engine.submit(
-            self._name,
-            {
-                "instrument_id": self._iid(instrument_id),
-                "side": side,
-                "qty": qty,
-                "order_type": order_type,
-                "limit_price": limit_price,
-                "trigger_price": trigger_price,
-                "product": product if product is not None else self._strategy.product,
-                "validity": validity,
-                "tag": tag,
-            },
-        )
+            self._name, self._iid(instrument_id), side, qty, order_type, limit_price,
+            trigger_price, product if product is not None else self._strategy.product,
+            validity, tag,
+        )  # fmt: skip
 
     def target_qty(
         self,
