@@ -1502,6 +1502,8 @@ class _Forward:
         loss, dd = limits.daily_loss_limit, limits.max_drawdown
         self.thr_loss = -math.inf if loss is None else -loss + 1e-9 * loss
         self.thr_dd = math.inf if dd is None else dd - 1e-9 * dd
+        # reports noted for the risk engine, not told yet (see _report)
+        self.pending: tuple[int, float, float, int, float, float, float, float] | None = None
 
     def _reaction(self, k: int) -> int:
         """Return the tick position of the first bar close from ``k`` on that a strategy reacts
@@ -1534,6 +1536,13 @@ class _Forward:
 
     def run(self, k: int, cp: int) -> tuple[int, int]:
         """Replay events ``k`` … up to where Python must act; return (next event, next close)."""
+        self._flush()  # the kernel starts from the risk engine's state
+        try:
+            return self._run(k, cp)
+        finally:
+            self._flush()
+
+    def _run(self, k: int, cp: int) -> tuple[int, int]:
         engine = self.engine
         mtm = engine._mtm
         if k >= self.day_end:
@@ -1605,12 +1614,23 @@ class _Forward:
             engine._unrealised = sum(upnl.values(), 0.0)
         engine._risk_lo, engine._risk_hi = lo, hi
         if i_last >= 0:
-            self._report(i_max, u_max, i_last, u_last, realised, charges, u0)
+            p_max = (realised + (u_max - u0)) - charges  # the highest report's P&L
+            self._report(i_max, u_max, p_max, i_last, u_last, realised, charges, u0)
         self._settle(k, j)
         return j, cp_end
 
     def bars(self, k: int, cp: int) -> tuple[int, int]:
         """Replay bar by bar from event ``k`` while event strategies react to every close.
+
+        See :meth:`_bars`; the risk engine hears the reports of all its bars on the way out.
+        """
+        try:
+            return self._bars(k, cp)
+        finally:
+            self._flush()
+
+    def _bars(self, k: int, cp: int) -> tuple[int, int]:
+        """Replay bar by bar from event ``k`` (see :meth:`bars`).
 
         The loop of :meth:`Engine._replay` and :meth:`run` fused for the common event-driven
         backtest (one instrument, one subscription, ``on_bar`` on every close): the ticks up
@@ -1728,6 +1748,9 @@ class _Forward:
             lo, hi = engine._risk_lo, engine._risk_hi
             state = self.risk_state
             killed, peak = state.killed, state.peak_equity
+            pending = self.pending
+            if pending is not None and pending[2] > peak:
+                peak = pending[2]  # the peak once the risk engine hears the deferred reports
             thr_loss, thr_dd = self.thr_loss, self.thr_dd
             i_max = i_last = -1
             u_max = p_max = u_last = 0.0
@@ -1751,7 +1774,7 @@ class _Forward:
                 i_last, u_last = i, u
             engine._risk_lo, engine._risk_hi = lo, hi
             if i_last >= 0:
-                self._report(i_max, u_max, i_last, u_last, realised, charges, u0)
+                self._report(i_max, u_max, p_max, i_last, u_last, realised, charges, u0)
         upnl = engine._upnl
         upnl[held_id] = u
         engine._unrealised = sum(upnl.values(), 0.0)
@@ -1761,14 +1784,34 @@ class _Forward:
         self,
         i_max: int,
         u_max: float,
+        p_max: float,
         i_last: int,
         u_last: float,
         realised: float,
         charges: float,
         u0: float,
     ) -> None:
-        """Tell the risk engine the reports of a stretch that matter: the highest and the last
-        (it then stands as if told each one; none of them trips a guard)."""
+        """Note the reports of a stretch that matter for the risk engine: the highest (P&L
+        ``p_max``, mark ``u_max`` at tick ``i_max``) and the last. Told the highest and the
+        last, it stands as if told each one (none of them trips a guard: a trip goes through
+        the ordinary path). Reports of consecutive stretches with the same day's figures
+        merge, and :meth:`_flush` tells them, before anything reads or moves the risk state.
+        """
+        pending = self.pending
+        if pending is not None and pending[5:] == (realised, charges, u0):
+            if pending[2] >= p_max:
+                i_max, u_max, p_max = pending[0], pending[1], pending[2]
+        else:
+            self._flush()
+        self.pending = (i_max, u_max, p_max, i_last, u_last, realised, charges, u0)
+
+    def _flush(self) -> None:
+        """Tell the risk engine the noted reports (see :meth:`_report`)."""
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        i_max, u_max, _, i_last, u_last, realised, charges, u0 = pending
         risk, ts = self.engine.risk, self.ts
         if i_max != i_last:
             risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
