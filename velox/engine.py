@@ -1172,14 +1172,28 @@ class Engine:
     def run(self) -> RunResult:
         """Run the feed to its end on this thread and return the result (replay, or paper)."""
         self._start()
+        replay = isinstance(self.feed, BarReplay)
+        # A bar replay and its result only make acyclic objects (orders, fills, audit rows,
+        # trades), which reference counting frees, while the cyclic GC would rescan the
+        # replay's columns and the growing audit trail again and again (≈10% of a long
+        # replay): it is paused until the result is built. (Not gc.freeze(): frozen objects
+        # are never collected, and the engine, its strategies' contexts and the broker form
+        # reference cycles, so a frozen engine would outlive its last reference.)
+        paused = replay and gc.isenabled()
+        if paused:
+            gc.disable()
         try:
-            if isinstance(self.feed, BarReplay):
-                self._run_bars(self.feed)
-            else:
-                self._run_ticks()
+            try:
+                if replay:
+                    self._run_bars(self.feed)  # type: ignore[arg-type]
+                else:
+                    self._run_ticks()
+            finally:
+                self._finish()
+            return self.result()
         finally:
-            self._finish()
-        return self.result()
+            if paused:
+                gc.enable()
 
     def start(self) -> None:
         """Run on a background engine thread (live feeds push ticks onto the queue)."""
@@ -1253,20 +1267,8 @@ class Engine:
         which Python must act again: a close that reacts, a new day, a timer, or a tick whose
         P&L report trips a loss guard. The result is the same, event for event.
         """
-        # During the replay the engine only makes acyclic objects (orders, fills, audit rows),
-        # which reference counting frees, while the cyclic GC would rescan the replay's columns
-        # and the growing audit trail again and again (≈10% of a long replay): it is paused
-        # until the replay ends. (Not gc.freeze(): frozen objects are never collected, and the
-        # engine, its strategies' contexts and the broker form reference cycles, so a frozen
-        # engine would outlive its last reference.)
-        was_enabled = gc.isenabled()
-        gc.disable()
         self._replayed = feed
-        try:
-            self._replay(feed)
-        finally:
-            if was_enabled:
-                gc.enable()
+        self._replay(feed)
 
     def _replay(self, feed: BarReplay) -> None:
         """Run the event loop of :meth:`_run_bars`."""
