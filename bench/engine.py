@@ -324,7 +324,8 @@ def main() -> None:
 
     bars = make_bars(args.bars)
     print(f"bars: {len(bars):,} 1-minute bars, {bars.index[0]} → {bars.index[-1]}")
-    run_velox(bars.iloc[:30_000], SmaCross(instruments=("NSE:BENCH",), timeframe="1m"))  # warm-up
+    for warm in (SmaCross(instruments=("NSE:BENCH",), timeframe="1m"), StreamingSmaCross()):
+        run_velox(bars.iloc[:30_000], warm)  # warm-up: code paths, numba kernels loaded once
     t_vec, vec_entries = run_velox(bars, SmaCross(instruments=("NSE:BENCH",), timeframe="1m"))
     print(f"velox replay, vectorisable SmaCross : {t_vec:8.2f} s  {len(vec_entries):,} trades")
     t_ev, ev_entries = run_velox(bars, StreamingSmaCross())
