@@ -1356,7 +1356,7 @@ class Engine:
                     continue
             if bar is None:
                 o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
-                start = _dt(sub.starts[row])  # type: ignore[index]
+                start = _EPOCH_IST + _US * (sub.starts[row] // 1000)  # type: ignore[index]  # _dt
                 bar = _make_bar(
                     None, key[0], key[1], start, o[row], h[row], lo[row], c[row], v[row], True
                 )
@@ -1500,6 +1500,9 @@ class _Forward:
         self.risk_state = engine.risk.state
         self.watch = engine._watch_equity
         self.advance = feed.clock.advance_to
+        from velox.feeds import ReplayClock
+
+        self.replay_clock = type(feed.clock) is ReplayClock
         limits = engine.risk.limits
         loss, dd = limits.daily_loss_limit, limits.max_drawdown
         self.thr_loss = -math.inf if loss is None else -loss + 1e-9 * loss
@@ -1630,6 +1633,7 @@ class _Forward:
             return self._bars(k, cp)
         finally:
             self._flush()
+            self.advance(self.engine._now_ns)  # a replay clock catches up (see _bars)
 
     def _bars(self, k: int, cp: int) -> tuple[int, int]:
         """Replay bar by bar from event ``k`` (see :meth:`bars`).
@@ -1655,6 +1659,9 @@ class _Forward:
         runners = sub.runners
         close_pos, nc, n = self.close_pos, len(self.close_pos), self.n
         ts, advance = self.ts, self.advance
+        # A replay clock only keeps the latest time, which nothing reads while this runs: it
+        # moves on the way out. A pacing clock (paper) waits for each close's time.
+        pace = None if self.replay_clock else advance
         iid = self.ids[0]
         unseen, last, mtm, upnl = engine._unseen, engine._last, engine._mtm, engine._upnl
         key = self.watched[0][1]
@@ -1714,7 +1721,7 @@ class _Forward:
                 advance(ns)
                 engine._now_ns = ns
                 return k, cp
-            if halt.is_set():
+            if not cp & 255 and halt.is_set():  # Engine.stop, looked for every 256 bars
                 return k, cp
             for runner in runners:
                 if runner.alive:
@@ -1722,7 +1729,8 @@ class _Forward:
             else:
                 return k, cp
             ns = ts(k)
-            advance(ns)
+            if pace is not None:
+                pace(ns)
             engine._now_ns = ns
             while cp < nc and close_pos[cp] == k:
                 close_event(sub, key, cp)  # one key: close event cp is its row cp
