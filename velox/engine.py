@@ -734,13 +734,16 @@ class Engine:
         if not postbacks:
             return
         now = self.now()  # postbacks are handled within the current event
+        moved = False  # whether working orders or positions changed (the watch follows them)
         while postbacks:
             event = postbacks.popleft()
             if isinstance(event, Fill):
                 self._fill_arrived(event, now)
+                moved = True
             elif isinstance(event, Order):
-                self._order_arrived(event, now)
-        self._refresh_watch()
+                moved = self._order_arrived(event, now) or moved
+        if moved:
+            self._refresh_watch()
 
     def _fill_arrived(self, event: Fill, now: datetime) -> None:
         fill = self.oms.on_fill(event, now)
@@ -751,16 +754,20 @@ class Engine:
         if runner is not None and runner.alive and runner.wants_fills:
             self._call(runner, runner.strategy.on_fill, fill)
 
-    def _order_arrived(self, event: Order, now: datetime) -> None:
+    def _order_arrived(self, event: Order, now: datetime) -> bool:
+        """Apply a broker order update; return True if the working orders changed."""
+        adopted = event.client_id not in self.oms.orders  # an order the OMS did not create
         order = self.oms.on_order_update(event, now)
         if order is None:
-            return
+            return False
+        finished = order.status in TERMINAL_STATUSES
         runner = self._by_name.get(order.strategy)
         if runner is not None and runner.alive:
-            if order.status in TERMINAL_STATUSES:
+            if finished:
                 runner.ctx.order_finished(order)
             if runner.wants_orders:
                 self._call(runner, runner.strategy.on_order, order)
+        return finished or adopted
 
     def _refresh_watch(self) -> None:
         watch = {o.instrument_id for o in self.oms.open.values()}

@@ -170,7 +170,7 @@ def snap_to_tick(price: float, tick_size: float, mode: str = "nearest") -> float
     """
     if tick_size <= 0:
         return price
-    n = _ticks(price, tick_size)
+    n = price / tick_size
     nearest = round(n)
     if abs(n - nearest) < 1e-6 or mode == "nearest":
         k = nearest
@@ -180,8 +180,13 @@ def snap_to_tick(price: float, tick_size: float, mode: str = "nearest") -> float
         k = math.ceil(n)
     else:
         raise ValidationError(f"snap mode must be 'nearest', 'down' or 'up', got {mode!r}")
-    decimals = max(0, -math.floor(math.log10(tick_size)) + 2)
-    return round(k * tick_size, decimals)
+    return round(k * tick_size, _decimals(tick_size))
+
+
+@cache  # a handful of tick sizes; every simulated market fill snaps its price
+def _decimals(tick_size: float) -> int:
+    """Return the decimals a price on the ``tick_size`` grid is rounded to (two spare)."""
+    return max(0, -math.floor(math.log10(tick_size)) + 2)
 
 
 @dataclass(frozen=True, slots=True)
