@@ -1482,8 +1482,9 @@ class _Forward:
             if not any(r.plain and key in r.arrays for r in sub.runners):
                 self.every_close = sub
         # One instrument, one frame: the ticks are the bars' four ticks each, so the stretch
-        # before close event r (at tick 4r + 4) is bar r's ticks, whose extremes and last
-        # price are the bar's high, low and close (checked: stored bars could break it).
+        # before close event r (at tick 4r + 4) is bar r's ticks, whose extremes (with or
+        # without the open) and last price are the bar's high, low and close (checked: stored
+        # bars could break it).
         self.bar_ticks = False
         if (
             self.single
@@ -1497,7 +1498,9 @@ class _Forward:
                 np.array_equal(a, frame[column].to_numpy(np.float64))
                 for a, column in (
                     (ticks.max(axis=1), "high"),
+                    (ticks[:, 1:].max(axis=1), "high"),  # after the open too
                     (ticks.min(axis=1), "low"),
+                    (ticks[:, 1:].min(axis=1), "low"),
                     (ticks[:, 3], "close"),
                 )
             )
@@ -1648,10 +1651,11 @@ class _Forward:
         The loop of :meth:`Engine._replay` and :meth:`run` fused for the common event-driven
         backtest (one instrument, one subscription, ``on_bar`` on every close): the ticks up
         to the next close are settled here (flat) or marked here (one held instrument, a few
-        ticks, no loss guard tripped), then the close event runs, and so on. Anything else (a
-        working order or a postback after a handler, a new day, a timer, a trip, a longer
-        stretch) goes back to :meth:`run` or to the event loop, which resume at the returned
-        event as if they had run all along; the closes at that event are done.
+        ticks, no loss guard tripped), then the close event runs, and so on. An order a
+        handler placed meets the next tick here through :meth:`Engine._price`, as in the event
+        loop. Anything else (an order still working after that tick, a new day, a timer, a
+        trip, a longer stretch) goes back to :meth:`run` or to the event loop, which resume at
+        the returned event as if they had run all along; the closes at that event are done.
 
         A held position is marked over a whole bar from the bar alone when no report is due:
         the day's P&L is monotone in the price for a given position (each floating-point step
@@ -1690,11 +1694,21 @@ class _Forward:
         known = False  # the held position and the day's figures are in the locals above
         while True:
             if engine._watch or engine._postbacks:
-                return k, cp
+                if not (bar_ticks and k == 4 * cp and k < limit):
+                    return k, cp
+                # An order the close's handler placed meets this tick (bar cp's open), which
+                # the event loop would hand to _price next: so does this loop.
+                self._flush()  # _price may report to the risk engine itself
+                engine._price(iid, ts(k), self.price(k), self.volume(k), None)
+                known = False
+                k += 1
+                if engine._watch or engine._postbacks:
+                    return k, cp
             stop = close_pos[cp] if cp < nc else n
             if stop > limit or stop - k > _SHORT_STRETCH:
                 return self.run(k, cp)
-            whole = bar_ticks and k == 4 * cp  # the stretch is bar cp's ticks
+            # the stretch is bar cp's ticks, or all but its open: its high and low are there
+            whole = bar_ticks and 0 <= k - 4 * cp <= 1
             if mtm:
                 if not known:
                     if len(mtm) > 1 or iid not in mtm:
