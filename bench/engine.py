@@ -121,6 +121,56 @@ class PlainSmaCross(StreamingSmaCross):
         self.above = None
 
 
+class Alternate(Strategy):
+    """A vectorisable strategy whose target flips every bar: one order per bar (micro-bench)."""
+
+    instruments = ("NSE:BENCH",)
+    timeframe = "1m"
+
+    def signals(self, bars: pd.DataFrame) -> pd.Series:
+        """Return 0.5, 0, 0.5, 0, … (a causal signal: each row depends on its position only)."""
+        return pd.Series(np.resize([0.5, 0.0], len(bars)), index=bars.index)
+
+
+class Idle(Strategy):
+    """An event strategy that only receives bars (micro-bench of the per-bar overhead)."""
+
+    instruments = ("NSE:BENCH",)
+    timeframe = "1m"
+    hold: int = 0
+
+    def on_start(self, ctx: Context) -> None:
+        self.started = False
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        if not self.started:
+            self.started = True
+            if self.hold:
+                ctx.buy(self.hold)
+
+
+def internals_line(n: int) -> str:
+    """Return the engine's per-order and per-bar costs on ``n`` bars (best of three runs each).
+
+    Per order: the alternating vectorisable strategy places one order per bar (strategy →
+    OMS → risk → simulator → fill → positions); its time per bar, less the per-bar cost of a
+    replay without orders, is the round trip. Per bar: an ``on_bar`` strategy that does
+    nothing, flat and holding a position (marked at every tick, daily loss limit watched).
+    """
+    bars = make_bars(n, seed=2)
+
+    def best(make: type[Strategy], **params: object) -> float:
+        return min(run_velox(bars, make(**params))[0] for _ in range(3)) / n * 1e6
+
+    flat, held = best(Idle), best(Idle, hold=100)
+    per_order = best(Alternate) - flat
+    return (
+        f"engine internals on {n:,} bars: order round trip {per_order:.1f} µs (one order per "
+        f"bar, less a bar's cost); on_bar per-bar overhead {flat:.2f} µs flat, "
+        f"{held:.2f} µs holding a position"
+    )
+
+
 def make_bars(n: int, seed: int = 1) -> pd.DataFrame:
     """Return ``n`` 1-minute bars of a random walk on regular NSE sessions from 2012."""
     from velox.calendar import sessions
@@ -315,6 +365,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--bt-bars", type=int, default=100_000)
     parser.add_argument("--ticks", type=int, default=20_000)
+    parser.add_argument("--internals", type=int, default=100_000, help="bars of the micro-bench")
     parser.add_argument("--store", action="store_true", help="also time the store audit log")
     parser.add_argument("--skip-backtrader", action="store_true")
     args = parser.parse_args()
@@ -356,6 +407,7 @@ def main() -> None:
     for label, t in (("vectorised", t_vec), ("on_bar streaming", t_ev), ("on_bar plain", t_py)):
         print(f"ratio backtesting.py / velox {label:17s}: {t_bt / t:5.2f}×")
 
+    print(internals_line(args.internals))
     print(latency_line("memory audit, order every tick", args.ticks))
     print(latency_line("memory audit, order every 2nd tick", args.ticks, every=2))
     if args.store:
