@@ -1482,9 +1482,10 @@ class _Forward:
             if not any(r.plain and key in r.arrays for r in sub.runners):
                 self.every_close = sub
         # One instrument, one frame: the ticks are the bars' four ticks each, so the stretch
-        # before close event r (at tick 4r + 4) is bar r's ticks, whose extremes (with or
-        # without the open) and last price are the bar's high, low and close (checked: stored
-        # bars could break it).
+        # before close event r (at tick 4r + 4) is bar r's ticks, on the path of
+        # velox.feeds.synthesize_ticks (open, high, low, close; low before high for a down
+        # bar), whose extremes with or without the open are the bar's high and low (checked:
+        # stored bars could break it).
         self.bar_ticks = False
         if (
             self.single
@@ -1493,17 +1494,12 @@ class _Forward:
             and np.array_equal(feed.close_positions, np.arange(4, self.n + 1, 4))
         ):
             frame = next(iter(feed.frames().values()))
-            ticks = feed.price.reshape(-1, 4)
-            self.bar_ticks = all(
-                np.array_equal(a, frame[column].to_numpy(np.float64))
-                for a, column in (
-                    (ticks.max(axis=1), "high"),
-                    (ticks[:, 1:].max(axis=1), "high"),  # after the open too
-                    (ticks.min(axis=1), "low"),
-                    (ticks[:, 1:].min(axis=1), "low"),
-                    (ticks[:, 3], "close"),
-                )
-            )
+            o, h, lo, c = (frame[x].to_numpy(np.float64) for x in ("open", "high", "low", "close"))
+            t0, t1, t2, t3 = feed.price.reshape(-1, 4).T
+            up = c >= o
+            path = (t0 == o) & (t1 == np.where(up, h, lo)) & (t2 == np.where(up, lo, h)) & (t3 == c)
+            inside = (lo <= o) & (lo <= c) & (o <= h) & (c <= h)  # so h, lo are the extremes
+            self.bar_ticks = bool((path & inside).all())
         # objects that live as long as the engine, and the loss guards' trip points, computed
         # as RiskEngine.on_equity computes them
         self.account = engine.oms.account
@@ -1679,7 +1675,7 @@ class _Forward:
         close_event, halt = engine._close_event, engine._stop
         # bar r's four ticks are the stretch before close r: its high, low and close bound them
         bar_ticks = self.bar_ticks and sub.ohlcv is not None
-        highs, lows, closes = sub.ohlcv[1:4] if bar_ticks else ((), (), ())  # type: ignore[index]
+        opens, highs, lows, closes = sub.ohlcv[:4] if bar_ticks else ((), (), (), ())  # type: ignore[index]
         if k >= self.day_end:
             d = bisect_right(self.day_starts, k)
             self.day_end = self.day_starts[d] if d < len(self.day_starts) else n
@@ -1730,7 +1726,11 @@ class _Forward:
                     engine._unrealised = sum(upnl.values(), 0.0)
                 else:
                     known = False  # reports move the reported range
-                    if not self._mark_quietly(k, stop, iid, qty, basis):
+                    path = None  # the stretch's tick prices: bar cp's path (see BarReplay)
+                    if bar_ticks and 0 <= k - 4 * cp <= 1:
+                        bo, bh, bl, bc = opens[cp], highs[cp], lows[cp], closes[cp]
+                        path = ((bo, bh, bl, bc) if bc >= bo else (bo, bl, bh, bc))[k - 4 * cp :]
+                    if not self._mark_quietly(k, stop, iid, qty, basis, path):
                         j, cp = self.run(k, cp)  # a loss guard trips: the kernel stops before
                         if j != stop:
                             return j, cp
@@ -1759,7 +1759,15 @@ class _Forward:
             if k == day_end:  # a new day's first tick: the event loop starts the day
                 return k, cp
 
-    def _mark_quietly(self, k: int, stop: int, held_id: str, qty: float, basis: float) -> bool:
+    def _mark_quietly(
+        self,
+        k: int,
+        stop: int,
+        held_id: str,
+        qty: float,
+        basis: float,
+        prices: Sequence[float] | None = None,
+    ) -> bool:
         """Mark the held instrument over ticks ``k`` … ``stop - 1`` of a one-instrument replay
         with no bar close among them, as the kernel would; return False, changing nothing, if
         a tick would trip a loss guard (the kernel then stops before it, see :meth:`run`).
@@ -1767,11 +1775,13 @@ class _Forward:
         For stretches of a few ticks (an event strategy's next bar), where calling the kernel
         costs more than the work: this is ``velox.backtest._kernels.forward`` for such a
         stretch, line for line, so the same operations in the same order give the same bits.
+        ``prices`` are the stretch's tick prices when the caller has them (a bar's path).
         """
         engine = self.engine
-        price = self.price
+        if prices is None:
+            prices = [self.price(i) for i in range(k, stop)]
         if not self.watch:
-            u = qty * price(stop - 1) - basis
+            u = qty * prices[-1] - basis
         else:
             acct = self.account
             r0, u0, c0 = engine._base
@@ -1785,8 +1795,8 @@ class _Forward:
             thr_loss, thr_dd = self.thr_loss, self.thr_dd
             i_max = i_last = -1
             u_max = p_max = u_last = 0.0
-            for i in range(k, stop):
-                u = qty * price(i) - basis
+            for i, p in zip(range(k, stop), prices, strict=True):
+                u = qty * p - basis
                 pnl = (realised + (u - u0)) - charges
                 if lo <= pnl <= hi:
                     continue

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
+from velox.engine import BarReplay, Engine, _Forward
 from velox.feeds import synthesize_ticks
 from velox.oms import FILL_EVENT
 from velox.risk import RiskEngine, RiskLimits
@@ -203,3 +203,25 @@ def test_bar_stepping_over_whole_days_equals_the_event_by_event_path(
     for make in (EveryBar, Holder):
         engine = _same(lambda m=make: [m()], single, master, limits, reconcile_every=None)
         assert engine.risk.state.peak_equity > 0 and engine.oms.fills
+
+
+def test_bars_that_do_not_bound_their_ticks_are_marked_tick_by_tick(
+    reliance_5m: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    """Bar stepping marks a bar from its high and low only when they bound its ticks; stored
+    bars with a high below the close (no validation on this path) must fall back, exactly."""
+    broken = reliance_5m.copy()
+    rows = broken.index[::7]
+    broken.loc[rows, "high"] = broken.loc[rows, ["open", "close"]].min(axis=1)
+
+    def bounded(frame: pd.DataFrame) -> bool:
+        feed = BarReplay({("NSE:RELIANCE", "5m"): frame})
+        engine = Engine([EveryBar()], broker=SimBroker(master, initial_cash=1_000_000),
+                        feed=feed, instruments=master)  # fmt: skip
+        engine._start()
+        subs = [engine._subs.get(key) for key in feed.close_keys]
+        return _Forward(engine, feed, subs, feed.close_positions.tolist()).bar_ticks
+
+    assert bounded(reliance_5m) and not bounded(broken)
+    for limits in (RiskLimits(daily_loss_limit=4_000), RiskLimits(max_drawdown=6_000)):
+        _same(lambda: [EveryBar()], {("NSE:RELIANCE", "5m"): broken}, master, limits)
