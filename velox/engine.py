@@ -97,6 +97,7 @@ def _epoch(ns: int) -> float:
 
 
 def _ns(ts: datetime) -> int:
+    """Return a tz-aware datetime as UTC epoch ns (``velox.feeds.to_ns``, without its import)."""
     return (ts - _EPOCH_IST) // _US * 1000
 
 
@@ -1139,11 +1140,9 @@ class Engine:
 
     def _on_tick(self, tick: Tick) -> None:
         """Handle a live or replayed tick: candles, price, forming candle."""
-        from velox.feeds import to_ns
-
         self._drain()  # postbacks that arrived before this tick were produced before it
         agg = self._aggregator
-        ns = to_ns(tick.ts)
+        ns = _ns(tick.ts)  # velox.feeds.to_ns
         if ns < self._now_ns:
             ns = self._now_ns  # a late tick does not move time backwards
         bars = agg.on_clock(ns) + agg.on_tick(tick)
