@@ -478,7 +478,11 @@ def _one_limit(
             if not off(value):
                 core(order, value, view, state)
 
-        functools.update_wrapper(check, core)
+        # the core's name and docstring; the signature (and annotations) stay the check's own
+        functools.update_wrapper(
+            check, core, assigned=("__module__", "__name__", "__qualname__", "__doc__")
+        )
+        del check.__wrapped__  # type: ignore[attr-defined]
         _ONE_LIMIT[check] = (name, off, core)
         return check
 
