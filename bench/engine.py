@@ -24,6 +24,13 @@ tick → order latency of the engine thread.
    log (the store-backed one adds a PostgreSQL commit per transition, reported separately with
    ``--store``).
 
+3. **Engine internals** (``--internals`` bars, default 100,000): the cost of one order in a
+   replay (a vectorisable strategy whose target flips every bar, less a bar's cost) and an
+   ``on_bar`` strategy's per-bar overhead, flat and holding a position.
+
+Every timed run starts from a collected heap (``gc.collect()`` first, for every library), after
+a warm-up of each Velox strategy (code paths, numba kernels loaded once per process).
+
 Run: ``python bench/engine.py [--bars 1000000] [--bt-bars 100000] [--ticks 20000] [--store]``.
 """
 
