@@ -124,7 +124,7 @@ class MemoryAuditLog:
         self._rows: list[AuditEvent] = []
         if type(self).append is not MemoryAuditLog.append:
             # a subclass watching append() must see every row as it is appended
-            self.append_lazy = self._append_built  # type: ignore[method-assign]
+            self.append_lazy = _built_at_once(self.append)  # type: ignore[method-assign]
 
     @property
     def rows(self) -> list[AuditEvent]:
@@ -162,19 +162,28 @@ class MemoryAuditLog:
         """
         self._appended.append((client_id, ts, status, source, build))
 
-    def _append_built(
-        self,
-        client_id: str,
-        ts: datetime,
-        status: str,
-        build: Callable[[_S], dict[str, object]],
-        source: _S,
-    ) -> None:
-        self.append(client_id, ts, status, build(source))
-
     def events(self, prefix: str) -> list[AuditEvent]:
         """Return the events whose client id starts with ``prefix``."""
         return [e for e in self.rows if e.client_id.startswith(prefix)]
+
+
+LazyAppend = Callable[[str, datetime, str, Callable[[Any], dict[str, object]], object], None]
+
+
+def _built_at_once(append: Callable[[str, datetime, str, dict[str, object]], None]) -> LazyAppend:
+    """Return an ``append_lazy`` that builds each payload at once and hands it to ``append``.
+
+    For audit logs that need the payload when the row is appended (the store's, or a
+    subclass of :class:`MemoryAuditLog` watching its ``append``).
+    """
+
+    def append_lazy(
+        client_id: str, ts: datetime, status: str, build: Callable[[Any], dict[str, object]],
+        source: object,
+    ) -> None:  # fmt: skip
+        append(client_id, ts, status, build(source))
+
+    return append_lazy
 
 
 class StoreAuditLog:
@@ -321,14 +330,7 @@ class OMS:
         self.books: dict[str, Book] = {}
         self.account = Book()
         lazy = getattr(audit, "append_lazy", None)
-        self._append: Callable[[str, datetime, str, Callable[[Any], object], object], None] = (
-            lazy if lazy is not None else self._append_built
-        )
-
-    def _append_built(
-        self, client_id: str, ts: datetime, status: str, build: Callable[[_S], object], source: _S
-    ) -> None:
-        self.audit.append(client_id, ts, status, build(source))  # type: ignore[arg-type]
+        self._append: LazyAppend = lazy if lazy is not None else _built_at_once(audit.append)
 
     # -- ids and creation ------------------------------------------------------------------
 
