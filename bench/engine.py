@@ -24,6 +24,13 @@ tick → order latency of the engine thread.
    log (the store-backed one adds a PostgreSQL commit per transition, reported separately with
    ``--store``).
 
+3. **Engine internals** (``--internals`` bars, default 100,000): the cost of one order in a
+   replay (a vectorisable strategy whose target flips every bar, less a bar's cost) and an
+   ``on_bar`` strategy's per-bar overhead, flat and holding a position.
+
+Every timed run starts from a collected heap (``gc.collect()`` first, for every library), after
+a warm-up of each Velox strategy (code paths, numba kernels loaded once per process).
+
 Run: ``python bench/engine.py [--bars 1000000] [--bt-bars 100000] [--ticks 20000] [--store]``.
 """
 
@@ -121,6 +128,56 @@ class PlainSmaCross(StreamingSmaCross):
         self.above = None
 
 
+class Alternate(Strategy):
+    """A vectorisable strategy whose target flips every bar: one order per bar (micro-bench)."""
+
+    instruments = ("NSE:BENCH",)
+    timeframe = "1m"
+
+    def signals(self, bars: pd.DataFrame) -> pd.Series:
+        """Return 0.5, 0, 0.5, 0, … (a causal signal: each row depends on its position only)."""
+        return pd.Series(np.resize([0.5, 0.0], len(bars)), index=bars.index)
+
+
+class Idle(Strategy):
+    """An event strategy that only receives bars (micro-bench of the per-bar overhead)."""
+
+    instruments = ("NSE:BENCH",)
+    timeframe = "1m"
+    hold: int = 0
+
+    def on_start(self, ctx: Context) -> None:
+        self.started = False
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        if not self.started:
+            self.started = True
+            if self.hold:
+                ctx.buy(self.hold)
+
+
+def internals_line(n: int) -> str:
+    """Return the engine's per-order and per-bar costs on ``n`` bars (best of three runs each).
+
+    Per order: the alternating vectorisable strategy places one order per bar (strategy →
+    OMS → risk → simulator → fill → positions); its time per bar, less the per-bar cost of a
+    replay without orders, is the round trip. Per bar: an ``on_bar`` strategy that does
+    nothing, flat and holding a position (marked at every tick, daily loss limit watched).
+    """
+    bars = make_bars(n, seed=2)
+
+    def best(make: type[Strategy], **params: object) -> float:
+        return min(run_velox(bars, make(**params))[0] for _ in range(3)) / n * 1e6
+
+    flat, held = best(Idle), best(Idle, hold=100)
+    per_order = best(Alternate) - flat
+    return (
+        f"engine internals on {n:,} bars: order round trip {per_order:.1f} µs (one order per "
+        f"bar, less a bar's cost); on_bar per-bar overhead {flat:.2f} µs flat, "
+        f"{held:.2f} µs holding a position"
+    )
+
+
 def make_bars(n: int, seed: int = 1) -> pd.DataFrame:
     """Return ``n`` 1-minute bars of a random walk on regular NSE sessions from 2012."""
     from velox.calendar import sessions
@@ -155,6 +212,7 @@ def run_velox(bars: pd.DataFrame, strategy: Strategy) -> tuple[float, list]:
         risk=RiskEngine(RiskLimits(daily_loss_limit=1e12)),
         reconcile_every=86_400.0,  # as velox.modes.replay: once per replayed day
     )
+    gc.collect()  # every run starts from a collected heap (the others' too)
     t = time.perf_counter()
     result = engine.run()
     elapsed = time.perf_counter() - t
@@ -185,6 +243,7 @@ def run_backtesting(bars: pd.DataFrame) -> tuple[float, list]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bt = Backtest(frame, Cross, cash=1e12, commission=0, finalize_trades=True)
+        gc.collect()
         t = time.perf_counter()
         stats = bt.run()
         elapsed = time.perf_counter() - t
@@ -211,6 +270,7 @@ def run_backtrader(bars: pd.DataFrame) -> tuple[float, int]:
     cerebro.adddata(bt.feeds.PandasData(dataname=frame))
     cerebro.addstrategy(Cross)
     cerebro.broker.setcash(1e12)
+    gc.collect()
     t = time.perf_counter()
     cerebro.run()
     return time.perf_counter() - t, 0
@@ -312,6 +372,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--bt-bars", type=int, default=100_000)
     parser.add_argument("--ticks", type=int, default=20_000)
+    parser.add_argument("--internals", type=int, default=100_000, help="bars of the micro-bench")
     parser.add_argument("--store", action="store_true", help="also time the store audit log")
     parser.add_argument("--skip-backtrader", action="store_true")
     args = parser.parse_args()
@@ -321,7 +382,8 @@ def main() -> None:
 
     bars = make_bars(args.bars)
     print(f"bars: {len(bars):,} 1-minute bars, {bars.index[0]} → {bars.index[-1]}")
-    run_velox(bars.iloc[:30_000], SmaCross(instruments=("NSE:BENCH",), timeframe="1m"))  # warm-up
+    for warm in (SmaCross(instruments=("NSE:BENCH",), timeframe="1m"), StreamingSmaCross()):
+        run_velox(bars.iloc[:30_000], warm)  # warm-up: code paths, numba kernels loaded once
     t_vec, vec_entries = run_velox(bars, SmaCross(instruments=("NSE:BENCH",), timeframe="1m"))
     print(f"velox replay, vectorisable SmaCross : {t_vec:8.2f} s  {len(vec_entries):,} trades")
     t_ev, ev_entries = run_velox(bars, StreamingSmaCross())
@@ -352,6 +414,7 @@ def main() -> None:
     for label, t in (("vectorised", t_vec), ("on_bar streaming", t_ev), ("on_bar plain", t_py)):
         print(f"ratio backtesting.py / velox {label:17s}: {t_bt / t:5.2f}×")
 
+    print(internals_line(args.internals))
     print(latency_line("memory audit, order every tick", args.ticks))
     print(latency_line("memory audit, order every 2nd tick", args.ticks, every=2))
     if args.store:

@@ -599,3 +599,20 @@ def test_from_toml_reads_the_risk_table(tmp_path) -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(velox.risk, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_checks_run_alone_and_replaced_limits_apply_at_once() -> None:
+    # each check is a plain function of (order, limits, view, state): off limits pass
+    state = velox.risk.RiskState()
+    off = RiskLimits()  # no max_order_qty
+    velox.risk.check_order_qty(order(qty=10_000), off, View(), state)
+    with pytest.raises(RiskBreach, match="max_order_qty=50"):
+        velox.risk.check_order_qty(order(qty=51), RiskLimits(max_order_qty=50), View(), state)
+    velox.risk.check_duplicate(order(), RiskLimits(duplicate_window_seconds=0), View(), state)
+    # the engine picks up limits replaced while it runs
+    risk = engine_with(max_order_qty=100)
+    risk.check_order(order(qty=60), View())
+    risk.limits = RiskLimits(max_order_qty=50)
+    assert breach_of(risk, order(qty=60), View()).limit == "max_order_qty"
+    risk.limits = RiskLimits(max_order_qty=50, price_band_pct=None)
+    risk.check_order(order(qty=40), View(prices={}))  # no LTP needed once the band is off

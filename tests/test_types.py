@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
@@ -21,7 +22,9 @@ from velox.types import (
     Side,
     Validity,
     apply_fill,
+    is_aware,
     is_on_tick,
+    replacer,
     snap_to_tick,
 )
 
@@ -173,3 +176,52 @@ def test_fill_validation():
         _fill(Side.BUY, 0, 100.0)
     with pytest.raises(ValidationError, match="naive"):
         Fill("f", "c", "NSE:SBIN", Side.BUY, 1, 1.0, datetime(2024, 1, 1))
+
+
+def test_replacer_copies_with_changes_and_keeps_the_rest():
+    order = Order("c1", "NSE:SBIN", Side.BUY, 10, OrderType.LIMIT, limit_price=100.0, tag="t")
+    with_fill = replacer(Order, "status", "filled_qty", "average_price")
+    done = with_fill(order, OrderStatus.FILLED, 10, 99.95)
+    assert type(done) is Order and done is not order
+    assert (done.status, done.filled_qty, done.average_price) == (OrderStatus.FILLED, 10, 99.95)
+    assert done == Order(
+        "c1", "NSE:SBIN", Side.BUY, 10, OrderType.LIMIT, limit_price=100.0, tag="t",
+        status=OrderStatus.FILLED, filled_qty=10, average_price=99.95,
+    )  # fmt: skip
+    assert order.status is OrderStatus.NEW  # the source is unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        done.qty = 1  # type: ignore[misc]  # a copy is as frozen as any Order
+    assert pickle.loads(pickle.dumps(done)) == done and hash(done) == hash(pickle.loads(
+        pickle.dumps(done)))  # fmt: skip
+    # every field named: the source is not read
+    whole = replacer(Position, *(f.name for f in dataclasses.fields(Position)))
+    assert whole(None, "NSE:SBIN", Product.MIS, 3, 10.0, 0.0, 0.0, "s", 3, 0) == Position(
+        "NSE:SBIN", Product.MIS, 3, 10.0, strategy="s", bought_qty=3
+    )
+    with pytest.raises(ValueError, match="no field"):
+        replacer(Order, "quantity")
+
+
+def test_apply_fill_keeps_a_position_subclass():
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Tagged(Position):
+        note: str = "x"
+
+    p = apply_fill(Tagged("NSE:SBIN", note="mine"), _fill(Side.BUY, 4, 50.0, charges=0.5))
+    assert type(p) is Tagged and p.note == "mine"
+    assert (p.qty, p.average_price, p.charges, p.bought_qty) == (4, 50.0, 0.5, 4)
+
+
+def test_is_aware_for_fixed_offsets_zones_and_naive_times():
+    from zoneinfo import ZoneInfo
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt):  # noqa: ANN001, ANN201
+            return None
+
+    assert is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=timezone(timedelta(hours=5, minutes=30))))
+    assert is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=ZoneInfo("Asia/Kolkata")))
+    assert not is_aware(datetime(2024, 4, 1, 9, 15))
+    assert not is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=NoOffset()))
+    with pytest.raises(ValidationError, match="naive"):
+        Order("c1", "NSE:SBIN", Side.BUY, 1, created_at=datetime(2024, 4, 1, tzinfo=NoOffset()))

@@ -37,7 +37,7 @@ import time as _time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -57,6 +57,7 @@ from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
 from velox.risk import RiskEngine, RiskEvent, RiskLimits
 from velox.strategy import Context, Strategy
 from velox.types import (
+    TERMINAL_STATUSES,
     Bar,
     Fill,
     Instrument,
@@ -66,6 +67,8 @@ from velox.types import (
     Product,
     Side,
     Tick,
+    Validity,
+    replacer,
 )
 
 if TYPE_CHECKING:
@@ -81,8 +84,6 @@ MODES = ("replay", "paper", "live")
 _DAY_NS = 86_400_000_000_000
 _EPOCH_IST = datetime(1970, 1, 1, tzinfo=UTC).astimezone(IST)
 _US = timedelta(microseconds=1)
-_new_bar = Bar.__new__
-_set = object.__setattr__
 
 
 def _dt(ns: int) -> datetime:
@@ -90,26 +91,22 @@ def _dt(ns: int) -> datetime:
     return _EPOCH_IST + _US * (ns // 1000)
 
 
+def _epoch(ns: int) -> float:
+    """Return UTC epoch ns as ``_dt(ns).timestamp()`` (the same bits, without the datetime)."""
+    return (ns // 1000) / 1_000_000  # whole microseconds over 10**6, as datetime rounds them
+
+
 def _ns(ts: datetime) -> int:
+    """Return a tz-aware datetime as UTC epoch ns (``velox.feeds.to_ns``, without its import)."""
     return (ts - _EPOCH_IST) // _US * 1000
 
 
-def _make_bar(
-    iid: str, tf: str, ts: datetime, o: float, h: float, lo: float, c: float, v: float, closed: bool
-) -> Bar:
-    # Bars built here come from validated stored bars or from the aggregator's checked ticks;
-    # Bar.__post_init__ would re-check them and costs more than the rest of the event.
-    bar = _new_bar(Bar)
-    _set(bar, "instrument_id", iid)
-    _set(bar, "timeframe", tf)
-    _set(bar, "ts", ts)
-    _set(bar, "open", o)
-    _set(bar, "high", h)
-    _set(bar, "low", lo)
-    _set(bar, "close", c)
-    _set(bar, "volume", v)
-    _set(bar, "closed", closed)
-    return bar
+# Bars built here come from validated stored bars or from the aggregator's checked ticks;
+# Bar.__post_init__ would re-check them and costs more than the rest of the event.
+# ``_make_bar(None, instrument_id, timeframe, ts, open, high, low, close, volume, closed)``
+_make_bar = replacer(Bar, *(f.name for f in fields(Bar)))
+#: ``_new_order(None, *every field)``: an Order whose validation the caller runs
+_new_order = replacer(Order, *(f.name for f in fields(Order)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,18 +302,17 @@ class FileCommands:
 
 
 class _Listener:
-    """The broker's postback receiver: enqueue and return (called from any thread)."""
+    """The broker's postback receiver: enqueue and return (called from any thread).
 
-    __slots__ = ("put",)
+    ``on_order_update`` and ``on_fill`` are the enqueuing function itself (no method in
+    between): the simulator calls them three times per order.
+    """
+
+    __slots__ = ("on_order_update", "on_fill")
 
     def __init__(self, put: Callable[[object], None]) -> None:
-        self.put = put
-
-    def on_order_update(self, order: Order) -> None:
-        self.put(order)
-
-    def on_fill(self, fill: Fill) -> None:
-        self.put(fill)
+        self.on_order_update: Callable[[Order], None] = put
+        self.on_fill: Callable[[Fill], None] = put
 
 
 @dataclass(slots=True)
@@ -356,8 +352,9 @@ class Engine:
     strategies
         Strategy instances (each needs a unique ``name``; duplicates get ``#2``, ``#3``).
     broker
-        Any :class:`velox.brokers.base.Broker`. If it has ``on_tick`` (the simulator) the engine
-        hands it ticks as described in the module docstring.
+        Any :class:`velox.brokers.base.Broker`. If it has ``on_quote`` (the simulator, see
+        ``SimBroker.on_quote``) the engine hands it ticks as described in the module docstring,
+        and the engine's time through ``on_clock`` before each order.
     feed
         A :class:`BarReplay`, or a ``velox.feeds`` tick feed (iterable of ticks with ``run`` and
         ``stop``), whose candles the engine builds with ``CandleAggregator``.
@@ -431,8 +428,10 @@ class Engine:
         # market events on a queue the threaded loop blocks on; a postback wakes it up.
         self._postbacks: deque[object] = deque()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.broker.set_listener(_Listener(self._postback_arrived))
-        self._broker_tick = getattr(broker, "on_tick", None)
+        # Until a threaded loop runs, a postback only needs appending (see _run_ticks).
+        self._listener = _Listener(self._postbacks.append)
+        self.broker.set_listener(self._listener)
+        self._broker_quote = getattr(broker, "on_quote", None)
         self._broker_clock = getattr(broker, "on_clock", None)
         self._runners: list[_Runner] = []
         self._by_name: dict[str, _Runner] = {}
@@ -462,11 +461,13 @@ class Engine:
             self._by_name[strategy.name] = runner
         self._subs: dict[tuple[str, str], _Sub] = {}
         self._last: dict[str, float] = {}
-        self._unseen: dict[str, tuple[int, float, float]] = {}
+        # instrument → its latest tick the simulator has not seen: (ns, price, volume), or in
+        # a bar replay the tick's position in the replay (read when needed, see _catch_up)
+        self._unseen: dict[str, tuple[int, float, float] | int] = {}
+        self._replayed: BarReplay | None = None
         self._watch: set[str] = set()  # instruments whose ticks the broker must see
         self._upnl: dict[str, float] = {}
         self._mtm: dict[str, tuple[int, float]] = {}  # instrument → (net qty, Σ qty·avg)
-        self._threaded = False
         self._unrealised = 0.0
         self._now_ns = 0
         self._dt_ns = -1
@@ -489,6 +490,7 @@ class Engine:
         self.started_at: datetime | None = None
         self._aggregator = None
         self._started = False
+        self._view = _View(self)
 
     # -- EngineServices (what Context calls) ------------------------------------------------
 
@@ -603,7 +605,19 @@ class Engine:
 
     # -- orders ---------------------------------------------------------------------------
 
-    def submit(self, strategy: str, fields: Mapping[str, object]) -> str:
+    def submit(
+        self,
+        strategy: str,
+        instrument_id: str,
+        side: Side,
+        qty: int,
+        order_type: OrderType | str,
+        limit_price: float | None,
+        trigger_price: float | None,
+        product: Product | str,
+        validity: Validity | str,
+        tag: str,
+    ) -> str:
         """Create, risk-check and send a strategy's order; return its client id.
 
         Raises :class:`ValidationError`/:class:`UnknownInstrument` for a malformed order and
@@ -612,37 +626,48 @@ class Engine:
         runner = self._by_name[strategy]
         if not runner.alive:
             raise ValidationError(f"strategy {strategy} is stopped ({runner.error}); no orders")
-        iid = str(fields["instrument_id"])
+        iid = str(instrument_id)
         ins = self.instrument(iid)
-        draft = Order(client_id="-", strategy=strategy, **fields)  # type: ignore[arg-type]
-        draft.check_against(ins)
-        if draft.product is Product.CNC and ins.kind.is_derivative:
+        # Built once, with its client id and creation time, and validated as Order(...) does
+        # (the fields, then Order.__post_init__): the OMS then tracks this very object, and
+        # an order refused here takes no client id.
+        cid = self.oms.peek_client_id()
+        order = _new_order(
+            None, cid, iid, side, qty, order_type, product, validity, limit_price, trigger_price,
+            tag or cid, strategy, OrderStatus.NEW, None, 0, 0.0, "", self.now(),
+        )  # fmt: skip
+        order.__post_init__()
+        order.check_against(ins)
+        if order.product is Product.CNC and ins.kind.is_derivative:
             raise ValidationError(f"{iid} is a derivative: use product NRML or MIS, not CNC")
-        return self._send(draft, flatten=False)
+        return self._send(order, flatten=False)
 
-    def _send(self, draft: Order, *, flatten: bool) -> str:
+    def _send(self, order: Order, *, flatten: bool) -> str:
+        """Track, risk-check and send a NEW order built with the OMS's next client id."""
         now = self.now()
         oms = self.oms
-        order = oms.create(draft, now)
+        oms.track(order)
         cid = order.client_id
         try:
             if self._halted is not None and not flatten:
                 raise RiskBreach("reconciliation", f"trading halted: {self._halted}")
-            self.risk.check_order(order, _View(self), flatten=flatten)
+            view = self._view
+            view.now = now
+            self.risk.check_order(order, view, flatten=flatten)
         except RiskBreach as breach:
             self._drain_risk()
             oms.transition(
                 cid, OrderStatus.REJECTED, now, str(breach), audit={"limit": breach.limit}
             )
             raise
-        oms.transition(cid, OrderStatus.RISK_CHECKED, now)
-        self._catch_up(order.instrument_id)
-        oms.transition(cid, OrderStatus.SUBMITTED, now)
+        iid = order.instrument_id
+        self._catch_up(iid)
+        order = oms.submit(cid, now)
         self.risk.record_sent(order, now)
-        self._watch.add(order.instrument_id)
+        self._watch.add(iid)
         reason = None
         try:
-            self.broker.place_order(oms.orders[cid])
+            self.broker.place_order(order)
         except OrderRejected as exc:
             reason = exc.reason
         except VeloxError as exc:  # a broker failure rejects this order, not the engine
@@ -682,48 +707,68 @@ class Engine:
         unseen tick (its last price), then the current time (a new session's first order must
         not be expired by the previous session's close)."""
         pending = self._unseen.pop(iid, None)
-        if pending is not None and self._broker_tick is not None:
-            ns, price, volume = pending
-            self._broker_tick(Tick(iid, _dt(ns), price, None if volume != volume else int(volume)))
+        if pending is not None and self._broker_quote is not None:
+            if pending.__class__ is int:  # a position in the bar replay
+                feed = self._replayed
+                assert feed is not None
+                pending = (
+                    feed.ts_ns.item(pending),
+                    feed.price.item(pending),
+                    feed.volume.item(pending),
+                )
+            ns, price, volume = pending  # type: ignore[misc]
+            size = None if volume != volume else int(volume)
+            self._broker_quote(iid, _dt(ns), price, size, _epoch(ns))
         if self._broker_clock is not None:
-            self._broker_clock(self.now())
+            self._broker_clock(self.now(), _epoch(self._now_ns))
 
     # -- postbacks ------------------------------------------------------------------------
 
     def _postback_arrived(self, event: object) -> None:
+        """Enqueue a postback and wake the threaded loop (the listener's function there)."""
         self._postbacks.append(event)
-        if self._threaded:
-            self._queue.put(_WAKE)
+        self._queue.put(_WAKE)
 
     def _drain(self) -> None:
         """Handle every queued postback now, in arrival order."""
         postbacks = self._postbacks
         if not postbacks:
             return
+        now = self.now()  # postbacks are handled within the current event
+        moved = False  # whether working orders or positions changed (the watch follows them)
         while postbacks:
-            self._postback(postbacks.popleft())
-        self._refresh_watch()
+            event = postbacks.popleft()
+            if isinstance(event, Fill):
+                self._fill_arrived(event, now)
+                moved = True
+            elif isinstance(event, Order):
+                moved = self._order_arrived(event, now) or moved
+        if moved:
+            self._refresh_watch()
 
-    def _postback(self, event: object) -> None:
-        now = self.now()
-        if isinstance(event, Fill):
-            fill = self.oms.on_fill(event, now)
-            if fill is None:
-                return
-            self._rebase(fill.instrument_id)
-            runner = self._by_name.get(fill.strategy)
-            if runner is not None and runner.alive and runner.wants_fills:
-                self._call(runner, runner.strategy.on_fill, fill)
-        elif isinstance(event, Order):
-            order = self.oms.on_order_update(event, now)
-            if order is None:
-                return
-            runner = self._by_name.get(order.strategy)
-            if runner is not None and runner.alive:
-                if order.is_terminal:
-                    runner.ctx.order_finished(order)
-                if runner.wants_orders:
-                    self._call(runner, runner.strategy.on_order, order)
+    def _fill_arrived(self, event: Fill, now: datetime) -> None:
+        fill = self.oms.on_fill(event, now)
+        if fill is None:
+            return
+        self._rebase(fill.instrument_id)
+        runner = self._by_name.get(fill.strategy)
+        if runner is not None and runner.alive and runner.wants_fills:
+            self._call(runner, runner.strategy.on_fill, fill)
+
+    def _order_arrived(self, event: Order, now: datetime) -> bool:
+        """Apply a broker order update; return True if the working orders changed."""
+        adopted = event.client_id not in self.oms.orders  # an order the OMS did not create
+        order = self.oms.on_order_update(event, now)
+        if order is None:
+            return False
+        finished = order.status in TERMINAL_STATUSES
+        runner = self._by_name.get(order.strategy)
+        if runner is not None and runner.alive:
+            if finished:
+                runner.ctx.order_finished(order)
+            if runner.wants_orders:
+                self._call(runner, runner.strategy.on_order, order)
+        return finished or adopted
 
     def _refresh_watch(self) -> None:
         watch = {o.instrument_id for o in self.oms.open.values()}
@@ -824,18 +869,20 @@ class Engine:
                 qty = pos.qty
                 owner = owners[0][0] if len(owners) == 1 else ""
             side = Side.SELL if qty > 0 else Side.BUY
-            draft = Order(
-                client_id="-",
+            cid = self.oms.peek_client_id()
+            order = Order(
+                client_id=cid,
                 instrument_id=iid,
                 side=side,
                 qty=abs(qty),
                 order_type=OrderType.MARKET,
                 product=product,
                 strategy=owner,
-                tag="",
+                tag=cid,
+                created_at=self.now(),
             )
             try:
-                cid = self._send(draft, flatten=True)
+                self._send(order, flatten=True)
                 log.warning(
                     "[%s] square-off %s %s %d %s: %s",
                     self.mode,
@@ -911,10 +958,15 @@ class Engine:
     def _call(self, runner: _Runner, handler: Callable[..., object], *args: object) -> None:
         try:
             handler(runner.ctx, *args)
-        except RiskBreach as breach:
-            # An order refused by a limit is not a bug in the strategy: it stays alive.
-            log.warning("[%s] %s: order refused: %s", self.mode, runner.strategy.name, breach)
         except Exception as exc:  # a strategy bug must never take the engine down
+            self._raised(runner, exc)
+
+    def _raised(self, runner: _Runner, exc: Exception) -> None:
+        """Handle an exception from a strategy's handler (see :meth:`_call`)."""
+        if isinstance(exc, RiskBreach):
+            # An order refused by a limit is not a bug in the strategy: it stays alive.
+            log.warning("[%s] %s: order refused: %s", self.mode, runner.strategy.name, exc)
+        else:
             self._fail(runner, exc)
 
     def _fail(self, runner: _Runner, exc: BaseException) -> None:
@@ -1071,11 +1123,13 @@ class Engine:
         if day != self._day:
             self._new_day(day)
         self._last[iid] = price
-        if iid in self._watch and self._broker_tick is not None:
+        if iid in self._watch and self._broker_quote is not None:
             self._unseen.pop(iid, None)
             if tick is None:
-                tick = Tick(iid, self.now(), price, None if volume != volume else int(volume))
-            self._broker_tick(tick)
+                size = None if volume != volume else int(volume)
+                self._broker_quote(iid, self.now(), price, size, _epoch(ns))
+            else:
+                self._broker_quote(iid, tick.ts, price, tick.volume)
             self._drain()
         else:
             self._unseen[iid] = (ns, price, volume)
@@ -1086,11 +1140,9 @@ class Engine:
 
     def _on_tick(self, tick: Tick) -> None:
         """Handle a live or replayed tick: candles, price, forming candle."""
-        from velox.feeds import to_ns
-
         self._drain()  # postbacks that arrived before this tick were produced before it
         agg = self._aggregator
-        ns = to_ns(tick.ts)
+        ns = _ns(tick.ts)  # velox.feeds.to_ns
         if ns < self._now_ns:
             ns = self._now_ns  # a late tick does not move time backwards
         bars = agg.on_clock(ns) + agg.on_tick(tick)
@@ -1126,14 +1178,28 @@ class Engine:
     def run(self) -> RunResult:
         """Run the feed to its end on this thread and return the result (replay, or paper)."""
         self._start()
+        replay = isinstance(self.feed, BarReplay)
+        # A bar replay and its result only make acyclic objects (orders, fills, audit rows,
+        # trades), which reference counting frees, while the cyclic GC would rescan the
+        # replay's columns and the growing audit trail again and again (≈10% of a long
+        # replay): it is paused until the result is built. (Not gc.freeze(): frozen objects
+        # are never collected, and the engine, its strategies' contexts and the broker form
+        # reference cycles, so a frozen engine would outlive its last reference.)
+        paused = replay and gc.isenabled()
+        if paused:
+            gc.disable()
         try:
-            if isinstance(self.feed, BarReplay):
-                self._run_bars(self.feed)
-            else:
-                self._run_ticks()
+            try:
+                if replay:
+                    self._run_bars(self.feed)  # type: ignore[arg-type]
+                else:
+                    self._run_ticks()
+            finally:
+                self._finish()
+            return self.result()
         finally:
-            self._finish()
-        return self.result()
+            if paused:
+                gc.enable()
 
     def start(self) -> None:
         """Run on a background engine thread (live feeds push ticks onto the queue)."""
@@ -1169,7 +1235,7 @@ class Engine:
             finally:
                 self._queue.put(done)
 
-        self._threaded = True
+        self._listener.on_order_update = self._listener.on_fill = self._postback_arrived
         threading.Thread(target=pump, name="velox-feed", daemon=True).start()
         get = self._queue.get
         while not self._stop.is_set():
@@ -1207,19 +1273,8 @@ class Engine:
         which Python must act again: a close that reacts, a new day, a timer, or a tick whose
         P&L report trips a loss guard. The result is the same, event for event.
         """
-        # During the replay the engine only makes acyclic objects (orders, fills, audit rows),
-        # which reference counting frees, while the cyclic GC would rescan the replay's columns
-        # and the growing audit trail again and again (≈10% of a long replay): it is paused
-        # until the replay ends. (Not gc.freeze(): frozen objects are never collected, and the
-        # engine, its strategies' contexts and the broker form reference cycles, so a frozen
-        # engine would outlive its last reference.)
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            self._replay(feed)
-        finally:
-            if was_enabled:
-                gc.enable()
+        self._replayed = feed
+        self._replay(feed)
 
     def _replay(self, feed: BarReplay) -> None:
         """Run the event loop of :meth:`_run_bars`."""
@@ -1263,7 +1318,7 @@ class Engine:
                 and not self._postbacks
                 and (ns + IST_OFFSET_NS) // _DAY_NS == self._day
             ):
-                j, cp = forward.run(k, cp)
+                j, cp = forward.bars(k, cp) if forward.every_close else forward.run(k, cp)
                 if j > k:
                     k = j
                     continue
@@ -1278,7 +1333,7 @@ class Engine:
                         continue
                     o = sub.ohlcv[0][row]
                     start = _dt(sub.starts[row])  # type: ignore[index]
-                    bar = _make_bar(iid, tf, start, o, fh[k], fl[k], p, 0.0, False)
+                    bar = _make_bar(None, iid, tf, start, o, fh[k], fl[k], p, 0.0, False)
                     for runner in wanting:
                         if runner.alive:
                             self._call(runner, runner.strategy.on_tick, bar)
@@ -1294,32 +1349,38 @@ class Engine:
             return
         sub.count += 1
         bar = None
-        iid = key[0]
         for runner in sub.runners:
             if not runner.alive:
                 continue
-            pre = runner.signals.get(key) if runner.plain else None
-            if pre is not None:
-                # Strategy.on_bar inlined: act only on a change, straight to target_weight
-                weight = pre[row]
-                if weight == weight and weight != runner.ctx.applied_weight(iid):
-                    self._call(runner, Context.target_weight, weight, iid)
-                continue
+            if runner.plain:
+                pre = runner.signals.get(key)
+                if pre is not None:
+                    # Strategy.on_bar inlined: act only on a change, straight to target_weight
+                    weight = pre[row]
+                    if weight == weight and weight != runner.ctx.applied_weight(key[0]):
+                        self._call(runner, Context.target_weight, weight, key[0])
+                    continue
             if bar is None:
                 o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
-                start = _dt(sub.starts[row])  # type: ignore[index]
-                bar = _make_bar(iid, key[1], start, o[row], h[row], lo[row], c[row], v[row], True)
-            self._call(runner, runner.strategy.on_bar, bar)
+                start = _EPOCH_IST + _US * (sub.starts[row] // 1000)  # type: ignore[index]  # _dt
+                bar = _make_bar(
+                    None, key[0], key[1], start, o[row], h[row], lo[row], c[row], v[row], True
+                )
+            try:  # self._call inlined: one call per bar and strategy
+                runner.strategy.on_bar(runner.ctx, bar)
+            except Exception as exc:  # a strategy bug must never take the engine down
+                self._raised(runner, exc)
         if self._postbacks:
             self._drain()
         # equity sample (inlined _sample_equity)
         acct = self.oms.account
         value = self.initial_cash + acct.realised - acct.charges + self._unrealised
         ns = self._now_ns
-        if self.equity_ns and self.equity_ns[-1] == ns:
+        equity_ns = self.equity_ns
+        if equity_ns and equity_ns[-1] == ns:
             self.equity_values[-1] = value
         else:
-            self.equity_ns.append(ns)
+            equity_ns.append(ns)
             self.equity_values.append(value)
 
     def _tick_subscribers(self) -> dict[str, list[tuple[str, _Sub, list[_Runner]]]]:
@@ -1356,6 +1417,7 @@ _WAKE = object()  # wakes the threaded loop when a postback arrives
 _NEVER = 2**62
 _FAST_MIN_TICKS = 100_000  # replays shorter than this skip the compiled fast-forward
 _POLL_NS = 50_000_000  # look for operator commands at least every 50 ms of engine time
+_SHORT_STRETCH = 16  # ticks _Forward marks in Python rather than in the compiled kernel
 
 
 class _Forward:
@@ -1411,20 +1473,57 @@ class _Forward:
                 self.watched.append((sub, feed.close_keys[n_key], rows))
         self.single = len(self.ids) == 1
         self.single_key = len(feed.close_keys) == 1
+        # The only subscription, when every strategy on it is an event strategy: then every
+        # close is a reaction, the next one is the next close event (no search needed).
+        self.every_close: _Sub | None = None
+        if self.single_key and len(self.watched) == 1:
+            sub, key, _ = self.watched[0]
+            if not any(r.plain and key in r.arrays for r in sub.runners):
+                self.every_close = sub
+        # One instrument, one frame: the ticks are the bars' four ticks each, so the stretch
+        # before close event r (at tick 4r + 4) is bar r's ticks, on the path of
+        # velox.feeds.synthesize_ticks (open, high, low, close; low before high for a down
+        # bar), whose extremes with or without the open are the bar's high and low (checked:
+        # stored bars could break it).
+        self.bar_ticks = False
+        if (
+            self.single
+            and self.single_key
+            and self.n == 4 * len(close_pos)
+            and np.array_equal(feed.close_positions, np.arange(4, self.n + 1, 4))
+        ):
+            frame = next(iter(feed.frames().values()))
+            o, h, lo, c = (frame[x].to_numpy(np.float64) for x in ("open", "high", "low", "close"))
+            t0, t1, t2, t3 = feed.price.reshape(-1, 4).T
+            up = c >= o
+            path = (t0 == o) & (t1 == np.where(up, h, lo)) & (t2 == np.where(up, lo, h)) & (t3 == c)
+            inside = (lo <= o) & (lo <= c) & (o <= h) & (c <= h)  # so h, lo are the extremes
+            self.bar_ticks = bool((path & inside).all())
         # objects that live as long as the engine, and the loss guards' trip points, computed
         # as RiskEngine.on_equity computes them
         self.account = engine.oms.account
         self.risk_state = engine.risk.state
         self.watch = engine._watch_equity
         self.advance = feed.clock.advance_to
+        from velox.feeds import ReplayClock
+
+        self.replay_clock = type(feed.clock) is ReplayClock
         limits = engine.risk.limits
         loss, dd = limits.daily_loss_limit, limits.max_drawdown
         self.thr_loss = -math.inf if loss is None else -loss + 1e-9 * loss
         self.thr_dd = math.inf if dd is None else dd - 1e-9 * dd
+        # reports noted for the risk engine, not told yet (see _report)
+        self.pending: tuple[int, float, float, int, float, float, float, float] | None = None
 
     def _reaction(self, k: int) -> int:
         """Return the tick position of the first bar close from ``k`` on that a strategy reacts
         to (``n`` if none): every close for event strategies, changes of precomputed signals."""
+        sub = self.every_close
+        if sub is not None:
+            row = sub.count  # the only key: its rows are the close events
+            if row < len(self.close_pos) and any(r.alive for r in sub.runners):
+                return self.close_pos[row]
+            return self.n
         best = len(self.close_pos)
         for sub, key, rows in self.watched:
             row = sub.count  # the next row of this key to close
@@ -1447,6 +1546,13 @@ class _Forward:
 
     def run(self, k: int, cp: int) -> tuple[int, int]:
         """Replay events ``k`` … up to where Python must act; return (next event, next close)."""
+        self._flush()  # the kernel starts from the risk engine's state
+        try:
+            return self._run(k, cp)
+        finally:
+            self._flush()
+
+    def _run(self, k: int, cp: int) -> tuple[int, int]:
         engine = self.engine
         mtm = engine._mtm
         if k >= self.day_end:
@@ -1467,6 +1573,14 @@ class _Forward:
                 return k, cp
             ((held_id, (q, basis)),) = mtm.items()
             held, qty = self.index_of.get(held_id, -2), float(q)
+            if (
+                stop - k <= _SHORT_STRETCH
+                and self.single
+                and (cp >= len(self.close_pos) or self.close_pos[cp] >= stop)
+                and self._mark_quietly(k, stop, held_id, qty, basis)
+            ):
+                self._settle(k, stop)
+                return stop, cp
         elif cp >= len(self.close_pos) or self.close_pos[cp] >= stop:
             # flat and no bar closes on the way (an on_bar strategy between two bars): the
             # ticks only move the last prices and the clock, no P&L changes, nothing to sample
@@ -1510,43 +1624,277 @@ class _Forward:
             engine._unrealised = sum(upnl.values(), 0.0)
         engine._risk_lo, engine._risk_hi = lo, hi
         if i_last >= 0:
-            risk, ts = engine.risk, self.ts
-            if i_max != i_last:
-                risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
-            risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
+            p_max = (realised + (u_max - u0)) - charges  # the highest report's P&L
+            self._report(i_max, u_max, p_max, i_last, u_last, realised, charges, u0)
         self._settle(k, j)
         return j, cp_end
 
+    def bars(self, k: int, cp: int) -> tuple[int, int]:
+        """Replay bar by bar from event ``k`` while event strategies react to every close.
+
+        See :meth:`_bars`; the risk engine hears the reports of all its bars on the way out.
+        """
+        try:
+            return self._bars(k, cp)
+        finally:
+            self._flush()
+            self.advance(self.engine._now_ns)  # a replay clock catches up (see _bars)
+
+    def _bars(self, k: int, cp: int) -> tuple[int, int]:
+        """Replay bar by bar from event ``k`` (see :meth:`bars`).
+
+        The loop of :meth:`Engine._replay` and :meth:`run` fused for the common event-driven
+        backtest (one instrument, one subscription, ``on_bar`` on every close): the ticks up
+        to the next close are settled here (flat) or marked here (one held instrument, a few
+        ticks, no loss guard tripped), then the close event runs, and so on. An order a
+        handler placed meets the next tick here through :meth:`Engine._price`, as in the event
+        loop. Anything else (an order still working after that tick, a new day, a timer, a
+        trip, a longer stretch) goes back to :meth:`run` or to the event loop, which resume at
+        the returned event as if they had run all along; the closes at that event are done.
+
+        A held position is marked over a whole bar from the bar alone when no report is due:
+        the day's P&L is monotone in the price for a given position (each floating-point step
+        is), so every tick's P&L lies between those at the bar's low and high; when both are
+        inside the reported range, no tick reports (what the per-tick loop would find) and the
+        mark is the close's. Only fills, a new day and reports change the figures that needs,
+        and none happens here without leaving this loop or going through :meth:`_mark_quietly`.
+        """
+        engine = self.engine
+        sub = self.every_close
+        assert sub is not None
+        runners = sub.runners
+        close_pos, nc, n = self.close_pos, len(self.close_pos), self.n
+        ts, advance = self.ts, self.advance
+        # A replay clock only keeps the latest time, which nothing reads while this runs: it
+        # moves on the way out. A pacing clock (paper) waits for each close's time.
+        pace = None if self.replay_clock else advance
+        iid = self.ids[0]
+        unseen, last, mtm, upnl = engine._unseen, engine._last, engine._mtm, engine._upnl
+        key = self.watched[0][1]
+        close_event, halt = engine._close_event, engine._stop
+        # bar r's four ticks are the stretch before close r: its high, low and close bound them
+        bar_ticks = self.bar_ticks and sub.ohlcv is not None
+        opens, highs, lows, closes = sub.ohlcv[:4] if bar_ticks else ((), (), (), ())  # type: ignore[index]
+        if k >= self.day_end:
+            d = bisect_right(self.day_starts, k)
+            self.day_end = self.day_starts[d] if d < len(self.day_starts) else n
+        if engine._next_timer != self.timer_ns:
+            self.timer_ns = engine._next_timer
+            self.timer_pos = int(np.searchsorted(self.a_ts, self.timer_ns, side="left"))
+        # until this returns, no timer runs and the day does not change: the stretches end here
+        day_end = self.day_end
+        limit = min(day_end, self.timer_pos)
+        watch = self.watch
+        qty = basis = realised = charges = u0 = lo = hi = 0.0
+        known = False  # the held position and the day's figures are in the locals above
+        while True:
+            if engine._watch or engine._postbacks:
+                if not (bar_ticks and k == 4 * cp and k < limit):
+                    return k, cp
+                # An order the close's handler placed meets this tick (bar cp's open), which
+                # the event loop would hand to _price next: so does this loop.
+                self._flush()  # _price may report to the risk engine itself
+                engine._price(iid, ts(k), self.price(k), self.volume(k), None)
+                known = False
+                k += 1
+                if engine._watch or engine._postbacks:
+                    return k, cp
+            stop = close_pos[cp] if cp < nc else n
+            if stop > limit or stop - k > _SHORT_STRETCH:
+                return self.run(k, cp)
+            # the stretch is bar cp's ticks, or all but its open: its high and low are there
+            whole = bar_ticks and 0 <= k - 4 * cp <= 1
+            if mtm:
+                if not known:
+                    if len(mtm) > 1 or iid not in mtm:
+                        return self.run(k, cp)
+                    q, basis = mtm[iid]
+                    qty = float(q)
+                    r0, u0, c0 = engine._base
+                    realised, charges = self.account.realised - r0, self.account.charges - c0
+                    lo, hi = engine._risk_lo, engine._risk_hi
+                    known = True
+                if whole:
+                    high, low = (highs[cp], lows[cp]) if qty > 0 else (lows[cp], highs[cp])
+                    whole = not watch or (
+                        lo <= (realised + ((qty * low - basis) - u0)) - charges
+                        and (realised + ((qty * high - basis) - u0)) - charges <= hi
+                    )
+                if whole:  # no report: the mark is the close's
+                    upnl[iid] = qty * closes[cp] - basis
+                    engine._unrealised = sum(upnl.values(), 0.0)
+                else:
+                    known = False  # reports move the reported range
+                    path = None  # the stretch's tick prices: bar cp's path (see BarReplay)
+                    if bar_ticks and 0 <= k - 4 * cp <= 1:
+                        bo, bh, bl, bc = opens[cp], highs[cp], lows[cp], closes[cp]
+                        path = ((bo, bh, bl, bc) if bc >= bo else (bo, bl, bh, bc))[k - 4 * cp :]
+                    if not self._mark_quietly(k, stop, iid, qty, basis, path):
+                        j, cp = self.run(k, cp)  # a loss guard trips: the kernel stops before
+                        if j != stop:
+                            return j, cp
+            unseen[iid] = stop - 1  # settle the stretch (see _settle)
+            last[iid] = closes[cp] if whole else self.price(stop - 1)
+            k = stop
+            if k >= n:
+                ns = ts(n - 1)  # the clock and the engine time at the last tick
+                advance(ns)
+                engine._now_ns = ns
+                return k, cp
+            if not cp & 255 and halt.is_set():  # Engine.stop, looked for every 256 bars
+                return k, cp
+            for runner in runners:
+                if runner.alive:
+                    break
+            else:
+                return k, cp
+            ns = ts(k)
+            if pace is not None:
+                pace(ns)
+            engine._now_ns = ns
+            while cp < nc and close_pos[cp] == k:
+                close_event(sub, key, cp)  # one key: close event cp is its row cp
+                cp += 1
+            if k == day_end:  # a new day's first tick: the event loop starts the day
+                return k, cp
+
+    def _mark_quietly(
+        self,
+        k: int,
+        stop: int,
+        held_id: str,
+        qty: float,
+        basis: float,
+        prices: Sequence[float] | None = None,
+    ) -> bool:
+        """Mark the held instrument over ticks ``k`` … ``stop - 1`` of a one-instrument replay
+        with no bar close among them, as the kernel would; return False, changing nothing, if
+        a tick would trip a loss guard (the kernel then stops before it, see :meth:`run`).
+
+        For stretches of a few ticks (an event strategy's next bar), where calling the kernel
+        costs more than the work: this is ``velox.backtest._kernels.forward`` for such a
+        stretch, line for line, so the same operations in the same order give the same bits.
+        ``prices`` are the stretch's tick prices when the caller has them (a bar's path).
+        """
+        engine = self.engine
+        if prices is None:
+            prices = [self.price(i) for i in range(k, stop)]
+        if not self.watch:
+            u = qty * prices[-1] - basis
+        else:
+            acct = self.account
+            r0, u0, c0 = engine._base
+            realised, charges = acct.realised - r0, acct.charges - c0
+            lo, hi = engine._risk_lo, engine._risk_hi
+            state = self.risk_state
+            killed, peak = state.killed, state.peak_equity
+            pending = self.pending
+            if pending is not None and pending[2] > peak:
+                peak = pending[2]  # the peak once the risk engine hears the deferred reports
+            thr_loss, thr_dd = self.thr_loss, self.thr_dd
+            i_max = i_last = -1
+            u_max = p_max = u_last = 0.0
+            for i, p in zip(range(k, stop), prices, strict=True):
+                u = qty * p - basis
+                pnl = (realised + (u - u0)) - charges
+                if lo <= pnl <= hi:
+                    continue
+                if not killed:
+                    top = peak if peak >= pnl else pnl
+                    if pnl <= thr_loss or top - pnl >= thr_dd:
+                        return False
+                if pnl > hi:
+                    hi = lo = pnl
+                else:
+                    lo = pnl
+                if pnl > peak:
+                    peak = pnl
+                if i_max < 0 or pnl > p_max:
+                    i_max, u_max, p_max = i, u, pnl
+                i_last, u_last = i, u
+            engine._risk_lo, engine._risk_hi = lo, hi
+            if i_last >= 0:
+                self._report(i_max, u_max, p_max, i_last, u_last, realised, charges, u0)
+        upnl = engine._upnl
+        upnl[held_id] = u
+        engine._unrealised = sum(upnl.values(), 0.0)
+        return True
+
+    def _report(
+        self,
+        i_max: int,
+        u_max: float,
+        p_max: float,
+        i_last: int,
+        u_last: float,
+        realised: float,
+        charges: float,
+        u0: float,
+    ) -> None:
+        """Note the reports of a stretch that matter for the risk engine: the highest (P&L
+        ``p_max``, mark ``u_max`` at tick ``i_max``) and the last. Told the highest and the
+        last, it stands as if told each one (none of them trips a guard: a trip goes through
+        the ordinary path). Reports of consecutive stretches with the same day's figures
+        merge, and :meth:`_flush` tells them, before anything reads or moves the risk state.
+        """
+        pending = self.pending
+        if pending is not None and pending[5:] == (realised, charges, u0):
+            if pending[2] >= p_max:
+                i_max, u_max, p_max = pending[0], pending[1], pending[2]
+        else:
+            self._flush()
+        self.pending = (i_max, u_max, p_max, i_last, u_last, realised, charges, u0)
+
+    def _flush(self) -> None:
+        """Tell the risk engine the noted reports (see :meth:`_report`)."""
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        i_max, u_max, _, i_last, u_last, realised, charges, u0 = pending
+        risk, ts = self.engine.risk, self.ts
+        if i_max != i_last:
+            risk.on_equity(_dt(ts(i_max)), realised, u_max - u0, charges)
+        risk.on_equity(_dt(ts(i_last)), realised, u_last - u0, charges)
+
     def _settle(self, k: int, j: int) -> None:
         """Leave the engine as ticks ``k`` … ``j - 1`` would: each instrument's last price and
-        pending catch-up tick, the clock and the engine time at the last one."""
+        pending catch-up tick, the clock and the engine time at the last one.
+
+        Before the replay's end the event loop moves the clock and the engine time on to
+        event ``j`` at once, so only the last stretch sets them here.
+        """
         engine = self.engine
         ts, price = self.ts, self.price
-        last_ns = ts(j - 1)
         if self.single:
             p = price(j - 1)
             iid = self.ids[0]
-            engine._unseen[iid] = (last_ns, p, self.volume(j - 1))
+            engine._unseen[iid] = j - 1
             engine._last[iid] = p
         else:
             for m, iid in enumerate(self.ids):
                 t = self.feed.last_tick_before(m, j)
                 if t >= k:
                     p = price(t)
-                    engine._unseen[iid] = (ts(t), p, self.volume(t))
+                    engine._unseen[iid] = t
                     engine._last[iid] = p
-        self.advance(last_ns)
-        engine._now_ns = last_ns
+        if j == self.n:
+            last_ns = ts(j - 1)
+            self.advance(last_ns)
+            engine._now_ns = last_ns
 
 
 class _View:
-    """The :class:`velox.risk.AccountView` the risk engine reads (account-level)."""
+    """The :class:`velox.risk.AccountView` the risk engine reads (account-level).
+
+    One per engine; ``now`` is set to the engine's time before each check.
+    """
 
     __slots__ = ("_engine", "now")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self.now = engine.now()
+        self.now = _EPOCH_IST
 
     def position_qty(self, instrument_id: str) -> int:
         return self._engine.account_position_qty(instrument_id)

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from velox.errors import ValidationError
 from velox.types import (
@@ -36,6 +36,7 @@ from velox.types import (
     Product,
     Side,
     apply_fill,
+    replacer,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_S = TypeVar("_S")
 S = OrderStatus
 #: Status changes the OMS accepts; anything else is logged and ignored (a stale postback).
 ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
@@ -71,6 +73,7 @@ ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     S.CANCELLED: frozenset(),
     S.REJECTED: frozenset(),
 }
+_BUY = Side.BUY
 #: Audit status of an execution (the order's own status change follows it).
 FILL_EVENT = "FILL"
 #: Client-id suffix of the audit rows that record risk events (breaches, kills, resets).
@@ -115,28 +118,72 @@ class MemoryAuditLog:
 
     def __init__(self, mode: str = "replay") -> None:
         self.mode = mode
-        self._appended: list[tuple[str, datetime, str, dict[str, object]]] = []
+        # (client id, time, status, payload or its source, payload builder or None)
+        self._appended: list[tuple[str, datetime, str, object, Callable[[Any], object] | None]]
+        self._appended = []
         self._rows: list[AuditEvent] = []
+        if type(self).append is not MemoryAuditLog.append:
+            # a subclass watching append() must see every row as it is appended
+            self.append_lazy = _built_at_once(self.append)  # type: ignore[method-assign]
 
     @property
     def rows(self) -> list[AuditEvent]:
         """Return every event, in append order.
 
-        Appends keep plain tuples and the :class:`AuditEvent` objects are built when the rows
-        are first read: a replay appends six rows per order and usually reads none of them.
+        Appends keep plain tuples and the :class:`AuditEvent` objects (and payloads appended
+        with :meth:`append_lazy`) are built when the rows are first read: a replay appends six
+        rows per order and usually reads none of them.
         """
         appended, rows = self._appended, self._rows
         if len(rows) < len(appended):
-            rows.extend(AuditEvent(*row) for row in appended[len(rows) :])
+            rows.extend(
+                AuditEvent(cid, ts, status, payload if build is None else build(payload))  # type: ignore[arg-type]
+                for cid, ts, status, payload, build in appended[len(rows) :]
+            )
         return rows
 
     def append(self, client_id: str, ts: datetime, status: str, payload: dict[str, object]) -> None:
         """Append one event."""
-        self._appended.append((client_id, ts, status, payload))
+        self._appended.append((client_id, ts, status, payload, None))
+
+    def append_lazy(
+        self,
+        client_id: str,
+        ts: datetime,
+        status: str,
+        build: Callable[[_S], dict[str, object]],
+        source: _S,
+    ) -> None:
+        """Append one event whose payload is ``build(source)``, built when the row is read.
+
+        ``source`` must be immutable (an :class:`~velox.types.Order` or
+        :class:`~velox.types.Fill`, an empty tuple): the row then reads exactly as if the
+        payload had been built now.
+        """
+        self._appended.append((client_id, ts, status, source, build))
 
     def events(self, prefix: str) -> list[AuditEvent]:
         """Return the events whose client id starts with ``prefix``."""
         return [e for e in self.rows if e.client_id.startswith(prefix)]
+
+
+LazyAppend = Callable[[str, datetime, str, Callable[[Any], dict[str, object]], object], None]
+
+
+def _built_at_once(append: Callable[[str, datetime, str, dict[str, object]], None]) -> LazyAppend:
+    """Return an ``append_lazy`` that builds each payload at once and hands it to ``append``.
+
+    For audit logs that need the payload when the row is appended (the store's, or a
+    subclass of :class:`MemoryAuditLog` watching its ``append``).
+    """
+
+    def append_lazy(
+        client_id: str, ts: datetime, status: str, build: Callable[[Any], dict[str, object]],
+        source: object,
+    ) -> None:  # fmt: skip
+        append(client_id, ts, status, build(source))
+
+    return append_lazy
 
 
 class StoreAuditLog:
@@ -184,6 +231,16 @@ def order_payload(order: Order) -> dict[str, object]:
     }
 
 
+def update_payload(update: Order) -> dict[str, object]:
+    """Return the fields of a broker order update that its audit row records."""
+    return {
+        "broker_order_id": update.broker_order_id,
+        "filled_qty": update.filled_qty,
+        "average_price": update.average_price,
+        "message": update.status_message,
+    }
+
+
 def fill_payload(fill: Fill) -> dict[str, object]:
     """Return the JSON-ready fields of a fill (the FILL audit row)."""
     return {
@@ -219,7 +276,8 @@ class Book:
         self.realised += after.realised_pnl - before.realised_pnl
         self.charges += fill.charges
         iid = fill.instrument_id
-        self.net[iid] = self.net.get(iid, 0) + fill.side.sign * fill.qty
+        qty = fill.qty
+        self.net[iid] = self.net.get(iid, 0) + (qty if fill.side is _BUY else -qty)
         return after
 
     def unrealised(self, prices: Mapping[str, float]) -> float:
@@ -271,6 +329,8 @@ class OMS:
         self.fills: list[Fill] = []
         self.books: dict[str, Book] = {}
         self.account = Book()
+        lazy = getattr(audit, "append_lazy", None)
+        self._append: LazyAppend = lazy if lazy is not None else _built_at_once(audit.append)
 
     # -- ids and creation ------------------------------------------------------------------
 
@@ -278,6 +338,14 @@ class OMS:
         """Return a fresh client id ``<run_id>-<seq>``."""
         self.seq += 1
         return f"{self.prefix}{self.seq}"
+
+    def peek_client_id(self) -> str:
+        """Return the client id the next order will get, without taking it.
+
+        The engine builds (and validates) a strategy's order with this id, then hands it to
+        :meth:`track`: an order that fails validation takes no id, so ids stay gap-free.
+        """
+        return f"{self.prefix}{self.seq + 1}"
 
     def create(self, order: Order, ts: datetime) -> Order:
         """Give ``order`` a client id, audit it as NEW and track it; return the tracked order.
@@ -287,9 +355,26 @@ class OMS:
         """
         if not isinstance(ts, datetime) or ts.tzinfo is None:
             raise ValidationError(f"order creation time {ts!r} must be a tz-aware datetime")
-        cid = self.next_client_id()
-        order = _evolve(order, client_id=cid, tag=order.tag or cid, status=S.NEW, created_at=ts)
-        self.audit.append(cid, ts, "NEW", order_payload(order))
+        cid = self.peek_client_id()
+        return self.track(_as_new(order, cid, order.tag or cid, S.NEW, ts))
+
+    def track(self, order: Order) -> Order:
+        """Audit a NEW order that already carries :meth:`peek_client_id` and track it.
+
+        For orders the engine built itself with their id, tag and creation time (validated by
+        ``Order.__post_init__`` then): tracked as they are, without a copy.
+        """
+        cid = order.client_id
+        if cid != f"{self.prefix}{self.seq + 1}" or order.status is not S.NEW:
+            raise ValidationError(
+                f"order {cid!r} ({order.status.value}) cannot be tracked: expected a NEW order "
+                f"with the next client id {self.peek_client_id()!r} (use create())"
+            )
+        ts = order.created_at
+        if ts is None:
+            raise ValidationError(f"order {cid} needs its creation time to be tracked")
+        self.seq += 1
+        self._append(cid, ts, "NEW", order_payload, order)
         self.orders[cid] = order
         self.open[cid] = order
         return order
@@ -313,11 +398,32 @@ class OMS:
                 f"order {client_id}: {order.status.value} → {status.value} is not a valid "
                 "transition"
             )
-        payload: dict[str, object] = {"message": message} if message else {}
-        if audit:
-            payload.update(audit)
-        self.audit.append(client_id, ts, status._value_, payload)
-        return self._store(_evolve(order, status=status, status_message=message))
+        if message or audit:
+            payload: dict[str, object] = {"message": message} if message else {}
+            if audit:
+                payload.update(audit)
+            self.audit.append(client_id, ts, status._value_, payload)
+        else:
+            self._append(client_id, ts, status._value_, dict, ())
+        return self._store(_with_status(order, status, message))
+
+    def submit(self, client_id: str, ts: datetime) -> Order:
+        """Audit a NEW order's RISK_CHECKED and SUBMITTED rows, then make it SUBMITTED.
+
+        What the engine does once the risk checks passed, right before it hands the order to
+        the broker: both rows are appended before the state changes (in one step, as
+        :meth:`transition` twice would leave it), and the order is sent after this returns.
+        """
+        order = self.orders[client_id]
+        if order.status is not S.NEW:
+            raise ValidationError(
+                f"order {client_id}: {order.status.value} → SUBMITTED is not a valid transition "
+                "(only a NEW order is risk-checked and submitted)"
+            )
+        append = self._append
+        append(client_id, ts, "RISK_CHECKED", dict, ())
+        append(client_id, ts, "SUBMITTED", dict, ())
+        return self._store(_with_status(order, S.SUBMITTED, ""))
 
     def _store(self, order: Order) -> Order:
         cid = order.client_id
@@ -338,37 +444,33 @@ class OMS:
         """
         cid = update.client_id
         known = self.orders.get(cid)
-        payload = {
-            "broker_order_id": update.broker_order_id,
-            "filled_qty": update.filled_qty,
-            "average_price": update.average_price,
-            "message": update.status_message,
-        }
         if known is None:
+            payload = update_payload(update)
             payload.update(order_payload(update), external=True)
             self.audit.append(cid, ts, update.status._value_, payload)
             return self._store(update)
-        if update.status not in ALLOWED_TRANSITIONS[known.status]:
-            if update.status != known.status:
+        status = update.status
+        if status not in ALLOWED_TRANSITIONS[known.status]:
+            if status is not known.status:
                 log.warning(
                     "order %s: ignoring stale update %s → %s",
                     cid,
                     known.status.value,
-                    update.status.value,
+                    status.value,
                 )
             return None
-        self.audit.append(cid, ts, update.status._value_, payload)
-        merged = _evolve(
+        self._append(cid, ts, status._value_, update_payload, update)
+        merged = _merge(
             known,
-            status=update.status,
-            status_message=update.status_message,
-            broker_order_id=update.broker_order_id or known.broker_order_id,
-            filled_qty=max(update.filled_qty, known.filled_qty),
-            average_price=update.average_price or known.average_price,
-            qty=update.qty,
-            limit_price=update.limit_price,
-            trigger_price=update.trigger_price,
-            order_type=update.order_type,
+            status,
+            update.status_message,
+            update.broker_order_id or known.broker_order_id,
+            max(update.filled_qty, known.filled_qty),
+            update.average_price or known.average_price,
+            update.qty,
+            update.limit_price,
+            update.trigger_price,
+            update.order_type,
         )
         return self._store(merged)
 
@@ -380,7 +482,7 @@ class OMS:
         strategy = known.strategy if known is not None else fill.strategy
         if strategy != fill.strategy:
             fill = replace(fill, strategy=strategy)
-        self.audit.append(fill.client_id, ts, FILL_EVENT, fill_payload(fill))
+        self._append(fill.client_id, ts, FILL_EVENT, fill_payload, fill)
         self._book(fill)
         return fill
 
@@ -516,38 +618,23 @@ class OMS:
         return risk_rows
 
 
-_new_order = Order.__new__
-_set = object.__setattr__
-
-
-def _copier() -> Callable[[Order], Order]:
-    """Return a function copying every field of an Order, written out (generated once).
-
-    Straight-line attribute copies cost a third of a loop over the slot names with getattr.
-    """
-    lines = ["def copy(order):", "    new = _new_order(Order)"]
-    lines += [f"    _set(new, {name!r}, order.{name})" for name in Order.__slots__]
-    lines.append("    return new")
-    namespace = {"_new_order": _new_order, "_set": _set, "Order": Order}
-    exec("\n".join(lines), namespace)  # noqa: S102 - fixed code built from the slot names
-    return namespace["copy"]  # type: ignore[return-value]
-
-
-_copy = _copier()
-
-
-def _evolve(order: Order, **changes: object) -> Order:
-    """Return a copy of a tracked order with ``changes``, skipping re-validation.
-
-    Tracked orders were validated when created; their later states only change the status,
-    fills and broker fields (or the broker's accepted modification), so the hot path copies
-    the slots instead of running ``Order.__post_init__`` again.
-    """
-    new = _copy(order)
-    for name, value in changes.items():
-        _set(new, name, value)
-    return new
-
+# Copies of tracked orders skip re-validation: a tracked order was validated when it was
+# built, and its later states only change the status, fills and broker fields (or take the
+# broker's accepted modification). See velox.types.replacer.
+_as_new = replacer(Order, "client_id", "tag", "status", "created_at")
+_with_status = replacer(Order, "status", "status_message")
+_merge = replacer(
+    Order,
+    "status",
+    "status_message",
+    "broker_order_id",
+    "filled_qty",
+    "average_price",
+    "qty",
+    "limit_price",
+    "trigger_price",
+    "order_type",
+)
 
 _ORDER_FIELDS = (
     "instrument_id",

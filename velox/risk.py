@@ -30,6 +30,7 @@ See ``docs/risk.md`` for each check with worked examples.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import math
 import tomllib
@@ -39,11 +40,11 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from velox.calendar import IST
 from velox.errors import ConfigError, RiskBreach, ValidationError
-from velox.types import Instrument, Order, Side
+from velox.types import Instrument, Order, Side, is_aware
 
 __all__ = [
     "RiskLimits",
@@ -365,18 +366,30 @@ class RiskState:
 # The last datetime _now accepted: every check of one order reads the same view.now, and a
 # zoneinfo utcoffset() lookup per check is most of their cost (datetimes are immutable).
 _accepted_now: list[datetime | None] = [None]
+# The last (time, IST wall-clock time) pair check_trading_hours computed, one tuple so a
+# reader on another engine's thread always sees a matching pair.
+_ist_clock: list[tuple[datetime | None, time]] = [(None, time(0))]
 
 
 def _now(view: AccountView) -> datetime:
     now = view.now
     if now is _accepted_now[0]:
         return now
-    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+    if not isinstance(now, datetime) or not is_aware(now):
         raise ValidationError(
             f"AccountView.now={now!r} must be a tz-aware datetime (Velox uses Asia/Kolkata)"
         )
     _accepted_now[0] = now
     return now
+
+
+def _ist_time(now: datetime) -> time:
+    """Return the IST wall-clock time of ``now`` (cached for the last ``now`` seen)."""
+    seen, clock = _ist_clock[0]
+    if seen is not now:
+        clock = now.astimezone(IST).time()
+        _ist_clock[0] = (now, clock)
+    return clock
 
 
 def _exchange(instrument_id: str) -> str:
@@ -439,13 +452,49 @@ def _reference_price(order: Order, view: AccountView) -> float | None:
 
 # --- pre-trade checks: (order, limits, view, state) -> None, raising RiskBreach -------------
 
+Check = Callable[[Order, RiskLimits, AccountView, RiskState], None]
+#: Checks of one optional limit: check → (limit name, "is it off?", core). The core takes the
+#: limit's value instead of the limits; :class:`RiskEngine` calls it only when the limit is on.
+_ONE_LIMIT: dict[Check, tuple[str, Callable[[Any], bool], Callable[..., None]]] = {}
 
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _one_limit(
+    name: str, *, off: Callable[[Any], bool] = _is_none
+) -> Callable[[Callable[..., None]], Check]:
+    """Return a decorator turning ``core(order, value, view, state)`` into a pre-trade check.
+
+    The check reads the limit ``name`` and does nothing while it is off (``None`` unless
+    ``off`` says otherwise), so each check states its limit once instead of opening with the
+    same guard; the risk engine skips off limits without calling anything.
+    """
+
+    def decorate(core: Callable[..., None]) -> Check:
+        def check(order: Order, limits: RiskLimits, view: AccountView, state: RiskState) -> None:
+            value = getattr(limits, name)
+            if not off(value):
+                core(order, value, view, state)
+
+        # the core's name and docstring; the signature (and annotations) stay the check's own
+        functools.update_wrapper(
+            check, core, assigned=("__module__", "__name__", "__qualname__", "__doc__")
+        )
+        del check.__wrapped__  # type: ignore[attr-defined]
+        _ONE_LIMIT[check] = (name, off, core)
+        return check
+
+    return decorate
+
+
+@_one_limit("allowed_instruments")
 def check_allowed_instruments(
-    order: Order, limits: RiskLimits, view: AccountView, state: RiskState
+    order: Order, allowed: frozenset[str], view: AccountView, state: RiskState
 ) -> None:
     """Refuse an instrument outside ``allowed_instruments`` (when that list is set)."""
-    allowed = limits.allowed_instruments
-    if allowed is not None and order.instrument_id not in allowed:
+    if order.instrument_id not in allowed:
         raise RiskBreach(
             "allowed_instruments",
             f"{order.instrument_id} is not in allowed_instruments ({len(allowed)} ids: "
@@ -458,7 +507,7 @@ def check_trading_hours(
     order: Order, limits: RiskLimits, view: AccountView, state: RiskState
 ) -> None:
     """Refuse an order outside ``[trading_start, trading_end)`` IST."""
-    clock = _now(view).astimezone(IST).time()
+    clock = _ist_time(_now(view))
     if not limits.trading_start <= clock < limits.trading_end:
         raise RiskBreach(
             "trading_hours",
@@ -468,33 +517,34 @@ def check_trading_hours(
         )
 
 
-def check_order_qty(order: Order, limits: RiskLimits, view: AccountView, state: RiskState) -> None:
+@_one_limit("max_order_qty")
+def check_order_qty(order: Order, limit: int, view: AccountView, state: RiskState) -> None:
     """Refuse an order whose quantity exceeds ``max_order_qty``."""
-    if limits.max_order_qty is not None and order.qty > limits.max_order_qty:
+    if order.qty > limit:
         raise RiskBreach(
             "max_order_qty",
             f"order qty {order.qty} for {order.instrument_id} exceeds max_order_qty="
-            f"{limits.max_order_qty}; split the order or raise the limit",
+            f"{limit}; split the order or raise the limit",
         )
 
 
-def check_price_band(order: Order, limits: RiskLimits, view: AccountView, state: RiskState) -> None:
+@_one_limit("price_band_pct")
+def check_price_band(order: Order, pct: float, view: AccountView, state: RiskState) -> None:
     """Refuse a limit/trigger price more than ``price_band_pct`` from the last traded price.
 
     Without a last price nothing can be verified, so every order is refused: a market order
     would trade blind, a priced one could be a fat finger.
     """
-    pct = limits.price_band_pct
-    if pct is None:
-        return
     ltp = view.last_price(order.instrument_id)
-    if ltp is None or not (math.isfinite(ltp) and ltp > 0):
+    if ltp is None or not 0 < ltp < math.inf:  # NaN fails the comparison too
         raise RiskBreach(
             "price_band_pct",
             f"no last traded price for {order.instrument_id}, so the {pct:g}% price band "
             f"cannot be checked for this {order.order_type.value} order; wait for the first "
             "tick or set price_band_pct = 'off'",
         )
+    if order.limit_price is None and order.trigger_price is None:
+        return
     band = ltp * pct / 100
     for name in ("limit_price", "trigger_price"):
         price = getattr(order, name)
@@ -507,13 +557,9 @@ def check_price_band(order: Order, limits: RiskLimits, view: AccountView, state:
             )
 
 
-def check_order_notional(
-    order: Order, limits: RiskLimits, view: AccountView, state: RiskState
-) -> None:
+@_one_limit("max_order_notional")
+def check_order_notional(order: Order, limit: float, view: AccountView, state: RiskState) -> None:
     """Refuse an order whose ``qty × price`` exceeds ``max_order_notional`` rupees."""
-    limit = limits.max_order_notional
-    if limit is None:
-        return
     price = _reference_price(order, view)
     if price is None:
         raise RiskBreach(
@@ -531,16 +577,14 @@ def check_order_notional(
         )
 
 
-def check_position_qty(
-    order: Order, limits: RiskLimits, view: AccountView, state: RiskState
-) -> None:
+@_one_limit("max_position_qty")
+def check_position_qty(order: Order, limit: int, view: AccountView, state: RiskState) -> None:
     """Refuse an order that would take the instrument's position beyond ``max_position_qty``.
 
     The position after the order counts open orders on the same side as filled. A reducing
     order (see :func:`_is_reducing`) always passes so that exits are never blocked.
     """
-    limit = limits.max_position_qty
-    if limit is None or _is_reducing(order, view):
+    if _is_reducing(order, view):
         return
     position = view.position_qty(order.instrument_id)
     pending = _same_side_open_qty(order, view)
@@ -554,17 +598,15 @@ def check_position_qty(
         )
 
 
-def check_gross_exposure(
-    order: Order, limits: RiskLimits, view: AccountView, state: RiskState
-) -> None:
+@_one_limit("max_gross_exposure")
+def check_gross_exposure(order: Order, limit: float, view: AccountView, state: RiskState) -> None:
     """Refuse an order that would take ``Σ |qty| × LTP`` beyond ``max_gross_exposure``.
 
     Each instrument counts at its worst case, ``max(|pos + open buys|, |pos − open sells|)``,
     valued at its last price (the order's own instrument falls back to the order's price).
     A reducing order always passes.
     """
-    limit = limits.max_gross_exposure
-    if limit is None or _is_reducing(order, view):
+    if _is_reducing(order, view):
         return
     buys: dict[str, int] = {}
     sells: dict[str, int] = {}
@@ -598,13 +640,9 @@ def check_gross_exposure(
         )
 
 
-def check_open_orders(
-    order: Order, limits: RiskLimits, view: AccountView, state: RiskState
-) -> None:
+@_one_limit("max_open_orders")
+def check_open_orders(order: Order, limit: int, view: AccountView, state: RiskState) -> None:
     """Refuse a new order when ``max_open_orders`` working orders are already open."""
-    limit = limits.max_open_orders
-    if limit is None:
-        return
     working = len(_other_open_orders(order, view))
     if working + 1 > limit:
         raise RiskBreach(
@@ -614,20 +652,25 @@ def check_open_orders(
         )
 
 
-def check_duplicate(order: Order, limits: RiskLimits, view: AccountView, state: RiskState) -> None:
+def _no_window(seconds: float) -> bool:
+    return seconds <= 0
+
+
+@_one_limit("duplicate_window_seconds", off=_no_window)
+def check_duplicate(order: Order, window: float, view: AccountView, state: RiskState) -> None:
     """Refuse an order identical to one sent within ``duplicate_window_seconds``.
 
     Identical means the same instrument, side, qty, order type, limit and trigger price: the
     signature of a strategy firing the same signal twice or a retry that already went through.
     """
-    window = limits.duplicate_window_seconds
-    if window <= 0:
+    if not state.recent:
         return
-    now = _now(view)
     signature = _signature(order)
     for sent_at, seen in state.recent:
-        age = (now - sent_at).total_seconds()
-        if seen == signature and 0 <= age < window:
+        if seen != signature:
+            continue
+        age = (_now(view) - sent_at).total_seconds()
+        if 0 <= age < window:
             raise RiskBreach(
                 "duplicate_window_seconds",
                 f"identical {order.side.value} {order.qty} {order.instrument_id} "
@@ -636,23 +679,32 @@ def check_duplicate(order: Order, limits: RiskLimits, view: AccountView, state: 
             )
 
 
-def check_throttle(order: Order, limits: RiskLimits, view: AccountView, state: RiskState) -> None:
+def _never(value: object) -> bool:
+    return False
+
+
+@_one_limit("max_orders_per_second", off=_never)
+def check_throttle(order: Order, rate: float, view: AccountView, state: RiskState) -> None:
     """Refuse an order that would exceed ``max_orders_per_second`` on its exchange."""
-    now = _now(view)
     exchange = _exchange(order.instrument_id)
-    allowed, window = _throttle_window(limits.max_orders_per_second)
-    recent = [t for t in state.sent.get(exchange, ()) if now - window < t <= now]
-    if len(recent) >= allowed:
+    allowed, window = _throttle_window(rate)
+    sent = state.sent.get(exchange, ())
+    if len(sent) < allowed:  # fewer sends than allowed at all: no window can be full
+        return
+    now = _now(view)
+    start = now - window
+    recent = sum(1 for t in sent if start < t <= now)
+    if recent >= allowed:
         raise RiskBreach(
             "max_orders_per_second",
-            f"{len(recent)} orders sent on {exchange} in the last {window.total_seconds():g}s; "
-            f"max_orders_per_second={limits.max_orders_per_second:g} (SEBI requires an algo ID "
+            f"{recent} orders sent on {exchange} in the last {window.total_seconds():g}s; "
+            f"max_orders_per_second={rate:g} (SEBI requires an algo ID "
             "at 10/s per exchange); retry after the window",
         )
 
 
 #: Pre-trade checks in the order :meth:`RiskEngine.check_order` runs them.
-PRE_TRADE_CHECKS: tuple[Callable[[Order, RiskLimits, AccountView, RiskState], None], ...] = (
+PRE_TRADE_CHECKS: tuple[Check, ...] = (
     check_allowed_instruments,
     check_trading_hours,
     check_order_qty,
@@ -664,6 +716,25 @@ PRE_TRADE_CHECKS: tuple[Callable[[Order, RiskLimits, AccountView, RiskState], No
     check_duplicate,
     check_throttle,
 )
+
+
+def _active_checks(limits: RiskLimits) -> tuple[tuple[Callable[..., None], object], ...]:
+    """Return ``(function, second argument)`` for each check that can refuse under ``limits``.
+
+    A one-limit check whose limit is off is left out and the others are called as their core
+    with the limit's value; any other check is called as it is, with the limits.
+    """
+    active: list[tuple[Callable[..., None], object]] = []
+    for check in PRE_TRADE_CHECKS:
+        one = _ONE_LIMIT.get(check)
+        if one is None:
+            active.append((check, limits))
+            continue
+        name, off, core = one
+        value = getattr(limits, name)
+        if not off(value):
+            active.append((core, value))
+    return tuple(active)
 
 
 class RiskEngine:
@@ -691,6 +762,8 @@ class RiskEngine:
         self.account = account
         self.state = RiskState()
         self.events: list[RiskEvent] = []
+        # the checks that can refuse under self.limits (recomputed if limits are replaced)
+        self._active = (limits, _active_checks(limits))
 
     # --- kill switch -----------------------------------------------------------------------
 
@@ -796,8 +869,14 @@ class RiskEngine:
                     f"{self.state.kill_ts.isoformat() if self.state.kill_ts else '?'} "
                     f"({self.state.kill_reason}); orders are refused until an admin resets it",
                 )
-            for check in PRE_TRADE_CHECKS:
-                check(order, self.limits, view, self.state)
+            limits, active = self._active
+            if limits is not self.limits:
+                limits = self.limits
+                active = _active_checks(limits)
+                self._active = (limits, active)
+            state = self.state
+            for check, argument in active:
+                check(order, argument, view, state)
         except RiskBreach as breach:
             logger.warning("order %s refused: %s", order.client_id, breach)
             self._event(now, "breach", breach.limit, f"order {order.client_id}: {breach}")
@@ -807,14 +886,17 @@ class RiskEngine:
         """Record that ``order`` went to the broker (feeds the throttle and the duplicate guard)."""
         exchange = _exchange(order.instrument_id)
         _, window = _throttle_window(self.limits.max_orders_per_second)
-        sent = self.state.sent.setdefault(exchange, deque())
+        sent = self.state.sent.get(exchange)
+        if sent is None:
+            sent = self.state.sent[exchange] = deque()
         sent.append(now)
-        while sent and sent[0] <= now - window:
+        start = now - window
+        while sent and sent[0] <= start:
             sent.popleft()
         recent = self.state.recent
         recent.append((now, _signature(order)))
-        horizon = _seconds(self.limits.duplicate_window_seconds)
-        while recent and recent[0][0] <= now - horizon:
+        start = now - _seconds(self.limits.duplicate_window_seconds)
+        while recent and recent[0][0] <= start:
             recent.popleft()
 
     # --- post-trade -------------------------------------------------------------------------

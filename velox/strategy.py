@@ -49,7 +49,7 @@ import inspect
 import logging
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -71,6 +71,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_BUY, _SELL, _DAY = Side.BUY, Side.SELL, Validity.DAY
 
 #: Class attributes of :class:`Strategy` that configure it but are not trading parameters.
 FRAMEWORK_ATTRIBUTES = frozenset(
@@ -456,7 +458,19 @@ class EngineServices(Protocol):
 
     def order(self, client_id: str) -> Order: ...
 
-    def submit(self, strategy: str, fields: Mapping[str, object]) -> str: ...
+    def submit(
+        self,
+        strategy: str,
+        instrument_id: str,
+        side: Side,
+        qty: int,
+        order_type: OrderType | str,
+        limit_price: float | None,
+        trigger_price: float | None,
+        product: Product | str,
+        validity: Validity | str,
+        tag: str,
+    ) -> str: ...
 
     def cancel(self, strategy: str, client_id: str) -> None: ...
 
@@ -595,19 +609,10 @@ class Context:
         tag: str,
     ) -> str:
         return self._engine.submit(
-            self._name,
-            {
-                "instrument_id": self._iid(instrument_id),
-                "side": side,
-                "qty": qty,
-                "order_type": order_type,
-                "limit_price": limit_price,
-                "trigger_price": trigger_price,
-                "product": product if product is not None else self._strategy.product,
-                "validity": validity,
-                "tag": tag,
-            },
-        )
+            self._name, self._iid(instrument_id), side, qty, order_type, limit_price,
+            trigger_price, product if product is not None else self._strategy.product,
+            validity, tag,
+        )  # fmt: skip
 
     def target_qty(
         self,
@@ -625,18 +630,18 @@ class Context:
         bar never stacks orders.
         """
         iid = self._iid(instrument_id)
-        lot = self._engine.instrument(iid).lot_size
+        engine = self._engine
+        lot = engine.instrument(iid).lot_size
         target = int(qty) // lot * lot if qty >= 0 else -(-int(qty) // lot * lot)
-        pending = sum(
-            o.side.sign * o.remaining_qty for o in self._engine.open_orders(self._name, iid)
-        )
-        delta = target - self._engine.position_qty(self._name, iid) - pending
+        working = engine.open_orders(self._name, iid)
+        pending = sum(o.side.sign * o.remaining_qty for o in working) if working else 0
+        delta = target - engine.position_qty(self._name, iid) - pending
         if delta == 0:
             return None
-        place = self.buy if delta > 0 else self.sell
-        return place(
-            abs(delta), iid, order_type=order_type, limit_price=limit_price, product=product
-        )
+        return self._order(
+            _BUY if delta > 0 else _SELL, abs(delta), iid, order_type, limit_price, None,
+            product, _DAY, "",
+        )  # fmt: skip
 
     def target_weight(
         self,

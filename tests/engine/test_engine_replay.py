@@ -279,3 +279,18 @@ def test_a_finished_replay_is_freed_when_dropped(
         gc.collect()
         assert ref() is None, "the engine (a reference cycle with its contexts) must be collectable"
         assert gc.isenabled()
+
+
+def test_engine_clock_conversions_agree_with_datetime() -> None:
+    """The engine hands the simulator ``_epoch(ns)`` instead of ``_dt(ns).timestamp()``: the
+    same float, bit for bit, or replays would depend on which one a path used."""
+    from velox.engine import _dt, _epoch, _ns
+    from velox.feeds import to_ns
+
+    rng = np.random.default_rng(7)
+    stamps = [0, 999, 1_000, 1_700_000_000_123_456_789, *rng.integers(0, 4 * 10**18, 20_000)]
+    for ns in map(int, stamps):
+        assert _epoch(ns) == _dt(ns).timestamp()
+        assert _dt(ns).utcoffset() == pd.Timedelta(hours=5, minutes=30)
+        assert _dt(ns) == pd.Timestamp(ns // 1000 * 1000, tz="UTC")
+        assert _ns(_dt(ns)) == to_ns(_dt(ns)) == ns // 1000 * 1000

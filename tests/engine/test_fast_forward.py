@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
+from velox.engine import BarReplay, Engine, _Forward
 from velox.feeds import synthesize_ticks
 from velox.oms import FILL_EVENT
 from velox.risk import RiskEngine, RiskLimits
@@ -48,6 +48,7 @@ def _replay(
     master: Callable[[str], Instrument],
     limits: RiskLimits,
     fast: bool,
+    **options: object,
 ) -> Engine:
     engine = Engine(
         strategies,
@@ -56,6 +57,7 @@ def _replay(
         instruments=master,
         risk=RiskEngine(limits),
         fast_forward=fast,
+        **options,  # type: ignore[arg-type]
     )
     engine.run()
     return engine
@@ -66,9 +68,10 @@ def _same(
     bars: dict[tuple[str, str], pd.DataFrame],
     master: Callable[[str], Instrument],
     limits: RiskLimits,
+    **options: object,
 ) -> Engine:
-    fast = _replay(make(), bars, master, limits, True)
-    slow = _replay(make(), bars, master, limits, False)
+    fast = _replay(make(), bars, master, limits, True, **options)
+    slow = _replay(make(), bars, master, limits, False, **options)
     rows = [[(r.client_id, r.ts, r.status, r.payload) for r in e.audit.rows] for e in (fast, slow)]
     assert rows[0] == rows[1]
     assert fast.equity_ns == slow.equity_ns
@@ -102,32 +105,44 @@ def _day_pnl(engine: Engine, bars: pd.DataFrame, day: str) -> pd.Series:
         return cash + qty * price[k]
 
     ticks = np.flatnonzero(stamps.strftime("%Y-%m-%d") == day)
-    base = equity(ticks[0] - 1)
+    base = equity(ticks[0] - 1) if ticks[0] > 0 else 0.0  # the replay's first day starts flat
     return pd.Series([equity(k) - base for k in ticks], index=stamps[ticks])
 
 
 @pytest.mark.parametrize(
-    "limits", [RiskLimits(daily_loss_limit=15_000), RiskLimits(max_drawdown=15_000)]
+    ("make", "limits"),
+    [
+        (lambda: SmaCross(fast=5, slow=20, timeframe="5m"), RiskLimits(daily_loss_limit=15_000)),
+        (lambda: SmaCross(fast=5, slow=20, timeframe="5m"), RiskLimits(max_drawdown=15_000)),
+        # an event strategy: its bars are stepped one by one (_Forward.bars)
+        (EveryBar, RiskLimits(daily_loss_limit=5_000)),
+        (EveryBar, RiskLimits(max_drawdown=5_000)),
+    ],
 )
 def test_loss_guard_trips_on_the_exact_tick_inside_a_skipped_stretch(
-    reliance_5m: pd.DataFrame, master: Callable[[str], Instrument], limits: RiskLimits
+    reliance_5m: pd.DataFrame,
+    master: Callable[[str], Instrument],
+    make: Callable[[], Strategy],
+    limits: RiskLimits,
 ) -> None:
     bars = {("NSE:RELIANCE", "5m"): reliance_5m}
-    engine = _same(lambda: [SmaCross(fast=5, slow=20, timeframe="5m")], bars, master, limits)
+    engine = _same(lambda: [make()], bars, master, limits)
     kill = next(e for e in engine.risk_events if e.kind == "kill")
     pnl = _day_pnl(engine, reliance_5m, str(kill.ts.date()))
     before, at = pnl.loc[: kill.ts].iloc[:-1], pnl.loc[kill.ts]
     assert kill.ts.minute % 5 or kill.ts.second, "the kill tick is inside a bar, not at a close"
     if limits.daily_loss_limit is not None:
+        limit = limits.daily_loss_limit
         assert kill.limit == "daily_loss_limit"
-        assert at == pytest.approx(-15_000, abs=1_000) and at <= -15_000
-        assert (before > -15_000).all()
+        assert at == pytest.approx(-limit, rel=0.15) and at <= -limit
+        assert (before > -limit).all()
     else:
+        limit = limits.max_drawdown
         assert kill.limit == "max_drawdown"
         peak = np.maximum.accumulate(np.r_[0.0, pnl.to_numpy()])[1:]
         drawdown = pd.Series(peak, index=pnl.index) - pnl
-        assert drawdown.loc[kill.ts] >= 15_000
-        assert (drawdown.loc[: kill.ts].iloc[:-1] < 15_000).all()
+        assert drawdown.loc[kill.ts] >= limit
+        assert (drawdown.loc[: kill.ts].iloc[:-1] < limit).all()
     # the kill sequence ran in that event: the position's square-off was sent at the kill tick
     assert any(r.ts == kill.ts and r.status == "SUBMITTED" for r in engine.audit.rows)
     assert engine.account_position_qty("NSE:RELIANCE") == 0
@@ -167,3 +182,46 @@ def test_fast_path_equals_the_event_by_event_path(
         master,
         limits,
     )
+
+
+def test_bar_stepping_over_whole_days_equals_the_event_by_event_path(
+    reliance_5m: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    """Without timers an event strategy's bars run a day at a time in one loop, where the
+    loss guards' reports of many bars are merged before the risk engine hears them."""
+    single = {("NSE:RELIANCE", "5m"): reliance_5m}
+
+    class Holder(Strategy):
+        instruments = ("NSE:RELIANCE",)
+        timeframe = "5m"
+
+        def on_bar(self, ctx: Context, bar: Bar) -> None:
+            if bar.ts.hour == 9 and bar.ts.minute == 15:  # held on odd days, flat on even
+                ctx.target_qty(300 if bar.ts.day % 2 else 0)
+
+    limits = RiskLimits(daily_loss_limit=60_000, max_drawdown=60_000)
+    for make in (EveryBar, Holder):
+        engine = _same(lambda m=make: [m()], single, master, limits, reconcile_every=None)
+        assert engine.risk.state.peak_equity > 0 and engine.oms.fills
+
+
+def test_bars_that_do_not_bound_their_ticks_are_marked_tick_by_tick(
+    reliance_5m: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    """Bar stepping marks a bar from its high and low only when they bound its ticks; stored
+    bars with a high below the close (no validation on this path) must fall back, exactly."""
+    broken = reliance_5m.copy()
+    rows = broken.index[::7]
+    broken.loc[rows, "high"] = broken.loc[rows, ["open", "close"]].min(axis=1)
+
+    def bounded(frame: pd.DataFrame) -> bool:
+        feed = BarReplay({("NSE:RELIANCE", "5m"): frame})
+        engine = Engine([EveryBar()], broker=SimBroker(master, initial_cash=1_000_000),
+                        feed=feed, instruments=master)  # fmt: skip
+        engine._start()
+        subs = [engine._subs.get(key) for key in feed.close_keys]
+        return _Forward(engine, feed, subs, feed.close_positions.tolist()).bar_ticks
+
+    assert bounded(reliance_5m) and not bounded(broken)
+    for limits in (RiskLimits(daily_loss_limit=4_000), RiskLimits(max_drawdown=6_000)):
+        _same(lambda: [EveryBar()], {("NSE:RELIANCE", "5m"): broken}, master, limits)

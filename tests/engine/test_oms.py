@@ -146,3 +146,65 @@ def test_restore_rebuilds_orders_positions_and_the_sequence() -> None:
     assert fresh.position_qty(None, "NSE:SBIN") == 4
     assert fresh.account.charges == pytest.approx(0.2)
     assert isinstance(audit.rows[0], AuditEvent)
+
+
+def test_track_takes_an_engine_built_order_as_it_is_and_refuses_others() -> None:
+    oms = OMS(MemoryAuditLog(), run_id="R1")
+    assert oms.peek_client_id() == "R1-1" and oms.peek_client_id() == "R1-1"  # not taken
+    with pytest.raises(ValidationError, match="next client id 'R1-1'"):
+        oms.track(Order("R1-7", "NSE:SBIN", "BUY", 1, created_at=T0))
+    with pytest.raises(ValidationError, match="creation time"):
+        oms.track(Order("R1-1", "NSE:SBIN", "BUY", 1))
+    assert oms.seq == 0 and not oms.orders  # refused orders take no id
+    order = Order("R1-1", "NSE:SBIN", "SELL", 5, "LIMIT", limit_price=101.5, tag="R1-1",
+                  strategy="s", created_at=T0)  # fmt: skip
+    assert oms.track(order) is order
+    assert oms.peek_client_id() == "R1-2" and oms.open_orders() == [order]
+    (row,) = oms.audit.rows
+    assert (row.client_id, row.ts, row.status) == ("R1-1", T0, "NEW")
+    assert row.payload == {
+        "instrument_id": "NSE:SBIN", "side": "SELL", "qty": 5, "order_type": "LIMIT",
+        "product": "CNC", "validity": "DAY", "limit_price": 101.5, "trigger_price": None,
+        "tag": "R1-1", "strategy": "s",
+    }  # fmt: skip
+
+
+def test_memory_audit_rows_built_on_read_equal_rows_built_at_once() -> None:
+    lazy, eager = MemoryAuditLog(), RecordingAudit()  # the subclass gets every row at once
+    for audit in (lazy, eager):
+        oms = OMS(audit, run_id="R1")
+        if isinstance(audit, RecordingAudit):
+            audit.oms = oms
+        o = _submitted(oms, 10)
+        oms.on_order_update(o.with_status(S.OPEN, broker_order_id="B1"), T0)
+        oms.on_fill(Fill("B1-10", o.client_id, "NSE:SBIN", Side.BUY, 10, 99.5, T0), T0)
+        oms.on_order_update(
+            o.with_status(S.FILLED, broker_order_id="B1", filled_qty=10, average_price=99.5), T0
+        )
+    assert len(eager.seen) == 6  # append() saw each row as it was appended
+    rows = [[(r.client_id, r.ts, r.status, r.payload) for r in a.rows] for a in (lazy, eager)]
+    assert rows[0] == rows[1]
+    fill_row = lazy.rows[4]
+    assert fill_row.status == "FILL" and fill_row.payload["ts"] == "2024-04-01T09:15:00+05:30"
+    assert fill_row.payload["price"] == 99.5 and fill_row.payload["qty"] == 10
+    assert lazy.rows[5].payload == {
+        "broker_order_id": "B1", "filled_qty": 10, "average_price": 99.5, "message": ""
+    }  # fmt: skip
+    lazy.rows[1].payload["x"] = 1  # every row has its own payload dict
+    assert lazy.rows[2].payload == {}
+
+
+def test_submit_audits_risk_checked_and_submitted_before_the_order_moves() -> None:
+    audit = RecordingAudit()
+    oms = OMS(audit, run_id="R1")
+    audit.oms = oms
+    o = oms.create(Order("", "NSE:SBIN", "BUY", 10), T0)
+    sent = oms.submit(o.client_id, T0)
+    assert sent.status is S.SUBMITTED and oms.orders["R1-1"] is sent
+    # both rows were appended while the OMS still held the NEW order
+    assert audit.seen[1:] == [("R1-1", "RISK_CHECKED", "NEW"), ("R1-1", "SUBMITTED", "NEW")]
+    with pytest.raises(ValidationError, match="only a NEW order"):
+        oms.submit(o.client_id, T0)
+    fresh = OMS(audit, run_id="R1")
+    fresh.restore(audit.events("R1-"))
+    assert fresh.orders["R1-1"].status is S.SUBMITTED  # the rows replay as two transitions

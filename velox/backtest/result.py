@@ -90,8 +90,11 @@ def trades_from_fills(fills: Sequence[Fill]) -> list[Trade]:
     open_: dict[tuple[str, str, str], _Open] = {}
     trades: list[Trade] = []
     for fill in fills:
-        key = (fill.strategy, fill.instrument_id, fill.product.value)
-        signed = fill.side.sign * fill.qty
+        # ``member._value_`` is ``member.value`` without the enum property (once per fill)
+        product, side = fill.product._value_, fill.side._value_
+        sign = 1 if side == "BUY" else -1
+        key = (fill.strategy, fill.instrument_id, product)
+        signed = sign * fill.qty
         current = open_.get(key)
         remaining = fill.qty
         charge_rate = fill.charges / fill.qty
@@ -113,24 +116,27 @@ def trades_from_fills(fills: Sequence[Fill]) -> list[Trade]:
         if remaining:
             if current is None:
                 trade = Trade(
-                    strategy=fill.strategy,
-                    instrument_id=fill.instrument_id,
-                    product=fill.product.value,
-                    side=fill.side.value,
-                    qty=remaining,
-                    entry_time=fill.ts,
-                    entry_price=fill.price,
-                    charges=charge_rate * remaining,
+                    fill.strategy,
+                    fill.instrument_id,
+                    product,
+                    side,
+                    remaining,  # qty
+                    fill.ts,  # entry_time
+                    fill.price,  # entry_price
+                    None,  # exit_time
+                    None,  # exit_price
+                    0.0,  # pnl
+                    charge_rate * remaining,  # charges
                 )
                 trades.append(trade)
-                open_[key] = _Open(trade, fill.side.sign * remaining, remaining * fill.price)
+                open_[key] = _Open(trade, sign * remaining, remaining * fill.price)
             else:  # adding to the open trade
                 t = current.trade
                 current.entry_value += remaining * fill.price
                 t.qty += remaining
                 t.entry_price = current.entry_value / t.qty
                 t.charges += charge_rate * remaining
-                current.qty += fill.side.sign * remaining
+                current.qty += sign * remaining
     return trades
 
 

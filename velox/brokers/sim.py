@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, time, timedelta
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from velox.brokers.base import BrokerListener, Funds
 from velox.calendar import IST, is_open, trading_hours_ns
@@ -62,7 +62,9 @@ from velox.types import (
     Tick,
     Validity,
     apply_fill,
+    is_aware,
     is_on_tick,
+    replacer,
 )
 
 __all__ = ["SimBroker", "SimConfig", "ChargeModel"]
@@ -84,6 +86,7 @@ _AT_MARKET = (OrderType.MARKET, OrderType.SL_M)
 _OPEN, _PARTIAL, _FILLED = OrderStatus.OPEN, OrderStatus.PARTIAL, OrderStatus.FILLED
 _INDEX = InstrumentKind.INDEX
 _OPTIONS = (InstrumentKind.CE, InstrumentKind.PE)
+_DERIVATIVES = (InstrumentKind.FUT, *_OPTIONS)
 
 
 class _Charges(Protocol):
@@ -181,37 +184,23 @@ class _Working:
     value: float = 0.0  # Σ fill qty × price, for the average price
 
 
-_T = TypeVar("_T")
-_KEEP = object()  # "field not given" in the generated replacers
-
-
-def _unchecked_replace(cls: type[_T]) -> Callable[..., _T]:
-    """Return ``replace(source, **changes)`` for the frozen, slotted dataclass ``cls``.
-
-    Like :func:`dataclasses.replace` but without running the class's validation: only for the
-    simulator's own records (order postbacks, fills), whose values are valid by construction;
-    anything a user hands in goes through the real constructor. The function is generated once,
-    the way dataclasses generate ``__init__``: one direct slot write per field (a slot's
-    descriptor bypasses the frozen ``__setattr__``). A validated copy costs several times more,
-    and the simulator makes two per order. ``source`` may be None when every field is given.
-    """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    namespace: dict[str, object] = {f"set_{name}": getattr(cls, name).__set__ for name in names}
-    namespace.update(cls=cls, new=object.__new__, KEEP=_KEEP)
-    params = ", ".join(f"{name}=KEEP" for name in names)
-    body = "".join(
-        f"    set_{name}(obj, source.{name} if {name} is KEEP else {name})\n" for name in names
-    )
-    exec(
-        f"def replace(source, *, {params}):\n    obj = new(cls)\n{body}    return obj\n", namespace
-    )
-    return namespace["replace"]  # type: ignore[return-value]
-
-
-#: ``_evolve(order, **changes)``: a copy of ``order`` for a postback (status, fills, ids).
-_evolve = _unchecked_replace(Order)
-#: ``_new_fill(None, **fields)``: a fill with every field given.
-_new_fill = _unchecked_replace(Fill)
+# Copies of the simulator's own records skip validation (velox.types.replacer): they are
+# valid by construction; anything a user hands in goes through the real constructor. One
+# writer per kind of change, with positional arguments: the simulator makes two per order.
+_with_status = replacer(Order, "status")
+_with_message = replacer(Order, "status", "status_message")
+_accepted = replacer(
+    Order,
+    "status",
+    "broker_order_id",
+    "created_at",
+    "status_message",
+    "filled_qty",
+    "average_price",
+)
+_filled = replacer(Order, "status", "status_message", "filled_qty", "average_price")
+#: ``_new_fill(None, *every field)``: a fill built by the simulator.
+_new_fill = replacer(Fill, *(f.name for f in fields(Fill)))
 
 
 class SimBroker:
@@ -497,9 +486,13 @@ class SimBroker:
 
     # ------------------------------------------------------------------ time and ticks
 
-    def on_clock(self, now: datetime) -> None:
-        """Advance simulated time to ``now`` without a price: latency, IOC expiry, square-off."""
-        self._advance(now)
+    def on_clock(self, now: datetime, epoch: float | None = None) -> None:
+        """Advance simulated time to ``now`` without a price: latency, IOC expiry, square-off.
+
+        ``epoch`` is ``now.timestamp()`` if the caller has it (the engine derives it from its
+        integer clock, which is cheaper than asking the datetime).
+        """
+        self._advance(now, now.timestamp() if epoch is None else epoch)
 
     def on_tick(self, tick: Tick) -> None:
         """Advance time to the tick and match the instrument's working orders against it.
@@ -507,33 +500,47 @@ class SimBroker:
         Malformed ticks (NaN or non-positive price) and ticks of unknown instruments only move
         the clock.
         """
+        self.on_quote(tick.instrument_id, tick.ts, tick.ltp, tick.volume)
+
+    def on_quote(
+        self,
+        instrument_id: str,
+        ts: datetime,
+        price: float,
+        volume: int | None = None,
+        epoch: float | None = None,
+    ) -> None:
+        """Handle a tick given as its fields (what :meth:`on_tick` does with a :class:`Tick`).
+
+        The engine feeds the simulator this way: most of its ticks exist only as numbers in a
+        replay's columns, and a ``Tick`` object per tick would cost more than the matching.
+        ``epoch`` is ``ts.timestamp()`` if the caller has it.
+        """
         # Most ticks move the clock inside a quiet stretch and meet no working order, so that
         # path is inlined: a clock step, the last price, the day volume, one dict lookup.
-        ts = tick.ts
-        epoch = ts.timestamp()
+        if epoch is None:
+            epoch = ts.timestamp()
         if epoch > self._now_epoch:
             if epoch < self._quiet_until and not self._not_live:
                 self._now, self._now_epoch = ts, epoch
             else:
-                self._advance(ts)
-        price = tick.ltp
+                self._advance(ts, epoch)
         if price.__class__ is not float or not 0.0 < price < _INF:
             if not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
-                log.debug("ignoring malformed tick %r", tick)
+                log.debug("ignoring malformed tick of %s at %s: price %r", instrument_id, ts, price)
                 return
             price = float(price)
-        iid = tick.instrument_id
         self._tick_no += 1
-        self._last[iid] = price
-        volume = tick.volume
+        self._last[instrument_id] = price
         capacity = None
         if volume is not None and volume > 0:
-            capacity = self._tick_capacity(iid, volume)
-        working = self._working.get(iid)
+            capacity = self._tick_capacity(instrument_id, volume)
+        working = self._working.get(instrument_id)
         if not working:
             return
+        tick_no = self._tick_no
         for w in list(working.values()):  # insertion order is time priority
-            if w.after_tick >= self._tick_no or not w.live or w.order.status in TERMINAL_STATUSES:
+            if w.after_tick >= tick_no or not w.live or w.order.status in TERMINAL_STATUSES:
                 continue
             capacity = self._match(w, price, capacity)
 
@@ -583,8 +590,7 @@ class SimBroker:
 
     # ------------------------------------------------------------------ internals: time
 
-    def _advance(self, ts: datetime) -> None:
-        epoch = ts.timestamp()
+    def _advance(self, ts: datetime, epoch: float) -> None:
         if epoch <= self._now_epoch:
             return  # time never runs backwards; a late tick still matches at its price
         if epoch >= self._day_end:
@@ -612,7 +618,7 @@ class SimBroker:
                 if not w.live and epoch >= w.live_at:
                     w.live = True
                     self._not_live -= 1
-                    self._update(w, _evolve(w.order, status=self._live_status(w.order)))
+                    self._update(w, _with_status(w.order, self._live_status(w.order)))
                 if (
                     window is not None
                     and w.live
@@ -676,9 +682,10 @@ class SimBroker:
         kind, product, side = ins.kind, order.product, order.side
         if kind is _INDEX:
             return f"{ins.id} is an index and cannot be traded; trade its futures or options"
-        if product is _CNC and kind.is_derivative:
+        derivative = kind in _DERIVATIVES
+        if product is _CNC and derivative:
             return f"CNC is for equity delivery; use NRML or MIS for {ins.id}"
-        if product is _NRML and not kind.is_derivative:
+        if product is _NRML and not derivative:
             return f"NRML is for F&O; use CNC (delivery) or MIS (intraday) for {ins.id}"
         if order.qty % ins.lot_size:
             return (
@@ -783,18 +790,7 @@ class SimBroker:
         status = self._live_status(order) if live else OrderStatus.SUBMITTED
         self._not_live += not live
         self._working.setdefault(ins.id, {})[broker_id] = w
-        self._update(
-            w,
-            _evolve(
-                order,
-                status=status,
-                broker_order_id=broker_id,
-                created_at=self._now,
-                status_message="",
-                filled_qty=0,
-                average_price=0.0,
-            ),
-        )
+        self._update(w, _accepted(order, status, broker_id, self._now, "", 0, 0.0))
         return w
 
     @staticmethod
@@ -843,7 +839,7 @@ class SimBroker:
         self._release(w, w.blocked)
         self._sell_reserve(order, -order.remaining_qty)
         del self._working[order.instrument_id][order.broker_order_id]  # type: ignore[arg-type]
-        self._update(w, _evolve(order, status=status, status_message=message))
+        self._update(w, _with_message(order, status, message))
 
     # ------------------------------------------------------------------ internals: matching
 
@@ -870,7 +866,7 @@ class SimBroker:
             if not hit:
                 return capacity
             w.triggered = True
-            self._update(w, _evolve(order, status=_OPEN, status_message="triggered"))
+            self._update(w, _with_message(order, _OPEN, "triggered"))
             order = w.order
         if kind in _AT_MARKET:
             fill_price = self.slippage.adjust(side, price, w.instrument.tick_size)
@@ -900,14 +896,9 @@ class SimBroker:
         ins = w.instrument
         now = self._now
         assert now is not None and self._day is not None
+        product, side = order.product, order.side
         charges = self.cost_model.fill_charges(
-            ins,
-            order.product,
-            order.side,
-            qty,
-            price,
-            self._day,
-            order_brokerage_so_far=w.brokerage,
+            ins, product, side, qty, price, self._day, order_brokerage_so_far=w.brokerage
         )
         w.brokerage += charges.brokerage
         total = charges.total + w.extra_charge
@@ -916,35 +907,30 @@ class SimBroker:
         filled = order.filled_qty + qty
         fill = _new_fill(
             None,
-            fill_id=f"{broker_id}-{filled}",
-            client_id=order.client_id,
-            instrument_id=ins.id,
-            side=order.side,
-            qty=qty,
-            price=price,
-            ts=now,
-            product=order.product,
-            broker_order_id=broker_id,
-            charges=total,
-            strategy=order.strategy,
+            f"{broker_id}-{filled}",  # fill_id
+            order.client_id,
+            ins.id,
+            side,
+            qty,
+            price,
+            now,  # ts
+            product,
+            broker_id,
+            total,  # charges
+            order.strategy,
         )
-        if not (0.0 < price < _INF and now.utcoffset() is not None):
+        if not 0.0 < price < _INF or not is_aware(now):
             fill.__post_init__()  # raises for a slippage model's bad price or a naive tick time
         self._release(w, w.blocked * qty / (order.qty - order.filled_qty))
-        self._sell_reserve(order, -qty)
+        if product is _CNC and side is _SELL:
+            self._sell_reserve(order, -qty)
         self._book_fill(fill, ins)
         self._fills.append(fill)
         self._day_charges += total
         self._cash -= total
         w.value += qty * price
         done = filled == order.qty
-        updated = _evolve(
-            order,
-            status=_FILLED if done else _PARTIAL,
-            status_message="",
-            filled_qty=filled,
-            average_price=w.value / filled,
-        )
+        updated = _filled(order, _FILLED if done else _PARTIAL, "", filled, w.value / filled)
         if self._listener is not None:
             self._listener.on_fill(fill)
         if done:
