@@ -142,6 +142,21 @@ def test_synthetic_path_and_volume_split():
     assert ticks[4].ts.strftime("%H:%M:%S") == "09:15:00"
 
 
+def test_daily_ticks_follow_each_dates_trading_hours():
+    # a regular day, Diwali Muhurat 2021-11-04 (18:15-19:15 IST, published by NSE), and the
+    # 2021-02-24 outage (halted 11:40, resumed 15:45, closed 17:00): 375, 60 and 145+75 minutes
+    days = ["2021-11-03", "2021-11-04", "2021-02-24"]
+    idx = pd.DatetimeIndex(days).tz_localize("Asia/Kolkata")
+    bars = pd.DataFrame({c: [10.0, 10.0, 10.0] for c in ("open", "high", "low", "close")}, idx)
+    times = [t.ts.strftime("%H:%M:%S") for t in BarReplayFeed({"NSE:A": bars}, "1d")]
+    regular = ["09:15:00", "10:48:45", "12:22:30", "13:56:15"]  # every 375/4 minutes
+    muhurat = ["18:15:00", "18:30:00", "18:45:00", "19:00:00"]  # every 60/4 minutes
+    # 220 trading minutes / 4 = 55: 09:15, 10:10, 11:05, then 12:00 is 20 minutes past the
+    # halt, so it lands 20 minutes after the 15:45 resumption
+    outage = ["09:15:00", "10:10:00", "11:05:00", "16:05:00"]
+    assert times == outage + regular + muhurat  # replayed in time order
+
+
 def test_bar_replay_rejects_misaligned_or_naive_bars():
     good = pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0]})
     off_grid = good.set_axis(pd.DatetimeIndex(["2024-04-01 09:16"]).tz_localize("Asia/Kolkata"))

@@ -205,6 +205,32 @@ def test_trading_hours_compare_in_ist_whatever_the_clock_zone() -> None:
         risk.check_order(order(), View(now=datetime(2026, 4, 6, 11, 0)))
 
 
+@pytest.mark.parametrize(
+    ("when", "allowed"),
+    [
+        # Diwali Muhurat trading 2021-11-04: 18:15-19:15 IST only (NSE circular)
+        (datetime(2021, 11, 4, 18, 15, tzinfo=IST), True),
+        (datetime(2021, 11, 4, 19, 14, 59, tzinfo=IST), True),
+        (datetime(2021, 11, 4, 10, 0, tzinfo=IST), False),
+        (datetime(2021, 11, 4, 19, 15, tzinfo=IST), False),
+        # 2021-02-24: halted 11:40, resumed 15:45, closed 17:00
+        (datetime(2021, 2, 24, 16, 30, tzinfo=IST), True),
+        (datetime(2021, 2, 24, 12, 0, tzinfo=IST), False),
+        # a regular day keeps the configured window
+        (datetime(2021, 11, 3, 18, 30, tzinfo=IST), False),
+    ],
+)
+def test_special_sessions_use_their_own_hours(when: datetime, allowed: bool) -> None:
+    risk = engine_with()
+    if allowed:
+        risk.check_order(order(), View(now=when))
+    else:
+        breach = breach_of(risk, order(), View(now=when))
+        assert breach.limit == "trading_hours"
+        if when.day != 3:
+            assert "special session" in str(breach)
+
+
 # --- exposure -------------------------------------------------------------------------------
 
 

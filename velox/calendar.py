@@ -407,6 +407,37 @@ def session_bounds(day: date | datetime | str) -> tuple[pd.Timestamp, pd.Timesta
     return _timestamp(int(schedule.opens[i])), _timestamp(int(schedule.closes[i]))
 
 
+def trading_spans_ns(days_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (open, close, pause, resume) UTC epoch ns for each IST date in ``days_ns``.
+
+    ``days_ns`` holds 00:00 IST of each date (the daily-bar label). Dates without a session
+    (holidays, weekends, years outside the schedule) get the regular 09:15-15:30 hours, so a
+    caller laying synthetic ticks over stored daily bars never fails on a date the exchange
+    calendar disagrees with; ``pause == resume == close`` where trading does not pause. Vectorised
+    because a bar replay asks for every date of a history at once.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> days = pd.DatetimeIndex(["2023-11-12", "2021-02-24"], tz=IST_NAME).as_unit("ns").asi8
+    >>> spans = trading_spans_ns(days)  # Muhurat evening; the 2021 outage pause
+    >>> [pd.to_datetime(col, utc=True).tz_convert(IST_NAME).strftime("%H:%M").tolist()
+    ...  for col in spans]
+    [['18:15', '09:15'], ['19:15', '17:00'], ['19:15', '11:40'], ['19:15', '15:45']]
+    """
+    days = np.asarray(days_ns, dtype=np.int64)
+    schedule = _schedule()
+    i = np.searchsorted(schedule.days, days)
+    safe = np.minimum(i, len(schedule.days) - 1)
+    known = (i < len(schedule.days)) & (schedule.days[safe] == days)
+    opens = np.where(known, schedule.opens[safe], days + _OPEN_NS)
+    closes = np.where(known, schedule.closes[safe], days + (15 * 60 + 30) * _MINUTE_NS)
+    paused = known & (schedule.break_starts[safe] != _NO_BREAK)
+    pauses = np.where(paused, schedule.break_starts[safe], closes)
+    resumes = np.where(paused, schedule.break_ends[safe], closes)
+    return opens, closes, pauses, resumes
+
+
 def is_open(ts: datetime | str) -> bool:
     """Return True if ``ts`` (tz-aware) falls inside a session: ``open <= ts < close``.
 

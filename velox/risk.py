@@ -110,7 +110,9 @@ class RiskLimits:
     allowed_instruments
         If set, the only instrument ids that may be traded.
     trading_start, trading_end
-        IST wall-clock window for new orders, start inclusive, end exclusive.
+        IST wall-clock window for new orders on regular sessions, start inclusive, end
+        exclusive. On a special session (Muhurat evening, an outage-extended day; from
+        :mod:`velox.calendar`) the window is that session's own trading hours instead.
     price_band_pct
         Fat-finger guard: a limit or trigger price more than this percent away from the last
         traded price is refused.
@@ -368,7 +370,7 @@ class RiskState:
 _accepted_now: list[datetime | None] = [None]
 # The last (time, IST wall-clock time) pair check_trading_hours computed, one tuple so a
 # reader on another engine's thread always sees a matching pair.
-_ist_clock: list[tuple[datetime | None, time]] = [(None, time(0))]
+_ist_clock: list[tuple[datetime | None, time, date]] = [(None, time(0), date(1970, 1, 1))]
 
 
 def _now(view: AccountView) -> datetime:
@@ -383,13 +385,35 @@ def _now(view: AccountView) -> datetime:
     return now
 
 
-def _ist_time(now: datetime) -> time:
-    """Return the IST wall-clock time of ``now`` (cached for the last ``now`` seen)."""
-    seen, clock = _ist_clock[0]
+def _ist_time(now: datetime) -> tuple[time, date]:
+    """Return the IST wall-clock time and date of ``now`` (cached for the last ``now`` seen)."""
+    seen, clock, day = _ist_clock[0]
     if seen is not now:
-        clock = now.astimezone(IST).time()
-        _ist_clock[0] = (now, clock)
-    return clock
+        local = now.astimezone(IST)
+        clock, day = local.time(), local.date()
+        _ist_clock[0] = (now, clock, day)
+    return clock, day
+
+
+@functools.lru_cache(maxsize=32)
+def _special_hours(day: date) -> tuple[tuple[time, time], ...] | None:
+    """Return a special session's trading intervals (IST), None on a regular day or holiday.
+
+    Special sessions (Diwali Muhurat trading in the evening, a session extended after an
+    outage) come from the exchange calendar; the user's ``trading_start``/``trading_end``
+    window is written for regular days and would refuse every order of a Muhurat evening.
+    """
+    from velox.calendar import trading_hours_ns
+
+    intervals = trading_hours_ns(day)
+    if not intervals:
+        return None
+    local = [
+        tuple(datetime.fromtimestamp(ns / 1e9, IST).time() for ns in pair) for pair in intervals
+    ]
+    if local == [(time(9, 15), time(15, 30))]:
+        return None
+    return tuple((start, end) for start, end in local)
 
 
 def _exchange(instrument_id: str) -> str:
@@ -506,8 +530,18 @@ def check_allowed_instruments(
 def check_trading_hours(
     order: Order, limits: RiskLimits, view: AccountView, state: RiskState
 ) -> None:
-    """Refuse an order outside ``[trading_start, trading_end)`` IST."""
-    clock = _ist_time(_now(view))
+    """Refuse an order outside ``[trading_start, trading_end)`` IST; special sessions: theirs."""
+    clock, day = _ist_time(_now(view))
+    special = _special_hours(day)
+    if special is not None:
+        if not any(start <= clock < end for start, end in special):
+            hours = ", ".join(f"{a.isoformat()}–{b.isoformat()}" for a, b in special)
+            raise RiskBreach(
+                "trading_hours",
+                f"order for {order.instrument_id} at {clock.isoformat()} IST is outside the "
+                f"special session of {day} ({hours} IST, from the exchange calendar)",
+            )
+        return
     if not limits.trading_start <= clock < limits.trading_end:
         raise RiskBreach(
             "trading_hours",

@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from velox.calendar import IST_NAME, IST_OFFSET_NS, SESSION_CLOSE, bucket_start_ns, check_timeframe
+from velox.calendar import (
+    IST_NAME,
+    IST_OFFSET_NS,
+    SESSION_CLOSE,
+    bucket_start_ns,
+    check_timeframe,
+    trading_spans_ns,
+)
 from velox.errors import ValidationError
-from velox.feeds.aggregate import _DAY_NS, _OPEN_NS, TickArrays, _lengths_ns, _time_ns
+from velox.feeds.aggregate import _DAY_NS, TickArrays, _lengths_ns, _time_ns
 from velox.feeds.clock import Clock, ReplayClock, from_ns
 from velox.types import Tick
 
@@ -166,11 +173,12 @@ def synthesize_ticks(
 
     The path is deterministic: open, then high, then low, then close when the bar closed at or
     above its open; open, low, high, close when it closed below. The ticks sit at 0, ¼, ½ and ¾
-    of the bar's span (its start to its end, the session close capping the last candle; the
-    daily bar spans 09:15–15:30), so every tick stays inside its own bar at any coarser
-    timeframe too. The bar's volume, rounded to whole units, is split evenly over its four
-    ticks (the remainder going to the earliest ones) and accumulated per IST date, like a
-    broker's cumulative day volume. Aggregating the ticks back at ``timeframe`` returns the bars.
+    of the bar's span: its start to its end, the session close capping the last candle; a daily
+    bar spans its date's trading hours from the calendar, skipping a pause. So every tick stays
+    inside its own bar at any coarser timeframe too. The bar's volume, rounded to whole units,
+    is split evenly over its four ticks (the remainder going to the earliest ones) and
+    accumulated per IST date, like a broker's cumulative day volume. Aggregating the ticks back
+    at ``timeframe`` returns the bars.
 
     Examples
     --------
@@ -196,13 +204,12 @@ def synthesize_ticks(
         raise ValidationError(f"{timeframe} bars lack columns {missing}; need open/high/low/close")
     o, h, lo, c = (bars[x].to_numpy(np.float64) for x in ("open", "high", "low", "close"))
     ist_day = (start + IST_OFFSET_NS) // _DAY_NS * _DAY_NS - IST_OFFSET_NS
-    close = ist_day + _time_ns(session_close)
     if length == 0:
-        first, span = ist_day + _OPEN_NS, close - (ist_day + _OPEN_NS)
+        ts = _daily_tick_times(ist_day)
     else:
-        first = start
+        close = ist_day + _time_ns(session_close)
         span = np.where((start < close) & (close < start + length), close - start, length)
-    ts = (first[:, None] + span[:, None] * np.arange(4)[None, :] // 4).ravel()
+        ts = (start[:, None] + span[:, None] * np.arange(4)[None, :] // 4).ravel()
     up = c >= o
     price = np.column_stack([o, np.where(up, h, lo), np.where(up, lo, h), c]).ravel()
     raw = (
@@ -217,6 +224,20 @@ def synthesize_ticks(
     before = (total - steps)[new_day]  # running total before each day's first tick
     volume = total - np.repeat(before, np.diff(np.r_[np.flatnonzero(new_day), len(day)]))
     return ts, price, volume.astype(np.float64)
+
+
+def _daily_tick_times(ist_day: np.ndarray) -> np.ndarray:
+    """Return four tick times per daily bar at 0, ¼, ½, ¾ of that date's trading time.
+
+    The hours come from the calendar, so a Muhurat evening's ticks fall in 18:15-19:15 (an order
+    decided at the previous close fills there, as a real after-market order would) and a session
+    that paused (2021-02-24) has no tick inside the pause.
+    """
+    opens, closes, pauses, resumes = trading_spans_ns(ist_day)
+    trading = (pauses - opens) + (closes - resumes)
+    offset = trading[:, None] * np.arange(4)[None, :] // 4
+    ts = opens[:, None] + offset
+    return np.where(ts >= pauses[:, None], ts + (resumes - pauses)[:, None], ts).ravel()
 
 
 class BarReplayFeed(_ArrayFeed):
