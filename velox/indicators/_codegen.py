@@ -126,6 +126,12 @@ def stream_{n}(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[{s}] = j + 1
 {w_st}
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_{n}(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_{n}(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 """
 
 

@@ -130,6 +130,12 @@ def stream_sma(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_sma(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_sma(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_ema(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 4)
     base = np.int64(st_arr[4]) - start  # row i is series position base + i
@@ -170,6 +176,12 @@ def stream_ema(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[4] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_ema(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_ema(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -216,6 +228,12 @@ def stream_wma(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_wma(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_wma(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_dema(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 6)
     base = np.int64(st_arr[6]) - start  # row i is series position base + i
@@ -256,6 +274,12 @@ def stream_dema(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[6] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_dema(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_dema(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -302,6 +326,12 @@ def stream_tema(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_tema(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_tema(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_rsi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 4)
     base = np.int64(st_arr[4]) - start  # row i is series position base + i
@@ -342,6 +372,12 @@ def stream_rsi(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[4] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_rsi(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_rsi(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -394,6 +430,12 @@ def stream_macd(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_macd(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_macd(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_roc(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 1)
     base = np.int64(st_arr[1]) - start  # row i is series position base + i
@@ -434,6 +476,12 @@ def stream_roc(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[1] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_roc(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_roc(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -480,6 +528,12 @@ def stream_cci(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_cci(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_cci(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_willr(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 4)
     base = np.int64(st_arr[4]) - start  # row i is series position base + i
@@ -520,6 +574,12 @@ def stream_willr(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[4] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_willr(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_willr(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -569,6 +629,12 @@ def stream_stoch(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_stoch(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_stoch(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_stochrsi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 10)
     base = np.int64(st_arr[10]) - start  # row i is series position base + i
@@ -615,6 +681,12 @@ def stream_stochrsi(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_stochrsi(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_stochrsi(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_mfi(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 2)
     base = np.int64(st_arr[2]) - start  # row i is series position base + i
@@ -655,6 +727,12 @@ def stream_mfi(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[2] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_mfi(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_mfi(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -701,6 +779,12 @@ def stream_obv(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_obv(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_obv(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_atr(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 4)
     base = np.int64(st_arr[4]) - start  # row i is series position base + i
@@ -744,6 +828,12 @@ def stream_atr(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_atr(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_atr(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_natr(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 4)
     base = np.int64(st_arr[4]) - start  # row i is series position base + i
@@ -784,6 +874,12 @@ def stream_natr(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[4] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_natr(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_natr(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -836,6 +932,12 @@ def stream_bbands(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_bbands(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_bbands(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_adx(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 9)
     base = np.int64(st_arr[9]) - start  # row i is series position base + i
@@ -879,6 +981,12 @@ def stream_adx(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_adx(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_adx(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_psar(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 8)
     base = np.int64(st_arr[8]) - start  # row i is series position base + i
@@ -919,6 +1027,12 @@ def stream_psar(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[8] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_psar(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_psar(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -968,6 +1082,12 @@ def stream_supertrend(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E74
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_supertrend(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_supertrend(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_vwap(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 3)
     base = np.int64(st_arr[3]) - start  # row i is series position base + i
@@ -1008,6 +1128,12 @@ def stream_vwap(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
             st_arr[q] = st[q]
         st_arr[3] = j + 1
     out[0] = r[0]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_vwap(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_vwap(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -1060,6 +1186,12 @@ def stream_donchian(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_donchian(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_donchian(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_keltner(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 9)
     base = np.int64(st_arr[9]) - start  # row i is series position base + i
@@ -1106,6 +1238,12 @@ def stream_keltner(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
     out[0] = r[0]
     out[1] = r[1]
     out[2] = r[2]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_keltner(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_keltner(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -1161,6 +1299,12 @@ def stream_heikin_ashi(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E7
 
 
 @njit(cache=True, error_model=_ERRORS)
+def stream1_heikin_ashi(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_heikin_ashi(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
+
+
+@njit(cache=True, error_model=_ERRORS)
 def run_ichimoku(st_arr, ring, o, h, l, c, v, t, start, out):  # noqa: E741
     st = to_fixed_tuple(st_arr, 13)
     base = np.int64(st_arr[13]) - start  # row i is series position base + i
@@ -1210,6 +1354,12 @@ def stream_ichimoku(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
     out[1] = r[1]
     out[2] = r[2]
     out[3] = r[3]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_ichimoku(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_ichimoku(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)
 
 
 @njit(cache=True, error_model=_ERRORS)
@@ -1274,3 +1424,9 @@ def stream_pivots(st_arr, ring, o, h, l, c, v, t, commit, out):  # noqa: E741
     out[5] = r[5]
     out[6] = r[6]
     out[7] = r[7]
+
+
+@njit(cache=True, error_model=_ERRORS)
+def stream1_pivots(st_arr, ring, x, commit, out):
+    # single-input indicators: five arguments for numba's dispatcher to type instead of ten
+    stream_pivots(st_arr, ring, x, x, x, x, 0.0, 0.0, commit, out)

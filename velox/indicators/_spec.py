@@ -132,6 +132,11 @@ class Spec:
         return getattr(_runners, f"stream_{self.name}")
 
     @property
+    def stream1(self) -> Callable[..., None]:
+        """Return the single-value streaming entry point (numba), for single-input indicators."""
+        return getattr(_runners, f"stream1_{self.name}")
+
+    @property
     def n_outputs(self) -> int:
         """Return how many values the step produces per bar."""
         if self.width:

@@ -137,7 +137,11 @@ class StreamingIndicator:
 
 
 class _SingleInput(StreamingIndicator):
-    __slots__ = ()
+    __slots__ = ("_stream1",)
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self._stream1 = self._spec.stream1
 
     # update/preview written out (no _apply tuple): an on_bar strategy calls them every bar
     def update(self, value: float) -> float | tuple[float, ...]:
@@ -145,7 +149,7 @@ class _SingleInput(StreamingIndicator):
         v = float(value)
         if v != v:
             raise ValueError(f"{type(self).__name__}: NaN input {value}; pass finite prices")
-        self._stream(self._state, self._ring, v, v, v, v, 0.0, 0.0, True, self._out)
+        self._stream1(self._state, self._ring, v, True, self._out)
         return self._value()  # type: ignore[return-value]
 
     def preview(self, value: float) -> float | tuple[float, ...]:
@@ -153,7 +157,7 @@ class _SingleInput(StreamingIndicator):
         v = float(value)
         if v != v:
             raise ValueError(f"{type(self).__name__}: NaN input {value}; pass finite prices")
-        self._stream(self._state, self._ring, v, v, v, v, 0.0, 0.0, False, self._out)
+        self._stream1(self._state, self._ring, v, False, self._out)
         return self._value()  # type: ignore[return-value]
 
 
