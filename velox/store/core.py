@@ -475,12 +475,7 @@ class Store:
         return dict(rows)
 
     def _read_stored(self, series: int, start: object, end: object) -> pd.DataFrame:
-        lo, hi = _bounds_ns(start, end)
-        conditions = [sql.SQL("series_id = {}").format(sql.Literal(series))]
-        if lo is not None:
-            conditions.append(sql.SQL("ts >= {}").format(_ts_literal(lo)))
-        if hi is not None:
-            conditions.append(sql.SQL("ts < {}").format(_ts_literal(hi)))
+        conditions = _range_conditions("series_id", series, start, end)
         query = sql.SQL("SELECT ts, open, high, low, close, volume FROM bars WHERE {}").format(
             sql.SQL(" AND ").join(conditions)
         )
@@ -605,12 +600,7 @@ class Store:
         >>> store.read_ticks("NSE:SBIN", start="2024-04-01 09:15", end="2024-04-01")
         ... # doctest: +SKIP
         """
-        lo, hi = _bounds_ns(start, end)
-        conditions = [sql.SQL("instrument_id = {}").format(sql.Literal(instrument_id))]
-        if lo is not None:
-            conditions.append(sql.SQL("ts >= {}").format(_ts_literal(lo)))
-        if hi is not None:
-            conditions.append(sql.SQL("ts < {}").format(_ts_literal(hi)))
+        conditions = _range_conditions("instrument_id", instrument_id, start, end)
         # NULLs cannot travel in the fixed-width arrays: send 0 / NaN plus one bit per column.
         values = [
             f"coalesce({col}, 'NaN')" if col in _TICK_FLOATS else f"coalesce({col}, 0)"
@@ -1095,6 +1085,17 @@ def _bounds_ns(start: object, end: object) -> tuple[int | None, int | None]:
         ns, date_only = _to_ns(end)
         hi = ns + _DAY_NS if date_only else ns + 1_000  # inclusive: next microsecond
     return lo, hi
+
+
+def _range_conditions(key: str, value: object, start: object, end: object) -> list[sql.Composable]:
+    """Return ``key = value`` plus the ``ts`` bounds of a read (inclusive start, exclusive end)."""
+    lo, hi = _bounds_ns(start, end)
+    conditions = [sql.SQL("{} = {}").format(sql.Identifier(key), sql.Literal(value))]
+    if lo is not None:
+        conditions.append(sql.SQL("ts >= {}").format(_ts_literal(lo)))
+    if hi is not None:
+        conditions.append(sql.SQL("ts < {}").format(_ts_literal(hi)))
+    return conditions
 
 
 def _ts_literal(ns: int) -> sql.Composable:
