@@ -319,6 +319,18 @@ def _session_index(day_ns: int) -> int | None:
     return None
 
 
+def _session_rows(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (schedule row, is a session) for each 00:00-IST date in ``days`` (vectorised).
+
+    The row is clipped into range, so it can index the schedule's columns whatever the date;
+    read it only where the second array is True.
+    """
+    schedule_days = _schedule().days
+    i = np.searchsorted(schedule_days, days)
+    safe = np.minimum(i, len(schedule_days) - 1)
+    return safe, (i < len(schedule_days)) & (schedule_days[safe] == days)
+
+
 def sessions(start: date | datetime | str, end: date | datetime | str) -> pd.DataFrame:
     """Return the NSE sessions from ``start`` to ``end`` (both session dates, inclusive).
 
@@ -427,9 +439,7 @@ def trading_spans_ns(days_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     """
     days = np.asarray(days_ns, dtype=np.int64)
     schedule = _schedule()
-    i = np.searchsorted(schedule.days, days)
-    safe = np.minimum(i, len(schedule.days) - 1)
-    known = (i < len(schedule.days)) & (schedule.days[safe] == days)
+    safe, known = _session_rows(days)
     opens = np.where(known, schedule.opens[safe], days + _OPEN_NS)
     closes = np.where(known, schedule.closes[safe], days + (15 * 60 + 30) * _MINUTE_NS)
     paused = known & (schedule.break_starts[safe] != _NO_BREAK)
@@ -540,9 +550,7 @@ def bucket_end_ns(ns: np.ndarray | int, timeframe: str) -> np.ndarray | int:
     start = np.asarray(bucket_start_ns(arr, timeframe), dtype=np.int64)
     day = ((arr + IST_OFFSET_NS) // _DAY_NS) * _DAY_NS - IST_OFFSET_NS
     schedule = _schedule()
-    i = np.searchsorted(schedule.days, day)
-    safe = np.minimum(i, len(schedule.days) - 1)
-    has_session = (i < len(schedule.days)) & (schedule.days[safe] == day)
+    safe, has_session = _session_rows(day)
     close = np.where(has_session, schedule.closes[safe], np.iinfo(np.int64).max)
     if minutes is None:
         out = np.where(has_session, close, start + _DAY_NS)
