@@ -42,7 +42,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from velox.calendar import IST
+from velox.calendar import IST, trading_hours_ns
 from velox.errors import ConfigError, RiskBreach, ValidationError
 from velox.types import Instrument, Order, Side, is_aware
 
@@ -403,8 +403,6 @@ def _special_hours(day: date) -> tuple[tuple[time, time], ...] | None:
     outage) come from the exchange calendar; the user's ``trading_start``/``trading_end``
     window is written for regular days and would refuse every order of a Muhurat evening.
     """
-    from velox.calendar import trading_hours_ns
-
     intervals = trading_hours_ns(day)
     if not intervals:
         return None
@@ -780,7 +778,7 @@ class RiskEngine:
     Examples
     --------
     >>> from datetime import datetime
-    >>> from velox.calendar import IST
+    >>> from velox.calendar import IST, trading_hours_ns
     >>> risk = RiskEngine(RiskLimits(daily_loss_limit=5000), account="ZX1234")
     >>> now = datetime(2026, 4, 6, 11, 0, tzinfo=IST)
     >>> risk.on_equity(now, realised=-3000, unrealised=-1800, charges=150) is None
