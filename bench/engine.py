@@ -52,7 +52,8 @@ import numpy as np
 import pandas as pd
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
+from velox.engine import Engine
+from velox.feeds import BarReplay
 from velox.indicators.streaming import SMA
 from velox.risk import RiskEngine, RiskLimits
 from velox.strategy import Context, Strategy, load_strategy

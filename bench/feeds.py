@@ -2,7 +2,7 @@
 
 Workload: 100 instruments × 3 timeframes (1m, 5m, 15m) on replayed ticks. The ticks come from
 real NIFTY 1-minute bars
-(the shared market data, ``velox.testing.shared_market_data``) replayed through ``BarReplayFeed``
+(the shared market data, ``velox.testing.shared_market_data``) replayed through ``BarReplay``
 (four synthetic ticks per bar, cumulative day volume); instrument k replays the same sessions
 with prices scaled by ``1 + k/100`` so every instrument has real intraday shapes. The feed merges
 all instruments in time order, as a replay of many symbols delivers them.
@@ -29,7 +29,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from velox.feeds import BarReplayFeed, CandleAggregator, TickArrays, aggregate_ticks, from_ns
+from velox.feeds import BarReplay, CandleAggregator, TickArrays, aggregate_ticks, from_ns
 from velox.testing import shared_market_data
 from velox.types import Tick
 
@@ -61,7 +61,7 @@ def replayed_ticks(bars: pd.DataFrame, symbols: int) -> TickArrays:
         scaled = bars.copy()
         scaled[prices] = (scaled[prices] * (1 + k / 100)).round(2)
         per_symbol[f"NSE:SYM{k:03d}"] = scaled
-    return BarReplayFeed(per_symbol, "1m").arrays()
+    return BarReplay({(iid, "1m"): frame for iid, frame in per_symbol.items()}).arrays()
 
 
 def pandas_aggregate(ticks: TickArrays) -> dict[str, pd.DataFrame]:

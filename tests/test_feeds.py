@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from velox.calendar import IST, TIMEFRAMES, bucket_start_ns
 from velox.errors import ValidationError
 from velox.feeds import (
-    BarReplayFeed,
+    BarReplay,
     CandleAggregator,
     ReplayClock,
     TickArrays,
@@ -94,7 +94,7 @@ def pandas_reference(bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
 @pytest.mark.parametrize("path", ["object", "array"])
 def test_real_nifty_ticks_aggregate_to_the_pandas_resample(nifty_bars: pd.DataFrame, path: str):
     timeframes = ["5m", "15m", "1h", "1d"]
-    feed = BarReplayFeed({"NSE:NIFTY 50": nifty_bars}, "1m")
+    feed = BarReplay({("NSE:NIFTY 50", "1m"): nifty_bars})
     if path == "object":
         agg = CandleAggregator(timeframes, band=None)
         bars = [b for tick in feed for b in agg.on_tick(tick) if b.closed] + agg.flush()
@@ -115,7 +115,7 @@ def test_real_nifty_ticks_aggregate_to_the_pandas_resample(nifty_bars: pd.DataFr
 def test_bar_replay_round_trips_through_the_aggregator(nifty_bars: pd.DataFrame):
     hourly = pandas_reference(nifty_bars, "1h").set_index("ts")
     agg = CandleAggregator(["1h"], band=None)
-    bars = [b for t in BarReplayFeed({"X:Y": hourly}, "1h") for b in agg.on_tick(t) if b.closed]
+    bars = [b for t in BarReplay({("X:Y", "1h"): hourly}) for b in agg.on_tick(t) if b.closed]
     got = frame(bars + agg.flush())[["ts", *OHLCV]]
     pd.testing.assert_frame_equal(got, hourly.reset_index(), check_dtype=False)
 
@@ -127,7 +127,7 @@ def test_synthetic_path_and_volume_split():
         | {"close": [103.0, 48.0], "volume": [10, 7]},
         index=idx,
     )
-    ticks = list(BarReplayFeed({"NSE:A": bars}, "1h"))
+    ticks = list(BarReplay({("NSE:A", "1h"): bars}))
     # up bar: O H L C; down bar: O L H C
     assert [t.ltp for t in ticks] == [100.0, 104.0, 98.0, 103.0, 50.0, 47.0, 52.0, 48.0]
     # 10 = 3+3+2+2 cumulative; the next day restarts: 7 = 2+2+2+1
@@ -148,7 +148,7 @@ def test_daily_ticks_follow_each_dates_trading_hours():
     days = ["2021-11-03", "2021-11-04", "2021-02-24"]
     idx = pd.DatetimeIndex(days).tz_localize("Asia/Kolkata")
     bars = pd.DataFrame({c: [10.0, 10.0, 10.0] for c in ("open", "high", "low", "close")}, idx)
-    times = [t.ts.strftime("%H:%M:%S") for t in BarReplayFeed({"NSE:A": bars}, "1d")]
+    times = [t.ts.strftime("%H:%M:%S") for t in BarReplay({("NSE:A", "1d"): bars})]
     regular = ["09:15:00", "10:48:45", "12:22:30", "13:56:15"]  # every 375/4 minutes
     muhurat = ["18:15:00", "18:30:00", "18:45:00", "19:00:00"]  # every 60/4 minutes
     # 220 trading minutes / 4 = 55: 09:15, 10:10, 11:05, then 12:00 is 20 minutes past the
@@ -161,10 +161,10 @@ def test_bar_replay_rejects_misaligned_or_naive_bars():
     good = pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0]})
     off_grid = good.set_axis(pd.DatetimeIndex(["2024-04-01 09:16"]).tz_localize("Asia/Kolkata"))
     with pytest.raises(ValidationError, match="not a 5m bar start"):
-        BarReplayFeed({"NSE:A": off_grid}, "5m")
+        BarReplay({("NSE:A", "5m"): off_grid})
     naive = good.set_axis(pd.DatetimeIndex(["2024-04-01 09:15"]))
     with pytest.raises(ValidationError, match="naive"):
-        BarReplayFeed({"NSE:A": naive}, "5m")
+        BarReplay({("NSE:A", "5m"): naive})
 
 
 def test_quiet_symbol_candle_closes_on_the_timer():
@@ -446,7 +446,7 @@ def test_bar_replay_from_the_store_agrees_with_the_store_resample(store, nifty_b
     # stored 1m bars and aggregated here must equal the store's own 15m and 1d resample.
     two_days = nifty_bars.loc["2021-01-04":"2021-01-05"].astype(float)
     store.write_bars("NSE:NIFTY 50", "1m", two_days)
-    feed = BarReplayFeed.from_store(store, ["NSE:NIFTY 50"], "1m", "2021-01-04", "2021-01-06")
+    feed = BarReplay.from_store(store, [("NSE:NIFTY 50", "1m")], "2021-01-04", "2021-01-06")
     assert len(feed) == 4 * len(two_days)
     candles = aggregate_ticks(feed.arrays(), ["15m", "1d"], band=None).to_frame(feed.instrument_ids)
     for tf in ("15m", "1d"):

@@ -220,7 +220,7 @@ def kill(account: str, reason: str) -> None:
     each engine acts on it once, audits it and refuses every later order until reset.
     """
     from velox.config import get_settings
-    from velox.engine import FileCommands
+    from velox.engine.commands import FileCommands
 
     path = FileCommands.write_kill(
         get_settings().data_dir / "commands", account=account, reason=reason
@@ -232,10 +232,3 @@ def register(main: click.Group) -> None:
     """Add the engine verbs to the ``velox`` command group."""
     for command in (replay, paper, live, kill):
         main.add_command(command)
-
-
-if __name__ == "__main__":  # `python -m velox.cli_engine paper …` (used by the recovery test)
-    from velox.cli import main as velox_main
-
-    register(velox_main)
-    velox_main()

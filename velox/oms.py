@@ -99,6 +99,22 @@ class AuditLog(Protocol):
         """Append one event; it must be durable (for the store) when this returns."""
         ...
 
+    def append_lazy(
+        self,
+        client_id: str,
+        ts: datetime,
+        status: str,
+        build: Callable[[Any], dict[str, object]],
+        source: object,
+    ) -> None:
+        """Append one event whose payload is ``build(source)`` (``source`` immutable).
+
+        A log may build the payload when the row is read (the in-memory log does: a replay
+        appends six rows per order and usually reads none); a durable log builds it at once
+        (:func:`built_at_once`).
+        """
+        ...
+
     def events(self, prefix: str) -> list[AuditEvent]:
         """Return the events whose client id starts with ``prefix``, in append order."""
         ...
@@ -124,7 +140,7 @@ class MemoryAuditLog:
         self._rows: list[AuditEvent] = []
         if type(self).append is not MemoryAuditLog.append:
             # a subclass watching append() must see every row as it is appended
-            self.append_lazy = _built_at_once(self.append)  # type: ignore[method-assign]
+            self.append_lazy = built_at_once(self.append)  # type: ignore[method-assign]
 
     @property
     def rows(self) -> list[AuditEvent]:
@@ -170,7 +186,7 @@ class MemoryAuditLog:
 LazyAppend = Callable[[str, datetime, str, Callable[[Any], dict[str, object]], object], None]
 
 
-def _built_at_once(append: Callable[[str, datetime, str, dict[str, object]], None]) -> LazyAppend:
+def built_at_once(append: Callable[[str, datetime, str, dict[str, object]], None]) -> LazyAppend:
     """Return an ``append_lazy`` that builds each payload at once and hands it to ``append``.
 
     For audit logs that need the payload when the row is appended (the store's, or a
@@ -196,6 +212,7 @@ class StoreAuditLog:
     def __init__(self, store: Store, mode: str) -> None:
         self.store = store
         self.mode = mode
+        self.append_lazy = built_at_once(self.append)
 
     def append(self, client_id: str, ts: datetime, status: str, payload: dict[str, object]) -> None:
         """Append one event to ``order_events`` (committed on return)."""
@@ -329,8 +346,7 @@ class OMS:
         self.fills: list[Fill] = []
         self.books: dict[str, Book] = {}
         self.account = Book()
-        lazy = getattr(audit, "append_lazy", None)
-        self._append: LazyAppend = lazy if lazy is not None else _built_at_once(audit.append)
+        self._append: LazyAppend = audit.append_lazy
 
     # -- ids and creation ------------------------------------------------------------------
 

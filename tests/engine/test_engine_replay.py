@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
-from velox.feeds import BarReplayFeed, CandleAggregator
+from velox.engine import Engine
+from velox.feeds import BarReplay, CandleAggregator
 from velox.oms import FILL_EVENT
 from velox.strategy import Strategy, load_strategy
 from velox.types import Instrument, OrderType, Product
@@ -121,7 +121,7 @@ def test_bar_replay_closes_each_bar_when_the_aggregator_would(reliance_5m: pd.Da
     other[["open", "high", "low", "close"]] *= 0.5
     bars = {("NSE:RELIANCE", "5m"): frame, ("NSE:SBIN", "5m"): other}
     replay = BarReplay(bars)
-    feed = BarReplayFeed({"NSE:RELIANCE": frame, "NSE:SBIN": other}, "5m")
+    feed = BarReplay({("NSE:RELIANCE", "5m"): frame, ("NSE:SBIN", "5m"): other})
     agg = CandleAggregator(["5m"], emit_forming=False)
     seen = []
     for k, tick in enumerate(feed):
@@ -284,7 +284,9 @@ def test_a_finished_replay_is_freed_when_dropped(
 def test_engine_clock_conversions_agree_with_datetime() -> None:
     """The engine hands the simulator ``_epoch(ns)`` instead of ``_dt(ns).timestamp()``: the
     same float, bit for bit, or replays would depend on which one a path used."""
-    from velox.engine import _dt, _epoch, _ns
+    from velox.engine._time import dt as _dt
+    from velox.engine._time import epoch as _epoch
+    from velox.engine._time import ns as _ns
     from velox.feeds import to_ns
 
     rng = np.random.default_rng(7)

@@ -11,8 +11,8 @@ import pytest
 import talib
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
-from velox.feeds import from_ns, synthesize_ticks
+from velox.engine import Engine
+from velox.feeds import BarReplay, from_ns, synthesize_ticks
 from velox.indicators import supertrend
 from velox.strategy import load_strategy, lookahead_violations
 from velox.types import Instrument

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine, _Forward
-from velox.feeds import synthesize_ticks
+from velox.engine import Engine
+from velox.engine.fast import FastForward
+from velox.feeds import BarReplay, synthesize_ticks
 from velox.oms import FILL_EVENT
 from velox.risk import RiskEngine, RiskLimits
 from velox.strategy import Context, Strategy, load_strategy
@@ -114,7 +115,7 @@ def _day_pnl(engine: Engine, bars: pd.DataFrame, day: str) -> pd.Series:
     [
         (lambda: SmaCross(fast=5, slow=20, timeframe="5m"), RiskLimits(daily_loss_limit=15_000)),
         (lambda: SmaCross(fast=5, slow=20, timeframe="5m"), RiskLimits(max_drawdown=15_000)),
-        # an event strategy: its bars are stepped one by one (_Forward.bars)
+        # an event strategy: its bars are stepped one by one (FastForward.bars)
         (EveryBar, RiskLimits(daily_loss_limit=5_000)),
         (EveryBar, RiskLimits(max_drawdown=5_000)),
     ],
@@ -220,7 +221,7 @@ def test_bars_that_do_not_bound_their_ticks_are_marked_tick_by_tick(
                         feed=feed, instruments=master)  # fmt: skip
         engine._start()
         subs = [engine._subs.get(key) for key in feed.close_keys]
-        return _Forward(engine, feed, subs, feed.close_positions.tolist()).bar_ticks
+        return FastForward(engine, feed, subs, feed.close_positions.tolist()).bar_ticks
 
     assert bounded(reliance_5m) and not bounded(broken)
     for limits in (RiskLimits(daily_loss_limit=4_000), RiskLimits(max_drawdown=6_000)):

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay
+from velox.brokers.sim.paper import SimServer
 from velox.errors import RiskBreach
-from velox.modes import SimServer, paper
+from velox.feeds import BarReplay
+from velox.modes import paper
 from velox.strategy import Context, Strategy
 from velox.types import Bar, Instrument, OrderType
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from velox.modes import start_sim_server
+from velox.brokers.sim.paper import start_sim_server
 from velox.oms import ALLOWED_TRANSITIONS, FILL_EVENT
 from velox.types import OrderStatus
 
@@ -44,7 +44,7 @@ class Probe(Strategy):
 
 
 def _engine(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "velox.cli_engine", "paper", str(tmp_path / "probe.py"),
+    cmd = [sys.executable, "-m", "velox.cli", "paper", str(tmp_path / "probe.py"),
            "--symbol", "NSE:RELIANCE", "--timeframe", "5m", "--run", "P1",
            "--socket", str(tmp_path / "sim.sock"),
            "--commands", str(tmp_path / "commands")]  # fmt: skip

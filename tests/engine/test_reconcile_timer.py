@@ -14,8 +14,9 @@ import pandas as pd
 
 from velox.brokers.base import BrokerListener
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
+from velox.engine import Engine
 from velox.errors import RiskBreach
+from velox.feeds import BarReplay
 from velox.oms import FILL_EVENT
 from velox.strategy import Context, Strategy
 from velox.types import Bar, Fill, Instrument, Order, Product, Side

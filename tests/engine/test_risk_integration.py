@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
+from velox.engine import Engine
 from velox.errors import RiskBreach
-from velox.feeds import from_ns, synthesize_ticks
+from velox.feeds import BarReplay, from_ns, synthesize_ticks
 from velox.oms import FILL_EVENT
 from velox.risk import RiskEngine, RiskLimits
 from velox.strategy import Context, Strategy

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pandas as pd
 
 from velox.brokers.sim import SimBroker
-from velox.engine import BarReplay, Engine
+from velox.engine import Engine
+from velox.feeds import BarReplay
 from velox.strategy import Context, Strategy
 from velox.types import Bar, Instrument
 

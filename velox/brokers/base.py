@@ -1,19 +1,93 @@
-"""The one broker boundary every venue implements: simulated, Zerodha, Angel One, ICICI.
+"""The venue contracts every broker implements: simulated, Zerodha, Angel One, ICICI.
 
-The engine talks to brokers only through :class:`Broker`. Order and fill updates flow back as
-*postbacks* to a :class:`BrokerListener`; a live adapter calls the listener from its SDK thread,
-so the engine's listener only puts events on its queue (one thread owns all state).
+Three protocols, and the engine uses nothing else of a venue:
+
+* :class:`Broker` — orders and account state: place/modify/cancel, today's orders and fills,
+  positions, holdings, funds, and :class:`Capabilities` as data (what order types, products and
+  validities the venue takes, whether it can modify a stop, GTT, baskets, its order rate).
+  Order and fill updates flow back as *postbacks* to a :class:`BrokerListener`; a live adapter
+  calls the listener from its SDK thread, so the engine's listener only puts events on its
+  queue (one thread owns all state).
+* :class:`MarketData` — the tick source: subscribe/unsubscribe instruments in a
+  :class:`TickMode`, then ``run(callback)`` hands the callback every :class:`~velox.types.Tick`
+  and every :class:`ConnectionEvent` (connected, disconnected, reconnecting) in arrival order.
+  Replays of stored data implement it too.
+* :class:`SimulatedVenue` — what only a simulator has: the engine's ticks (``on_quote``), its
+  clock (``on_clock``), and which instruments it needs ticks for (``watched``). The engine
+  hands a simulated venue only the ticks it needs (an instrument with working orders, or an
+  intraday/F&O position to square off), and the latest unseen one just before an order.
 
 Velox's ``client_id`` travels in the broker's order tag so a restarted engine can match broker
-orders to its own and never send one twice.
+orders to its own and never send one twice. ``velox.testing.broker_contract_suite`` checks any
+implementation against these contracts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from velox.types import Fill, Order, OrderType, Position
+from velox.types import Fill, Order, OrderType, Position, Product, Tick, Validity
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a venue accepts, as data (the engine and the contract suite read it).
+
+    ``max_orders_per_second`` is the venue's own order-rate limit; Velox's risk throttle stays
+    below it and below SEBI's 10 orders/s per exchange. ``tag_length`` is how many characters of
+    the order tag survive at the venue (the client id must fit).
+    """
+
+    order_types: frozenset[OrderType] = frozenset(OrderType)
+    products: frozenset[Product] = frozenset(Product)
+    validities: frozenset[Validity] = frozenset(Validity)
+    modify: bool = True
+    modify_stop: bool = True
+    gtt: bool = False
+    basket: bool = False
+    varieties: tuple[str, ...] = ("regular",)
+    max_orders_per_second: float = 10.0
+    tag_length: int = 20
+
+    def supports(self, order: Order) -> str | None:
+        """Return why the venue cannot take ``order`` (``None`` if it can)."""
+        if order.order_type not in self.order_types:
+            return f"order type {order.order_type.value} is not supported"
+        if order.product not in self.products:
+            return f"product {order.product.value} is not supported"
+        if order.validity not in self.validities:
+            return f"validity {order.validity.value} is not supported"
+        if len(order.tag) > self.tag_length:
+            return f"tag {order.tag!r} is longer than {self.tag_length} characters"
+        return None
+
+
+class TickMode(StrEnum):
+    """How much of each tick a subscription asks for (brokers map these to their own modes)."""
+
+    LTP = "ltp"
+    QUOTE = "quote"
+    FULL = "full"
+
+
+class ConnectionState(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    RECONNECTING = "reconnecting"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """A market-data connection changed state (the engine stores an alert for a disconnect)."""
+
+    source: str
+    state: ConnectionState
+    ts: datetime
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +118,14 @@ class BrokerListener(Protocol):
 
 @runtime_checkable
 class Broker(Protocol):
-    """What the engine needs from a broker.
+    """What the engine needs from a broker: everything it calls, and nothing else.
 
     Every method raises :class:`velox.errors.BrokerError` subclasses, never SDK exceptions:
     :class:`~velox.errors.OrderRejected` carries the broker-style reason text.
     """
 
     name: str
+    capabilities: Capabilities
 
     def set_listener(self, listener: BrokerListener) -> None:
         """Register the receiver of order updates and fills (replaces any previous one)."""
@@ -80,6 +155,10 @@ class Broker(Protocol):
         """Return today's orders with their latest status (for reconciliation)."""
         ...
 
+    def fills(self) -> list[Fill]:
+        """Return today's executions (a restarted engine books the ones it missed)."""
+        ...
+
     def positions(self) -> list[Position]:
         """Return net positions per instrument and product."""
         ...
@@ -91,3 +170,86 @@ class Broker(Protocol):
     def funds(self) -> Funds:
         """Return the account's funds."""
         ...
+
+
+@runtime_checkable
+class MarketData(Protocol):
+    """A source of ticks: a broker's live feed, or a replay of stored data.
+
+    ``run`` blocks, handing ``callback`` every :class:`~velox.types.Tick` and every
+    :class:`ConnectionEvent` in arrival order (from the feed's own thread for a live feed),
+    until the feed ends or :meth:`stop` is called.
+    """
+
+    name: str
+
+    def subscribe(self, instrument_ids: Collection[str], mode: TickMode = TickMode.QUOTE) -> None:
+        """Start ticks for these instruments (an instrument the source cannot serve raises
+        :class:`velox.errors.DataError` naming what it has)."""
+        ...
+
+    def unsubscribe(self, instrument_ids: Collection[str]) -> None:
+        """Stop ticks for these instruments."""
+        ...
+
+    def run(self, callback: Callable[[Tick | ConnectionEvent], object]) -> None:
+        """Deliver events to ``callback`` until the end of the feed or :meth:`stop`."""
+        ...
+
+    def stop(self) -> None:
+        """End :meth:`run` (any thread)."""
+        ...
+
+
+@runtime_checkable
+class SimulatedVenue(Protocol):
+    """What only a simulated exchange has: it sees the engine's ticks and clock.
+
+    A live broker has its own market; a simulator must be told it. The engine calls
+    :meth:`watched` after order and position changes, hands it the ticks of those instruments
+    as they arrive (:meth:`on_quote`, as plain fields: most replayed ticks exist only as numbers
+    in columns), the latest unseen tick of an instrument just before an order in it, and its
+    time before each order (:meth:`on_clock`).
+    """
+
+    def on_quote(
+        self,
+        instrument_id: str,
+        ts: datetime,
+        price: float,
+        volume: int | None = None,
+        epoch: float | None = None,
+    ) -> None:
+        """Take one tick (``epoch`` is ``ts.timestamp()`` when the caller has it)."""
+        ...
+
+    def on_clock(self, now: datetime, epoch: float | None = None) -> None:
+        """Move the venue's clock to the engine's time."""
+        ...
+
+    def watched(
+        self,
+        open_orders: Iterable[Order],
+        positions: Mapping[tuple[str, Product], Position],
+    ) -> set[str]:
+        """Return the instruments whose ticks the venue must see, given the account's state."""
+        ...
+
+
+def simulated_venue(broker: Broker) -> SimulatedVenue | None:
+    """Return ``broker`` as a :class:`SimulatedVenue` if it is one (declared by the protocol)."""
+    return broker if isinstance(broker, SimulatedVenue) else None
+
+
+__all__ = [
+    "Broker",
+    "BrokerListener",
+    "Capabilities",
+    "ConnectionEvent",
+    "ConnectionState",
+    "Funds",
+    "MarketData",
+    "SimulatedVenue",
+    "TickMode",
+    "simulated_venue",
+]

@@ -7,8 +7,9 @@ Three pieces, shared by replay, paper and live trading so the engine never branc
   (``on_tick``), and closes quiet instruments' candles on a clock timer (``on_clock``).
   :func:`aggregate_ticks` applies the *same rules* to whole int/float arrays in one numba call,
   for replay and research at millions of ticks per second.
-* :class:`BarReplayFeed` (synthetic ticks inside stored bars) and :class:`TickReplayFeed`
-  (stored ticks) replay many instruments merged in time order, paced by a :class:`Clock`.
+* :class:`BarReplay` (stored bars of many instruments and timeframes: synthetic ticks inside
+  them and the bars' close events) and :class:`TickReplayFeed` (stored ticks) replay many
+  instruments merged in time order, paced by a :class:`Clock`.
 * :class:`ReplayClock` (time = the last event's time, no waiting) and :class:`WallClock`
   (real time, or N× real time when pacing a replay).
 
@@ -50,8 +51,9 @@ from velox.feeds.aggregate import (
     TickArrays,
     aggregate_ticks,
 )
+from velox.feeds.bar_replay import BarReplay
 from velox.feeds.clock import Clock, ReplayClock, WallClock, from_ns, to_ns
-from velox.feeds.replay import BarReplayFeed, Feed, TickReplayFeed, synthesize_ticks
+from velox.feeds.replay import Feed, TickReplayFeed, synthesize_ticks
 
 __all__ = [
     "Clock",
@@ -67,6 +69,6 @@ __all__ = [
     "aggregate_ticks",
     "Feed",
     "TickReplayFeed",
-    "BarReplayFeed",
+    "BarReplay",
     "synthesize_ticks",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import date, datetime, time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from datetime import time
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -14,10 +14,9 @@ from velox.calendar import (
     IST_OFFSET_NS,
     SESSION_CLOSE,
     bucket_start_ns,
-    check_timeframe,
     trading_spans_ns,
 )
-from velox.errors import ValidationError
+from velox.errors import DataError, ValidationError
 from velox.feeds.aggregate import _DAY_NS, TickArrays, _lengths_ns, _time_ns
 from velox.feeds.clock import Clock, ReplayClock, from_ns
 from velox.types import Tick
@@ -25,7 +24,7 @@ from velox.types import Tick
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Feed", "TickReplayFeed", "BarReplayFeed", "synthesize_ticks"]
+__all__ = ["Feed", "TickReplayFeed", "synthesize_ticks"]
 
 
 class Feed(Protocol):
@@ -82,7 +81,9 @@ def _index_ns(frame: pd.DataFrame, what: str) -> np.ndarray:
 
 
 class _ArrayFeed:
-    """Replay of time-ordered tick columns, paced by a clock (shared by both replay feeds)."""
+    """Replay of time-ordered tick columns, paced by a clock (a MarketData source)."""
+
+    name = "replay"
 
     def __init__(self, ticks: TickArrays, clock: Clock | None) -> None:
         self._ticks = ticks
@@ -100,6 +101,18 @@ class _ArrayFeed:
 
     def __len__(self) -> int:
         return len(self._ticks.ts_ns)
+
+    def subscribe(self, instrument_ids: Collection[str], mode: str = "quote") -> None:
+        """Check that every instrument is replayed (a replay's instruments are fixed)."""
+        missing = sorted(set(instrument_ids) - set(self.instrument_ids))
+        if missing:
+            raise DataError(
+                f"this replay has ticks of {', '.join(self.instrument_ids)}, not "
+                f"{', '.join(missing)}"
+            )
+
+    def unsubscribe(self, instrument_ids: Collection[str]) -> None:
+        """Nothing to do: the replay's instruments are fixed."""
 
     def __iter__(self) -> Iterator[Tick]:
         ids, symbol, ts, price, volume = self._ticks
@@ -238,71 +251,3 @@ def _daily_tick_times(ist_day: np.ndarray) -> np.ndarray:
     offset = trading[:, None] * np.arange(4)[None, :] // 4
     ts = opens[:, None] + offset
     return np.where(ts >= pauses[:, None], ts + (resumes - pauses)[:, None], ts).ravel()
-
-
-class BarReplayFeed(_ArrayFeed):
-    """Replay stored bars of many instruments as synthetic ticks, merged in time order.
-
-    Each bar becomes four ticks along the path described in :func:`synthesize_ticks`
-    (open → high → low → close for an up bar, open → low → high → close for a down bar) with its
-    volume split into a cumulative day volume, so bar-driven replay goes through the same
-    aggregator, simulator and strategy callbacks as a live tick stream.
-
-    Parameters
-    ----------
-    bars
-        One OHLCV DataFrame per instrument id, indexed by tz-aware bar *start* times, as
-        ``velox.store`` returns them (``open_store().read_bars(id, timeframe, start, end)``).
-    timeframe
-        The bars' timeframe (it sets where the synthetic ticks fall).
-    clock
-        :class:`ReplayClock` (default: as fast as possible) or ``WallClock(speed=N)``.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> idx = pd.DatetimeIndex(["2024-04-01 09:15", "2024-04-01 09:16"]).tz_localize(IST_NAME)
-    >>> bars = pd.DataFrame({"open": [100.0, 102.0], "high": [103.0, 102.5],
-    ...                      "low": [99.0, 100.5], "close": [102.0, 101.0]}, index=idx)
-    >>> [t.ltp for t in BarReplayFeed({"NSE:SBIN": bars}, "1m")]
-    [100.0, 103.0, 99.0, 102.0, 102.0, 100.5, 102.5, 101.0]
-    """
-
-    def __init__(
-        self,
-        bars: Mapping[str, pd.DataFrame],
-        timeframe: str,
-        clock: Clock | None = None,
-        *,
-        session_close: time = SESSION_CLOSE,
-    ) -> None:
-        self.timeframe = check_timeframe(timeframe)
-        parts = {
-            instrument_id: synthesize_ticks(frame, timeframe, session_close=session_close)
-            for instrument_id, frame in bars.items()
-        }
-        super().__init__(_merge(parts), clock)
-
-    @classmethod
-    def from_store(
-        cls,
-        store: _BarReader,
-        instrument_ids: Iterable[str],
-        timeframe: str,
-        start: date | datetime | None = None,
-        end: date | datetime | None = None,
-        clock: Clock | None = None,
-    ) -> BarReplayFeed:
-        """Return a feed over bars read from the store (``velox.store.open_store()``)."""
-        bars = {i: store.read_bars(i, timeframe, start, end) for i in instrument_ids}
-        return cls(bars, timeframe, clock)
-
-
-class _BarReader(Protocol):
-    def read_bars(
-        self,
-        instrument_id: str,
-        timeframe: str,
-        start: date | datetime | None,
-        end: date | datetime | None,
-    ) -> pd.DataFrame: ...

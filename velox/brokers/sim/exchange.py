@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
-from velox.brokers.base import BrokerListener, Funds
+from velox.brokers.base import BrokerListener, Capabilities, Funds
 from velox.calendar import IST, is_open, trading_hours_ns
 from velox.costs import CostModel, NoSlippage, SlippageModel
 from velox.errors import BrokerError, ConfigError, OrderRejected
@@ -206,7 +206,8 @@ _new_fill = replacer(Fill, *(f.name for f in fields(Fill)))
 class SimBroker:
     """Simulated Indian broker: broker-style rejects, fills from ticks, exact charges.
 
-    Implements :class:`velox.brokers.base.Broker`. It is deterministic: time only moves with
+    Implements :class:`velox.brokers.base.Broker` and :class:`~velox.brokers.base.SimulatedVenue`
+    (it is handed the engine's ticks and clock). It is deterministic: time only moves with
     :meth:`on_tick` / :meth:`on_clock`, ids are counters, there is no randomness.
 
     Parameters
@@ -241,6 +242,8 @@ class SimBroker:
     """
 
     name = "sim"
+    #: Everything Kite-style order entry offers, at SEBI's rate below which no algo id is needed.
+    capabilities = Capabilities(max_orders_per_second=10.0)
 
     def __init__(
         self,
@@ -300,6 +303,24 @@ class SimBroker:
         self._ioc_window = None if window is None else window.total_seconds()
         self._position_margins = None  # the margin rates may have changed
         self._reschedule()
+
+    # ------------------------------------------------------------------ SimulatedVenue
+
+    @staticmethod
+    def watched(
+        open_orders: Iterable[Order], positions: Mapping[tuple[str, Product], Position]
+    ) -> set[str]:
+        """Return the instruments whose ticks the simulator must see.
+
+        Working orders match against ticks, and intraday/F&O positions need the price for the
+        MIS square-off and margin; a delivery (CNC) holding needs nothing from the ticks, so a
+        replay of a held CNC position skips handing them over (the engine still marks it).
+        """
+        watch = {o.instrument_id for o in open_orders}
+        for (iid, product), pos in positions.items():
+            if pos.qty and product is not Product.CNC:
+                watch.add(iid)
+        return watch
 
     # ------------------------------------------------------------------ Broker protocol
 

@@ -25,7 +25,7 @@ from velox.calendar import IST
 from velox.types import Fill
 
 if TYPE_CHECKING:
-    from velox.engine import Engine
+    from velox.engine.core import Engine
 
 __all__ = ["Trade", "RunResult", "trades_from_fills", "summary_stats", "build_result"]
 
