@@ -642,3 +642,20 @@ def test_checks_run_alone_and_replaced_limits_apply_at_once() -> None:
     assert breach_of(risk, order(qty=60), View()).limit == "max_order_qty"
     risk.limits = RiskLimits(max_order_qty=50, price_band_pct=None)
     risk.check_order(order(qty=40), View(prices={}))  # no LTP needed once the band is off
+
+
+def test_loss_guard_trips_at_its_limits_and_is_off_without_them() -> None:
+    from velox.risk import LossGuard
+
+    guard = LossGuard.from_limits(RiskLimits(daily_loss_limit=10_000, max_drawdown=4_000))
+    assert guard.active
+    # the daily loss limit trips AT the limit (inclusive), not a paisa before
+    assert guard.trip(pnl=-10_000.0, peak=-10_000.0) == "daily_loss_limit"
+    assert guard.trip(pnl=-9_999.99, peak=-9_999.99) is None
+    # drawdown from the day's peak: 6,000 → 2,000 is exactly 4,000 down
+    assert guard.trip(pnl=2_000.0, peak=6_000.0) == "max_drawdown"
+    assert guard.trip(pnl=2_000.01, peak=6_000.0) is None
+    # the loss limit is reported first when both trip
+    assert guard.trip(pnl=-10_500.0, peak=0.0) == "daily_loss_limit"
+    off = LossGuard.from_limits(RiskLimits())
+    assert not off.active and off.trip(pnl=-1e12, peak=1e12) is None

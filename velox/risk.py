@@ -52,6 +52,7 @@ __all__ = [
     "RiskState",
     "RiskEvent",
     "RiskEngine",
+    "LossGuard",
     "PRE_TRADE_CHECKS",
     "check_allowed_instruments",
     "check_trading_hours",
@@ -769,6 +770,53 @@ def _active_checks(limits: RiskLimits) -> tuple[tuple[Callable[..., None], objec
     return tuple(active)
 
 
+@dataclass(frozen=True, slots=True)
+class LossGuard:
+    """The post-trade loss guards' trip points: the one definition of when they trip.
+
+    ``RiskEngine.on_equity``, the engine's bar stepping and its compiled fast path
+    (``velox.engine._kernels.forward``, which takes :attr:`loss_at` and :attr:`drawdown_at` as
+    arguments and makes the same two comparisons) all read them from here, so the kill switch
+    trips on the same tick whichever path marks the position.
+
+    ``loss_at``: the day's P&L at or below which the daily loss limit trips (``-inf`` when off).
+    ``drawdown_at``: the drop below the day's peak P&L at or beyond which the drawdown guard
+    trips (``inf`` when off). Both forgive float noise of 1e-9 of the limit, never more.
+
+    Examples
+    --------
+    >>> guard = LossGuard.from_limits(RiskLimits(daily_loss_limit=5000, max_drawdown=3000))
+    >>> guard.trip(pnl=-5000.0, peak=0.0), guard.trip(pnl=500.0, peak=3500.0)
+    ('daily_loss_limit', 'max_drawdown')
+    >>> guard.trip(pnl=-2999.0, peak=0.0) is None
+    True
+    """
+
+    loss_at: float = -math.inf
+    drawdown_at: float = math.inf
+
+    @classmethod
+    def from_limits(cls, limits: RiskLimits) -> LossGuard:
+        loss, drawdown = limits.daily_loss_limit, limits.max_drawdown
+        return cls(
+            loss_at=-math.inf if loss is None else -loss + 1e-9 * loss,
+            drawdown_at=math.inf if drawdown is None else drawdown - 1e-9 * drawdown,
+        )
+
+    @property
+    def active(self) -> bool:
+        """Return True if either guard is on (else the day's P&L need not be watched)."""
+        return self.loss_at > -math.inf or self.drawdown_at < math.inf
+
+    def trip(self, pnl: float, peak: float) -> str | None:
+        """Return the limit that a day P&L of ``pnl`` trips (``peak`` ≥ ``pnl``), else None."""
+        if pnl <= self.loss_at:
+            return "daily_loss_limit"
+        if peak - pnl >= self.drawdown_at:
+            return "max_drawdown"
+        return None
+
+
 class RiskEngine:
     """Run the pre-trade checks, watch the day's P&L and own the kill switch for one account.
 
@@ -796,6 +844,16 @@ class RiskEngine:
         self.events: list[RiskEvent] = []
         # the checks that can refuse under self.limits (recomputed if limits are replaced)
         self._active = (limits, _active_checks(limits))
+        self._guard = (limits, LossGuard.from_limits(limits))
+
+    @property
+    def guard(self) -> LossGuard:
+        """Return the loss guards of the current limits (see :class:`LossGuard`)."""
+        limits, guard = self._guard
+        if limits is not self.limits:
+            guard = LossGuard.from_limits(self.limits)
+            self._guard = (self.limits, guard)
+        return guard
 
     # --- kill switch -----------------------------------------------------------------------
 
@@ -950,23 +1008,22 @@ class RiskEngine:
         state.peak_equity = max(state.peak_equity, pnl)
         if state.killed:
             return None
-        loss_limit = self.limits.daily_loss_limit
-        if loss_limit is not None and pnl <= -loss_limit + 1e-9 * loss_limit:
+        limit = self.guard.trip(pnl, state.peak_equity)
+        if limit == "daily_loss_limit":
             return self.engage_kill(
                 f"day P&L {_rupees(pnl)} (realised {_rupees(realised)} + unrealised "
                 f"{_rupees(unrealised)} − charges {_rupees(charges)}) reached "
-                f"daily_loss_limit={_rupees(loss_limit)}",
+                f"daily_loss_limit={_rupees(self.limits.daily_loss_limit or 0.0)}",
                 now,
-                limit="daily_loss_limit",
+                limit=limit,
             )
-        max_drawdown = self.limits.max_drawdown
-        drawdown = state.peak_equity - pnl
-        if max_drawdown is not None and drawdown >= max_drawdown - 1e-9 * max_drawdown:
+        if limit == "max_drawdown":
             return self.engage_kill(
-                f"day P&L {_rupees(pnl)} is {_rupees(drawdown)} below the intraday peak "
-                f"{_rupees(state.peak_equity)}, reaching max_drawdown={_rupees(max_drawdown)}",
+                f"day P&L {_rupees(pnl)} is {_rupees(state.peak_equity - pnl)} below the "
+                f"intraday peak {_rupees(state.peak_equity)}, reaching "
+                f"max_drawdown={_rupees(self.limits.max_drawdown or 0.0)}",
                 now,
-                limit="max_drawdown",
+                limit=limit,
             )
         return None
 

@@ -190,9 +190,7 @@ class Strategy:
     def on_bar(self, ctx: Context, bar: Bar) -> None:
         """Handle a closed bar; by default apply :meth:`signals` through target weights."""
         if self.vectorised:
-            weight = ctx.signal(bar.instrument_id, bar.timeframe)
-            if weight == weight and weight != ctx.applied_weight(bar.instrument_id):
-                ctx.target_weight(weight, bar.instrument_id)
+            apply_signal(ctx, ctx.signal(bar.instrument_id, bar.timeframe), bar.instrument_id)
 
     def on_tick(self, ctx: Context, bar: Bar) -> None:
         """Handle a tick: ``bar`` is the forming (not yet closed) candle of :attr:`timeframe`."""
@@ -205,6 +203,16 @@ class Strategy:
 
     def on_stop(self, ctx: Context) -> None:
         """Clean up after the last event (or when the engine stops the strategy)."""
+
+
+def apply_signal(ctx: Context, weight: float, instrument_id: str) -> None:
+    """Move to target ``weight`` of ``instrument_id`` when the signal changed (NaN: no signal).
+
+    The default :meth:`Strategy.on_bar` of a vectorisable strategy; the engine calls it
+    directly with a signal it precomputed over the whole replay (``signals`` are causal).
+    """
+    if weight == weight and weight != ctx.applied_weight(instrument_id):
+        ctx.target_weight(weight, instrument_id)
 
 
 def _coerce(owner: str, key: str, raw: object, default: object) -> object:

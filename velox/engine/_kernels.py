@@ -29,7 +29,7 @@ __all__ = ["forward", "next_change"]
 def forward(  # flat arguments: what numba compiles and dispatches fastest
     price, ts, symbol, close_pos, close_live, k, stop, cp,
     held, qty, basis, u, e0, realised, charges, u0,
-    watch, lo, hi, peak, thr_loss, thr_dd, killed,
+    watch, lo, hi, peak, loss_at, drawdown_at, killed,
     out_ns, out_val,
 ):  # fmt: skip
     """Return the state after replaying events ``k`` … ``stop - 1`` with nothing reacting.
@@ -40,8 +40,9 @@ def forward(  # flat arguments: what numba compiles and dispatches fastest
     symbol ``held`` marks the position: ``u = qty * price - basis``; its day P&L is
     ``(realised + (u - u0)) - charges``. With ``watch`` set, a P&L outside ``[lo, hi]`` is
     reported to the risk engine as in ``Engine._check_equity`` (a new high resets the low);
-    unless ``killed``, a report that would trip ``RiskEngine.on_equity`` (``pnl <= thr_loss`` or
-    ``max(peak, pnl) - pnl >= thr_dd``) ends the stretch *before* event ``i``.
+    unless ``killed``, a report that would trip a loss guard ends the stretch *before* event
+    ``i``: ``velox.risk.LossGuard.trip`` compiled, with its ``loss_at``/``drawdown_at``
+    (``pnl <= loss_at`` or ``max(peak, pnl) - pnl >= drawdown_at``).
 
     Returns ``(i, cp, n_out, u, lo, hi, i_max, u_max, i_last, u_last)``: the first event
     not replayed, the first close event not replayed, the number of equity samples written to
@@ -68,7 +69,7 @@ def forward(  # flat arguments: what numba compiles and dispatches fastest
             report = watch and not (lo <= pnl <= hi)
             if report and not killed:
                 top = peak if peak >= pnl else pnl
-                if pnl <= thr_loss or top - pnl >= thr_dd:
+                if pnl <= loss_at or top - pnl >= drawdown_at:  # LossGuard.trip
                     break
         while cp < nc and close_pos[cp] == i:
             if close_live[cp]:

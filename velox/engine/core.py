@@ -62,7 +62,7 @@ from velox.feeds.bar_replay import BarReplay, index_ns
 from velox.feeds.clock import Clock
 from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
 from velox.risk import RiskEngine, RiskEvent, RiskLimits
-from velox.strategy import Context, Strategy
+from velox.strategy import Context, Strategy, apply_signal
 from velox.types import (
     TERMINAL_STATUSES,
     Bar,
@@ -221,8 +221,7 @@ class Engine:
         self.oms = OMS(self.audit, run_id=run_id)
         self.run_id = run_id
         self.risk = risk if risk is not None else RiskEngine(RiskLimits())
-        limits = self.risk.limits
-        self._watch_equity = limits.daily_loss_limit is not None or limits.max_drawdown is not None
+        self._watch_equity = self.risk.guard.active
         self.reconcile_every_ns = None if reconcile_every is None else int(reconcile_every * 1e9)
         self.commands = commands
         self.flatten_on_error = flatten_on_error
@@ -892,17 +891,9 @@ class Engine:
     def _close(self, sub: _Sub, bar: Bar) -> None:
         sub.history.append(bar)
         sub.count += 1
-        row = sub.count - 1
         for runner in sub.runners:
-            if not runner.alive:
-                continue
-            pre = runner.signals.get((bar.instrument_id, bar.timeframe)) if runner.plain else None
-            if pre is not None:
-                # Strategy.on_bar inlined for precomputed signals: act only on a change
-                weight = pre[row]
-                if weight != weight or weight == runner.ctx.applied_weight(bar.instrument_id):
-                    continue
-            self._call(runner, runner.strategy.on_bar, bar)
+            if runner.alive:
+                self._call(runner, runner.strategy.on_bar, bar)
         self._drain()
 
     def _sample_equity(self) -> None:
@@ -1153,11 +1144,8 @@ class Engine:
                 continue
             if runner.plain:
                 pre = runner.signals.get(key)
-                if pre is not None:
-                    # Strategy.on_bar inlined: act only on a change, straight to target_weight
-                    weight = pre[row]
-                    if weight == weight and weight != runner.ctx.applied_weight(key[0]):
-                        self._call(runner, Context.target_weight, weight, key[0])
+                if pre is not None:  # Strategy.on_bar with the signal precomputed
+                    self._call(runner, apply_signal, pre[row], key[0])
                     continue
             if bar is None:
                 o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]

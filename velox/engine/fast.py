@@ -8,7 +8,6 @@ over a stretch and must leave that state exactly as the loop would (tested bit f
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -116,10 +115,7 @@ class FastForward:
         from velox.feeds import ReplayClock
 
         self.replay_clock = type(feed.clock) is ReplayClock
-        limits = engine.risk.limits
-        loss, dd = limits.daily_loss_limit, limits.max_drawdown
-        self.thr_loss = -math.inf if loss is None else -loss + 1e-9 * loss
-        self.thr_dd = math.inf if dd is None else dd - 1e-9 * dd
+        self.guard = engine.risk.guard
         # reports noted for the risk engine, not told yet (see _report)
         self.pending: tuple[int, float, float, int, float, float, float, float] | None = None
 
@@ -205,7 +201,7 @@ class FastForward:
             held, qty, basis, engine._unrealised,
             engine.initial_cash + acct.realised - acct.charges, realised, charges, u0,
             self.watch, engine._risk_lo, engine._risk_hi, state.peak_equity,
-            self.thr_loss, self.thr_dd, state.killed, self.out_ns, self.out_val,
+            self.guard.loss_at, self.guard.drawdown_at, state.killed, self.out_ns, self.out_val,
         )  # fmt: skip
         if j == k:
             return k, cp
@@ -399,7 +395,7 @@ class FastForward:
             pending = self.pending
             if pending is not None and pending[2] > peak:
                 peak = pending[2]  # the peak once the risk engine hears the deferred reports
-            thr_loss, thr_dd = self.thr_loss, self.thr_dd
+            trip = self.guard.trip
             i_max = i_last = -1
             u_max = p_max = u_last = 0.0
             for i, p in zip(range(k, stop), prices, strict=True):
@@ -407,10 +403,8 @@ class FastForward:
                 pnl = (realised + (u - u0)) - charges
                 if lo <= pnl <= hi:
                     continue
-                if not killed:
-                    top = peak if peak >= pnl else pnl
-                    if pnl <= thr_loss or top - pnl >= thr_dd:
-                        return False
+                if not killed and trip(pnl, peak if peak >= pnl else pnl) is not None:
+                    return False
                 if pnl > hi:
                     hi = lo = pnl
                 else:
