@@ -35,7 +35,7 @@ import queue
 import threading
 import time as _time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -937,18 +937,21 @@ class Engine:
             ns = self._now_ns  # a late tick does not move time backwards
         bars = agg.on_clock(ns) + agg.on_tick(tick)
         forming = []
+        closed = False
         for bar in bars:
             if bar.closed:
                 sub = self._subs.get((bar.instrument_id, bar.timeframe))
                 if sub is not None:
                     self._now_ns = ns
                     self._close(sub, bar)
+                    closed = True
             else:
                 forming.append(bar)
+        if closed:  # equity at the close, before this tick moves the marks (as in a replay)
+            self._sample_equity()
         if math.isfinite(tick.ltp) and tick.ltp > 0:
             volume = math.nan if tick.volume is None else float(tick.volume)
             self._price(tick.instrument_id, ns, float(tick.ltp), volume, tick)
-        self._sample_equity_after_close(bars)
         for bar in forming:
             sub = self._subs.get((bar.instrument_id, bar.timeframe))
             if sub is not None:
@@ -956,12 +959,6 @@ class Engine:
                     if runner.alive and runner.wants_ticks:
                         self._call(runner, runner.strategy.on_tick, bar)
         self._drain()
-
-    def _sample_equity_after_close(self, bars: Iterable[Bar]) -> None:
-        for bar in bars:
-            if bar.closed:
-                self._sample_equity()
-                return
 
     # -- run loops ------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from velox.calendar import SESSION_CLOSE, TIMEFRAMES, bucket_end_ns, check_timef
 from velox.errors import DataError, ValidationError
 from velox.feeds.aggregate import TickArrays
 from velox.feeds.clock import Clock, ReplayClock, from_ns
-from velox.feeds.replay import synthesize_ticks
+from velox.feeds.replay import TickReplayFeed, synthesize_ticks
 from velox.types import Tick
 
 if TYPE_CHECKING:
@@ -205,6 +205,14 @@ class BarReplay:
     def arrays(self) -> TickArrays:
         """Return the synthetic ticks as columns (for :func:`velox.feeds.aggregate_ticks`)."""
         return TickArrays(self.instrument_ids, self.symbol, self.ts_ns, self.price, self.volume)
+
+    def ticks(self, clock: Clock | None = None) -> TickReplayFeed:
+        """Return the same ticks as a plain tick feed, without the bars.
+
+        Handed to the engine, it drives the tick loop that paper and live trading use (candles
+        rebuilt from the ticks) instead of the bar loop: the parity test runs both.
+        """
+        return TickReplayFeed.from_arrays(self.arrays(), clock)
 
     # -- the engine's replay ---------------------------------------------------------------
 

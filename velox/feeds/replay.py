@@ -178,6 +178,13 @@ class TickReplayFeed(_ArrayFeed):
             )
         super().__init__(_merge(parts), clock)
 
+    @classmethod
+    def from_arrays(cls, ticks: TickArrays, clock: Clock | None = None) -> TickReplayFeed:
+        """Return a replay of tick columns already merged in time order."""
+        feed = cls.__new__(cls)
+        _ArrayFeed.__init__(feed, ticks, clock)
+        return feed
+
 
 def synthesize_ticks(
     bars: pd.DataFrame, timeframe: str, *, session_close: time = SESSION_CLOSE
