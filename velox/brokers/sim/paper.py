@@ -85,6 +85,10 @@ def fill_from_dict(data: Mapping[str, object]) -> Fill:
 class SimServer:
     """Return the paper-trading simulator server: a ``SimBroker`` plus a paced bar replay.
 
+    With ``replay=None`` the server replays no market of its own: its simulator takes the
+    ticks clients send (``quote`` requests), e.g. a broker's live data, and it serves until
+    :meth:`stop`.
+
     Serves one engine at a time on a Unix socket with newline-delimited JSON: requests
     ``{"id", "op", …}`` (``place``, ``cancel``, ``modify``, ``orders``, ``positions``,
     ``holdings``, ``funds``, ``fills``) get ``{"id", "result"}`` or ``{"id", "error", "kind"}``;
@@ -96,7 +100,7 @@ class SimServer:
     def __init__(
         self,
         broker: SimBroker,
-        replay: BarReplay,
+        replay: BarReplay | None,
         socket_path: Path,
         *,
         speed: float,
@@ -113,6 +117,7 @@ class SimServer:
         self._buffer = b""
         self._ended = False
         self._served_after_end = False
+        self._stopping = threading.Event()
         broker.set_listener(self)
 
     # listener: forward postbacks to the connected engine
@@ -150,16 +155,21 @@ class SimServer:
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ, "accept")
         r = self.replay
-        ids, symbol = r.instrument_ids, r.symbol.tolist()
-        ts, price, volume = r.ts_ns.tolist(), r.price.tolist(), r.volume.tolist()
+        if r is None:  # the market comes from the client ("quote" requests)
+            ids, symbol, ts, price, volume = (), [], [], [], []
+        else:
+            ids, symbol = r.instrument_ids, r.symbol.tolist()
+            ts, price, volume = r.ts_ns.tolist(), r.price.tolist(), r.volume.tolist()
         wall0 = _time.monotonic()
-        t0 = ts[0]
+        t0 = ts[0] if ts else 0
         k, n = 0, len(ts)
         end_at: float | None = None
         try:
-            while True:
+            while not self._stopping.is_set():
                 now = _time.monotonic()
-                if k < n:
+                if r is None:
+                    timeout = 0.05
+                elif k < n:
                     due = wall0 + (ts[k] - t0) / 1e9 / self.speed
                     timeout = max(0.0, due - now)
                 else:
@@ -192,6 +202,10 @@ class SimServer:
             listener.close()
             if self.socket_path.exists():
                 self.socket_path.unlink()
+
+    def stop(self) -> None:
+        """End :meth:`serve` within 50 ms (any thread)."""
+        self._stopping.set()
 
     def _accept(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
@@ -239,6 +253,13 @@ class SimServer:
                 reply["result"] = [_record_to_dict(p) for p in getattr(sim, op)()]
             elif op == "fills":
                 reply["result"] = [fill_to_dict(f) for f in sim.fills()]
+            elif op == "quote":  # market input when the server replays no market itself
+                v = request.get("volume")
+                sim.on_quote(
+                    str(request["instrument_id"]), _at(int(request["ns"])),  # type: ignore[arg-type]
+                    float(request["price"]), None if v is None else int(v),  # type: ignore[arg-type]
+                )  # fmt: skip
+                reply["result"] = None
             elif op == "funds":
                 f = sim.funds()
                 reply["result"] = {
