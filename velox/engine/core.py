@@ -93,7 +93,8 @@ MODES = ("replay", "paper", "live")
 # Bar.__post_init__ would re-check them and costs more than the rest of the event.
 # ``_make_bar(None, instrument_id, timeframe, ts, open, high, low, close, volume, closed)``
 _make_bar = replacer(Bar, *(f.name for f in fields(Bar)))
-#: ``_new_order(None, *every field)``: an Order whose validation the caller runs
+#: ``_new_order(None, client_id=…, …every field by name)``: an Order whose validation the
+#: caller runs
 _new_order = replacer(Order, *(f.name for f in fields(Order)))
 
 
@@ -437,8 +438,11 @@ class Engine:
         # an order refused here takes no client id.
         cid = self.oms.peek_client_id()
         order = _new_order(
-            None, cid, iid, side, qty, order_type, product, validity, limit_price, trigger_price,
-            tag or cid, strategy, OrderStatus.NEW, None, 0, 0.0, "", self.now(),
+            None, client_id=cid, instrument_id=iid, side=side, qty=qty, order_type=order_type,
+            product=product, validity=validity, limit_price=limit_price,
+            trigger_price=trigger_price, tag=tag or cid, strategy=strategy,
+            status=OrderStatus.NEW, broker_order_id=None, filled_qty=0, average_price=0.0,
+            status_message="", created_at=self.now(),
         )  # fmt: skip
         order.__post_init__()
         order.check_against(ins)
