@@ -1,9 +1,14 @@
 """Tests for velox.costs: every expected number is worked by hand from the published rates.
 
-Rates used (see docs/charges.md): SEBI ₹10/crore = 0.0001%; GST 18%; stamp (buy side) delivery
-0.015%, intraday 0.003%, futures 0.002%, options 0.003%. NSE exchange charge (incl. IPFT) from
-1 Oct 2024: equity 0.00307%, futures 0.00183%, options 0.03553% of premium; before: 0.00322%,
-0.00183%, 0.0495%. BSE equity 0.00375%, BSE futures 0, BSE options 0.0325%.
+Rates used (see docs/charges.md): GST 18% (service tax 15% before 1 Jul 2017) on brokerage +
+exchange charge, and on the SEBI fee from 18 Jul 2022. SEBI ₹15/crore to Mar 2019, ₹10/crore
+(0.0001%) from Apr 2019, ₹5/crore Jun 2020 – Mar 2021. Stamp from 1 Jul 2020 (buy side) delivery
+0.015%, intraday 0.003%, futures 0.002%, options 0.003%; before, the state's rates on both sides
+(Maharashtra, the default: delivery 0.01%, the rest 0.002%; Tamil Nadu 0.006%). NSE exchange
+charge: 0.00325% / 0.0019% / 0.05% (2017–2020); 0.00345% / 0.002% / 0.053% (2021 – Mar 2023);
+0.00322% / 0.00183% / 0.0495% (Apr 2023 – Sep 2024); from 1 Oct 2024 (incl. IPFT) 0.00307% /
+0.00183% / 0.03553%. BSE equity 0.003%, 0.00375% from 1 Dec 2022; BSE futures 0; BSE options
+0.005%, 0.0495% from 13 May 2024, 0.0325% from 1 Oct 2024.
 Rounding: STT and stamp to the rupee, the rest to the paisa, halves up; GST on rounded items.
 """
 
@@ -180,8 +185,9 @@ NIFTY_FUT_BUY, NIFTY_FUT_SELL = 65 * 25_000.0, 65 * 25_100.0
 @pytest.mark.parametrize(
     ("trade_date", "stt", "total"),
     [
-        # 0.01% × 16,31,500 = 163.15 → 163; total 154.36 + 163 = 317.36
-        (date(2023, 3, 31), 163.0, 317.36),
+        # 1 Apr 2023 (first day of both the 0.0125% STT and NSE's 0.00183% row):
+        # 0.0125% × 16,31,500 = 203.9375 → 204; total 154.36 + 204 = 358.36
+        (date(2023, 4, 1), 204.0, 358.36),
         # 0.0125% × 16,31,500 = 203.9375 → 204; total 358.36
         (date(2024, 7, 15), 204.0, 358.36),
         # 0.02% × 16,31,500 = 326.3 → 326; total 480.36
@@ -194,6 +200,16 @@ def test_futures_stt_by_date(trade_date: date, stt: float, total: float) -> None
     c = trade_charges("futures", NIFTY_FUT_BUY, NIFTY_FUT_SELL, trade_date=trade_date)
     assert c == _cb(40.0, stt, 59.59, 3.26, 33.0, 18.51)
     assert c.total == total
+
+
+def test_futures_day_before_apr_2023() -> None:
+    # 31 Mar 2023: STT 0.01% × 16,31,500 = 163.15 → 163. NSE's 6%-higher charge of 2021–Mar 2023:
+    # 0.002% × 32,56,500 = 65.13. SEBI 3.26, stamp 33 as above. GST (SEBI fee taxed since
+    # 18 Jul 2022) 18% × (40 + 65.13 + 3.26) = 18% × 108.39 = 19.5102 → 19.51.
+    # Total 40 + 163 + 65.13 + 3.26 + 33 + 19.51 = 323.90.
+    c = trade_charges("futures", NIFTY_FUT_BUY, NIFTY_FUT_SELL, trade_date=date(2023, 3, 31))
+    assert c == _cb(40.0, 163.0, 65.13, 3.26, 33.0, 19.51)
+    assert c.total == 323.90
 
 
 def test_futures_bse_sell_only() -> None:
@@ -287,6 +303,215 @@ def test_exercised_itm_option_stt(trade_date: date, expected: float) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# 2017–2024: service tax → GST, SEBI ₹15 → ₹10 → ₹5 → ₹10, state stamp duty → uniform,
+# NSE +6% (2021) and back (2023), GST on the SEBI fee (18 Jul 2022), BSE ₹375/crore (Dec 2022)
+# Every figure below is worked from the rates in docs/charges.md, not read off the code.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_2017_delivery_under_service_tax() -> None:
+    # 15 Mar 2017, NSE, default state Maharashtra: buy 100 × 1,500 = 1,50,000; sell 100 × 1,600 =
+    # 1,60,000; turnover 3,10,000. STT 0.1% × 3,10,000 = 310. Exchange 0.00325% × 3,10,000 =
+    # 10.075 → 10.08. SEBI ₹15/crore × 3,10,000 = 0.465 → 0.47. Stamp (Maharashtra, delivery,
+    # both sides) 0.01% × 3,10,000 = 31. Service tax 15% × (0 + 10.08) = 1.512 → 1.51 (the SEBI
+    # fee untaxed). Total 310 + 10.08 + 0.47 + 31 + 1.51 = 353.06.
+    c = trade_charges("equity_delivery", 150_000, 160_000, trade_date=date(2017, 3, 15))
+    assert c == _cb(0.0, 310.0, 10.08, 0.47, 31.0, 1.51)
+    assert c.total == 353.06
+
+
+# Intraday, NSE, Maharashtra: buy 1,000 × 250 = 2,50,000; sell 1,000 × 252 = 2,52,000; turnover
+# 5,02,000. Brokerage 0.03% × 2,50,000 = 75 → 20 and 0.03% × 2,52,000 = 75.6 → 20: 40. STT
+# 0.025% × 2,52,000 = 63. Exchange 0.00325% × 5,02,000 = 16.315 → 16.32. SEBI ₹15/crore =
+# 0.753 → 0.75. Stamp 0.002% × 5,02,000 = 10.04 → 10. Tax base 40 + 16.32 = 56.32.
+@pytest.mark.parametrize(
+    ("trade_date", "tax", "total"),
+    [
+        # service tax 15% × 56.32 = 8.448 → 8.45; total 40 + 63 + 16.32 + 0.75 + 10 + 8.45
+        (date(2017, 6, 30), 8.45, 138.52),
+        # GST 18% × 56.32 = 10.1376 → 10.14; total 140.21
+        (date(2017, 7, 3), 10.14, 140.21),
+    ],
+)
+def test_2017_intraday_either_side_of_gst(trade_date: date, tax: float, total: float) -> None:
+    c = trade_charges("equity_intraday", 250_000, 252_000, trade_date=trade_date)
+    assert c == _cb(40.0, 63.0, 16.32, 0.75, 10.0, tax)
+    assert c.total == total
+
+
+# NIFTY futures in 2019, one lot of 75: buy at 11,700 (8,77,500), sell at 11,750 (8,81,250);
+# turnover 17,58,750. Brokerage 20 + 20 = 40 (0.03% = 263.25 per side, capped). STT 0.01% ×
+# 8,81,250 = 88.125 → 88. Exchange 0.0019% × 17,58,750 = 33.41625 → 33.42. Stamp (Maharashtra,
+# both sides) 0.002% × 17,58,750 = 35.175 → 35. GST 18% × (40 + 33.42) = 13.2156 → 13.22.
+@pytest.mark.parametrize(
+    ("trade_date", "sebi", "total"),
+    [
+        # ₹15/crore × 17,58,750 = 2.638125 → 2.64; total 40 + 88 + 33.42 + 2.64 + 35 + 13.22
+        (date(2019, 3, 29), 2.64, 212.28),
+        # ₹10/crore from 1 Apr 2019: 1.75875 → 1.76; total 211.40
+        (date(2019, 5, 2), 1.76, 211.40),
+    ],
+)
+def test_2019_futures_either_side_of_sebi_cut(trade_date: date, sebi: float, total: float) -> None:
+    c = trade_charges("futures", 75 * 11_700.0, 75 * 11_750.0, trade_date=trade_date)
+    assert c == _cb(40.0, 88.0, 33.42, sebi, 35.0, 13.22)
+    assert c.total == total
+
+
+def test_2019_options() -> None:
+    # 1 Aug 2019, NIFTY CE, one lot of 75: buy at 80 (6,000), sell at 95 (7,125); premium
+    # turnover 13,125. Brokerage 20 + 20. STT 0.05% × 7,125 = 3.5625 → 4. Exchange 0.05% ×
+    # 13,125 = 6.5625 → 6.56. SEBI 0.013125 → 0.01. Stamp 0.002% × 13,125 = 0.2625 → 0.
+    # GST 18% × (40 + 6.56) = 8.3808 → 8.38. Total 40 + 4 + 6.56 + 0.01 + 0 + 8.38 = 58.95.
+    c = trade_charges("options", 75 * 80.0, 75 * 95.0, trade_date=date(2019, 8, 1))
+    assert c == _cb(40.0, 4.0, 6.56, 0.01, 0.0, 8.38)
+    assert c.total == 58.95
+
+
+# Delivery, NSE: buy 200 × 1,000 = 2,00,000; sell 200 × 1,050 = 2,10,000; turnover 4,10,000.
+# STT 0.1% = 410. Exchange 0.00325% × 4,10,000 = 13.325 → 13.33. SEBI ₹5/crore (Jun 2020 – Mar
+# 2021) = 0.205 → 0.21. GST 18% × 13.33 = 2.3994 → 2.40. Non-stamp items: 425.94.
+@pytest.mark.parametrize(
+    ("trade_date", "state", "stamp", "total"),
+    [
+        # state duty on both sides: Maharashtra 0.01% × 4,10,000 = 41
+        (date(2020, 6, 30), "Maharashtra", 41.0, 466.94),
+        (date(2020, 6, 30), "Delhi", 41.0, 466.94),
+        # Tamil Nadu 0.006% × 4,10,000 = 24.6 → 25
+        (date(2020, 6, 30), "Tamil Nadu", 25.0, 450.94),
+        # uniform from 1 Jul 2020 whatever the state: 0.015% × 2,00,000 (buy side) = 30
+        (date(2020, 7, 1), "Maharashtra", 30.0, 455.94),
+        (date(2020, 7, 1), "Tamil Nadu", 30.0, 455.94),
+    ],
+)
+def test_stamp_duty_by_state_then_uniform(
+    trade_date: date, state: str, stamp: float, total: float
+) -> None:
+    schedule = DEFAULT_SCHEDULE.for_state(state)
+    c = trade_charges("equity_delivery", 200_000, 210_000, trade_date=trade_date, schedule=schedule)
+    assert c == _cb(0.0, 410.0, 13.33, 0.21, stamp, 2.40)
+    assert c.total == total
+
+
+def test_default_state_is_maharashtra() -> None:
+    # Maharashtra before 1 Jul 2020: delivery 0.01%, intraday / futures / options 0.002%, on
+    # both sides; from 1 Jul 2020 the uniform buy-side rates whatever the state.
+    assert DEFAULT_SCHEDULE.state == "Maharashtra"
+    expected = {"equity_delivery": "0.0001", "equity_intraday": "0.00002", "futures": "0.00002"}
+    expected["options"] = "0.00002"
+    for segment, fraction in expected.items():
+        r = DEFAULT_SCHEDULE.rates(segment, "NSE", date(2018, 2, 1))
+        assert (r.stamp_buy, r.stamp_sell) == (Decimal(fraction), Decimal(fraction))
+    r = DEFAULT_SCHEDULE.rates("equity_delivery", "NSE", date(2020, 7, 1))
+    assert (r.stamp_buy, r.stamp_sell) == (Decimal("0.00015"), Decimal(0))
+
+
+def test_unknown_state_names_the_known_ones() -> None:
+    with pytest.raises(ValueError) as info:
+        DEFAULT_SCHEDULE.for_state("Karnataka")
+    message = str(info.value)
+    for word in ("'Karnataka'", "Delhi", "Gujarat", "Kerala", "Maharashtra", "Tamil Nadu"):
+        assert word in message
+    with pytest.raises(ValueError, match="'Goa'"):
+        dataclasses.replace(DEFAULT_SCHEDULE, state="Goa")
+
+
+# Intraday, NSE: buy 500 × 1,000 = 5,00,000; sell 500 × 1,010 = 5,05,000; turnover 10,05,000.
+# Brokerage 40; STT 0.025% × 5,05,000 = 126.25 → 126; SEBI ₹5/crore = 0.5025 → 0.50; stamp
+# 0.003% × 5,00,000 = 15.
+@pytest.mark.parametrize(
+    ("trade_date", "exchange", "gst", "total"),
+    [
+        # 0.00325% × 10,05,000 = 32.6625 → 32.66; GST 18% × (40 + 32.66) = 13.0788 → 13.08
+        (date(2020, 12, 31), 32.66, 13.08, 227.24),
+        # +6% from 1 Jan 2021: 0.00345% × 10,05,000 = 34.6725 → 34.67; GST 18% × 74.67 =
+        # 13.4406 → 13.44
+        (date(2021, 1, 1), 34.67, 13.44, 229.61),
+    ],
+)
+def test_nse_six_percent_rise_in_2021(
+    trade_date: date, exchange: float, gst: float, total: float
+) -> None:
+    c = trade_charges("equity_intraday", 500_000, 505_000, trade_date=trade_date)
+    assert c == _cb(40.0, 126.0, exchange, 0.50, 15.0, gst)
+    assert c.total == total
+
+
+# NIFTY futures in 2022, one lot of 50: buy at 16,000 (8,00,000), sell at 16,100 (8,05,000);
+# turnover 16,05,000. Brokerage 40. STT 0.01% × 8,05,000 = 80.5 → 81. Exchange 0.002% ×
+# 16,05,000 = 32.10. SEBI ₹10/crore = 1.605 → 1.61. Stamp 0.002% × 8,00,000 = 16.
+@pytest.mark.parametrize(
+    ("trade_date", "gst", "total"),
+    [
+        # GST 18% × (40 + 32.10) = 12.978 → 12.98 (the SEBI fee not yet taxed)
+        (date(2022, 7, 15), 12.98, 183.69),
+        # from 18 Jul 2022: 18% × (40 + 32.10 + 1.61) = 13.2678 → 13.27
+        (date(2022, 7, 18), 13.27, 183.98),
+    ],
+)
+def test_gst_on_sebi_fee_from_18_jul_2022(trade_date: date, gst: float, total: float) -> None:
+    c = trade_charges("futures", 50 * 16_000.0, 50 * 16_100.0, trade_date=trade_date)
+    assert c == _cb(40.0, 81.0, 32.10, 1.61, 16.0, gst)
+    assert c.total == total
+
+
+# BSE delivery, buy 200 × 1,234.56 = 2,46,912 only: STT 246.912 → 247; SEBI 0.25; stamp 0.015%
+# = 37.0368 → 37.
+@pytest.mark.parametrize(
+    ("trade_date", "exchange", "gst", "total"),
+    [
+        # ₹300/crore: 0.003% × 2,46,912 = 7.40736 → 7.41; GST 18% × (7.41 + 0.25) = 1.3788 → 1.38
+        (date(2022, 11, 30), 7.41, 1.38, 293.04),
+        # flat ₹375/crore from 1 Dec 2022: 9.2592 → 9.26; GST 18% × 9.51 = 1.7118 → 1.71
+        (date(2022, 12, 1), 9.26, 1.71, 295.22),
+    ],
+)
+def test_bse_equity_flat_rate_from_dec_2022(
+    trade_date: date, exchange: float, gst: float, total: float
+) -> None:
+    c = trade_charges("equity_delivery", 200 * 1234.56, 0, exchange="BSE", trade_date=trade_date)
+    assert c == _cb(0.0, 247.0, exchange, 0.25, 37.0, gst)
+    assert c.total == total
+
+
+# BSE SENSEX options: buy 20 × 300 = 6,000, sell 20 × 350 = 7,000; premium turnover 13,000.
+# Brokerage 40; STT 0.0625% × 7,000 = 4.375 → 4; SEBI 0.013 → 0.01; stamp 0.003% × 6,000 → 0.
+@pytest.mark.parametrize(
+    ("trade_date", "exchange", "gst", "total"),
+    [
+        # ₹500/crore: 0.005% × 13,000 = 0.65; GST 18% × 40.66 = 7.3188 → 7.32
+        (date(2024, 5, 10), 0.65, 7.32, 51.98),
+        # from 13 May 2024: 0.0495% × 13,000 = 6.435 → 6.44; GST 18% × 46.45 = 8.361 → 8.36
+        (date(2024, 5, 13), 6.44, 8.36, 58.81),
+    ],
+)
+def test_bse_options_slab_rise_in_may_2024(
+    trade_date: date, exchange: float, gst: float, total: float
+) -> None:
+    c = trade_charges("options", 6_000, 7_000, exchange="BSE", trade_date=trade_date)
+    assert c == _cb(40.0, 4.0, exchange, 0.01, 0.0, gst)
+    assert c.total == total
+
+
+def test_2018_fills_pay_state_stamp_on_both_sides_and_match_the_note() -> None:
+    # 2 Feb 2018, Maharashtra, delivery: buy 100 SBIN at 300 (30,000) in fills of 40 + 60, sell
+    # 100 at 310 (31,000) in one fill. Per fill, stamp is 0.01% of the fill's value on either
+    # side: 1.2 + 1.8 on the buys, 3.1 on the sell; the contract note: 0.01% × 61,000 = 6.1 → 6.
+    model, day = CostModel(), date(2018, 2, 2)
+    fills = [
+        model.fill_charges(SBIN, Product.CNC, Side.BUY, 40, 300.0, day),
+        model.fill_charges(SBIN, Product.CNC, Side.BUY, 60, 300.0, day),
+        model.fill_charges(SBIN, Product.CNC, Side.SELL, 100, 310.0, day),
+    ]
+    assert [c.stamp for c in fills] == [pytest.approx(1.2), pytest.approx(1.8), pytest.approx(3.1)]
+    # STT 0.1% × 61,000 = 61; exchange 0.00325% × 61,000 = 1.9825 → 1.98; SEBI ₹15/crore ×
+    # 61,000 = 0.0915 → 0.09; GST 18% × 1.98 = 0.3564 → 0.36 (SEBI fee untaxed in 2018).
+    note = sum(fills, ChargeBreakdown()).rounded()
+    assert note == _cb(0.0, 61.0, 1.98, 0.09, 6.0, 0.36)
+    assert note == trade_charges("equity_delivery", 30_000, 31_000, trade_date=day)
+
+
+# ---------------------------------------------------------------------------------------------
 # Breakdown, schedule, defaults
 # ---------------------------------------------------------------------------------------------
 
@@ -334,13 +559,35 @@ def test_schedule_can_be_overridden() -> None:
 
 
 def test_dates_before_the_tables_warn(caplog: pytest.LogCaptureFixture) -> None:
-    # The warning is logged once per year per process; another test may have used 2018 already.
+    # The warning is logged once per year per process; another test may have used 2016 already.
     from velox.costs import _warn_before_coverage
 
     _warn_before_coverage.cache_clear()
     with caplog.at_level(logging.WARNING, logger="velox.costs"):
-        trade_charges("equity_delivery", 1000, 0, trade_date=date(2018, 5, 2))
-    assert "2018" in caplog.text
+        trade_charges("equity_delivery", 1000, 0, trade_date=date(2016, 12, 30))
+    assert "2016" in caplog.text and "2017-01-01" in caplog.text
+
+
+def test_bundled_data_years_are_silent(caplog: pytest.LogCaptureFixture) -> None:
+    # The bundled daily bars run 2017-01-02 … 2022: every segment, exchange and state on the first
+    # and last trading days of each year is charged from sourced rows, without a warning.
+    from velox.costs import _warn_before_coverage
+
+    _warn_before_coverage.cache_clear()
+    days = [date(2017, 1, 1), date(2017, 1, 2)] + [
+        d for y in range(2017, 2023) for d in (date(y, 1, 2), date(y, 12, 29))
+    ]
+    with caplog.at_level(logging.WARNING, logger="velox.costs"):
+        for state in ("Maharashtra", "Delhi", "Gujarat", "Kerala", "Tamil Nadu"):
+            schedule = DEFAULT_SCHEDULE.for_state(state)
+            for day in days:
+                for segment in ("equity_delivery", "equity_intraday", "futures", "options"):
+                    for exchange in ("NSE", "BSE"):
+                        trade_charges(
+                            segment, 1000, 1000, exchange, trade_date=day, schedule=schedule
+                        )
+        CostModel().fill_charges(SBIN, Product.CNC, Side.BUY, 1, 100.0, date(2017, 1, 2))
+    assert caplog.records == []
 
 
 def test_nse_exchange_rate_splits_into_fee_and_ipft() -> None:

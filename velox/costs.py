@@ -10,9 +10,11 @@ fill) and for backtests:
 * **exchange** — exchange transaction charge (NSE figures include NSE's IPFT levy, as Zerodha's
   contract notes do);
 * **sebi** — SEBI turnover fee;
-* **stamp** — stamp duty, buy side only (Indian Stamp Act as amended by the Finance Act 2019,
-  uniform from 1 Jul 2020);
-* **gst** — 18% GST on brokerage + exchange charge + SEBI fee.
+* **stamp** — stamp duty: before 1 Jul 2020 set by the client's state on both sides of the
+  trade (``ChargeSchedule.state``, default Maharashtra); from 1 Jul 2020 uniform and on the buy
+  side only (Indian Stamp Act as amended by the Finance Act 2019);
+* **gst** — 18% GST (15% service tax before 1 Jul 2017) on brokerage + exchange charge, and on
+  the SEBI fee from 18 Jul 2022.
 
 Rates live in dated tables (effective-from date → rates) inside a :class:`ChargeSchedule`; the row
 in force on the trade date is used. ``docs/charges.md`` cites the source of every row and lists
@@ -37,7 +39,7 @@ import math
 import numbers
 from bisect import bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from functools import cache
@@ -55,6 +57,7 @@ __all__ = [
     "Rates",
     "ChargeSchedule",
     "DEFAULT_SCHEDULE",
+    "DEFAULT_STAMP_STATE",
     "BrokerageRule",
     "BrokeragePlan",
     "BrokerageModel",
@@ -223,7 +226,9 @@ class Rates:
     """The rates in force for one segment, exchange and date, as fractions of value.
 
     ``exchange`` already includes ``ipft`` (NSE's Investor Protection Fund Trust levy, billed
-    inside the exchange transaction charge); ``ipft`` is kept to show the split.
+    inside the exchange transaction charge); ``ipft`` is kept to show the split. ``gst`` is the
+    tax on brokerage and the exchange charge (service tax before 1 Jul 2017); ``gst_sebi`` is the
+    tax on the SEBI fee: the same rate from 18 Jul 2022, zero before.
     """
 
     stt_buy: Decimal
@@ -232,7 +237,9 @@ class Rates:
     ipft: Decimal
     sebi: Decimal
     stamp_buy: Decimal
+    stamp_sell: Decimal
     gst: Decimal
+    gst_sebi: Decimal
 
 
 # STT (Securities Transaction Tax), percent of value: segment → (buy, sell). Exchange-independent.
@@ -281,75 +288,106 @@ _STT: Dated = (
 # STT on a long option exercised in the money, percent of intrinsic value (paid by the buyer).
 _STT_EXERCISE: Dated = ((date(2016, 6, 1), "0.125"), (date(2026, 4, 1), "0.15"))
 
+
+def _same(
+    equity: str, futures: str, options: str, ipft: tuple[str, str, str] = ("0", "0", "0")
+) -> dict[str, tuple[str, str]]:
+    """Return one exchange row: delivery and intraday share the equity figure."""
+    return {
+        "equity_delivery": (equity, ipft[0]),
+        "equity_intraday": (equity, ipft[0]),
+        "futures": (futures, ipft[1]),
+        "options": (options, ipft[2]),
+    }
+
+
+# NSE's IPFT levy from 1 Apr 2023 (₹10 / ₹10 / ₹50 per crore; ₹0.01 per crore before, ignored).
+_NSE_IPFT = ("0.0001", "0.0001", "0.0005")
+
 # Exchange transaction charge, percent of value (options: premium): exchange → dated rows of
-# segment → (transaction charge, IPFT). From 1 Oct 2024 NSE bills its flat fee (circular of Sep
-# 2024: ₹2.97/₹1.73/₹35.03 per lakh) plus IPFT (₹10/₹10/₹50 per crore since 1 Apr 2023), which
-# Zerodha's newer table shows summed: 0.00307% / 0.00183% / 0.03553%. The pre-Oct-2024 row is the
-# broker-published all-in figure just before the change (unverified for earlier years).
+# segment → (transaction charge, IPFT). NSE: the published top-slab rates of 2017–2020; +6% from
+# 1 Jan 2021 (to fund NSE IPFT after broker defaults); the 6% rolled back and IPFT raised to
+# ₹10/₹10/₹50 per crore from 1 Apr 2023 (NSE, 24 Mar 2023); flat fees from 1 Oct 2024 (circular
+# of 27 Sep 2024: ₹2.97/₹1.73/₹35.03 per lakh) plus IPFT. The 2023-04-01 row holds the all-in
+# figures brokers published just before Oct 2024 (its IPFT split is unverified). BSE: equity
+# ₹300/crore, flat ₹375/crore from 1 Dec 2022; SENSEX/BANKEX options slabs. docs/charges.md
+# cites each row and marks what is unverified.
 _EXCHANGE: Mapping[str, Dated] = {
     "NSE": (
-        (
-            date(2020, 7, 1),
-            {
-                "equity_delivery": ("0.00322", "0"),
-                "equity_intraday": ("0.00322", "0"),
-                "futures": ("0.00183", "0"),
-                "options": ("0.0495", "0"),
-            },
-        ),
-        (
-            date(2024, 10, 1),
-            {
-                "equity_delivery": ("0.00297", "0.0001"),
-                "equity_intraday": ("0.00297", "0.0001"),
-                "futures": ("0.00173", "0.0001"),
-                "options": ("0.03503", "0.0005"),
-            },
-        ),
+        (date(2017, 1, 1), _same("0.00325", "0.0019", "0.05")),
+        (date(2021, 1, 1), _same("0.00345", "0.002", "0.053")),
+        (date(2023, 4, 1), _same("0.00322", "0.00183", "0.0495")),
+        (date(2024, 10, 1), _same("0.00297", "0.00173", "0.03503", _NSE_IPFT)),
     ),
     "BSE": (
-        (
-            date(2020, 7, 1),
-            {
-                "equity_delivery": ("0.00375", "0"),
-                "equity_intraday": ("0.00375", "0"),
-                "futures": ("0", "0"),
-                "options": ("0.0495", "0"),
-            },
-        ),
-        (
-            date(2024, 10, 1),
-            {
-                "equity_delivery": ("0.00375", "0"),
-                "equity_intraday": ("0.00375", "0"),
-                "futures": ("0", "0"),
-                "options": ("0.0325", "0"),
-            },
-        ),
+        (date(2017, 1, 1), _same("0.003", "0", "0.005")),
+        (date(2022, 12, 1), _same("0.00375", "0", "0.005")),
+        (date(2024, 5, 13), _same("0.00375", "0", "0.0495")),
+        (date(2024, 10, 1), _same("0.00375", "0", "0.0325")),
     ),
 }
 
-# SEBI turnover fee, rupees per crore of turnover (options: premium turnover). ₹10/crore from
-# 1 Apr 2019 (SEBI (Payment of Fees) (Amendment) Regulations 2019); halved for Jun 2020–Mar 2021
-# (SEBI COVID-19 relief, press release of Apr 2020).
-_SEBI: Dated = ((date(2019, 4, 1), "10"), (date(2020, 6, 1), "5"), (date(2021, 4, 1), "10"))
+# SEBI turnover fee, rupees per crore of turnover (options: premium turnover). ₹15/crore until
+# 31 Mar 2019; ₹10/crore from 1 Apr 2019 (SEBI (Payment of Fees) (Amendment) Regulations 2019);
+# halved for Jun 2020–Mar 2021 (SEBI COVID-19 relief, press release of Apr 2020).
+_SEBI: Dated = (
+    (date(2017, 1, 1), "15"),
+    (date(2019, 4, 1), "10"),
+    (date(2020, 6, 1), "5"),
+    (date(2021, 4, 1), "10"),
+)
 
-# Stamp duty, percent of buy value: Indian Stamp Act 1899 as amended by the Finance Act 2019,
-# collected by the exchanges at a uniform rate from 1 Jul 2020.
+# Stamp duty from 1 Jul 2020, percent of value: segment → (buy, sell). Indian Stamp Act 1899 as
+# amended by the Finance Act 2019, collected by the exchanges on the buy side at uniform rates.
 _STAMP: Dated = (
     (
         date(2020, 7, 1),
         {
-            "equity_delivery": "0.015",
-            "equity_intraday": "0.003",
-            "futures": "0.002",
-            "options": "0.003",
+            "equity_delivery": ("0.015", "0"),
+            "equity_intraday": ("0.003", "0"),
+            "futures": ("0.002", "0"),
+            "options": ("0.003", "0"),
         },
     ),
 )
 
-# GST on brokerage + exchange charge + SEBI fee, percent (GST regime from 1 Jul 2017).
-_GST: Dated = ((date(2017, 7, 1), "18"),)
+
+def _both_sides(
+    delivery: str, intraday: str, futures: str, options: str
+) -> dict[str, tuple[str, str]]:
+    """Return one state row: the same rate on the buy and the sell side of each segment."""
+    return {
+        "equity_delivery": (delivery, delivery),
+        "equity_intraday": (intraday, intraday),
+        "futures": (futures, futures),
+        "options": (options, options),
+    }
+
+
+# Stamp duty before 1 Jul 2020: each state's own rates on the contract note, so on both buy and
+# sell value; state → dated rows of segment → (buy, sell). Only states that two or more brokers'
+# published state tables agree on and that had no cap per contract note (docs/charges.md).
+_STATE_STAMP_ROW_2017 = date(2017, 1, 1)
+_STATE_STAMP: Mapping[str, Dated] = {
+    "Maharashtra": ((_STATE_STAMP_ROW_2017, _both_sides("0.01", "0.002", "0.002", "0.002")),),
+    "Delhi": ((_STATE_STAMP_ROW_2017, _both_sides("0.01", "0.002", "0.002", "0.002")),),
+    "Gujarat": ((_STATE_STAMP_ROW_2017, _both_sides("0.01", "0.002", "0.002", "0.002")),),
+    "Kerala": ((_STATE_STAMP_ROW_2017, _both_sides("0.01", "0.002", "0.002", "0.002")),),
+    "Tamil Nadu": ((_STATE_STAMP_ROW_2017, _both_sides("0.006", "0.006", "0.006", "0.006")),),
+}
+
+#: The state whose stamp duty applies before 1 Jul 2020 unless a schedule names another:
+#: Maharashtra, home of NSE, BSE and most brokers' registered offices.
+DEFAULT_STAMP_STATE = "Maharashtra"
+
+# Tax on brokerage + exchange charge, percent: service tax 15% (14% + Swachh Bharat cess 0.5% +
+# Krishi Kalyan cess 0.5%, from 1 Jun 2016), GST 18% from 1 Jul 2017.
+_GST: Dated = ((date(2016, 6, 1), "15"), (date(2017, 7, 1), "18"))
+
+# Whether that tax also applies to the SEBI fee: from 18 Jul 2022 (SEBI turnover fee made
+# subject to 18% GST; BSE notice 20220830-5). Brokers' pages before then taxed brokerage +
+# transaction charges only.
+_GST_ON_SEBI: Dated = ((date(2016, 6, 1), False), (date(2022, 7, 18), True))
 
 
 def _read_only(rows: Dated) -> Dated:
@@ -363,6 +401,7 @@ def _read_only(rows: Dated) -> Dated:
 _STT = _read_only(_STT)
 _STAMP = _read_only(_STAMP)
 _EXCHANGE = MappingProxyType({name: _read_only(rows) for name, rows in _EXCHANGE.items()})
+_STATE_STAMP = MappingProxyType({name: _read_only(rows) for name, rows in _STATE_STAMP.items()})
 
 
 @dataclass(frozen=True)
@@ -371,9 +410,13 @@ class ChargeSchedule:
 
     Each table is a tuple of ``(effective_from, value)`` rows sorted by date; the row in force on
     the trade date is used. Dates before ``coverage_start`` (the first date every table has a
-    sourced row for) use each table's earliest row and log a warning once: older contract notes
-    differed (state stamp duties, other exchange slabs). Override any table with
-    :func:`dataclasses.replace` — e.g. to model a new circular before Velox ships it.
+    sourced row for: 1 Jan 2017) use each table's earliest row and log a warning once per year.
+    Override any table with :func:`dataclasses.replace` — e.g. to model a new circular before
+    Velox ships it.
+
+    Stamp duty comes from ``stamp`` from its first row (1 Jul 2020, uniform, buy side only) and
+    from ``state_stamp[state]`` before it, when each state levied its own duty on both sides of
+    the contract note. ``state`` defaults to Maharashtra; :meth:`for_state` picks another.
 
     A schedule pickles (so does a simulator charging from it); the copy's tables are read-only
     mappings, like the defaults.
@@ -385,6 +428,10 @@ class ChargeSchedule:
     >>> s = replace(DEFAULT_SCHEDULE, sebi=((date(2019, 4, 1), "15"),))
     >>> float(s.rates("futures", "NSE", date(2025, 1, 2)).sebi * 10_000_000)
     15.0
+    >>> tamil_nadu = DEFAULT_SCHEDULE.for_state("Tamil Nadu")
+    >>> r = tamil_nadu.rates("equity_delivery", "NSE", date(2019, 5, 2))
+    >>> float(r.stamp_buy * 100), float(r.stamp_sell * 100)  # percent, both sides
+    (0.006, 0.006)
     """
 
     stt: Dated = _STT
@@ -393,7 +440,21 @@ class ChargeSchedule:
     sebi: Dated = _SEBI
     stamp: Dated = _STAMP
     gst: Dated = _GST
-    coverage_start: date = date(2020, 7, 1)
+    coverage_start: date = date(2017, 1, 1)
+    state_stamp: Mapping[str, Dated] = field(default_factory=lambda: _STATE_STAMP)
+    state: str = DEFAULT_STAMP_STATE
+    gst_on_sebi: Dated = _GST_ON_SEBI
+
+    def __post_init__(self) -> None:
+        if self.state not in self.state_stamp:
+            raise ValidationError(
+                f"no stamp-duty table for state {self.state!r}; use one of "
+                f"{', '.join(sorted(self.state_stamp))}, or add its rows to state_stamp"
+            )
+
+    def for_state(self, state: str) -> ChargeSchedule:
+        """Return this schedule charging ``state``'s stamp duty on trades before 1 Jul 2020."""
+        return replace(self, state=state)
 
     def rates(self, segment: str, exchange: str, trade_date: date) -> Rates:
         """Return the rates in force for ``segment`` on ``exchange`` on ``trade_date``."""
@@ -404,14 +465,19 @@ class ChargeSchedule:
             _warn_before_coverage(trade_date.year, self.coverage_start)
         stt_buy, stt_sell = _pick(self.stt, trade_date)[segment]  # type: ignore[index]
         txn, ipft = _pick(self.exchange[exchange], trade_date)[segment]  # type: ignore[index]
+        stamp_rows = self.stamp if trade_date >= self.stamp[0][0] else self.state_stamp[self.state]
+        stamp_buy, stamp_sell = _pick(stamp_rows, trade_date)[segment]  # type: ignore[index]
+        gst = _pct(str(_pick(self.gst, trade_date)))
         return Rates(
             stt_buy=_pct(stt_buy),
             stt_sell=_pct(stt_sell),
             exchange=_pct(txn) + _pct(ipft),
             ipft=_pct(ipft),
             sebi=Decimal(str(_pick(self.sebi, trade_date))) / _CRORE,
-            stamp_buy=_pct(_pick(self.stamp, trade_date)[segment]),  # type: ignore[index]
-            gst=_pct(str(_pick(self.gst, trade_date))),
+            stamp_buy=_pct(stamp_buy),
+            stamp_sell=_pct(stamp_sell),
+            gst=gst,
+            gst_sebi=gst if _pick(self.gst_on_sebi, trade_date) else Decimal(0),
         )
 
     def exercise_stt_rate(self, trade_date: date) -> Decimal:
@@ -454,9 +520,9 @@ DEFAULT_SCHEDULE = ChargeSchedule()
 @cache
 def _warn_before_coverage(year: int, coverage_start: date) -> None:
     logger.warning(
-        "charges for %d use the earliest rate rows: the tables are sourced from %s; older "
-        "contract notes differed (state stamp duty, exchange slabs). Pass a ChargeSchedule with "
-        "earlier rows for exact figures.",
+        "charges for %d use the earliest rate rows: the charge tables start on %s; older "
+        "contract notes differed (exchange slabs, state stamp duty, service tax rates). Pass a "
+        "ChargeSchedule with earlier rows for exact figures.",
         year,
         coverage_start.isoformat(),
     )
@@ -688,7 +754,8 @@ def trade_charges(
     -----
     Rounding follows Zerodha's calculator: each order's brokerage, the exchange charge, the
     SEBI fee and GST to the paisa; STT and stamp duty to the nearest rupee; GST is 18% of the
-    rounded brokerage + exchange charge + SEBI fee. Halves round up.
+    rounded brokerage + exchange charge (+ SEBI fee from 18 Jul 2022). Halves round up. Before
+    1 Jul 2020 stamp duty is the schedule's state's (default Maharashtra), on both sides.
 
     Examples
     --------
@@ -716,13 +783,13 @@ def trade_charges(
             brokerage += count * _dec(_round(per_order, _PAISA))
     exchange_charge = _dec(_round(turnover * rates.exchange, _PAISA))
     sebi = _dec(_round(turnover * rates.sebi, _PAISA))
-    gst = _round((brokerage + exchange_charge + sebi) * rates.gst, _PAISA)
+    gst = _round((brokerage + exchange_charge) * rates.gst + sebi * rates.gst_sebi, _PAISA)
     return ChargeBreakdown(
         brokerage=float(brokerage),
         stt=_round(buy * rates.stt_buy + sell * rates.stt_sell, _RUPEE),
         exchange=float(exchange_charge),
         sebi=float(sebi),
-        stamp=_round(buy * rates.stamp_buy, _RUPEE),
+        stamp=_round(buy * rates.stamp_buy + sell * rates.stamp_sell, _RUPEE),
         gst=gst,
     )
 
@@ -758,7 +825,8 @@ def exercised_option_stt(
 class CostModel:
     """Return per-fill charges for the simulator and event-driven backtests (swappable object).
 
-    One fill is charged on its own side only (STT sell side, stamp duty buy side, …) with
+    One fill is charged on its own side only (STT sell side, stamp duty buy side from 1 Jul
+    2020 and both sides before, …) with
     unrounded amounts; summing a day's fills and calling :meth:`ChargeBreakdown.rounded` gives
     the contract note, up to the paisa of GST rounding noted there. Brokerage is per *order*:
     pass the brokerage already charged to earlier fills of the same order as
@@ -824,7 +892,17 @@ class CostModel:
         if cached is None:
             r = self.schedule.rates(segment, exchange, trade_date)
             cached = tuple(
-                float(x) for x in (r.stt_buy, r.stt_sell, r.exchange, r.sebi, r.stamp_buy, r.gst)
+                float(x)
+                for x in (
+                    r.stt_buy,
+                    r.stt_sell,
+                    r.exchange,
+                    r.sebi,
+                    r.stamp_buy,
+                    r.stamp_sell,
+                    r.gst,
+                    r.gst_sebi,
+                )
             )
             self._float_rates[key] = cached
         return cached
@@ -864,9 +942,8 @@ class CostModel:
             _check_value("order_brokerage_so_far", so_far)
         if trade_date.__class__ is not date:
             trade_date = _trade_date(trade_date)
-        stt_buy, stt_sell, exch, sebi_rate, stamp_buy, gst_rate = self._rates(
-            segment, exchange, trade_date
-        )
+        rates = self._rates(segment, exchange, trade_date)
+        stt_buy, stt_sell, exch, sebi_rate, stamp_buy, stamp_sell, gst_rate, gst_sebi = rates
         value = qty * price
         brokerage = self.plan.order_brokerage(segment, value)
         cap = self.plan.order_cap(segment)
@@ -880,8 +957,8 @@ class CostModel:
             value * (stt_buy if buying else stt_sell),  # stt
             exchange_charge,
             sebi,
-            value * stamp_buy if buying else 0.0,  # stamp
-            (brokerage + exchange_charge + sebi) * gst_rate,  # gst
+            value * (stamp_buy if buying else stamp_sell),  # stamp
+            (brokerage + exchange_charge) * gst_rate + sebi * gst_sebi,  # gst
         )
 
 

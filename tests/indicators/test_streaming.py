@@ -9,6 +9,7 @@ in the same state as bar-by-bar updates.
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -192,3 +193,103 @@ def test_a_snapshot_with_another_layout_is_refused() -> None:
     old = {"params": bank.__getstate__()["params"], "state": np.zeros((2, 34))}
     with pytest.raises(ValueError, match="another layout"):
         st.IndicatorBank.__new__(st.IndicatorBank).__setstate__(old)
+
+
+# ------------------------------------------------ from_history on an instance uses its parameters
+
+
+def _concrete_classes() -> list[type[st.StreamingIndicator]]:
+    found, todo = [], list(st.StreamingIndicator.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if not cls.__name__.startswith("_"):
+            found.append(cls)
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def _off_default(cls: type[st.StreamingIndicator]) -> st.StreamingIndicator:
+    """Return ``cls`` built with every parameter moved off its default (still valid)."""
+    params: dict[str, object] = {}
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self":
+            continue
+        if isinstance(p.default, str):
+            params[name] = "camarilla" if p.default == "classic" else p.default
+        elif isinstance(p.default, int):
+            params[name] = p.default + 3
+        else:
+            params[name] = p.default * 1.5
+    return cls(**params)
+
+
+def test_every_streaming_class_is_covered() -> None:
+    # A new streaming class is picked up by the parametrised test below; this guards the walk.
+    names = {c.__name__ for c in _concrete_classes()}
+    assert {"EMA", "MACD", "Supertrend", "Ichimoku", "Pivots", "VWAP"} <= names
+    assert len(names) == 26
+
+
+@pytest.mark.parametrize("cls", _concrete_classes(), ids=lambda c: c.__name__)
+def test_from_history_on_an_instance_keeps_its_parameters(
+    cls: type[st.StreamingIndicator], samples: list[pd.DataFrame]
+) -> None:
+    frame = samples[0].iloc[:300]
+    obj = _off_default(cls)
+    fresh_state = (obj._state.copy(), obj._ring.copy())
+    history = frame.close if obj._spec.inputs == ("close",) else frame
+    seeded = obj.from_history(history)
+    assert type(seeded) is cls and seeded is not obj
+    assert seeded._params == obj._params and repr(seeded) == repr(obj)
+    if obj._params:
+        assert repr(seeded) != repr(cls())  # the parameters really are not the defaults
+    # the same state as the classmethod given those parameters as keywords
+    by_class = cls.from_history(history, **obj._params)
+    np.testing.assert_array_equal(seeded._state, by_class._state)
+    np.testing.assert_array_equal(seeded._ring, by_class._ring)
+    # and the instance itself is left as it was
+    np.testing.assert_array_equal(obj._state, fresh_state[0])
+    np.testing.assert_array_equal(obj._ring, fresh_state[1])
+
+
+@pytest.mark.parametrize(
+    ("make", "batch"),
+    [
+        (lambda: st.EMA(window=20), lambda d: vi.ema(d.close, 20)),
+        (lambda: st.RSI(window=7), lambda d: vi.rsi(d.close, 7)),
+        (lambda: st.MACD(5, 13, 4), lambda d: vi.macd(d.close, 5, 13, 4)),
+        (lambda: st.BBands(15, 1.5, 2.5), lambda d: vi.bbands(d.close, 15, 1.5, 2.5)),
+        (lambda: st.ATR(window=5), lambda d: vi.atr(d.high, d.low, d.close, 5)),
+        (
+            lambda: st.Supertrend(window=7, multiplier=2.0),
+            lambda d: vi.supertrend(d.high, d.low, d.close, 7, 2.0),
+        ),
+        (
+            lambda: st.Ichimoku(5, 12, 20, 6),
+            lambda d: vi.ichimoku(d.high, d.low, 5, 12, 20, 6),
+        ),
+    ],
+    ids=["ema", "rsi", "macd", "bbands", "atr", "supertrend", "ichimoku"],
+)
+def test_instance_from_history_then_updates_equals_batch_with_its_parameters(
+    make: Callable[[], st.StreamingIndicator],
+    batch: Callable[[pd.DataFrame], object],
+    samples: list[pd.DataFrame],
+) -> None:
+    # EMA(window=20).from_history(closes) used to come back as EMA(window=30): checked here
+    # against the batch function called with the instance's parameters.
+    frame = samples[0]
+    template = make()
+    single = template._spec.inputs == ("close",)
+    seeded = template.from_history(frame.close.iloc[:300] if single else frame.iloc[:300])
+    tail = [seeded.update(b.close if single else b) for b in _bars(frame.iloc[300:])]
+    got = np.array([v if isinstance(v, tuple) else (v,) for v in tail], dtype=float)
+    assert_matches(got, _as_matrix(batch(frame))[300:])
+
+
+def test_from_history_on_an_instance_refuses_parameters() -> None:
+    with pytest.raises(TypeError) as info:
+        st.EMA(window=20).from_history([1.0, 2.0, 3.0], window=5)
+    message = str(info.value)
+    assert "EMA(window=20)" in message and "window=5" in message
+    assert "EMA.from_history(data, window=5)" in message

@@ -8,7 +8,9 @@ on-disk cache) on first use. The vectorbt bridge lives in :mod:`velox.indicators
 only module here that imports vectorbt.
 
 See ``docs/indicators.md`` for the conventions (TA-Lib seeding, warm-up NaN, the forming-candle
-model).
+model). Multi-output results are NamedTuples named for what they hold (``MACDLines``, ``Bands``,
+``SupertrendLines``, …), never after an indicator class, so ``Supertrend`` always means the
+streaming indicator in :mod:`velox.indicators.streaming`.
 """
 
 from velox.indicators._batch import (
@@ -44,10 +46,10 @@ from velox.indicators._spec import (
     CamarillaPivots,
     Candles,
     ClassicPivots,
-    Ichimoku,
+    IchimokuLines,
     MACDLines,
     Oscillator,
-    Supertrend,
+    SupertrendLines,
 )
 
 __all__ = [
@@ -56,9 +58,9 @@ __all__ = [
     "CamarillaPivots",
     "Candles",
     "ClassicPivots",
-    "Ichimoku",
+    "IchimokuLines",
     "Oscillator",
-    "Supertrend",
+    "SupertrendLines",
     "adx",
     "atr",
     "bbands",
@@ -86,3 +88,16 @@ __all__ = [
     "willr",
     "wma",
 ]
+
+#: Result types renamed so that no result shares a name with a streaming class (old → new).
+_RENAMED = {"Supertrend": "SupertrendLines", "Ichimoku": "IchimokuLines"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        raise AttributeError(
+            f"velox.indicators.{name} was the result type of {name.lower()}() and is now "
+            f"velox.indicators.{_RENAMED[name]}; the streaming indicator is "
+            f"velox.indicators.streaming.{name}"
+        )
+    raise AttributeError(f"module 'velox.indicators' has no attribute {name!r}")

@@ -23,10 +23,10 @@ from velox.indicators._spec import (
     CamarillaPivots,
     Candles,
     ClassicPivots,
-    Ichimoku,
+    IchimokuLines,
     MACDLines,
     Oscillator,
-    Supertrend,
+    SupertrendLines,
     compute,
 )
 
@@ -336,7 +336,7 @@ def psar(high: Data, low: Data, acceleration: float = 0.02, maximum: float = 0.2
 
 def supertrend(
     high: Data, low: Data, close: Data, window: int = 10, multiplier: float = 3.0
-) -> Supertrend:
+) -> SupertrendLines:
     """Return the Supertrend line and direction (+1 up-trend, −1 down-trend).
 
     Definition (Olivier Seban's Supertrend as published in TradingView's ``ta.supertrend``):
@@ -454,7 +454,7 @@ def ichimoku(
     kijun_window: int = 26,
     senkou_window: int = 52,
     displacement: int = 26,
-) -> Ichimoku:
+) -> IchimokuLines:
     """Return the Ichimoku Kinkō Hyō lines, causally aligned.
 
     Goichi Hosoda's definition (StockCharts "Ichimoku Cloud"): tenkan/kijun are the

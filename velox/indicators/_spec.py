@@ -45,7 +45,7 @@ class Oscillator(NamedTuple):
     d: object
 
 
-class Supertrend(NamedTuple):
+class SupertrendLines(NamedTuple):
     """The Supertrend line and its direction (+1 up-trend: line below price; −1 down-trend)."""
 
     supertrend: object
@@ -61,7 +61,7 @@ class Candles(NamedTuple):
     close: object
 
 
-class Ichimoku(NamedTuple):
+class IchimokuLines(NamedTuple):
     """Ichimoku lines; the spans are already displaced, so row t holds the cloud in force at t."""
 
     tenkan: object
@@ -380,12 +380,12 @@ SPECS: dict[str, Spec] = {
         Spec("psar", ("high", "low"), _init_psar),
         Spec("mfi", ("high", "low", "close", "volume"), _init_mfi),
         Spec("obv", ("close", "volume"), _init_obv),
-        Spec("supertrend", ("high", "low", "close"), _init_supertrend, Supertrend),
+        Spec("supertrend", ("high", "low", "close"), _init_supertrend, SupertrendLines),
         Spec("vwap", ("high", "low", "close", "volume"), _init_vwap, sessions=True),
         Spec("donchian", ("high", "low"), _init_donchian, Bands),
         Spec("keltner", ("high", "low", "close"), _init_keltner, Bands),
         Spec("heikin_ashi", ("open", "high", "low", "close"), _init_heikin_ashi, Candles),
-        Spec("ichimoku", ("high", "low"), _init_ichimoku, Ichimoku),
+        Spec("ichimoku", ("high", "low"), _init_ichimoku, IchimokuLines),
         Spec("pivots", ("high", "low", "close"), _init_pivots, ClassicPivots, True, 8),
     ]
 }

@@ -19,7 +19,9 @@ for N symbols in one contiguous array and does one numba call per tick.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar, Protocol, Self
 
@@ -53,6 +55,35 @@ class BarLike(Protocol):
     low: float
     close: float
     volume: float
+
+
+class _ClassOrInstanceMethod(classmethod):  # type: ignore[type-arg]
+    """A classmethod that, called on an instance, passes the instance's parameters.
+
+    A plain classmethod called on an instance is handed the class alone, so
+    ``EMA(window=20).from_history(closes)`` silently built an ``EMA(window=30)``. On the class it
+    behaves as a classmethod (parameters as keywords); on an instance it calls the function with
+    the instance's class and parameters, and refuses further parameters (which would be ambiguous).
+    """
+
+    def __get__(self, obj: object, owner: type | None = None) -> Callable[..., object]:
+        if obj is None:
+            return super().__get__(obj, owner)
+        func = self.__func__
+
+        @functools.wraps(func)
+        def bound(data: object, **params: object) -> object:
+            if params:
+                given = ", ".join(f"{k}={v!r}" for k, v in params.items())
+                raise TypeError(
+                    f"{obj!r}.from_history() got {given}: on an instance it uses the instance's "
+                    f"parameters; call {type(obj).__name__}.from_history(data, {given}) to choose "
+                    "others"
+                )
+            return func(type(obj), data, **obj._params)  # type: ignore[attr-defined]
+
+        del bound.__wrapped__  # its signature is (data, **params): no ``cls``
+        return bound
 
 
 class StreamingIndicator:
@@ -89,13 +120,23 @@ class StreamingIndicator:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({args})"
 
-    @classmethod
+    @_ClassOrInstanceMethod
     def from_history(cls, data: object, **params: object) -> Self:
         """Return an indicator whose state has consumed ``data`` through the batch path.
 
         ``data`` is a DataFrame with lower-case ``open``/``high``/``low``/``close``/``volume``
         columns (those the indicator reads; VWAP/pivots also need a DatetimeIndex), or, for
         single-input indicators, a Series or 1-D array of closes. One numba call, no Python loop.
+
+        Call it on the class with the parameters as keywords, or on an instance to use that
+        instance's parameters (a new indicator is returned; the instance is left as it was).
+
+        Examples
+        --------
+        >>> EMA.from_history([1.0, 2.0, 3.0], window=2)
+        EMA(window=2)
+        >>> EMA(window=2).from_history([1.0, 2.0, 3.0]).update(4.0)  # EMA(2) of 1, 2, 3, 4
+        3.5
         """
         obj = cls(**params)
         obj._consume(data)
