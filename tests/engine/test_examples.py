@@ -223,3 +223,20 @@ def test_opening_range_breakout_exits_on_its_own_timeframe(
     assert (exits == "15:00").sum() >= 10 and (exits <= "15:00").all()
     with pytest.raises(ValueError, match="intraday"):
         OpeningRangeBreakout(timeframe="1d")
+
+
+def test_examples_import_only_the_strategy_api() -> None:
+    """Strategies talk only to velox.strategy (Context, Strategy and the types they hand out)
+    and velox.indicators: no brokers, store, engine or velox.types."""
+    import ast
+
+    for path in sorted((ROOT / "strategies").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        ours = {m for m in imported if m and m.split(".")[0] == "velox"}
+        assert ours, path.name
+        allowed = {
+            m for m in ours if m == "velox.strategy" or m.split(".")[:2] == ["velox", "indicators"]
+        }
+        assert ours == allowed, f"{path.name} imports {sorted(ours - allowed)}"

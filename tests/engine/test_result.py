@@ -345,3 +345,12 @@ def test_plot_takes_bars_when_the_result_has_none(scripted) -> None:  # noqa: AN
                     result.stats, result.trade_list)  # fmt: skip
     with pytest.raises(ConfigError, match="mapping"):
         two.plot(bars=bars)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import velox.engine.result
+
+    outcome = doctest.testmod(velox.engine.result, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert outcome.attempted >= 4 and outcome.failed == 0
