@@ -217,7 +217,7 @@ def run_velox(bars: pd.DataFrame, strategy: Strategy) -> tuple[float, list]:
     t = time.perf_counter()
     result = engine.run()
     elapsed = time.perf_counter() - t
-    return elapsed, [tr.entry_time for tr in result.trades]
+    return elapsed, result.trades["entry_time"].tolist()
 
 
 def run_backtesting(bars: pd.DataFrame) -> tuple[float, list]:

@@ -1,7 +1,8 @@
 """Opening-range breakout, intraday (MIS): trade the first break of the morning's range.
 
-An event-driven strategy on intraday bars (5-minute by default). The opening range is the high
-and low of the first ``range_bars`` bars of each session (09:15–09:30 with three 5m bars). After
+An event-driven strategy on intraday bars (5-minute by default; any intraday timeframe). The
+opening range is the high and low of the first ``range_bars`` bars of each session (09:15–09:30
+with three 5m bars). After
 that, on every tick (``on_tick`` sees the forming candle) a price above the range high buys and a
 price below the range low sells short, once per day, sized ``weight`` × equity, product MIS. A
 long is filtered by the session VWAP (streaming :class:`velox.indicators.streaming.VWAP`,
@@ -17,11 +18,10 @@ Run it::
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 
 from velox.indicators.streaming import VWAP
-from velox.strategy import Context, Strategy
-from velox.types import Bar, Product
+from velox.strategy import Bar, Context, Product, Strategy, timeframe_minutes
 
 
 class OpeningRangeBreakout(Strategy):
@@ -33,6 +33,16 @@ class OpeningRangeBreakout(Strategy):
     range_bars: int = 3
     weight: float = 1.0
     exit_time: str = "15:00"
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        minutes = timeframe_minutes(self.timeframe)
+        if minutes is None:
+            raise ValueError(
+                f"OpeningRangeBreakout trades intraday bars, not {self.timeframe!r} ones: "
+                "use an intraday timeframe such as 5m"
+            )
+        self.bar_length = timedelta(minutes=minutes)
 
     def on_start(self, ctx: Context) -> None:
         """Reset the per-day state and create the session VWAP."""
@@ -55,8 +65,8 @@ class OpeningRangeBreakout(Strategy):
         if self.bars_today <= self.range_bars:
             self.high, self.low = max(self.high, bar.high), min(self.low, bar.low)
         self.vwap_value = self.vwap.update(bar)
-        end = bar.ts.time().hour * 60 + bar.ts.time().minute + 5
-        if end >= self.cutoff.hour * 60 + self.cutoff.minute and ctx.position():
+        end = (bar.ts + self.bar_length).time()  # the bar's end, on the strategy's timeframe
+        if end >= self.cutoff and ctx.position():
             ctx.cancel_all()
             ctx.target_qty(0)
             ctx.log("exit time: flat %s", day)

@@ -14,8 +14,7 @@ Run it::
 from __future__ import annotations
 
 from velox.indicators.streaming import Supertrend
-from velox.strategy import Context, Strategy
-from velox.types import Bar
+from velox.strategy import Bar, Context, Strategy
 
 
 class SupertrendFollow(Strategy):

@@ -1,8 +1,16 @@
 """Velox: a Jupyter-first research and live-trading workbench for Indian markets.
 
 ``import velox`` is deliberately cheap: it imports no pandas, numba, vectorbt, panel or broker
-SDK. Submodules load on first attribute access (``velox.indicators``, ``velox.costs`` …), and
-:func:`bars` opens the store only when called.
+SDK. Every submodule loads on first attribute access (``velox.indicators``, ``velox.engine``,
+``velox.strategy`` …), and :func:`bars` and :func:`replay` import what they need when called.
+
+=========================  ==================================================================
+name                       what it does
+=========================  ==================================================================
+:func:`bars`               stored OHLCV bars of one instrument as a DataFrame (IST index)
+:func:`replay`             an event-driven backtest of a strategy → :class:`RunResult`
+:func:`load_strategy`      the Strategy class in a file or module (``velox.strategy``)
+=========================  ==================================================================
 
 Examples
 --------
@@ -10,35 +18,75 @@ Examples
 >>> df = velox.bars("NSE:RELIANCE", "1d", start="2020-01-01")     # doctest: +SKIP
 >>> df.columns.tolist()                                             # doctest: +SKIP
 ['open', 'high', 'low', 'close', 'volume']
+>>> res = velox.replay("strategies/sma_cross.py", symbols="NSE:RELIANCE", timeframe="1d",
+...                    fast=10, slow=30)                            # doctest: +SKIP
+>>> res.trades.head()                                               # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+#: Every public module of the package, imported on first attribute access (``velox.engine``).
 _SUBMODULES = frozenset(
     {
+        "backtest",
         "brokers",
         "calendar",
+        "cli",
+        "cli_engine",
         "config",
         "costs",
         "data",
+        "engine",
         "errors",
         "feeds",
         "indicators",
         "instruments",
+        "modes",
+        "oms",
+        "risk",
         "store",
+        "strategy",
+        "testing",
         "types",
     }
 )
 
+#: Names re-exported from submodules, resolved on first access: name → module.
+_REEXPORTS = {"load_strategy": "velox.strategy", "RunResult": "velox.engine"}
+
+#: Keywords of :func:`replay` that configure the run rather than the strategy; every other
+#: keyword is a strategy parameter. ``instrument_master`` is ``velox.modes.replay``'s
+#: ``instruments`` (the strategy's instruments are ``symbols``); the rest pass through by name.
+REPLAY_OPTIONS = frozenset(
+    {
+        "store",
+        "initial_cash",
+        "risk_limits",
+        "instrument_master",
+        "audit",
+        "run_id",
+        "sim_config",
+        "cost_model",
+        "flatten_on_error",
+        "reconcile_every",
+        "record",
+    }
+)
+
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import date, datetime
 
     import pandas as pd
+
+    from velox.engine import RunResult
+    from velox.strategy import Strategy, load_strategy  # noqa: F401  (lazy re-export)
 
 
 def bars(
@@ -88,13 +136,257 @@ def bars(
     return frame
 
 
+def replay(
+    strategy_or_path: Strategy | type[Strategy] | str | Path,
+    symbols: str | Sequence[str] | None = None,
+    timeframe: str | None = None,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame] | Mapping[tuple[str, str], pd.DataFrame]
+    | None = None,
+    **params: Any,
+) -> RunResult:  # fmt: skip
+    """Return the result of an event-driven replay of one strategy: the notebook entry point.
+
+    The strategy runs through the full engine (OMS, risk checks, the simulated broker with
+    Indian charges) exactly as in ``velox replay`` and paper trading; see
+    :func:`velox.modes.replay`, to which this delegates.
+
+    Parameters
+    ----------
+    strategy_or_path
+        A Strategy instance, a Strategy subclass, a file (``"strategies/sma_cross.py"``,
+        optionally ``"…py:ClassName"``) or ``"module:Class"`` (:func:`load_strategy`).
+    symbols
+        Instrument id(s) to trade, e.g. ``"NSE:RELIANCE"``: the strategy's ``instruments``.
+    timeframe
+        The strategy's bar timeframe (``"5m"``, ``"1d"`` …).
+    start, end
+        First and last session, inclusive (naive values are IST). They limit the bars read from
+        the store and also cut ``bars`` when given.
+    bars
+        Bars to replay instead of the store's: a DataFrame for a one-instrument strategy (the
+        one symbol given, or the strategy's only instrument), or a mapping of instrument id →
+        DataFrame at the strategy's timeframe (keys may also be ``(instrument id, timeframe)``
+        for extra timeframes). Each frame is indexed by tz-aware bar start and must be on the
+        timeframe's 09:15 IST grid (00:00 IST for ``1d``).
+    **params
+        The strategy's parameters (``fast=10``); an unknown name raises
+        :class:`~velox.errors.ConfigError` with a suggestion. The names in
+        :data:`REPLAY_OPTIONS` are run options instead, passed to :func:`velox.modes.replay`:
+        ``initial_cash``, ``risk_limits``, ``store``, ``run_id``, ``sim_config``, ``cost_model``,
+        ``audit``, ``flatten_on_error``, ``reconcile_every``, ``record`` and
+        ``instrument_master`` (its ``instruments``: the instrument lookup).
+
+    Raises
+    ------
+    velox.errors.ConfigError
+        For an unknown parameter, parameters given with a Strategy instance, or ``bars`` that
+        do not say which instrument they are.
+    velox.errors.DataError
+        If ``bars`` are not on the timeframe's grid (5-minute bars for a daily strategy) or
+        miss a subscribed instrument/timeframe, or the store has no bars.
+
+    Examples
+    --------
+    >>> import velox
+    >>> res = velox.replay("strategies/sma_cross.py", symbols="NSE:RELIANCE", timeframe="1d",
+    ...                    fast=10, slow=30)                       # doctest: +SKIP
+    >>> res.trades.head()                                          # doctest: +SKIP
+    >>> res.stats["sharpe"]                                        # doctest: +SKIP
+    >>> res.plot()                                                 # doctest: +SKIP
+    >>> velox.replay(SmaCross, bars=df, initial_cash=500_000)      # doctest: +SKIP
+    """
+    from velox.modes import replay as run_replay
+
+    options = {k: params.pop(k) for k in list(params) if k in REPLAY_OPTIONS}
+    if "instrument_master" in options:
+        options["instruments"] = options.pop("instrument_master")
+    strategy = _build_strategy(strategy_or_path, symbols, timeframe, params, options)
+    frames = None if bars is None else _bar_frames(strategy, symbols, bars, start, end)
+    return run_replay(strategy, bars=frames, start=start, end=end, **options)
+
+
+def _build_strategy(
+    spec: object,
+    symbols: str | Sequence[str] | None,
+    timeframe: str | None,
+    params: dict[str, Any],
+    options: Mapping[str, object],
+) -> Strategy:
+    from velox.errors import ConfigError
+    from velox.strategy import Strategy, load_strategy
+
+    if "instruments" in params:
+        raise ConfigError(
+            "velox.replay takes the strategy's instruments as symbols= (symbols='NSE:SBIN'); "
+            "an instrument lookup goes in instrument_master="
+        )
+    overrides: dict[str, object] = dict(params)
+    if symbols is not None:
+        listed = (symbols,) if isinstance(symbols, str) else tuple(symbols)
+        if not listed:
+            raise ConfigError("symbols= is empty; give an instrument id such as 'NSE:RELIANCE'")
+        overrides["instruments"] = listed
+    if timeframe is not None:
+        overrides["timeframe"] = timeframe
+    if isinstance(spec, Strategy):
+        if overrides:
+            names = ", ".join(f"{k}=" for k in overrides)
+            raise ConfigError(
+                f"velox.replay got a {type(spec).__name__} instance and {names}: set those when "
+                f"building it ({type(spec).__name__}(...)) or pass the class or its file instead"
+            )
+        return spec
+    if isinstance(spec, (str, Path)):
+        cls = load_strategy(str(spec))
+    elif isinstance(spec, type) and issubclass(spec, Strategy):
+        cls = spec
+    else:
+        raise ConfigError(
+            f"velox.replay needs a Strategy instance, a Strategy subclass or a path such as "
+            f"'strategies/sma_cross.py', not {type(spec).__name__}"
+        )
+    clash = sorted(set(options) & set(cls.parameters()))
+    if clash:
+        raise ConfigError(
+            f"{cls.__name__} has a parameter {clash[0]!r}, which velox.replay takes as a run "
+            f"option: build the strategy yourself, velox.replay({cls.__name__}({clash[0]}=...))"
+        )
+    return cls(**overrides)
+
+
+def _bar_frames(
+    strategy: Strategy,
+    symbols: str | Sequence[str] | None,
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame] | Mapping[tuple[str, str], pd.DataFrame],
+    start: date | datetime | str | None,
+    end: date | datetime | str | None,
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Return ``bars`` as the engine's {(instrument, timeframe): frame}, cut and checked."""
+    import pandas as pd
+
+    from velox.errors import ConfigError, DataError
+
+    name = type(strategy).__name__
+    if isinstance(bars, pd.DataFrame):
+        if len(strategy.instruments) != 1:
+            given = "symbols" if symbols is not None else f"{name}.instruments"
+            raise ConfigError(
+                f"bars= is one DataFrame but {given} lists {len(strategy.instruments)} "
+                f"instruments ({', '.join(strategy.instruments) or 'none'}): give one symbol, "
+                "or bars as a mapping {instrument_id: DataFrame}"
+            )
+        bars = {strategy.instruments[0]: bars}
+    if not isinstance(bars, Mapping):
+        raise ConfigError(
+            f"bars= must be a DataFrame or a mapping {{instrument_id: DataFrame}}, not "
+            f"{type(bars).__name__}"
+        )
+    frames: dict[tuple[str, str], pd.DataFrame] = {}
+    for key, frame in bars.items():
+        iid, tf = key if isinstance(key, tuple) else (key, strategy.timeframe)
+        if not isinstance(frame, pd.DataFrame):
+            raise ConfigError(f"bars[{key!r}] must be a DataFrame, not {type(frame).__name__}")
+        _check_grid(iid, tf, frame)
+        frames[(iid, tf)] = _cut(frame, start, end)
+    missing = [
+        f"{iid} {tf}"
+        for iid in strategy.instruments
+        for tf in strategy.all_timeframes
+        if (iid, tf) not in frames
+    ]
+    if missing:
+        raise DataError(
+            f"bars= has no frame for {', '.join(missing)}, which {name} subscribes to; add "
+            f"them, keyed by instrument id (at {strategy.timeframe}) or (instrument id, "
+            "timeframe)"
+        )
+    return frames
+
+
+def _check_grid(instrument_id: str, timeframe: str, frame: pd.DataFrame) -> None:
+    """Raise DataError unless every bar of ``frame`` starts on ``timeframe``'s grid.
+
+    A 5-minute frame handed to a daily strategy would otherwise replay without a single
+    order (no bar ever closes on the daily clock), silently.
+    """
+    import pandas as pd
+
+    from velox.calendar import IST_NAME, TIMEFRAMES, bucket_start, check_timeframe
+    from velox.errors import DataError
+
+    check_timeframe(timeframe)
+    index = frame.index
+    what = f"bars for {instrument_id} at {timeframe}"
+    if not isinstance(index, pd.DatetimeIndex):
+        raise DataError(
+            f"{what} must be indexed by bar start times (a tz-aware DatetimeIndex), not "
+            f"{type(index).__name__}: e.g. df.set_index('ts')"
+        )
+    if index.tz is None:
+        raise DataError(f"{what} have naive times; localise them: df.tz_localize({IST_NAME!r})")
+    off = index != bucket_start(index, timeframe)
+    if not off.any():
+        return
+    first = index[off][0].tz_convert(IST_NAME)
+    grid = "00:00 IST of each date" if timeframe == "1d" else f"09:15 IST + k × {timeframe}"
+    fits = [tf for tf in reversed(TIMEFRAMES) if (index == bucket_start(index, tf)).all()]
+    dates = index.tz_convert(IST_NAME).normalize()
+    if timeframe == "1d" and dates.is_unique:
+        hint = "daily bars are labelled by session date at 00:00 IST: df.index.normalize()"
+    elif fits:
+        hint = f"they look like {fits[0]} bars: pass timeframe={fits[0]!r} or resample them"
+    else:
+        hint = "they fit no supported timeframe's grid"
+    raise DataError(
+        f"{what} are off the {timeframe} grid ({grid}): {first} is not a {timeframe} bar "
+        f"start ({int(off.sum())} of {len(index)} bars are not); {hint}"
+    )
+
+
+def _cut(
+    frame: pd.DataFrame, start: date | datetime | str | None, end: date | datetime | str | None
+) -> pd.DataFrame:
+    """Return the rows from ``start`` through ``end`` as the store reads them: both inclusive,
+    a date-only ``end`` covering that whole day, naive values in IST."""
+    import datetime as dt
+    import re
+
+    import pandas as pd
+
+    from velox.calendar import IST_NAME
+
+    def moment(value: date | datetime | str) -> pd.Timestamp:
+        ts = pd.Timestamp(value)
+        return ts.tz_localize(IST_NAME) if ts.tzinfo is None else ts
+
+    if start is not None:
+        frame = frame[frame.index >= moment(start)]
+    if end is not None:
+        date_only = (isinstance(end, dt.date) and not isinstance(end, dt.datetime)) or (
+            isinstance(end, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", end.strip()) is not None
+        )
+        stop = moment(end)
+        frame = (
+            frame[frame.index < stop + pd.Timedelta(days=1)]
+            if date_only
+            else frame[frame.index <= stop]
+        )
+    return frame
+
+
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         module = importlib.import_module(f"velox.{name}")
         globals()[name] = module
         return module
+    if name in _REEXPORTS:
+        value = getattr(importlib.import_module(_REEXPORTS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'velox' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_SUBMODULES})
+    return sorted({*globals(), *_SUBMODULES, *_REEXPORTS})

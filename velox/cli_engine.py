@@ -10,10 +10,14 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from velox.errors import ConfigError
+
+if TYPE_CHECKING:
+    from velox.engine import RunResult
 
 __all__ = ["register"]
 
@@ -55,7 +59,7 @@ def _risk_limits(path: str | None):  # noqa: ANN202
     return RiskLimits.from_toml(path) if path else RiskLimits()
 
 
-def _print_summary(result, mode: str) -> None:  # noqa: ANN001
+def _print_summary(result: RunResult, mode: str) -> None:
     stats = result.stats
     click.echo(f"mode: {mode}   run: {result.run_id}")
     for s in result.strategies:
@@ -73,11 +77,14 @@ def _print_summary(result, mode: str) -> None:  # noqa: ANN001
 
     click.echo(
         f"final equity {fmt(stats['final_equity'])}  return {fmt(stats['total_return'], True)}  "
-        f"max drawdown {fmt(stats['max_drawdown'], True)}  sharpe {fmt(stats['sharpe'])}"
+        f"CAGR {fmt(stats['cagr'], True)}  max drawdown {fmt(stats['max_drawdown'], True)}  "
+        f"sharpe {fmt(stats['sharpe'])}  sortino {fmt(stats['sortino'])}"
     )
     click.echo(
         f"trades {stats['trades']} (open {stats['open_trades']})  win rate "
-        f"{fmt(stats['win_rate'], True)}  charges {fmt(stats['charges'])}  orders {result.orders}"
+        f"{fmt(stats['win_rate'], True)}  profit factor {fmt(stats['profit_factor'])}  "
+        f"avg trade {fmt(stats['avg_trade'])}  exposure {fmt(stats['exposure'], True)}  "
+        f"charges {fmt(stats['charges'])}  orders {len(result.order_list)}"
     )
     for event in result.risk_events:
         click.echo(f"risk {event['kind']} {event['limit']} at {event['ts']}: {event['message']}")

@@ -54,7 +54,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from velox.calendar import check_timeframe
+from velox.calendar import check_timeframe, timeframe_minutes
 from velox.errors import ConfigError, ValidationError
 from velox.types import Bar, Fill, Instrument, Order, OrderType, Product, Side, Validity
 
@@ -68,6 +68,16 @@ __all__ = [
     "parse_params",
     "lookahead_violations",
     "assert_no_lookahead",
+    # re-exported so that a strategy imports only velox.strategy and velox.indicators
+    "Bar",
+    "Fill",
+    "Instrument",
+    "Order",
+    "OrderType",
+    "Product",
+    "Side",
+    "Validity",
+    "timeframe_minutes",
 ]
 
 log = logging.getLogger(__name__)
