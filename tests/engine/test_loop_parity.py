@@ -40,7 +40,7 @@ def _run(strategy, feed, master: Callable[[str], Instrument], **engine_options):
 
 
 def _fills(result) -> list[tuple]:  # noqa: ANN001
-    return [(f.client_id, f.side, f.qty, f.price, f.ts, f.charges) for f in result.fills]
+    return [(f.client_id, f.side, f.qty, f.price, f.ts, f.charges) for f in result.fill_list]
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -56,15 +56,15 @@ def test_bar_loop_and_tick_loop_give_the_same_trades(
     replay = BarReplay({("NSE:RELIANCE", timeframe): bars})
     by_bars = _run(cls(**params, timeframe=timeframe), replay, master)
     by_ticks = _run(cls(**params, timeframe=timeframe), replay.ticks(), master)
-    assert len(by_bars.fills) > 4, "the example must trade for the comparison to mean anything"
+    assert len(by_bars.fill_list) > 4, "the example must trade for the comparison to mean anything"
     assert _fills(by_ticks) == _fills(by_bars)
     # the tick loop samples equity at each closed candle, as the bar loop does at each close
-    bar_curve = dict(zip(by_bars.equity_ns, by_bars.equity, strict=True))
-    tick_curve = dict(zip(by_ticks.equity_ns, by_ticks.equity, strict=True))
+    bar_curve = dict(zip(by_bars.equity_ns, by_bars.equity_values, strict=True))
+    tick_curve = dict(zip(by_ticks.equity_ns, by_ticks.equity_values, strict=True))
     common = sorted(set(bar_curve) & set(tick_curve))
     assert len(common) >= 0.9 * len(bar_curve)
     assert [tick_curve[t] for t in common] == [bar_curve[t] for t in common]
-    assert by_ticks.equity[-1] == by_bars.equity[-1]
+    assert by_ticks.equity_values[-1] == by_bars.equity_values[-1]
 
 
 def test_loss_guard_trips_on_the_same_tick_in_both_loops(
