@@ -1,4 +1,4 @@
-"""Ticks: write_ticks (binary COPY) and read_ticks against real PostgreSQL servers."""
+"""Ticks: write_ticks and read_ticks (column blocks, binary COPY) against real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -147,8 +147,8 @@ def test_ticks_join_the_callers_transaction(store: Store) -> None:
     assert store.read_ticks("NSE:X").empty
 
 
-def test_chunk_boundaries_with_nulls(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core, "COPY_CHUNK_ROWS", 3)
+def test_block_boundaries_with_nulls(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "TICK_BLOCK_ROWS", 3)
     index = ist(*(f"2024-04-01 09:15:{second:02d}" for second in range(10)))
     qty = [1, None, 3, None, None, 6, 7, 8, None, 10]
     bid = [np.nan, 2.5, np.nan, 4.5, 5.5, np.nan, 7.5, np.nan, 9.5, np.nan]
@@ -162,7 +162,7 @@ def test_chunk_boundaries_with_nulls(store: Store, monkeypatch: pytest.MonkeyPat
         bid=[NA if np.isnan(b) else b for b in bid],
     )
     pd.testing.assert_frame_equal(store.read_ticks("NSE:X"), expected)
-    store.write_ticks("NSE:X", ticks.iloc[4:])  # again through staging + upsert
+    store.write_ticks("NSE:X", ticks.iloc[4:])  # again: blocks read, merged, rewritten
     pd.testing.assert_frame_equal(store.read_ticks("NSE:X"), expected)
 
 

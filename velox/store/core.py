@@ -8,9 +8,13 @@ Conventions
   :func:`velox.calendar.bucket_start_ns` because every intraday timeframe divides a day.
 - Bars are keyed by an integer series id (``bar_series``: one per instrument and timeframe),
   which the methods resolve; callers use instrument ids and timeframes only.
-- Bulk writes are one binary ``COPY`` stream built with numpy; bulk reads fetch each column as
-  one binary PostgreSQL array parsed with ``np.frombuffer``. Neither creates per-row Python
-  objects, which is what keeps a symbol-year of 1-minute bars under 100 ms.
+- Ticks are stored in column blocks (``tick_blocks``: up to :data:`TICK_BLOCK_ROWS` ticks of
+  one ``tick_series`` per row, each column one bytea of big-endian values); the ``ticks`` view
+  shows them as rows to SQL.
+- Bulk writes are one binary ``COPY`` stream built with numpy; bulk reads fetch each bar column
+  as one binary PostgreSQL array, and tick blocks as raw bytes, parsed with numpy. Neither
+  creates per-row Python objects, which is what keeps a symbol-year of 1-minute bars under
+  100 ms and a million ticks under 200 ms.
 - ``start`` is inclusive; ``end`` is inclusive, and a date-only ``end`` ("2021-03-31") means
   the whole of that day. Naive bounds are IST.
 """
@@ -50,11 +54,23 @@ INSTRUMENT_COLUMNS = COLUMNS
 
 _INTEGER_COLUMNS = frozenset({"lot_size", "freeze_qty", "exchange_token", "kite_token"})
 
-#: Columns of a ticks frame: the ``ticks`` table without instrument_id and ts, in table order.
+#: Columns of a ticks frame: the ``ticks`` view without instrument_id and ts, in view order.
 TICK_COLUMNS = ("seq", "price", "qty", "volume", "bid", "ask", "bid_qty", "ask_qty", "oi")
 _TICK_FLOATS = frozenset({"price", "bid", "ask"})
-#: Tick columns that may be NULL (read back as NaN, or as <NA> in nullable Int64 columns).
+#: Tick columns that may be NULL (read back as NaN, or as <NA> in nullable Int64 columns); the
+#: i-th one is bit i of a tick's byte in ``tick_blocks.nulls``.
 _TICK_NULLABLE = TICK_COLUMNS[2:]
+#: Byte columns of ``tick_blocks`` in table order, named as in a decoded block (``ts`` is the
+#: ``times`` column; ``nulls`` the NULL bits).
+_BLOCK_FIELDS = ("ts", *TICK_COLUMNS, "nulls")
+_BLOCK_SELECT = "SELECT times, " + ", ".join(TICK_COLUMNS) + ", nulls FROM tick_blocks"
+_BLOCK_NAMES = "series_id, ts, last_ts, tick_count, times, " + ", ".join(TICK_COLUMNS) + ", nulls"
+_BLOCK_TYPES = ["int8", "timestamptz", "timestamptz", "int4"] + ["bytea"] * len(_BLOCK_FIELDS)
+
+#: Ticks per ``tick_blocks`` row. A soft limit: a run of ticks sharing one timestamp is never
+#: split, so a block holding one may be longer. 16,384 ticks are ~1.3 MB of column bytes: a read
+#: moves few rows, and an overlapping write rewrites at most a few blocks of that size.
+TICK_BLOCK_ROWS = 16_384
 
 #: Tables whose contents :meth:`Store.table_fingerprint` may hash.
 TABLES = frozenset(
@@ -62,6 +78,8 @@ TABLES = frozenset(
         "instruments",
         "bar_series",
         "bars",
+        "tick_series",
+        "tick_blocks",
         "ticks",
         "runs",
         "orders",
@@ -76,7 +94,8 @@ TABLES = frozenset(
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds
 _DAY_NS = 86_400 * 1_000_000_000
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, extension length
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_COPY_HEADER = _COPY_SIGNATURE + b"\x00" * 8  # signature, flags, extension length
 _COPY_TRAILER = b"\xff\xff"
 
 _COPY_BARS = "COPY bars (series_id, ts, open, high, low, close, volume) FROM STDIN (FORMAT BINARY)"
@@ -87,12 +106,18 @@ ON CONFLICT (series_id, ts) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
     close = EXCLUDED.close, volume = EXCLUDED.volume
 """
-_TICK_NAMES = "instrument_id, ts, " + ", ".join(TICK_COLUMNS)
-_UPSERT_TICKS = (
-    f"INSERT INTO ticks ({_TICK_NAMES}) SELECT {_TICK_NAMES} FROM _velox_stage_ticks"
-    " ON CONFLICT (instrument_id, ts, seq) DO UPDATE SET "
-    + ", ".join(f"{col} = EXCLUDED.{col}" for col in TICK_COLUMNS[1:])
-)
+#: The blocks a tick write in [first, last] may rewrite: those starting inside it (all of them),
+#: and up to 32 on each side, of which the one just before may reach into it.
+_NEARBY_BLOCKS = """
+(SELECT ts, last_ts, tick_count FROM tick_blocks
+ WHERE series_id = %(series)s AND ts < %(first)s ORDER BY ts DESC LIMIT 32)
+UNION ALL
+(SELECT ts, last_ts, tick_count FROM tick_blocks
+ WHERE series_id = %(series)s AND ts BETWEEN %(first)s AND %(last)s)
+UNION ALL
+(SELECT ts, last_ts, tick_count FROM tick_blocks
+ WHERE series_id = %(series)s AND ts > %(last)s ORDER BY ts LIMIT 32)
+"""
 _FIND_SERIES = """
 SELECT id, EXISTS (SELECT 1 FROM bars WHERE series_id = s.id AND ts BETWEEN %s AND %s)
 FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
@@ -106,10 +131,11 @@ class Store:
     """A handle on one PostgreSQL database holding Velox's data (bars, instruments, orders, runs).
 
     Build it with :func:`velox.store.open_store`. Attributes: ``url`` (connection URI),
-    ``backend`` (``"embedded"`` or ``"external"``) and ``timescale`` (whether ``bars``/``ticks``
-    are TimescaleDB hypertables). Opening applies pending migrations. With ``store_dir`` (the
-    embedded server's data directory) a stopped server is started again on the next connect;
-    a connection cut by the stop fails once, then the following call reconnects.
+    ``backend`` (``"embedded"`` or ``"external"``) and ``timescale`` (whether ``bars`` and
+    ``tick_blocks`` are TimescaleDB hypertables). Opening applies pending migrations. With
+    ``store_dir`` (the embedded server's data directory) a stopped server is started again on
+    the next connect; a connection cut by the stop fails once, then the following call
+    reconnects.
 
     Thread-safe: internal operations share one connection under a lock. After ``fork`` the child
     opens its own connection (a libpq connection must never be shared across processes).
@@ -515,13 +541,18 @@ class Store:
         volume), ``bid``, ``ask``, ``bid_qty``, ``ask_qty``, ``oi``. A tick is identified by
         (ts, seq): without ``seq``, ticks sharing a timestamp are numbered 0, 1, … in the order
         given. Missing values are stored as NULL, except a NaN ``price``, which is kept: it is
-        a malformed tick, and a replay must see the same ticks as the live session did.
+        a malformed tick, and a replay must see the same ticks as the live session did. A
+        stored tick with the same (ts, seq) is replaced wholesale.
 
-        Like :meth:`write_bars`: one binary COPY straight into ``ticks`` when the time range is
-        new, else COPY into a staging table and ``INSERT … ON CONFLICT DO UPDATE`` (a stored
-        tick with the same (ts, seq) is replaced wholesale); one transaction, or the caller's
-        with ``conn``. Unlike bars, ticks keep the server's ``synchronous_commit``: a recorded
-        live session cannot be imported again.
+        Ticks are stored in blocks of up to :data:`TICK_BLOCK_ROWS` (``tick_blocks``, one
+        series id per instrument in ``tick_series``). A write whose time range holds no stored
+        ticks only inserts new blocks; otherwise the blocks it overlaps are read, merged with
+        the new ticks and written again. It also absorbs a smaller neighbouring block, so a
+        live session writing a few ticks at a time leaves blocks that double in size rather
+        than one tiny block per write (each tick is rewritten ~log2 of the block size times).
+        One transaction, or the caller's with ``conn``; writers of one instrument take turns
+        (a row lock on its series). Unlike bars, ticks keep the server's
+        ``synchronous_commit``: a recorded live session cannot be imported again.
 
         Raises
         ------
@@ -541,89 +572,73 @@ class Store:
         parsed = _tick_records(ticks)
         if parsed is None:
             return 0
-        records, nulls = parsed
-        fields: list[CopyField] = [("text", instrument_id.encode(), None)]
-        fields += [(">i8", records["ts"], None)]
-        fields += [
-            (">f8" if col in _TICK_FLOATS else ">i8", records[col], nulls.get(col))
-            for col in TICK_COLUMNS
-        ]
-        first, last = (_pg_datetime(records["ts"][i]) for i in (0, -1))
+        new = _tick_columns(*parsed)
+        written = len(new["ts"])
+        first, last = (_pg_datetime(new["ts"][i]) for i in (0, -1))
         with self._atomic(conn) as c:
-            overlap = c.execute(
-                "SELECT EXISTS (SELECT 1 FROM ticks WHERE instrument_id = %s"
-                " AND ts BETWEEN %s AND %s)",
-                (instrument_id, first, last),
-            ).fetchone()[0]
-            if not overlap:  # as in write_bars: a concurrent writer's rows make it upsert
-                try:
-                    with (
-                        c.transaction(),
-                        c.cursor() as cur,
-                        cur.copy(f"COPY ticks ({_TICK_NAMES}) FROM STDIN (FORMAT BINARY)") as copy,
-                    ):
-                        for chunk in _copy_chunks(fields, len(records)):
-                            copy.write(chunk)
-                except psycopg.errors.UniqueViolation:
-                    overlap = True
-            if overlap:
-                c.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_ticks (LIKE ticks)"
-                    " ON COMMIT DELETE ROWS"
+            series = _tick_series(c, instrument_id)
+            nearby = c.execute(
+                _NEARBY_BLOCKS, {"series": series, "first": first, "last": last}
+            ).fetchall()
+            rewrite = _blocks_to_rewrite(nearby, first, last, written)
+            if rewrite:
+                where = sql.SQL("series_id = {} AND ts IN ({})").format(
+                    sql.Literal(series), sql.SQL(", ").join(map(sql.Literal, rewrite))
                 )
-                c.execute("TRUNCATE _velox_stage_ticks")
-                with (
-                    c.cursor() as cur,
-                    cur.copy(
-                        f"COPY _velox_stage_ticks ({_TICK_NAMES}) FROM STDIN (FORMAT BINARY)"
-                    ) as copy,
-                ):
-                    for chunk in _copy_chunks(fields, len(records)):
-                        copy.write(chunk)
-                c.execute(_UPSERT_TICKS)
-        log.debug("wrote %d ticks of %s", len(records), instrument_id)
-        return len(records)
+                new = _merge_ticks(_fetch_blocks(c, where), new)
+                c.execute(
+                    "DELETE FROM tick_blocks WHERE series_id = %s AND ts = ANY(%s)",
+                    (series, rewrite),
+                )
+            with (
+                c.cursor() as cur,
+                cur.copy(f"COPY tick_blocks ({_BLOCK_NAMES}) FROM STDIN (FORMAT BINARY)") as copy,
+            ):
+                copy.set_types(_BLOCK_TYPES)
+                for lo, hi in _block_bounds(new["ts"], TICK_BLOCK_ROWS):
+                    copy.write_row(_block_row(series, new, lo, hi))
+        log.debug(
+            "wrote %d ticks of %s (%d blocks rewritten)", written, instrument_id, len(rewrite)
+        )
+        return written
 
     def read_ticks(
         self, instrument_id: str, start: object = None, end: object = None
     ) -> pd.DataFrame:
         """Return the ticks of one instrument, ordered by (ts, seq), as a DataFrame.
 
-        The index ``ts`` is tz-aware Asia/Kolkata; the columns are those of the table:
-        ``seq`` (int64), ``price``/``bid``/``ask`` (float64, NaN when NULL) and ``qty``,
-        ``volume``, ``bid_qty``, ``ask_qty``, ``oi`` (nullable ``Int64``). Bounds as in
-        :meth:`read_bars`: inclusive, a date-only ``end`` covers that day, naive means IST.
-        The frame feeds :class:`velox.feeds.TickReplayFeed` as is.
+        The index ``ts`` is tz-aware Asia/Kolkata; the columns are those of the ``ticks``
+        view: ``seq`` (int64), ``price``/``bid``/``ask`` (float64, NaN when NULL) and ``qty``,
+        ``volume``, ``bid_qty``, ``ask_qty``, ``oi`` (nullable ``Int64``, exact beyond 2^53).
+        Bounds as in :meth:`read_bars`: inclusive, a date-only ``end`` covers that day, naive
+        means IST. The frame feeds :class:`velox.feeds.TickReplayFeed` as is.
+
+        The blocks overlapping the range come back as one binary ``COPY`` of raw column bytes,
+        which numpy parses; the ticks outside the range are cut off here.
 
         Examples
         --------
         >>> store.read_ticks("NSE:SBIN", start="2024-04-01 09:15", end="2024-04-01")
         ... # doctest: +SKIP
         """
-        conditions = _range_conditions("instrument_id", instrument_id, start, end)
-        # NULLs cannot travel in the fixed-width arrays: send 0 / NaN plus one bit per column.
-        values = [
-            f"coalesce({col}, 'NaN')" if col in _TICK_FLOATS else f"coalesce({col}, 0)"
-            for col in _TICK_NULLABLE
+        lo, hi = _bounds_ns(start, end)
+        conditions = [
+            sql.SQL("series_id = (SELECT id FROM tick_series WHERE instrument_id = {})").format(
+                sql.Literal(instrument_id)
+            )
         ]
-        nulls = " + ".join(
-            f"({col} IS NULL)::int * {1 << bit}" for bit, col in enumerate(_TICK_NULLABLE)
-        )
-        query = sql.SQL(
-            "SELECT {arrays} FROM (SELECT ts, seq, price, {values}, {nulls} AS nulls"
-            " FROM ticks WHERE {where} ORDER BY ts, seq) AS s"
-        ).format(
-            arrays=sql.SQL(", ").join(
-                sql.SQL("array_send(array_agg({}))").format(sql.Identifier(col))
-                for col in ("ts", "seq", "price", *[f"v{i}" for i in range(len(values))], "nulls")
-            ),
-            values=sql.SQL(", ".join(f"{v} AS v{i}" for i, v in enumerate(values))),
-            nulls=sql.SQL(nulls),
-            where=sql.SQL(" AND ").join(conditions),
-        )
-        with self._shared() as conn, conn.cursor(binary=True) as cur:
-            row = cur.execute(query).fetchone()
-        return _tick_frame(row)
+        if hi is not None:
+            conditions.append(sql.SQL("ts < {}").format(_ts_literal(hi)))
+        if lo is not None:
+            conditions.append(sql.SQL("last_ts >= {}").format(_ts_literal(lo)))
+        with self._shared() as conn:
+            columns = _fetch_blocks(conn, sql.SQL(" AND ").join(conditions))
+        ts = columns["ts"]
+        first = 0 if lo is None else np.searchsorted(ts, lo // 1000 - _PG_EPOCH_US, "left")
+        stop = len(ts) if hi is None else np.searchsorted(ts, hi // 1000 - _PG_EPOCH_US, "left")
+        if first > 0 or stop < len(ts):
+            columns = {name: values[first:stop] for name, values in columns.items()}
+        return _tick_frame(columns)
 
     # -- instruments -------------------------------------------------------------------------------
 
@@ -999,31 +1014,192 @@ def _whole_numbers(column: str, values: pd.Series) -> tuple[np.ndarray, np.ndarr
     return np.where(missing, 0, floats).astype(np.int64), missing
 
 
-def _tick_frame(row: tuple | None) -> pd.DataFrame:
-    """Return the ticks DataFrame from one row of binary arrays (see :meth:`Store.read_ticks`)."""
+def _tick_columns(records: np.ndarray, nulls: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return validated tick ``records`` as the columns of a block (see :func:`_fetch_blocks`)."""
+    columns = {name: records[name] for name in ("ts", *TICK_COLUMNS)}
+    bits = np.zeros(len(records), np.uint8)
+    for bit, col in enumerate(_TICK_NULLABLE):
+        if col in nulls:
+            bits |= nulls[col].astype(np.uint8) << bit
+            if col in _TICK_FLOATS:  # a float column not given is 0 in the records
+                columns[col] = np.where(nulls[col], np.nan, columns[col])
+    columns["nulls"] = bits
+    return columns
+
+
+def _tick_series(conn: psycopg.Connection, instrument_id: str) -> int:
+    """Return the tick series id of ``instrument_id``, created if new, locked until commit.
+
+    The row lock makes writers of one instrument take turns, so each sees the blocks the
+    previous one left. A concurrent writer creating the same series makes the INSERT wait for
+    its transaction; once that commits, the INSERT does nothing and the row is locked instead.
+    """
+    find = "SELECT id FROM tick_series WHERE instrument_id = %s FOR UPDATE"
+    row = conn.execute(find, (instrument_id,)).fetchone()
+    if row is None:
+        row = (
+            conn.execute(
+                "INSERT INTO tick_series (instrument_id) VALUES (%s) ON CONFLICT DO NOTHING"
+                " RETURNING id",
+                (instrument_id,),
+            ).fetchone()
+            or conn.execute(find, (instrument_id,)).fetchone()
+        )
+    return row[0]
+
+
+def _blocks_to_rewrite(
+    nearby: list[tuple[datetime, datetime, int]], first: datetime, last: datetime, count: int
+) -> list[datetime]:
+    """Return the start times of the stored blocks a write of ``count`` ticks must rewrite.
+
+    Those overlapping [first, last] always. Then, while the nearest block on either side holds
+    no more ticks than the merged result so far and both fit in one block, that one too: like
+    carrying in binary addition, a run of small writes leaves blocks of doubling size, so a
+    tick is rewritten about log2(:data:`TICK_BLOCK_ROWS`) times, never once per later write.
+    """
+    chosen = [start for start, end, _ in nearby if start <= last and end >= first]
+    count += sum(n for start, end, n in nearby if start <= last and end >= first)
+    before = sorted(((start, n) for start, end, n in nearby if end < first), reverse=True)
+    after = sorted((start, n) for start, _, n in nearby if start > last)
+    while True:
+        sides = [side for side in (before, after) if side and side[0][1] <= count]
+        sides = [side for side in sides if side[0][1] + count <= TICK_BLOCK_ROWS]
+        if not sides:
+            return chosen
+        start, n = min(sides, key=lambda side: side[0][1]).pop(0)
+        chosen.append(start)
+        count += n
+
+
+def _merge_ticks(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return ``old`` and ``new`` ticks in (ts, seq) order, a new tick replacing an old one."""
+    both = {name: np.concatenate([old[name], new[name]]) for name in _BLOCK_FIELDS}
+    source = np.repeat([0, 1], [len(old["ts"]), len(new["ts"])])
+    order = np.lexsort((source, both["seq"], both["ts"]))
+    ts, seq = both["ts"][order], both["seq"][order]
+    keep = np.ones(len(order), bool)
+    keep[:-1] = (ts[1:] != ts[:-1]) | (seq[1:] != seq[:-1])  # the last of equal keys is new
+    return {name: values[order[keep]] for name, values in both.items()}
+
+
+def _block_bounds(ts: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Return (start, stop) row ranges cutting sorted ``ts`` into blocks of about equal size.
+
+    As few blocks as ``limit`` allows. A cut inside a run of ticks sharing a timestamp moves to
+    the nearer end of the run, so blocks never share a timestamp (and a block can exceed
+    ``limit`` by less than the longest such run).
+    """
+    n = len(ts)
+    parts = -(-n // limit)
+    cuts = [0]
+    for target in (n * k // parts for k in range(1, parts)):
+        back = int(np.searchsorted(ts, ts[target], "left"))
+        ahead = int(np.searchsorted(ts, ts[target - 1], "right"))
+        options = [cut for cut in (back, ahead) if cuts[-1] < cut < n]
+        if options:
+            cuts.append(min(options, key=lambda cut: abs(cut - target)))
+    return list(zip(cuts, [*cuts[1:], n], strict=True))
+
+
+def _block_row(series: int, columns: dict[str, np.ndarray], lo: int, hi: int) -> tuple:
+    """Return the ``tick_blocks`` row of ticks ``lo:hi`` of ``columns`` (fields of _BLOCK_NAMES)."""
+    ts, bits = columns["ts"][lo:hi], columns["nulls"][lo:hi]
+    fields: list[object] = [series, _pg_datetime(ts[0]), _pg_datetime(ts[-1]), hi - lo]
+    fields.append(ts.astype(">i8").tobytes())
+    for col in TICK_COLUMNS:
+        if col in _TICK_NULLABLE and (bits & (1 << _TICK_NULLABLE.index(col))).all():
+            fields.append(None)  # NULL in every tick of the block
+        else:
+            fields.append(
+                columns[col][lo:hi].astype(">f8" if col in _TICK_FLOATS else ">i8").tobytes()
+            )
+    fields.append(bits.tobytes() if bits.any() else None)
+    return tuple(fields)
+
+
+def _fetch_blocks(conn: psycopg.Connection, where: sql.Composable) -> dict[str, np.ndarray]:
+    """Return the ticks of the ``tick_blocks`` rows matching ``where``, decoded, in block order.
+
+    Keys: ``ts`` (int64 microseconds since 2000-01-01 UTC), the :data:`TICK_COLUMNS` (int64 or
+    float64; 0 or NaN where NULL) and ``nulls`` (uint8 NULL bits). The rows come as one binary
+    ``COPY``: a message per block, its fields big-endian arrays that numpy converts in one pass
+    each into the output columns (a ``SELECT`` would copy every byte once more).
+    """
+    query = sql.SQL("COPY ({} WHERE {} ORDER BY ts) TO STDOUT (FORMAT BINARY)").format(
+        sql.SQL(_BLOCK_SELECT), where
+    )
+    blocks = []
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for message in copy:
+            blocks.extend(_copy_rows(memoryview(message), first=not blocks))
+    counts = [len(block[0]) // 8 for block in blocks]
+    kinds = {name: ">f8" if name in _TICK_FLOATS else ">i8" for name in _BLOCK_FIELDS}
+    kinds["nulls"] = "u1"
+    out = {
+        name: np.empty(sum(counts), np.dtype(kind).newbyteorder("="))
+        for name, kind in kinds.items()
+    }
+    start = 0
+    for block, n in zip(blocks, counts, strict=True):
+        for name, field in zip(_BLOCK_FIELDS, block, strict=True):
+            target = out[name][start : start + n]
+            if field is None:
+                target[:] = np.nan if name in _TICK_FLOATS else 0
+            elif len(field) != n * target.itemsize:
+                raise StoreError(
+                    f"tick block column {name!r} holds {len(field)} bytes for {n} ticks; the"
+                    " block is damaged (rewrite those ticks with Store.write_ticks)"
+                )
+            else:
+                target[:] = np.frombuffer(field, kinds[name])
+        start += n
+    return out
+
+
+def _copy_rows(data: memoryview, *, first: bool) -> list[list[memoryview | None]]:
+    """Return the rows (lists of field bytes, None for NULL) in one binary COPY message.
+
+    PostgreSQL sends one row per message, the file header in front of the first and a
+    trailer (field count -1) at the end; several rows in one message are parsed all the same.
+    """
+    pos = 0
+    if first and data[: len(_COPY_SIGNATURE)] == _COPY_SIGNATURE:
+        pos = len(_COPY_SIGNATURE) + 4
+        pos += 4 + int.from_bytes(data[pos : pos + 4], "big")  # header extension
+    rows = []
+    while pos < len(data):
+        count = int.from_bytes(data[pos : pos + 2], "big", signed=True)
+        pos += 2
+        if count < 0:
+            break
+        fields: list[memoryview | None] = []
+        for _ in range(count):
+            length = int.from_bytes(data[pos : pos + 4], "big", signed=True)
+            pos += 4
+            fields.append(None if length < 0 else data[pos : pos + length])
+            pos += max(length, 0)
+        rows.append(fields)
+    return rows
+
+
+def _tick_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Return the ticks DataFrame of decoded block ``columns`` (see :meth:`Store.read_ticks`)."""
     import pandas as pd
 
-    empty = row is None or row[0] is None
-    types = [">i8", ">i8", ">f8"] + [">f8" if c in _TICK_FLOATS else ">i8" for c in _TICK_NULLABLE]
-    columns = [
-        np.empty(0, kind) if empty else _array_values(data, kind)
-        for kind, data in zip([*types, ">i4"], row or [None] * (len(types) + 1), strict=True)
-    ]
-    ns = (columns[0].astype(np.int64) + _PG_EPOCH_US) * 1000
-    seq = columns[1].astype(np.int64)
-    ordered = (ns[1:] > ns[:-1]) | ((ns[1:] == ns[:-1]) & (seq[1:] > seq[:-1]))
-    if not ordered.all():
-        order = np.lexsort((seq, ns))
-        ns, seq, columns = ns[order], seq[order], [values[order] for values in columns]
-    nulls = columns[-1].astype(np.int64)
-    data: dict[str, object] = {"seq": seq, "price": columns[2].astype(np.float64)}
-    for bit, (col, values) in enumerate(zip(_TICK_NULLABLE, columns[3:-1], strict=True)):
-        missing = (nulls >> bit) & 1 == 1
-        data[col] = (
-            values.astype(np.float64)
-            if col in _TICK_FLOATS
-            else pd.arrays.IntegerArray(values.astype(np.int64), missing)
-        )
+    ts, seq = columns["ts"], columns["seq"]
+    ordered = (ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (seq[1:] > seq[:-1]))
+    if not ordered.all():  # never written so by Velox; blocks edited by hand, say
+        order = np.lexsort((seq, ts))
+        columns = {name: values[order] for name, values in columns.items()}
+    data: dict[str, object] = {"seq": columns["seq"], "price": columns["price"]}
+    for bit, col in enumerate(_TICK_NULLABLE):
+        missing = (columns["nulls"] & (1 << bit)) != 0
+        if col in _TICK_FLOATS:  # NaN where NULL already; a block edited by hand may not be
+            data[col] = np.where(missing, np.nan, columns[col]) if missing.any() else columns[col]
+        else:
+            data[col] = pd.arrays.IntegerArray(columns[col], missing)
+    ns = (columns["ts"] + _PG_EPOCH_US) * 1000
     index = pd.DatetimeIndex(ns.view("M8[ns]"), name="ts").tz_localize("UTC").tz_convert(IST_NAME)
     return pd.DataFrame({col: data[col] for col in TICK_COLUMNS}, index=index)
 
