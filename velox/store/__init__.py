@@ -11,6 +11,7 @@ import os
 import threading
 
 from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, TICK_COLUMNS, Store
+from velox.store.listen import CHANNELS, Listener
 from velox.store.server import embedded_url, stop_embedded
 
 _stores: dict[tuple[int, str], Store] = {}
@@ -50,10 +51,12 @@ def open_store(url: str | None = None) -> Store:
 
 
 __all__ = [
+    "CHANNELS",
     "INSTRUMENT_COLUMNS",
     "OHLCV",
     "TABLES",
     "TICK_COLUMNS",
+    "Listener",
     "Store",
     "embedded_url",
     "open_store",
