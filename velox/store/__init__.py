@@ -12,6 +12,8 @@ import threading
 
 from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, TICK_COLUMNS, Store
 from velox.store.listen import CHANNELS, Listener
+from velox.store.recorder import RunRecorder
+from velox.store.runs import RUN_MODES
 from velox.store.server import embedded_url, stop_embedded
 
 _stores: dict[tuple[int, str], Store] = {}
@@ -54,9 +56,11 @@ __all__ = [
     "CHANNELS",
     "INSTRUMENT_COLUMNS",
     "OHLCV",
+    "RUN_MODES",
     "TABLES",
     "TICK_COLUMNS",
     "Listener",
+    "RunRecorder",
     "Store",
     "embedded_url",
     "open_store",

@@ -37,6 +37,7 @@ from velox.errors import StoreError, ValidationError
 from velox.instruments import COLUMNS
 from velox.store.listen import NotifyMixin
 from velox.store.migrate import apply_migrations
+from velox.store.runs import RunsMixin
 from velox.store.server import describe_url, embedded_url
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
 COPY_CHUNK_ROWS = 65_536
 
 
-class Store(NotifyMixin):
+class Store(RunsMixin, NotifyMixin):
     """A handle on one PostgreSQL database holding Velox's data (bars, instruments, orders, runs).
 
     Build it with :func:`velox.store.open_store`. Attributes: ``url`` (connection URI),
