@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 
+from velox.store.commands import COMMAND_VERBS, Command
 from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, TICK_COLUMNS, Store
 from velox.store.listen import CHANNELS, Listener
 from velox.store.recorder import RunRecorder
@@ -54,11 +55,13 @@ def open_store(url: str | None = None) -> Store:
 
 __all__ = [
     "CHANNELS",
+    "COMMAND_VERBS",
     "INSTRUMENT_COLUMNS",
     "OHLCV",
     "RUN_MODES",
     "TABLES",
     "TICK_COLUMNS",
+    "Command",
     "Listener",
     "RunRecorder",
     "Store",

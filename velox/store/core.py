@@ -35,6 +35,7 @@ from psycopg.types.json import Jsonb
 from velox.calendar import IST_NAME, TIMEFRAMES, bucket_start_ns, check_timeframe
 from velox.errors import StoreError, ValidationError
 from velox.instruments import COLUMNS
+from velox.store.commands import CommandsMixin
 from velox.store.listen import NotifyMixin
 from velox.store.migrate import apply_migrations
 from velox.store.runs import RunsMixin
@@ -110,7 +111,7 @@ FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
 COPY_CHUNK_ROWS = 65_536
 
 
-class Store(RunsMixin, NotifyMixin):
+class Store(RunsMixin, CommandsMixin, NotifyMixin):
     """A handle on one PostgreSQL database holding Velox's data (bars, instruments, orders, runs).
 
     Build it with :func:`velox.store.open_store`. Attributes: ``url`` (connection URI),
