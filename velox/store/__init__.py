@@ -2,7 +2,8 @@
 
 ``open_store()`` returns the process-wide :class:`Store` for ``VELOX_DATABASE_URL`` when it is
 set, else for the embedded PostgreSQL in ``<data_dir>/store`` (started on first use). See
-``docs/store.md`` for the schema and deployment options.
+``docs/store.md`` for the schema and deployment options. Engines record their run state with
+:class:`RunRecorder`; operators command them with :meth:`Store.issue_command`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from __future__ import annotations
 import os
 import threading
 
+from velox.store.alerts import ALERT_KINDS, ALERT_SEVERITIES
+from velox.store.commands import COMMAND_VERBS, Command
 from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, TICK_COLUMNS, Store
+from velox.store.listen import CHANNELS, Listener
+from velox.store.recorder import RunRecorder
+from velox.store.runs import RUN_MODES
 from velox.store.server import embedded_url, stop_embedded
 
 _stores: dict[tuple[int, str], Store] = {}
@@ -50,10 +56,18 @@ def open_store(url: str | None = None) -> Store:
 
 
 __all__ = [
+    "ALERT_KINDS",
+    "ALERT_SEVERITIES",
+    "CHANNELS",
+    "COMMAND_VERBS",
     "INSTRUMENT_COLUMNS",
     "OHLCV",
+    "RUN_MODES",
     "TABLES",
     "TICK_COLUMNS",
+    "Command",
+    "Listener",
+    "RunRecorder",
     "Store",
     "embedded_url",
     "open_store",

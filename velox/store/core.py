@@ -1,5 +1,8 @@
 """The :class:`Store`: bars, ticks, instruments, imports and order events in PostgreSQL (psycopg 3).
 
+Run state, commands and alerts are in :mod:`velox.store.runs`, :mod:`~velox.store.commands`
+and :mod:`~velox.store.alerts` (mixed into :class:`Store`).
+
 Conventions
 -----------
 - Timestamps are stored as ``timestamptz`` (UTC on disk) and returned as tz-aware Asia/Kolkata.
@@ -39,7 +42,11 @@ from psycopg.types.json import Jsonb
 from velox.calendar import IST_NAME, TIMEFRAMES, bucket_start_ns, check_timeframe
 from velox.errors import StoreError, ValidationError
 from velox.instruments import COLUMNS
+from velox.store.alerts import AlertsMixin
+from velox.store.commands import CommandsMixin
+from velox.store.listen import NotifyMixin
 from velox.store.migrate import apply_migrations
+from velox.store.runs import RunsMixin
 from velox.store.server import describe_url, embedded_url
 
 if TYPE_CHECKING:
@@ -82,10 +89,16 @@ TABLES = frozenset(
         "tick_blocks",
         "ticks",
         "runs",
-        "orders",
+        "run_orders",
+        "run_fills",
+        "run_positions",
+        "run_equity",
+        "risk_events",
         "order_events",
-        "fills",
-        "positions",
+        "alerts",
+        "commands",
+        "command_targets",
+        "command_events",
         "imports",
         "schema_migrations",
     }
@@ -127,8 +140,11 @@ FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
 COPY_CHUNK_ROWS = 65_536
 
 
-class Store:
+class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
     """A handle on one PostgreSQL database holding Velox's data (bars, instruments, orders, runs).
+
+    Run state, commands, alerts and LISTEN/NOTIFY come from the mixins in ``velox.store.runs``,
+    ``commands``, ``alerts`` and ``listen``.
 
     Build it with :func:`velox.store.open_store`. Attributes: ``url`` (connection URI),
     ``backend`` (``"embedded"`` or ``"external"``) and ``timescale`` (whether ``bars`` and

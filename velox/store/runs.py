@@ -1,0 +1,503 @@
+"""Run records in the store: :meth:`RunsMixin.create_run`, ``finish_run`` and the readers.
+
+A *run* is one engine session (a replay, a paper or a live session), identified by a short run
+id such as ``R12``, ``P3`` or ``L1``: the prefix of its orders' client ids ``<run_id>-<n>``,
+which travel in the broker's 20-character order tag. :meth:`RunsMixin.create_run` registers it;
+the engine's :class:`~velox.store.recorder.RunRecorder` (also importable from here) then
+records its orders (latest state), fills, positions (latest state), equity curve and risk
+events. Readers return DataFrames (IST times) or, for orders and fills, the
+:mod:`velox.types` objects themselves.
+
+Conventions
+-----------
+- Equity points are keyed by the engine's exact time ``ts_ns`` (UTC epoch ns) and stored as
+  float8 through binary COPY: a read returns the very bits recorded.
+- Fill and order times are ``timestamptz`` (microseconds, as Python datetimes are): objects read
+  back compare equal to the originals.
+- Latest-state tables (orders, positions) are upserted: the last state recorded wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from velox.calendar import IST_NAME
+from velox.errors import DataError, StoreError, ValidationError
+from velox.store._values import (
+    StoreLike,
+    aware,
+    choice,
+    identifiers,
+    ist_column,
+    jsonb_text,
+    mapping,
+    number,
+    positive_limit,
+    recent_hint,
+    text,
+    to_ist,
+)
+from velox.types import Fill, Order, OrderStatus, OrderType, Product, Side, Validity
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+log = logging.getLogger(__name__)
+
+RUN_MODES = ("replay", "paper", "live")
+RUN_STATUSES = ("running", "finished", "failed", "stopped")
+_RUN_ID = re.compile(r"^[A-Za-z0-9]{1,10}$")
+
+#: Columns of the runs frame, in table order.
+RUN_COLUMNS = (
+    "run_id", "mode", "account", "status", "strategies", "initial_cash", "params", "started_at",
+    "ended_at", "summary", "heartbeat_at", "restarts", "restarted_at",
+)  # fmt: skip
+_RUN_TIMES = ("started_at", "ended_at", "heartbeat_at", "restarted_at")
+
+#: Fields of :class:`velox.types.Order`, in order: the columns of ``run_orders`` after run_id.
+ORDER_COLUMNS = (
+    "client_id", "instrument_id", "side", "qty", "order_type", "product", "validity",
+    "limit_price", "trigger_price", "tag", "strategy", "status", "broker_order_id", "filled_qty",
+    "average_price", "status_message", "created_at",
+)  # fmt: skip
+#: Fields of :class:`velox.types.Fill`, in order: the columns of ``run_fills`` after run_id.
+FILL_COLUMNS = (
+    "fill_id", "client_id", "instrument_id", "side", "qty", "price", "ts", "product",
+    "broker_order_id", "charges", "strategy",
+)  # fmt: skip
+POSITION_COLUMNS = (
+    "account", "strategy", "instrument_id", "product", "qty", "average_price", "realised_pnl",
+    "charges", "updated_at",
+)  # fmt: skip
+RISK_EVENT_COLUMNS = ("ts", "kind", "limit", "message", "account", "payload")
+
+
+class RunsMixin(StoreLike):
+    """Run records: :meth:`create_run`, :meth:`finish_run`, :meth:`heartbeat` and the readers."""
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        mode: str,
+        account: str = "",
+        strategies: Sequence[Mapping[str, object]] = (),
+        initial_cash: float,
+        params: Mapping[str, object] | None = None,
+        run_id: str | None = None,
+        started_at: datetime | None = None,
+    ) -> str:
+        """Register a run (status ``running``) and return its run id.
+
+        ``strategies`` lists ``{"name", "class", "params"}`` mappings (``class`` and ``params``
+        optional). Without ``run_id`` the store generates one: the mode's upper-case letter and
+        the next number of that mode's PostgreSQL sequence (``R12``, ``P3``, ``L1``), skipping
+        numbers already taken by given ids. A given ``run_id`` (at most 10 letters and digits:
+        ``<run_id>-<n>`` client ids must fit Kite's 20-character order tag) that exists is a
+        restart: its status goes back to ``running`` (``ended_at`` and ``summary`` cleared,
+        ``restarts`` counted, ``started_at`` and the recorded configuration kept) and the same
+        id is returned. NOTIFY ``velox_runs`` with the run id.
+
+        Raises
+        ------
+        ValidationError
+            Unknown mode, malformed run id or strategies, or a restart with another mode or
+            account than the run was created with.
+
+        Examples
+        --------
+        >>> run_id = store.create_run(mode="paper", account="ZX1234", initial_cash=1e6,
+        ...                           strategies=[{"name": "orb", "class": "OpeningRange",
+        ...                                        "params": {"minutes": 15}}])  # doctest: +SKIP
+        >>> run_id                                                                # doctest: +SKIP
+        'P1'
+        """
+        mode = choice("mode", mode, RUN_MODES)
+        account = text("account", account, empty=True)
+        strategies_json = jsonb_text("strategies", _strategy_list(strategies))
+        cash = _finite("initial_cash", initial_cash)
+        params_json = jsonb_text("params", mapping("params", params))
+        started = None if started_at is None else aware("started_at", started_at)
+        if run_id is not None:
+            _check_run_id(run_id)
+        insert = (
+            "INSERT INTO runs (run_id, mode, account, strategies, initial_cash, params, started_at)"
+            " VALUES (%s, %s, %s, %s::jsonb, %s, %s::jsonb, coalesce(%s, now()))"
+            " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
+        )
+        values = (mode, account, strategies_json, cash, params_json, started)
+        with self._atomic() as conn:
+            if run_id is None:
+                sequence = f"run_number_{mode}"
+                for _ in range(10_000):  # only ids given by hand can be in the way
+                    serial = conn.execute("SELECT nextval(%s::regclass)", (sequence,)).fetchone()[0]
+                    candidate = f"{mode[0].upper()}{serial}"
+                    if conn.execute(insert, (candidate, *values)).fetchone() is not None:
+                        run_id = candidate
+                        break
+                else:  # pragma: no cover - 10,000 hand-made ids in a row
+                    raise StoreError(f"could not find a free {mode} run id; give run_id=")
+                log.info("created %s run %s (account %r)", mode, run_id, account)
+            elif conn.execute(insert, (run_id, *values)).fetchone() is None:
+                _restart(conn, run_id, mode, account, started)
+            else:
+                log.info("created %s run %s (account %r)", mode, run_id, account)
+            conn.execute("SELECT pg_notify('velox_runs', %s)", (run_id,))
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        summary: Mapping[str, object] | None,
+        ended_at: datetime | None = None,
+    ) -> None:
+        """Mark a run ``finished``, ``failed`` or ``stopped`` with its summary (JSON).
+
+        ``ended_at`` defaults to now. Non-finite floats in ``summary`` are stored as null (JSON
+        has no NaN). Command targets the run never took stay pending: a restart of the run
+        (:meth:`create_run` with its id) finds them. NOTIFY ``velox_runs``.
+
+        Raises
+        ------
+        DataError
+            Unknown run id.
+        """
+        status = choice("status", status, RUN_STATUSES[1:])
+        summary_json = jsonb_text("summary", mapping("summary", summary))
+        ended = None if ended_at is None else aware("ended_at", ended_at)
+        with self._atomic() as conn:
+            row = conn.execute(
+                "UPDATE runs SET status = %s, summary = %s::jsonb, ended_at = coalesce(%s, now())"
+                " WHERE run_id = %s RETURNING run_id",
+                (status, summary_json, ended, run_id),
+            ).fetchone()
+            if row is None:
+                raise unknown_run(conn, run_id)
+            conn.execute("SELECT pg_notify('velox_runs', %s)", (run_id,))
+        log.info("run %s %s", run_id, status)
+
+    def heartbeat(self, run_id: str) -> None:
+        """Set the run's ``heartbeat_at`` to now (a console shows engines that stopped beating).
+
+        :meth:`RunRecorder.heartbeat` does the same from the engine's thread without I/O.
+        """
+        with self._shared() as conn:
+            row = conn.execute(
+                "UPDATE runs SET heartbeat_at = now() WHERE run_id = %s RETURNING run_id",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise unknown_run(conn, run_id)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def runs(
+        self,
+        *,
+        mode: str | None = None,
+        account: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Return runs, newest first, as a DataFrame (columns :data:`RUN_COLUMNS`, IST times).
+
+        Filters are exact matches; None means any. ``strategies``, ``params`` and ``summary``
+        are the stored JSON as Python lists and dicts.
+
+        Examples
+        --------
+        >>> store.runs(mode="paper", status="running")[["run_id", "account"]]  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        conditions, values = [], []
+        for name, value, allowed in (
+            ("mode", mode, RUN_MODES),
+            ("account", account, None),
+            ("status", status, RUN_STATUSES),
+        ):
+            if value is not None:
+                if allowed is not None:
+                    choice(name, value, allowed)
+                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+                values.append(value)
+        query = sql.SQL("SELECT {} FROM runs").format(identifiers(RUN_COLUMNS))
+        if conditions:
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+        query += sql.SQL(" ORDER BY started_at DESC, run_id DESC")
+        if limit is not None:
+            query += sql.SQL(" LIMIT {}").format(sql.Literal(positive_limit(limit)))
+        with self._shared() as conn:
+            rows = conn.execute(query, values).fetchall()
+        frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+        frame["initial_cash"] = frame["initial_cash"].astype("float64")
+        frame["restarts"] = frame["restarts"].astype("int64")
+        for col in _RUN_TIMES:
+            ist_column(frame, col)
+        return frame
+
+    def run(self, run_id: str) -> dict[str, object]:
+        """Return one run as a dict (keys :data:`RUN_COLUMNS`; times as IST datetimes).
+
+        Raises
+        ------
+        DataError
+            Unknown run id (the message lists a few recent ones).
+        """
+        query = sql.SQL("SELECT {} FROM runs WHERE run_id = %s").format(identifiers(RUN_COLUMNS))
+        with self._shared() as conn:
+            row = conn.execute(query, (run_id,)).fetchone()
+            if row is None:
+                raise unknown_run(conn, run_id)
+        record = dict(zip(RUN_COLUMNS, row, strict=True))
+        for col in _RUN_TIMES:
+            record[col] = to_ist(record[col])  # type: ignore[arg-type]
+        return record
+
+    def run_orders(self, run_id: str) -> pd.DataFrame:
+        """Return the latest state of the run's orders (columns :data:`ORDER_COLUMNS` +
+        ``updated_at``), in creation order; prices NaN where the order has none."""
+        import pandas as pd
+
+        rows = self._run_rows(run_id, "run_orders", (*ORDER_COLUMNS, "updated_at"), _ORDERS_BY)
+        frame = pd.DataFrame(rows, columns=[*ORDER_COLUMNS, "updated_at"])
+        for col in ("qty", "filled_qty"):
+            frame[col] = frame[col].astype("int64")
+        for col in ("limit_price", "trigger_price", "average_price"):
+            frame[col] = frame[col].astype("float64")
+        for col in ("created_at", "updated_at"):
+            ist_column(frame, col)
+        return frame
+
+    def orders_of_run(self, run_id: str) -> list[Order]:
+        """Return the run's orders (latest state) as :class:`velox.types.Order` objects."""
+        rows = self._run_rows(run_id, "run_orders", ORDER_COLUMNS, _ORDERS_BY)
+        return [_order(row) for row in rows]
+
+    def run_fills(self, run_id: str) -> pd.DataFrame:
+        """Return the run's fills in the order recorded (columns :data:`FILL_COLUMNS`)."""
+        import pandas as pd
+
+        rows = self._run_rows(run_id, "run_fills", FILL_COLUMNS, "id")
+        frame = pd.DataFrame(rows, columns=list(FILL_COLUMNS))
+        frame["qty"] = frame["qty"].astype("int64")
+        for col in ("price", "charges"):
+            frame[col] = frame[col].astype("float64")
+        ist_column(frame, "ts")
+        return frame
+
+    def fills_of_run(self, run_id: str) -> list[Fill]:
+        """Return the run's fills, in the order recorded, as :class:`velox.types.Fill` objects.
+
+        They compare equal to the recorded ones (``ts`` in IST, the same instant).
+        """
+        rows = self._run_rows(run_id, "run_fills", FILL_COLUMNS, "id")
+        return [_fill(row) for row in rows]
+
+    def run_positions(self, run_id: str) -> pd.DataFrame:
+        """Return the latest positions of a run (columns :data:`POSITION_COLUMNS`).
+
+        One row per (account, strategy, instrument_id, product); strategy ``''`` is the
+        account's own row.
+        """
+        import pandas as pd
+
+        order = "account, strategy, instrument_id, product"
+        rows = self._run_rows(run_id, "run_positions", POSITION_COLUMNS, order)
+        frame = pd.DataFrame(rows, columns=list(POSITION_COLUMNS))
+        frame["qty"] = frame["qty"].astype("int64")
+        for col in ("average_price", "realised_pnl", "charges"):
+            frame[col] = frame[col].astype("float64")
+        ist_column(frame, "updated_at")
+        return frame
+
+    def run_equity(self, run_id: str) -> pd.DataFrame:
+        """Return the run's equity curve: IST index ``ts`` (exact, from ``ts_ns``), columns
+        ``equity`` (float64, the bits recorded) and ``ts_ns`` (UTC epoch ns)."""
+        import pandas as pd
+
+        from velox.store.core import _array_values
+
+        query = (
+            "SELECT array_send(array_agg(ts_ns)), array_send(array_agg(equity))"
+            " FROM (SELECT ts_ns, equity FROM run_equity WHERE run_id = %s ORDER BY ts_ns) AS s"
+        )
+        with self._shared() as conn:
+            self._require_run(conn, run_id)
+            with conn.cursor(binary=True) as cur:
+                ts_data, equity_data = cur.execute(query, (run_id,)).fetchone()
+        ns = np.empty(0, np.int64) if ts_data is None else _array_values(ts_data, ">i8")
+        values = np.empty(0) if equity_data is None else _array_values(equity_data, ">f8")
+        ns = ns.astype(np.int64)
+        index = pd.DatetimeIndex(ns.view("M8[ns]"), name="ts").tz_localize("UTC")
+        return pd.DataFrame(
+            {"equity": values.astype(np.float64), "ts_ns": ns}, index=index.tz_convert(IST_NAME)
+        )
+
+    def run_risk_events(self, run_id: str) -> pd.DataFrame:
+        """Return the run's risk events in time order (columns :data:`RISK_EVENT_COLUMNS`)."""
+        import pandas as pd
+
+        rows = self._run_rows(run_id, "risk_events", RISK_EVENT_COLUMNS, "ts, id")
+        frame = pd.DataFrame(rows, columns=list(RISK_EVENT_COLUMNS))
+        ist_column(frame, "ts")
+        return frame
+
+    def _run_rows(
+        self, run_id: str, table: str, columns: Sequence[str], order_by: str
+    ) -> list[tuple]:
+        query = sql.SQL("SELECT {} FROM {} WHERE run_id = %s ORDER BY {}").format(
+            identifiers(columns), sql.Identifier(table), sql.SQL(order_by)
+        )
+        with self._shared() as conn:
+            self._require_run(conn, run_id)
+            return conn.execute(query, (run_id,)).fetchall()
+
+    @staticmethod
+    def _require_run(conn: psycopg.Connection, run_id: str) -> None:
+        if conn.execute("SELECT 1 FROM runs WHERE run_id = %s", (run_id,)).fetchone() is None:
+            raise unknown_run(conn, run_id)
+
+
+# Client ids "<run>-<n>" sort by n when shorter ids come first.
+_ORDERS_BY = "created_at NULLS LAST, length(client_id), client_id"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check_run_id(run_id: object) -> str:
+    if not (isinstance(run_id, str) and _RUN_ID.match(run_id)):
+        raise ValidationError(
+            f"run_id={run_id!r} must be 1-10 ASCII letters or digits (e.g. P3): client ids "
+            "'<run_id>-<n>' travel in the broker's 20-character order tag"
+        )
+    return run_id
+
+
+def _restart(
+    conn: psycopg.Connection, run_id: str, mode: str, account: str, started: datetime | None
+) -> None:
+    """Set an existing run running again (a paper/live engine restarted with its run id)."""
+    stored_mode, stored_account, status = conn.execute(
+        "SELECT mode, account, status FROM runs WHERE run_id = %s FOR UPDATE", (run_id,)
+    ).fetchone()
+    if stored_mode != mode:
+        raise ValidationError(
+            f"run {run_id} exists as a {stored_mode} run; it cannot be restarted as {mode}. "
+            "Leave run_id=None for a new run id"
+        )
+    if stored_account != account:
+        raise ValidationError(
+            f"run {run_id} belongs to account {stored_account!r}, not {account!r}; restart it "
+            "with its own account, or leave run_id=None for a new run"
+        )
+    conn.execute(
+        "UPDATE runs SET status = 'running', ended_at = NULL, summary = NULL,"
+        " heartbeat_at = now(), restarts = restarts + 1, restarted_at = coalesce(%s, now())"
+        " WHERE run_id = %s",
+        (started, run_id),
+    )
+    log.info("restarted %s run %s (was %s)", mode, run_id, status)
+
+
+def unknown_run(conn: psycopg.Connection, run_id: object) -> DataError:
+    recent = [
+        row[0]
+        for row in conn.execute(
+            "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 5"
+        )
+    ]
+    return DataError(
+        f"unknown run {run_id!r}{recent_hint(recent, 'runs')}; list them with store.runs()"
+    )
+
+
+def _strategy_list(strategies: object) -> list[dict[str, object]]:
+    if isinstance(strategies, str | bytes | Mapping) or not isinstance(strategies, Sequence):
+        raise ValidationError(
+            "strategies must be a list of {'name', 'class', 'params'} mappings, got "
+            f"{type(strategies).__name__}"
+        )
+    out, seen = [], set()
+    for i, item in enumerate(strategies):
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"strategies[{i}] must be a mapping with a 'name', got {item!r}")
+        unknown = sorted(set(item) - {"name", "class", "params"})
+        if unknown:
+            raise ValidationError(
+                f"strategies[{i}] has unknown keys {unknown}; use 'name', 'class' and 'params'"
+            )
+        name = text(f"strategies[{i}]['name']", item.get("name"))
+        if name in seen:
+            raise ValidationError(f"strategy name {name!r} appears twice; names must be unique")
+        seen.add(name)
+        out.append(
+            {
+                "name": name,
+                "class": text(f"strategies[{i}]['class']", item.get("class", ""), empty=True),
+                "params": mapping(f"strategies[{i}]['params']", item.get("params")),
+            }
+        )
+    return out
+
+
+def _finite(what: str, value: object) -> float:
+    amount = number(what, value)
+    if not math.isfinite(amount) or amount < 0:
+        raise ValidationError(f"{what}={value!r} must be a finite amount >= 0")
+    return amount
+
+
+def _order(row: tuple) -> Order:
+    values = dict(zip(ORDER_COLUMNS, row, strict=True))
+    values["side"] = Side(values["side"])
+    values["order_type"] = OrderType(values["order_type"])
+    values["product"] = Product(values["product"])
+    values["validity"] = Validity(values["validity"])
+    values["status"] = OrderStatus(values["status"])
+    values["created_at"] = to_ist(values["created_at"])  # type: ignore[arg-type]
+    return Order(**values)  # type: ignore[arg-type]
+
+
+def _fill(row: tuple) -> Fill:
+    values = dict(zip(FILL_COLUMNS, row, strict=True))
+    values["side"] = Side(values["side"])
+    values["product"] = Product(values["product"])
+    values["ts"] = to_ist(values["ts"])  # type: ignore[arg-type]
+    return Fill(**values)  # type: ignore[arg-type]
+
+
+def __getattr__(name: str) -> object:
+    """Return :class:`~velox.store.recorder.RunRecorder` for ``velox.store.runs.RunRecorder``."""
+    if name == "RunRecorder":  # imported on use: velox.store.recorder imports this module
+        from velox.store.recorder import RunRecorder
+
+        return RunRecorder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "FILL_COLUMNS",
+    "ORDER_COLUMNS",
+    "POSITION_COLUMNS",
+    "RISK_EVENT_COLUMNS",
+    "RUN_COLUMNS",
+    "RUN_MODES",
+    "RUN_STATUSES",
+    "RunsMixin",
+]
