@@ -9,7 +9,12 @@ same ``bars`` table, same upsert, the series id looked up once; pipelined by psy
 run); a row-by-row ``execute`` loop is timed too. Then it reads one symbol-year back with
 :meth:`Store.read_bars`, with ``cursor.fetchall`` → DataFrame and with ``pandas.read_sql``, and
 times ``import velox`` in a fresh interpreter.
-Goals: COPY >= 10x executemany rows/s, a symbol-year read <= 100 ms, ``import velox`` < 0.5 s.
+Ticks: 1,000,000 synthetic ticks of one instrument (every column, 10 % NULL ``qty`` and ``bid``)
+written with :meth:`Store.write_ticks` and read back with :meth:`Store.read_ticks` (median of
+runs), beside the same ticks in the row-per-tick table of migrations 0001/0002 read with the
+query ``read_ticks`` used then (one binary array per column).
+Goals: COPY >= 10x executemany rows/s, a symbol-year read <= 100 ms, 1M ticks read <= 200 ms,
+``import velox`` < 0.5 s.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from velox.store import Store, embedded_url, stop_embedded
+from velox.store import Store, core, embedded_url, stop_embedded
 
 TOTAL_BARS = 1_000_000
 SYMBOLS = [f"NSE:BENCH{i}" for i in range(4)]
@@ -37,6 +42,10 @@ EXECUTEMANY_RUNS = 3
 EXECUTE_ROWS = 2_000
 READ_REPEATS = 7
 PARALLEL_WORKERS = 2
+TICKS = 1_000_000
+TICK_READ_REPEATS = 9
+#: Read time of 1M ticks before migration 0003 (row per tick, text key; docs/store.md).
+TICK_READ_BEFORE = "1.5-2.3 s"
 
 
 def session_minutes(sessions: int) -> pd.DatetimeIndex:
@@ -63,6 +72,84 @@ def synthetic_bars(index: pd.DatetimeIndex, seed: int) -> pd.DataFrame:
         },
         index=index,
     )
+
+
+def synthetic_ticks(n: int, seed: int = 0) -> pd.DataFrame:
+    """Return ``n`` random-walk ticks ~10 ms apart from 2024-04-01 09:15 IST (µs stamps).
+
+    Every tick column is given; ``qty`` and ``bid`` are NULL in ~10 % of the ticks.
+    """
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-04-01 09:15", tz="Asia/Kolkata").value // 1000
+    stamps = start + np.cumsum(rng.integers(0, 20_000, n))
+    index = pd.DatetimeIndex((stamps * 1000).view("M8[ns]"), name="ts")
+    price = np.round(770 + rng.normal(0, 0.05, n).cumsum(), 2)
+    bid = price - 0.05
+    bid[rng.random(n) < 0.1] = np.nan
+    qty = pd.arrays.IntegerArray(rng.integers(1, 500, n), rng.random(n) < 0.1)
+    return pd.DataFrame(
+        {"price": price, "qty": qty, "volume": np.arange(n) * 3, "bid": bid, "ask": price + 0.05,
+         "bid_qty": rng.integers(1, 1000, n), "ask_qty": rng.integers(1, 1000, n),
+         "oi": rng.integers(0, 10**6, n)},
+        index=index.tz_localize("UTC").tz_convert("Asia/Kolkata"),
+    )  # fmt: skip
+
+
+def row_per_tick_read(store: Store, ticks: pd.DataFrame) -> float:
+    """Return the median read time of ``ticks`` stored one row per tick, as before 0003.
+
+    The table is the ``ticks`` table of migration 0001 (primary key (instrument_id, ts, seq)),
+    loaded by binary COPY; the query is the one ``read_ticks`` ran on it: one
+    ``array_send(array_agg(…))`` per column (NULLs as 0/NaN plus a bit mask), parsed by numpy
+    (the DataFrame is not built: a few ms in its favour).
+    """
+    nullable = core.TICK_COLUMNS[2:]
+    floats = ("price", "bid", "ask")
+    names = ", ".join(core.TICK_COLUMNS)
+    records, nulls = core._tick_records(ticks)
+    fields = [("text", b"NSE:BENCH", None), (">i8", records["ts"], None)]
+    fields += [
+        (">f8" if c in floats else ">i8", records[c], nulls.get(c)) for c in core.TICK_COLUMNS
+    ]
+    values = ", ".join(
+        f"coalesce({c}, 'NaN') AS {c}" if c in floats else f"coalesce({c}, 0) AS {c}"
+        for c in nullable
+    )
+    bits = " + ".join(f"({c} IS NULL)::int * {1 << b}" for b, c in enumerate(nullable))
+    arrays = ", ".join(f"array_send(array_agg({c}))" for c in ("ts", "seq", "price", *nullable))
+    query = (
+        f"SELECT {arrays}, array_send(array_agg(nulls)) FROM (SELECT ts, seq, price, {values},"
+        f" {bits} AS nulls FROM ticks_0002 WHERE instrument_id = 'NSE:BENCH' ORDER BY ts, seq) s"
+    )
+    with store.connect() as conn:
+        conn.execute(
+            "CREATE TABLE ticks_0002 (instrument_id text NOT NULL, ts timestamptz NOT NULL,"
+            " seq bigint NOT NULL, price float8 NOT NULL, qty bigint, volume bigint, bid float8,"
+            " ask float8, bid_qty bigint, ask_qty bigint, oi bigint,"
+            " PRIMARY KEY (instrument_id, ts, seq))"
+        )
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                f"COPY ticks_0002 (instrument_id, ts, {names}) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            for chunk in core._copy_chunks(fields, len(records)):
+                copy.write(chunk)
+    with store.connect(autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE ticks_0002")
+        conn.execute("SET enable_bitmapscan = off")  # as the store's own connection
+
+        def read() -> None:
+            with conn.cursor(binary=True) as cur:
+                row = cur.execute(query).fetchone()
+            kinds = [">i8", ">i8", ">f8"] + [">f8" if c in floats else ">i8" for c in nullable]
+            for data, kind in zip(row, [*kinds, ">i4"], strict=True):
+                core._array_values(data, kind).astype(np.dtype(kind).newbyteorder("="))
+
+        seconds, _ = timed(read, 3)
+        conn.execute("DROP TABLE ticks_0002")
+    return seconds
 
 
 def timed(func, repeats: int = 1) -> tuple[float, object]:  # noqa: ANN001
@@ -203,6 +290,19 @@ def main() -> None:
         assert np.array_equal(fetched.to_numpy(), bars.to_numpy())
         resample_read, five = timed(lambda: store.read_bars(SYMBOLS[0], "5m", *year), 3)
         daily_read, daily = timed(lambda: store.read_bars(SYMBOLS[0], "1d", *year), 3)
+
+        ticks = synthetic_ticks(TICKS)
+        start = time.perf_counter()
+        store.write_ticks("NSE:BENCH", ticks)
+        tick_write = time.perf_counter() - start
+        tick_read, got = timed(lambda: store.read_ticks("NSE:BENCH"), TICK_READ_REPEATS)
+        tick_best = timed.best
+        pd.testing.assert_frame_equal(
+            got.drop(columns="seq"), ticks, check_freq=False, check_dtype=False
+        )
+        window = ("2024-04-01 10:00", "2024-04-01 10:10")
+        window_read, part = timed(lambda: store.read_ticks("NSE:BENCH", *window), 5)
+        rows_read = row_per_tick_read(store, ticks)
         import_wall, import_cumulative = import_time()
     finally:
         stop_embedded(root / "store")
@@ -232,6 +332,17 @@ def main() -> None:
     print(f"  pandas.read_sql      {sql_read * 1e3:7.1f} ms  ({sql_read / velox_read:.1f}x)")
     print(f"  SQL resample to 5m   {resample_read * 1e3:7.1f} ms  ({len(five):,} bars)")
     print(f"  SQL resample to 1d   {daily_read * 1e3:7.1f} ms  ({len(daily):,} bars)")
+    print(f"ticks: {TICKS:,} of one instrument (10 % NULL qty/bid)")
+    print(f"  write_ticks          {TICKS / tick_write:9,.0f} ticks/s ({tick_write:.2f} s)")
+    print(
+        f"  velox read_ticks     {tick_read * 1e3:7.1f} ms  (median of {TICK_READ_REPEATS}, best"
+        f" {tick_best * 1e3:.1f} ms; goal <= 200 ms; {TICK_READ_BEFORE} before migration 0003)"
+    )
+    print(
+        f"  row per tick (0002)  {rows_read * 1e3:7.1f} ms  ({rows_read / tick_read:.1f}x; the"
+        " old table and read query, same ticks, same run)"
+    )
+    print(f"  10-minute window     {window_read * 1e3:7.1f} ms  ({len(part):,} ticks)")
     print(
         f"import velox: {import_wall * 1e3:.0f} ms wall over bare python, "
         f"{import_cumulative * 1e3:.0f} ms by -X importtime (goal < 500 ms)"
