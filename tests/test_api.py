@@ -91,7 +91,7 @@ def test_every_public_module_is_reachable_from_velox() -> None:
 def test_replay_signature_is_the_notebook_contract() -> None:
     params = list(inspect.signature(velox.replay).parameters)
     assert params == ["strategy_or_path", "symbols", "timeframe", "start", "end", "bars",
-                      "params"]  # fmt: skip
+                      "record", "params"]  # fmt: skip
     options = set(inspect.signature(velox.modes.replay).parameters) - {"strategies", "bars",
                                                                        "start", "end"}  # fmt: skip
     # every run option of velox.modes.replay is reachable by name (its lookup under a new name)

@@ -9,6 +9,8 @@ name                       what it does
 =========================  ==================================================================
 :func:`bars`               stored OHLCV bars of one instrument as a DataFrame (IST index)
 :func:`replay`             an event-driven backtest of a strategy → :class:`RunResult`
+:func:`runs`               recorded runs (replays with ``record=True``, paper, live)
+:func:`load_run`           a recorded run rebuilt from the store → :class:`RunResult`
 :func:`load_strategy`      the Strategy class in a file or module (``velox.strategy``)
 =========================  ==================================================================
 
@@ -76,7 +78,7 @@ REPLAY_OPTIONS = frozenset(
         "cost_model",
         "flatten_on_error",
         "reconcile_every",
-        "record",
+        "record",  # also an explicit keyword of replay()
     }
 )
 
@@ -144,6 +146,7 @@ def replay(
     end: date | datetime | str | None = None,
     bars: pd.DataFrame | Mapping[str, pd.DataFrame] | Mapping[tuple[str, str], pd.DataFrame]
     | None = None,
+    record: bool = False,
     **params: Any,
 ) -> RunResult:  # fmt: skip
     """Return the result of an event-driven replay of one strategy: the notebook entry point.
@@ -170,13 +173,17 @@ def replay(
         DataFrame at the strategy's timeframe (keys may also be ``(instrument id, timeframe)``
         for extra timeframes). Each frame is indexed by tz-aware bar start and must be on the
         timeframe's 09:15 IST grid (00:00 IST for ``1d``).
+    record
+        Store the run (orders, fills, positions, equity, risk events) under a new run id
+        (``result.run_id``, or ``run_id=``): :func:`runs` lists it, :func:`load_run` rebuilds
+        it. Off by default so research loops stay fast.
     **params
         The strategy's parameters (``fast=10``); an unknown name raises
         :class:`~velox.errors.ConfigError` with a suggestion. The names in
         :data:`REPLAY_OPTIONS` are run options instead, passed to :func:`velox.modes.replay`:
         ``initial_cash``, ``risk_limits``, ``store``, ``run_id``, ``sim_config``, ``cost_model``,
-        ``audit``, ``flatten_on_error``, ``reconcile_every``, ``record`` and
-        ``instrument_master`` (its ``instruments``: the instrument lookup).
+        ``audit``, ``flatten_on_error``, ``reconcile_every`` and ``instrument_master`` (its
+        ``instruments``: the instrument lookup).
 
     Raises
     ------
@@ -200,11 +207,50 @@ def replay(
     from velox.modes import replay as run_replay
 
     options = {k: params.pop(k) for k in list(params) if k in REPLAY_OPTIONS}
+    options["record"] = record
     if "instrument_master" in options:
         options["instruments"] = options.pop("instrument_master")
     strategy = _build_strategy(strategy_or_path, symbols, timeframe, params, options)
     frames = None if bars is None else _bar_frames(strategy, symbols, bars, start, end)
     return run_replay(strategy, bars=frames, start=start, end=end, **options)
+
+
+def runs(
+    *, mode: str | None = None, status: str | None = None, limit: int | None = 50
+) -> pd.DataFrame:
+    """Return recorded runs, newest first: id, mode, account, status, strategies, times and
+    the summary statistics of finished runs (``total_return``, ``sharpe`` …) as columns.
+
+    Examples
+    --------
+    >>> import velox
+    >>> velox.runs(mode="replay")[["run_id", "status", "total_return"]]   # doctest: +SKIP
+    """
+    from velox.store import open_store
+
+    frame = open_store().runs(mode=mode, status=status, limit=limit)
+    for key in ("total_return", "cagr", "max_drawdown", "sharpe", "trades", "charges"):
+        frame[key] = [
+            (s or {}).get(key) if isinstance(s, dict) else None for s in frame["summary"]
+        ]
+    return frame
+
+
+def load_run(run_id: str) -> RunResult:
+    """Return a recorded run rebuilt from the store, equal to the :class:`RunResult` it
+    produced (trades, orders, fills, equity, stats); see :func:`velox.modes.load_run`.
+
+    Examples
+    --------
+    >>> import velox
+    >>> res = velox.replay("strategies/sma_cross.py", symbols="NSE:RELIANCE", timeframe="1d",
+    ...                    record=True)                                    # doctest: +SKIP
+    >>> velox.load_run(res.run_id).trades.equals(res.trades)               # doctest: +SKIP
+    True
+    """
+    from velox.modes import load_run as load
+
+    return load(run_id)
 
 
 def _build_strategy(

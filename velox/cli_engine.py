@@ -1,4 +1,4 @@
-"""``velox replay | paper | live | kill``: the engine's command-line verbs.
+"""``velox replay | paper | live | kill | runs``: the engine's command-line verbs.
 
 Registered on the main group by ``velox.cli`` (``register(main)``). Heavy modules are imported
 inside the verbs so ``velox --help`` stays instant. The mode is printed on every line these
@@ -110,6 +110,8 @@ _risk = click.option("--risk", "risk_file", help="TOML file with a [risk] table 
 @_param
 @_cash
 @_risk
+@click.option("--record", is_flag=True, help="Store the run (velox runs show RUN reads it).")
+@click.option("--run", "run_id", help="Run id to record under (default: the next R<n>).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report here.")
 def replay(
     strategy: str,
@@ -120,6 +122,8 @@ def replay(
     params: tuple[str, ...],
     cash: float,
     risk_file: str | None,
+    record: bool,
+    run_id: str | None,
     json_path: str | None,
 ) -> None:
     """Replay STRATEGY (file.py[:Class] or module:Class) on stored bars, event by event.
@@ -132,10 +136,15 @@ def replay(
 
     _tag_logs("replay")
     strategies = _build_strategies(strategy, symbols, timeframe, params)
+    if run_id is not None and not record:
+        raise ConfigError("--run names the recorded run: add --record")
     result = run_replay(
-        strategies, start=start, end=end, initial_cash=cash, risk_limits=_risk_limits(risk_file)
-    )
+        strategies, start=start, end=end, initial_cash=cash, risk_limits=_risk_limits(risk_file),
+        record=record, run_id=run_id,
+    )  # fmt: skip
     _print_summary(result, "replay")
+    if record:
+        click.echo(f"recorded: velox runs show {result.run_id}")
     if json_path:
         result.to_json(json_path)
         click.echo(f"report: {Path(json_path)}")
@@ -154,7 +163,6 @@ def replay(
 @click.option("--run", "run_id", default="P1", show_default=True, help="Run id (resume with it).")
 @click.option("--account", default="paper", show_default=True, help="Account name (for kill).")
 @click.option("--socket", "socket_path", help="Simulator socket (default <data_dir>/paper/RUN).")
-@click.option("--commands", "commands_dir", help="Command folder (default <data_dir>/commands).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report here.")
 def paper(
     strategy: str,
@@ -169,7 +177,6 @@ def paper(
     run_id: str,
     account: str,
     socket_path: str | None,
-    commands_dir: str | None,
     json_path: str | None,
 ) -> None:
     """Paper-trade STRATEGY: the simulated broker on a paced replay of stored bars.
@@ -193,7 +200,6 @@ def paper(
         risk_limits=_risk_limits(risk_file),
         account=account,
         socket_path=Path(socket_path) if socket_path else None,
-        commands_dir=Path(commands_dir) if commands_dir else None,
     )
     _print_summary(result, "paper")
     if json_path:
@@ -218,24 +224,109 @@ def live(strategy: str, broker_name: str, confirm_live: bool) -> None:
 
 
 @click.command()
-@click.option("--account", default="", help="Only the engine trading this account.")
+@click.option("--account", default=None, help="Only the engines trading this account.")
+@click.option("--run", "run_id", default=None, help="Only this run.")
 @click.option("--reason", default="operator kill", show_default=True, help="Why (audited).")
-def kill(account: str, reason: str) -> None:
+@click.option(
+    "--wait", default=5.0, show_default=True, help="Seconds to wait for the engines to answer."
+)
+def kill(account: str | None, run_id: str | None, reason: str, wait: float) -> None:
     """Engage the kill switch of running paper/live engines: cancel, square off, halt.
 
-    Writes a command file that engines poll about every 0.25 s (``<data_dir>/commands``);
-    each engine acts on it once, audits it and refuses every later order until reset.
+    Stores a ``kill`` command for every running paper/live run (of --account / --run) and
+    waits for each engine's answer. Exits 1 if an engine did not answer in time (it takes
+    the command when it comes back), 0 when every engine engaged.
     """
-    from velox.config import get_settings
-    from velox.engine.commands import FileCommands
+    import getpass
+    import time
 
-    path = FileCommands.write_kill(
-        get_settings().data_dir / "commands", account=account, reason=reason
+    from velox.store import open_store
+
+    store = open_store()
+    command = store.issue_command(
+        "kill", issued_by=getpass.getuser(), account=account, run_id=run_id,
+        args={"reason": reason},
+    )  # fmt: skip
+    if not command.targets:
+        click.echo(f"kill command {command.id} stored; no paper/live engine is running")
+        return
+    click.echo(f"kill command {command.id} for {', '.join(command.targets)}")
+    deadline = time.monotonic() + max(wait, 0.0)
+    while True:
+        results = store.command_results(command.id)
+        waiting = results[~results["status"].isin(["done", "failed"])]
+        if waiting.empty or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    for row in results.itertuples():
+        if row.status == "done":
+            click.echo(f"  {row.run_id}: engaged")
+        elif row.status == "failed":
+            click.echo(f"  {row.run_id}: FAILED {row.result}")
+        else:
+            click.echo(f"  {row.run_id}: no answer ({row.status}); it acts on it when it runs")
+    if not waiting.empty:
+        raise SystemExit(1)
+
+
+@click.group()
+def runs() -> None:
+    """List and show recorded runs (replays with --record, paper, live)."""
+
+
+@runs.command("list")
+@click.option("--mode", type=click.Choice(["replay", "paper", "live"]), help="Only this mode.")
+@click.option(
+    "--status", type=click.Choice(["running", "finished", "failed", "stopped"]), help="Only this."
+)
+@click.option("--limit", default=20, show_default=True, help="Newest N runs.")
+def runs_list(mode: str | None, status: str | None, limit: int) -> None:
+    """List recorded runs, newest first, with their summary."""
+    import velox
+
+    frame = velox.runs(mode=mode, status=status, limit=limit)
+    if frame.empty:
+        click.echo("(no runs recorded)")
+        return
+    table = frame[["run_id", "mode", "account", "status", "started_at"]].copy()
+    table["strategies"] = [", ".join(str(s["name"]) for s in v) for v in frame["strategies"]]
+    table["started_at"] = table["started_at"].map(lambda t: t.strftime("%Y-%m-%d %H:%M"))
+    table["return"] = [_pct(v) for v in frame["total_return"]]
+    table["trades"] = ["" if v is None else int(v) for v in frame["trades"]]
+    click.echo(table.to_string(index=False))
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--trades", "n_trades", default=10, show_default=True, help="Show the last N trades.")
+def runs_show(run_id: str, n_trades: int) -> None:
+    """Show one recorded run: configuration, summary, last trades and risk events."""
+    from velox.modes import load_run
+    from velox.store import open_store
+
+    run = open_store().run(run_id)
+    result = load_run(run_id)
+    ended = run["ended_at"].strftime("%Y-%m-%d %H:%M:%S") if run["ended_at"] else "-"
+    click.echo(
+        f"run {run_id}: {run['mode']} {run['status']}  account {run['account'] or '-'}  "
+        f"started {run['started_at']:%Y-%m-%d %H:%M:%S}  ended {ended}"
     )
-    click.echo(f"kill command written: {path}")
+    _print_summary(result, str(run["mode"]))
+    if n_trades and len(result.trade_list):
+        cols = ["entry_time", "exit_time", "instrument_id", "side", "qty", "entry_price",
+                "exit_price", "net_pnl"]  # fmt: skip
+        trades = result.trades
+        shown = trades[[c for c in cols if c in trades]].tail(n_trades)
+        click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+
+
+def _pct(value: object) -> str:
+    if not isinstance(value, float) or not math.isfinite(value):
+        return ""
+    return f"{value:.2%}"
 
 
 def register(main: click.Group) -> None:
     """Add the engine verbs to the ``velox`` command group."""
-    for command in (replay, paper, live, kill):
+    for command in (replay, paper, live, kill, runs):
         main.add_command(command)

@@ -1,14 +1,18 @@
 """Run-mode wiring: the objects each mode hands to the one :class:`velox.engine.Engine`.
 
-=======  ===================================  ==============  ==========  =====================
-mode     market source                        broker          clock       audit log
-=======  ===================================  ==============  ==========  =====================
-replay   ``BarReplay`` of stored bars         ``SimBroker``   replay      memory (or store)
-paper    live feed, or a paced bar replay     ``SimBroker``   wall clock  store ``order_events``
-live     the broker's live feed               the broker      wall clock  store ``order_events``
-=======  ===================================  ==============  ==========  =====================
+=======  ================================  =============  ==========  ===================  ================
+mode     market source                     broker         clock       audit log            run state
+=======  ================================  =============  ==========  ===================  ================
+replay   ``BarReplay`` of stored bars      ``SimBroker``  replay      memory (or store)    ``record=True``
+paper    live feed, or a paced bar replay  ``SimBroker``  wall clock  ``order_events``     always recorded
+live     the broker's live feed            the broker     wall clock  ``order_events``     always recorded
+=======  ================================  =============  ==========  ===================  ================
 
-Nothing else differs: the engine, OMS, risk checks and strategies are the same objects.
+Nothing else differs: the engine, OMS, risk checks and strategies are the same objects. A
+recorded run has a ``runs`` row (created before the engine starts, finished with its summary
+after it ends) and a :class:`velox.store.RunRecorder` as the engine's journal; paper and live
+engines also take operator commands from the store (:class:`velox.engine.commands.
+StoreCommands`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from velox.engine import Engine
+from velox.engine.core import name_uniquely, strategy_record
 from velox.errors import ConfigError
 from velox.feeds.bar_replay import BarReplay
 from velox.oms import AuditLog
@@ -31,11 +36,13 @@ from velox.types import Instrument
 if TYPE_CHECKING:
     import pandas as pd
 
+    from velox.store.recorder import RunRecorder
+
     from velox.brokers.sim import SimConfig
     from velox.engine import RunResult
     from velox.store import Store
 
-__all__ = ["replay", "paper", "load_bars", "default_instruments", "LIVE_NOT_WIRED"]
+__all__ = ["replay", "paper", "load_run", "load_bars", "default_instruments", "LIVE_NOT_WIRED"]
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +91,12 @@ def replay(
     risk_limits: RiskLimits | None = None,
     instruments: Mapping[str, Instrument] | Callable[[str], Instrument] | None = None,
     audit: AuditLog | None = None,
-    run_id: str = "R1",
+    run_id: str | None = None,
     sim_config: SimConfig | None = None,
     cost_model: object = None,
     flatten_on_error: bool = False,
     reconcile_every: float = 86_400.0,
+    record: bool = False,
 ) -> RunResult:
     """Return the result of an event-driven replay of stored bars through the full engine.
 
@@ -97,6 +105,12 @@ def replay(
     charges; orders go through the OMS and the risk engine exactly as in paper and live.
     The engine reconciles with the (in-process) simulator at the start and then once per day of
     replayed time (``reconcile_every`` seconds).
+
+    ``record=True`` stores the run (``runs``, its orders, fills, positions, equity curve and
+    risk events; not its alerts, which would page people about a backtest) in ``store``
+    (default ``velox.store.open_store()``) under ``run_id`` (default: the next ``R<n>``);
+    ``velox.load_run(result.run_id)`` rebuilds the same result. Unrecorded runs use
+    ``run_id="R1"`` unless told otherwise.
 
     Examples
     --------
@@ -138,6 +152,27 @@ def replay(
         cost_model=cost_model,  # type: ignore[arg-type]
         config=sim_config,
     )
+    recorder = None
+    if record:
+        from velox.store.recorder import RunRecorder
+
+        if store is None:
+            from velox.store import open_store
+
+            store = open_store()
+        if run_id is not None and _recorded_already(store, run_id):
+            raise ConfigError(
+                f"run {run_id} is recorded already; give another run_id or none (the store "
+                "picks the next free R<n>)"
+            )
+        name_uniquely(strategies)
+        run_id = store.create_run(
+            mode="replay", strategies=[strategy_record(s) for s in strategies],
+            initial_cash=initial_cash, run_id=run_id,
+            params={"start": _text(start), "end": _text(end),
+                    "bars": "given" if bars is not None else "store"},
+        )  # fmt: skip
+        recorder = RunRecorder(store, run_id, alerts=False)
     engine = Engine(
         strategies,
         broker=broker,
@@ -146,12 +181,111 @@ def replay(
         mode="replay",
         initial_cash=initial_cash,
         audit=audit,
-        run_id=run_id,
+        run_id=run_id or "R1",
         risk=RiskEngine(risk_limits if risk_limits is not None else RiskLimits()),
         reconcile_every=reconcile_every,
         flatten_on_error=flatten_on_error,
+        journal=recorder,
     )
-    return engine.run()
+    if recorder is None:
+        return engine.run()
+    return _recorded(engine, store, recorder)  # type: ignore[arg-type]
+
+
+def _recorded(engine: Engine, store: Store, recorder: RunRecorder) -> RunResult:
+    """Run a recorded engine: its journal flushed and its run row finished however it ends."""
+    try:
+        result = engine.run()
+    except BaseException as exc:
+        status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            recorder.close()
+        finally:
+            store.finish_run(engine.run_id, status=status,
+                             summary={"error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+        raise
+    recorder.close()  # StoreError if something could not be written: not "finished" then
+    store.finish_run(engine.run_id, status="finished", summary=run_summary(result))
+    return result
+
+
+def run_summary(result: RunResult) -> dict[str, object]:
+    """Return what a finished run's ``runs.summary`` holds: its statistics, the errors that
+    stopped strategies, and counts."""
+    return {
+        **result.stats,
+        "errors": {str(s["name"]): s["error"] for s in result.strategies if s["error"]},
+        "orders": len(result.order_list),
+        "fills": len(result.fill_list),
+    }
+
+
+def load_run(run_id: str, *, store: Store | None = None) -> RunResult:
+    """Return the :class:`~velox.engine.RunResult` of a recorded run, rebuilt from the store.
+
+    Orders, fills, the equity curve, risk events and alerts are read back as recorded; trades
+    and statistics are derived from them as for the original, so the result equals it (bars are
+    not part of a run: pass ``bars=`` to ``plot``). A run still going returns what it has
+    recorded so far.
+
+    Raises
+    ------
+    velox.errors.DataError
+        Unknown run id (the message lists recent ones).
+    """
+    from velox.engine.result import result_from_records
+
+    if store is None:
+        from velox.store import open_store
+
+        store = open_store()
+    run = store.run(run_id)
+    summary = run.get("summary") or {}
+    errors = summary.get("errors", {}) if isinstance(summary, dict) else {}
+    strategies = [{**s, "error": errors.get(s["name"])} for s in run["strategies"]]
+    equity = store.run_equity(run_id)
+    risk = store.run_risk_events(run_id)
+    mode = str(run["mode"])
+    risk_events = [
+        {"ts": ts.isoformat(), "kind": kind, "limit": limit, "message": message,
+         "account": account, "mode": mode}
+        for ts, kind, limit, message, account in zip(
+            risk["ts"], risk["kind"], risk["limit"], risk["message"], risk["account"],
+            strict=True,
+        )
+    ]  # fmt: skip
+    alerts = store.alerts(run_id=run_id).iloc[::-1]
+    return result_from_records(
+        mode=mode,
+        run_id=run_id,
+        strategies=strategies,
+        initial_cash=float(run["initial_cash"]),  # type: ignore[arg-type]
+        orders=store.orders_of_run(run_id),
+        fills=store.fills_of_run(run_id),
+        equity_ns=equity["ts_ns"].tolist(),
+        equity_values=equity["equity"].tolist(),
+        risk_events=risk_events,
+        alerts=[
+            {"ts": row.ts.isoformat(), "kind": row.kind, "severity": row.severity,
+             "message": row.message, "dedup_key": row.dedup_key, "account": row.account or "",
+             "payload": row.payload}
+            for row in alerts.itertuples()
+        ],  # fmt: skip
+    )
+
+
+def _recorded_already(store: Store, run_id: str) -> bool:
+    from velox.errors import DataError
+
+    try:
+        store.run(run_id)
+    except DataError:
+        return False
+    return True
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def paper(
@@ -166,7 +300,6 @@ def paper(
     account: str = "paper",
     store: Store | None = None,
     socket_path: Path | None = None,
-    commands_dir: Path | None = None,
     reconcile_every: float = 60.0,
     dump_path: Path | None = None,
 ) -> RunResult:
@@ -175,7 +308,9 @@ def paper(
     The simulator runs in its own process (started here unless one already listens on the
     run's socket, which is how a restarted engine resumes the same run). The audit trail is
     the store's ``order_events``; on start the engine rebuilds orders, fills and positions
-    from it, books fills it missed from the simulator and reconciles before trading.
+    from it, books fills it missed from the simulator and reconciles before trading. The run
+    is recorded in the store (``runs`` row ``run_id``, resumed by a restart) and takes the
+    store's operator commands (``velox kill``), including those issued while it was down.
     """
     from velox.brokers.sim.paper import (
         PaperBroker,
@@ -185,9 +320,9 @@ def paper(
         paper_socket,
         start_sim_server,
     )
-    from velox.config import get_settings
-    from velox.engine.commands import FileCommands
+    from velox.engine.commands import StoreCommands
     from velox.oms import StoreAuditLog
+    from velox.store.recorder import RunRecorder
 
     if isinstance(strategies, Strategy):
         strategies = [strategies]
@@ -208,10 +343,14 @@ def paper(
         start_sim_server(subs, path, speed=speed, initial_cash=initial_cash, start=start,
                          end=end, dump_path=dump_path)  # fmt: skip
     link = PaperConnection(path)
-    commands = FileCommands(
-        commands_dir if commands_dir is not None else get_settings().data_dir / "commands",
-        account=account,
-    )
+    name_uniquely(strategies)
+    store.create_run(  # a restart of the run id resumes its row
+        mode="paper", account=account, strategies=[strategy_record(s) for s in strategies],
+        initial_cash=initial_cash, run_id=run_id,
+        params={"speed": speed, "start": start, "end": end},
+    )  # fmt: skip
+    commands = StoreCommands(store, run_id)
+    recorder = RunRecorder(store, run_id)
     engine = Engine(
         strategies,
         broker=PaperBroker(link),
@@ -224,9 +363,11 @@ def paper(
         risk=RiskEngine(risk_limits if risk_limits is not None else RiskLimits(), account=account),
         reconcile_every=reconcile_every,
         commands=commands,
+        journal=recorder,
         restore=True,
     )
     try:
-        return engine.run()
+        return _recorded(engine, store, recorder)
     finally:
+        commands.close()
         link.close()

@@ -347,6 +347,11 @@ class OMS:
         self.books: dict[str, Book] = {}
         self.account = Book()
         self._append: LazyAppend = audit.append_lazy
+        #: Called with every new state of an order (tracked, transitioned, updated, adopted) and
+        #: with every fill booked (also when restoring): how a run journal follows the book.
+        #: None (a replay that records nothing) costs one comparison per state.
+        self.on_order: Callable[[Order], object] | None = None
+        self.on_fill_booked: Callable[[Fill], object] | None = None
 
     # -- ids and creation ------------------------------------------------------------------
 
@@ -374,25 +379,38 @@ class OMS:
         cid = self.peek_client_id()
         return self.track(_as_new(order, cid, order.tag or cid, S.NEW, ts))
 
-    def track(self, order: Order) -> Order:
+    def track(self, order: Order, *, given_id: bool = False) -> Order:
         """Audit a NEW order that already carries :meth:`peek_client_id` and track it.
 
         For orders the engine built itself with their id, tag and creation time (validated by
-        ``Order.__post_init__`` then): tracked as they are, without a copy.
+        ``Order.__post_init__`` then): tracked as they are, without a copy. ``given_id``: the
+        order brings its own client id instead (``<run_id>-C<command id>`` of an operator's
+        order), which must start with this run's prefix and be new.
         """
         cid = order.client_id
-        if cid != f"{self.prefix}{self.seq + 1}" or order.status is not S.NEW:
+        if given_id:
+            ok = cid.startswith(self.prefix) and cid not in self.orders
+        else:
+            ok = cid == f"{self.prefix}{self.seq + 1}"
+        if not ok or order.status is not S.NEW:
+            expected = (
+                f"a new client id starting with {self.prefix!r}" if given_id
+                else f"the next client id {self.peek_client_id()!r} (use create())"
+            )  # fmt: skip
             raise ValidationError(
                 f"order {cid!r} ({order.status.value}) cannot be tracked: expected a NEW order "
-                f"with the next client id {self.peek_client_id()!r} (use create())"
+                f"with {expected}"
             )
         ts = order.created_at
         if ts is None:
             raise ValidationError(f"order {cid} needs its creation time to be tracked")
-        self.seq += 1
+        if not given_id:
+            self.seq += 1
         self._append(cid, ts, "NEW", order_payload, order)
         self.orders[cid] = order
         self.open[cid] = order
+        if self.on_order is not None:
+            self.on_order(order)
         return order
 
     def transition(
@@ -448,6 +466,8 @@ class OMS:
             self.open.pop(cid, None)
         else:
             self.open[cid] = order
+        if self.on_order is not None:
+            self.on_order(order)
         return order
 
     # -- broker postbacks ------------------------------------------------------------------
@@ -510,6 +530,8 @@ class OMS:
             book = self.books[fill.strategy] = Book()
         book.apply(fill, fill.strategy)
         self.account.apply(fill, "")
+        if self.on_fill_booked is not None:
+            self.on_fill_booked(fill)
 
     # -- queries -----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""`velox kill` reaches a running paper engine: cancel, square off, refuse, audit in the store."""
+"""`velox kill` reaches a running paper engine through the store's commands: cancel, square off,
+refuse, audit, and answer the operator."""
 
 from __future__ import annotations
 
@@ -66,10 +67,13 @@ def test_velox_kill_stops_a_running_paper_engine(
     while not sock.exists():
         time.sleep(0.01)
     monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)  # `velox kill` opens this store
     reset_settings()
     strategy = Holder()
     cli = _VeloxGroup(name="velox")
     register(cli)
+
+    outputs: list[object] = []
 
     def operator() -> None:  # the operator types `velox kill --account A1` once we hold
         strategy_ready = getattr(strategy, "held", None)
@@ -77,8 +81,9 @@ def test_velox_kill_stops_a_running_paper_engine(
             time.sleep(0.01)
             strategy_ready = getattr(strategy, "held", None)
         strategy_ready.wait(30)
-        out = CliRunner().invoke(cli, ["kill", "--account", "A1", "--reason", "test drill"])
-        assert out.exit_code == 0, out.output
+        outputs.append(
+            CliRunner().invoke(cli, ["kill", "--account", "A1", "--reason", "test drill"])
+        )
 
     try:
         threading.Thread(target=operator, daemon=True).start()
@@ -87,7 +92,6 @@ def test_velox_kill_stops_a_running_paper_engine(
             run_id="K1",
             store=store,
             socket_path=sock,
-            commands_dir=tmp_path / "commands",
             account="A1",
         )
     finally:
@@ -100,4 +104,15 @@ def test_velox_kill_stops_a_running_paper_engine(
     assert all(o.is_terminal for o in sim.orders())
     events = store.read_order_events()
     assert (events["status"] == "RISK_KILL").sum() == 1
-    assert list((tmp_path / "commands").glob("kill-A1-*.done"))
+    (out,) = outputs
+    assert out.exit_code == 0, out.output  # type: ignore[attr-defined]
+    assert "K1: engaged" in out.output  # type: ignore[attr-defined]
+    (command,) = store.commands().itertuples()
+    assert command.verb == "kill" and tuple(command.targets) == ("K1",)
+    (answer,) = store.command_results(command.id).itertuples()
+    assert answer.status == "done" and answer.result["engaged"] is True
+    commands = events[events["status"] == "COMMAND"]
+    assert commands["payload"].map(lambda p: p["verb"]).tolist() == ["kill"]
+    assert store.run("K1")["status"] == "finished"
+    kinds = store.alerts(run_id="K1")["kind"].tolist()
+    assert "kill_switch" in kinds

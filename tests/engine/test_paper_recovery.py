@@ -1,9 +1,11 @@
-"""Paper trading survives `kill -9` of the engine: state rebuilt, nothing sent twice."""
+"""Paper trading survives `kill -9` of the engine: state rebuilt, nothing sent twice, and the
+operator commands pending at the kill or issued while it was down are each executed once."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,8 +48,7 @@ class Probe(Strategy):
 def _engine(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "velox.cli", "paper", str(tmp_path / "probe.py"),
            "--symbol", "NSE:RELIANCE", "--timeframe", "5m", "--run", "P1",
-           "--socket", str(tmp_path / "sim.sock"),
-           "--commands", str(tmp_path / "commands")]  # fmt: skip
+           "--socket", str(tmp_path / "sim.sock")]  # fmt: skip
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -96,6 +97,10 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
         assert first.poll() is None, first.stdout.read() if first.stdout else ""
         assert time.monotonic() < deadline, "the engine never traded"
         time.sleep(0.05)
+    # an operator's order issued just before the crash: pending, taken or even sent when the
+    # engine dies, it must reach the broker exactly once
+    buy = {"instrument_id": "NSE:RELIANCE", "side": "BUY", "qty": 3, "order_type": "MARKET"}
+    before = store.issue_command("order", issued_by="ops", run_id="P1", args=buy)
     os.kill(first.pid, signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
     at_kill = store.read_order_events()
@@ -104,7 +109,12 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
         for p in at_kill.loc[at_kill["status"] == FILL_EVENT, "payload"]
     )
     assert held > 0, "killed while holding a position (and with a working order)"
-    seq_at_kill = max(int(c.rsplit("-", 1)[1]) for c in at_kill["client_id"] if c[-1].isdigit())
+    seq_at_kill = max(int(c[3:]) for c in at_kill["client_id"] if re.fullmatch(r"P1-\d+", c))
+    # issued while the engine is down: P1 is still "running" (it never finished), so a target
+    sell = {**buy, "side": "SELL", "qty": 2}
+    during = store.issue_command("order", issued_by="ops", run_id="P1", args=sell)
+    flatten = store.issue_command("cancel-order", issued_by="ops", args={"client_id": "P1-1"})
+    assert during.targets == ("P1",) and flatten.targets == ("P1",)
     time.sleep(0.5)  # the market moves on while the engine is down
 
     second = _engine(tmp_path, env)
@@ -117,6 +127,7 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
     events = store.read_order_events()
     assert events["mode"].eq("paper").all()
     orders = events[events["client_id"].str.match(r"^P1-\d+$")]
+    manual = events[events["client_id"].str.match(r"^P1-C\d+$")]
     by_order = orders.groupby("client_id", sort=False)["status"].agg(list)
     # no order sent twice: one SUBMITTED per client id, one broker order per client id
     assert all(statuses.count("SUBMITTED") <= 1 for statuses in by_order)
@@ -129,15 +140,34 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
     seqs = sorted(int(c.rsplit("-", 1)[1]) for c in by_order.index)
     assert seqs == list(range(1, len(seqs) + 1))
     assert all(_valid_path(s) for s in by_order), by_order.to_dict()
-    assert set(broker_ids) <= set(by_order.index)
+    assert set(broker_ids) <= set(by_order.index) | set(manual["client_id"])
     audited_fills = set(
         orders.loc[orders["status"] == FILL_EVENT, "payload"].map(lambda p: p["fill_id"])
-    )
+    ) | set(manual.loc[manual["status"] == FILL_EVENT, "payload"].map(lambda p: p["fill_id"]))
     assert audited_fills == {f["fill_id"] for f in fills}
     assert seqs[-1] > seq_at_kill, "the restarted engine traded"
-    # positions from the audit's fills equal the simulator's
+    # each command answered once, each operator order sent once, with its command's client id
+    for command in (before, during):
+        (answer,) = store.command_results(command.id).itertuples()
+        assert answer.status == "done", answer.result
+        cid = f"P1-C{command.id}"
+        assert answer.result["client_id"] == cid
+        assert broker_ids.count(cid) == 1
+        statuses = manual.loc[manual["client_id"] == cid, "status"].tolist()
+        assert statuses.count("SUBMITTED") == 1 and statuses.count(FILL_EVENT) == 1
+    (answer,) = store.command_results(flatten.id).itertuples()
+    assert answer.status == "done"  # P1-1 (the first buy) filled long ago: nothing to cancel
+    taken = store.command_events().query("status == 'taken'")
+    assert set(taken["command_id"]) == {before.id, during.id, flatten.id}
+    # the run is recorded: finished, its orders and fills those of the audit trail
+    assert store.run("P1")["status"] == "finished"
+    recorded = store.run_fills("P1")
+    assert set(recorded["fill_id"]) == {f["fill_id"] for f in fills}
+    assert set(store.run_orders("P1")["client_id"]) == set(by_order.index) | set(manual["client_id"])
+    # positions from the audit's fills (the strategy's and the operator's) equal the simulator's
     net = 0
-    for payload in orders.loc[orders["status"] == FILL_EVENT, "payload"]:
+    every = events[events["client_id"].str.match(r"^P1-C?\d+$")]
+    for payload in every.loc[every["status"] == FILL_EVENT, "payload"]:
         net += payload["qty"] if payload["side"] == "BUY" else -payload["qty"]
     theirs = sum(p["qty"] for p in state["positions"] + state["holdings"])
     assert net == theirs

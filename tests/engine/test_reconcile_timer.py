@@ -108,7 +108,8 @@ def test_a_position_the_engine_never_heard_of_halts_new_orders(
     assert {breach.limit for _, breach in strategy.refused} == {"reconciliation"}
 
     # an alert naming the instrument, audited, and the OMS did not adopt the broker's position
-    assert len(engine.alerts) == 1 and "NSE:RELIANCE" in engine.alerts[0]
+    (alert,) = [a for a in engine.alerts if a.kind == "reconciliation"]
+    assert "NSE:RELIANCE" in alert.message and alert.severity == "critical"
     alerts = [r for r in engine.audit.rows if r.status == "RISK_ALERT"]
     assert len(alerts) == 1
     assert [e.limit for e in engine.risk_events if e.kind == "alert"] == ["reconciliation"]

@@ -5,7 +5,8 @@ module                 what it holds
 =====================  =====================================================================
 ``core``               :class:`Engine`: feed → clock → broker → OMS → strategy → risk → broker
 ``fast``               the compiled fast path of a bar replay (``_kernels``: its numba loops)
-``commands``           operator commands taken up by a running engine
+``commands``           operator commands from the store, executed exactly once
+``journal``            what a running engine reports as it goes (its run journal, alerts)
 ``result``             :class:`RunResult`: trades, orders, fills and equity of a run
 =====================  =====================================================================
 

@@ -1,68 +1,252 @@
-"""Operator commands for a running engine (the kill switch from outside the engine)."""
+"""Operator commands for a running engine: taken from the store, executed exactly once.
+
+An operator (``velox kill``, the trader console) stores a command with
+:meth:`velox.store.Store.issue_command`; its targets are the running paper/live runs it applies
+to. Each engine's :class:`StoreCommands` hears about it through LISTEN ``velox_commands`` (and
+polls every 0.25 s in case a notification was missed), and the engine then, on its own thread:
+
+1. takes it (``take_command``: recorded in ``command_events`` before anything is done, and
+   appended to the run's audit trail as a ``COMMAND`` row);
+2. executes it (:func:`execute`);
+3. answers it (``finish_command``: done or failed, with a result the operator reads).
+
+Exactly once: a command issued while the engine is down is pending when it comes back; one taken
+but never answered (``kill -9`` in between) is taken again after the restart and repeated, which
+is safe because every verb is idempotent — a kill of a killed engine changes nothing, a flatten
+of a flat book sends nothing, and a manual ``order`` carries the client id
+``<run_id>-C<command id>``, so an order the restored OMS already knows is never sent again.
+"""
 
 from __future__ import annotations
 
-import json
-import time as _time
-from pathlib import Path
-from typing import Protocol
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["CommandSource", "FileCommands"]
+from velox.errors import RiskBreach, ValidationError, VeloxError
+from velox.types import Order, OrderStatus
+
+if TYPE_CHECKING:
+    from velox.engine.core import Engine
+    from velox.store import Store
+    from velox.store.commands import Command
+
+__all__ = ["CommandSource", "StoreCommands", "execute", "command_client_id"]
+
+log = logging.getLogger(__name__)
 
 
 class CommandSource(Protocol):
-    """Operator commands for a running engine (polled by the engine thread on a timer)."""
+    """Where an engine's operator commands come from (the store's, :class:`StoreCommands`)."""
 
-    def poll(self) -> list[dict[str, str]]:
-        """Return new commands (``{"command": "kill", "reason": …}``) and consume them."""
+    def poll(self) -> list[Command]:
+        """Return the commands this run has not finished (called every ~0.25 s, and at once
+        after the source woke the engine)."""
+        ...
+
+    def take(self, command: Command) -> bool:
+        """Record that the engine acts on ``command`` now; False if it was finished before."""
+        ...
+
+    def finish(self, command: Command, *, ok: bool, result: Mapping[str, object]) -> None:
+        """Record the outcome of ``command``."""
+        ...
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (from any thread) when a command for this run may have arrived."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening."""
         ...
 
 
-class FileCommands:
-    """Commands as files in a folder: ``velox kill`` writes ``kill-<account>.json`` there.
+class StoreCommands:
+    """The commands of one run, from the store's ``commands`` table.
 
-    The engine polls the folder about every quarter second of wall time and renames a file it
-    has acted on to ``*.done``, so a command is executed once. An account of ``""`` matches
-    ``kill.json`` (every engine) and ``kill-<account>.json`` for its own account.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> FileCommands.write_kill(folder, account="", reason="test").name
-    'kill.json'
-    >>> [c["command"] for c in FileCommands(folder, account="A1").poll()]
-    ['kill']
+    A daemon thread LISTENs on ``velox_commands`` (its own connection) and wakes the engine when
+    a notification names this run (or no run: a command issued while none was running); the
+    engine's timers also poll every 0.25 s, so a lost notification delays a command by at most
+    that. :meth:`poll` reads the pending commands in one query.
     """
 
-    def __init__(self, folder: Path | str, *, account: str = "") -> None:
-        self.folder = Path(folder)
-        self.account = account
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._wake: Callable[[], None] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    @staticmethod
-    def write_kill(folder: Path | str, *, account: str = "", reason: str = "manual kill") -> Path:
-        """Write a kill command file and return its path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / (f"kill-{account}.json" if account else "kill.json")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": "kill", "reason": reason, "account": account}))
-        tmp.replace(path)
-        return path
+    def __repr__(self) -> str:
+        return f"StoreCommands({self.run_id!r})"
 
-    def poll(self) -> list[dict[str, str]]:
-        """Return and consume the kill commands addressed to this engine's account."""
-        names = ["kill.json"] + ([f"kill-{self.account}.json"] if self.account else [])
-        out = []
-        for name in names:
-            path = self.folder / name
-            if not path.exists():
-                continue
+    def poll(self) -> list[Command]:
+        try:
+            return self.store.pending_commands(self.run_id)
+        except VeloxError as exc:  # the store is away: poll again on the next timer
+            log.error("run %s cannot read its commands: %s", self.run_id, exc)
+            return []
+
+    def take(self, command: Command) -> bool:
+        return self.store.take_command(command.id, self.run_id)
+
+    def finish(self, command: Command, *, ok: bool, result: Mapping[str, object]) -> None:
+        self.store.finish_command(command.id, self.run_id, ok=ok, result=result)
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._listen, name=f"velox-commands-{self.run_id}", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def _listen(self) -> None:
+        listener = None
+        while not self._stop.is_set():
             try:
-                command = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                command = {"command": "kill", "reason": f"unreadable command file {path.name}"}
-            path.replace(path.with_name(f"{path.stem}-{_time.time_ns()}.done"))
-            command.setdefault("command", "kill")
-            out.append(command)
-        return out
+                if listener is None:
+                    listener = self.store.listen("velox_commands")
+                    self._notify()  # anything issued before we listened
+                for _channel, payload in listener.wait(0.5):
+                    if payload in (self.run_id, ""):
+                        self._notify()
+            except VeloxError as exc:  # the store is away; the engine's poll still runs
+                log.warning("run %s: command listener failed (%s); retrying", self.run_id, exc)
+                if listener is not None:
+                    listener.close()
+                listener = None
+                self._stop.wait(1.0)
+        if listener is not None:
+            listener.close()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake()
+
+
+def command_client_id(run_id: str, command_id: int) -> str:
+    """Return the client id of the order an ``order`` command places (``<run_id>-C<id>``)."""
+    return f"{run_id}-C{command_id}"
+
+
+def execute(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    """Execute one command on the engine's thread; return (ok, result for the operator)."""
+    handler = _VERBS.get(command.verb)
+    if handler is None:
+        return False, {"error": f"unknown verb {command.verb!r}"}
+    try:
+        return handler(engine, command)
+    except VeloxError as exc:
+        return False, {"error": str(exc)}
+
+
+def _who(command: Command) -> str:
+    return command.issued_by or "operator"
+
+
+def _kill(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    already = engine.risk.killed
+    open_before = [o.client_id for o in engine.oms.open.values()]
+    reason = str(command.args.get("reason") or "kill")
+    engine.engage_kill(f"{_who(command)}: {reason}", limit="manual")
+    return True, {
+        "engaged": True,
+        "already_engaged": already,
+        "cancelled": open_before,
+        "positions": _positions(engine),
+    }
+
+
+def _reset_kill(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    halted = engine.release_halt()
+    if not engine.risk.killed:
+        return True, {"reset": False, "detail": "the kill switch was not engaged",
+                      "halt_released": halted}  # fmt: skip
+    engine.reset_kill(_who(command))
+    return True, {"reset": True, "halt_released": halted}
+
+
+def _stop_strategy(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    name = command.strategy
+    if not name:
+        return False, {"error": "stop-strategy needs a strategy"}
+    return engine.stop_strategy(name, reason=f"stopped by {_who(command)}")
+
+
+def _flatten(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    cancelled, orders = engine.flatten(command.strategy, reason=f"flatten by {_who(command)}")
+    return True, {"cancelled": cancelled, "square_off": orders, "positions": _positions(engine)}
+
+
+def _cancel_order(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    client_id = str(command.args.get("client_id") or "")
+    order = engine.oms.orders.get(client_id)
+    if order is None:
+        return False, {"error": f"this run has no order {client_id!r}"}
+    if order.is_terminal:
+        return True, {"client_id": client_id, "status": order.status.value,
+                      "detail": "not working: nothing to cancel"}  # fmt: skip
+    engine.cancel_working(client_id)
+    return True, {"client_id": client_id, "status": engine.oms.orders[client_id].status.value}
+
+
+def _order(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    cid = command_client_id(engine.run_id, command.id)
+    known = engine.oms.orders.get(cid)
+    if known is None:
+        from velox.store.commands import ORDER_ARGS
+
+        given = {k: command.args[k] for k in ORDER_ARGS if command.args.get(k) is not None}
+        given.setdefault("tag", cid)
+        try:  # Order coerces and checks every field (side, type, product, prices, qty)
+            order = Order(client_id=cid, strategy=command.strategy or "",
+                          created_at=engine.now(), **given)  # type: ignore[arg-type]
+        except (ValidationError, ValueError, TypeError) as exc:
+            return False, {"client_id": cid, "error": str(exc)}
+        try:
+            engine.submit_manual(order)
+        except RiskBreach as exc:
+            return False, {"client_id": cid, "status": "REJECTED", "error": str(exc)}
+        except (ValidationError, ValueError) as exc:
+            return False, {"client_id": cid, "error": str(exc)}
+    order = engine.oms.orders[cid]
+    ok = order.status is not OrderStatus.REJECTED
+    result: dict[str, object] = {"client_id": cid, "status": order.status.value,
+                                 "repeated": known is not None}  # fmt: skip
+    if not ok:
+        result["error"] = order.status_message
+    return ok, result
+
+
+def _switch_mode(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    wanted = str(command.args.get("mode"))
+    current = "live" if engine.mode == "live" else "dry-run"
+    if wanted == current:
+        return True, {"mode": current, "detail": "already in this mode"}
+    return False, {
+        "mode": current,
+        "error": f"this {engine.mode} engine cannot switch to {wanted}: no live broker adapter "
+        "is wired yet (they arrive with the broker issues)",
+    }
+
+
+def _positions(engine: Engine) -> dict[str, int]:
+    return {k: v for k, v in engine.oms.account.net.items() if v}
+
+
+_VERBS: dict[str, Callable[[Engine, Command], tuple[bool, dict[str, object]]]] = {
+    "kill": _kill,
+    "reset-kill": _reset_kill,
+    "stop-strategy": _stop_strategy,
+    "flatten": _flatten,
+    "cancel-order": _cancel_order,
+    "order": _order,
+    "switch-mode": _switch_mode,
+}

@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from velox.brokers.base import Broker, MarketData, simulated_venue
+from velox.brokers.base import (
+    Broker,
+    ConnectionEvent,
+    ConnectionState,
+    MarketData,
+    simulated_venue,
+)
 from velox.calendar import IST, IST_OFFSET_NS
 from velox.engine._time import _US
 from velox.engine._time import DAY_NS as _DAY_NS
@@ -51,6 +57,7 @@ from velox.engine._time import dt as _dt
 from velox.engine._time import epoch as _epoch
 from velox.engine._time import ns as _ns
 from velox.engine.commands import CommandSource
+from velox.engine.journal import Alert, RunJournal
 from velox.errors import (
     OrderRejected,
     RiskBreach,
@@ -82,8 +89,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from velox.engine.result import RunResult
+    from velox.store.commands import Command
 
-__all__ = ["Engine", "MODES"]
+__all__ = ["Engine", "MODES", "name_uniquely", "strategy_record"]
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +185,13 @@ class Engine:
     reconcile_every
         Seconds of engine time between reconciliations with the broker (also at start).
     commands
-        Operator commands (``FileCommands``), polled about every 0.25 s of wall time.
+        Operator commands (:class:`velox.engine.commands.StoreCommands`: the store's
+        ``commands`` table), polled about every 0.25 s of wall time and at once when the
+        source wakes the engine; each is taken, executed and answered exactly once.
+    journal
+        Where the run's state goes as it changes (:class:`velox.engine.journal.RunJournal`:
+        the store's ``RunRecorder``): every order state, fill, position, risk event and alert
+        at once, the equity curve in slices on the timers and whole at the end.
     flatten_on_error
         Square off a strategy's positions when it raises.
     restore
@@ -202,6 +216,7 @@ class Engine:
         risk: RiskEngine | None = None,
         reconcile_every: float | None = 900.0,
         commands: CommandSource | None = None,
+        journal: RunJournal | None = None,
         flatten_on_error: bool = False,
         restore: bool = False,
         fast_forward: bool | None = None,
@@ -225,6 +240,12 @@ class Engine:
         self._watch_equity = self.risk.guard.active
         self.reconcile_every_ns = None if reconcile_every is None else int(reconcile_every * 1e9)
         self.commands = commands
+        self.journal = journal
+        self._journal_sent = 0  # equity samples handed to the journal
+        self._next_beat = 0.0
+        if journal is not None:
+            self.oms.on_order = self._journal_order
+            self.oms.on_fill_booked = self._journal_fill
         self.flatten_on_error = flatten_on_error
         self._restore = restore
         self._fast = fast_forward
@@ -240,7 +261,7 @@ class Engine:
         self._broker_clock = None if self.venue is None else self.venue.on_clock
         self._runners: list[_Runner] = []
         self._by_name: dict[str, _Runner] = {}
-        names: dict[str, int] = {}
+        name_uniquely(strategies)
         fixed = [float(s.capital) for s in strategies if s.capital]
         shared = len(strategies) - len(fixed)
         share = (self.initial_cash - sum(fixed)) / shared if shared else 0.0
@@ -250,9 +271,6 @@ class Engine:
                 f"initial_cash={self.initial_cash:,.0f} for the {shared} without capital"
             )
         for strategy in strategies:
-            n = names[strategy.name] = names.get(strategy.name, 0) + 1
-            if n > 1:
-                strategy.name = f"{strategy.name}#{n}"
             runner = _Runner(
                 strategy=strategy,
                 ctx=Context(self, strategy),
@@ -285,10 +303,11 @@ class Engine:
         self._next_timer = 0
         self._next_poll = 0.0
         self._halted: str | None = None
+        self._disconnected: set[str] = set()  # market-data sources that reported a disconnect
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.risk_events: list[RiskEvent] = []
-        self.alerts: list[str] = []
+        self.alerts: list[Alert] = []
         self.equity_ns: list[int] = []
         self.equity_values: list[float] = []
         self.errors: dict[str, str] = {}
@@ -450,11 +469,13 @@ class Engine:
             raise ValidationError(f"{iid} is a derivative: use product NRML or MIS, not CNC")
         return self._send(order, flatten=False)
 
-    def _send(self, order: Order, *, flatten: bool) -> str:
-        """Track, risk-check and send a NEW order built with the OMS's next client id."""
+    def _send(self, order: Order, *, flatten: bool, tracked: bool = False) -> str:
+        """Track (unless ``tracked``), risk-check and send a NEW order built with the OMS's
+        next client id."""
         now = self.now()
         oms = self.oms
-        oms.track(order)
+        if not tracked:
+            oms.track(order)
         cid = order.client_id
         try:
             if self._halted is not None and not flatten:
@@ -484,7 +505,7 @@ class Engine:
             log.info("[%s] broker rejected %s: %s", self.mode, cid, reason)
             self._drain()
             if not oms.orders[cid].is_terminal:
-                oms.transition(cid, OrderStatus.REJECTED, now, reason)
+                self._rejected(oms.transition(cid, OrderStatus.REJECTED, now, reason))
         return cid
 
     def cancel(self, strategy: str, client_id: str) -> None:
@@ -570,6 +591,8 @@ class Engine:
         if order is None:
             return False
         finished = order.status in TERMINAL_STATUSES
+        if order.status is OrderStatus.REJECTED:
+            self._rejected(order)
         runner = self._by_name.get(order.strategy)
         if runner is not None and runner.alive:
             if finished:
@@ -645,6 +668,67 @@ class Engine:
         event = self.risk.engage_kill(reason, self.now(), limit=limit)
         self._kill_now(event)
 
+    def reset_kill(self, admin: str) -> None:
+        """Release the kill switch on an admin's request (engine thread only; audited)."""
+        self.risk.reset_kill(admin, self.now())
+        self._drain_risk()
+
+    def release_halt(self) -> str | None:
+        """Lift a reconciliation halt (engine thread only); return what had halted trading."""
+        halted, self._halted = self._halted, None
+        if halted is not None:
+            log.warning("[%s] reconciliation halt released: %s", self.mode, halted)
+        return halted
+
+    def stop_strategy(self, name: str, *, reason: str) -> tuple[bool, dict[str, object]]:
+        """Stop one strategy: cancel its working orders, call ``on_stop``; keep positions."""
+        runner = self._by_name.get(name)
+        if runner is None:
+            return False, {"error": f"no strategy {name!r} in this run "
+                           f"(it runs {', '.join(self._by_name) or 'none'})"}  # fmt: skip
+        if not runner.alive:
+            return True, {"strategy": name, "detail": f"already stopped ({runner.error})"}
+        cancelled = [o.client_id for o in self.oms.open_orders(name)]
+        for order in self.oms.open_orders(name):
+            self._cancel(order)
+        runner.alive = False
+        runner.error = reason
+        log.warning("[%s] strategy %s stopped: %s", self.mode, name, reason)
+        try:
+            runner.strategy.on_stop(runner.ctx)
+        except Exception:  # noqa: BLE001 - it is being stopped anyway
+            log.exception("[%s] %s.on_stop failed", self.mode, name)
+        self._drain()
+        return True, {"strategy": name, "cancelled": cancelled}
+
+    def flatten(self, strategy: str | None, *, reason: str) -> tuple[list[str], list[str]]:
+        """Cancel working orders and square off positions (of one strategy, or all) without
+        engaging the kill switch; return the cancelled and the square-off client ids."""
+        if strategy is not None and strategy not in self._by_name:
+            raise ValidationError(f"no strategy {strategy!r} in this run")
+        working = self.oms.open_orders(strategy)
+        for order in working:
+            self._cancel(order)
+        self._drain()
+        before = set(self.oms.orders)
+        self._square_off(strategy, reason=reason)
+        return [o.client_id for o in working], [c for c in self.oms.orders if c not in before]
+
+    def cancel_working(self, client_id: str) -> None:
+        """Cancel any working order of the run by client id (an operator's cancel)."""
+        order = self.oms.open.get(client_id)
+        if order is None:
+            raise ValidationError(f"order {client_id!r} is not working")
+        self._cancel(order)
+        self._drain()
+
+    def submit_manual(self, order: Order) -> str:
+        """Risk-check and send an operator's order that carries its own client id."""
+        ins = self.instrument(order.instrument_id)
+        order.check_against(ins)
+        self.oms.track(order, given_id=True)
+        return self._send(order, flatten=False, tracked=True)
+
     def _kill_now(self, event: RiskEvent) -> None:
         log.critical("[%s] kill switch: %s (%s)", self.mode, event.message, event.limit)
         self._drain_risk()
@@ -703,13 +787,91 @@ class Engine:
 
     def _drain_risk(self) -> None:
         for event in self.risk.drain_events():
-            self.risk_events.append(event)
-            self.audit.append(
-                f"{self.oms.prefix}{RISK_SUFFIX}",
-                event.ts,
-                f"RISK_{event.kind.upper()}",
-                event.to_dict(),
-            )
+            self._risk_event(event)
+            if event.kind == "kill":
+                self._alert("kill_switch", "critical", f"kill switch engaged: {event.message}",
+                            about="kill", payload={"limit": event.limit})  # fmt: skip
+            elif event.kind == "reset":
+                self._alert("kill_switch", "info", f"kill switch reset: {event.message}",
+                            about="reset", payload={"limit": event.limit})  # fmt: skip
+            else:
+                self._alert("risk_breach", "warning", f"{event.limit}: {event.message}",
+                            about=event.limit, payload={"limit": event.limit})  # fmt: skip
+
+    def _risk_event(self, event: RiskEvent) -> None:
+        """Keep, audit and journal one risk event."""
+        self.risk_events.append(event)
+        payload = event.to_dict()
+        self.audit.append(
+            f"{self.oms.prefix}{RISK_SUFFIX}", event.ts, f"RISK_{event.kind.upper()}", payload
+        )
+        if self.journal is not None:
+            self.journal.risk_event(
+                ts=event.ts, kind=event.kind, limit=event.limit, message=event.message,
+                account=event.account,
+            )  # fmt: skip
+
+    # -- alerts and the run journal -------------------------------------------------------
+
+    def _alert(
+        self,
+        kind: str,
+        severity: str,
+        message: str,
+        *,
+        about: str = "",
+        payload: Mapping[str, object] | None = None,
+    ) -> None:
+        """Raise an alert: kept in :attr:`alerts` and stored for delivery by the journal.
+
+        Repeats of one condition share a de-duplication key (run, kind, ``about``), so an
+        undelivered alert counts them instead of flooding the channel.
+        """
+        alert = Alert(
+            self.now(), kind, severity, message, dedup_key=f"{self.run_id}:{kind}:{about}",
+            account=self.risk.account, payload=dict(payload or {}),
+        )  # fmt: skip
+        self.alerts.append(alert)
+        if self.journal is not None:
+            self.journal.alert(alert)
+
+    def _rejected(self, order: Order) -> None:
+        self._alert(
+            "order_rejected", "warning",
+            f"order {order.client_id} {order.side.value} {order.qty} {order.instrument_id} "
+            f"rejected: {order.status_message}",
+            about=order.instrument_id,
+            payload={"client_id": order.client_id, "strategy": order.strategy},
+        )  # fmt: skip
+
+    def _journal_order(self, order: Order) -> None:
+        self.journal.order(order, self._now_ns or None)  # type: ignore[union-attr]
+
+    def _journal_fill(self, fill: Fill) -> None:
+        """Journal a booked fill and the strategy's and account's positions after it."""
+        journal = self.journal
+        assert journal is not None
+        journal.fill(fill)
+        key = (fill.instrument_id, fill.product)
+        account = self.risk.account
+        for owner, book in ((fill.strategy, self.oms.books.get(fill.strategy)),
+                            ("", self.oms.account)):  # fmt: skip
+            pos = None if book is None else book.positions.get(key)
+            if pos is not None:
+                journal.position(
+                    account=account, strategy=owner, instrument_id=fill.instrument_id,
+                    product=fill.product, qty=pos.qty, average_price=pos.average_price,
+                    realised_pnl=pos.realised_pnl, charges=pos.charges, ts=fill.ts,
+                )  # fmt: skip
+
+    def _journal_equity(self, *, final: bool) -> None:
+        """Hand the journal the equity samples it has not seen; the last one only at the end
+        (a close at the same instant may still replace it)."""
+        end = len(self.equity_ns) if final else len(self.equity_ns) - 1
+        start = self._journal_sent
+        if end > start:
+            self.journal.equity_many(self.equity_ns[start:end], self.equity_values[start:end])  # type: ignore[union-attr]
+            self._journal_sent = end
 
     # -- reconciliation and commands ------------------------------------------------------
 
@@ -732,12 +894,13 @@ class Engine:
                     "[%s] reconciliation mismatch, halting new orders: %s", self.mode, message
                 )
                 self._halted = message
-                self.alerts.append(message)
                 event = RiskEvent(self.now(), "alert", "reconciliation", message, self.risk.account)
-                self.risk_events.append(event)
-                self.audit.append(
-                    f"{self.oms.prefix}{RISK_SUFFIX}", event.ts, "RISK_ALERT", event.to_dict()
-                )
+                self._risk_event(event)
+                self._alert(
+                    "reconciliation", "critical",
+                    f"reconciliation mismatch, new orders halted: {message}",
+                    payload={"problems": list(problems)},
+                )  # fmt: skip
         return problems
 
     def _timers(self) -> None:
@@ -749,14 +912,44 @@ class Engine:
                 self._next_reconcile = ns + self.reconcile_every_ns
                 self.reconcile()
             self._next_timer = min(self._next_timer, self._next_reconcile)
-        if self.commands is not None:
+        if self.commands is not None and ns:  # commands act at the engine's time: once it has one
             wall = _time.monotonic()
             if wall >= self._next_poll:
                 self._next_poll = wall + 0.25
                 for command in self.commands.poll():
-                    if command.get("command") == "kill":
-                        reason = command.get("reason") or "manual kill"
-                        self.engage_kill(f"operator: {reason}", limit="manual")
+                    self._execute(command)
+        if self.journal is not None:
+            wall = _time.monotonic()
+            if wall >= self._next_beat:
+                self._next_beat = wall + 1.0
+                self._journal_equity(final=False)
+                self.journal.heartbeat()
+
+    def _execute(self, command: Command) -> None:
+        """Take, audit, execute and answer one operator command (exactly once: see
+        :mod:`velox.engine.commands`)."""
+        from velox.engine.commands import execute
+
+        source = self.commands
+        assert source is not None
+        try:
+            if not source.take(command):
+                return  # finished already (by this engine before a restart)
+        except VeloxError as exc:  # the store is away: the next poll tries again
+            log.error("[%s] cannot take command %s: %s", self.mode, command.id, exc)
+            return
+        self.audit.append(
+            f"{self.oms.prefix}{RISK_SUFFIX}", self.now(), "COMMAND",
+            {"id": command.id, "verb": command.verb, "issued_by": command.issued_by,
+             "strategy": command.strategy, "args": dict(command.args)},
+        )  # fmt: skip
+        log.warning("[%s] command %s %s from %s", self.mode, command.id, command.verb,
+                    command.issued_by)  # fmt: skip
+        ok, result = execute(self, command)
+        try:
+            source.finish(command, ok=ok, result=result)
+        except VeloxError as exc:  # taken, not finished: it comes back and is repeated safely
+            log.error("[%s] cannot answer command %s: %s", self.mode, command.id, exc)
 
     # -- strategies -----------------------------------------------------------------------
 
@@ -780,6 +973,8 @@ class Engine:
         runner.error = f"{type(exc).__name__}: {exc}"
         self.errors[name] = runner.error
         log.error("[%s] strategy %s stopped: %s", self.mode, name, runner.error, exc_info=exc)
+        self._alert("strategy_error", "critical", f"strategy {name} stopped: {runner.error}",
+                    about=name, payload={"strategy": name})  # fmt: skip
         if self.flatten_on_error:
             for order in self.oms.open_orders(name):
                 self._cancel(order)
@@ -1025,6 +1220,8 @@ class Engine:
                 self._queue.put(done)
 
         self._listener.on_order_update = self._listener.on_fill = self._postback_arrived
+        if self.commands is not None:  # a command for this run wakes the loop at once
+            self.commands.attach(lambda: self._queue.put(_CHECK))
         threading.Thread(target=pump, name="velox-feed", daemon=True).start()
         get = self._queue.get
         while not self._stop.is_set():
@@ -1038,7 +1235,11 @@ class Engine:
                 self._on_tick(event)
                 continue
             self._drain()
-            if event is None:  # idle: close quiet candles on the clock, run the timers
+            if isinstance(event, ConnectionEvent):
+                self._connection_changed(event)
+            elif event is _CHECK:
+                self._next_poll = 0.0  # look at the commands now
+            if event is None or event is _CHECK:  # idle: close quiet candles, run the timers
                 if self.clock is not None:
                     self._now_ns = max(self._now_ns, int(self.clock.now_ns()))
                     for bar in self._aggregator.on_clock(self._now_ns):
@@ -1171,6 +1372,22 @@ class Engine:
             equity_ns.append(ns)
             self.equity_values.append(value)
 
+    def _connection_changed(self, event: ConnectionEvent) -> None:
+        """Alert on a market-data disconnect, and when the connection is back."""
+        source = event.source
+        if event.state is ConnectionState.DISCONNECTED:
+            self._disconnected.add(source)
+            log.error("[%s] %s disconnected: %s", self.mode, source, event.detail)
+            self._alert("broker_disconnect", "warning", f"{source} market data disconnected"
+                        f"{': ' + event.detail if event.detail else ''}", about=source,
+                        payload={"source": source, "state": event.state.value})  # fmt: skip
+        elif event.state is ConnectionState.CONNECTED and source in self._disconnected:
+            self._disconnected.discard(source)
+            log.warning("[%s] %s reconnected", self.mode, source)
+            self._alert("broker_disconnect", "info", f"{source} market data reconnected",
+                        about=f"{source}:reconnected",
+                        payload={"source": source, "state": event.state.value})  # fmt: skip
+
     def _tick_subscribers(self) -> dict[str, list[tuple[str, _Sub, list[_Runner]]]]:
         out: dict[str, list[tuple[str, _Sub, list[_Runner]]]] = {}
         for (iid, tf), sub in self._subs.items():
@@ -1190,8 +1407,16 @@ class Engine:
         if self._now_ns:
             self._sample_equity()
         self._drain_risk()
+        if self.journal is not None:
+            self._journal_equity(final=True)
+            self.journal.heartbeat()
 
     # -- results --------------------------------------------------------------------------
+
+    def strategy_records(self) -> list[dict[str, object]]:
+        """Return each strategy as a JSON-ready dict: name, class, params, instruments,
+        timeframe and the error that stopped it (None while it runs)."""
+        return [{**strategy_record(r.strategy), "error": r.error} for r in self._runners]
 
     def result(self) -> RunResult:
         """Return the run's trades, equity curve, risk events and summary statistics."""
@@ -1202,9 +1427,39 @@ class Engine:
 
 _TF_ORDER = ("1m", "3m", "5m", "10m", "15m", "30m", "1h", "1d")
 _WAKE = object()  # wakes the threaded loop when a postback arrives
+_CHECK = object()  # wakes it to look at its commands (the command source was notified)
 _NEVER = 2**62
 _FAST_MIN_TICKS = 100_000  # replays shorter than this skip the compiled fast-forward
 _POLL_NS = 50_000_000  # look for operator commands at least every 50 ms of engine time
+
+
+def name_uniquely(strategies: Sequence[Strategy]) -> None:
+    """Rename repeated strategy names ``name#2``, ``name#3`` … in place (idempotent)."""
+    seen: dict[str, int] = {}
+    for strategy in strategies:
+        n = seen[strategy.name] = seen.get(strategy.name, 0) + 1
+        if n > 1:
+            strategy.name = f"{strategy.name}#{n}"
+
+
+def strategy_record(strategy: Strategy) -> dict[str, object]:
+    """Return a strategy as JSON-ready values: name, class, params, instruments, timeframe."""
+    return {
+        "name": strategy.name,
+        "class": type(strategy).__name__,
+        "params": {k: _plain(v) for k, v in strategy.params().items()},
+        "instruments": list(strategy.instruments),
+        "timeframe": strategy.timeframe,
+    }
+
+
+def _plain(value: object) -> object:
+    """Return a strategy parameter as a JSON value (tuples as lists, anything else as text)."""
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 class _View:

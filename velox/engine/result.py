@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 
     from velox.engine.core import Engine
 
-__all__ = ["Trade", "RunResult", "trades_from_fills", "summary_stats", "build_result"]
+__all__ = [
+    "Trade", "RunResult", "trades_from_fills", "summary_stats", "build_result",
+    "result_from_records",
+]  # fmt: skip
 
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_IST = _EPOCH_UTC.astimezone(IST)
@@ -336,7 +339,7 @@ class RunResult:
     equity_ns, equity_values
         The sampled equity curve exactly as the engine recorded it (UTC epoch ns, rupees).
     risk_events, alerts
-        Risk events (JSON-ready dicts) and alert messages.
+        Risk events and alerts (:class:`velox.engine.journal.Alert`) as JSON-ready dicts.
     bars
         The replayed bars by (instrument id, timeframe), for :meth:`plot` (empty for paper
         and live runs: pass ``bars=`` to :meth:`plot`).
@@ -361,7 +364,7 @@ class RunResult:
     equity_ns: list[int] = field(default_factory=list)
     equity_values: list[float] = field(default_factory=list)
     risk_events: list[dict[str, str]] = field(default_factory=list)
-    alerts: list[str] = field(default_factory=list)
+    alerts: list[dict[str, object]] = field(default_factory=list)
     bars: Mapping[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     _cache: dict[str, object] = field(default_factory=dict, init=False)
 
@@ -721,43 +724,55 @@ def build_result(engine: Engine) -> RunResult:
     """Return the :class:`RunResult` of a finished (or running) engine."""
     from velox.feeds.bar_replay import BarReplay
 
-    fills = list(engine.oms.fills)
-    trades = trades_from_fills(fills)
-    acct = engine.oms.account
-    stats = summary_stats(
-        engine.equity_ns, engine.equity_values, engine.initial_cash, trades, acct.charges
-    )
-    strategies = [
-        {
-            "name": r.strategy.name,
-            "class": type(r.strategy).__name__,
-            "params": {k: _plain(v) for k, v in r.strategy.params().items()},
-            "instruments": list(r.strategy.instruments),
-            "timeframe": r.strategy.timeframe,
-            "error": r.error,
-        }
-        for r in engine._runners
-    ]
     feed = engine.feed
-    return RunResult(
+    return result_from_records(
         mode=engine.mode,
         run_id=engine.run_id,
-        strategies=strategies,
-        stats=stats,
-        trade_list=trades,
-        order_list=list(engine.oms.orders.values()),
-        fill_list=fills,
+        strategies=engine.strategy_records(),
+        initial_cash=engine.initial_cash,
+        orders=list(engine.oms.orders.values()),
+        fills=list(engine.oms.fills),
         equity_ns=list(engine.equity_ns),
         equity_values=list(engine.equity_values),
         risk_events=[{**e.to_dict(), "mode": engine.mode} for e in engine.risk_events],
-        alerts=list(engine.alerts),
+        alerts=[a.to_dict() for a in engine.alerts],
         bars=dict(feed.frames()) if isinstance(feed, BarReplay) else {},
     )
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return value
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return str(value)
+def result_from_records(
+    *,
+    mode: str,
+    run_id: str,
+    strategies: list[dict[str, object]],
+    initial_cash: float,
+    orders: list[Order],
+    fills: list[Fill],
+    equity_ns: list[int],
+    equity_values: list[float],
+    risk_events: list[dict[str, str]] = (),  # type: ignore[assignment]
+    alerts: list[dict[str, object]] = (),  # type: ignore[assignment]
+    bars: Mapping[tuple[str, str], pd.DataFrame] | None = None,
+) -> RunResult:
+    """Return the :class:`RunResult` of a run's records: trades and statistics are derived
+    from the fills and the equity curve, so a run rebuilt from the store (``velox.load_run``)
+    equals the one that was recorded."""
+    trades = trades_from_fills(fills)
+    charges = 0.0
+    for fill in fills:  # in booking order, as the OMS's account book summed them
+        charges += fill.charges
+    stats = summary_stats(equity_ns, equity_values, initial_cash, trades, charges)
+    return RunResult(
+        mode=mode,
+        run_id=run_id,
+        strategies=strategies,
+        stats=stats,
+        trade_list=trades,
+        order_list=orders,
+        fill_list=fills,
+        equity_ns=equity_ns,
+        equity_values=equity_values,
+        risk_events=list(risk_events),
+        alerts=list(alerts),
+        bars=dict(bars or {}),
+    )

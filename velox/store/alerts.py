@@ -52,7 +52,7 @@ ALERT_COLUMNS = (
 
 # The partial unique index alerts_open_dedup_idx makes the fold race-free; a repeat keeps the
 # first message and payload, counts the occurrence and raises the severity to the highest seen.
-_RAISE = """
+RAISE_SQL = """
 INSERT INTO alerts (ts, severity, kind, dedup_key, run_id, account, message, payload,
                     last_seen_at)
 VALUES (coalesce(%(ts)s, now()), %(severity)s, %(kind)s, %(dedup_key)s, %(run_id)s, %(account)s,
@@ -113,7 +113,7 @@ class AlertsMixin(StoreLike):
             "ts": None if ts is None else aware("ts", ts),
         }
         with self._atomic() as conn:
-            alert_id, occurrences = conn.execute(_RAISE, values).fetchone()
+            alert_id, occurrences = conn.execute(RAISE_SQL, values).fetchone()
             conn.execute("SELECT pg_notify('velox_alerts', %s)", (str(alert_id),))
         if occurrences == 1:
             log.info("alert %d [%s] %s: %s", alert_id, severity, kind, message)

@@ -1,5 +1,6 @@
-"""The :class:`RunRecorder`: an engine's orders, fills, positions, equity and risk events, written
-to the store in batches by a background thread so the engine's thread never waits for I/O.
+"""The :class:`RunRecorder`: an engine's orders, fills, positions, equity, risk events and
+alerts, written to the store in batches by a background thread so the engine's thread never
+waits for I/O.
 
 Records are idempotent, so a batch retried after a failure (even after a commit whose outcome
 was unknown) stores nothing twice. The tables are described in ``docs/store.md``; they are read
@@ -23,11 +24,13 @@ import numpy as np
 import psycopg
 
 from velox.errors import StoreError, ValidationError
-from velox.store._values import aware, jsonb_text, mapping, number, text
+from velox.store._values import aware, choice, jsonb_text, mapping, number, text
+from velox.store.alerts import ALERT_KINDS, ALERT_SEVERITIES, RAISE_SQL
 from velox.store.runs import FILL_COLUMNS, ORDER_COLUMNS, POSITION_COLUMNS
 from velox.types import Fill, Order, Product
 
 if TYPE_CHECKING:
+    from velox.engine.journal import Alert
     from velox.store.core import Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ class _Batch:
     equity_values: list[np.ndarray] = field(default_factory=list)
     positions: dict[tuple, tuple] = field(default_factory=dict)  # key -> COPY row
     risk_events: list[tuple] = field(default_factory=list)
+    alerts: list[dict[str, object]] = field(default_factory=list)  # raise_alert's values
     heartbeat: float | None = None
 
     def counts(self) -> dict[str, int]:
@@ -62,6 +66,7 @@ class _Batch:
             "equity": sum(len(a) for a in self.equity_ts),
             "positions": len(self.positions),
             "risk_events": len(self.risk_events),
+            "alerts": len(self.alerts),
         }
 
     def empty(self) -> bool:
@@ -103,7 +108,9 @@ class RunRecorder:
     >>> recorder.close()                                 # doctest: +SKIP
     """
 
-    def __init__(self, store: Store, run_id: str, *, flush_interval: float = 0.5) -> None:
+    def __init__(
+        self, store: Store, run_id: str, *, flush_interval: float = 0.5, alerts: bool = True
+    ) -> None:
         if isinstance(flush_interval, bool) or not (
             isinstance(flush_interval, int | float) and flush_interval > 0
         ):
@@ -112,8 +119,12 @@ class RunRecorder:
         self.store = store
         self.run_id = run_id
         self.flush_interval = float(flush_interval)
+        #: Whether :meth:`alert` stores alerts (off for replays: nobody is paged by a backtest).
+        self.stores_alerts = bool(alerts)
         #: Rows written so far, per kind (orders and positions count upserted states).
-        self.written = dict.fromkeys(("orders", "fills", "equity", "positions", "risk_events"), 0)
+        self.written = dict.fromkeys(
+            ("orders", "fills", "equity", "positions", "risk_events", "alerts"), 0
+        )
         self._orders: list[tuple[Order, datetime | int | None]] = []
         self._fills: list[Fill] = []
         self._equity: list[tuple[int, float]] = []
@@ -124,6 +135,7 @@ class RunRecorder:
         self._equity_taken = 0
         self._positions: list[tuple] = []
         self._risk_events: list[tuple] = []
+        self._alerts: list[Alert] = []
         self._heartbeat: float | None = None
         self._held = _Batch()
         self._rejected: list[str] = []
@@ -224,6 +236,17 @@ class RunRecorder:
     ) -> None:
         """Record a risk event (breach, kill, reset; see :class:`velox.risk.RiskEvent`)."""
         self._risk_events.append((ts, kind, limit, message, account, payload))
+
+    def alert(self, alert: Alert) -> None:
+        """Record an alert (:class:`velox.engine.journal.Alert`); the next batch stores it with
+        :meth:`velox.store.Store.raise_alert`'s de-duplication and NOTIFY ``velox_alerts``.
+        Nothing happens when the recorder was made with ``alerts=False``.
+
+        A batch retried after a commit whose outcome was unknown counts a de-duplicated alert's
+        occurrence twice at worst; it never loses one.
+        """
+        if self.stores_alerts:
+            self._alerts.append(alert)
 
     def heartbeat(self) -> None:
         """Note that the engine is alive; the next batch sets the run's ``heartbeat_at``."""
@@ -337,6 +360,7 @@ class RunRecorder:
         batch = self._held
         orders, fills = _take(self._orders), _take(self._fills)
         positions, risk_events = _take(self._positions), _take(self._risk_events)
+        alerts = _take(self._alerts)
         with self._equity_lock:
             n = len(self._equity)
             singles = self._equity[:n]
@@ -364,6 +388,10 @@ class RunRecorder:
             row = self._checked("risk event", _risk_row, self.run_id, *item)
             if row is not None:
                 batch.risk_events.append(row)
+        for alert in alerts:
+            values = self._checked("alert", _alert_values, self.run_id, alert)
+            if values is not None:
+                batch.alerts.append(values)  # type: ignore[arg-type]
         start = 0
         for at, times, values in arrays:
             self._take_equity(batch, singles[start : at - base])
@@ -432,6 +460,9 @@ class RunRecorder:
                         " ON CONFLICT (event_key) DO NOTHING",
                         batch.risk_events,
                     )
+            for values in batch.alerts:
+                alert_id = conn.execute(RAISE_SQL, values).fetchone()[0]
+                conn.execute("SELECT pg_notify('velox_alerts', %s)", (str(alert_id),))
             if batch.heartbeat is not None:
                 conn.execute(
                     "UPDATE runs SET heartbeat_at = greatest(heartbeat_at, %s) WHERE run_id = %s",
@@ -498,6 +529,20 @@ def _risk_row(
         text("message", message, empty=True), text("account", account, empty=True),
         jsonb_text("payload", mapping("payload", payload)), uuid.uuid4(),
     )  # fmt: skip
+
+
+def _alert_values(run_id: str, alert: Alert) -> dict[str, object]:
+    values = {
+        "kind": choice("kind", alert.kind, ALERT_KINDS),
+        "severity": choice("severity", alert.severity, ALERT_SEVERITIES),
+        "message": text("message", alert.message),
+        "dedup_key": alert.dedup_key,
+        "run_id": run_id,
+        "account": alert.account or None,
+        "payload": jsonb_text("payload", mapping("payload", alert.payload)),
+        "ts": aware("ts", alert.ts),
+    }
+    return values
 
 
 def _price(value: float | None) -> float | None:

@@ -102,7 +102,7 @@ class RunsMixin(StoreLike):
         """Register a run (status ``running``) and return its run id.
 
         ``strategies`` lists ``{"name", "class", "params"}`` mappings (``class`` and ``params``
-        optional). Without ``run_id`` the store generates one: the mode's upper-case letter and
+        optional; ``instruments`` and ``timeframe`` may be added). Without ``run_id`` the store generates one: the mode's upper-case letter and
         the next number of that mode's PostgreSQL sequence (``R12``, ``P3``, ``L1``), skipping
         numbers already taken by given ids. A given ``run_id`` (at most 10 letters and digits:
         ``<run_id>-<n>`` client ids must fit Kite's 20-character order tag) that exists is a
@@ -437,10 +437,11 @@ def _strategy_list(strategies: object) -> list[dict[str, object]]:
     for i, item in enumerate(strategies):
         if not isinstance(item, Mapping):
             raise ValidationError(f"strategies[{i}] must be a mapping with a 'name', got {item!r}")
-        unknown = sorted(set(item) - {"name", "class", "params"})
+        unknown = sorted(set(item) - {"name", "class", "params", "instruments", "timeframe"})
         if unknown:
             raise ValidationError(
-                f"strategies[{i}] has unknown keys {unknown}; use 'name', 'class' and 'params'"
+                f"strategies[{i}] has unknown keys {unknown}; use 'name', 'class', 'params', "
+                "'instruments' and 'timeframe'"
             )
         name = text(f"strategies[{i}]['name']", item.get("name"))
         if name in seen:
@@ -453,6 +454,15 @@ def _strategy_list(strategies: object) -> list[dict[str, object]]:
                 "params": mapping(f"strategies[{i}]['params']", item.get("params")),
             }
         )
+        if "instruments" in item:
+            listed = item["instruments"]
+            if isinstance(listed, str) or not isinstance(listed, Sequence):
+                raise ValidationError(f"strategies[{i}]['instruments'] must be a list of ids")
+            out[-1]["instruments"] = [
+                text(f"strategies[{i}]['instruments']", iid) for iid in listed
+            ]
+        if "timeframe" in item:
+            out[-1]["timeframe"] = text(f"strategies[{i}]['timeframe']", item["timeframe"])
     return out
 
 
