@@ -28,6 +28,11 @@ tick → order latency of the engine thread.
    replay (a vectorisable strategy whose target flips every bar, less a bar's cost) and an
    ``on_bar`` strategy's per-bar overhead, flat and holding a position.
 
+4. **Recording** (unless ``--skip-record``): the vectorisable and the streaming replays again
+   with ``record=True`` (a ``RunRecorder`` journal on the default store, ``velox.store.
+   open_store()``), timed until every order, fill, position and equity point is written;
+   reported as the overhead over the same replay unrecorded (goal ≤ 15 %).
+
 Every timed run starts from a collected heap (``gc.collect()`` first, for every library), after
 a warm-up of each Velox strategy (code paths, numba kernels loaded once per process).
 
@@ -202,8 +207,20 @@ def make_bars(n: int, seed: int = 1) -> pd.DataFrame:
     )
 
 
-def run_velox(bars: pd.DataFrame, strategy: Strategy) -> tuple[float, list]:
+def run_velox(bars: pd.DataFrame, strategy: Strategy, store: object = None) -> tuple[float, list]:
+    """Return the replay's wall time and trade entries; with ``store``, the run is recorded
+    (``record=True``: a RunRecorder journal) and the time includes writing every record."""
     sim = SimBroker({STOCK.id: STOCK}, initial_cash=1e9, cost_model=ZeroCost())
+    recorder = None
+    run_id = "R1"
+    if store is not None:
+        from velox.engine.core import strategy_record
+        from velox.store import RunRecorder
+
+        run_id = store.create_run(  # type: ignore[attr-defined]
+            mode="replay", initial_cash=1e9, strategies=[strategy_record(strategy)]
+        )
+        recorder = RunRecorder(store, run_id, alerts=False)  # type: ignore[arg-type]
     engine = Engine(
         [strategy],
         broker=sim,
@@ -212,11 +229,17 @@ def run_velox(bars: pd.DataFrame, strategy: Strategy) -> tuple[float, list]:
         initial_cash=1e9,
         risk=RiskEngine(RiskLimits(daily_loss_limit=1e12)),
         reconcile_every=86_400.0,  # as velox.modes.replay: once per replayed day
+        run_id=run_id,
+        journal=recorder,
     )
     gc.collect()  # every run starts from a collected heap (the others' too)
     t = time.perf_counter()
     result = engine.run()
+    if recorder is not None:
+        recorder.close()  # every record written
     elapsed = time.perf_counter() - t
+    if store is not None:
+        store.finish_run(run_id, status="finished", summary={})  # type: ignore[attr-defined]
     return elapsed, result.trades["entry_time"].tolist()
 
 
@@ -376,6 +399,7 @@ def main() -> None:
     parser.add_argument("--internals", type=int, default=100_000, help="bars of the micro-bench")
     parser.add_argument("--store", action="store_true", help="also time the store audit log")
     parser.add_argument("--skip-backtrader", action="store_true")
+    parser.add_argument("--skip-record", action="store_true", help="skip the record=True runs")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar, off
     logging.basicConfig(level=logging.ERROR)
@@ -414,6 +438,21 @@ def main() -> None:
             print(f"ratio backtrader / velox {label:17s}: {est / t:6.1f}×")
     for label, t in (("vectorised", t_vec), ("on_bar streaming", t_ev), ("on_bar plain", t_py)):
         print(f"ratio backtesting.py / velox {label:17s}: {t_bt / t:5.2f}×")
+
+    if not args.skip_record:
+        from velox.store import open_store
+
+        store = open_store()
+        for label, make, t in (
+            ("vectorised", lambda: SmaCross(instruments=("NSE:BENCH",), timeframe="1m"), t_vec),
+            ("on_bar streaming", StreamingSmaCross, t_ev),
+        ):
+            t_rec, rec_entries = run_velox(bars, make(), store)
+            same = rec_entries == (vec_entries if label == "vectorised" else ev_entries)
+            print(
+                f"record=True {label:17s}: {t_rec:8.2f} s ({t_rec / t - 1:+.1%} over recording "
+                f"off), same trades: {same}"
+            )
 
     print(internals_line(args.internals))
     print(latency_line("memory audit, order every tick", args.ticks))
