@@ -230,9 +230,7 @@ def runs(
 
     frame = open_store().runs(mode=mode, status=status, limit=limit)
     for key in ("total_return", "cagr", "max_drawdown", "sharpe", "trades", "charges"):
-        frame[key] = [
-            (s or {}).get(key) if isinstance(s, dict) else None for s in frame["summary"]
-        ]
+        frame[key] = [(s or {}).get(key) if isinstance(s, dict) else None for s in frame["summary"]]
     return frame
 
 

@@ -1,12 +1,12 @@
 """Run-mode wiring: the objects each mode hands to the one :class:`velox.engine.Engine`.
 
-=======  ================================  =============  ==========  ===================  ================
-mode     market source                     broker         clock       audit log            run state
-=======  ================================  =============  ==========  ===================  ================
-replay   ``BarReplay`` of stored bars      ``SimBroker``  replay      memory (or store)    ``record=True``
-paper    live feed, or a paced bar replay  ``SimBroker``  wall clock  ``order_events``     always recorded
-live     the broker's live feed            the broker     wall clock  ``order_events``     always recorded
-=======  ================================  =============  ==========  ===================  ================
+======  ============================  ==========  ==========  ===============  ===============
+mode    market source                 broker      clock       audit log        run state
+======  ============================  ==========  ==========  ===============  ===============
+replay  ``BarReplay`` of stored bars  SimBroker   replay      memory or store  ``record=True``
+paper   live feed or paced replay     SimBroker   wall clock  order_events     recorded
+live    the broker's live feed        the broker  wall clock  order_events     recorded
+======  ============================  ==========  ==========  ===============  ===============
 
 Nothing else differs: the engine, OMS, risk checks and strategies are the same objects. A
 recorded run has a ``runs`` row (created before the engine starts, finished with its summary
@@ -36,11 +36,10 @@ from velox.types import Instrument
 if TYPE_CHECKING:
     import pandas as pd
 
-    from velox.store.recorder import RunRecorder
-
     from velox.brokers.sim import SimConfig
     from velox.engine import RunResult
     from velox.store import Store
+    from velox.store.recorder import RunRecorder
 
 __all__ = ["replay", "paper", "load_run", "load_bars", "default_instruments", "LIVE_NOT_WIRED"]
 
@@ -266,9 +265,15 @@ def load_run(run_id: str, *, store: Store | None = None) -> RunResult:
         equity_values=equity["equity"].tolist(),
         risk_events=risk_events,
         alerts=[
-            {"ts": row.ts.isoformat(), "kind": row.kind, "severity": row.severity,
-             "message": row.message, "dedup_key": row.dedup_key, "account": row.account or "",
-             "payload": row.payload}
+            {
+                "ts": row.ts.isoformat(),
+                "kind": row.kind,
+                "severity": row.severity,
+                "message": row.message,
+                "dedup_key": row.dedup_key,
+                "account": row.account or "",
+                "payload": row.payload,
+            }
             for row in alerts.itertuples()
         ],  # fmt: skip
     )

@@ -18,8 +18,8 @@ import pytest
 from velox.brokers.base import BrokerListener, ConnectionEvent, ConnectionState
 from velox.brokers.sim import SimBroker
 from velox.engine import Engine
-from velox.engine.core import strategy_record
 from velox.engine.commands import StoreCommands
+from velox.engine.core import strategy_record
 from velox.errors import RiskBreach
 from velox.feeds import BarReplay
 from velox.feeds.clock import WallClock
@@ -81,8 +81,13 @@ def test_every_verb_reaches_a_running_engine_once(
 ) -> None:
     day = reliance_5m.loc["2025-05-20"]
     holder, idle = Holder(), Idle()
-    run_id = store.create_run(mode="paper", account="A1", initial_cash=1e6, run_id="C1",
-                              strategies=[strategy_record(holder), strategy_record(idle)])
+    run_id = store.create_run(
+        mode="paper",
+        account="A1",
+        initial_cash=1e6,
+        run_id="C1",
+        strategies=[strategy_record(holder), strategy_record(idle)],
+    )
     sim = SimBroker(master, initial_cash=1_000_000)
     commands = StoreCommands(store, run_id)
     engine = Engine(
@@ -121,8 +126,10 @@ def test_every_verb_reaches_a_running_engine_once(
                     answers["cancelled"] = (engine.oms.orders[resting].status.value, {})
                 if verb == "flatten":
                     time.sleep(0.3)  # the square-off fills on the next ticks
-                    answers["after flatten"] = (str(engine.oms.position_qty("Holder",
-                                                                            "NSE:RELIANCE")), {})
+                    answers["after flatten"] = (
+                        str(engine.oms.position_qty("Holder", "NSE:RELIANCE")),
+                        {},
+                    )
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             problems.append(exc)
         finally:

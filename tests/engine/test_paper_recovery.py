@@ -163,7 +163,8 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
     assert store.run("P1")["status"] == "finished"
     recorded = store.run_fills("P1")
     assert set(recorded["fill_id"]) == {f["fill_id"] for f in fills}
-    assert set(store.run_orders("P1")["client_id"]) == set(by_order.index) | set(manual["client_id"])
+    recorded_orders = set(store.run_orders("P1")["client_id"])
+    assert recorded_orders == set(by_order.index) | set(manual["client_id"])
     # positions from the audit's fills (the strategy's and the operator's) equal the simulator's
     net = 0
     every = events[events["client_id"].str.match(r"^P1-C?\d+$")]

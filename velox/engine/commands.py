@@ -206,8 +206,9 @@ def _order(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
         given = {k: command.args[k] for k in ORDER_ARGS if command.args.get(k) is not None}
         given.setdefault("tag", cid)
         try:  # Order coerces and checks every field (side, type, product, prices, qty)
-            order = Order(client_id=cid, strategy=command.strategy or "",
-                          created_at=engine.now(), **given)  # type: ignore[arg-type]
+            order = Order(  # type: ignore[arg-type]
+                client_id=cid, strategy=command.strategy or "", created_at=engine.now(), **given
+            )
         except (ValidationError, ValueError, TypeError) as exc:
             return False, {"client_id": cid, "error": str(exc)}
         try:

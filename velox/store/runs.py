@@ -102,9 +102,10 @@ class RunsMixin(StoreLike):
         """Register a run (status ``running``) and return its run id.
 
         ``strategies`` lists ``{"name", "class", "params"}`` mappings (``class`` and ``params``
-        optional; ``instruments`` and ``timeframe`` may be added). Without ``run_id`` the store generates one: the mode's upper-case letter and
-        the next number of that mode's PostgreSQL sequence (``R12``, ``P3``, ``L1``), skipping
-        numbers already taken by given ids. A given ``run_id`` (at most 10 letters and digits:
+        optional; ``instruments`` and ``timeframe`` may be added). Without ``run_id`` the store
+        generates one: the mode's upper-case letter and the next number of that mode's
+        PostgreSQL sequence (``R12``, ``P3``, ``L1``), skipping numbers already taken by given
+        ids. A given ``run_id`` (at most 10 letters and digits:
         ``<run_id>-<n>`` client ids must fit Kite's 20-character order tag) that exists is a
         restart: its status goes back to ``running`` (``ended_at`` and ``summary`` cleared,
         ``restarts`` counted, ``started_at`` and the recorded configuration kept) and the same
