@@ -380,7 +380,7 @@ def test_migration_0004_replaced_the_unused_0001_tables(store: Store) -> None:
         "run_orders",
         "run_fills",
         "run_positions",
-        "run_equity",
+        "run_equity_blocks",
         "risk_events",
         "alerts",
         "commands",
@@ -391,3 +391,73 @@ def test_migration_0004_replaced_the_unused_0001_tables(store: Store) -> None:
     assert order_events == 2  # append-only, untouched
     for table in ("run_orders", "run_fills", "run_equity", "commands", "alerts"):
         assert store.table_fingerprint(table) == (0, "d41d8cd98f00b204e9800998ecf8427e")
+
+
+def test_equity_is_stored_in_blocks_that_the_sql_view_reads_back_exactly(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from velox.store import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "EQUITY_BLOCK_POINTS", 4)
+    run_id = store.create_run(mode="replay", initial_cash=1e5)
+    values = np.array([1e5, -0.0, 5e-324, 1e308, np.nextafter(1e5, 0), 2.5, 3.25, -7.0, 9.0, 1.0])
+    times = T0_NS + np.arange(10) * 60_000_000_000 + 7  # sub-microsecond parts
+    with RunRecorder(store, run_id, flush_interval=60) as recorder:
+        recorder.equity_many(times[:7], values[:7])
+        recorder.flush()  # blocks of 4, 3
+        recorder.equity_many(times[5:], [-1.0, -2.0, *values[7:]])  # rewrites two stored points
+    expected = values.copy()
+    expected[5:7] = [-1.0, -2.0]
+    curve = store.run_equity(run_id)
+    assert curve["ts_ns"].tolist() == times.tolist()
+    assert curve["equity"].to_numpy().view(np.int64).tolist() == expected.view(np.int64).tolist()
+    with store.connect() as conn:
+        blocks = conn.execute(
+            "SELECT first_ns, last_ns, points FROM run_equity_blocks WHERE run_id = %s"
+            " ORDER BY written",
+            (run_id,),
+        ).fetchall()
+        view = conn.execute(
+            "SELECT ts_ns, ts, equity FROM run_equity WHERE run_id = %s ORDER BY ts_ns", (run_id,)
+        ).fetchall()
+    assert [b[2] for b in blocks] == [4, 3, 4, 1]
+    assert blocks[0][:2] == (times[0], times[3]) and blocks[2][:2] == (times[5], times[8])
+    assert [r[0] for r in view] == times.tolist()
+    assert (
+        np.array([r[2] for r in view]).view(np.int64).tolist() == expected.view(np.int64).tolist()
+    )
+    stamps = pd.DatetimeIndex(times.view("M8[ns]")).tz_localize("UTC").floor("us")
+    assert [r[1] for r in view] == stamps.to_pydatetime().tolist()
+
+
+def test_migration_0006_moves_existing_equity_curves_into_blocks_unchanged(
+    pg_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from velox.store import migrate
+
+    url = pg_server.new_database()
+    shipped = migrate.migration_files()
+    assert [v for v, _, _ in shipped][:6] == [1, 2, 3, 4, 5, 6]
+    monkeypatch.setattr(migrate, "migration_files", lambda: shipped[:5])
+    old = Store(url)  # a store as Velox left it before 0006
+    runs = [old.create_run(mode="replay", initial_cash=1.0) for _ in range(2)]
+    values = np.array([1.5, -0.0, 5e-324, 1e308, np.nextafter(2.0, 3.0)])
+    times = T0_NS + np.arange(5) * 1_000_000_001 + 999
+    with psycopg.connect(url) as conn:
+        for ts, value in zip(times.tolist(), values.tolist(), strict=True):
+            conn.execute(
+                "INSERT INTO run_equity (run_id, ts_ns, ts, equity) VALUES"
+                " (%s, %s, to_timestamp(0) + %s * interval '1 microsecond', %s)",
+                (runs[0], ts, ts // 1000, value),
+            )
+        conn.execute("INSERT INTO run_equity VALUES (%s, %s, to_timestamp(0), 42.0)", (runs[1], 0))
+    monkeypatch.undo()
+
+    store = Store(url)  # applies 0006
+    curve = store.run_equity(runs[0])
+    assert curve["ts_ns"].tolist() == times.tolist()
+    assert curve["equity"].to_numpy().view(np.int64).tolist() == values.view(np.int64).tolist()
+    assert store.run_equity(runs[1])["equity"].tolist() == [42.0]
+    with store.connect() as conn:
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'run_equity'").fetchone()
+    assert kind == ("v",)

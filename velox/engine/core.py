@@ -28,7 +28,7 @@ positions), never the engine.
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import logging
 import math
 import queue
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from velox._gc import gc_paused
 from velox.brokers.base import (
     Broker,
     ConnectionEvent,
@@ -1165,16 +1166,9 @@ class Engine:
         """Run the feed to its end on this thread and return the result (replay, or paper)."""
         self._start()
         replay = isinstance(self.feed, BarReplay)
-        # A bar replay and its result only make acyclic objects (orders, fills, audit rows,
-        # trades), which reference counting frees, while the cyclic GC would rescan the
-        # replay's columns and the growing audit trail again and again (≈10% of a long
-        # replay): it is paused until the result is built. (Not gc.freeze(): frozen objects
-        # are never collected, and the engine, its strategies' contexts and the broker form
-        # reference cycles, so a frozen engine would outlive its last reference.)
-        paused = replay and gc.isenabled()
-        if paused:
-            gc.disable()
-        try:
+        # A bar replay and its result only make acyclic objects: the cyclic GC is paused until
+        # the result is built (velox._gc says why).
+        with gc_paused() if replay else contextlib.nullcontext():
             try:
                 if replay:
                     self._run_bars(self.feed)  # type: ignore[arg-type]
@@ -1183,9 +1177,6 @@ class Engine:
             finally:
                 self._finish()
             return self.result()
-        finally:
-            if paused:
-                gc.enable()
 
     def start(self) -> None:
         """Run on a background engine thread (live feeds push ticks onto the queue)."""

@@ -93,6 +93,7 @@ TABLES = frozenset(
         "run_fills",
         "run_positions",
         "run_equity",
+        "run_equity_blocks",
         "risk_events",
         "order_events",
         "alerts",

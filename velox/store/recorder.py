@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import psycopg
 
+from velox._gc import gc_paused
 from velox.errors import StoreError, ValidationError
 from velox.store._values import aware, choice, jsonb_text, mapping, number, text
 from velox.store.alerts import ALERT_KINDS, ALERT_SEVERITIES, RAISE_SQL
@@ -39,7 +40,6 @@ _ORDER_TYPES = ["text"] * 4 + ["int8"] + ["text"] * 3 + ["float8"] * 2 + ["text"
 _ORDER_TYPES += ["int8", "float8", "text", "timestamptz", "timestamptz"]  # ... updated_at
 _FILL_TYPES = ["text"] * 5 + ["int8", "float8", "timestamptz", "text", "text", "float8", "text"]
 _POSITION_TYPES = ["text"] * 5 + ["int8"] + ["float8"] * 3 + ["timestamptz"]
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
 
 #: Rows converted from the recorder's lists to numpy at a time: each conversion holds the GIL,
 #: so the engine's thread waits for at most one piece (a few ms at worst; measured < 0.5 ms).
@@ -138,6 +138,7 @@ class RunRecorder:
         self._alerts: list[Alert] = []
         self._heartbeat: float | None = None
         self._held = _Batch()
+        self._stored_orders: set[str] = set()  # client ids of the orders written so far
         self._rejected: list[str] = []
         self._failures = 0
         self._last_error_log = -math.inf
@@ -296,7 +297,8 @@ class RunRecorder:
     def _flush(self, *, raise_errors: bool) -> None:
         with self._write_lock:
             try:
-                self._take()
+                with gc_paused():  # converting a batch makes only acyclic rows (velox._gc)
+                    self._take()
                 if self._held.empty():
                     return
                 counts = self._write(self._held)
@@ -309,6 +311,7 @@ class RunRecorder:
                         f"for the next flush: {backlog}"
                     ) from exc
                 return
+            self._stored_orders.update(self._held.orders)
             self._held = _Batch()
             for kind, n in counts.items():
                 self.written[kind] += n
@@ -372,7 +375,10 @@ class RunRecorder:
         if beat is not None:
             batch.heartbeat = max(beat, batch.heartbeat or beat)
         written_at = datetime.now(UTC)
+        latest: dict[object, tuple] = {}  # an order's last state only (~4 states per order)
         for order, ts in orders:
+            latest[order.client_id if isinstance(order, Order) else id(order)] = (order, ts)
+        for order, ts in latest.values():
             row = self._checked("order", _order_row, self.run_id, order, ts, written_at)
             if row is not None:
                 batch.orders[row[1]] = row
@@ -380,7 +386,8 @@ class RunRecorder:
             row = self._checked("fill", _fill_row, self.run_id, fill)
             if row is not None:
                 batch.fills.append(row)
-        for item in positions:
+        last_positions = {item[:4]: item for item in positions}  # (account, strategy, id, product)
+        for item in last_positions.values():
             row = self._checked("position", _position_row, self.run_id, *item)
             if row is not None:
                 batch.positions[row[:5]] = row
@@ -435,6 +442,17 @@ class RunRecorder:
 
     # -- one batch, one transaction ------------------------------------------------------------
 
+    def _write_orders(self, conn: psycopg.Connection, orders: dict[str, tuple]) -> None:
+        """COPY the orders this recorder never wrote (most of a replay's orders end within one
+        batch), upsert the others: the upsert's staging round trip costs twice the COPY."""
+        columns = ("run_id", *ORDER_COLUMNS, "updated_at")
+        fresh = [row for client_id, row in orders.items() if client_id not in self._stored_orders]
+        known = [row for client_id, row in orders.items() if client_id in self._stored_orders]
+        if fresh and not _copy_new_rows(conn, "run_orders", columns, _ORDER_TYPES, fresh):
+            known += fresh  # stored before this recorder started (a restarted run)
+        if known:
+            _upsert(conn, "run_orders", columns, _ORDER_TYPES, 2, known)
+
     def _write(self, batch: _Batch) -> dict[str, int]:
         conn = self._connection()
         counts = batch.counts()
@@ -447,8 +465,7 @@ class RunRecorder:
                     np.concatenate(batch.equity_values),
                 )  # fmt: skip
             if batch.orders:
-                _upsert(conn, "run_orders", ("run_id", *ORDER_COLUMNS, "updated_at"),
-                        _ORDER_TYPES, 2, list(batch.orders.values()))  # fmt: skip
+                self._write_orders(conn, batch.orders)
             if batch.positions:
                 _upsert(conn, "run_positions", ("run_id", *POSITION_COLUMNS), _POSITION_TYPES, 5,
                         list(batch.positions.values()))  # fmt: skip
@@ -549,21 +566,32 @@ def _price(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _write_fills(conn: psycopg.Connection, rows: list[tuple]) -> None:
-    """COPY fills into run_fills; a fill already stored (a retried batch) is skipped."""
-    names = ", ".join(("run_id", *FILL_COLUMNS))
+def _copy_new_rows(
+    conn: psycopg.Connection, table: str, columns: Sequence[str], types: Sequence[str],
+    rows: list[tuple],
+) -> bool:  # fmt: skip
+    """Binary-COPY ``rows`` into ``table`` in a savepoint; return False (nothing written) if
+    one of them is stored already (a unique violation)."""
+    names = ", ".join(columns)
     try:
         with (
             conn.transaction(),
             conn.cursor() as cur,
-            cur.copy(f"COPY run_fills ({names}) FROM STDIN (FORMAT BINARY)") as copy,
+            cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
         ):
-            copy.set_types(_FILL_TYPES)
+            copy.set_types(list(types))
             for row in rows:
                 copy.write_row(row)
-        return
     except psycopg.errors.UniqueViolation:
-        pass
+        return False
+    return True
+
+
+def _write_fills(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    """COPY fills into run_fills; a fill already stored (a retried batch) is skipped."""
+    names = ", ".join(("run_id", *FILL_COLUMNS))
+    if _copy_new_rows(conn, "run_fills", ("run_id", *FILL_COLUMNS), _FILL_TYPES, rows):
+        return
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_fills (seq bigint, run_id text,"
         " fill_id text, client_id text, instrument_id text, side text, qty bigint, price float8,"
@@ -584,51 +612,39 @@ def _write_fills(conn: psycopg.Connection, rows: list[tuple]) -> None:
     )
 
 
+#: Equity points per stored block (``run_equity_blocks``, migration 0006): 256 KB of bytea
+#: per column, ~60 rows for a replay of a million bars.
+EQUITY_BLOCK_POINTS = 16_384
+
+_INSERT_EQUITY_BLOCK = (
+    "INSERT INTO run_equity_blocks (run_id, first_ns, last_ns, points, ts_ns, equity)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (run_id, first_ns) DO UPDATE SET last_ns = EXCLUDED.last_ns,"
+    " points = EXCLUDED.points, ts_ns = EXCLUDED.ts_ns, equity = EXCLUDED.equity,"
+    " written = EXCLUDED.written"
+)
+
+
 def _write_equity(
     conn: psycopg.Connection, run_id: str, ts_ns: np.ndarray, values: np.ndarray
 ) -> int:
-    """COPY equity points (the last value of each ts_ns); upsert if some are stored already."""
-    from velox.store.core import _copy_chunks
-
+    """Store equity points (the last value of each ts_ns) as blocks of
+    :data:`EQUITY_BLOCK_POINTS`, cut from the batch's first point, so a retried batch rewrites
+    the same blocks; a point also in an earlier block is superseded on read (written last)."""
     if len(ts_ns) > 1 and not (ts_ns[1:] > ts_ns[:-1]).all():
         order = np.argsort(ts_ns, kind="stable")  # equal times keep the order recorded
         ts_ns, values = ts_ns[order], values[order]
         last = np.r_[ts_ns[1:] != ts_ns[:-1], True]
         ts_ns, values = ts_ns[last], values[last]
-    pg_us = np.floor_divide(ts_ns, 1000) - _PG_EPOCH_US
-
-    def fields(with_run: bool) -> list:
-        head = [("text", run_id.encode(), None)] if with_run else []
-        return head + [(">i8", ts_ns, None), (">i8", pg_us, None), (">f8", values, None)]
-
-    try:
-        with (
-            conn.transaction(),
-            conn.cursor() as cur,
-            cur.copy("COPY run_equity (run_id, ts_ns, ts, equity) FROM STDIN (FORMAT BINARY)") as c,
-        ):
-            for chunk in _copy_chunks(fields(True), len(ts_ns)):
-                c.write(chunk)
-        return len(ts_ns)
-    except psycopg.errors.UniqueViolation:
-        pass
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS _velox_stage_equity (ts_ns bigint, ts timestamptz,"
-        " equity float8) ON COMMIT DELETE ROWS"
-    )
-    conn.execute("TRUNCATE _velox_stage_equity")
-    with (
-        conn.cursor() as cur,
-        cur.copy("COPY _velox_stage_equity (ts_ns, ts, equity) FROM STDIN (FORMAT BINARY)") as c,
-    ):
-        for chunk in _copy_chunks(fields(False), len(ts_ns)):
-            c.write(chunk)
-    conn.execute(
-        "INSERT INTO run_equity (run_id, ts_ns, ts, equity)"
-        " SELECT %s, ts_ns, ts, equity FROM _velox_stage_equity"
-        " ON CONFLICT (run_id, ts_ns) DO UPDATE SET ts = EXCLUDED.ts, equity = EXCLUDED.equity",
-        (run_id,),
-    )
+    times, numbers = ts_ns.astype(">i8"), values.astype(">f8")
+    rows = [
+        (run_id, int(ts_ns[lo]), int(ts_ns[hi - 1]), hi - lo, times[lo:hi].tobytes(),
+         numbers[lo:hi].tobytes())
+        for lo in range(0, len(ts_ns), EQUITY_BLOCK_POINTS)
+        for hi in [min(lo + EQUITY_BLOCK_POINTS, len(ts_ns))]
+    ]  # fmt: skip
+    with conn.cursor(binary=True) as cur:
+        cur.executemany(_INSERT_EQUITY_BLOCK, rows)
     return len(ts_ns)
 
 

@@ -328,26 +328,28 @@ class RunsMixin(StoreLike):
 
     def run_equity(self, run_id: str) -> pd.DataFrame:
         """Return the run's equity curve: IST index ``ts`` (exact, from ``ts_ns``), columns
-        ``equity`` (float64, the bits recorded) and ``ts_ns`` (UTC epoch ns)."""
+        ``equity`` (float64, the bits recorded) and ``ts_ns`` (UTC epoch ns).
+
+        Read from ``run_equity_blocks`` (migration 0006) and decoded with numpy; where blocks
+        overlap, the value of the block written last wins.
+        """
         import pandas as pd
 
-        from velox.store.core import _array_values
-
-        query = (
-            "SELECT array_send(array_agg(ts_ns)), array_send(array_agg(equity))"
-            " FROM (SELECT ts_ns, equity FROM run_equity WHERE run_id = %s ORDER BY ts_ns) AS s"
-        )
+        query = "SELECT ts_ns, equity FROM run_equity_blocks WHERE run_id = %s ORDER BY written"
         with self._shared() as conn:
             self._require_run(conn, run_id)
             with conn.cursor(binary=True) as cur:
-                ts_data, equity_data = cur.execute(query, (run_id,)).fetchone()
-        ns = np.empty(0, np.int64) if ts_data is None else _array_values(ts_data, ">i8")
-        values = np.empty(0) if equity_data is None else _array_values(equity_data, ">f8")
-        ns = ns.astype(np.int64)
+                blocks = cur.execute(query, (run_id,)).fetchall()
+        ns = np.concatenate([np.frombuffer(t, ">i8") for t, _ in blocks] or [np.empty(0, ">i8")])
+        values = np.concatenate([np.frombuffer(v, ">f8") for _, v in blocks] or [np.empty(0)])
+        ns, values = ns.astype(np.int64), values.astype(np.float64)
+        if len(blocks) > 1:  # time order, the last-written value of a repeated time
+            order = np.argsort(ns, kind="stable")
+            ns, values = ns[order], values[order]
+            keep = np.r_[ns[1:] != ns[:-1], True]
+            ns, values = ns[keep], values[keep]
         index = pd.DatetimeIndex(ns.view("M8[ns]"), name="ts").tz_localize("UTC")
-        return pd.DataFrame(
-            {"equity": values.astype(np.float64), "ts_ns": ns}, index=index.tz_convert(IST_NAME)
-        )
+        return pd.DataFrame({"equity": values, "ts_ns": ns}, index=index.tz_convert(IST_NAME))
 
     def run_risk_events(self, run_id: str) -> pd.DataFrame:
         """Return the run's risk events in time order (columns :data:`RISK_EVENT_COLUMNS`)."""
