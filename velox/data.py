@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,20 +99,17 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path}: is empty")
 
 
-def _read_for_validation(path: Path) -> tuple[pd.DataFrame, int, str]:
-    """Return ``(raw table, line offset, line unit)`` of a bar file (see :func:`read_bar_file`)."""
-    if path.name.lower().endswith(_PARQUET_SUFFIXES):
-        return read_bar_file(path), 1, "row"
-    return read_bar_file(path), 2, "line"
-
-
-def read_bar_file(path: Path | str) -> pd.DataFrame:
+def read_bar_file(
+    path: Path | str, *, check_first_chunk: Callable[[pd.DataFrame], object] | None = None
+) -> pd.DataFrame:
     """Return the raw table in a CSV, gzip-compressed CSV or Parquet file (no validation).
 
     CSV text is read in chunks, and each chunk is checked for bytes that are not UTF-8 (named
-    with their line) before the next is read, so a large file of garbage fails in its first
-    chunk with bounded memory. A Parquet file whose timestamps are its index (pandas' default
-    ``to_parquet`` of a DatetimeIndex frame) gets that index back as a ``timestamp`` column.
+    with their line) before the next is read; ``check_first_chunk`` (e.g. the validator) runs
+    on the first chunk before any other is read. So a large file of garbage fails in its
+    first chunk, fast and with bounded memory. A Parquet file whose timestamps are its index
+    (pandas' default ``to_parquet`` of a DatetimeIndex frame) gets that index back as a
+    ``timestamp`` column.
     """
     path = Path(path)
     _check_readable(path)
@@ -133,6 +131,8 @@ def read_bar_file(path: Path | str) -> pd.DataFrame:
         with reader:
             for chunk in reader:
                 _check_utf8(path, chunk)
+                if not chunks and check_first_chunk is not None:
+                    check_first_chunk(chunk)
                 chunks.append(chunk)
     except DataError:
         raise
@@ -481,16 +481,17 @@ def import_bars(
     key = f"{instrument_id}|{timeframe}"
     if not force and store.import_is_current(key, digest):
         return ImportResult(str(path), instrument_id, timeframe, 0, skipped=True)
-    raw, line_offset, line_unit = _read_for_validation(path)
-    bars, warnings = validate_bars(
-        raw,
+    parquet = path.name.lower().endswith(_PARQUET_SUFFIXES)
+    validate = partial(
+        validate_bars,
         timeframe=timeframe,
         source=str(path),
         label=label,
-        line_offset=line_offset,
-        line_unit=line_unit,
+        line_offset=1 if parquet else 2,
+        line_unit="row" if parquet else "line",
         date_format=date_format,
     )
+    bars, warnings = validate(read_bar_file(path, check_first_chunk=validate))
     from velox.store.core import ImportLogEntry
 
     with store.connect() as conn, conn.transaction():
