@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -128,3 +129,35 @@ def test_velox_run_restores_a_bundled_series_only_with_replace(store, tmp_path: 
     fixed = runner.invoke(cli.main, ["run", "--no-progress", "--replace"])
     assert fixed.exit_code == 0, fixed.output
     assert store.read_bars("NSE:RELIANCE", "1d")["close"].tolist() == [2283.95, 2295.5]
+
+
+def test_concurrent_import_into_a_new_series_waits_and_is_refused(store, tmp_path: Path):
+    """A second import cannot slip its bars in between the first's check and its write."""
+    import threading
+
+    sbin = _file(tmp_path, "sbin.csv", SBIN)
+    reliance = _file(tmp_path, "reliance.csv", RELIANCE)
+    outcome: list[object] = []
+    with store.connect() as conn, conn.transaction():
+        # The first importer has checked the (new) series and holds it, not yet written.
+        store.differing_bars("NSE:NEW", "1d", store.read_bars("NSE:NONE", "1d"), conn=conn)
+
+        def second() -> None:
+            try:
+                outcome.append(import_bars(sbin, "NSE:NEW", "1d", store=store))
+            except DataError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive(), "the second import must wait for the first's transaction"
+        frame = store.read_bars("NSE:NONE", "1d")
+        assert frame.empty
+        from velox.data import validate_bars
+
+        bars, _ = validate_bars(pd.read_csv(reliance, dtype=str), timeframe="1d")
+        store.write_bars("NSE:NEW", "1d", bars, conn=conn)
+    thread.join(timeout=30)
+    assert isinstance(outcome[0], DataError) and "would overwrite 2 stored" in str(outcome[0])
+    assert store.read_bars("NSE:NEW", "1d")["close"].tolist() == [2283.95, 2295.5]

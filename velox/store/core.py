@@ -867,11 +867,18 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
 
         Both frames hold the same timestamps (IST index, OHLCV), in time order; identical
         rows are not included, so re-writing the same values is not a difference. With
-        ``conn`` the series row is locked for the caller's transaction (``FOR UPDATE``), so no
-        other writer can change the series between this check and the caller's write.
+        ``conn`` the series row is created if new and locked for the caller's transaction
+        (``FOR UPDATE``), so no other writer can change the series between this check and the
+        caller's write: a second importer waits here, then compares against the first's bars.
         """
         empty = bars.iloc[:0][list(OHLCV)]
         with self._shared(conn) as c:
+            if conn is not None:
+                c.execute(
+                    "INSERT INTO bar_series (instrument_id, timeframe) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (instrument_id, timeframe),
+                )
             row = c.execute(
                 "SELECT id FROM bar_series WHERE instrument_id = %s AND timeframe = %s"
                 + (" FOR UPDATE" if conn is not None else ""),
