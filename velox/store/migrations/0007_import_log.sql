@@ -7,9 +7,9 @@
 
 ALTER TABLE bar_series ADD COLUMN revision bigint NOT NULL DEFAULT 0;
 
--- Path-keyed rows cannot be trusted against the new key: dropping them costs one re-import of
--- each file, which is idempotent (identical rows are not a conflict).
-DELETE FROM imports;
+-- Rows recorded before 0007 are keyed by path ("instrument|timeframe|path"); the new key is
+-- "instrument|timeframe", so they never match again: each file is imported once more, which is
+-- harmless (identical rows are not a conflict). They are kept as the record they are.
 ALTER TABLE imports ADD COLUMN series_revision bigint NOT NULL DEFAULT 0;
 
 -- One row per import that wrote bars: who, when, which bytes, into which series, how many rows,
