@@ -116,7 +116,8 @@ def read_bar_file(
     try:
         if path.name.lower().endswith(_PARQUET_SUFFIXES):
             table = pd.read_parquet(path)
-            if isinstance(table.index, pd.DatetimeIndex):
+            names = {str(c).strip().lower() for c in table.columns}
+            if isinstance(table.index, pd.DatetimeIndex) and not names & set(_TIMESTAMP_ALIASES):
                 table = table.rename_axis("timestamp").reset_index()
             return table
         _check_first_line(path)
