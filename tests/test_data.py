@@ -113,10 +113,13 @@ def test_import_round_trip_and_checksum_skip(store, tmp_path: Path):
     assert list(bars.index.strftime("%H:%M")) == ["09:15", "09:20", "09:25"]
     assert str(bars.index.tz) == "Asia/Kolkata"
     assert bars["close"].tolist() == [100.5, 101.5, 101.0]
-    # A corrected file replaces the values at the same timestamps, keeps the others.
+    # A corrected file is refused without replace=True; with it, the values at the same
+    # timestamps are replaced and the others kept.
     fixed = _replace_line(GOOD, 3, "2024-04-01T09:20:00+05:30,100.5,102.0,100.0,101.75,1500")
     path.write_text(fixed)
-    assert import_bars(path, "NSE:TEST", "5m", store=store).rows == 3
+    with pytest.raises(DataError, match="would overwrite 1 stored 5m bar"):
+        import_bars(path, "NSE:TEST", "5m", store=store)
+    assert import_bars(path, "NSE:TEST", "5m", store=store, replace=True).rows == 3
     assert store.read_bars("NSE:TEST", "5m")["close"].tolist() == [100.5, 101.75, 101.0]
 
 

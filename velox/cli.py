@@ -58,11 +58,17 @@ def _summary_table() -> str:
 
 @main.command()
 @click.option("--no-progress", is_flag=True, help="Hide progress bars (for logs and CI).")
-def run(no_progress: bool) -> None:
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Restore bundled series whose stored bars were changed since (audited).",
+)
+def run(no_progress: bool, replace: bool) -> None:
     """Set up the store, load the bundled instruments and bars, print what is stored.
 
-    This is the main job behind ``make run``. It is idempotent: files whose bytes were already
-    imported are skipped, so a second run takes seconds.
+    This is the main job behind ``make run``. It is idempotent: a file whose bytes were the last
+    write to its series is skipped, so a second run takes seconds. A bundled file that would
+    change stored bars (another file was imported over them) is refused unless --replace.
     """
     from velox.data import bundled_files, import_many
     from velox.instruments import load_bundled_master
@@ -76,7 +82,7 @@ def run(no_progress: bool) -> None:
     master = load_bundled_master()
     store.write_instruments(master.table)
     click.echo(f"instruments: {len(master.table):,} in the master")
-    results = import_many(bundled_files(), store=store, progress=not no_progress)
+    results = import_many(bundled_files(), store=store, progress=not no_progress, replace=replace)
     imported = [r for r in results if not r.skipped]
     click.echo(
         f"bars: imported {sum(r.rows for r in imported):,} rows from {len(imported)} file(s), "
@@ -111,17 +117,51 @@ def data() -> None:
 @click.option(
     "--force", is_flag=True, help="Import even if these exact bytes were imported before."
 )
-def data_import(path: Path, instrument_id: str, timeframe: str, label: str, force: bool) -> None:
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Overwrite stored bars whose values differ from the file's (audited in import_log).",
+)
+@click.option(
+    "--date-format",
+    default=None,
+    help="strftime format of the timestamps, e.g. '%d/%m/%Y %H:%M' (needed for day/month dates).",
+)
+def data_import(
+    path: Path,
+    instrument_id: str,
+    timeframe: str,
+    label: str,
+    force: bool,
+    replace: bool,
+    date_format: str | None,
+) -> None:
     """Validate PATH (CSV, CSV.gz or Parquet) and store its bars in one transaction.
 
     Naive timestamps are read as IST. A file that breaks any rule is rejected whole, with the
-    offending line numbers, and nothing is written.
+    offending line numbers, and nothing is written. A file that would change stored bars is
+    refused, naming the first differing bar, unless --replace.
     """
     from velox.data import import_bars
 
-    result = import_bars(path, instrument_id, timeframe, label=label, force=force)
+    result = import_bars(
+        path,
+        instrument_id,
+        timeframe,
+        label=label,
+        force=force,
+        replace=replace,
+        date_format=date_format,
+    )
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
+    if result.replaced:
+        click.secho(
+            f"warning: replaced {result.replaced:,} stored bars of {instrument_id} "
+            f"{timeframe} (audited)",
+            fg="yellow",
+            err=True,
+        )
     if result.skipped:
         click.echo(
             f"{path}: unchanged since the last import of {instrument_id} {timeframe}; skipped"
@@ -149,26 +189,42 @@ def data_list() -> None:
     show_default=True,
     help="Output format.",
 )
-@click.option("--tail", type=int, default=None, help="Show only the last N bars (table format).")
+@click.option(
+    "--head",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show only the first N bars (N >= 1).",
+)
+@click.option(
+    "--tail",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show only the last N bars (N >= 1).",
+)
 def data_show(
     instrument_id: str,
     timeframe: str,
     start: str | None,
     end: str | None,
     fmt: str,
+    head: int | None,
     tail: int | None,
 ) -> None:
     """Print stored (or resampled) bars of INSTRUMENT_ID."""
     import velox
 
+    if head is not None and tail is not None:
+        raise click.UsageError("use --head or --tail, not both")
     frame = velox.bars(instrument_id, timeframe, start=start, end=end)
+    if head is not None:
+        frame = frame.head(head)
+    if tail is not None:
+        frame = frame.tail(tail)
     if fmt == "csv":
         out = frame.copy()
         out.index = out.index.map(lambda t: t.isoformat())
         click.echo(out.to_csv(), nl=False)
         return
-    if tail:
-        frame = frame.tail(tail)
     click.echo(frame.to_string())
     click.echo(f"({len(frame):,} bars)")
 

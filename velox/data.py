@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,11 @@ _MAX_LISTED = 20
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
-    """Outcome of one file import. ``skipped`` means the same bytes were imported before."""
+    """Outcome of one file import.
+
+    ``skipped``: these bytes were the last write to the series; ``replaced``: stored bars whose
+    values the file changed (only with ``replace=True``).
+    """
 
     source: str
     instrument_id: str
@@ -54,6 +59,7 @@ class ImportResult:
     rows: int
     skipped: bool = False
     warnings: list[str] = field(default_factory=list)
+    replaced: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -65,20 +71,107 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_bar_file(path: Path | str) -> pd.DataFrame:
-    """Return the raw table in a CSV, gzip-compressed CSV or Parquet file (no validation)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    name = path.name.lower()
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_CHUNK_ROWS = 200_000
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse, in one line, a path that is not a non-empty regular file of a known type."""
+    import os
+    import stat
+
     try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz")):
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as a bar file: {exc}") from None
-    raise DataError(f"{path}: unsupported file type; use .csv, .csv.gz or .parquet")
+        info = os.stat(path)
+    except FileNotFoundError:
+        kind = "a broken symlink" if path.is_symlink() else "no such file"
+        raise DataError(f"{path}: {kind}") from None
+    except OSError as exc:  # a symlink loop, a permission problem …
+        raise DataError(f"{path}: cannot be opened: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{path}: is a directory, not a bar file")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: is not a regular file")
+    if not path.name.lower().endswith(_CSV_SUFFIXES + _PARQUET_SUFFIXES):
+        raise DataError(f"{path}: unsupported file type; use .csv, .csv.gz or .parquet")
+    if info.st_size == 0:
+        raise DataError(f"{path}: is empty")
+
+
+def read_bar_file(
+    path: Path | str, *, check_first_chunk: Callable[[pd.DataFrame], object] | None = None
+) -> pd.DataFrame:
+    """Return the raw table in a CSV, gzip-compressed CSV or Parquet file (no validation).
+
+    CSV text is read in chunks, and each chunk is checked for bytes that are not UTF-8 (named
+    with their line) before the next is read; ``check_first_chunk`` (e.g. the validator) runs
+    on the first chunk before any other is read. So a large file of garbage fails in its
+    first chunk, fast and with bounded memory. A Parquet file whose timestamps are its index
+    (pandas' default ``to_parquet`` of a DatetimeIndex frame) gets that index back as a
+    ``timestamp`` column.
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        if path.name.lower().endswith(_PARQUET_SUFFIXES):
+            table = pd.read_parquet(path)
+            names = {str(c).strip().lower() for c in table.columns}
+            if isinstance(table.index, pd.DatetimeIndex) and not names & set(_TIMESTAMP_ALIASES):
+                table = table.rename_axis("timestamp").reset_index()
+            return table
+        _check_first_line(path)
+        chunks = []
+        reader = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            encoding_errors="replace",
+            chunksize=_CHUNK_ROWS,
+        )
+        with reader:
+            for chunk in reader:
+                _check_utf8(path, chunk)
+                if not chunks and check_first_chunk is not None:
+                    check_first_chunk(chunk)
+                chunks.append(chunk)
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: has no header line (empty after decompression)") from None
+    except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a bar file: {reason}") from None
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+def _check_first_line(path: Path) -> None:
+    """Refuse a CSV whose header is not a short line: a bar file's header is a few names."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.read(_MAX_HEADER_BYTES)
+    if b"\n" not in head and len(head) == _MAX_HEADER_BYTES:
+        raise DataError(
+            f"{path}: line 1 is longer than {_MAX_HEADER_BYTES // 1024} KiB; not a bar CSV "
+            "(expected a header such as timestamp,open,high,low,close,volume)"
+        )
+
+
+def _check_utf8(path: Path, chunk: pd.DataFrame) -> None:
+    """Refuse a chunk that held bytes which are not UTF-8 (read as U+FFFD), naming the line."""
+    bad_header = [c for c in chunk.columns if "\ufffd" in str(c)]
+    if bad_header:
+        raise DataError(f"{path}: line 1 is not UTF-8 text")
+    if chunk.empty:
+        return
+    hits = np.zeros(len(chunk), dtype=bool)
+    for column in chunk.columns:
+        hits |= chunk[column].str.contains("\ufffd", regex=False).to_numpy(dtype=bool)
+    if hits.any():
+        line = int(chunk.index[np.flatnonzero(hits)[0]]) + 2
+        raise DataError(f"{path}: line {line} is not UTF-8 text (save the file as UTF-8)")
 
 
 def _where(rows: np.ndarray, offset: int, unit: str) -> str:
@@ -90,28 +183,73 @@ def _where(rows: np.ndarray, offset: int, unit: str) -> str:
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
+_TIME_ONLY = r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$"
+#: Day and month first (01/02/2024, 1-2-24): which one comes first cannot be told from the text.
+_DAY_MONTH = r"^\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}(?:\D|$)"
+_YEAR = r"^(\d{4})"
+#: Years a bar may carry: wider than any market data, inside pandas' nanosecond range.
+_YEARS = (1900, 2200)
+
+
 def _parse_timestamps(
-    column: pd.Series, line_offset: int, line_unit: str
+    column: pd.Series, line_offset: int, line_unit: str, date_format: str | None = None
 ) -> tuple[pd.DatetimeIndex, list[str], bool]:
     """Return (IST index, problems, was_naive) for a timestamp column.
 
     A file must use one convention: all timestamps with a UTC offset (any offsets, converted) or
-    all naive (read as IST). Mixing the two is refused rather than guessed at.
+    all naive (read as IST). Mixing the two is refused rather than guessed at, and so are a
+    time without a date (never given today's date), a day/month order that cannot be told
+    (``01/02/2024``) unless ``date_format`` (strftime) says it, and years outside 1900–2200.
     """
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return pd.DatetimeIndex(column).tz_convert(IST_NAME), [], False
     if pd.api.types.is_datetime64_dtype(column.dtype):
         return pd.DatetimeIndex(column).tz_localize(IST_NAME), [], True
     text = column.astype(str).str.strip()
-    aware = text.str.contains(_OFFSET, regex=True).to_numpy()
-    parsed_aware = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format="mixed")
-    parsed_naive = pd.to_datetime(text.where(~aware), errors="coerce", format="mixed")
+    problems: list[str] = []
+    refused = np.zeros(len(text), dtype=bool)
+    time_only = text.str.match(_TIME_ONLY).to_numpy(dtype=bool)
+    if time_only.any():
+        problems.append(
+            "time without a date (give the full date and time) at "
+            f"{_where(np.flatnonzero(time_only), line_offset, line_unit)}"
+        )
+        refused |= time_only
+    year = pd.to_numeric(text.str.extract(_YEAR, expand=False), errors="coerce").to_numpy()
+    with np.errstate(invalid="ignore"):
+        out_of_range = (year < _YEARS[0]) | (year > _YEARS[1])
+    if out_of_range.any():
+        problems.append(
+            f"year outside {_YEARS[0]}-{_YEARS[1]} at "
+            f"{_where(np.flatnonzero(out_of_range), line_offset, line_unit)}"
+        )
+        refused |= out_of_range
+    if date_format is None:
+        day_month = text.str.match(_DAY_MONTH).to_numpy(dtype=bool)
+        if day_month.any():
+            problems.append(
+                f"ambiguous day/month order (e.g. {text.iloc[np.flatnonzero(day_month)[0]]!r}); "
+                "pass --date-format / date_format='%d/%m/%Y' (or '%m/%d/%Y') at "
+                f"{_where(np.flatnonzero(day_month), line_offset, line_unit)}"
+            )
+            refused |= day_month
+    text = text.where(~refused)
+    if date_format is not None:
+        aware = np.full(len(text), "%z" in date_format)
+        fmt = date_format
+    else:
+        aware = text.str.contains(_OFFSET, regex=True).to_numpy(dtype=bool)
+        fmt = "mixed"
+    parsed_aware = pd.to_datetime(text.where(aware), errors="coerce", utc=True, format=fmt)
+    parsed_naive = pd.to_datetime(text.where(~aware), errors="coerce", format=fmt)
     ok_aware = aware & parsed_aware.notna().to_numpy()
     ok_naive = ~aware & parsed_naive.notna().to_numpy()
-    problems: list[str] = []
-    bad = np.flatnonzero(~(ok_aware | ok_naive))
+    bad = np.flatnonzero(~(ok_aware | ok_naive) & ~refused)
     if len(bad):
-        problems.append(f"unparseable timestamp at {_where(bad, line_offset, line_unit)}")
+        problems.append(
+            f"unparseable timestamp{f' (format {date_format!r})' if date_format else ''} at "
+            f"{_where(bad, line_offset, line_unit)}"
+        )
     if ok_aware.any() and ok_naive.any():
         odd = ok_naive if ok_aware.sum() >= ok_naive.sum() else ok_aware
         problems.append(
@@ -134,6 +272,7 @@ def validate_bars(
     label: str = "start",
     line_offset: int = 2,
     line_unit: str = "line",
+    date_format: str | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return ``(bars, warnings)``: a clean OHLCV frame indexed by IST bar start, or raise.
 
@@ -149,6 +288,9 @@ def validate_bars(
         minute; end labels are moved back by one bar length.
     line_offset, line_unit
         How row positions are reported: CSV lines are ``index + 2`` (header is line 1).
+    date_format
+        strftime format of text timestamps (e.g. ``"%d/%m/%Y %H:%M"``); needed for day/month
+        dates such as ``01/02/2024``, which are refused without it. Include ``%z`` for offsets.
 
     Raises
     ------
@@ -175,7 +317,7 @@ def validate_bars(
     if len(raw) == 0:
         raise DataError(f"{source}: no rows")
 
-    index, ts_problems, naive = _parse_timestamps(raw[ts_col], line_offset, line_unit)
+    index, ts_problems, naive = _parse_timestamps(raw[ts_col], line_offset, line_unit, date_format)
     problems.extend(ts_problems)
     if naive:
         warnings.append("timestamps had no time zone and were read as IST (Asia/Kolkata)")
@@ -310,45 +452,109 @@ def import_bars(
     store: Store | None = None,
     label: str = "start",
     force: bool = False,
+    replace: bool = False,
+    date_format: str | None = None,
 ) -> ImportResult:
     """Validate a bar file and write it to the store in one transaction.
 
-    Re-importing the same bytes for the same instrument and timeframe is a no-op (``skipped``)
-    unless ``force``. Rows already stored for other timestamps are kept; rows with the same
-    timestamps are replaced by the file's values.
+    A file never silently overwrites: bars it shares with the stored series must hold the same
+    values (re-importing identical rows is fine), else the import is refused naming the first
+    differing bar, unless ``replace`` — which is audited in ``import_log`` like every import.
+    Rows at other timestamps merge with what is stored.
+
+    The same bytes imported into the same series, with nothing written there since, are a no-op
+    (``skipped``) unless ``force``. The shortcut is keyed by content (sha256) and series, never
+    by path, so re-importing an original after another file replaced it restores it.
 
     Raises
     ------
     DataError
-        If the file fails validation; nothing is written.
+        If the file fails validation or would change stored bars; nothing is written.
     """
     from velox.store import open_store
 
     path = Path(path)
     _check_instrument_id(instrument_id)
     check_timeframe(timeframe)
+    _check_readable(path)
     store = store or open_store()
-    digest = file_sha256(path) if path.exists() else ""
-    key = f"{instrument_id}|{timeframe}|{path.resolve()}"
-    if not force and digest and store.import_checksum(key) == digest:
+    digest = file_sha256(path)
+    key = f"{instrument_id}|{timeframe}"
+    if not force and store.import_is_current(key, digest):
         return ImportResult(str(path), instrument_id, timeframe, 0, skipped=True)
-    raw = read_bar_file(path)
-    parquet = path.name.lower().endswith((".parquet", ".pq"))
-    bars, warnings = validate_bars(
-        raw,
+    parquet = path.name.lower().endswith(_PARQUET_SUFFIXES)
+    validate = partial(
+        validate_bars,
         timeframe=timeframe,
         source=str(path),
         label=label,
         line_offset=1 if parquet else 2,
         line_unit="row" if parquet else "line",
+        date_format=date_format,
     )
+    bars, warnings = validate(read_bar_file(path, check_first_chunk=validate))
+    from velox.store.core import ImportLogEntry
+
     with store.connect() as conn, conn.transaction():
+        stored, new = store.differing_bars(instrument_id, timeframe, bars, conn=conn)
+        if len(stored) and not replace:
+            raise DataError(_overwrite_message(path, instrument_id, timeframe, stored, new))
         rows = store.write_bars(instrument_id, timeframe, bars, conn=conn)
         store.record_import(key, digest, instrument_id, timeframe, rows, conn=conn)
+        store.log_import(
+            ImportLogEntry(
+                imported_by=_user(),
+                source=str(path.resolve()),
+                sha256=digest,
+                instrument_id=instrument_id,
+                timeframe=timeframe,
+                rows=rows,
+                replaced_rows=len(stored),
+                replace=replace,
+            ),
+            conn=conn,
+        )
     for warning in warnings:
         log.warning("%s: %s", path.name, warning)
+    if len(stored):
+        log.warning(
+            "replaced %d stored %s bars of %s with %s (audited in import_log)",
+            len(stored),
+            timeframe,
+            instrument_id,
+            path,
+        )
     log.info("imported %d %s bars of %s from %s", rows, timeframe, instrument_id, path)
-    return ImportResult(str(path), instrument_id, timeframe, rows, warnings=warnings)
+    return ImportResult(
+        str(path), instrument_id, timeframe, rows, warnings=warnings, replaced=len(stored)
+    )
+
+
+def _overwrite_message(
+    path: Path, instrument_id: str, timeframe: str, stored: pd.DataFrame, new: pd.DataFrame
+) -> str:
+    """Return the one-line refusal naming the first stored bar the file would change."""
+
+    def ohlcv(row: pd.Series) -> str:
+        return "/".join(f"{row[c]:g}" for c in BAR_COLUMNS)
+
+    when = stored.index[0].tz_convert(IST_NAME).strftime("%Y-%m-%d %H:%M IST")
+    return (
+        f"{path}: would overwrite {len(stored)} stored {timeframe} bar(s) of {instrument_id} "
+        f"with different values; first at {when}: stored O/H/L/C/V {ohlcv(stored.iloc[0])}, "
+        f"file {ohlcv(new.iloc[0])}; nothing written (use --replace / replace=True to "
+        "overwrite, which is audited)"
+    )
+
+
+def _user() -> str:
+    """Return the OS user name for the import audit (``unknown`` where none is set)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def _check_instrument_id(instrument_id: str) -> None:
@@ -372,7 +578,11 @@ def bundled_files(data_dir: Path | None = None) -> list[tuple[Path, str, str]]:
 
 
 def import_many(
-    items: Iterable[tuple[Path, str, str]], *, store: Store | None = None, progress: bool = True
+    items: Iterable[tuple[Path, str, str]],
+    *,
+    store: Store | None = None,
+    progress: bool = True,
+    replace: bool = False,
 ) -> list[ImportResult]:
     """Import several files, with a progress bar; each file is its own transaction."""
     from tqdm.auto import tqdm
@@ -384,5 +594,5 @@ def import_many(
     results = []
     bar = tqdm(items, desc="importing bars", unit="file", disable=not progress, leave=False)
     for path, instrument_id, timeframe in bar:
-        results.append(import_bars(path, instrument_id, timeframe, store=store))
+        results.append(import_bars(path, instrument_id, timeframe, store=store, replace=replace))
     return results

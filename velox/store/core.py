@@ -30,6 +30,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,9 +102,25 @@ TABLES = frozenset(
         "command_targets",
         "command_events",
         "imports",
+        "import_log",
         "schema_migrations",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLogEntry:
+    """One audited import: who wrote which bytes (sha256) into which series, what it replaced."""
+
+    imported_by: str
+    source: str
+    sha256: str
+    instrument_id: str
+    timeframe: str
+    rows: int
+    replaced_rows: int
+    replace: bool
+
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds
 _DAY_NS = 86_400 * 1_000_000_000
@@ -120,6 +137,7 @@ ON CONFLICT (series_id, ts) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
     close = EXCLUDED.close, volume = EXCLUDED.volume
 """
+_BUMP_REVISION = "UPDATE bar_series SET revision = revision + 1 WHERE id = %s"
 #: The blocks a tick write in [first, last] may rewrite: those starting inside it (all of them),
 #: and up to 32 on each side, of which the one just before may reach into it.
 _NEARBY_BLOCKS = """
@@ -313,6 +331,9 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
                 # the server's setting: it may hold rows that must be durable.
                 c.execute("SET LOCAL synchronous_commit = off")
             series, overlap = _bar_series(c, instrument_id, timeframe, first, last)
+            # Every write moves the series to a new revision, so an import's "unchanged;
+            # skipped" shortcut holds only while its bytes were the last thing written here.
+            c.execute(_BUMP_REVISION, (series,))
             if not overlap:
                 # New range (the common bulk import): COPY straight into bars, which is about
                 # twice as fast as staging + ON CONFLICT. A concurrent writer that inserted
@@ -517,14 +538,18 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
             ).fetchall()
         return dict(rows)
 
-    def _read_stored(self, series: int, start: object, end: object) -> pd.DataFrame:
+    def _read_stored(
+        self, series: int, start: object, end: object, *, conn: psycopg.Connection | None = None
+    ) -> pd.DataFrame:
         conditions = _range_conditions("series_id", series, start, end)
         query = sql.SQL("SELECT ts, open, high, low, close, volume FROM bars WHERE {}").format(
             sql.SQL(" AND ").join(conditions)
         )
-        return self._fetch_bars(query)
+        return self._fetch_bars(query, conn=conn)
 
-    def _fetch_bars(self, relation: sql.Composable) -> pd.DataFrame:
+    def _fetch_bars(
+        self, relation: sql.Composable, *, conn: psycopg.Connection | None = None
+    ) -> pd.DataFrame:
         """Return the rows of ``relation`` (columns ts + OHLCV, none NULL) as the bars frame.
 
         Each column comes back as ONE binary array (``array_send(array_agg(…))``) parsed with
@@ -537,7 +562,7 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         # Aggregating an ordered subquery keeps its order in practice and is ~25% faster than
         # six ``array_agg(… ORDER BY ts)``; _frame re-sorts if a plan ever breaks that.
         query = sql.SQL("SELECT {} FROM ({} ORDER BY 1) AS s").format(aggregates, relation)
-        with self._shared() as conn, conn.cursor(binary=True) as cur:
+        with self._shared(conn) as c, c.cursor(binary=True) as cur:
             row = cur.execute(query).fetchone()
         return _frame(row)
 
@@ -743,6 +768,22 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
             ).fetchone()
         return None if row is None else row[0]
 
+    def import_is_current(self, source_key: str, sha256: str) -> bool:
+        """Return whether ``sha256`` was recorded for ``source_key`` and nothing wrote since.
+
+        "Nothing since" compares the revision recorded with the import against the series'
+        current revision (bumped by every :meth:`write_bars`), so bytes imported, then
+        overwritten by another file, are imported again rather than skipped.
+        """
+        with self._shared() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM imports AS i JOIN bar_series AS s"
+                " ON s.instrument_id = i.instrument_id AND s.timeframe = i.timeframe"
+                " WHERE i.source_key = %s AND i.sha256 = %s AND i.series_revision = s.revision",
+                (source_key, sha256),
+            ).fetchone()
+        return row is not None
+
     def record_import(
         self,
         source_key: str,
@@ -753,15 +794,105 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         *,
         conn: psycopg.Connection | None = None,
     ) -> None:
-        """Record (or replace) the import of ``source_key`` so an unchanged file is skipped."""
+        """Record (or replace) the import of ``source_key`` so an unchanged file is skipped.
+
+        The series' current revision is recorded with it (see :meth:`import_is_current`), so
+        call this after writing the bars, in the same transaction.
+        """
         with self._shared(conn) as c:
             c.execute(
-                "INSERT INTO imports (source_key, sha256, instrument_id, timeframe, rows)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_key) DO UPDATE SET"
+                "INSERT INTO imports"
+                " (source_key, sha256, instrument_id, timeframe, rows, series_revision)"
+                " VALUES (%s, %s, %s, %s, %s, coalesce((SELECT revision FROM bar_series"
+                "  WHERE instrument_id = %s AND timeframe = %s), 0))"
+                " ON CONFLICT (source_key) DO UPDATE SET"
                 " sha256 = EXCLUDED.sha256, instrument_id = EXCLUDED.instrument_id,"
-                " timeframe = EXCLUDED.timeframe, rows = EXCLUDED.rows, imported_at = now()",
-                (source_key, sha256, instrument_id, timeframe, int(rows)),
+                " timeframe = EXCLUDED.timeframe, rows = EXCLUDED.rows,"
+                " series_revision = EXCLUDED.series_revision, imported_at = now()",
+                (source_key, sha256, instrument_id, timeframe, int(rows), instrument_id, timeframe),
             )
+
+    def log_import(self, entry: ImportLogEntry, *, conn: psycopg.Connection | None = None) -> None:
+        """Append one row to the audit of imports (``import_log``, append-only)."""
+        with self._shared(conn) as c:
+            c.execute(
+                "INSERT INTO import_log (imported_by, source, sha256, instrument_id, timeframe,"
+                " rows, replaced_rows, replace) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    entry.imported_by,
+                    entry.source,
+                    entry.sha256,
+                    entry.instrument_id,
+                    entry.timeframe,
+                    entry.rows,
+                    entry.replaced_rows,
+                    entry.replace,
+                ),
+            )
+
+    def read_import_log(self) -> pd.DataFrame:
+        """Return the import audit, oldest first (``imported_at`` in IST)."""
+        import pandas as pd
+
+        columns = [
+            "id",
+            "imported_at",
+            "imported_by",
+            "source",
+            "sha256",
+            "instrument_id",
+            "timeframe",
+            "rows",
+            "replaced_rows",
+            "replace",
+        ]
+        with self._shared() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(columns)} FROM import_log ORDER BY id"  # noqa: S608
+            ).fetchall()
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["imported_at"] = pd.to_datetime(frame["imported_at"], utc=True).dt.tz_convert(
+            IST_NAME
+        )
+        return frame
+
+    def differing_bars(
+        self,
+        instrument_id: str,
+        timeframe: str,
+        bars: pd.DataFrame,
+        *,
+        conn: psycopg.Connection | None = None,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Return ``(stored, new)``: the stored bars that ``bars`` would change, and its rows.
+
+        Both frames hold the same timestamps (IST index, OHLCV), in time order; identical
+        rows are not included, so re-writing the same values is not a difference. With
+        ``conn`` the series row is created if new and locked for the caller's transaction
+        (``FOR UPDATE``), so no other writer can change the series between this check and the
+        caller's write: a second importer waits here, then compares against the first's bars.
+        """
+        empty = bars.iloc[:0][list(OHLCV)]
+        with self._shared(conn) as c:
+            if conn is not None:
+                c.execute(
+                    "INSERT INTO bar_series (instrument_id, timeframe) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (instrument_id, timeframe),
+                )
+            row = c.execute(
+                "SELECT id FROM bar_series WHERE instrument_id = %s AND timeframe = %s"
+                + (" FOR UPDATE" if conn is not None else ""),
+                (instrument_id, timeframe),
+            ).fetchone()
+            if row is None or bars.empty:
+                return empty, empty
+            stored = self._read_stored(row[0], bars.index[0], bars.index[-1], conn=c)
+        common = stored.index.intersection(bars.index)
+        old = stored.loc[common, list(OHLCV)]
+        new = bars.loc[common, list(OHLCV)].astype("float64")
+        changed = (old.to_numpy() != new.to_numpy()).any(axis=1)
+        return old[changed], new[changed]
 
     # -- order events ------------------------------------------------------------------------------
 
