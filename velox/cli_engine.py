@@ -54,9 +54,10 @@ def _build_strategies(spec: str, symbols: tuple[str, ...], timeframe: str | None
 
 
 def _risk_limits(path: str | None):  # noqa: ANN202
+    """Return ``--risk FILE``'s limits, or None: the engine then uses velox.toml's [risk]."""
     from velox.risk import RiskLimits
 
-    return RiskLimits.from_toml(path) if path else RiskLimits()
+    return RiskLimits.from_toml(path) if path else None
 
 
 def _print_summary(result: RunResult, mode: str) -> None:

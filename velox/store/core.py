@@ -40,6 +40,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from velox.calendar import IST_NAME, TIMEFRAMES, bucket_start_ns, check_timeframe
+from velox.config import mask_url, redact
 from velox.errors import StoreError, ValidationError
 from velox.instruments import COLUMNS
 from velox.store.alerts import AlertsMixin
@@ -47,7 +48,7 @@ from velox.store.commands import CommandsMixin
 from velox.store.listen import NotifyMixin
 from velox.store.migrate import apply_migrations
 from velox.store.runs import RunsMixin
-from velox.store.server import describe_url, embedded_url
+from velox.store.server import embedded_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,14 +184,14 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
             "Velox store: %s PostgreSQL %s at %s, %s%s",
             backend,
             version,
-            describe_url(url),
+            mask_url(url),
             mode,
             f"; applied migrations {applied}" if applied else "",
         )
 
     def __repr__(self) -> str:
         return (
-            f"Store(backend={self.backend!r}, url={describe_url(self.url)!r}, "
+            f"Store(backend={self.backend!r}, url={mask_url(self.url)!r}, "
             f"timescale={self.timescale})"
         )
 
@@ -211,14 +212,17 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         """
         try:
             return psycopg.connect(self.url, autocommit=autocommit)
-        except psycopg.OperationalError as exc:
-            if self.store_dir is not None:  # the embedded server was stopped: start it again
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+            if self.store_dir is not None and isinstance(exc, psycopg.OperationalError):
+                # the embedded server was stopped: start it again
                 self.url = embedded_url(self.store_dir)
                 return psycopg.connect(self.url, autocommit=autocommit)
+            # psycopg's message may quote the URL: masked, and not chained (``-v`` would print it)
+            problem = redact(" ".join(str(exc).split()), self.url)
             raise StoreError(
-                f"cannot connect to PostgreSQL at {describe_url(self.url)}: {exc}".strip()
-                + "; is the server running and VELOX_DATABASE_URL right?"
-            ) from exc
+                f"cannot connect to PostgreSQL at {mask_url(self.url)}: {problem}"
+                "; is the server running and VELOX_DATABASE_URL right?"
+            ) from None
 
     @contextmanager
     def _shared(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:

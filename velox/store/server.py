@@ -164,17 +164,3 @@ def _forget(path: Path) -> None:
     if instance is not None:
         atexit.unregister(instance._cleanup)
         instance.global_process_id_list.get_and_remove(os.getpid())
-
-
-def describe_url(url: str) -> str:
-    """Return ``url`` without its password, for logs (host, port, database and user only)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(url)
-    except Exception:  # a malformed URL is reported by connect(), not here
-        return "<unparsable database URL>"
-    host = parts.get("host") or "localhost"
-    port = f":{parts['port']}" if parts.get("port") else ""
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    return f"postgresql://{user}{host}{port}/{parts.get('dbname', '')}"
