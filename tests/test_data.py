@@ -171,7 +171,7 @@ def test_bad_instrument_id_and_file_type(tmp_path: Path):
 def test_cli_import_list_show(store, tmp_path: Path, monkeypatch):
     from velox import cli
 
-    monkeypatch.setattr("velox.store.open_store", lambda url=None: store)
+    monkeypatch.setattr("velox.store.open_store", lambda url=None, **_: store)
     runner = CliRunner()
     ok = runner.invoke(
         cli.main,

@@ -181,8 +181,7 @@ def _check_data_dir(raw: object, source: str) -> Path:
         text = raw
     else:
         raise ConfigError(
-            f"{source}: data_dir={raw!r} must be a folder path (a string), not "
-            f"{type(raw).__name__}"
+            f"{source}: data_dir={raw!r} must be a folder path (a string), not {type(raw).__name__}"
         )
     if not text.strip():
         raise ConfigError(f"{source}: data_dir is empty; give the folder holding data/ and store/")

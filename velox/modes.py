@@ -141,7 +141,7 @@ def replay(
         if store is None:
             from velox.store import open_store
 
-            store = open_store()
+            store = open_store(create=False)
         feed = load_bars(store, runnable, start, end)
     else:
         feed = BarReplay(bars)
@@ -237,7 +237,7 @@ def load_run(run_id: str, *, store: Store | None = None) -> RunResult:
     if store is None:
         from velox.store import open_store
 
-        store = open_store()
+        store = open_store(create=False)
     run = store.run(run_id)
     summary = run.get("summary") or {}
     errors = summary.get("errors", {}) if isinstance(summary, dict) else {}
@@ -339,7 +339,7 @@ def paper(
     if store is None:
         from velox.store import open_store
 
-        store = open_store()
+        store = open_store(create=False)
     path = Path(socket_path) if socket_path is not None else paper_socket(run_id)
     subs = sorted({(i, tf) for s in strategies for i in s.instruments for tf in s.all_timeframes})
     if listening(path):

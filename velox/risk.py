@@ -225,7 +225,7 @@ class RiskLimits:
             raise ConfigError(
                 f"risk limit max_orders_per_second={self.max_orders_per_second:g} is at or above "
                 f"SEBI's {SEBI_ALGO_RATE:g} orders/s per exchange, which needs an "
-                "exchange-registered algo ID: set algo_id = \"<your algo ID>\" beside it, or "
+                'exchange-registered algo ID: set algo_id = "<your algo ID>" beside it, or '
                 f"stay below {SEBI_ALGO_RATE:g} (default 8)"
             )
 
