@@ -47,7 +47,8 @@ def test_secret_in_file_is_refused(tmp_path: Path):
 def test_secret_never_in_repr():
     settings = load_settings(env={"VELOX_DATABASE_URL": "postgresql://u:hunter2@db/velox"})
     assert settings.database_url.endswith("@db/velox")
-    assert "hunter2" not in repr(settings) and "<set>" in repr(settings)
+    assert "hunter2" not in repr(settings)
+    assert "database_url='postgresql://u:***@db/velox'" in repr(settings)
 
 
 @pytest.mark.parametrize("value", ["3pm", "16:00", "15:75"])

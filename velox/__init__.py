@@ -116,7 +116,9 @@ def bars(
     from velox.calendar import check_timeframe
     from velox.errors import DataError
     from velox.store import open_store
+    from velox.types import check_instrument_id
 
+    check_instrument_id(instrument_id)
     check_timeframe(timeframe)
     store = open_store(create=False)
     frame = store.read_bars(instrument_id, timeframe, start=start, end=end)

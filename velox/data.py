@@ -32,6 +32,7 @@ from velox.calendar import (
     timeframe_minutes,
 )
 from velox.errors import DataError
+from velox.types import check_instrument_id
 
 if TYPE_CHECKING:
     from velox.store import Store
@@ -321,11 +322,13 @@ def import_bars(
     ------
     DataError
         If the file fails validation; nothing is written.
+    ValidationError
+        If ``instrument_id`` breaks the id grammar (:func:`velox.types.check_instrument_id`).
     """
     from velox.store import open_store
 
     path = Path(path)
-    _check_instrument_id(instrument_id)
+    check_instrument_id(instrument_id)
     check_timeframe(timeframe)
     store = store or open_store()
     digest = file_sha256(path) if path.exists() else ""
@@ -349,14 +352,6 @@ def import_bars(
         log.warning("%s: %s", path.name, warning)
     log.info("imported %d %s bars of %s from %s", rows, timeframe, instrument_id, path)
     return ImportResult(str(path), instrument_id, timeframe, rows, warnings=warnings)
-
-
-def _check_instrument_id(instrument_id: str) -> None:
-    exchange, _, symbol = instrument_id.partition(":")
-    if not exchange or not symbol or exchange != exchange.upper():
-        raise DataError(
-            f"instrument id {instrument_id!r} must read EXCHANGE:SYMBOL, e.g. NSE:RELIANCE"
-        )
 
 
 def bundled_files(data_dir: Path | None = None) -> list[tuple[Path, str, str]]:

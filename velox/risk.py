@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from velox.calendar import IST, trading_hours_ns
 from velox.errors import ConfigError, RiskBreach, ValidationError
-from velox.types import Instrument, Order, Side, is_aware
+from velox.types import Instrument, Order, Side, check_instrument_id, is_aware
 
 __all__ = [
     "SEBI_ALGO_RATE",
@@ -209,11 +209,11 @@ class RiskLimits:
                     "ids such as ['NSE:RELIANCE', 'NFO:NIFTY24APRFUT']"
                 )
             ids = frozenset(allowed)
-            bad = sorted(str(i) for i in ids if not isinstance(i, str) or ":" not in i)
-            if bad:
-                raise ConfigError(
-                    f"risk limit allowed_instruments has {bad}, which are not 'EXCHANGE:SYMBOL' ids"
-                )
+            for instrument_id in sorted(ids, key=str):
+                try:
+                    check_instrument_id(instrument_id)
+                except ValidationError as exc:
+                    raise ConfigError(f"risk limit allowed_instruments: {exc}") from None
             object.__setattr__(self, "allowed_instruments", ids)
 
     def _check_algo_rate(self) -> None:

@@ -49,6 +49,7 @@ from velox.store.listen import NotifyMixin
 from velox.store.migrate import apply_migrations
 from velox.store.runs import RunsMixin
 from velox.store.server import embedded_url
+from velox.types import check_instrument_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -303,6 +304,7 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         >>> store.write_bars("NSE:RELIANCE", "1m", frame)                   # doctest: +SKIP
         1
         """
+        check_instrument_id(instrument_id)
         check_timeframe(timeframe)
         records = _bar_records(df)
         if records is None:
@@ -589,6 +591,7 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         >>> store.write_ticks("NSE:SBIN", ticks)                            # doctest: +SKIP
         2
         """
+        check_instrument_id(instrument_id)
         parsed = _tick_records(ticks)
         if parsed is None:
             return 0
@@ -680,6 +683,8 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         if df["id"].duplicated().any():
             dups = df.loc[df["id"].duplicated(), "id"].head(5).tolist()
             raise ValidationError(f"duplicate instrument ids {dups}; ids must be unique")
+        for instrument_id in df["id"].tolist():
+            check_instrument_id(instrument_id)
         columns = []
         for name in INSTRUMENT_COLUMNS:
             col = df[name]
