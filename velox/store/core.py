@@ -354,6 +354,8 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         from concurrent.futures import ThreadPoolExecutor
 
         check_timeframe(timeframe)
+        for instrument_id in frames:  # before any write: a bad id is refused, not reported later
+            check_instrument_id(instrument_id)
         workers = max(1, min(len(frames), workers or min(os.cpu_count() or 1, 4)))
 
         def write(item: tuple[str, pd.DataFrame]) -> int:
