@@ -359,7 +359,10 @@ def run_latency(n: int, audit: object = None, every: int = 1) -> list[float]:
     ]
     stamps: dict[int, int] = {}
     sim = _TimedSim({STOCK.id: STOCK}, initial_cash=1e9, cost_model=ZeroCost())
-    limits = RiskLimits(max_orders_per_second=1e9, duplicate_window_seconds=0)
+    # An unthrottled stream is far above SEBI's algo line: declared as such, for the measurement.
+    limits = RiskLimits(
+        max_orders_per_second=1e9, algo_id="bench-unthrottled", duplicate_window_seconds=0
+    )
     engine = Engine(
         [EveryTick()],
         broker=sim,

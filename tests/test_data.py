@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from velox.data import import_bars, validate_bars
-from velox.errors import DataError
+from velox.errors import DataError, ValidationError
 
 GOOD = """timestamp,open,high,low,close,volume
 2024-04-01T09:15:00+05:30,100.0,101.0,99.5,100.5,1000
@@ -162,7 +162,7 @@ def test_gaps_and_out_of_session_rows_are_warnings_not_rejections(tmp_path: Path
 
 
 def test_bad_instrument_id_and_file_type(tmp_path: Path):
-    with pytest.raises(DataError, match="must read EXCHANGE:SYMBOL"):
+    with pytest.raises(ValidationError, match="must read .EXCHANGE:SYMBOL."):
         import_bars(_write(tmp_path, GOOD), "RELIANCE", "5m")
     with pytest.raises(DataError, match="unsupported file type"):
         from velox.data import read_bar_file
@@ -174,7 +174,7 @@ def test_bad_instrument_id_and_file_type(tmp_path: Path):
 def test_cli_import_list_show(store, tmp_path: Path, monkeypatch):
     from velox import cli
 
-    monkeypatch.setattr("velox.store.open_store", lambda url=None: store)
+    monkeypatch.setattr("velox.store.open_store", lambda url=None, **_: store)
     runner = CliRunner()
     ok = runner.invoke(
         cli.main,

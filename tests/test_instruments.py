@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import velox.instruments as vi
-from velox.errors import DataError, UnknownInstrument
+from velox.errors import DataError, UnknownInstrument, ValidationError
 from velox.testing import market_file, shared_market_data
 from velox.types import InstrumentKind
 
@@ -389,7 +389,10 @@ def test_unknown_id_suggests_close_matches(master: vi.InstrumentMaster) -> None:
     with pytest.raises(UnknownInstrument, match="did you mean NSE:RELIANCE") as excinfo:
         master.get("NSE:RELIANC")
     assert isinstance(excinfo.value, KeyError)
-    with pytest.raises(UnknownInstrument, match="did you mean NSE:RELIANCE"):
+    # a malformed id is a ValidationError, still with the suggestion
+    with pytest.raises(
+        ValidationError, match="must read 'EXCHANGE:SYMBOL'.*did you mean NSE:RELIANCE"
+    ):
         master.get("RELIANCE")
     with pytest.raises(UnknownInstrument, match="did you mean NFO:NIFTY24APR225"):
         master.get("NFO:NIFTY24APR22525CE")

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_readme_quick_start_python_runs(store, monkeypatch):
     import_bars(ROOT / "data/bars/RELIANCE_1d_2017_2022.csv.gz", "NSE:RELIANCE", "1d", store=store)
     import_bars(ROOT / "data/bars/NIFTY_1m_2021_2022.csv.gz", "NSE:NIFTY", "1m", store=store)
-    monkeypatch.setattr("velox.store.open_store", lambda url=None: store)
+    monkeypatch.setattr("velox.store.open_store", lambda url=None, **_: store)
     monkeypatch.chdir(ROOT)  # the README's strategy paths are relative to the repository
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert blocks, "README has no python quick-start block"

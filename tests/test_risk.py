@@ -596,7 +596,7 @@ def test_from_mapping_reads_toml_style_values() -> None:
         ({"trading_start": "9h15"}, "trading_start='9h15' must be a time like '09:15'"),
         ({"trading_start": "15:30"}, "must be before trading_end"),
         ({"allowed_instruments": "NSE:SBIN"}, "must be a list of instrument ids"),
-        ({"allowed_instruments": ["SBIN"]}, "not 'EXCHANGE:SYMBOL'"),
+        ({"allowed_instruments": ["SBIN"]}, "must read 'EXCHANGE:SYMBOL'"),
         ({"price_band_pct": float("nan")}, "price_band_pct=nan must be a number > 0"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 from datetime import date, datetime, timedelta, timezone, tzinfo
 
 import pytest
@@ -225,3 +226,62 @@ def test_is_aware_for_fixed_offsets_zones_and_naive_times():
     assert not is_aware(datetime(2024, 4, 1, 9, 15, tzinfo=NoOffset()))
     with pytest.raises(ValidationError, match="naive"):
         Order("c1", "NSE:SBIN", Side.BUY, 1, created_at=datetime(2024, 4, 1, tzinfo=NoOffset()))
+
+
+# ---- the instrument id grammar ----------------------------------------------------------------
+
+BAD_IDS = {
+    "trailing space": ("NSE:RELIANCE ", "leading or trailing blanks"),
+    "leading space": (" NSE:RELIANCE", "leading or trailing blanks"),
+    "tab": ("NSE:RELI\tANCE", "control characters"),
+    "newline (log injection)": ("NSE:SBIN\n2026-01-01 INFO fake line", "control characters"),
+    "NUL": ("NSE:SBIN\x00", "control characters"),
+    "three parts": ("NSE:A:B:C", "more than one ':'"),
+    "no colon": ("RELIANCE", "must read 'EXCHANGE:SYMBOL'"),
+    "empty symbol": ("NSE:", "must read 'EXCHANGE:SYMBOL'"),
+    "empty exchange": (":SBIN", "must read 'EXCHANGE:SYMBOL'"),
+    "empty": ("", "must read 'EXCHANGE:SYMBOL'"),
+    "unknown exchange": ("NYSE:IBM", "unknown exchange 'NYSE'"),
+    "lower case exchange": ("nse:SBIN", "ids are upper case: 'NSE:SBIN'"),
+    "lower case symbol": ("NSE:sbin", "ids are upper case: 'NSE:SBIN'"),
+    "emoji": ("NSE:🚀MOON", "outside the exchange's character set"),
+    "double inner space": ("NSE:NIFTY  50", "outside the exchange's character set"),
+    "symbol of punctuation": ("NSE:-", "outside the exchange's character set"),
+    "quote (SQL)": ("NSE:SBIN';DROP", "outside the exchange's character set"),
+    "2.8 KB": ("NSE:" + "A" * 2800, "is too long"),
+    "41-char symbol": ("NSE:" + "A" * 41, "is too long"),
+}
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD_IDS.values(), ids=BAD_IDS.keys())
+def test_bad_instrument_ids_are_refused_with_repr(text: str, problem: str) -> None:
+    from velox.types import check_instrument_id
+
+    with pytest.raises(ValidationError, match=re.escape(problem)) as info:
+        check_instrument_id(text)
+    message = str(info.value)
+    assert "\n" not in message and "\t" not in message  # shown by repr: no forged log line
+    assert len(message) < 400  # truncated, however long the id
+    assert repr(text[:48]) in message
+    with pytest.raises(ValidationError):  # and the dataclass refuses it the same way
+        Instrument(text, text.partition(":")[0], text.partition(":")[2], InstrumentKind.EQ)
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"NSE:SBIN", ("NSE", "SBIN")])
+def test_non_string_ids_are_refused(bad: object) -> None:
+    from velox.types import check_instrument_id
+
+    with pytest.raises(ValidationError, match="must be a string"):
+        check_instrument_id(bad)
+
+
+def test_every_bundled_instrument_id_follows_the_grammar() -> None:
+    # the grammar is derived from the exchanges' symbols: the master must pass it whole
+    from velox.instruments import load_bundled_master
+    from velox.types import MAX_SYMBOL_LENGTH, check_instrument_id
+
+    ids = load_bundled_master().table["id"].tolist()
+    assert all(check_instrument_id(i) == i for i in ids)
+    for good in ("NSE:M&M", "NSE:BAJAJ-AUTO", "NFO:ABCAPITAL24APR162.5CE", "NSE:NIFTY 50",
+                 "MCX:GOLD", "NSE:" + "A" * MAX_SYMBOL_LENGTH):  # fmt: skip
+        assert check_instrument_id(good) == good

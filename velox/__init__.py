@@ -116,9 +116,11 @@ def bars(
     from velox.calendar import check_timeframe
     from velox.errors import DataError
     from velox.store import open_store
+    from velox.types import check_instrument_id
 
+    check_instrument_id(instrument_id)
     check_timeframe(timeframe)
-    store = open_store()
+    store = open_store(create=False)
     frame = store.read_bars(instrument_id, timeframe, start=start, end=end)
     if frame.empty:
         summary = store.bar_summary()
@@ -228,7 +230,7 @@ def runs(
     """
     from velox.store import open_store
 
-    frame = open_store().runs(mode=mode, status=status, limit=limit)
+    frame = open_store(create=False).runs(mode=mode, status=status, limit=limit)
     for key in ("total_return", "cagr", "max_drawdown", "sharpe", "trades", "charges"):
         frame[key] = [(s or {}).get(key) if isinstance(s, dict) else None for s in frame["summary"]]
     return frame

@@ -1,30 +1,91 @@
 """The ``velox`` command line.
 
 Every verb has ``--help``. Heavy modules are imported inside the verbs so ``velox --help`` is
-instant. Errors Velox raises on purpose (:class:`velox.errors.VeloxError`) are shown as one clear
-message and exit code 1, without a traceback.
+instant. A user error is shown as ONE line on stderr (``error: …``) with a non-zero exit code
+and no traceback: errors Velox raises on purpose (:class:`velox.errors.VeloxError`), click's
+usage errors, operating-system errors (a file not found, permission denied) and Ctrl-C.
+``velox -v`` adds the traceback above that line.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from velox.errors import VeloxError
 
+#: Exit code of an interrupted command (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _one_line(text: str) -> str:
+    """Return ``text`` as one line: a message must not spill server output or forge log lines."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _os_error_message(exc: OSError) -> str:
+    """Return ``permission denied: /path`` style text for an operating-system error."""
+    reason = (exc.strerror or type(exc).__name__).lower()
+    if exc.filename is None:
+        return f"{reason}" if exc.strerror else str(exc)
+    target = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{reason}: {target}"
+
+
+def _describe(exc: BaseException) -> tuple[str, int]:
+    """Return the one-line message and exit code of a user error."""
+    if isinstance(exc, click.UsageError):
+        hint = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
+        return exc.format_message() + hint, exc.exit_code
+    if isinstance(exc, click.ClickException):
+        return exc.format_message(), exc.exit_code
+    if isinstance(exc, click.Abort | KeyboardInterrupt | EOFError):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, OSError):
+        return _os_error_message(exc), 1
+    return str(exc), 1
+
+
+#: What the CLI reports as a user error (anything else is a bug and keeps its traceback).
+USER_ERRORS = (VeloxError, click.ClickException, click.Abort, OSError, KeyboardInterrupt, EOFError)
+
+
+def _fail(exc: BaseException, *, verbose: bool) -> NoReturn:
+    message, code = _describe(exc)
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    click.secho(f"error: {_one_line(message) or type(exc).__name__}", fg="red", err=True)
+    sys.exit(code)
+
 
 class _VeloxGroup(click.Group):
-    """Turn deliberate Velox errors into a clean message instead of a traceback."""
+    """Turn user errors into one clear line (and an exit code) instead of a traceback."""
+
+    def main(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        if kwargs.get("standalone_mode", True) is False or len(args) > 3:
+            return super().main(*args, **kwargs)  # a caller that handles errors itself
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare ``velox``: the help text
+            exc.show()
+            sys.exit(exc.exit_code)
+        except USER_ERRORS as exc:  # raised while parsing the top-level options
+            _fail(exc, verbose=False)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         try:
             return super().invoke(ctx)
-        except VeloxError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
+        except click.exceptions.Exit:
+            raise
+        except USER_ERRORS as exc:
+            _fail(exc, verbose=bool(ctx.params.get("verbose")))
 
 
 @click.group(cls=_VeloxGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,14 +101,15 @@ def main(verbose: bool) -> None:
         stream=sys.stderr,
     )
     if not verbose:
-        # pgserver narrates every start/attach at INFO; Velox's own store line says what matters.
-        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        # pgserver narrates every start/attach at INFO and dumps its server log at ERROR when a
+        # start fails; Velox's own store line (or one-line StoreError) says what matters.
+        logging.getLogger("pgserver").setLevel(logging.CRITICAL)
 
 
 def _summary_table() -> str:
     from velox.store import open_store
 
-    summary = open_store().bar_summary()
+    summary = open_store(create=False).bar_summary()
     if summary.empty:
         return "(no bars stored)"
     summary = summary.sort_values(["instrument_id", "timeframe"])
@@ -249,7 +311,7 @@ def instruments_show(instrument_id: str) -> None:
 
 @main.command("config")
 def config_show() -> None:
-    """Print the effective settings (secrets are shown only as <set>)."""
+    """Print the effective settings (the database URL with its password masked)."""
     from velox.config import get_settings
 
     click.echo(repr(get_settings()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,9 +55,10 @@ def _build_strategies(spec: str, symbols: tuple[str, ...], timeframe: str | None
 
 
 def _risk_limits(path: str | None):  # noqa: ANN202
+    """Return ``--risk FILE``'s limits, or None: the engine then uses velox.toml's [risk]."""
     from velox.risk import RiskLimits
 
-    return RiskLimits.from_toml(path) if path else RiskLimits()
+    return RiskLimits.from_toml(path) if path else None
 
 
 def _print_summary(result: RunResult, mode: str) -> None:
@@ -90,6 +92,27 @@ def _print_summary(result: RunResult, mode: str) -> None:
         click.echo(f"risk {event['kind']} {event['limit']} at {event['ts']}: {event['message']}")
 
 
+def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """Click callback: check an output file option can be written *before* the command runs.
+
+    A run that ends by failing to write its report would have wasted the run; the error names
+    the option and the path in one line.
+    """
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    parent = path.parent
+    if path.is_dir():
+        raise click.BadParameter(f"{str(path)!r} is a folder, not a file", ctx, param)
+    if not parent.is_dir():
+        what = "does not exist" if not parent.exists() else "is not a folder"
+        raise click.BadParameter(f"cannot write {str(path)!r}: {str(parent)!r} {what}", ctx, param)
+    target = path if path.exists() else parent
+    if not os.access(target, os.W_OK):
+        raise click.BadParameter(f"permission denied: cannot write {str(path)!r}", ctx, param)
+    return path
+
+
 _symbol = click.option(
     "--symbol", "symbols", multiple=True, help="Instrument id (repeatable), e.g. NSE:RELIANCE."
 )
@@ -98,6 +121,9 @@ _param = click.option(
     "--param", "params", multiple=True, metavar="NAME=VALUE", help="Strategy parameter."
 )
 _cash = click.option("--cash", default=1_000_000.0, show_default=True, help="Starting cash (₹).")
+_json = click.option(
+    "--json", "json_path", callback=output_path, help="Write the report (JSON) to this file."
+)
 _risk = click.option("--risk", "risk_file", help="TOML file with a [risk] table of limits.")
 
 
@@ -112,7 +138,7 @@ _risk = click.option("--risk", "risk_file", help="TOML file with a [risk] table 
 @_risk
 @click.option("--record", is_flag=True, help="Store the run (velox runs show RUN reads it).")
 @click.option("--run", "run_id", help="Run id to record under (default: the next R<n>).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report here.")
+@_json
 def replay(
     strategy: str,
     symbols: tuple[str, ...],
@@ -124,7 +150,7 @@ def replay(
     risk_file: str | None,
     record: bool,
     run_id: str | None,
-    json_path: str | None,
+    json_path: Path | None,
 ) -> None:
     """Replay STRATEGY (file.py[:Class] or module:Class) on stored bars, event by event.
 
@@ -163,7 +189,7 @@ def replay(
 @click.option("--run", "run_id", default="P1", show_default=True, help="Run id (resume with it).")
 @click.option("--account", default="paper", show_default=True, help="Account name (for kill).")
 @click.option("--socket", "socket_path", help="Simulator socket (default <data_dir>/paper/RUN).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report here.")
+@_json
 def paper(
     strategy: str,
     symbols: tuple[str, ...],
@@ -177,7 +203,7 @@ def paper(
     run_id: str,
     account: str,
     socket_path: str | None,
-    json_path: str | None,
+    json_path: Path | None,
 ) -> None:
     """Paper-trade STRATEGY: the simulated broker on a paced replay of stored bars.
 
@@ -242,7 +268,7 @@ def kill(account: str | None, run_id: str | None, reason: str, wait: float) -> N
 
     from velox.store import open_store
 
-    store = open_store()
+    store = open_store(create=False)
     command = store.issue_command(
         "kill", issued_by=getpass.getuser(), account=account, run_id=run_id,
         args={"reason": reason},
@@ -304,7 +330,7 @@ def runs_show(run_id: str, n_trades: int) -> None:
     from velox.modes import load_run
     from velox.store import open_store
 
-    run = open_store().run(run_id)
+    run = open_store(create=False).run(run_id)
     result = load_run(run_id)
     ended = run["ended_at"].strftime("%Y-%m-%d %H:%M:%S") if run["ended_at"] else "-"
     click.echo(

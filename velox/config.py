@@ -3,29 +3,46 @@
 Precedence: environment > ``velox.toml`` > defaults. Unknown keys are errors (a typo in a risk
 limit must not silently fall back to a default). Secrets (broker API keys, passwords, the
 database URL, which may embed a password) are read from the environment only and never appear in
-``repr`` or logs.
+``repr``, logs or error messages: :func:`mask_url` is the one function that shows a URL.
 
-The TOML file is looked up at ``$VELOX_CONFIG`` or ``./velox.toml``. Keys mirror the field names::
+The TOML file is ``$VELOX_CONFIG`` (which must exist) or else ``./velox.toml`` (if present).
+Keys mirror the field names; the ``[risk]`` table holds the default risk limits of every engine
+(the same keys as a ``--risk FILE``, see ``docs/risk.md``)::
 
     data_dir = "data"
     log_level = "INFO"
     mis_square_off = "15:15"
+
+    [risk]
+    max_order_notional = 200000
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
+from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from velox.errors import ConfigError
+
+if TYPE_CHECKING:
+    from velox.risk import RiskLimits
 
 ENV_PREFIX = "VELOX_"
 
 #: Fields that may only come from the environment (never from a file someone commits).
 SECRET_FIELDS = frozenset({"database_url"})
+
+#: Fields that may only come from ``velox.toml`` (a table does not fit in one variable).
+FILE_ONLY_FIELDS = frozenset({"risk"})
+
+#: What a masked password reads as.
+MASK = "***"
 
 
 def _project_root() -> Path:
@@ -42,42 +59,210 @@ class Settings:
     #: External PostgreSQL/TimescaleDB URL; ``None`` means the embedded pgserver store.
     database_url: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
-    #: Velox's own MIS square-off time (HH:MM IST), earlier than the broker's.
+    #: Velox's own MIS square-off time (HH:MM IST), earlier than the broker's; the simulator
+    #: squares off MIS positions then (see :attr:`square_off_time`).
     mis_square_off: str = "15:15"
+    #: The ``[risk]`` table of ``velox.toml``: default limits of every engine (``None`` = the
+    #: built-in defaults; see :attr:`risk_limits`).
+    risk: RiskLimits | None = None
 
     @property
     def store_dir(self) -> Path:
         """Where the embedded PostgreSQL keeps its data directory."""
         return self.data_dir / "store"
 
+    @property
+    def square_off_time(self) -> time:
+        """:attr:`mis_square_off` as a :class:`datetime.time` (IST wall clock)."""
+        return time.fromisoformat(self.mis_square_off)
+
+    @property
+    def risk_limits(self) -> RiskLimits:
+        """The engines' default risk limits: the ``[risk]`` table, else the built-in defaults."""
+        from velox.risk import RiskLimits
+
+        return self.risk if self.risk is not None else RiskLimits()
+
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECRET_FIELDS}
         if self.database_url:
-            shown["database_url"] = "<set>"
+            shown["database_url"] = mask_url(self.database_url)
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
+# ---- secrets in URLs -------------------------------------------------------------------------
+
+#: ``scheme://user:PASSWORD@`` (the password ends at the last ``@`` before the host part).
+_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)(?P<secret>[^\s]*)@")
+#: ``password=…`` in a conninfo string or a URI query (quoted, or up to the next separator).
+_KEY_PASSWORD = re.compile(
+    r"(?P<head>\bpassword\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'?|[^\s&;]*)", re.IGNORECASE
+)
+#: ``user:PASSWORD@host`` without a scheme (a common slip that libpq cannot parse).
+_BARE_PASSWORD = re.compile(r"^(?P<head>[^\s:/@=]+:)(?P<secret>[^\s]*)@")
+
+
+def _patterns(url: str) -> tuple[re.Pattern[str], ...]:
+    if "://" in url:
+        return (_URI_PASSWORD, _KEY_PASSWORD)
+    return (_KEY_PASSWORD, _BARE_PASSWORD)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Return the password texts found in a database URL or conninfo string (maybe malformed)."""
+    found = []
+    for pattern in _patterns(url):
+        for match in pattern.finditer(url):
+            secret = match.group("secret").strip("'")
+            if secret:
+                found += {secret, unquote(secret)}  # libpq may quote it decoded
+    return found
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``, however malformed the URL is.
+
+    The one function that shows a database URL (logs, errors, ``repr``, ``velox config``):
+    it works on the text, never by parsing, so a URL libpq refuses is still masked.
+
+    Examples
+    --------
+    >>> mask_url("postgresql://velox:s3cret@db.example:5432/velox")
+    'postgresql://velox:***@db.example:5432/velox'
+    >>> mask_url("host=db password='s3 cret' dbname=velox")
+    'host=db password=*** dbname=velox'
+    >>> mask_url("postgresql://velox:s3cret@[::1/velox")
+    'postgresql://velox:***@[::1/velox'
+    """
+    text = url
+    for pattern in _patterns(url):
+        tail = "" if pattern is _KEY_PASSWORD else "@"
+        text = pattern.sub(lambda m, tail=tail: m.group("head") + MASK + tail, text)
+    return redact(text, url)
+
+
+def redact(text: str, url: str | None) -> str:
+    """Return ``text`` (an error message, a log line) with every password of ``url`` masked.
+
+    libpq and psycopg quote the URL they could not parse in their messages; this is applied to
+    any such message before it is shown.
+    """
+    if not url:
+        return text
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _check_database_url(raw: str, source: str) -> str:
+    """Refuse a URL libpq cannot parse, with the URL masked and nothing chained."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not raw.strip():
+        raise ConfigError(f"{source}: the database URL is empty; unset it for the embedded store")
+    try:
+        conninfo_to_dict(raw)
+    except Exception as exc:  # psycopg.ProgrammingError; its message quotes the raw URL
+        problem = redact(str(exc).strip().splitlines()[0], raw)
+        raise ConfigError(
+            f"{source}: malformed database URL {mask_url(raw)!r}: {problem}; expected e.g. "
+            "postgresql://user:password@host:5432/dbname"
+        ) from None
+    return raw
+
+
+# ---- values ----------------------------------------------------------------------------------
+
+
+def _check_data_dir(raw: object, source: str) -> Path:
+    if isinstance(raw, Path):
+        text = str(raw)
+    elif isinstance(raw, str):
+        text = raw
+    else:
+        raise ConfigError(
+            f"{source}: data_dir={raw!r} must be a folder path (a string), not {type(raw).__name__}"
+        )
+    if not text.strip():
+        raise ConfigError(f"{source}: data_dir is empty; give the folder holding data/ and store/")
+    if text != text.strip() or any(not ch.isprintable() for ch in text):
+        raise ConfigError(
+            f"{source}: data_dir={text!r} has leading/trailing blanks or control characters; "
+            "it does not look like a path"
+        )
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{source}: data_dir={text!r} is a file, not a folder")
+    return path
+
+
+def _check_square_off(raw: object, source: str) -> str:
+    from velox.calendar import SESSION_CLOSE, SESSION_OPEN
+
+    if isinstance(raw, time):  # a TOML local time, 15:15:00
+        value = raw
+    else:
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(raw).strip())
+        if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+            raise ConfigError(f"{source}: mis_square_off={raw!r} must be HH:MM (IST), e.g. 15:15")
+        value = time(int(match[1]), int(match[2]))
+    if value.second or value.microsecond or value.tzinfo is not None:
+        raise ConfigError(f"{source}: mis_square_off={raw!r} must be a whole minute HH:MM (IST)")
+    if not SESSION_OPEN < value < SESSION_CLOSE:
+        raise ConfigError(
+            f"{source}: mis_square_off={raw!r} is outside market hours: it must be after the "
+            f"session open {SESSION_OPEN:%H:%M} and before the close {SESSION_CLOSE:%H:%M} IST"
+        )
+    return value.strftime("%H:%M")
+
+
+def _check_risk(raw: object, source: str) -> RiskLimits:
+    from velox.risk import RiskLimits
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: risk must be a [risk] table of limits (see docs/risk.md)")
+    return RiskLimits.from_mapping(raw, source=f"{source} [risk]")
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
     if name == "data_dir":
-        return Path(str(raw)).expanduser()
+        return _check_data_dir(raw, source)
+    if name == "database_url":
+        return _check_database_url(str(raw), source)
     if name == "log_level":
-        value = str(raw).upper()
+        value = str(raw).upper() if isinstance(raw, str) else None
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ConfigError(f"{source}: log_level={raw!r} is not a logging level")
+            raise ConfigError(
+                f"{source}: log_level={raw!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)"
+            )
         return value
     if name == "mis_square_off":
-        text = str(raw)
-        parts = text.split(":")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise ConfigError(f"{source}: mis_square_off={raw!r} must be HH:MM")
-        hour, minute = int(parts[0]), int(parts[1])
-        if not (9 <= hour <= 15 and 0 <= minute < 60):
-            raise ConfigError(f"{source}: mis_square_off={raw!r} must be within market hours")
-        return f"{hour:02d}:{minute:02d}"
-    if "str" in str(kind):
-        return str(raw)
-    return raw
+        return _check_square_off(raw, source)
+    if name == "risk":
+        return _check_risk(raw, source)
+    raise AssertionError(f"no coercion for setting {name}")  # pragma: no cover
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Return the TOML file's table; any unreadable file is a one-line :class:`ConfigError`."""
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not a TOML text file (byte 0x{raw[exc.start]:02x} at line {line} is not "
+            "UTF-8)"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def load_settings(
@@ -89,7 +274,8 @@ def load_settings(
     ------
     ConfigError
         For an unknown ``VELOX_*`` variable or TOML key (with the closest valid name), a secret
-        placed in the file, or a malformed value.
+        placed in the file, a ``$VELOX_CONFIG`` that does not exist, an unreadable or non-TOML
+        file, or a malformed value.
     """
     import difflib
 
@@ -97,12 +283,16 @@ def load_settings(
     known = {f.name for f in fields(Settings)}
     values: dict[str, Any] = {}
 
-    path = Path(config_file) if config_file else Path(env.get("VELOX_CONFIG", "velox.toml"))
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if config_file:
+        path, required = Path(config_file), True
+    elif "VELOX_CONFIG" in env:
+        if not env["VELOX_CONFIG"].strip():
+            raise ConfigError("environment VELOX_CONFIG is empty; unset it or name a TOML file")
+        path, required = Path(env["VELOX_CONFIG"]).expanduser(), True
+    else:
+        path, required = Path("velox.toml"), False
+    if path.exists() or path.is_symlink():
+        data = _read_toml(path)
         for key, raw in data.items():
             if key in SECRET_FIELDS:
                 raise ConfigError(
@@ -116,16 +306,21 @@ def load_settings(
                     + (f"; did you mean {hint[0]!r}?" if hint else "")
                 )
             values[key] = _coerce(key, raw, str(path))
-    elif config_file:
-        raise ConfigError(f"config file {path} does not exist")
+    elif required:
+        source = "" if config_file else " (from VELOX_CONFIG)"
+        raise ConfigError(f"config file {path}{source} does not exist")
 
     env_only = {"VELOX_CONFIG"}
     for var, raw in env.items():
         if not var.startswith(ENV_PREFIX) or var in env_only:
             continue
         key = var[len(ENV_PREFIX) :].lower()
+        if key in FILE_ONLY_FIELDS:
+            raise ConfigError(
+                f"environment: {var} is not a setting; put a [{key}] table in velox.toml"
+            )
         if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
+            hint = difflib.get_close_matches(key, known - FILE_ONLY_FIELDS, n=1)
             raise ConfigError(
                 f"environment: unknown variable {var}"
                 + (f"; did you mean {ENV_PREFIX}{hint[0].upper()}?" if hint else "")

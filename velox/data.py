@@ -33,6 +33,7 @@ from velox.calendar import (
     timeframe_minutes,
 )
 from velox.errors import DataError
+from velox.types import check_instrument_id
 
 if TYPE_CHECKING:
     from velox.store import Store
@@ -470,11 +471,13 @@ def import_bars(
     ------
     DataError
         If the file fails validation or would change stored bars; nothing is written.
+    ValidationError
+        If ``instrument_id`` breaks the id grammar (:func:`velox.types.check_instrument_id`).
     """
     from velox.store import open_store
 
     path = Path(path)
-    _check_instrument_id(instrument_id)
+    check_instrument_id(instrument_id)
     check_timeframe(timeframe)
     _check_readable(path)
     store = store or open_store()
@@ -555,14 +558,6 @@ def _user() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return "unknown"
-
-
-def _check_instrument_id(instrument_id: str) -> None:
-    exchange, _, symbol = instrument_id.partition(":")
-    if not exchange or not symbol or exchange != exchange.upper():
-        raise DataError(
-            f"instrument id {instrument_id!r} must read EXCHANGE:SYMBOL, e.g. NSE:RELIANCE"
-        )
 
 
 def bundled_files(data_dir: Path | None = None) -> list[tuple[Path, str, str]]:

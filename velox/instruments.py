@@ -34,8 +34,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from velox.errors import DataError, UnknownInstrument, ValidationError
-from velox.types import Instrument, InstrumentKind
+from velox.errors import DataError, UnknownInstrument, ValidationError, VeloxError
+from velox.types import Instrument, InstrumentKind, check_instrument_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -682,7 +682,9 @@ class InstrumentMaster:
     def get(self, instrument_id: str) -> Instrument:
         """Return the :class:`~velox.types.Instrument` with this id.
 
-        Raises :class:`~velox.errors.UnknownInstrument` with the closest known ids.
+        Raises :class:`~velox.errors.UnknownInstrument` with the closest known ids, or
+        :class:`~velox.errors.ValidationError` (with them too) for an id that breaks the id
+        grammar (:func:`velox.types.check_instrument_id`): ``"RELIANCE"``, ``"NSE:SBIN "``.
 
         Examples
         --------
@@ -691,22 +693,33 @@ class InstrumentMaster:
         """
         i = self._ids().get(instrument_id)
         if i is None:
-            raise UnknownInstrument(self._unknown_message(instrument_id))
+            raise self._missing(instrument_id)
         return self._instrument(i)
 
-    def _unknown_message(self, instrument_id: str) -> str:
+    def _missing(self, instrument_id: str) -> VeloxError:
+        """Return the error for an id not in the master: malformed, or merely unknown."""
+        close = self._close_ids(instrument_id)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        try:
+            check_instrument_id(instrument_id)
+        except ValidationError as exc:  # a malformed id is not merely "unknown"
+            return ValidationError(f"{exc}{hint}")
+        return UnknownInstrument(
+            f"unknown instrument {instrument_id!r}{hint} Ids read EXCHANGE:SYMBOL with Kite's "
+            f"trading symbol (NSE:RELIANCE, NFO:NIFTY24APR22500CE); search with master.search()"
+        )
+
+    def _close_ids(self, instrument_id: object) -> list[str]:
         ids = self._ids()
         text = str(instrument_id).strip().upper()
+        if len(text) > 64:  # garbage, not a typo
+            return []
         candidates = [c for c in (text, f"NSE:{text}", f"NFO:{text}") if c in ids]
         if not candidates:
             prefix = text.split(":")[-1][:3]
             pool = [k for k in ids if k.split(":", 1)[-1].startswith(prefix)] or list(ids)
             candidates = difflib.get_close_matches(text, pool, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(candidates)}?" if candidates else ""
-        return (
-            f"unknown instrument {instrument_id!r}{hint} Ids read EXCHANGE:SYMBOL with Kite's "
-            f"trading symbol (NSE:RELIANCE, NFO:NIFTY24APR22500CE); search with master.search()"
-        )
+        return candidates
 
     def by_kite_token(self, token: int | str) -> Instrument:
         """Return the instrument with this Kite ``instrument_token``."""
@@ -734,7 +747,7 @@ class InstrumentMaster:
         """Return the full table row of an id (with both brokers' tokens and symbols)."""
         i = self._ids().get(instrument_id)
         if i is None:
-            raise UnknownInstrument(self._unknown_message(instrument_id))
+            raise self._missing(instrument_id)
         return self._table.iloc[i]
 
     def _instrument(self, i: int) -> Instrument:

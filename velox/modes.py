@@ -29,7 +29,7 @@ from velox.engine.core import name_uniquely, strategy_record
 from velox.errors import ConfigError
 from velox.feeds.bar_replay import BarReplay
 from velox.oms import AuditLog
-from velox.risk import RiskEngine, RiskLimits
+from velox.risk import RiskEngine, RiskLimits, default_risk_limits
 from velox.strategy import Strategy
 from velox.types import Instrument
 
@@ -141,7 +141,7 @@ def replay(
         if store is None:
             from velox.store import open_store
 
-            store = open_store()
+            store = open_store(create=False)
         feed = load_bars(store, runnable, start, end)
     else:
         feed = BarReplay(bars)
@@ -181,7 +181,7 @@ def replay(
         initial_cash=initial_cash,
         audit=audit,
         run_id=run_id or "R1",
-        risk=RiskEngine(risk_limits if risk_limits is not None else RiskLimits()),
+        risk=RiskEngine(risk_limits if risk_limits is not None else default_risk_limits()),
         reconcile_every=reconcile_every,
         flatten_on_error=flatten_on_error,
         journal=recorder,
@@ -237,7 +237,7 @@ def load_run(run_id: str, *, store: Store | None = None) -> RunResult:
     if store is None:
         from velox.store import open_store
 
-        store = open_store()
+        store = open_store(create=False)
     run = store.run(run_id)
     summary = run.get("summary") or {}
     errors = summary.get("errors", {}) if isinstance(summary, dict) else {}
@@ -339,7 +339,7 @@ def paper(
     if store is None:
         from velox.store import open_store
 
-        store = open_store()
+        store = open_store(create=False)
     path = Path(socket_path) if socket_path is not None else paper_socket(run_id)
     subs = sorted({(i, tf) for s in strategies for i in s.instruments for tf in s.all_timeframes})
     if listening(path):
@@ -365,7 +365,9 @@ def paper(
         initial_cash=initial_cash,
         audit=StoreAuditLog(store, "paper"),
         run_id=run_id,
-        risk=RiskEngine(risk_limits if risk_limits is not None else RiskLimits(), account=account),
+        risk=RiskEngine(
+            risk_limits if risk_limits is not None else default_risk_limits(), account=account
+        ),
         reconcile_every=reconcile_every,
         commands=commands,
         journal=recorder,

@@ -44,10 +44,12 @@ from typing import Any, Protocol
 
 from velox.calendar import IST, trading_hours_ns
 from velox.errors import ConfigError, RiskBreach, ValidationError
-from velox.types import Instrument, Order, Side, is_aware
+from velox.types import Instrument, Order, Side, check_instrument_id, is_aware
 
 __all__ = [
+    "SEBI_ALGO_RATE",
     "RiskLimits",
+    "default_risk_limits",
     "AccountView",
     "RiskState",
     "RiskEvent",
@@ -67,6 +69,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: SEBI's retail-algo line: an order stream at or above this many orders per second per
+#: exchange needs an exchange-registered algo ID (``RiskLimits.algo_id``).
+SEBI_ALGO_RATE = 10.0
 
 #: Spelling that disables an optional limit in a TOML file (TOML has no null).
 OFF = "off"
@@ -108,6 +114,11 @@ class RiskLimits:
     max_orders_per_second
         Orders sent per exchange in any one-second window; ``floor`` of the value for rates of
         1/s and above, one order per ``1/rate`` seconds below. Default 8: under SEBI's 10/s.
+        A rate of :data:`SEBI_ALGO_RATE` (10/s) or more is refused unless ``algo_id`` is set.
+    algo_id
+        The exchange-registered algo ID under which this stream may send
+        :data:`SEBI_ALGO_RATE` orders per second or more (SEBI's retail-algo framework); only
+        its presence is checked, Velox does not tag orders with it.
     allowed_instruments
         If set, the only instrument ids that may be traded.
     trading_start, trading_end
@@ -140,6 +151,7 @@ class RiskLimits:
     max_gross_exposure: float | None = None
     max_open_orders: int | None = None
     max_orders_per_second: float = 8.0
+    algo_id: str | None = None
     allowed_instruments: frozenset[str] | None = None
     trading_start: time = time(9, 15)
     trading_end: time = time(15, 30)
@@ -175,6 +187,7 @@ class RiskLimits:
                 extra = " (give a loss as a positive amount of rupees)" if "loss" in name else ""
                 raise ConfigError(f"risk limit {name}={value!r} must be a number > 0{extra}")
             object.__setattr__(self, name, float(value))
+        self._check_algo_rate()
         window = self.duplicate_window_seconds
         if isinstance(window, bool) or not isinstance(window, int | float) or not window >= 0:
             raise ConfigError(
@@ -196,12 +209,25 @@ class RiskLimits:
                     "ids such as ['NSE:RELIANCE', 'NFO:NIFTY24APRFUT']"
                 )
             ids = frozenset(allowed)
-            bad = sorted(str(i) for i in ids if not isinstance(i, str) or ":" not in i)
-            if bad:
-                raise ConfigError(
-                    f"risk limit allowed_instruments has {bad}, which are not 'EXCHANGE:SYMBOL' ids"
-                )
+            for instrument_id in sorted(ids, key=str):
+                try:
+                    check_instrument_id(instrument_id)
+                except ValidationError as exc:
+                    raise ConfigError(f"risk limit allowed_instruments: {exc}") from None
             object.__setattr__(self, "allowed_instruments", ids)
+
+    def _check_algo_rate(self) -> None:
+        """Refuse a throttle at or above SEBI's algo line unless an algo ID is declared."""
+        algo_id = self.algo_id
+        if algo_id is not None and (not isinstance(algo_id, str) or not algo_id.strip()):
+            raise ConfigError(f"risk limit algo_id={algo_id!r} must be the exchange's algo ID text")
+        if self.max_orders_per_second >= SEBI_ALGO_RATE and algo_id is None:
+            raise ConfigError(
+                f"risk limit max_orders_per_second={self.max_orders_per_second:g} is at or above "
+                f"SEBI's {SEBI_ALGO_RATE:g} orders/s per exchange, which needs an "
+                'exchange-registered algo ID: set algo_id = "<your algo ID>" beside it, or '
+                f"stay below {SEBI_ALGO_RATE:g} (default 8)"
+            )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object], *, source: str = "risk limits") -> RiskLimits:
@@ -283,6 +309,17 @@ class RiskLimits:
                 value = sorted(value)
             out[f.name] = value
         return out
+
+
+def default_risk_limits() -> RiskLimits:
+    """Return the limits an engine uses when given none: ``velox.toml``'s ``[risk]`` table.
+
+    Without that table these are the built-in defaults (``RiskLimits()``). ``--risk FILE`` and
+    an explicit ``risk_limits=`` replace the table whole; they are not merged with it.
+    """
+    from velox.config import get_settings
+
+    return get_settings().risk_limits
 
 
 def _parse_time(name: str, value: object) -> time:

@@ -56,7 +56,17 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from velox.calendar import check_timeframe, timeframe_minutes
 from velox.errors import ConfigError, ValidationError
-from velox.types import Bar, Fill, Instrument, Order, OrderType, Product, Side, Validity
+from velox.types import (
+    Bar,
+    Fill,
+    Instrument,
+    Order,
+    OrderType,
+    Product,
+    Side,
+    Validity,
+    check_instrument_id,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,6 +146,11 @@ class Strategy:
         if isinstance(self.instruments, str):
             self.instruments = (self.instruments,)  # type: ignore[misc]
         self.instruments = tuple(self.instruments)  # type: ignore[misc]
+        for instrument_id in self.instruments:
+            try:
+                check_instrument_id(instrument_id)
+            except ValidationError as exc:
+                raise ValidationError(f"{type(self).__name__}.instruments: {exc}") from None
         check_timeframe(self.timeframe)
         for tf in self.timeframes:
             check_timeframe(tf)

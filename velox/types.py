@@ -8,7 +8,8 @@ Conventions
 -----------
 * Timestamps are tz-aware; Velox shows them in Asia/Kolkata (IST). Naive datetimes are rejected
   where they would be ambiguous (bars, ticks, fills).
-* Instrument ids read ``EXCHANGE:SYMBOL`` (``NSE:RELIANCE``, ``NFO:NIFTY24APR22500CE``).
+* Instrument ids read ``EXCHANGE:SYMBOL`` (``NSE:RELIANCE``, ``NFO:NIFTY24APR22500CE``), one
+  grammar checked by :func:`check_instrument_id` wherever an id enters Velox.
 * A :class:`Bar` is labelled by its **start** time (09:15 is the first 1-minute bar of a session).
 * Prices are rupees as floats; they are compared with the tick grid in integer paise-of-tick
   units, never with ``==`` on floats.
@@ -18,7 +19,9 @@ Conventions
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timezone
@@ -41,6 +44,9 @@ __all__ = [
     "Order",
     "Fill",
     "Position",
+    "ID_EXCHANGES",
+    "MAX_SYMBOL_LENGTH",
+    "check_instrument_id",
     "is_aware",
     "is_on_tick",
     "snap_to_tick",
@@ -48,6 +54,104 @@ __all__ = [
     "replacer",
     "TERMINAL_STATUSES",
 ]
+
+
+# ---- instrument ids ------------------------------------------------------------------------------
+
+#: Exchange codes an instrument id may start with (Kite's exchange names). Velox's master holds
+#: NSE, BSE (cash) and NFO, BFO (F&O); the currency and commodity codes are valid ids that the
+#: master and the cost model refuse by name.
+ID_EXCHANGES = frozenset({"NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX", "NCO"})
+
+#: Longest symbol accepted. Kite's longest trading symbols (weekly options of long underlyings,
+#: ``MIDCPNIFTY24O0312345.5CE``) are about 25 characters; 40 leaves room and bounds what an id
+#: can put into a log line, a message or a store row.
+MAX_SYMBOL_LENGTH = 40
+
+#: A symbol: upper-case letters, digits and ``& - .`` (``M&M``, ``BAJAJ-AUTO``, ``CDSL-BE``,
+#: strikes like ``162.5``), starting with a letter or digit; single spaces may separate words,
+#: as in Kite's index names (``NIFTY 50``, ``NIFTY BANK``).
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9&.\-]*(?: [A-Z0-9&.\-]+)*")
+
+#: How much of a refused id a message quotes (it may be kilobytes of garbage).
+_SHOWN = 48
+
+
+def _shown(text: str) -> str:
+    """Return ``repr`` of ``text``, truncated: control characters escaped, never a long line."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN]!r}… ({len(text):,} characters)"
+
+
+def check_instrument_id(instrument_id: object) -> str:
+    """Return ``instrument_id`` if it follows Velox's id grammar, else raise ValidationError.
+
+    The grammar is ``EXCHANGE:SYMBOL``: one ``:``, an exchange from :data:`ID_EXCHANGES`, a
+    symbol of at most :data:`MAX_SYMBOL_LENGTH` characters from the exchanges' symbol set
+    (upper-case letters, digits, ``&``, ``-``, ``.``; single inner spaces). Every entry point
+    calls it (CLI options, imports, store writes, strategy subscriptions, commands, risk
+    lists), so a trailing blank, a tab or newline (which would forge log lines) or kilobytes of
+    garbage are refused with the id shown by ``repr`` (truncated), before anything is stored.
+    It does not say whether the instrument exists: that is the master's
+    :class:`~velox.errors.UnknownInstrument`.
+
+    Raises
+    ------
+    ValidationError
+        Naming the id and the rule it breaks.
+
+    Examples
+    --------
+    >>> check_instrument_id("NFO:NIFTY24APR22500CE")
+    'NFO:NIFTY24APR22500CE'
+    >>> check_instrument_id("NSE:RELIANCE ")
+    Traceback (most recent call last):
+    ...
+    velox.errors.ValidationError: instrument id 'NSE:RELIANCE ' has leading or trailing blanks
+    """
+    if not isinstance(instrument_id, str):
+        raise ValidationError(
+            f"instrument id {instrument_id!r} must be a string like 'NSE:RELIANCE', not "
+            f"{type(instrument_id).__name__}"
+        )
+    text = instrument_id
+    shown = _shown(text)
+    exchange, colon, symbol = text.partition(":")
+    if len(text) > len("NSE:") + MAX_SYMBOL_LENGTH:
+        problem = f"is too long (at most {MAX_SYMBOL_LENGTH} characters after 'EXCHANGE:')"
+    elif not text.isprintable():
+        problem = "has control characters (tab, newline …)"
+    elif text != text.strip():
+        problem = "has leading or trailing blanks"
+    elif not colon or not exchange or not symbol:
+        problem = "must read 'EXCHANGE:SYMBOL', e.g. 'NSE:RELIANCE' or 'NFO:NIFTY24APR22500CE'"
+    elif ":" in symbol:
+        problem = "has more than one ':'; ids read 'EXCHANGE:SYMBOL'"
+    elif exchange not in ID_EXCHANGES:
+        known = ", ".join(sorted(ID_EXCHANGES))
+        if exchange.upper() in ID_EXCHANGES:
+            hint = f"ids are upper case: {_shown(text.upper())}; "
+        else:
+            close = difflib.get_close_matches(exchange.upper(), sorted(ID_EXCHANGES), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+        problem = f"has unknown exchange {_shown(exchange)}; {hint}known: {known}"
+    elif len(symbol) > MAX_SYMBOL_LENGTH:
+        problem = f"has a symbol longer than {MAX_SYMBOL_LENGTH} characters"
+    elif _SYMBOL.fullmatch(symbol) is None:
+        upper = symbol.upper()
+        hint = (
+            f"; ids are upper case: '{exchange}:{upper}'"
+            if upper != symbol and _SYMBOL.fullmatch(upper)
+            else ""
+        )
+        problem = (
+            "has a symbol outside the exchange's character set (A-Z, 0-9, '&', '-', '.', "
+            f"single inner spaces){hint}"
+        )
+    else:
+        return text
+    raise ValidationError(f"instrument id {shown} {problem}")
 
 
 class Side(StrEnum):
@@ -212,7 +316,8 @@ class Instrument:
     segment: str = ""
 
     def __post_init__(self) -> None:
-        if ":" not in self.id or self.id.split(":", 1)[0] != self.exchange:
+        check_instrument_id(self.id)
+        if self.id.split(":", 1)[0] != self.exchange:
             raise ValidationError(
                 f"Instrument.id={self.id!r} must read 'EXCHANGE:SYMBOL' with exchange "
                 f"{self.exchange!r}"

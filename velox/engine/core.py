@@ -69,7 +69,7 @@ from velox.errors import (
 from velox.feeds.bar_replay import BarReplay, index_ns
 from velox.feeds.clock import Clock
 from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
-from velox.risk import RiskEngine, RiskEvent, RiskLimits
+from velox.risk import RiskEngine, RiskEvent, default_risk_limits
 from velox.strategy import Context, Strategy, apply_signal
 from velox.types import (
     TERMINAL_STATUSES,
@@ -237,7 +237,7 @@ class Engine:
         self.audit: AuditLog = audit if audit is not None else MemoryAuditLog(mode)
         self.oms = OMS(self.audit, run_id=run_id)
         self.run_id = run_id
-        self.risk = risk if risk is not None else RiskEngine(RiskLimits())
+        self.risk = risk if risk is not None else RiskEngine(default_risk_limits())
         self._watch_equity = self.risk.guard.active
         self.reconcile_every_ns = None if reconcile_every is None else int(reconcile_every * 1e9)
         self.commands = commands

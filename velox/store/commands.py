@@ -44,7 +44,7 @@ from velox.store._values import (
     to_ist,
 )
 from velox.store.runs import unknown_run
-from velox.types import Order
+from velox.types import Order, check_instrument_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -397,6 +397,7 @@ def _check_arguments(
                 f"order command args {problem}; give instrument_id, side (BUY/SELL) and qty, "
                 f"and optionally {', '.join(ORDER_ARGS[3:])}"
             )
+        check_instrument_id(args["instrument_id"])
         try:  # the order's own rules: quantity, enums, the prices its type needs
             Order(client_id="command", strategy=strategy or "", **args)  # type: ignore[arg-type]
         except (ValidationError, TypeError, ValueError) as exc:

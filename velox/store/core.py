@@ -41,6 +41,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from velox.calendar import IST_NAME, TIMEFRAMES, bucket_start_ns, check_timeframe
+from velox.config import mask_url, redact
 from velox.errors import StoreError, ValidationError
 from velox.instruments import COLUMNS
 from velox.store.alerts import AlertsMixin
@@ -48,7 +49,8 @@ from velox.store.commands import CommandsMixin
 from velox.store.listen import NotifyMixin
 from velox.store.migrate import apply_migrations
 from velox.store.runs import RunsMixin
-from velox.store.server import describe_url, embedded_url
+from velox.store.server import embedded_url
+from velox.types import check_instrument_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -202,14 +204,14 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
             "Velox store: %s PostgreSQL %s at %s, %s%s",
             backend,
             version,
-            describe_url(url),
+            mask_url(url),
             mode,
             f"; applied migrations {applied}" if applied else "",
         )
 
     def __repr__(self) -> str:
         return (
-            f"Store(backend={self.backend!r}, url={describe_url(self.url)!r}, "
+            f"Store(backend={self.backend!r}, url={mask_url(self.url)!r}, "
             f"timescale={self.timescale})"
         )
 
@@ -230,14 +232,17 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         """
         try:
             return psycopg.connect(self.url, autocommit=autocommit)
-        except psycopg.OperationalError as exc:
-            if self.store_dir is not None:  # the embedded server was stopped: start it again
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+            if self.store_dir is not None and isinstance(exc, psycopg.OperationalError):
+                # the embedded server was stopped: start it again
                 self.url = embedded_url(self.store_dir)
                 return psycopg.connect(self.url, autocommit=autocommit)
+            # psycopg's message may quote the URL: masked, and not chained (``-v`` would print it)
+            problem = redact(" ".join(str(exc).split()), self.url)
             raise StoreError(
-                f"cannot connect to PostgreSQL at {describe_url(self.url)}: {exc}".strip()
-                + "; is the server running and VELOX_DATABASE_URL right?"
-            ) from exc
+                f"cannot connect to PostgreSQL at {mask_url(self.url)}: {problem}"
+                "; is the server running and VELOX_DATABASE_URL right?"
+            ) from None
 
     @contextmanager
     def _shared(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
@@ -318,6 +323,7 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         >>> store.write_bars("NSE:RELIANCE", "1m", frame)                   # doctest: +SKIP
         1
         """
+        check_instrument_id(instrument_id)
         check_timeframe(timeframe)
         records = _bar_records(df)
         if records is None:
@@ -370,6 +376,8 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         from concurrent.futures import ThreadPoolExecutor
 
         check_timeframe(timeframe)
+        for instrument_id in frames:  # before any write: a bad id is refused, not reported later
+            check_instrument_id(instrument_id)
         workers = max(1, min(len(frames), workers or min(os.cpu_count() or 1, 4)))
 
         def write(item: tuple[str, pd.DataFrame]) -> int:
@@ -611,6 +619,7 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         >>> store.write_ticks("NSE:SBIN", ticks)                            # doctest: +SKIP
         2
         """
+        check_instrument_id(instrument_id)
         parsed = _tick_records(ticks)
         if parsed is None:
             return 0
@@ -702,6 +711,8 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         if df["id"].duplicated().any():
             dups = df.loc[df["id"].duplicated(), "id"].head(5).tolist()
             raise ValidationError(f"duplicate instrument ids {dups}; ids must be unique")
+        for instrument_id in df["id"].tolist():
+            check_instrument_id(instrument_id)
         columns = []
         for name in INSTRUMENT_COLUMNS:
             col = df[name]

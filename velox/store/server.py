@@ -17,6 +17,7 @@ import fcntl
 import getpass
 import logging
 import os
+import stat
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -57,14 +58,21 @@ def embedded_url(store_dir: Path | str) -> str:
         If the server cannot be initialised or started (the message points at its log file).
     """
     path = Path(store_dir).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(path)
     pgserver = _pgserver()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with _start_lock(path):
             if path in pgserver.PostgresServer._instances and not _running(path):
                 _forget(path)  # stopped since this process started it: start it again
-            fresh = not (path / "PG_VERSION").exists()
+            fresh = not embedded_exists(path)
             url = pgserver.get_server(path, cleanup_mode=None).get_uri()
+            if fresh:
+                log.warning(
+                    "created a new empty store in %s (if your data is elsewhere, check "
+                    "data_dir / VELOX_DATA_DIR)",
+                    path,
+                )
             if _configure(url) and fresh:
                 # Just created, so nobody else is connected yet: restart for the settings
                 # that only take effect at start-up.
@@ -76,6 +84,33 @@ def embedded_url(store_dir: Path | str) -> str:
             f"could not start the embedded PostgreSQL in {path}: {exc}; see {path / 'log'} "
             "for the server log, or set VELOX_DATABASE_URL to use an external server"
         ) from exc
+
+
+def embedded_exists(store_dir: Path | str) -> bool:
+    """Return whether ``store_dir`` holds an embedded store (an initialised data directory)."""
+    return (Path(store_dir).expanduser() / "PG_VERSION").exists()
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a data directory the server could not write, before pgserver buries why.
+
+    PostgreSQL writes its data directory (lock file, WAL, log) even to read, and requires it
+    to be owner-writable; the owner write bit is checked as well as ``os.access`` because root
+    passes every access check while pgserver runs the server as an unprivileged user.
+    """
+    target = path
+    while not target.exists():
+        if target.parent == target:
+            break
+        target = target.parent
+    if target.exists() and not target.is_dir():
+        raise StoreError(f"not a folder: {target} (the embedded store needs a folder at {path})")
+    if not os.access(target, os.W_OK | os.X_OK) or not target.stat().st_mode & stat.S_IWUSR:
+        what = "" if target == path else f"cannot create the store {path}: "
+        raise StoreError(
+            f"permission denied: {what}{target} is not writable (the embedded PostgreSQL writes "
+            "its data directory); fix its permissions or point VELOX_DATA_DIR elsewhere"
+        )
 
 
 @contextmanager
@@ -164,17 +199,3 @@ def _forget(path: Path) -> None:
     if instance is not None:
         atexit.unregister(instance._cleanup)
         instance.global_process_id_list.get_and_remove(os.getpid())
-
-
-def describe_url(url: str) -> str:
-    """Return ``url`` without its password, for logs (host, port, database and user only)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(url)
-    except Exception:  # a malformed URL is reported by connect(), not here
-        return "<unparsable database URL>"
-    host = parts.get("host") or "localhost"
-    port = f":{parts['port']}" if parts.get("port") else ""
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    return f"postgresql://{user}{host}{port}/{parts.get('dbname', '')}"

@@ -40,12 +40,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
 from velox.brokers.base import BrokerListener, Capabilities, Funds
-from velox.calendar import IST, is_open, trading_hours_ns
+from velox.calendar import IST, SESSION_CLOSE, SESSION_OPEN, is_open, trading_hours_ns
 from velox.costs import CostModel, NoSlippage, SlippageModel
 from velox.errors import BrokerError, ConfigError, OrderRejected
 from velox.types import (
@@ -112,6 +112,13 @@ class ChargeModel(Protocol):
     ) -> _Charges: ...
 
 
+def _configured_square_off() -> time:
+    """Return the ``mis_square_off`` setting: the simulator squares off when Velox's config says."""
+    from velox.config import get_settings
+
+    return get_settings().square_off_time
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     """Behaviour switches of :class:`SimBroker`; the defaults are a cautious retail broker.
@@ -132,7 +139,9 @@ class SimConfig:
         (whole lots) instead of rejecting it, as Kite's "iceberg"/auto-slice does.
     square_off_time
         Time (IST) at which open MIS orders are cancelled and MIS positions closed at market.
-        Velox's own default 15:15 runs before the brokers' (Zerodha: 15:20 equity, 15:25 F&O).
+        Default: the ``mis_square_off`` setting (``VELOX_MIS_SQUARE_OFF``, 15:15 unless set),
+        which runs before the brokers' own (Zerodha: 15:20 equity, 15:25 F&O). It must fall
+        inside the regular session (after 09:15, before 15:30 IST).
     square_off_charge
         Rupees charged (plus 18% GST) per square-off order, as brokers do when *they* square off
         (Zerodha ₹50). 0 by default: the square-off here models Velox's own exit.
@@ -148,7 +157,7 @@ class SimConfig:
     max_volume_share: float | None = None
     limit_fill_on_touch: bool = True
     auto_split_freeze: bool = False
-    square_off_time: time = time(15, 15)
+    square_off_time: time = field(default_factory=_configured_square_off)
     square_off_charge: float = 0.0
     mis_margin: float = 0.2
     nrml_margin: float = 0.15
@@ -166,6 +175,12 @@ class SimConfig:
                 raise ConfigError(f"SimConfig.{name}={value} must be in (0, 1]")
         if self.square_off_charge < 0:
             raise ConfigError("SimConfig.square_off_charge must be >= 0")
+        when = self.square_off_time
+        if not isinstance(when, time) or not SESSION_OPEN < when < SESSION_CLOSE:
+            raise ConfigError(
+                f"SimConfig.square_off_time={when!r} must be a time after the session open "
+                f"{SESSION_OPEN:%H:%M} and before the close {SESSION_CLOSE:%H:%M} IST"
+            )
 
 
 @dataclass(slots=True)

@@ -24,11 +24,11 @@ import sys
 import threading
 import time as _time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 
 from velox.brokers.base import BrokerListener, Funds, TickMode
-from velox.brokers.sim.exchange import SimBroker
+from velox.brokers.sim.exchange import SimBroker, SimConfig
 from velox.errors import BrokerError, DataError, OrderRejected
 from velox.feeds.bar_replay import BarReplay
 from velox.types import Fill, Order, Position, Tick
@@ -489,9 +489,15 @@ def start_sim_server(
     start: str | None = None,
     end: str | None = None,
     dump_path: Path | None = None,
+    square_off: time | None = None,
     wait: float = 60.0,
 ) -> subprocess.Popen[bytes]:
-    """Start the simulator server in its own session (it survives the engine) and wait for it."""
+    """Start the simulator server in its own session (it survives the engine) and wait for it.
+
+    ``square_off`` is the MIS square-off time (IST) the simulator uses; by default the engine's
+    ``mis_square_off`` setting, passed on the command line so the simulator acts on the
+    engine's configuration whatever its own environment.
+    """
     socket_path = Path(socket_path)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "velox.brokers.sim.paper", "--socket", str(socket_path),
@@ -504,6 +510,11 @@ def start_sim_server(
         cmd += ["--end", str(end)]
     if dump_path:
         cmd += ["--dump", str(dump_path)]
+    if square_off is None:
+        from velox.config import get_settings
+
+        square_off = get_settings().square_off_time
+    cmd += ["--square-off", square_off.strftime("%H:%M")]
     log_file = open(socket_path.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the child
     process = subprocess.Popen(cmd, stdout=log_file, stderr=log_file, start_new_session=True)
     deadline = _time.monotonic() + wait
@@ -517,6 +528,10 @@ def start_sim_server(
             raise BrokerError(f"the paper simulator did not start within {wait:g} s")
         _time.sleep(0.05)
     return process
+
+
+def _time_of(text: str) -> time:
+    return datetime.strptime(text, "%H:%M").time()
 
 
 def _serve(argv: Sequence[str]) -> int:
@@ -534,6 +549,7 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument("--start")
     parser.add_argument("--end")
     parser.add_argument("--dump")
+    parser.add_argument("--square-off", help="MIS square-off HH:MM IST (default: the setting)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [paper-sim] %(message)s"
@@ -543,7 +559,8 @@ def _serve(argv: Sequence[str]) -> int:
     for item in args.bars:
         iid, _, tf = item.rpartition("@")
         bars[(iid, tf)] = store.read_bars(iid, tf, args.start, args.end)
-    sim = SimBroker(default_instruments(), initial_cash=args.cash)
+    config = SimConfig(square_off_time=_time_of(args.square_off)) if args.square_off else None
+    sim = SimBroker(default_instruments(), initial_cash=args.cash, config=config)
     server = SimServer(
         sim,
         BarReplay(bars),
