@@ -482,6 +482,11 @@ def load_strategy(spec: str) -> type[Strategy]:
 def _import_file(path: Path) -> object:
     if not path.exists():
         raise ConfigError(f"strategy file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(
+            f"strategy file {path} is a directory: name the .py file in it "
+            f"(e.g. {path / 'my_strategy.py'})"
+        )
     name = f"velox_user_strategy_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
@@ -495,7 +500,7 @@ def _import_file(path: Path) -> object:
         raise ConfigError(
             f"strategy file {path} line {exc.lineno}: syntax error: {exc.msg}; fix the file"
         ) from None
-    except Exception as exc:  # any import-time failure of user code is a config problem
+    except (Exception, SystemExit) as exc:  # any import-time failure of user code (sys.exit too)
         sys.modules.pop(name, None)
         tb = exc.__traceback__
         line = None
