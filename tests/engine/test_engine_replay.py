@@ -346,9 +346,7 @@ def test_sys_exit_in_a_handler_stops_that_strategy_only(
     result = engine.run()  # returns: the SystemExit did not end the process (or pytest)
     assert engine.errors == {"Exits": "SystemExit: 3"}
     assert [s["error"] for s in result.strategies] == [None, "SystemExit: 3"]
-    assert [a["kind"] for a in result.alerts if a["kind"] == "strategy_error"] == [
-        "strategy_error"
-    ]
+    assert [a["kind"] for a in result.alerts if a["kind"] == "strategy_error"] == ["strategy_error"]
     sma = result.trades[result.trades["strategy"] == "SmaCross"]
     columns = ["entry_time", "qty", "entry_price", "exit_time"]
     pd.testing.assert_frame_equal(
@@ -457,7 +455,7 @@ def test_cli_refuses_bad_strategy_files_in_one_line(
     assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
 
 
-_CRASHING = '''
+_CRASHING = """
 import sys
 from velox.strategy import Strategy
 
@@ -476,7 +474,7 @@ class Crashing(Strategy):
             import os, signal, time
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
-'''
+"""
 
 
 @pytest.mark.postgres
@@ -514,6 +512,8 @@ def test_cli_replay_reports_crashed_strategies_open_positions_and_ctrl_c(
     assert "open position: NSE:RELIANCE qty +3" in ok.stdout and "error" not in ok.stderr
     stopped = replay("ctrl-c")
     assert stopped.returncode == 130, stopped.stderr
-    assert "final equity" in stopped.stdout and "open position: NSE:RELIANCE qty +3" in stopped.stdout
+    assert (
+        "final equity" in stopped.stdout and "open position: NSE:RELIANCE qty +3" in stopped.stdout
+    )
     assert "interrupted (Ctrl-C): the report covers what ran" in stopped.stderr
     assert "Traceback" not in stopped.stderr

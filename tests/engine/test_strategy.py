@@ -13,9 +13,9 @@ from velox.errors import ConfigError, ValidationError
 from velox.strategy import (
     Strategy,
     assert_no_lookahead,
-    param,
     load_strategy,
     lookahead_violations,
+    param,
     parse_params,
 )
 from velox.types import Product

@@ -61,8 +61,8 @@ from velox.engine.commands import CommandSource
 from velox.engine.journal import Alert, RunJournal
 from velox.errors import (
     OrderRejected,
-    RunInterrupted,
     RiskBreach,
+    RunInterrupted,
     UnknownInstrument,
     ValidationError,
     VeloxError,
