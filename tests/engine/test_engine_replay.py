@@ -517,3 +517,26 @@ def test_cli_replay_reports_crashed_strategies_open_positions_and_ctrl_c(
     )
     assert "interrupted (Ctrl-C): the report covers what ran" in stopped.stderr
     assert "Traceback" not in stopped.stderr
+
+
+def test_report_of_a_partly_failed_run_names_the_failure_and_exits_1(
+    reliance_1d: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    """One CLI run holds one strategy; a run of several (velox.modes.replay, paper) reports the
+    same way: each failure named, exit code 1 although one strategy ran to the end."""
+    import click
+
+    from velox.cli_engine import _report
+
+    crashes = Crashes()
+    crashes.capital = 10_000.0
+    bars = {("NSE:RELIANCE", "1d"): reliance_1d.loc["2021"]}
+    result = _engine([SmaCross(fast=5, slow=20), crashes], bars, master, 1_010_000)[0].run()
+    show = click.Command("show", callback=lambda: _report(result, "replay", None, recorded=False))
+    out = CliRunner().invoke(show, [])
+    assert out.exit_code == 1
+    assert "strategy: SmaCross" in out.output and "(stopped: ZeroDivisionError" in out.output
+    assert "error: 1 of 2 strategies failed: Crashes: ZeroDivisionError: bug in strategy" in (
+        out.output
+    )
+    assert "open position: NSE:RELIANCE qty +3 (Crashes, CNC, since 2021-01-" in out.output
