@@ -20,9 +20,16 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
-from velox.errors import ConfigError
 from velox.indicators.streaming import VWAP
-from velox.strategy import Bar, Context, Product, Strategy, param, timeframe_minutes
+from velox.strategy import (
+    Bar,
+    ConfigError,
+    Context,
+    Product,
+    Strategy,
+    param,
+    timeframe_minutes,
+)
 
 
 class OpeningRangeBreakout(Strategy):

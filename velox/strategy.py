@@ -76,6 +76,7 @@ __all__ = [
     "assert_no_lookahead",
     # re-exported so that a strategy imports only velox.strategy and velox.indicators
     "Bar",
+    "ConfigError",
     "Fill",
     "Instrument",
     "Order",
