@@ -21,7 +21,15 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 from velox.indicators.streaming import VWAP
-from velox.strategy import Bar, Context, Product, Strategy, timeframe_minutes
+from velox.strategy import (
+    Bar,
+    ConfigError,
+    Context,
+    Product,
+    Strategy,
+    param,
+    timeframe_minutes,
+)
 
 
 class OpeningRangeBreakout(Strategy):
@@ -30,25 +38,31 @@ class OpeningRangeBreakout(Strategy):
     instruments = ("NSE:RELIANCE",)
     timeframe = "5m"
     product = Product.MIS
-    range_bars: int = 3
-    weight: float = 1.0
+    range_bars: int = param(3, ge=1)
+    weight: float = param(1.0, gt=0)
     exit_time: str = "15:00"
 
     def __init__(self, **params: object) -> None:
         super().__init__(**params)
         minutes = timeframe_minutes(self.timeframe)
         if minutes is None:
-            raise ValueError(
+            raise ConfigError(
                 f"OpeningRangeBreakout trades intraday bars, not {self.timeframe!r} ones: "
                 "use an intraday timeframe such as 5m"
             )
         self.bar_length = timedelta(minutes=minutes)
+        try:
+            self.cutoff = time.fromisoformat(self.exit_time)
+        except ValueError:
+            raise ConfigError(
+                f"OpeningRangeBreakout.exit_time={self.exit_time!r} is not a time: use HH:MM "
+                "IST, e.g. 15:00"
+            ) from None
 
     def on_start(self, ctx: Context) -> None:
         """Reset the per-day state and create the session VWAP."""
         self.vwap = VWAP()
         self.vwap_value = float("nan")
-        self.cutoff = time.fromisoformat(self.exit_time)
         self.day = None
         self.bars_today = 0
         self.high = self.low = float("nan")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from velox.indicators import rsi
-from velox.strategy import Strategy
+from velox.strategy import Strategy, param
 
 
 class RsiReversion(Strategy):
@@ -26,10 +26,10 @@ class RsiReversion(Strategy):
 
     instruments = ("NSE:RELIANCE",)
     timeframe = "1d"
-    window: int = 14
-    entry: float = 30.0
-    exit: float = 55.0
-    weight: float = 0.95
+    window: int = param(14, ge=1)
+    entry: float = param(30.0, ge=0, le=100)
+    exit: float = param(55.0, ge=0, le=100)
+    weight: float = param(0.95, ge=0, le=1)
 
     def signals(self, bars: pd.DataFrame) -> pd.Series:
         """Return the target weight per bar (NaN until the RSI has warmed up)."""

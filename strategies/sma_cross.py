@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from velox.indicators import sma
-from velox.strategy import Strategy
+from velox.strategy import Strategy, param
 
 
 class SmaCross(Strategy):
@@ -25,9 +25,9 @@ class SmaCross(Strategy):
 
     instruments = ("NSE:RELIANCE",)
     timeframe = "1d"
-    fast: int = 10
-    slow: int = 30
-    weight: float = 0.95
+    fast: int = param(10, ge=1)
+    slow: int = param(30, ge=1)
+    weight: float = param(0.95, ge=0, le=1)
 
     def signals(self, bars: pd.DataFrame) -> pd.Series:
         """Return ``weight`` where the fast SMA is above the slow one, 0 below, NaN in warm-up."""

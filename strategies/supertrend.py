@@ -14,7 +14,7 @@ Run it::
 from __future__ import annotations
 
 from velox.indicators.streaming import Supertrend
-from velox.strategy import Bar, Context, Strategy
+from velox.strategy import Bar, Context, Strategy, param
 
 
 class SupertrendFollow(Strategy):
@@ -22,9 +22,9 @@ class SupertrendFollow(Strategy):
 
     instruments = ("NSE:RELIANCE",)
     timeframe = "1d"
-    window: int = 10
-    multiplier: float = 3.0
-    weight: float = 0.95
+    window: int = param(10, ge=1)
+    multiplier: float = param(3.0, gt=0)
+    weight: float = param(0.95, ge=0, le=1)
 
     def on_start(self, ctx: Context) -> None:
         """Create the streaming indicator."""

@@ -192,6 +192,24 @@ def test_replay_refuses_what_it_cannot_run_with_a_fix(reliance_1d: pd.DataFrame)
         velox.replay(SMA, bars={"NSE:TCS": bars})
 
 
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"fast": 0}, "SmaCross.fast=0 is out of range: it must be >= 1 (default 10)"),
+        ({"slow": -10}, "SmaCross.slow=-10 is out of range: it must be >= 1"),
+        ({"product": "YOLO"}, "valid: CNC, MIS, NRML"),
+        ({"capital": "abc"}, "capital must be a number"),
+        ({"name": "X"}, "'name' cannot be set"),
+    ],
+)
+def test_replay_validates_parameters_before_the_run(
+    params: dict[str, object], needle: str, reliance_1d: pd.DataFrame
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        velox.replay(SMA, bars=reliance_1d.loc["2021"], **params)
+    assert needle in str(info.value)
+
+
 def test_replay_checks_the_bars_are_on_the_timeframe_grid(
     reliance_1d: pd.DataFrame, reliance_5m: pd.DataFrame
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,46 @@ def _print_summary(result: RunResult, mode: str) -> None:
     )
     for event in result.risk_events:
         click.echo(f"risk {event['kind']} {event['limit']} at {event['ts']}: {event['message']}")
+    for trade in result.trade_list:
+        if trade.exit_time is None:
+            qty = trade.qty if trade.side == "BUY" else -trade.qty
+            click.echo(f"open position: {trade.instrument_id} qty {qty:+d} ({trade.strategy}, "
+                       f"{trade.product}, since {trade.entry_time:%Y-%m-%d %H:%M})")  # fmt: skip
+
+
+def _report(result: RunResult, mode: str, json_path: str | None, *, recorded: bool) -> None:
+    """Print the summary (and write the JSON report); exit 1 if a strategy failed.
+
+    Any failed strategy makes the exit code 1, also when others ran to the end: a script
+    checking ``$?`` must not take a run with a crashed strategy for a good one.
+    """
+    _print_summary(result, mode)
+    if recorded:
+        click.echo(f"recorded: velox runs show {result.run_id}")
+    if json_path:
+        result.to_json(json_path)
+        click.echo(f"report: {Path(json_path)}")
+    failed = [s for s in result.strategies if s["error"]]
+    if failed:
+        which = "every strategy" if len(failed) == len(result.strategies) else (
+            f"{len(failed)} of {len(result.strategies)} strategies")  # fmt: skip
+        reasons = "; ".join(f"{s['name']}: {s['error']}" for s in failed)
+        click.secho(f"error: {which} failed: {reasons}", fg="red", err=True)
+        raise SystemExit(1)
+
+
+def _run_reported(run: Callable[[], RunResult], mode: str, json_path: str | None,
+                  *, recorded: bool = False) -> None:  # fmt: skip
+    """Run, then report; on Ctrl-C report what ran and exit 130 (the shell's SIGINT code)."""
+    from velox.errors import RunInterrupted
+
+    try:
+        result = run()
+    except RunInterrupted as stop:
+        _report(stop.result, mode, json_path, recorded=recorded)  # type: ignore[arg-type]
+        click.secho("interrupted (Ctrl-C): the report covers what ran", fg="red", err=True)
+        raise SystemExit(130) from None
+    _report(result, mode, json_path, recorded=recorded)
 
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
@@ -164,16 +205,12 @@ def replay(
     strategies = _build_strategies(strategy, symbols, timeframe, params)
     if run_id is not None and not record:
         raise ConfigError("--run names the recorded run: add --record")
-    result = run_replay(
-        strategies, start=start, end=end, initial_cash=cash, risk_limits=_risk_limits(risk_file),
-        record=record, run_id=run_id,
+    limits = _risk_limits(risk_file)
+    _run_reported(
+        lambda: run_replay(strategies, start=start, end=end, initial_cash=cash,
+                           risk_limits=limits, record=record, run_id=run_id),
+        "replay", json_path, recorded=record,
     )  # fmt: skip
-    _print_summary(result, "replay")
-    if record:
-        click.echo(f"recorded: velox runs show {result.run_id}")
-    if json_path:
-        result.to_json(json_path)
-        click.echo(f"report: {Path(json_path)}")
 
 
 @click.command()
@@ -216,21 +253,22 @@ def paper(
 
     _tag_logs("paper")
     strategies = _build_strategies(strategy, symbols, timeframe, params)
-    result = run_paper(
-        strategies,
-        run_id=run_id,
-        speed=speed,
-        start=start,
-        end=end,
-        initial_cash=cash,
-        risk_limits=_risk_limits(risk_file),
-        account=account,
-        socket_path=Path(socket_path) if socket_path else None,
+    limits = _risk_limits(risk_file)
+    _run_reported(
+        lambda: run_paper(
+            strategies,
+            run_id=run_id,
+            speed=speed,
+            start=start,
+            end=end,
+            initial_cash=cash,
+            risk_limits=limits,
+            account=account,
+            socket_path=Path(socket_path) if socket_path else None,
+        ),
+        "paper",
+        json_path,
     )
-    _print_summary(result, "paper")
-    if json_path:
-        result.to_json(json_path)
-        click.echo(f"report: {Path(json_path)}")
 
 
 @click.command()

@@ -62,3 +62,16 @@ class RiskBreach(VeloxError):
     def __init__(self, limit: str, message: str) -> None:
         super().__init__(f"{limit}: {message}")
         self.limit = limit
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C; ``result`` is the :class:`~velox.engine.RunResult` of what ran.
+
+    A KeyboardInterrupt (not a :class:`VeloxError`), so whatever ends on Ctrl-C still ends;
+    the engine has stopped its strategies and built the report first, so the CLI prints it and
+    a notebook can read ``exc.result``.
+    """
+
+    def __init__(self, result: object) -> None:
+        super().__init__("interrupted")
+        self.result = result

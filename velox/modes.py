@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from velox.engine import Engine
 from velox.engine.core import name_uniquely, strategy_record
-from velox.errors import ConfigError
+from velox.errors import ConfigError, RunInterrupted
 from velox.feeds.bar_replay import BarReplay
 from velox.oms import AuditLog
 from velox.risk import RiskEngine, RiskLimits, default_risk_limits
@@ -197,11 +197,13 @@ def _recorded(engine: Engine, store: Store, recorder: RunRecorder) -> RunResult:
         result = engine.run()
     except BaseException as exc:
         status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        summary: dict[str, object] = {"error": f"{type(exc).__name__}: {exc}"}
+        if isinstance(exc, RunInterrupted):  # Ctrl-C: what ran is summarised all the same
+            summary = {**run_summary(exc.result), **summary}  # type: ignore[arg-type]
         try:
             recorder.close()
         finally:
-            store.finish_run(engine.run_id, status=status,
-                             summary={"error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+            store.finish_run(engine.run_id, status=status, summary=summary)
         raise
     recorder.close()  # StoreError if something could not be written: not "finished" then
     store.finish_run(engine.run_id, status="finished", summary=run_summary(result))

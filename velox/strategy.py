@@ -14,9 +14,11 @@ Two styles, mixable:
   tick, for streaming indicators' ``preview``), ``on_fill``, ``on_order``, ``on_start`` and
   ``on_stop``; trade with ``ctx.buy``/``ctx.sell``/``ctx.target_qty``/``ctx.target_weight``.
 
-Parameters are class attributes (``fast: int = 10``); :meth:`Strategy.__init__` takes overrides
-by keyword, refuses unknown names with a close-match suggestion and coerces text (from the CLI's
-``--param k=v``) to the default's type.
+Parameters are class attributes (``fast: int = 10``), optionally with a range declared by
+:func:`param` (``fast: int = param(10, ge=1)``); :meth:`Strategy.__init__` takes overrides by
+keyword, refuses unknown or reserved names with a close-match suggestion, coerces text (from the
+CLI's ``--param k=v``) to the default's type and refuses values outside the declared range, so a
+bad value stops the run before it starts instead of crashing the strategy at its first bar.
 
 Timing convention: a bar is handed to ``on_bar`` once it has closed, i.e. on the first event at
 or after its end; an order placed there reaches the simulator *before* that event's tick, so it
@@ -49,8 +51,10 @@ import inspect
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -73,6 +77,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Strategy",
+    "Param",
+    "param",
     "Context",
     "load_strategy",
     "parse_params",
@@ -80,6 +86,7 @@ __all__ = [
     "assert_no_lookahead",
     # re-exported so that a strategy imports only velox.strategy and velox.indicators
     "Bar",
+    "ConfigError",
     "Fill",
     "Instrument",
     "Order",
@@ -98,6 +105,88 @@ _BUY, _SELL, _DAY = Side.BUY, Side.SELL, Validity.DAY
 FRAMEWORK_ATTRIBUTES = frozenset(
     {"instruments", "timeframe", "timeframes", "product", "lookback", "capital", "name"}
 )
+
+#: Framework attributes that cannot be overridden: the engine names a strategy after its class.
+RESERVED_ATTRIBUTES = frozenset({"name"})
+
+
+@dataclass(frozen=True)
+class Param:
+    """A strategy parameter's default and the range it must lie in (see :func:`param`).
+
+    A class attribute holding a ``Param`` reads as its default on the class and on instances
+    that did not override it, so ``self.fast`` is always the value, never this object.
+    """
+
+    default: object
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    kind: type | None = None  # the type values are coerced to; None: the default's type
+
+    def __get__(self, instance: object, owner: type | None = None) -> object:
+        return self.default
+
+    @property
+    def range_text(self) -> str:
+        """Return the declared bounds as text (``>= 1``, ``> 0 and <= 1``), or ""."""
+        parts = [
+            f"{op} {bound:g}"
+            for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+            if bound is not None
+        ]
+        return " and ".join(parts)
+
+    def contains(self, value: object) -> bool:
+        """Return True if ``value`` is within the bounds (always for non-numbers and None)."""
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return True
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+
+
+def param(
+    default: object,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Param:
+    """Return a parameter declaration: a default and the range an override must lie in.
+
+    Use it as a class attribute of a :class:`Strategy`; ``ge``/``gt``/``le``/``lt`` are the
+    inclusive and exclusive bounds. An override outside them is refused by
+    :meth:`Strategy.__init__` (so by ``--param`` and ``velox.replay(**params)``) before the run.
+
+    Examples
+    --------
+    >>> class Cross(Strategy):
+    ...     fast: int = param(10, ge=1)
+    >>> Cross.fast, Cross(fast="5").fast
+    (10, 5)
+    >>> Cross(fast=0)
+    Traceback (most recent call last):
+    ...
+    velox.errors.ConfigError: Cross.fast=0 is out of range: it must be >= 1 (default 10)
+    """
+    return Param(default, ge=ge, gt=gt, le=le, lt=lt)
+
+
+#: How the framework attributes an override may set are coerced and bounded.
+_FRAMEWORK_SPECS: dict[str, Param] = {
+    "instruments": Param(()),
+    "timeframe": Param("1d"),
+    "timeframes": Param(()),
+    "product": Param(Product.CNC),
+    "lookback": Param(250, ge=1),
+    "capital": Param(None, gt=0, kind=float),
+}
 
 
 class Strategy:
@@ -131,18 +220,18 @@ class Strategy:
     capital: ClassVar[float | None] = None
 
     def __init__(self, **params: object) -> None:
-        known = self.parameters()
+        owner = type(self).__name__
+        specs = self.parameter_specs()
+        settable = {**_FRAMEWORK_SPECS, **specs}
         for key, raw in params.items():
-            if key not in known and key not in FRAMEWORK_ATTRIBUTES:
-                choices = sorted(set(known) | FRAMEWORK_ATTRIBUTES)
-                close = difflib.get_close_matches(key, choices, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ConfigError(
-                    f"{type(self).__name__} has no parameter {key!r}; {hint}"
-                    f"its parameters are {', '.join(sorted(known)) or '(none)'}"
-                )
-            default = getattr(type(self), key)
-            setattr(self, key, _coerce(type(self).__name__, key, raw, default))
+            if key not in settable:
+                raise ConfigError(_unknown_parameter(owner, key, specs, settable))
+            spec = settable[key]
+            if key in _FRAMEWORK_SPECS and key not in specs:
+                # the subclass's own default (``product = Product.MIS``) is the one to show
+                spec = Param(getattr(type(self), key), spec.ge, spec.gt, spec.le, spec.lt,
+                             spec.kind)  # fmt: skip
+            setattr(self, key, _validated(owner, key, raw, spec))
         if isinstance(self.instruments, str):
             self.instruments = (self.instruments,)  # type: ignore[misc]
         self.instruments = tuple(self.instruments)  # type: ignore[misc]
@@ -156,8 +245,8 @@ class Strategy:
             check_timeframe(tf)
         self.product = Product(self.product)  # type: ignore[misc]
         if not isinstance(self.lookback, int) or self.lookback < 1:
-            raise ConfigError(f"{type(self).__name__}.lookback={self.lookback!r} must be >= 1")
-        self.name: str = type(self).__name__
+            raise ConfigError(f"{owner}.lookback={self.lookback!r} must be >= 1")
+        self.name: str = owner
 
     @classmethod
     def parameters(cls) -> dict[str, object]:
@@ -171,16 +260,34 @@ class Strategy:
         >>> S.parameters()
         {'fast': 10, 'slow': 30}
         """
-        out: dict[str, object] = {}
+        return {key: spec.default for key, spec in cls.parameter_specs().items()}
+
+    @classmethod
+    def parameter_specs(cls) -> dict[str, Param]:
+        """Return each parameter's :class:`Param`: its default and declared range (a plain
+        class attribute is a ``Param`` without bounds).
+
+        Examples
+        --------
+        >>> class S(Strategy):
+        ...     fast: int = param(10, ge=1)
+        ...     weight: float = 0.5
+        >>> S.parameter_specs()["fast"].range_text, S.parameter_specs()["weight"].range_text
+        ('>= 1', '')
+        """
+        out: dict[str, Param] = {}
         for klass in reversed(cls.__mro__):
             if klass is object or klass is Strategy:
                 continue
             for key, value in vars(klass).items():
                 if key.startswith("_") or key in FRAMEWORK_ATTRIBUTES:
                     continue
+                if isinstance(value, Param):
+                    out[key] = value
+                    continue
                 if callable(value) or isinstance(value, (classmethod, staticmethod, property)):
                     continue
-                out[key] = value
+                out[key] = Param(value)
         return out
 
     def params(self) -> dict[str, object]:
@@ -240,6 +347,50 @@ def apply_signal(ctx: Context, weight: float, instrument_id: str) -> None:
         ctx.target_weight(weight, instrument_id)
 
 
+def _unknown_parameter(
+    owner: str, key: str, specs: Mapping[str, Param], settable: Mapping[str, Param]
+) -> str:
+    """Return the message refusing ``key``: reserved or unknown, with close matches."""
+    close = difflib.get_close_matches(key, sorted(settable), n=3)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    known = ", ".join(sorted(specs)) or "(none)"
+    if key in RESERVED_ATTRIBUTES:
+        return (
+            f"{owner}: {key!r} cannot be set (the engine names a strategy after its class); "
+            f"{hint}its parameters are {known}"
+        )
+    return f"{owner} has no parameter {key!r}; {hint}its parameters are {known}"
+
+
+def _validated(owner: str, key: str, raw: object, spec: Param) -> object:
+    """Return ``raw`` coerced to ``spec``'s type and checked against its range, or raise."""
+    if spec.kind is not None and spec.default is None:  # optional number (capital)
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none")):
+            value: object = None
+        elif isinstance(raw, bool) or not _is_number(raw):
+            raise ConfigError(f"{owner}.{key}={raw!r}: {key} must be a number (or none)")
+        else:
+            value = float(raw)  # type: ignore[arg-type]
+            if not math.isfinite(value):
+                raise ConfigError(f"{owner}.{key}={raw!r}: {key} must be a finite number")
+    else:
+        value = _coerce(owner, key, raw, spec.default)
+    if not spec.contains(value):
+        raise ConfigError(
+            f"{owner}.{key}={value!r} is out of range: it must be {spec.range_text} "
+            f"(default {spec.default!r})"
+        )
+    return value
+
+
+def _is_number(raw: object) -> bool:
+    try:
+        float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _coerce(owner: str, key: str, raw: object, default: object) -> object:
     """Return ``raw`` as the type of ``default`` (text from the CLI is parsed), or raise."""
     kind = type(default)
@@ -247,10 +398,16 @@ def _coerce(owner: str, key: str, raw: object, default: object) -> object:
         return raw
 
     def bad(reason: str = "") -> ConfigError:
+        shown = default.value if isinstance(default, Enum) else default
         return ConfigError(
-            f"{owner}.{key}={raw!r} is not a valid {kind.__name__} (default {default!r}){reason}"
+            f"{owner}.{key}={raw!r} is not a valid {kind.__name__} (default {shown!r}){reason}"
         )
 
+    if isinstance(default, Product | Side | OrderType):
+        try:
+            return kind(raw.strip().upper() if isinstance(raw, str) else raw)
+        except ValueError:
+            raise bad(f"; valid: {', '.join(m.value for m in kind)}") from None
     if isinstance(default, bool):
         if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -288,11 +445,6 @@ def _coerce(owner: str, key: str, raw: object, default: object) -> object:
         if isinstance(raw, (list, tuple)):
             return tuple(raw)
         raise bad()
-    if isinstance(default, Product | Side | OrderType):
-        try:
-            return kind(raw)
-        except ValueError:
-            raise bad() from None
     raise bad()
 
 
@@ -346,6 +498,11 @@ def load_strategy(spec: str) -> type[Strategy]:
 def _import_file(path: Path) -> object:
     if not path.exists():
         raise ConfigError(f"strategy file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(
+            f"strategy file {path} is a directory: name the .py file in it "
+            f"(e.g. {path / 'my_strategy.py'})"
+        )
     name = f"velox_user_strategy_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
@@ -359,7 +516,7 @@ def _import_file(path: Path) -> object:
         raise ConfigError(
             f"strategy file {path} line {exc.lineno}: syntax error: {exc.msg}; fix the file"
         ) from None
-    except Exception as exc:  # any import-time failure of user code is a config problem
+    except (Exception, SystemExit) as exc:  # any import-time failure of user code (sys.exit too)
         sys.modules.pop(name, None)
         tb = exc.__traceback__
         line = None

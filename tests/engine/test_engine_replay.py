@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
+import signal
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -299,3 +304,239 @@ def test_engine_clock_conversions_agree_with_datetime() -> None:
         assert _dt(ns).utcoffset() == pd.Timedelta(hours=5, minutes=30)
         assert _dt(ns) == pd.Timestamp(ns // 1000 * 1000, tz="UTC")
         assert _ns(_dt(ns)) == to_ns(_dt(ns)) == ns // 1000 * 1000
+
+
+class Exits(Strategy):
+    """Buys, then calls ``sys.exit(3)`` in the handler named ``where``."""
+
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "1d"
+    where: str = "on_bar"
+
+    def on_start(self, ctx):  # noqa: ANN001, ANN201
+        self.n = 0
+        if self.where == "on_start":
+            sys.exit(3)
+
+    def on_bar(self, ctx, bar):  # noqa: ANN001, ANN201
+        self.n += 1
+        if self.n == 1:
+            ctx.buy(3)
+        if self.n == 3 and self.where == "on_bar":
+            sys.exit(3)
+
+    def on_fill(self, ctx, fill):  # noqa: ANN001, ANN201
+        if self.where == "on_fill":
+            sys.exit(3)
+
+    def on_stop(self, ctx):  # noqa: ANN001, ANN201
+        if self.where == "on_stop":
+            sys.exit(3)
+
+
+@pytest.mark.parametrize("where", ["on_start", "on_bar", "on_fill", "on_stop"])
+def test_sys_exit_in_a_handler_stops_that_strategy_only(
+    where: str, reliance_1d: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    bars = {("NSE:RELIANCE", "1d"): reliance_1d.loc["2021"]}
+    alone = _engine([SmaCross(fast=5, slow=20)], bars, master)[0].run()
+    exits = Exits(where=where)
+    exits.capital = 10_000.0
+    engine, _ = _engine([SmaCross(fast=5, slow=20), exits], bars, master, 1_010_000)
+    result = engine.run()  # returns: the SystemExit did not end the process (or pytest)
+    assert engine.errors == {"Exits": "SystemExit: 3"}
+    assert [s["error"] for s in result.strategies] == [None, "SystemExit: 3"]
+    assert [a["kind"] for a in result.alerts if a["kind"] == "strategy_error"] == ["strategy_error"]
+    sma = result.trades[result.trades["strategy"] == "SmaCross"]
+    columns = ["entry_time", "qty", "entry_price", "exit_time"]
+    pd.testing.assert_frame_equal(
+        sma[columns].reset_index(drop=True), alone.trades[columns].reset_index(drop=True)
+    )
+    bought = 0 if where == "on_start" else 3
+    assert engine.position_qty("Exits", "NSE:RELIANCE") == bought
+
+
+class Interrupts(Strategy):
+    """Buys, then receives Ctrl-C (a real SIGINT to this process) on its 10th bar."""
+
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "1d"
+
+    def on_start(self, ctx):  # noqa: ANN001, ANN201
+        self.n = 0
+        self.stopped = False
+
+    def on_bar(self, ctx, bar):  # noqa: ANN001, ANN201
+        self.n += 1
+        if self.n == 1:
+            ctx.buy(2)
+        if self.n == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the KeyboardInterrupt arrives here
+
+    def on_stop(self, ctx):  # noqa: ANN001, ANN201
+        self.stopped = True
+
+
+def test_ctrl_c_stops_the_replay_and_hands_over_the_report_of_what_ran(
+    reliance_1d: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    from velox.errors import RunInterrupted
+
+    bars = reliance_1d.loc["2021"]
+    strategy = Interrupts()
+    engine, _ = _engine([strategy], {("NSE:RELIANCE", "1d"): bars}, master)
+    with pytest.raises(RunInterrupted) as info:
+        engine.run()
+    assert isinstance(info.value, KeyboardInterrupt)  # whatever ends on Ctrl-C still ends
+    result = info.value.result
+    assert strategy.stopped, "on_stop runs on Ctrl-C"
+    assert len(result.fill_list) == 1 and result.fill_list[0].qty == 2
+    assert result.stats["open_trades"] == 1
+    # the equity curve ends at the interrupted bar's close event, not at the last bar
+    last = pd.Timestamp(result.equity_ns[-1], tz="UTC")
+    assert bars.index[9] < last < bars.index[11]
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    ("param", "needle"),
+    [
+        ("fast=0", "SmaCross.fast=0 is out of range: it must be >= 1 (default 10)"),
+        ("fast=-10", "SmaCross.fast=-10 is out of range: it must be >= 1 (default 10)"),
+        ("product=YOLO", "SmaCross.product='YOLO' is not a valid Product (default 'CNC'); "
+         "valid: CNC, MIS, NRML"),
+        ("capital=abc", "SmaCross.capital='abc': capital must be a number"),
+        ("name=X", "SmaCross: 'name' cannot be set"),
+        ("fsat=3", "SmaCross has no parameter 'fsat'; did you mean 'fast'?"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("verb", ["replay", "paper"])
+def test_cli_refuses_bad_parameters_before_the_run(
+    verb: str, param: str, needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no store: the parameters are refused before anything opens one (or spawns a simulator)
+    monkeypatch.setenv("VELOX_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    out = CliRunner().invoke(
+        _cli(), [verb, str(ROOT / "strategies/sma_cross.py"), "--param", param]
+    )
+    assert out.exit_code == 1
+    assert out.output == f"error: {needle}" + out.output.split(needle, 1)[1]
+    assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "needle"),
+    [
+        ("missing.py", None, "missing.py does not exist"),
+        ("syntax.py", "from velox.strategy import Strategy\nclass A(Strategy)\n",
+         "syntax.py line 2: syntax error"),
+        ("plain.py", "x = 1\n", "defines no subclass of velox.strategy.Strategy"),
+        ("two.py", "from velox.strategy import Strategy\nclass A(Strategy): pass\n"
+         "class B(Strategy): pass\n", "several strategies (A, B); pick one with FILE.py:ClassName"),
+        ("imports.py", "import no_such_module_zz\n",
+         "imports.py line 1 failed to import: ModuleNotFoundError"),
+        ("exits.py", "import sys\nsys.exit(4)\n", "exits.py line 2 failed to import: SystemExit"),
+        ("folder", "dir", "folder is a directory"),
+    ],
+)  # fmt: skip
+def test_cli_refuses_bad_strategy_files_in_one_line(
+    name: str, body: str | None, needle: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    if body == "dir":
+        path.mkdir()
+    elif body is not None:
+        path.write_text(body)
+    out = CliRunner().invoke(_cli(), ["replay", str(path)])
+    assert out.exit_code == 1, out.output
+    assert out.output.startswith("error: strategy") and needle in out.output
+    assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
+
+
+_CRASHING = """
+import sys
+from velox.strategy import Strategy
+
+class Crashing(Strategy):
+    instruments = ("NSE:RELIANCE",)
+    how: str = "exit"
+
+    def on_bar(self, ctx, bar):
+        if not ctx.position():
+            ctx.buy(3)
+        elif bar.ts.year >= 2019 and self.how == "exit":
+            sys.exit(3)
+        elif bar.ts.year >= 2019 and self.how == "raise":
+            raise ZeroDivisionError("bug")
+        elif bar.ts.year >= 2019 and self.how == "ctrl-c":
+            import os, signal, time
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+"""
+
+
+@pytest.mark.postgres
+def test_cli_replay_reports_crashed_strategies_open_positions_and_ctrl_c(
+    store, tmp_path: Path
+) -> None:
+    """The real CLI in a subprocess: the exit code a script sees, the report a user reads."""
+    import subprocess
+
+    from velox.data import import_bars
+
+    import_bars(ROOT / "data/bars/RELIANCE_1d_2017_2022.csv.gz", "NSE:RELIANCE", "1d", store=store)
+    strategy = tmp_path / "crashing.py"
+    strategy.write_text(_CRASHING)
+    env = {**os.environ, "VELOX_DATABASE_URL": store.url, "PYTHONPATH": str(ROOT)}
+
+    def replay(how: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "from velox.cli import main; main()", "replay", str(strategy),
+             "--start", "2018-06-01", "--end", "2019-03-01", "--param", f"how={how}"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+
+    for how, reason in (("exit", "SystemExit: 3"), ("raise", "ZeroDivisionError: bug")):
+        out = replay(how)
+        assert out.returncode == 1, out.stderr
+        assert f"strategy: Crashing {{'how': '{how}'}}" in out.stdout
+        assert f"(stopped: {reason})" in out.stdout
+        assert "open position: NSE:RELIANCE qty +3 (Crashing, CNC, since 2018-06-04" in out.stdout
+        assert f"error: every strategy failed: Crashing: {reason}" in out.stderr
+        assert f"crashing.py line {13 if how == 'exit' else 15})" in out.stderr  # where it broke
+        assert "Traceback" not in out.stderr + out.stdout
+    ok = replay("none")
+    assert ok.returncode == 0, ok.stderr
+    assert "open position: NSE:RELIANCE qty +3" in ok.stdout and "error" not in ok.stderr
+    stopped = replay("ctrl-c")
+    assert stopped.returncode == 130, stopped.stderr
+    assert (
+        "final equity" in stopped.stdout and "open position: NSE:RELIANCE qty +3" in stopped.stdout
+    )
+    assert "interrupted (Ctrl-C): the report covers what ran" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+
+
+def test_report_of_a_partly_failed_run_names_the_failure_and_exits_1(
+    reliance_1d: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    """One CLI run holds one strategy; a run of several (velox.modes.replay, paper) reports the
+    same way: each failure named, exit code 1 although one strategy ran to the end."""
+    import click
+
+    from velox.cli_engine import _report
+
+    crashes = Crashes()
+    crashes.capital = 10_000.0
+    bars = {("NSE:RELIANCE", "1d"): reliance_1d.loc["2021"]}
+    result = _engine([SmaCross(fast=5, slow=20), crashes], bars, master, 1_010_000)[0].run()
+    show = click.Command("show", callback=lambda: _report(result, "replay", None, recorded=False))
+    out = CliRunner().invoke(show, [])
+    assert out.exit_code == 1
+    assert "strategy: SmaCross" in out.output and "(stopped: ZeroDivisionError" in out.output
+    assert "error: 1 of 2 strategies failed: Crashes: ZeroDivisionError: bug in strategy" in (
+        out.output
+    )
+    assert "open position: NSE:RELIANCE qty +3 (Crashes, CNC, since 2021-01-" in out.output

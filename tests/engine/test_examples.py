@@ -18,6 +18,7 @@ import talib
 
 from velox.brokers.sim import SimBroker
 from velox.engine import Engine
+from velox.errors import ConfigError
 from velox.feeds import BarReplay, from_ns, synthesize_ticks
 from velox.indicators import supertrend
 from velox.strategy import load_strategy, lookahead_violations
@@ -221,7 +222,7 @@ def test_opening_range_breakout_exits_on_its_own_timeframe(
     assert _trade_rows(trades) == _expected_breakouts(bars, "15m", range_bars=1)
     exits = trades["exit_time"].dropna().dt.strftime("%H:%M")
     assert (exits == "15:00").sum() >= 10 and (exits <= "15:00").all()
-    with pytest.raises(ValueError, match="intraday"):
+    with pytest.raises(ConfigError, match="intraday"):
         OpeningRangeBreakout(timeframe="1d")
 
 

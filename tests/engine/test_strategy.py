@@ -15,6 +15,7 @@ from velox.strategy import (
     assert_no_lookahead,
     load_strategy,
     lookahead_violations,
+    param,
     parse_params,
 )
 from velox.types import Product
@@ -82,6 +83,97 @@ def test_framework_attributes_are_validated() -> None:
     assert s.instruments == ("NSE:TCS",) and s.product is Product.MIS
 
 
+class Ranged(Strategy):
+    fast: int = param(10, ge=1)
+    weight: float = param(0.5, gt=0, le=1)
+    threshold: float = param(30.0, ge=0, lt=100)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("fast", 0, "Ranged.fast=0 is out of range: it must be >= 1 (default 10)"),
+        ("fast", "-10", "Ranged.fast=-10 is out of range: it must be >= 1"),
+        ("weight", "0", "Ranged.weight=0.0 is out of range: it must be > 0 and <= 1"),
+        ("weight", 1.5, "Ranged.weight=1.5 is out of range: it must be > 0 and <= 1"),
+        ("threshold", "100", "Ranged.threshold=100.0 is out of range: it must be >= 0 and < 100"),
+        ("threshold", -0.01, "it must be >= 0 and < 100"),
+    ],
+)
+def test_declared_ranges_refuse_values_outside_them(key: str, value: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Ranged(**{key: value})
+    assert needle in str(info.value)
+
+
+def test_a_declared_parameter_reads_as_its_value_and_accepts_its_bounds() -> None:
+    assert (Ranged.fast, Ranged.weight) == (10, 0.5)  # on the class: the default, not a Param
+    s = Ranged(fast="1", weight="1", threshold="0")
+    assert (s.fast, s.weight, s.threshold) == (1, 1.0, 0.0)
+    assert Ranged().fast == 10 and Ranged.parameters() == {
+        "fast": 10,
+        "weight": 0.5,
+        "threshold": 30.0,
+    }
+    assert Ranged.parameter_specs()["weight"].range_text == "> 0 and <= 1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "key", "value", "needle"),
+    [
+        ("sma_cross.py", "fast", "0", "SmaCross.fast=0 is out of range: it must be >= 1"),
+        ("sma_cross.py", "slow", "-10", "SmaCross.slow=-10 is out of range: it must be >= 1"),
+        ("sma_cross.py", "weight", "2", "SmaCross.weight=2.0 is out of range"),
+        ("rsi_reversion.py", "window", "0", "RsiReversion.window=0 is out of range"),
+        ("rsi_reversion.py", "entry", "150", "RsiReversion.entry=150.0 is out of range"),
+        ("supertrend.py", "multiplier", "0", "SupertrendFollow.multiplier=0.0 is out of range"),
+        ("orb_intraday.py", "range_bars", "0", "OpeningRangeBreakout.range_bars=0 is out of"),
+        ("orb_intraday.py", "exit_time", "late", "exit_time='late' is not a time"),
+        ("orb_intraday.py", "timeframe", "1d", "trades intraday bars, not '1d' ones"),
+    ],
+)
+def test_bundled_strategies_refuse_out_of_range_parameters(
+    spec: str, key: str, value: str, needle: str
+) -> None:
+    cls = load_strategy(str(Path(__file__).resolve().parents[2] / "strategies" / spec))
+    with pytest.raises(ConfigError) as info:
+        cls(**{key: value})
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("product", "YOLO", "Cross.product='YOLO' is not a valid Product (default 'CNC'); "
+         "valid: CNC, MIS, NRML"),
+        ("product", 3, "valid: CNC, MIS, NRML"),
+        ("capital", "abc", "Cross.capital='abc': capital must be a number"),
+        ("capital", True, "capital must be a number"),
+        ("capital", "inf", "capital must be a finite number"),
+        ("capital", "-5", "Cross.capital=-5.0 is out of range: it must be > 0"),
+        ("lookback", "0", "Cross.lookback=0 is out of range: it must be >= 1"),
+        ("lookback", "many", "Cross.lookback='many' is not a valid int"),
+        ("name", "X", "Cross: 'name' cannot be set (the engine names a strategy after its class)"),
+        ("fsat", "3", "Cross has no parameter 'fsat'; did you mean 'fast'?"),
+        ("slwo", "3", "did you mean 'slow'?"),
+    ],
+)  # fmt: skip
+def test_framework_attributes_and_unknown_names_are_refused_clearly(
+    key: str, value: object, needle: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Cross(**{key: value})
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_framework_attributes_coerce_cli_text() -> None:
+    s = Cross(product="mis", capital="250000", lookback="20")
+    assert (s.product, s.capital, s.lookback) == (Product.MIS, 250_000.0, 20)
+    assert Cross(capital="none").capital is None
+    assert Cross().name == "Cross"
+
+
 def _write(tmp_path: Path, name: str, body: str) -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(body))
@@ -126,6 +218,19 @@ def test_malformed_strategy_files_give_clear_errors(tmp_path: Path) -> None:
         load_strategy(str(empty))
     with pytest.raises(ConfigError, match="does not exist"):
         load_strategy(str(tmp_path / "missing.py"))
+    missing_import = _write(tmp_path, "imp.py", "x = 1\nimport no_such_module_zz\n")
+    with pytest.raises(ConfigError, match=r"imp.py line 2 failed to import: ModuleNotFoundError"):
+        load_strategy(str(missing_import))
+    exits = _write(tmp_path, "exits.py", "import sys\nsys.exit(2)\n")
+    with pytest.raises(ConfigError, match=r"exits.py line 2 failed to import: SystemExit: 2"):
+        load_strategy(str(exits))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"folder is a directory: name the .py file in it"):
+        load_strategy(str(folder))
+    text = _write(tmp_path, "notes.txt", "hello\n")
+    with pytest.raises(ConfigError, match=r"notes.txt cannot be loaded as Python"):
+        load_strategy(str(text))
 
 
 def _bars(n: int = 120) -> pd.DataFrame:

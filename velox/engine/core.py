@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,6 +63,7 @@ from velox.engine.journal import Alert, RunJournal
 from velox.errors import (
     OrderRejected,
     RiskBreach,
+    RunInterrupted,
     UnknownInstrument,
     ValidationError,
     VeloxError,
@@ -697,7 +699,7 @@ class Engine:
         log.warning("[%s] strategy %s stopped: %s", self.mode, name, reason)
         try:
             runner.strategy.on_stop(runner.ctx)
-        except Exception:  # noqa: BLE001 - it is being stopped anyway
+        except STRATEGY_ERRORS:  # it is being stopped anyway
             log.exception("[%s] %s.on_stop failed", self.mode, name)
         self._drain()
         return True, {"strategy": name, "cancelled": cancelled}
@@ -957,10 +959,10 @@ class Engine:
     def _call(self, runner: _Runner, handler: Callable[..., object], *args: object) -> None:
         try:
             handler(runner.ctx, *args)
-        except Exception as exc:  # a strategy bug must never take the engine down
+        except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
             self._raised(runner, exc)
 
-    def _raised(self, runner: _Runner, exc: Exception) -> None:
+    def _raised(self, runner: _Runner, exc: BaseException) -> None:
         """Handle an exception from a strategy's handler (see :meth:`_call`)."""
         if isinstance(exc, RiskBreach):
             # An order refused by a limit is not a bug in the strategy: it stays alive.
@@ -973,7 +975,8 @@ class Engine:
         runner.alive = False
         runner.error = f"{type(exc).__name__}: {exc}"
         self.errors[name] = runner.error
-        log.error("[%s] strategy %s stopped: %s", self.mode, name, runner.error, exc_info=exc)
+        log.error("[%s] strategy %s stopped: %s%s", self.mode, name, runner.error, _where(exc))
+        log.debug("[%s] strategy %s traceback", self.mode, name, exc_info=exc)
         self._alert("strategy_error", "critical", f"strategy {name} stopped: {runner.error}",
                     about=name, payload={"strategy": name})  # fmt: skip
         if self.flatten_on_error:
@@ -982,7 +985,7 @@ class Engine:
             self._square_off(name, reason=f"strategy {name} failed")
         try:
             runner.strategy.on_stop(runner.ctx)
-        except Exception:  # noqa: BLE001 - already failing; keep the first error
+        except STRATEGY_ERRORS:  # already failing; keep the first error
             log.exception("[%s] %s.on_stop failed too", self.mode, name)
 
     def _start(self) -> None:
@@ -1018,7 +1021,7 @@ class Engine:
                         # computing them once over the whole replay equals computing them per bar
                         try:
                             values = np.asarray(strategy.signals(bars), dtype=np.float64)
-                        except Exception as exc:  # noqa: BLE001
+                        except STRATEGY_ERRORS as exc:
                             self._fail(runner, exc)
                             break
                         if len(values) != len(bars):
@@ -1169,13 +1172,19 @@ class Engine:
         # A bar replay and its result only make acyclic objects: the cyclic GC is paused until
         # the result is built (velox._gc says why).
         with gc_paused() if replay else contextlib.nullcontext():
+            interrupted = False
             try:
                 if replay:
                     self._run_bars(self.feed)  # type: ignore[arg-type]
                 else:
                     self._run_ticks()
+            except KeyboardInterrupt:  # Ctrl-C: stop here and report what ran
+                interrupted = True
+                log.warning("[%s] interrupted: stopping and reporting what ran", self.mode)
             finally:
                 self._finish()
+            if interrupted:
+                raise RunInterrupted(self.result())
             return self.result()
 
     def start(self) -> None:
@@ -1348,7 +1357,7 @@ class Engine:
                 )
             try:  # self._call inlined: one call per bar and strategy
                 runner.strategy.on_bar(runner.ctx, bar)
-            except Exception as exc:  # a strategy bug must never take the engine down
+            except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
                 self._raised(runner, exc)
         if self._postbacks:
             self._drain()
@@ -1415,6 +1424,24 @@ class Engine:
 
         return build_result(self)
 
+
+def _where(exc: BaseException) -> str:
+    """Return `` (at FILE line N)``: the innermost frame of ``exc``'s traceback outside the
+    velox package (the strategy's own line), or "" when there is none."""
+    package = str(Path(__file__).resolve().parents[1])
+    tb, where = exc.__traceback__, ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith(package):
+            where = f" (at {filename} line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return where
+
+
+#: What a strategy handler may raise that stops that strategy, not the engine: ``SystemExit``
+#: too (``sys.exit(3)`` in a callback is a bug in the strategy, not a request to end the run).
+#: KeyboardInterrupt is left to end the run (see :class:`~velox.errors.RunInterrupted`).
+STRATEGY_ERRORS = (Exception, SystemExit)
 
 _TF_ORDER = ("1m", "3m", "5m", "10m", "15m", "30m", "1h", "1d")
 _WAKE = object()  # wakes the threaded loop when a postback arrives
