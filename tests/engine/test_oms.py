@@ -88,7 +88,7 @@ def test_positions_and_pnl_come_from_fills_per_strategy_and_account() -> None:
     oms.on_fill(fill("f1", a, 100.0, 1.0), T0)
     oms.on_fill(fill("f2", b, 103.0, 0.5), T0)
     oms.on_fill(fill("f3", c, 105.0, 0.7), T0)
-    assert oms.on_fill(fill("f3", c, 105.0, 0.7), T0) is None  # duplicate fill id ignored
+    assert oms.on_fill(fill("f3", c, 105.0, 0.7), T0) == []  # duplicate fill id ignored
     # hand-worked: strategy a bought 10 @100, sold 6 @105 → +4 open @100, realised 30
     pa = oms.books["a"].positions[("NSE:SBIN", Product.CNC)]
     assert (pa.qty, pa.average_price, pa.realised_pnl) == (4, 100.0, 30.0)
