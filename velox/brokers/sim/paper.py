@@ -292,7 +292,7 @@ class SimServer:
     def _market_ns(self) -> int:
         """Return the market's current time: the simulator's (its latest tick), else the
         replay's first tick (nothing replayed yet), else the wall clock (a live market)."""
-        now = self.sim.now()
+        now = self.sim.now  # a property
         if now is not None:
             return _to_ns(now)
         r = self.replay
@@ -587,7 +587,8 @@ def claim_socket(path: Path) -> int:
     the process's death, which is what makes a socket stale.
     """
     path = Path(path)
-    if socket_state(path) == "live":
+    state = socket_state(path)
+    if state == "live":
         raise BrokerError(f"a paper simulator already serves {path}")
     fd = os.open(_marker(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -596,8 +597,8 @@ def claim_socket(path: Path) -> int:
         os.close(fd)
         raise BrokerError(f"a paper simulator already serves {path}") from None
     try:
-        if socket_state(path) == "stale":  # checked again under the lock: still ours to replace
-            path.unlink()
+        if state == "stale":  # its server is dead (the lock is ours now): replace the socket
+            path.unlink(missing_ok=True)
         os.ftruncate(fd, 0)
         os.write(fd, _MARKER_TAG + f" pid {os.getpid()}\n".encode())
     except BaseException:
