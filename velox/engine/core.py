@@ -915,9 +915,8 @@ class Engine:
                 self._next_reconcile = ns + self.reconcile_every_ns
                 self.reconcile()
             self._next_timer = min(self._next_timer, self._next_reconcile)
-        if (
-            self.commands is not None and self._last
-        ):  # once the market was seen (orders need a price)
+        # commands act at the engine's time once it has seen the market (orders need a price)
+        if self.commands is not None and self._last:
             wall = _time.monotonic()
             if wall >= self._next_poll:
                 self._next_poll = wall + 0.25
