@@ -80,9 +80,9 @@ def test_restart_after_the_square_off_books_every_missed_fill_once(
     wall_start = datetime.now(UTC) - timedelta(seconds=1)
     bars = read_bars("RELIANCE_5m_2025.csv", "5m")
     local = bars.index.tz_convert(IST)
-    # the afternoon of one session: 14:50-15:25, so the 15:15 square-off comes ~10 s in
+    # the afternoon of one session: 14:20-15:25, so the 15:15 square-off comes ~16 s in
     store.write_bars("NSE:RELIANCE", "5m", bars[(local.strftime("%Y-%m-%d") == DAY)
-                                               & (local.strftime("%H:%M") >= "14:50")])  # fmt: skip
+                                               & (local.strftime("%H:%M") >= "14:20")])  # fmt: skip
     (tmp_path / "holder.py").write_text(textwrap.dedent(HOLDER))
     monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
     env = {**os.environ, "VELOX_DATABASE_URL": store.url}
