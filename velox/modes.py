@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from velox.engine import Engine
 from velox.engine.core import name_uniquely, strategy_record
-from velox.errors import ConfigError, RunInterrupted
+from velox.errors import ConfigError, RunInterrupted, ValidationError
 from velox.feeds.bar_replay import BarReplay
 from velox.oms import AuditLog
 from velox.risk import RiskEngine, RiskLimits, default_risk_limits
@@ -41,7 +42,15 @@ if TYPE_CHECKING:
     from velox.store import Store
     from velox.store.recorder import RunRecorder
 
-__all__ = ["replay", "paper", "load_run", "load_bars", "default_instruments", "LIVE_NOT_WIRED"]
+__all__ = [
+    "replay",
+    "paper",
+    "check_paper_options",
+    "load_run",
+    "load_bars",
+    "default_instruments",
+    "LIVE_NOT_WIRED",
+]
 
 log = logging.getLogger(__name__)
 
@@ -315,16 +324,24 @@ def paper(
     The simulator runs in its own process (started here unless one already listens on the
     run's socket, which is how a restarted engine resumes the same run). The audit trail is
     the store's ``order_events``; on start the engine rebuilds orders, fills and positions
-    from it, books fills it missed from the simulator and reconciles before trading. The run
-    is recorded in the store (``runs`` row ``run_id``, resumed by a restart) and takes the
+    from it, books every fill of the account it missed from the simulator (its own orders',
+    the MIS square-off's, other terminals') and reconciles before trading. The run is
+    recorded in the store (``runs`` row ``run_id``, resumed by a restart) and takes the
     store's operator commands (``velox kill``), including those issued while it was down.
+
+    Everything is checked before a simulator is started, so a refused start leaves no
+    process behind: the options (:func:`check_paper_options`), the strategies' instruments
+    and stored bars, the socket path (only a socket Velox created is ever replaced:
+    :func:`velox.brokers.sim.paper.socket_state`), and that no other engine runs ``run_id``
+    (:meth:`velox.store.Store.hold_run`, held until the run ends).
     """
     from velox.brokers.sim.paper import (
         PaperBroker,
+        PaperClock,
         PaperConnection,
         PaperFeed,
-        listening,
         paper_socket,
+        socket_state,
         start_sim_server,
     )
     from velox.engine.commands import StoreCommands
@@ -334,6 +351,10 @@ def paper(
     if isinstance(strategies, Strategy):
         strategies = [strategies]
     strategies = list(strategies)
+    check_paper_options(run_id=run_id, speed=speed, start=start, end=end,
+                        initial_cash=initial_cash, account=account)  # fmt: skip
+    if not strategies:
+        raise ConfigError("paper trading needs at least one strategy")
     lookup = default_instruments()
     for strategy in strategies:
         for iid in strategy.instruments:
@@ -344,39 +365,99 @@ def paper(
         store = open_store(create=False)
     path = Path(socket_path) if socket_path is not None else paper_socket(run_id)
     subs = sorted({(i, tf) for s in strategies for i in s.instruments for tf in s.all_timeframes})
-    if listening(path):
-        log.info("[paper] resuming run %s: the simulator is still running", run_id)
-    else:
-        start_sim_server(subs, path, speed=speed, initial_cash=initial_cash, start=start,
-                         end=end, dump_path=dump_path)  # fmt: skip
-    link = PaperConnection(path)
-    name_uniquely(strategies)
-    store.create_run(  # a restart of the run id resumes its row
-        mode="paper", account=account, strategies=[strategy_record(s) for s in strategies],
-        initial_cash=initial_cash, run_id=run_id,
-        params={"speed": speed, "start": start, "end": end},
-    )  # fmt: skip
-    commands = StoreCommands(store, run_id)
-    recorder = RunRecorder(store, run_id)
-    engine = Engine(
-        strategies,
-        broker=PaperBroker(link),
-        feed=PaperFeed(link, {iid for iid, _ in subs}),
-        instruments=lookup,
-        mode="paper",
-        initial_cash=initial_cash,
-        audit=StoreAuditLog(store, "paper"),
-        run_id=run_id,
-        risk=RiskEngine(
-            risk_limits if risk_limits is not None else default_risk_limits(), account=account
-        ),
-        reconcile_every=reconcile_every,
-        commands=commands,
-        journal=recorder,
-        restore=True,
-    )
+    with store.hold_run(run_id):
+        state = socket_state(path)  # ConfigError for a path Velox did not create
+        if state == "live":
+            log.info("[paper] resuming run %s: the simulator is still running", run_id)
+        else:
+            load_bars(store, strategies, start, end)  # DataError naming what is stored
+            start_sim_server(subs, path, speed=speed, initial_cash=initial_cash, start=start,
+                             end=end, dump_path=dump_path)  # fmt: skip
+        link = PaperConnection(path)
+        try:
+            name_uniquely(strategies)
+            store.create_run(  # a restart of the run id resumes its row
+                mode="paper", account=account, strategies=[strategy_record(s) for s in strategies],
+                initial_cash=initial_cash, run_id=run_id,
+                params={"speed": speed, "start": start, "end": end},
+            )  # fmt: skip
+            commands = StoreCommands(store, run_id)
+            recorder = RunRecorder(store, run_id)
+            engine = Engine(
+                strategies,
+                broker=PaperBroker(link),
+                feed=PaperFeed(link, {iid for iid, _ in subs}),
+                clock=PaperClock(link),
+                instruments=lookup,
+                mode="paper",
+                initial_cash=initial_cash,
+                audit=StoreAuditLog(store, "paper", run_id=run_id),
+                run_id=run_id,
+                risk=RiskEngine(
+                    risk_limits if risk_limits is not None else default_risk_limits(),
+                    account=account,
+                ),
+                reconcile_every=reconcile_every,
+                commands=commands,
+                journal=recorder,
+                restore=True,
+            )
+            try:
+                return _recorded(engine, store, recorder)
+            finally:
+                commands.close()
+        finally:
+            link.close()
+
+
+def check_paper_options(
+    *,
+    run_id: object,
+    speed: object,
+    start: object,
+    end: object,
+    initial_cash: object,
+    account: object,
+) -> None:
+    """Refuse a paper run's options that cannot work, each with a one-line reason.
+
+    Called before anything is started: ``run_id`` follows the run-id grammar, ``speed`` is a
+    finite number > 0 (``nan`` would pace the replay forever), ``start``/``end`` are dates
+    ``YYYY-MM-DD`` in order, ``initial_cash`` is a finite amount > 0 and ``account`` a
+    printable name.
+    """
+    from velox.store.runs import check_run_id
+
     try:
-        return _recorded(engine, store, recorder)
-    finally:
-        commands.close()
-        link.close()
+        check_run_id(run_id)
+    except ValidationError as exc:
+        raise ConfigError(f"--run: {exc}") from None
+    _positive("--speed", speed, "a finite number > 0 (times wall-clock speed, e.g. 60)")
+    days = {}
+    for name, value in (("start", start), ("end", end)):
+        if value is not None:
+            days[name] = _session_day(name, value)
+    if len(days) == 2 and days["start"] > days["end"]:
+        raise ConfigError(f"--start {start} is after --end {end}")
+    _positive("--cash", initial_cash, "a finite amount of rupees > 0")
+    if not (isinstance(account, str) and account.strip() == account and account.isprintable()
+            and 0 < len(account) <= 64):  # fmt: skip
+        raise ConfigError(
+            f"--account {account!r} must be 1-64 printable characters without surrounding spaces"
+        )
+
+
+def _positive(option: str, value: object, what: str) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > 0):  # type: ignore[arg-type]
+        raise ConfigError(f"{option} {value!r} must be {what}")
+
+
+def _session_day(name: str, value: object) -> date:
+    text = str(value)
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--{name} {text!r} is not a date: write YYYY-MM-DD") from None

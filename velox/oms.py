@@ -207,24 +207,33 @@ class StoreAuditLog:
 
     Each :meth:`append` is one INSERT on the store's autocommit connection, so the row is
     committed before the engine acts on the transition; a crash afterwards cannot lose it.
+    With a ``run_id`` every row is stamped with it and :meth:`events` returns the run's rows,
+    including those of orders the engine did not create (the broker's square-off, another
+    terminal's orders): a restarted engine rebuilds the whole account it had booked.
     """
 
-    def __init__(self, store: Store, mode: str) -> None:
+    def __init__(self, store: Store, mode: str, *, run_id: str | None = None) -> None:
         self.store = store
         self.mode = mode
+        self.run_id = run_id
         self.append_lazy = built_at_once(self.append)
 
     def append(self, client_id: str, ts: datetime, status: str, payload: dict[str, object]) -> None:
         """Append one event to ``order_events`` (committed on return)."""
-        self.store.append_order_event(client_id, ts, status, payload, mode=self.mode)
+        self.store.append_order_event(
+            client_id, ts, status, payload, mode=self.mode, run_id=self.run_id
+        )
 
     def events(self, prefix: str) -> list[AuditEvent]:
-        """Return this mode's events whose client id starts with ``prefix``, in append order."""
-        frame = self.store.read_order_events()
-        frame = frame[(frame["mode"] == self.mode) & frame["client_id"].str.startswith(prefix)]
+        """Return this mode's events in append order: the run's (with a ``run_id``), else
+        those whose client id starts with ``prefix``."""
+        frame = self.store.read_order_events(run_id=self.run_id)
+        keep = frame["mode"] == self.mode
+        if self.run_id is None:
+            keep &= frame["client_id"].str.startswith(prefix)
         return [
             AuditEvent(str(r.client_id), r.ts.to_pydatetime(), str(r.status), dict(r.payload))
-            for r in frame.itertuples()
+            for r in frame[keep].itertuples()
         ]
 
 
@@ -476,11 +485,14 @@ class OMS:
         """Apply a broker order update; return the tracked order, or None if it was stale.
 
         An order this OMS did not create (a broker's own square-off, an order from another
-        terminal) is adopted as ``external`` so its fills still count for the account.
+        terminal) is adopted as ``external``, owned by no strategy, so its fills still count
+        for the account (:meth:`on_fill`).
         """
         cid = update.client_id
         known = self.orders.get(cid)
         if known is None:
+            if not cid.startswith(self.prefix) and update.strategy:  # the account's (on_fill)
+                update = replace(update, strategy="")
             payload = update_payload(update)
             payload.update(order_payload(update), external=True)
             self.audit.append(cid, ts, update.status._value_, payload)
@@ -510,17 +522,71 @@ class OMS:
         )
         return self._store(merged)
 
-    def on_fill(self, fill: Fill, ts: datetime) -> Fill | None:
-        """Audit and book a fill; return it with its owning strategy, or None if a duplicate."""
+    def on_fill(self, fill: Fill, ts: datetime) -> list[Fill]:
+        """Audit and book a fill; return the booked fills with their owners (empty: a duplicate).
+
+        A fill of this run's order (client id ``<run_id>-…``) belongs to the order's strategy.
+        A fill of an order this engine did not create (the broker's MIS square-off, the
+        exchange, another terminal) names no strategy a broker could know: it closes the
+        strategies' positions it reduces (see :meth:`allocate`), and the rest is the account's
+        own (strategy ``""``). Each part is booked and audited as one FILL row.
+        """
         if fill.fill_id in self.fill_ids:
-            return None
-        known = self.orders.get(fill.client_id)
-        strategy = known.strategy if known is not None else fill.strategy
-        if strategy != fill.strategy:
-            fill = replace(fill, strategy=strategy)
-        self._append(fill.client_id, ts, FILL_EVENT, fill_payload, fill)
-        self._book(fill)
-        return fill
+            return []
+        cid = fill.client_id
+        if cid.startswith(self.prefix):
+            known = self.orders.get(cid)
+            strategy = known.strategy if known is not None else fill.strategy
+            parts = [fill if strategy == fill.strategy else replace(fill, strategy=strategy)]
+        else:
+            parts = self.allocate(fill)
+        for part in parts:
+            self._append(part.client_id, ts, FILL_EVENT, fill_payload, part)
+            self._book(part)
+        return parts
+
+    def allocate(self, fill: Fill) -> list[Fill]:
+        """Return an account-level fill split by owner: first the strategies whose positions it
+        reduces (each up to its position, in the order the strategies first traded), then the
+        account (strategy ``""``) for the rest.
+
+        The first part keeps the fill's id (so a repeated postback is recognised), the others
+        read ``<fill_id>/2``, ``/3`` …; charges are shared in proportion to quantity and add up
+        to the fill's.
+
+        Examples
+        --------
+        >>> from datetime import datetime
+        >>> from velox.calendar import IST
+        >>> oms = OMS(MemoryAuditLog(), run_id="R1")
+        >>> t = datetime(2024, 4, 1, 9, 15, tzinfo=IST)
+        >>> _ = oms.on_fill(Fill("B1-10", "R1-1", "NSE:SBIN", "BUY", 10, 800.0, t, "MIS",
+        ...                      strategy="orb"), t)
+        >>> [(f.fill_id, f.strategy, f.qty) for f in oms.allocate(
+        ...     Fill("SQ-17", "SQUAREOFF-1", "NSE:SBIN", "SELL", 17, 810.0, t, "MIS"))]
+        [('SQ-17', 'orb', 10), ('SQ-17/2', '', 7)]
+        """
+        key = (fill.instrument_id, fill.product)
+        sign = fill.side.sign
+        left = fill.qty
+        shares: list[tuple[str, int]] = []
+        for owner, book in self.books.items():
+            pos = book.positions.get(key)
+            if owner and left and pos is not None and pos.qty * sign < 0:
+                take = min(left, abs(pos.qty))
+                shares.append((owner, take))
+                left -= take
+        if left:
+            shares.append(("", left))
+        parts: list[Fill] = []
+        charged = 0.0
+        for k, (owner, qty) in enumerate(shares):
+            last = k == len(shares) - 1
+            charges = fill.charges - charged if last else fill.charges * qty / fill.qty
+            charged += charges
+            fill_id = fill.fill_id if k == 0 else f"{fill.fill_id}/{k + 1}"
+            parts.append(replace(fill, fill_id=fill_id, qty=qty, strategy=owner, charges=charges))
+        return parts
 
     def _book(self, fill: Fill) -> None:
         self.fill_ids.add(fill.fill_id)

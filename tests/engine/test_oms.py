@@ -88,7 +88,7 @@ def test_positions_and_pnl_come_from_fills_per_strategy_and_account() -> None:
     oms.on_fill(fill("f1", a, 100.0, 1.0), T0)
     oms.on_fill(fill("f2", b, 103.0, 0.5), T0)
     oms.on_fill(fill("f3", c, 105.0, 0.7), T0)
-    assert oms.on_fill(fill("f3", c, 105.0, 0.7), T0) is None  # duplicate fill id ignored
+    assert oms.on_fill(fill("f3", c, 105.0, 0.7), T0) == []  # duplicate fill id ignored
     # hand-worked: strategy a bought 10 @100, sold 6 @105 → +4 open @100, realised 30
     pa = oms.books["a"].positions[("NSE:SBIN", Product.CNC)]
     assert (pa.qty, pa.average_price, pa.realised_pnl) == (4, 100.0, 30.0)
@@ -208,3 +208,44 @@ def test_submit_audits_risk_checked_and_submitted_before_the_order_moves() -> No
     fresh = OMS(audit, run_id="R1")
     fresh.restore(audit.events("R1-"))
     assert fresh.orders["R1-1"].status is S.SUBMITTED  # the rows replay as two transitions
+
+
+def test_an_external_fill_closes_the_strategies_it_reduces_and_survives_a_restart() -> None:
+    # two strategies long 6 and 4 MIS, a third short 3 elsewhere; the broker squares off 12:
+    # 6 and 4 close the longs, 2 are the account's own; charges split by quantity
+    audit = MemoryAuditLog("paper")
+    oms = OMS(audit, run_id="P1")
+    for strategy, qty in (("a", 6), ("b", 4)):
+        order = _submitted(oms, qty=qty, strategy=strategy)
+        oms.on_fill(Fill(f"F{strategy}", order.client_id, "NSE:SBIN", Side.BUY, qty, 100.0, T0,
+                         Product.MIS, strategy=strategy), T0)  # fmt: skip
+    square = Fill(
+        "SQ-12",
+        "SQUAREOFF-1",
+        "NSE:SBIN",
+        Side.SELL,
+        12,
+        101.0,
+        T0,
+        Product.MIS,
+        charges=1.2,
+        strategy="a",
+    )  # the broker's word for the strategy is not taken
+    booked = oms.on_fill(square, T0)
+    assert [(f.fill_id, f.strategy, f.qty) for f in booked] == [
+        ("SQ-12", "a", 6), ("SQ-12/2", "b", 4), ("SQ-12/3", "", 2),
+    ]  # fmt: skip
+    assert sum(f.charges for f in booked) == pytest.approx(1.2)
+    assert booked[0].charges == pytest.approx(0.6)
+    assert oms.on_fill(square, T0) == []  # a repeated postback is not booked again
+    assert (oms.position_qty("a", "NSE:SBIN"), oms.position_qty("b", "NSE:SBIN")) == (0, 0)
+    assert oms.position_qty(None, "NSE:SBIN") == -2
+    # a buy from another terminal reduces nobody's position: the account's own
+    (own,) = oms.on_fill(Fill("T-1", "TERM-1", "NSE:SBIN", Side.BUY, 5, 99.0, T0, Product.MIS), T0)
+    assert own.strategy == "" and oms.position_qty(None, "NSE:SBIN") == 3
+    fresh = OMS(audit, run_id="P1")  # restart: the same books from the audit rows
+    fresh.restore(audit.rows)
+    assert fresh.fill_ids == oms.fill_ids
+    for owner in ("a", "b", ""):
+        assert fresh.books[owner].positions == oms.books[owner].positions
+    assert fresh.account.positions == oms.account.positions

@@ -579,13 +579,14 @@ class Engine:
             self._refresh_watch()
 
     def _fill_arrived(self, event: Fill, now: datetime) -> None:
-        fill = self.oms.on_fill(event, now)
-        if fill is None:
+        booked = self.oms.on_fill(event, now)
+        if not booked:
             return
-        self._rebase(fill.instrument_id)
-        runner = self._by_name.get(fill.strategy)
-        if runner is not None and runner.alive and runner.wants_fills:
-            self._call(runner, runner.strategy.on_fill, fill)
+        self._rebase(event.instrument_id)
+        for fill in booked:
+            runner = self._by_name.get(fill.strategy)
+            if runner is not None and runner.alive and runner.wants_fills:
+                self._call(runner, runner.strategy.on_fill, fill)
 
     def _order_arrived(self, event: Order, now: datetime) -> bool:
         """Apply a broker order update; return True if the working orders changed."""
@@ -859,6 +860,8 @@ class Engine:
         account = self.risk.account
         for owner, book in ((fill.strategy, self.oms.books.get(fill.strategy)),
                             ("", self.oms.account)):  # fmt: skip
+            if book is not self.oms.account and not owner:
+                continue  # strategy "" is the account's row; its own part is inside it
             pos = None if book is None else book.positions.get(key)
             if pos is not None:
                 journal.position(
@@ -915,7 +918,8 @@ class Engine:
                 self._next_reconcile = ns + self.reconcile_every_ns
                 self.reconcile()
             self._next_timer = min(self._next_timer, self._next_reconcile)
-        if self.commands is not None and ns:  # commands act at the engine's time: once it has one
+        # commands act at the engine's time once it has seen the market (orders need a price)
+        if self.commands is not None and self._last:
             wall = _time.monotonic()
             if wall >= self._next_poll:
                 self._next_poll = wall + 0.25
@@ -993,6 +997,10 @@ class Engine:
             return
         self._started = True
         self.started_at = datetime.now(IST)
+        if self.clock is not None and not isinstance(self.feed, BarReplay):
+            # what happens before the first tick (a restart's catch-up and reconciliation, an
+            # on_start order) happens at the market's time, not at 1970-01-01
+            self._now_ns = max(self._now_ns, int(self.clock.now_ns()))
         if self._restore:
             self._restore_state()
         for runner in self._runners:
@@ -1052,7 +1060,10 @@ class Engine:
         self._drain()
 
     def _restore_state(self) -> None:
-        risk_rows = self.oms.restore(self.audit.events(self.oms.prefix))
+        events = self.audit.events(self.oms.prefix)
+        if events:  # the engine's time goes on from where the crashed run had got to
+            self._now_ns = max(self._now_ns, max(_ns(e.ts) for e in events))
+        risk_rows = self.oms.restore(events)
         killed = None
         for row in risk_rows:
             if row.status == "RISK_KILL":
@@ -1077,16 +1088,24 @@ class Engine:
         self._catch_up_fills()
 
     def _catch_up_fills(self) -> None:
-        """Book fills the broker made while the engine was down (then reconcile)."""
-        now = datetime.now(IST)
-        for fill in self.broker.fills():
-            if fill.client_id.startswith(self.oms.prefix) and fill.fill_id not in self.oms.fill_ids:
-                self.oms.on_fill(fill, now)
-        known = self.oms.orders
+        """Book what the broker did while the engine was down (then reconcile).
+
+        Every fill of the account not booked yet, whoever originated it (this run's orders,
+        the broker's MIS square-off, another terminal: see ``OMS.on_fill``), is booked at its
+        own market time; orders the engine did not know are adopted and known working orders
+        take their status at the broker, at the engine's time (the latest market time known).
+        """
+        oms = self.oms
+        missed = [f for f in self.broker.fills() if f.fill_id not in oms.fill_ids]
+        for fill in sorted(missed, key=lambda f: f.ts):
+            self._now_ns = max(self._now_ns, _ns(fill.ts))
+            oms.on_fill(fill, fill.ts)
+        known = oms.orders
+        now = self.now()
         for order in self.broker.orders():
             mine = known.get(order.client_id)
-            if mine is not None and not mine.is_terminal and order.status is not mine.status:
-                self.oms.on_order_update(order, now)
+            if mine is None or (not mine.is_terminal and order.status is not mine.status):
+                oms.on_order_update(order, now)
         self._refresh_watch()
 
     # -- event handlers -------------------------------------------------------------------

@@ -915,35 +915,55 @@ class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         payload: dict | None = None,
         *,
         mode: str,
+        run_id: str | None = None,
         conn: psycopg.Connection | None = None,
     ) -> int:
         """Append one event to the order audit trail; return its id (ids increase with time).
 
-        ``ts`` must be tz-aware (when the event happened; ``recorded_at`` is set by the
-        server). The table refuses UPDATE, DELETE and TRUNCATE: history is only appended.
+        ``ts`` must be tz-aware: the market time of the event (the engine's time), never the
+        wall time it is written, which the server stores beside it as ``written_at``.
+        ``run_id`` names the run the row belongs to, so a restarted engine reads back also the
+        rows of orders it did not create (whose client ids lack its prefix). The table refuses
+        UPDATE, DELETE and TRUNCATE: history is only appended.
         """
         if ts.tzinfo is None:
             raise ValidationError(f"order event ts={ts} is naive; pass a tz-aware timestamp")
         with self._shared(conn) as c:
             return c.execute(
-                "INSERT INTO order_events (client_id, ts, status, payload, mode)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (client_id, ts, status, Jsonb(payload or {}), mode),
+                "INSERT INTO order_events (client_id, ts, status, payload, mode, run_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (client_id, ts, status, Jsonb(payload or {}), mode, run_id),
             ).fetchone()[0]
 
-    def read_order_events(self, client_id: str | None = None) -> pd.DataFrame:
-        """Return order events (all, or one order's) in append order; ``ts`` in IST."""
+    def read_order_events(
+        self, client_id: str | None = None, *, run_id: str | None = None
+    ) -> pd.DataFrame:
+        """Return order events (all, one order's, or one run's) in append order.
+
+        Columns ``id, client_id, ts, status, payload, mode, run_id, written_at``: ``ts`` is the
+        market time of the event and ``written_at`` the wall time the row was stored, both in
+        IST. ``run_id`` selects the run's rows: those appended with that run id, and rows from
+        before migration 0008 (no run id) whose client id starts with ``<run_id>-``.
+        """
         import pandas as pd
 
-        query = "SELECT id, client_id, ts, status, payload, mode FROM order_events"
-        params: tuple = ()
+        columns = ["id", "client_id", "ts", "status", "payload", "mode", "run_id", "written_at"]
+        query = f"SELECT {', '.join(columns)} FROM order_events"
+        conditions, params = [], []
         if client_id is not None:
-            query, params = query + " WHERE client_id = %s", (client_id,)
+            conditions.append("client_id = %s")
+            params.append(client_id)
+        if run_id is not None:
+            conditions.append("(run_id = %s OR (run_id IS NULL AND starts_with(client_id, %s)))")
+            params += [run_id, f"{run_id}-"]
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         with self._shared() as conn:
             rows = conn.execute(query + " ORDER BY id", params).fetchall()
-        frame = pd.DataFrame(rows, columns=["id", "client_id", "ts", "status", "payload", "mode"])
+        frame = pd.DataFrame(rows, columns=columns)
         frame["id"] = frame["id"].astype("int64")
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(IST_NAME)
+        for column in ("ts", "written_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_convert(IST_NAME)
         return frame
 
     # -- checks ------------------------------------------------------------------------------------

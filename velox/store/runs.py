@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -31,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from velox.calendar import IST_NAME
-from velox.errors import DataError, StoreError, ValidationError
+from velox.errors import ConfigError, DataError, StoreError, ValidationError
 from velox.store._values import (
     StoreLike,
     aware,
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 RUN_MODES = ("replay", "paper", "live")
 RUN_STATUSES = ("running", "finished", "failed", "stopped")
 _RUN_ID = re.compile(r"^[A-Za-z0-9]{1,10}$")
+#: First key of the advisory locks that hold runs (:meth:`RunsMixin.hold_run`): "velo".
+RUN_LOCK_CLASS = 0x76656C6F
 
 #: Columns of the runs frame, in table order.
 RUN_COLUMNS = (
@@ -80,7 +84,7 @@ POSITION_COLUMNS = (
     "account", "strategy", "instrument_id", "product", "qty", "average_price", "realised_pnl",
     "charges", "updated_at",
 )  # fmt: skip
-RISK_EVENT_COLUMNS = ("ts", "kind", "limit", "message", "account", "payload")
+RISK_EVENT_COLUMNS = ("ts", "kind", "limit", "message", "account", "payload", "written_at")
 
 
 class RunsMixin(StoreLike):
@@ -132,7 +136,7 @@ class RunsMixin(StoreLike):
         params_json = jsonb_text("params", mapping("params", params))
         started = None if started_at is None else aware("started_at", started_at)
         if run_id is not None:
-            _check_run_id(run_id)
+            check_run_id(run_id)
         insert = (
             "INSERT INTO runs (run_id, mode, account, strategies, initial_cash, params, started_at)"
             " VALUES (%s, %s, %s, %s::jsonb, %s, %s::jsonb, coalesce(%s, now()))"
@@ -157,6 +161,46 @@ class RunsMixin(StoreLike):
                 log.info("created %s run %s (account %r)", mode, run_id, account)
             conn.execute("SELECT pg_notify('velox_runs', %s)", (run_id,))
         return run_id
+
+    @contextmanager
+    def hold_run(self, run_id: str) -> Iterator[None]:
+        """Hold ``run_id`` for this process while the block runs: one engine per run at a time.
+
+        A second engine on a running paper/live run would take over its simulator or broker
+        session and leave the first one trading blind, so it is refused before it touches
+        anything. The hold is a PostgreSQL session-level advisory lock on a connection of its
+        own, released when the block ends or the process dies (``kill -9`` included: the server
+        ends the session), so a crashed engine never blocks its restart.
+
+        Raises
+        ------
+        ConfigError
+            Another live process holds the run (the message names its pid).
+        """
+        check_run_id(run_id)
+        conn = self.connect(autocommit=True)
+        try:
+            conn.execute("SELECT set_config('application_name', %s, false)",
+                         (f"velox run {run_id} pid {os.getpid()}",))  # fmt: skip
+            held = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RUN_LOCK_CLASS, run_id)
+            ).fetchone()[0]
+            if not held:
+                holder = conn.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
+                    " USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
+                    " AND l.classid = %s AND l.objid = hashtext(%s)::oid AND l.objsubid = 2",
+                    (RUN_LOCK_CLASS, run_id),
+                ).fetchone()
+                who = holder[0].rsplit(" ", 2)[-2:] if holder else []
+                by = f" (pid {who[1]})" if len(who) == 2 and who[0] == "pid" else ""
+                raise ConfigError(
+                    f"run {run_id} is already running in another engine{by}: stop it first "
+                    f"(velox kill --run {run_id}) or give another --run"
+                )
+            yield
+        finally:
+            conn.close()
 
     def finish_run(
         self,
@@ -352,12 +396,17 @@ class RunsMixin(StoreLike):
         return pd.DataFrame({"equity": values, "ts_ns": ns}, index=index.tz_convert(IST_NAME))
 
     def run_risk_events(self, run_id: str) -> pd.DataFrame:
-        """Return the run's risk events in time order (columns :data:`RISK_EVENT_COLUMNS`)."""
+        """Return the run's risk events in time order (columns :data:`RISK_EVENT_COLUMNS`).
+
+        ``ts`` is the engine's (market) time of the event, ``written_at`` the wall time the row
+        was stored (NULL for rows stored before migration 0008).
+        """
         import pandas as pd
 
         rows = self._run_rows(run_id, "risk_events", RISK_EVENT_COLUMNS, "ts, id")
         frame = pd.DataFrame(rows, columns=list(RISK_EVENT_COLUMNS))
         ist_column(frame, "ts")
+        ist_column(frame, "written_at")
         return frame
 
     def _run_rows(
@@ -383,8 +432,9 @@ _ORDERS_BY = "created_at NULLS LAST, length(client_id), client_id"
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _check_run_id(run_id: object) -> str:
-    if not (isinstance(run_id, str) and _RUN_ID.match(run_id)):
+def check_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it follows the run-id grammar (1-10 ASCII letters or digits)."""
+    if not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
         raise ValidationError(
             f"run_id={run_id!r} must be 1-10 ASCII letters or digits (e.g. P3): client ids "
             "'<run_id>-<n>' travel in the broker's 20-character order tag"

@@ -15,10 +15,13 @@ no ``if paper:`` anywhere. Run the server with ``python -m velox.brokers.sim.pap
 
 from __future__ import annotations
 
+import fcntl
 import json as _json
 import logging
+import os
 import selectors
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from velox.brokers.base import BrokerListener, Funds, TickMode
 from velox.brokers.sim.exchange import SimBroker, SimConfig
-from velox.errors import BrokerError, DataError, OrderRejected
+from velox.errors import BrokerError, ConfigError, DataError, OrderRejected
 from velox.feeds.bar_replay import BarReplay
 from velox.types import Fill, Order, Position, Tick
 
@@ -38,7 +41,11 @@ __all__ = [
     "PaperConnection",
     "PaperBroker",
     "PaperFeed",
+    "PaperClock",
     "paper_socket",
+    "socket_state",
+    "claim_socket",
+    "release_socket",
     "listening",
     "start_sim_server",
 ]
@@ -146,10 +153,15 @@ class SimServer:
     def serve(self) -> None:
         """Replay the ticks at ``speed``× wall time, serving the engine, then linger and exit."""
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.socket_path.exists():
-            self.socket_path.unlink()
+        marker = claim_socket(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.socket_path))
+        try:
+            listener.bind(str(self.socket_path))
+        except OSError:
+            listener.close()
+            release_socket(self.socket_path, marker, None)
+            raise
+        bound = self.socket_path.lstat().st_ino
         listener.listen(4)
         listener.setblocking(False)
         self.sel = selectors.DefaultSelector()
@@ -200,8 +212,7 @@ class SimServer:
         finally:
             self.sel.close()
             listener.close()
-            if self.socket_path.exists():
-                self.socket_path.unlink()
+            release_socket(self.socket_path, marker, bound)
 
     def stop(self) -> None:
         """End :meth:`serve` within 50 ms (any thread)."""
@@ -260,6 +271,8 @@ class SimServer:
                     float(request["price"]), None if v is None else int(v),  # type: ignore[arg-type]
                 )  # fmt: skip
                 reply["result"] = None
+            elif op == "clock":  # the market's time: the last replayed tick's (epoch ns)
+                reply["result"] = self._market_ns()
             elif op == "funds":
                 f = sim.funds()
                 reply["result"] = {
@@ -275,6 +288,17 @@ class SimServer:
         except Exception as exc:  # noqa: BLE001 - reported to the engine as a broker error
             reply.update(error=f"{type(exc).__name__}: {exc}", kind="BrokerError")
         return reply
+
+    def _market_ns(self) -> int:
+        """Return the market's current time: the simulator's (its latest tick), else the
+        replay's first tick (nothing replayed yet), else the wall clock (a live market)."""
+        now = self.sim.now  # a property
+        if now is not None:
+            return _to_ns(now)
+        r = self.replay
+        if r is not None and len(r.ts_ns):
+            return int(r.ts_ns[0])
+        return _time.time_ns()
 
     def _dump(self) -> None:
         if self.dump_path is None:
@@ -297,6 +321,12 @@ def _at(ns: int) -> datetime:
     return from_ns(ns)
 
 
+def _to_ns(ts: datetime) -> int:
+    from velox.feeds import to_ns
+
+    return to_ns(ts)
+
+
 class PaperConnection:
     """Return the engine's connection to a simulator server (one socket, one reader thread).
 
@@ -316,6 +346,7 @@ class PaperConnection:
         self._ids = 0
         self._lock = threading.Lock()
         self.ended = threading.Event()
+        self.market_ns = 0  # the latest tick's time (UTC epoch ns) read from the socket
         self._early: list[Tick] = []
         threading.Thread(target=self._reader, name="velox-paper-link", daemon=True).start()
 
@@ -362,7 +393,8 @@ class PaperConnection:
                         entry[0].set()
                 elif event == "tick":
                     v = message["v"]
-                    tick = Tick(str(message["i"]), _at(int(message["ns"])), float(message["p"]), v)
+                    self.market_ns = max(self.market_ns, int(message["ns"]))
+                    tick = Tick(str(message["i"]), _at(self.market_ns), float(message["p"]), v)
                     with self._lock:
                         callback = self._callback
                         if callback is None:
@@ -428,6 +460,31 @@ class PaperBroker:
         return Funds(**self.connection.request("funds"))  # type: ignore[arg-type]
 
 
+class PaperClock:
+    """The :class:`~velox.feeds.Clock` of a paper run: the simulated market's time.
+
+    Read from the server once (its replay may have run on while no engine was connected: a
+    restarted engine's catch-up happens at the market's time of the restart), then from the
+    ticks as they arrive. The market's time is the server's to move: :meth:`advance_to` does
+    nothing.
+    """
+
+    def __init__(self, connection: PaperConnection) -> None:
+        self.connection = connection
+        self._start_ns = int(connection.request("clock"))  # type: ignore[call-overload]
+
+    def now_ns(self) -> int:
+        """Return the market's time (UTC epoch ns): the latest tick's, or the server's."""
+        return max(self._start_ns, self.connection.market_ns)
+
+    def now(self) -> datetime:
+        """Return the market's time as an IST datetime."""
+        return _at(self.now_ns())
+
+    def advance_to(self, ts_ns: int) -> None:
+        """Nothing to do: the server paces the market."""
+
+
 class PaperFeed:
     """The :class:`~velox.brokers.base.MarketData` of a paper run: the server's paced ticks.
 
@@ -464,6 +521,102 @@ def paper_socket(run_id: str) -> Path:
     from velox.config import get_settings
 
     return get_settings().data_dir / "paper" / f"{run_id}.sock"
+
+
+#: First bytes of the marker file ``<socket>.lock`` beside every simulator socket: it tells a
+#: socket Velox created (and may replace once stale) from anyone else's file.
+_MARKER_TAG = b"velox paper simulator"
+
+
+def _marker(path: Path) -> Path:
+    return Path(f"{path}.lock")
+
+
+def socket_state(path: Path) -> str:
+    """Return what is at a simulator socket path: ``"absent"``, ``"live"`` or ``"stale"``.
+
+    A path Velox may use is free, or a socket with Velox's marker file ``<path>.lock`` beside
+    it; the marker is locked (``flock``) for as long as its simulator serves, so ``"live"``
+    means a simulator serves there and ``"stale"`` that its server died (``kill -9``) and the
+    socket may be replaced. Anything else (a regular file, a directory, a socket of another
+    program, a marker that is not Velox's) is never touched: :class:`~velox.errors.ConfigError`
+    names it.
+    """
+    path = Path(path)
+    marker = _marker(path)
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISSOCK(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
+        raise ConfigError(
+            f"--socket {path} exists and is {kind}: Velox only replaces a simulator socket it "
+            "created; choose a path that does not exist"
+        )
+    try:
+        with open(marker, "rb") as handle:  # noqa: PTH123 - flock needs the descriptor
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode) or not handle.read(
+                len(_MARKER_TAG)
+            ).startswith(_MARKER_TAG):
+                raise ConfigError(
+                    f"{marker} is not a Velox simulator's marker file: refusing to use --socket "
+                    f"{path}; choose another path"
+                )
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return "live" if mode is not None else "absent"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        if mode is not None:
+            raise ConfigError(
+                f"--socket {path} is a socket Velox did not create (no {marker.name} beside "
+                "it): refusing to remove it; choose another path"
+            ) from None
+        return "absent"
+    return "stale" if mode is not None else "absent"
+
+
+def claim_socket(path: Path) -> int:
+    """Take a simulator socket path for this process; return the locked marker's descriptor.
+
+    Removes a stale Velox socket (see :func:`socket_state`), refuses a path a live simulator
+    serves (:class:`~velox.errors.BrokerError`) and anything Velox did not create
+    (:class:`~velox.errors.ConfigError`). The lock is held until :func:`release_socket` or
+    the process's death, which is what makes a socket stale.
+    """
+    path = Path(path)
+    state = socket_state(path)
+    if state == "live":
+        raise BrokerError(f"a paper simulator already serves {path}")
+    fd = os.open(_marker(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BrokerError(f"a paper simulator already serves {path}") from None
+    try:
+        if state == "stale":  # its server is dead (the lock is ours now): replace the socket
+            path.unlink(missing_ok=True)
+        os.ftruncate(fd, 0)
+        os.write(fd, _MARKER_TAG + f" pid {os.getpid()}\n".encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def release_socket(path: Path, marker: int, inode: int | None) -> None:
+    """Remove the socket this process bound (``inode``) and its marker, then unlock."""
+    try:
+        if inode is not None and path.lstat().st_ino == inode:
+            path.unlink()
+        _marker(path).unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(marker)
 
 
 def listening(path: Path) -> bool:

@@ -1,0 +1,165 @@
+"""A paper engine killed (`kill -9`) before the MIS square-off and restarted after it books every
+fill of the account it missed (the simulator's square-off, another terminal's order), each once,
+reconciles cleanly, and stamps every audit row with the market's time of the event and,
+separately, the wall time it was written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from velox.brokers.sim.paper import PaperConnection, order_to_dict, start_sim_server
+from velox.calendar import IST
+from velox.oms import FILL_EVENT
+from velox.types import Order, Product
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = "2025-05-20"
+HOLDER = """
+from velox.strategy import Strategy
+from velox.types import OrderType
+
+
+class MisHolder(Strategy):
+    '''Buys 10 intraday (MIS) shares once, keeps a resting limit buy below, never exits.'''
+
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "5m"
+    product = "MIS"
+
+    def on_bar(self, ctx, bar):
+        if bar.ts.hour >= 15 or ctx.open_orders():
+            return
+        if ctx.position() == 0:
+            ctx.buy(10)
+        else:
+            price = ctx.instrument().snap_price(bar.close * 0.98, "down")
+            ctx.buy(5, order_type=OrderType.LIMIT, limit_price=price)
+"""
+
+
+def _engine(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "velox.cli", "paper", str(tmp_path / "holder.py"),
+           "--run", "P1", "--socket", str(tmp_path / "sim.sock")]  # fmt: skip
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _fills(store) -> pd.DataFrame:  # noqa: ANN001
+    events = store.read_order_events(run_id="P1")
+    return events[events["status"] == FILL_EVENT]
+
+
+def _holding_and_working(store) -> bool:  # noqa: ANN001
+    events = store.read_order_events(run_id="P1")
+    last = events.groupby("client_id")["status"].last()
+    limits = events.loc[
+        events["payload"].map(lambda p: p.get("order_type") == "LIMIT"), "client_id"
+    ]
+    return not _fills(store).empty and last.reindex(limits).eq("OPEN").any()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_restart_after_the_square_off_books_every_missed_fill_once(
+    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.engine.conftest import read_bars
+
+    wall_start = datetime.now(UTC) - timedelta(seconds=1)
+    bars = read_bars("RELIANCE_5m_2025.csv", "5m")
+    local = bars.index.tz_convert(IST)
+    # the afternoon of one session: 14:20-15:25, so the 15:15 square-off comes ~16 s in
+    store.write_bars("NSE:RELIANCE", "5m", bars[(local.strftime("%Y-%m-%d") == DAY)
+                                               & (local.strftime("%H:%M") >= "14:20")])  # fmt: skip
+    (tmp_path / "holder.py").write_text(textwrap.dedent(HOLDER))
+    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
+    env = {**os.environ, "VELOX_DATABASE_URL": store.url}
+    dump = tmp_path / "sim.json"
+    sock = tmp_path / "sim.sock"
+    sim = start_sim_server(
+        [("NSE:RELIANCE", "5m")], sock, speed=200.0, initial_cash=1_000_000,
+        start=DAY, end=DAY, dump_path=dump,
+    )  # fmt: skip
+    first = _engine(tmp_path, env)
+    deadline = time.monotonic() + 60
+    while not _holding_and_working(store):  # kill -9 before 15:15, with an order working
+        assert first.poll() is None, first.stdout.read() if first.stdout else ""
+        assert time.monotonic() < deadline, "the engine never traded"
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+
+    # while the engine is down: another terminal buys 7 MIS, then the simulator squares the
+    # account off at 15:15 (one SELL of 17)
+    terminal = PaperConnection(sock)
+    other = Order("TERM-1", "NSE:RELIANCE", "BUY", 7, product=Product.MIS, tag="TERM-1",
+                  created_at=datetime.now(IST))  # fmt: skip
+    terminal.request("place", order=order_to_dict(other))
+    deadline = time.monotonic() + 60
+    while not any(f["client_id"].startswith("SQUAREOFF") for f in terminal.request("fills")):
+        assert time.monotonic() < deadline, "no square-off"
+        time.sleep(0.05)
+    terminal.close()
+
+    second = _engine(tmp_path, env)
+    out, _ = second.communicate(timeout=120)
+    wall_end = datetime.now(UTC) + timedelta(seconds=1)
+    assert second.returncode == 0, out
+    assert "restored run P1" in out
+    assert "mismatch" not in out and "halt" not in out, out
+    assert sim.wait(60) == 0
+    state = json.loads(dump.read_text())
+
+    # each broker fill booked once: the first part carries its id, split parts "<id>/<k>"
+    fills = _fills(store)
+    payloads = fills["payload"].tolist()
+    ids = [p["fill_id"] for p in payloads]
+    assert len(ids) == len(set(ids))
+    booked: dict[str, int] = {}
+    for p in payloads:
+        base = p["fill_id"].split("/")[0]
+        booked[base] = booked.get(base, 0) + p["qty"]
+    assert booked == {f["fill_id"]: f["qty"] for f in state["fills"]}
+    origins = {f["client_id"].split("-")[0] for f in state["fills"]}
+    assert origins == {"P1", "TERM", "SQUAREOFF"}
+
+    # attributed: the square-off closes the strategy's 10 and the account's own 7
+    def owners(prefix: str) -> list[tuple[str, str, int]]:
+        rows = fills[fills["client_id"].str.startswith(prefix)]
+        return sorted((p["strategy"], p["side"], p["qty"]) for p in rows["payload"])
+
+    assert owners("SQUAREOFF") == [("", "SELL", 7), ("MisHolder", "SELL", 10)]
+    assert owners("TERM-1") == [("", "BUY", 7)]
+    assert owners("P1-") == [("MisHolder", "BUY", 10)]
+    # flat everywhere: audited fills, the simulator, the recorded positions
+    net = sum(p["qty"] if p["side"] == "BUY" else -p["qty"] for p in payloads)
+    assert net == 0 == sum(p["qty"] for p in state["positions"])
+    positions = store.run_positions("P1")
+    assert positions["qty"].eq(0).all() and set(positions["strategy"]) == {"", "MisHolder"}
+    # reconciled cleanly, trading not halted
+    assert not store.run_risk_events("P1")["limit"].eq("reconciliation").any()
+    assert store.run("P1")["status"] == "finished"
+
+    # every audit row: market time within the replayed session, wall time within this test
+    session = (pd.Timestamp(f"{DAY} 09:15", tz=IST), pd.Timestamp(f"{DAY} 15:30", tz=IST))
+    events = store.read_order_events(run_id="P1")
+    assert {"CANCELLED", FILL_EVENT, "FILLED"} <= set(events["status"])
+    assert events["ts"].between(*session).all(), events.loc[~events["ts"].between(*session)]
+    assert events["written_at"].between(wall_start, wall_end).all()
+    risk = store.run_risk_events("P1")
+    assert (
+        risk["ts"].between(*session).all()
+        and risk["written_at"].between(wall_start, wall_end).all()
+    )
