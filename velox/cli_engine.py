@@ -231,7 +231,7 @@ def live(strategy: str, broker_name: str, confirm_live: bool) -> None:
     "--wait",
     default=10.0,
     show_default=True,
-    help="Seconds to wait for the engines to answer (more than the 5 s a hung strategy callback may run).",
+    help="Seconds to wait for the answers (more than the 5 s a hung strategy callback may run).",
 )
 def kill(account: str | None, run_id: str | None, reason: str, wait: float) -> None:
     """Engage the kill switch of running paper/live engines: cancel, square off, halt.
