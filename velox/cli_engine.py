@@ -292,7 +292,10 @@ def live(strategy: str, broker_name: str, confirm_live: bool) -> None:
 @click.option("--run", "run_id", default=None, help="Only this run.")
 @click.option("--reason", default="operator kill", show_default=True, help="Why (audited).")
 @click.option(
-    "--wait", default=5.0, show_default=True, help="Seconds to wait for the engines to answer."
+    "--wait",
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the answers (more than the 5 s a hung strategy callback may run).",
 )
 def kill(account: str | None, run_id: str | None, reason: str, wait: float) -> None:
     """Engage the kill switch of running paper/live engines: cancel, square off, halt.

@@ -540,3 +540,44 @@ def test_report_of_a_partly_failed_run_names_the_failure_and_exits_1(
         out.output
     )
     assert "open position: NSE:RELIANCE qty +3 (Crashes, CNC, since 2021-01-" in out.output
+
+
+class Spins(Strategy):
+    """Hangs in its 3rd on_bar: an endless loop (pure Python bytecode)."""
+
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "1d"
+
+    def on_start(self, ctx):  # noqa: ANN001, ANN201
+        self.n = 0
+
+    def on_bar(self, ctx, bar):  # noqa: ANN001, ANN201
+        self.n += 1
+        if self.n == 3:
+            while True:
+                pass
+
+
+def test_a_hung_strategy_is_stopped_by_the_watchdog_and_the_others_go_on(
+    reliance_1d: pd.DataFrame, master: Callable[[str], Instrument]
+) -> None:
+    import time
+
+    bars = {("NSE:RELIANCE", "1d"): reliance_1d.loc["2021"]}
+    alone = _engine([SmaCross(fast=5, slow=20)], bars, master)[0].run()
+    spins = Spins()
+    spins.capital = 10_000.0
+    engine, _ = _engine(
+        [SmaCross(fast=5, slow=20), spins], bars, master, 1_010_000, callback_budget=0.5
+    )
+    started = time.monotonic()
+    mixed = engine.run()
+    assert time.monotonic() - started < 10
+    assert "StrategyTimeout" in engine.errors["Spins"] and "0.5 s budget" in engine.errors["Spins"]
+    assert spins.n == 3  # stopped: no bar after the hung one reached it
+    assert "SmaCross" not in engine.errors
+    sma = mixed.trades[mixed.trades["strategy"] == "SmaCross"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        sma[["entry_time", "qty", "entry_price"]],
+        alone.trades[["entry_time", "qty", "entry_price"]].reset_index(drop=True),
+    )

@@ -60,6 +60,7 @@ from velox.engine._time import epoch as _epoch
 from velox.engine._time import ns as _ns
 from velox.engine.commands import CommandSource
 from velox.engine.journal import Alert, RunJournal
+from velox.engine.watchdog import DEFAULT_CALLBACK_BUDGET, CallbackWatchdog
 from velox.errors import (
     OrderRejected,
     RiskBreach,
@@ -203,6 +204,10 @@ class Engine:
         In a bar replay, replay stretches that nothing reacts to in one compiled call. The
         result is the same event for event. ``None`` (default): only for replays of at least
         100,000 ticks, where it pays for loading the compiled kernel (≈ 0.3 s per process).
+    callback_budget
+        Seconds one strategy callback may run; a callback that overruns (an endless loop, a
+        long sleep) is interrupted and that strategy stopped with a ``StrategyTimeout``
+        error, the others go on (:mod:`velox.engine.watchdog`). ``None``: no watchdog.
     """
 
     def __init__(
@@ -224,12 +229,18 @@ class Engine:
         restore: bool = False,
         fast_forward: bool | None = None,
         clock: Clock | None = None,
+        callback_budget: float | None = DEFAULT_CALLBACK_BUDGET,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
         if not (math.isfinite(initial_cash) and initial_cash > 0):
             raise ValidationError(f"initial_cash={initial_cash!r} must be a positive amount")
         self.mode = mode
+        # Marks read by the watchdog (velox/engine/watchdog.py): which strategy's callback
+        # runs now and a counter bumped per callback, plain stores that cost ~nothing.
+        self.callback_budget = callback_budget
+        self._callback_runner: _Runner | None = None
+        self._callback_seq = 0
         self.broker = broker
         self.feed = feed
         self.clock = feed.clock if isinstance(feed, BarReplay) else clock
@@ -961,10 +972,14 @@ class Engine:
     # -- strategies -----------------------------------------------------------------------
 
     def _call(self, runner: _Runner, handler: Callable[..., object], *args: object) -> None:
+        self._callback_seq += 1
+        self._callback_runner = runner
         try:
             handler(runner.ctx, *args)
         except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
+            self._callback_runner = None
             self._raised(runner, exc)
+        self._callback_runner = None
 
     def _raised(self, runner: _Runner, exc: BaseException) -> None:
         """Handle an exception from a strategy's handler (see :meth:`_call`)."""
@@ -1186,6 +1201,17 @@ class Engine:
 
     def run(self) -> RunResult:
         """Run the feed to its end on this thread and return the result (replay, or paper)."""
+        watchdog = None  # unwinds a strategy callback that overruns callback_budget
+        if self.callback_budget is not None:
+            watchdog = CallbackWatchdog(self, self.callback_budget)
+            watchdog.start()
+        try:
+            return self._run()
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+
+    def _run(self) -> RunResult:
         self._start()
         replay = isinstance(self.feed, BarReplay)
         # A bar replay and its result only make acyclic objects: the cyclic GC is paused until
@@ -1374,10 +1400,14 @@ class Engine:
                 bar = _make_bar(
                     None, key[0], key[1], start, o[row], h[row], lo[row], c[row], v[row], True
                 )
-            try:  # self._call inlined: one call per bar and strategy
+            self._callback_seq += 1  # self._call inlined: one call per bar and strategy
+            self._callback_runner = runner
+            try:
                 runner.strategy.on_bar(runner.ctx, bar)
             except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
+                self._callback_runner = None
                 self._raised(runner, exc)
+            self._callback_runner = None
         if self._postbacks:
             self._drain()
         # equity sample (inlined _sample_equity)
