@@ -131,7 +131,7 @@ CASES = [
 def test_bad_file_is_one_line_error_and_store_unchanged(store, tmp_path, monkeypatch, case):
     from velox import cli
 
-    monkeypatch.setattr("velox.store.open_store", lambda url=None: store)
+    monkeypatch.setattr("velox.store.open_store", lambda url=None, **_: store)
     good = tmp_path / "good.csv"
     good.write_text(GOOD)
     import_bars(good, "NSE:TEST", "5m", store=store)
@@ -190,7 +190,7 @@ def test_large_garbage_file_fails_in_its_first_chunk(store, tmp_path: Path, firs
 def test_data_show_refuses_non_positive_counts(store, tmp_path, monkeypatch, option, count):
     from velox import cli
 
-    monkeypatch.setattr("velox.store.open_store", lambda url=None: store)
+    monkeypatch.setattr("velox.store.open_store", lambda url=None, **_: store)
     good = tmp_path / "good.csv"
     good.write_text(GOOD)
     import_bars(good, "NSE:TEST", "5m", store=store)

@@ -111,7 +111,7 @@ def test_velox_run_restores_a_bundled_series_only_with_replace(store, tmp_path: 
     folder.mkdir()
     _file(folder, "reliance_1d.csv", RELIANCE)
     _file(folder, "MANIFEST.csv", "file,instrument_id,timeframe\nreliance_1d.csv,NSE:RELIANCE,1d\n")
-    monkeypatch.setattr("velox.store.open_store", lambda url=None: store)
+    monkeypatch.setattr("velox.store.open_store", lambda url=None, **_: store)
     monkeypatch.setattr("velox.data.bundled_files.__defaults__", (tmp_path,))
     runner = CliRunner()
     first = runner.invoke(cli.main, ["run", "--no-progress"])
