@@ -3,7 +3,9 @@
 Why: one thread owns strategy, OMS and risk state, so a strategy stuck in ``on_bar`` (an
 endless loop, a long sleep) would stall the whole engine. The engine marks each callback in
 two plain attributes (``_callback_runner``, ``_callback_seq``) — no clock read or thread
-handoff on the hot path. This thread polls them every ``poll`` seconds; when the same
+handoff on the hot path. This thread polls them every ``poll`` seconds (a quarter of the
+budget, at most 1 s: each wake-up of a second Python thread costs the engine thread a few
+milliseconds of GIL handoff on this machine type, so the poll is kept rare); when the same
 callback is still running after ``budget`` seconds, it raises :class:`StrategyTimeout` inside
 the engine thread (``PyThreadState_SetAsyncExc``), the callback unwinds, and the engine stops
 that strategy (log + ``strategy_error`` alert) and goes on.
@@ -40,10 +42,10 @@ class _Watched(Protocol):
 class CallbackWatchdog:
     """Poll an engine's callback marks and interrupt a callback that overruns its budget."""
 
-    def __init__(self, engine: _Watched, budget: float, *, poll: float = 0.1) -> None:
+    def __init__(self, engine: _Watched, budget: float, *, poll: float = 1.0) -> None:
         self.engine = engine
         self.budget = budget
-        self.poll = min(poll, budget / 2)
+        self.poll = min(poll, budget / 4)  # a callback is stopped within budget + poll
         self._target = threading.get_ident()  # the engine thread: the one that starts us
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="velox-watchdog", daemon=True)
