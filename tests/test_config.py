@@ -193,3 +193,18 @@ def test_mask_url_hides_the_password_of_any_url(url: str):
         settings_or_error = str(exc)
         assert exc.__cause__ is None and exc.__suppress_context__  # -v prints no psycopg chain
     assert "SECRET" not in str(settings_or_error)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon", ""])
+def test_bad_callback_budget_is_one_clear_error(value: str):
+    with pytest.raises(ConfigError, match="callback_budget=.* must be seconds > 0"):
+        load_settings(env={"VELOX_CALLBACK_BUDGET": value})
+
+
+def test_callback_budget_from_file_and_env(tmp_path: Path):
+    toml = tmp_path / "velox.toml"
+    toml.write_text("callback_budget = 2.5\n")
+    assert load_settings(env={}, config_file=None).callback_budget == 5.0
+    assert load_settings(env={}, config_file=toml).callback_budget == 2.5
+    env = {"VELOX_CALLBACK_BUDGET": "0.75"}
+    assert load_settings(env=env, config_file=toml).callback_budget == 0.75

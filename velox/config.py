@@ -12,6 +12,7 @@ Keys mirror the field names; the ``[risk]`` table holds the default risk limits 
     data_dir = "data"
     log_level = "INFO"
     mis_square_off = "15:15"
+    callback_budget = 5.0
 
     [risk]
     max_order_notional = 200000
@@ -19,6 +20,7 @@ Keys mirror the field names; the ``[risk]`` table holds the default risk limits 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -62,6 +64,9 @@ class Settings:
     #: Velox's own MIS square-off time (HH:MM IST), earlier than the broker's; the simulator
     #: squares off MIS positions then (see :attr:`square_off_time`).
     mis_square_off: str = "15:15"
+    #: Seconds one strategy callback may run before the engine's watchdog stops that strategy
+    #: (``velox.replay``, ``velox paper``; see ``velox.engine.watchdog``).
+    callback_budget: float = 5.0
     #: The ``[risk]`` table of ``velox.toml``: default limits of every engine (``None`` = the
     #: built-in defaults; see :attr:`risk_limits`).
     risk: RiskLimits | None = None
@@ -216,6 +221,19 @@ def _check_square_off(raw: object, source: str) -> str:
     return value.strftime("%H:%M")
 
 
+def _check_callback_budget(raw: object, source: str) -> float:
+    try:
+        value = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"{source}: callback_budget={raw!r} must be seconds > 0 (how long one strategy "
+            "callback may run before its strategy is stopped), e.g. 5"
+        )
+    return value
+
+
 def _check_risk(raw: object, source: str) -> RiskLimits:
     from velox.risk import RiskLimits
 
@@ -238,6 +256,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return value
     if name == "mis_square_off":
         return _check_square_off(raw, source)
+    if name == "callback_budget":
+        return _check_callback_budget(raw, source)
     if name == "risk":
         return _check_risk(raw, source)
     raise AssertionError(f"no coercion for setting {name}")  # pragma: no cover

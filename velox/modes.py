@@ -25,6 +25,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from velox.config import get_settings
 from velox.engine import Engine
 from velox.engine.core import name_uniquely, strategy_record
 from velox.errors import ConfigError, RunInterrupted, ValidationError
@@ -194,6 +195,7 @@ def replay(
         reconcile_every=reconcile_every,
         flatten_on_error=flatten_on_error,
         journal=recorder,
+        callback_budget=get_settings().callback_budget,
     )
     if recorder is None:
         return engine.run()
@@ -401,6 +403,7 @@ def paper(
                 commands=commands,
                 journal=recorder,
                 restore=True,
+                callback_budget=get_settings().callback_budget,
             )
             try:
                 return _recorded(engine, store, recorder)
