@@ -519,3 +519,32 @@ def test_other_segments_are_skipped_not_errors(tmp_path: Path) -> None:
     assert vi.read_kite_csv(_write(tmp_path / "k.csv", text.getvalue()))["id"].tolist() == [
         "NSE:SBIN"
     ]
+
+
+def test_master_rows_with_ids_outside_the_grammar_are_dropped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker master row whose id Velox could never address (a control character, lower
+    case, an over-long symbol) is dropped and named; the valid rows load (Kite and Angel)."""
+    rows = [
+        "1793,7,AARTIIND,AARTI INDUSTRIES,0,,0,0.05,1,EQ,NSE,NSE",
+        "1794,8,BAD\tSYM,TAB IN SYMBOL,0,,0,0.05,1,EQ,NSE,NSE",
+        "1795,9,lower,LOWER CASE,0,,0,0.05,1,EQ,NSE,NSE",
+        f"1796,10,{'X' * 60},TOO LONG,0,,0,0.05,1,EQ,NSE,NSE",
+    ]
+    path = tmp_path / "kite.csv"
+    path.write_text(KITE_HEADER + "\n" + "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="velox.instruments"):
+        table = vi.read_kite_csv(path)
+    assert table["id"].tolist() == ["NSE:AARTIIND"]
+    assert "3 row(s) with an invalid instrument id dropped" in caplog.text
+
+    caplog.clear()
+    angel = _write_angel(
+        tmp_path / "angel.json",
+        [_angel_row(symbol="GOOD-EQ", name="GOOD"), _angel_row(token="2", symbol="BA\nD-EQ")],
+    )
+    with caplog.at_level("WARNING", logger="velox.instruments"):
+        table = vi.read_angel_json(angel)
+    assert table["id"].tolist() == ["NSE:GOOD"]
+    assert "1 row(s) with an invalid instrument id dropped" in caplog.text

@@ -256,6 +256,33 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _drop_bad_ids(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Drop rows whose id breaks Velox's id grammar, with a warning naming a few.
+
+    Such an instrument could never be addressed (every entry point checks ids with
+    :func:`velox.types.check_instrument_id`), and an id with a control character would forge
+    log lines wherever it were printed; the rest of the master loads.
+    """
+    from velox.errors import ValidationError
+
+    def ok(instrument_id: object) -> bool:
+        try:
+            check_instrument_id(instrument_id)
+        except ValidationError:
+            return False
+        return True
+
+    good = frame["id"].map(ok).astype(bool)
+    if not good.all():
+        logger.warning(
+            "%s: %d row(s) with an invalid instrument id dropped, e.g. %s",
+            path,
+            int((~good).sum()),
+            [repr(i)[:60] for i in frame.loc[~good, "id"].head(3)],
+        )
+    return frame[good]
+
+
 def _dedupe(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     dup = frame["id"].duplicated()
     if dup.any():
@@ -386,7 +413,7 @@ def read_kite_csv(path: Path | str, *, as_of: date | None = None) -> pd.DataFram
     table["id"] = table["exchange"] + ":" + table["symbol"]
     table["underlying"] = _kite_underlyings(table, derivative, path, lines)
     _check_numbers(table, path, lines)
-    table = _dedupe(table, path)
+    table = _dedupe(_drop_bad_ids(table, path), path)
     return _typed(_apply_freeze(table, as_of))
 
 
@@ -519,7 +546,7 @@ def read_angel_json(path: Path | str, *, as_of: date | None = None) -> pd.DataFr
         table["kind"].isin(["FUT", "CE", "PE"]), table["symbol"]
     )
     _check_numbers(table.reset_index(drop=True), path, where)
-    table = _dedupe(table, path)
+    table = _dedupe(_drop_bad_ids(table, path), path)
     return _typed(_apply_freeze(table, as_of))
 
 
