@@ -323,3 +323,23 @@ def test_import_velox_does_not_import_dask_or_hvplot() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)  # fmt: skip
     assert out.stdout.strip() == ""
+
+
+def test_the_docs_python_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/research-montecarlo-dask.md: every python block, in order, in one namespace."""
+    import re
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("VELOX_DASK_SCHEDULER", raising=False)
+    velox.config.reset_settings()
+    text = (ROOT / "docs" / "research-montecarlo-dask.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 3
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, "research-montecarlo-dask.md", "exec"), namespace)  # noqa: S102
+    assert isinstance(namespace["mc"], MonteCarloReport)
+    assert namespace["boot"].block_size == 5  # type: ignore[attr-defined]
+    assert [s["trades"] for s in namespace["stats"]] and len(namespace["stats"]) == 4  # type: ignore[arg-type]
+    assert namespace["first"] == list(range(20, 0, -1))
+    assert namespace["second"] == list(range(40, 20, -1))
