@@ -238,12 +238,15 @@ class MonteCarloReport:
         ):
             values = self.simulations[column].to_numpy()
             low, high = float(values.min()), float(values.max())
+            count = bins
             if high - low <= 1e-9 * max(1.0, abs(low)):  # a reshuffle's final equity: one bar
                 pad = max(abs(low) * 1e-3, 1e-6)
-                low, high = low - pad, high + pad
-            counts, edges = np.histogram(values, bins=bins, range=(low, high))
+                low, high, count = low - pad, high + pad, 1
+            counts, edges = np.histogram(values, bins=count, range=(low, high))
             histogram = hv.Histogram((edges, counts), kdims=[label], vdims=["simulations"])
-            line = hv.VLine(self.observed[column]).opts(color="black", line_dash="dashed")
+            line = hv.VLine(self.observed[column], kdims=[label, "simulations"]).opts(
+                color="black", line_dash="dashed"
+            )
             panels.append((histogram.opts(color="#1f77b4", alpha=0.7) * line).opts(
                 title=f"{label}: {self.n:,} simulations (dashed: observed)",
                 responsive=True, height=240,
@@ -267,7 +270,8 @@ class MonteCarloReport:
                 responsive=True, height=300, legend_position="top_left",
             )
         )  # fmt: skip
-        return hv.Layout(panels).cols(1)
+        # histograms and fan have unrelated axes (VLine would link their "x" otherwise)
+        return hv.Layout(panels).cols(1).opts(shared_axes=False)
 
 
 def monte_carlo(
