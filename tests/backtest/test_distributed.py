@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -145,10 +146,21 @@ def test_the_scheduler_setting_is_honoured(
     assert set(cluster.scheduler_info["workers"]) == workers
 
 
-def test_a_big_job_starts_and_shuts_down_its_own_local_cluster(cluster: LocalCluster) -> None:
+def test_a_job_of_cheap_tasks_stays_in_process() -> None:
+    ran = run_tasks(where, range(200), progress=False)
+    assert ran == [(t, IN_PROCESS) for t in range(200)]
+
+
+def test_a_big_job_moves_to_a_local_cluster_of_its_own_and_shuts_it_down(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dist, "IN_PROCESS_SECONDS", 0.0)  # every job is "big"
     before = {p.pid for p in multiprocessing.active_children()}
-    ran = run_tasks(where, range(dist.IN_PROCESS_MAX_TASKS + 4), local_workers=2, progress=False)
-    used = {w for _, w in ran}
+    ran = run_tasks(where, range(12), local_workers=2, progress=False)
+    assert [t for t, _ in ran] == list(range(12))
+    # two tasks run here to time the job (the first alone is warm-up), the rest on the cluster
+    assert [w for _, w in ran[:2]] == [IN_PROCESS, IN_PROCESS]
+    used = {w for _, w in ran[2:]}
     assert IN_PROCESS not in used and not used & set(cluster.scheduler_info["workers"])
     assert 1 <= len(used) <= 2 and all(w.startswith("tcp://127.0.0.1:") for w in used)
     deadline = time.monotonic() + 10
@@ -159,6 +171,24 @@ def test_a_big_job_starts_and_shuts_down_its_own_local_cluster(cluster: LocalClu
         host, port = address.removeprefix("tcp://").rsplit(":", 1)
         with socket.socket() as probe:
             assert probe.connect_ex((host, int(port))) != 0
+
+
+def test_after_the_move_results_and_errors_are_placed_in_the_whole_job(
+    dask_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dist, "IN_PROCESS_SECONDS", 0.0)
+
+    @contextmanager
+    def module_cluster(scheduler: object, local_workers: int | None = None) -> Iterator[Client]:
+        assert scheduler == dist.LOCAL and local_workers == 2
+        yield dask_client  # the module's cluster instead of starting another
+
+    monkeypatch.setattr(dist, "client", module_cluster)
+    assert run_tasks(slow_square, range(30), local_workers=2, progress=False) == [
+        t * t for t in range(30)
+    ]
+    with pytest.raises(TaskFailed, match=r"task 7 of 9 \(7\) failed"):
+        run_tasks(fails_on_seven, range(9), local_workers=2, progress=False)
 
 
 def test_local_cluster_listens_on_loopback_only() -> None:

@@ -9,12 +9,16 @@ task order, wherever they ran:
    ``"in-process"``;
 2. else the ``dask_scheduler`` setting (``VELOX_DASK_SCHEDULER`` or ``velox.toml``): an
    existing cluster, which is never shut down by Velox;
-3. else **in-process** for small jobs — at most :data:`IN_PROCESS_MAX_TASKS` tasks, or fewer
-   than two workers to run them on — because a LocalCluster takes seconds to start (each worker
-   process imports numpy, pandas and velox) and only pays off over many tasks;
-4. else a **LocalCluster** of processes on this machine (one worker per core, one thread each:
-   research code is numpy/numba and holds the GIL often), listening on 127.0.0.1 only, without
-   a dashboard, shut down when the job ends.
+3. else the job starts **in-process** and stays there while it is small: after each task
+   (from the second on) the time the rest would take here is projected from the fastest task
+   so far, and while that stays under :data:`IN_PROCESS_SECONDS` the job goes on in-process. A
+   LocalCluster takes seconds to pay back: it starts worker processes, and each worker pays
+   the warm-up again (imports of numpy, pandas and velox, numba compilation), so a sweep of
+   cheap replays is faster here. The first task's time includes this process's warm-up, so it
+   never decides alone. With fewer than two cores the whole job runs here;
+4. otherwise the remaining tasks go to a **LocalCluster** of processes on this machine (one
+   worker per core, one thread each: research code is numpy/numba and holds the GIL often),
+   listening on 127.0.0.1 only, without a dashboard, shut down when the job ends.
 
 The function and its results travel by pickle (cloudpickle): a function defined in a module
 the workers can import travels by name, one defined in a notebook travels by value. The
@@ -29,8 +33,10 @@ dask is imported when a job runs on a cluster, never by ``import velox``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import reprlib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,13 +46,15 @@ from velox.errors import ConfigError, TaskFailed, ValidationError
 
 if TYPE_CHECKING:
     from distributed import Client
+    from tqdm import tqdm
 
-__all__ = ["run_tasks", "client", "IN_PROCESS_MAX_TASKS", "IN_PROCESS", "LOCAL"]
+__all__ = ["run_tasks", "client", "IN_PROCESS_SECONDS", "IN_PROCESS", "LOCAL"]
 
 logger = logging.getLogger(__name__)
 
-#: Jobs of at most this many tasks run in this process unless a scheduler is chosen.
-IN_PROCESS_MAX_TASKS = 8
+#: A job without a scheduler stays in this process while the projected time of its remaining
+#: tasks here is under this many seconds (see the module documentation).
+IN_PROCESS_SECONDS = 10.0
 #: ``scheduler=`` value that runs the tasks one after another in this process.
 IN_PROCESS = "in-process"
 #: ``scheduler=`` value that starts a LocalCluster whatever the job's size.
@@ -72,9 +80,9 @@ def run_tasks(
     """Return ``[fn(task) for task in tasks]``, computed in parallel on Dask when it pays.
 
     Where the tasks run is decided as the module documentation says: ``scheduler=``, else the
-    ``dask_scheduler`` setting, else in-process for at most :data:`IN_PROCESS_MAX_TASKS` tasks,
-    else a LocalCluster started (and shut down) for this job. The results are the same either
-    way, in task order.
+    ``dask_scheduler`` setting, else in-process while the rest of the job is projected to take
+    under :data:`IN_PROCESS_SECONDS` here, the remaining tasks going to a LocalCluster started
+    (and shut down) for this job otherwise. The results are the same either way, in task order.
 
     Parameters
     ----------
@@ -87,7 +95,7 @@ def run_tasks(
     scheduler
         ``"tcp://host:port"`` / ``"tls://host:port"`` (an existing scheduler), a
         :class:`distributed.Client` (reused, left open), ``"local"`` (a LocalCluster) or
-        ``"in-process"``; ``None`` follows the setting and the job's size.
+        ``"in-process"``; ``None`` follows the setting, else the job's projected duration.
     local_workers
         Worker processes of a LocalCluster (default: the machine's cores).
     names
@@ -114,6 +122,8 @@ def run_tasks(
     >>> run_tasks(abs, [-1, -2], scheduler="in-process", progress=False)
     [1, 2]
     """
+    from tqdm.auto import tqdm
+
     items = list(tasks)
     labels = _labels(items, names)
     workers = _local_workers(local_workers)
@@ -123,13 +133,21 @@ def run_tasks(
         from velox.config import get_settings
 
         scheduler = get_settings().dask_scheduler
-        if scheduler is None and (len(items) <= IN_PROCESS_MAX_TASKS or workers < 2):
-            scheduler = IN_PROCESS
-    if scheduler == IN_PROCESS:
-        logger.debug("running %d tasks in-process", len(items))
-        return _run_in_process(fn, items, labels, progress)
-    with client(scheduler, local_workers=workers) as dask_client:
-        return _run_on(dask_client, fn, items, labels, progress)
+    with tqdm(total=len(items), desc=_describe(fn), unit="task", disable=not progress) as bar:
+        if scheduler == IN_PROCESS or (scheduler is None and workers < 2):
+            return _run_in_process(fn, items, labels, bar)
+        results: list[_Result] = []
+        if scheduler is None:  # start here; move to a LocalCluster once the job proves big
+            results = _run_in_process(fn, items, labels, bar, until_big=True)
+            if len(results) == len(items):
+                return results
+            logger.info(
+                "%d tasks left, projected over %.0f s in-process: moving them to a LocalCluster",
+                len(items) - len(results), IN_PROCESS_SECONDS,
+            )  # fmt: skip
+            scheduler = LOCAL
+        with client(scheduler, local_workers=workers) as dask_client:
+            return results + _run_on(dask_client, fn, items, labels, bar, start=len(results))
 
 
 @contextmanager
@@ -206,18 +224,28 @@ def client(
 
 
 def _run_in_process(
-    fn: Callable[[_Task], _Result], items: list[_Task], labels: list[str], progress: bool
+    fn: Callable[[_Task], _Result],
+    items: list[_Task],
+    labels: list[str],
+    bar: tqdm,
+    *,
+    until_big: bool = False,
 ) -> list[_Result]:
-    from tqdm.auto import tqdm
-
+    """Return the results of the tasks run here in order; with ``until_big``, stop early once
+    the fastest task so far (from two on) × the tasks left exceeds :data:`IN_PROCESS_SECONDS`."""
     results: list[_Result] = []
-    with tqdm(total=len(items), desc=_describe(fn), unit="task", disable=not progress) as bar:
-        for index, task in enumerate(items):
-            try:
-                results.append(fn(task))
-            except Exception as exc:
-                raise TaskFailed(index, len(items), labels[index], exc) from exc
-            bar.update()
+    fastest = math.inf
+    for index, task in enumerate(items):
+        started = time.perf_counter()
+        try:
+            results.append(fn(task))
+        except Exception as exc:
+            raise TaskFailed(index, len(items), labels[index], exc) from exc
+        fastest = min(fastest, time.perf_counter() - started)
+        bar.update()
+        left = len(items) - index - 1
+        if until_big and index >= 1 and left and fastest * left > IN_PROCESS_SECONDS:
+            break
     return results
 
 
@@ -226,31 +254,34 @@ def _run_on(
     fn: Callable[[_Task], _Result],
     items: list[_Task],
     labels: list[str],
-    progress: bool,
+    bar: tqdm,
+    *,
+    start: int = 0,
 ) -> list[_Result]:
+    """Return the results of ``items[start:]`` computed on the cluster, in task order."""
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     token = uuid.uuid4().hex[:12]
     prefix = _describe(fn).replace(" ", "_")
     # the function (maybe a partial holding the bars) goes to the cluster once, not per task
     shipped = dask_client.scatter(fn, hash=False)
-    keys = [f"{prefix}-{token}-{i}" for i in range(len(items))]
-    futures = dask_client.map(_call, items, fn=shipped, key=keys, pure=False)
+    keys = [f"{prefix}-{token}-{i}" for i in range(start, len(items))]
+    futures = dask_client.map(_call, items[start:], fn=shipped, key=keys, pure=False)
     where = {future.key: index for index, future in enumerate(futures)}
-    results: list[_Result] = [None] * len(items)  # type: ignore[list-item]
+    results: list[_Result] = [None] * len(futures)  # type: ignore[list-item]
     try:
-        with tqdm(total=len(items), desc=_describe(fn), unit="task", disable=not progress) as bar:
-            for future, value in as_completed(futures, with_results=True, raise_errors=False):
-                index = where[future.key]
-                if future.status == "error":
-                    error = future.exception()
-                    trace = future.traceback()
-                    if trace is not None:
-                        error = error.with_traceback(trace)
-                    raise TaskFailed(index, len(items), labels[index], error) from error
-                results[index] = value
-                bar.update()
+        for future, value in as_completed(futures, with_results=True, raise_errors=False):
+            index = where[future.key]
+            if future.status == "error":
+                error = future.exception()
+                trace = future.traceback()
+                if trace is not None:
+                    error = error.with_traceback(trace)
+                raise TaskFailed(start + index, len(items), labels[start + index], error) from (
+                    error
+                )
+            results[index] = value
+            bar.update()
     except BaseException:  # a failed task, Ctrl-C: drop the rest of the job from the cluster
         dask_client.cancel(futures)
         raise
