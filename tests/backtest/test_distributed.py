@@ -237,3 +237,9 @@ def test_bad_scheduler_or_options_are_clear_errors(monkeypatch: pytest.MonkeyPat
         run_tasks(abs, range(20), local_workers=0)
     with pytest.raises(ValidationError, match="2 names for 3 tasks"):
         run_tasks(abs, range(3), names=["a", "b"])
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    assert doctest.testmod(dist).failed == 0

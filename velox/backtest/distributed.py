@@ -114,11 +114,11 @@ def run_tasks(
     --------
     >>> from functools import partial
     >>> from velox.backtest.distributed import run_tasks
-    >>> def total_return(params, bars):
+    >>> def replay_stats(params, bars):
     ...     import velox
     ...     return velox.replay("strategies/sma_cross.py", bars=bars, **params).stats
     >>> grid = [{"fast": f, "slow": s} for f in range(5, 30, 5) for s in range(30, 90, 10)]
-    >>> stats = run_tasks(partial(total_return, bars=df), grid)       # doctest: +SKIP
+    >>> stats = run_tasks(partial(replay_stats, bars=df), grid)       # doctest: +SKIP
     >>> run_tasks(abs, [-1, -2], scheduler="in-process", progress=False)
     [1, 2]
     """
