@@ -195,7 +195,7 @@ def test_local_cluster_listens_on_loopback_only() -> None:
     with client("local", local_workers=1) as local:
         addresses = [local.scheduler.address, *local.scheduler_info()["workers"]]
         assert all(a.startswith("tcp://127.0.0.1:") for a in addresses)
-        pids = [os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))]
+        pids = [os.getpid(), *local.run(os.getpid).values()]  # scheduler and nanny: here
         listening = [
             conn.laddr
             for pid in pids
@@ -243,3 +243,15 @@ def test_the_docstring_examples_run() -> None:
     import doctest
 
     assert doctest.testmod(dist).failed == 0
+
+
+def test_without_dask_jobs_run_in_process_and_a_cluster_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dist, "_have_dask", lambda: False)
+    monkeypatch.setattr(dist, "IN_PROCESS_SECONDS", 0.0)  # would otherwise move to a cluster
+    assert run_tasks(where, range(20), progress=False) == [(t, IN_PROCESS) for t in range(20)]
+    with pytest.raises(
+        ConfigError, match=r"needs dask.distributed: pip install 'velox\[research\]'"
+    ):
+        run_tasks(where, range(3), scheduler="local", progress=False)

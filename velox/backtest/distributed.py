@@ -27,7 +27,9 @@ function is sent to the cluster once (scattered) however many tasks there are, s
 tasks are cancelled and :class:`velox.errors.TaskFailed` names the task, with the task's own
 exception and worker traceback as its cause.
 
-dask is imported when a job runs on a cluster, never by ``import velox``.
+dask is imported when a job runs on a cluster, never by ``import velox``; without it installed
+(it comes with the ``research`` extra) every job runs in-process unless a scheduler is asked
+for, which is then a :class:`~velox.errors.ConfigError` saying what to install.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def run_tasks(
 
         scheduler = get_settings().dask_scheduler
     with tqdm(total=len(items), desc=_describe(fn), unit="task", disable=not progress) as bar:
-        if scheduler == IN_PROCESS or (scheduler is None and workers < 2):
+        if scheduler == IN_PROCESS or (scheduler is None and (workers < 2 or not _have_dask())):
             return _run_in_process(fn, items, labels, bar)
         results: list[_Result] = []
         if scheduler is None:  # start here; move to a LocalCluster once the job proves big
@@ -170,6 +172,11 @@ def client(
     ...     first = run_tasks(fn, tasks, scheduler=dask_client)
     ...     second = run_tasks(fn, more_tasks, scheduler=dask_client)
     """
+    if not _have_dask():
+        raise ConfigError(
+            "running on Dask needs dask.distributed: pip install 'velox[research]' (or "
+            "'dask[distributed]'), or pass scheduler='in-process'"
+        )
     from distributed import Client, LocalCluster
 
     if isinstance(scheduler, Client):
@@ -320,6 +327,13 @@ def _local_workers(local_workers: int | None) -> int:
             f"local_workers={local_workers!r} must be a whole number of worker processes ≥ 1"
         )
     return local_workers
+
+
+def _have_dask() -> bool:
+    """Return whether dask.distributed is installed (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("distributed") is not None
 
 
 def _describe(fn: Callable[..., object]) -> str:
