@@ -171,6 +171,25 @@ def test_a_block_as_long_as_the_series_rotates_it_and_keeps_its_final_equity() -
         assert all(picks[i + 1] == (picks[i] + 1) % len(returns) for i in range(0, 5, 2))
 
 
+def test_a_bootstrap_horizon_sets_the_path_length_and_the_expectation() -> None:
+    returns = np.array([0.02, -0.015, 0.01, -0.03, 0.025, 0.005, -0.01, 0.012])
+    result = _result([10.0], equity=_daily_equity(returns, 1000.0))
+    n, horizon = 40_000, 20
+    mc = monte_carlo(result, n=n, method="bootstrap", horizon=horizon, seed=8)
+    assert mc.paths.shape == (horizon + 1, montecarlo.PATHS_KEPT)
+    assert len(mc.observed_path) == len(returns) + 1  # the result's own path, unchanged
+    expected = 1000.0 * (1.0 + returns.mean()) ** horizon
+    finals = mc.simulations["final_equity"]
+    assert abs(finals.mean() - expected) < 4 * finals.std() / math.sqrt(n)
+    blocks = monte_carlo(result, n=20, method="bootstrap", horizon=7, block_size=3, seed=8)
+    assert blocks.paths.shape[0] == 8
+    assert len(blocks.plot()) == 3
+    with pytest.raises(ValidationError, match="horizon= is for method='bootstrap'"):
+        monte_carlo(result, horizon=5)
+    with pytest.raises(ValidationError, match="horizon=0 must be a whole number of sessions"):
+        monte_carlo(result, method="bootstrap", horizon=0)
+
+
 def test_bootstrap_reads_end_of_day_equity_like_summary_stats() -> None:
     index = pd.DatetimeIndex(
         ["2024-01-01 10:00", "2024-01-01 15:00", "2024-01-02 11:00", "2024-01-03 12:00"],

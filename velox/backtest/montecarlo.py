@@ -21,7 +21,7 @@ Two resampling methods, both on any result with ``.trades``, ``.equity`` and ``.
     date) preceded by the result's initial cash. ``block_size=b`` > 1 draws circular blocks of
     ``b`` consecutive days instead of single days (a block bootstrap keeps the short-range
     dependence of returns, e.g. volatility clusters); each simulated path has as many days as
-    the original.
+    the original, or ``horizon`` days (``horizon=252``: one year ahead).
 
 Drawdowns follow the engine's convention: (running peak − equity) / running peak, the peak
 starting at the initial cash, a positive fraction; ``max_drawdown_amount`` is the largest
@@ -106,7 +106,8 @@ class MonteCarloReport:
         Equity of the first simulated paths (columns, at most :data:`PATHS_KEPT`), one row per
         step from 0 (the initial cash) to the last; drawn by :meth:`plot` as a fan.
     observed_path
-        The original sequence's equity at the same steps.
+        The original sequence's equity, one row per step (as long as :attr:`paths` unless a
+        bootstrap was given another ``horizon``).
     """
 
     method: str
@@ -261,7 +262,8 @@ class MonteCarloReport:
                       label="25–75 %").opts(color="#1f77b4", alpha=0.35, line_alpha=0)
             * hv.Curve((step, bands[2]), self.steps, "equity", label="median")
             .opts(color="#1f77b4")
-            * hv.Curve((step, self.observed_path.to_numpy()), self.steps, "equity",
+            * hv.Curve((self.observed_path.index.to_numpy(), self.observed_path.to_numpy()),
+                       self.steps, "equity",
                        label="observed").opts(color="black", line_width=2)
         )  # fmt: skip
         panels.append(
@@ -281,6 +283,7 @@ def monte_carlo(
     seed: int | None = None,
     initial_cash: float | None = None,
     block_size: int = 1,
+    horizon: int | None = None,
 ) -> MonteCarloReport:
     """Return a Monte Carlo report of a backtest: ``n`` resampled equity paths and the
     distribution of their final equity and maximum drawdown.
@@ -306,6 +309,9 @@ def monte_carlo(
         applies the result's own daily returns to it; a reshuffle adds the same rupee P&L.
     block_size
         Bootstrap only: days per circular block (1, the default, draws independent days).
+    horizon
+        Bootstrap only: sessions per simulated path (default: as many as the result has), e.g.
+        ``252`` for "the next year"; ``observed`` stays the result's own path.
 
     Raises
     ------
@@ -335,24 +341,21 @@ def monte_carlo(
             f"monte_carlo method={method!r} is not one of {', '.join(METHODS)}"
             + (f"; did you mean {hint[0]!r}?" if hint else "")
         )
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValidationError(f"monte_carlo n={n!r} must be a whole number of simulations ≥ 1")
-    n = int(n)
+    n = _whole(n, "n", 1, "of simulations ")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)  # recorded, so the report is reproducible
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValidationError(f"monte_carlo seed={seed!r} must be a whole number ≥ 0 or None")
-    seed = int(seed)
-    if (
-        isinstance(block_size, bool)
-        or not isinstance(block_size, (int, np.integer))
-        or (block_size < 1)
-    ):
-        raise ValidationError(f"monte_carlo block_size={block_size!r} must be a whole number ≥ 1")
+    seed = _whole(seed, "seed", 0)
+    block_size = _whole(block_size, "block_size", 1)
+    horizon = None if horizon is None else _whole(horizon, "horizon", 1, "of sessions ")
     if method == "reshuffle" and block_size != 1:
         raise ValidationError(
             "monte_carlo block_size= is for method='bootstrap' (blocks of days); a reshuffle "
             "permutes single trades"
+        )
+    if method == "reshuffle" and horizon is not None:
+        raise ValidationError(
+            "monte_carlo horizon= is for method='bootstrap' (sessions per path); a reshuffle "
+            "always has the result's own trades"
         )
     stats = _attribute(result, "stats")
     own_cash = stats.get("initial_cash") if hasattr(stats, "get") else None
@@ -367,21 +370,22 @@ def monte_carlo(
     if method == "reshuffle":
         steps_of = _closed_net_pnl(result)
         observed = start + np.concatenate([[0.0], np.cumsum(steps_of)])
+        width = len(observed)
         simulate = _reshuffle(steps_of, start)
         steps = "trade"
         block: int | None = None
     else:
         returns = _daily_returns(result, own_cash if own_cash is not None else start)
-        if int(block_size) > len(returns):
+        if block_size > len(returns):
             raise ValidationError(
                 f"monte_carlo block_size={block_size} is longer than the {len(returns)} daily "
                 "returns of the result; use at most that many"
             )
         observed = start * np.concatenate([[1.0], np.cumprod(1.0 + returns)])
-        simulate = _bootstrap(returns, start, int(block_size))
+        width = (len(returns) if horizon is None else horizon) + 1
+        simulate = _bootstrap(returns, start, block_size, width - 1)
         steps = "session"
-        block = int(block_size)
-    width = len(observed)
+        block = block_size
     rows = max(1, CHUNK_BYTES // (3 * 8 * width))  # draws, curve and running peak
     kept = min(n, PATHS_KEPT, max(1, PATHS_BYTES // (8 * width)))
     figures = np.empty((n, len(COLUMNS)))
@@ -412,7 +416,9 @@ def monte_carlo(
         simulations=simulations,
         observed=dict(zip(COLUMNS, map(float, fact), strict=True)),
         paths=frame,
-        observed_path=pd.Series(observed, index=frame.index, name="observed"),
+        observed_path=pd.Series(
+            observed, index=pd.RangeIndex(len(observed), name=steps), name="observed"
+        ),  # fmt: skip
     )
 
 
@@ -436,20 +442,20 @@ def _reshuffle(pnl: np.ndarray, start: float) -> _Simulate:
     return simulate
 
 
-def _bootstrap(returns: np.ndarray, start: float, block: int) -> _Simulate:
+def _bootstrap(returns: np.ndarray, start: float, block: int, length: int) -> _Simulate:
     import numpy as np
 
     k = len(returns)
-    blocks = -(-k // block)
+    blocks = -(-length // block)
     offsets = np.arange(block)
 
     def simulate(rng: np.random.Generator, rows: int) -> np.ndarray:
         if block == 1:
-            picks = rng.integers(0, k, size=(rows, k))
+            picks = rng.integers(0, k, size=(rows, length))
         else:  # circular blocks: every day is equally likely at every position
             starts = rng.integers(0, k, size=(rows, blocks))
-            picks = ((starts[:, :, None] + offsets) % k).reshape(rows, blocks * block)[:, :k]
-        curve = np.empty((rows, k + 1))
+            picks = ((starts[:, :, None] + offsets) % k).reshape(rows, blocks * block)[:, :length]
+        curve = np.empty((rows, length + 1))
         curve[:, 0] = 1.0
         np.cumprod(1.0 + returns[picks], axis=1, out=curve[:, 1:])
         curve *= start
@@ -541,6 +547,16 @@ def _daily_returns(result: BacktestResult, initial_cash: float) -> np.ndarray:
             "result.equity has a NaN or non-positive value, so its daily returns are undefined"
         )
     return np.diff(daily) / daily[:-1]
+
+
+def _whole(value: object, name: str, minimum: int, what: str = "") -> int:
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValidationError(
+            f"monte_carlo {name}={value!r} must be a whole number {what}≥ {minimum}"
+        )
+    return int(value)
 
 
 def _finite(value: object, name: str, *, minimum: float, strict: bool = False) -> float:
