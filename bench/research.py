@@ -147,7 +147,8 @@ def main() -> None:
     strategy = SmaCross(instruments=(STOCK.id,), timeframe="1m", fast=10, slow=30)
     t = time.perf_counter()
     report = velox.parity(strategy, sub, instrument_master=MASTER)
-    print(f"parity with velox.replay on {len(sub):,} bars: {report!r} ({time.perf_counter() - t:.1f} s)")
+    took = time.perf_counter() - t
+    print(f"parity with velox.replay on {len(sub):,} bars: {report!r} ({took:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from velox.calendar import IST, IST_NAME, IST_OFFSET_NS
+from velox.calendar import IST_NAME, IST_OFFSET_NS
 from velox.errors import ConfigError, DataError, ValidationError
 from velox.strategy import Strategy
 from velox.types import Fill, Instrument, InstrumentKind, Order, OrderStatus, Product, Side
@@ -275,7 +275,9 @@ def prepare(
     config = sim_config if sim_config is not None else SimConfig()
     product = Product(strategy.product)
     if product is Product.NRML:
-        raise ConfigError("velox.research backtests CNC and MIS products; use velox.replay for NRML")
+        raise ConfigError(
+            "velox.research backtests CNC and MIS products; use velox.replay for NRML"
+        )
     if product is Product.MIS and strategy.timeframe == "1d":
         raise ConfigError(
             f"{strategy.name} trades MIS on daily bars: intraday positions are squared off within "
@@ -783,6 +785,9 @@ def research(
     bars: pd.DataFrame | Mapping[str, pd.DataFrame] | None = None
     if isinstance(bars_or_symbols, (pd.DataFrame, Mapping)):
         bars = bars_or_symbols
+        if isinstance(bars, Mapping) and not isinstance(strategy_or_path, Strategy):
+            # a mapping says which instruments it holds: they are the strategy's instruments
+            symbols = tuple(dict.fromkeys(k if isinstance(k, str) else k[0] for k in bars))
     elif bars_or_symbols is not None:
         symbols = bars_or_symbols  # type: ignore[assignment]
     strategy = velox._build_strategy(strategy_or_path, symbols, timeframe, params, options)
