@@ -50,7 +50,20 @@ def reliance_5m() -> pd.DataFrame:
 
 
 def _vectorisable() -> list[Path]:
-    return [p for p in EXAMPLES if load_strategy(str(p))().vectorised]
+    """The examples the engine can replay too (cross-sectional ones are research-only)."""
+    return [
+        p
+        for p in EXAMPLES
+        if load_strategy(str(p))().vectorised and not load_strategy(str(p)).cross_sectional
+    ]
+
+
+@pytest.fixture(scope="module")
+def nifty() -> dict[str, pd.DataFrame]:
+    rotation = load_strategy(str(ROOT / "strategies/momentum_rotation.py"))
+    return {
+        iid: _bars(f"{iid.split(':')[1]}_1d_2017_2022.csv.gz", "1d") for iid in rotation.instruments
+    }
 
 
 class MisCross(Strategy):
@@ -180,6 +193,33 @@ def test_a_refused_order_is_retried_like_the_engine(reliance_1d: pd.DataFrame) -
     assert len(refused) == len(engine_refused) > 10
 
 
+def test_a_cross_sectional_rotation_ranks_the_universe(nifty: dict[str, pd.DataFrame]) -> None:
+    path = str(ROOT / "strategies/momentum_rotation.py")
+    res = velox.research(path, nifty)
+    assert len(nifty) == 44 and res.universe.opens.shape == (1277, 44)
+    assert velox.check_lookahead(path, nifty) == []
+    # the first ranking, recomputed from the raw closes: the five best 126-session returns
+    close = pd.DataFrame({iid: f["close"] for iid, f in nifty.items()})
+    momentum = close / close.shift(126) - 1
+    month = close.index.year * 12 + close.index.month
+    starts = np.r_[True, month[1:] != month[:-1]] & (momentum.notna().sum(axis=1) >= 5).to_numpy()
+    first = int(np.flatnonzero(starts)[0])
+    expected = set(momentum.iloc[first].nlargest(5).index)
+    buys = res.fills[res.fills["side"] == "BUY"]
+    opening = buys[buys["ts"] == buys["ts"].min()]
+    assert opening["ts"].iloc[0].date() == close.index[first + 1].date()  # the next open
+    assert set(opening["instrument_id"]) == expected
+    held = res.fills.groupby("instrument_id")["qty"].count()
+    assert len(held) > 10  # it rotates
+    # one cash pool: never more than top names at once
+    signed = res.fills.assign(q=np.where(res.fills["side"] == "BUY", 1, -1) * res.fills["qty"])
+    positions = signed.pivot_table(index="ts", columns="instrument_id", values="q", aggfunc="sum")
+    assert ((positions.fillna(0).cumsum() > 0).sum(axis=1) <= 5).all()
+    # the engine computes signals instrument by instrument: it refuses the strategy, loudly
+    rep = velox.replay(path, bars=nifty)
+    assert "cross-sectional" in str(rep.strategies[0]["error"]) and not rep.fill_list
+
+
 # -- charges ---------------------------------------------------------------------------------------
 
 
@@ -234,6 +274,19 @@ def test_check_lookahead_catches_a_planted_shift(reliance_1d: pd.DataFrame) -> N
     with pytest.raises(ValidationError, match="looks ahead"):
         velox.check_lookahead(Peek, reliance_1d)
     assert len(velox.check_lookahead(Peek, reliance_1d, raise_error=False)) > 10
+
+
+def test_check_lookahead_catches_a_cross_sectional_peek(nifty: dict[str, pd.DataFrame]) -> None:
+    rotation = load_strategy(str(ROOT / "strategies/momentum_rotation.py"))
+
+    class PeekRotation(rotation):  # type: ignore[misc, valid-type]
+        def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+            return super().signals(bars.shift(-20))  # ranks on closes a month ahead
+
+    few = {k: v for k, v in list(nifty.items())[:8]}
+    assert len(velox.check_lookahead(PeekRotation, few, raise_error=False)) > 5
+    with pytest.raises(ValidationError, match="looks ahead"):
+        velox.check_lookahead(Peek, {"NSE:RELIANCE": nifty["NSE:RELIANCE"]})
 
 
 # -- vectorbt --------------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from velox.costs import CostModel, SlippageModel
     from velox.engine.result import RunResult, Trade
 
-__all__ = ["research", "ResearchResult", "Universe", "prepare", "parity", "ParityReport",
-           "check_lookahead"]  # fmt: skip
+__all__ = ["research", "ResearchResult", "Universe", "prepare", "panel", "strategy_weights",
+           "parity", "ParityReport", "compare", "check_lookahead"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +409,8 @@ def strategy_weights(strategy: Strategy, universe: Universe) -> np.ndarray:
     """Return the strategy's target weights (rows × instruments): ``signals()`` of each
     instrument's own bars, as the engine computes them, placed on the universe's rows."""
     n, m = universe.opens.shape
+    if strategy.cross_sectional:
+        return _panel_weights(strategy, universe)
     if m == 1:
         iid = universe.instrument_ids[0]
         return _signal_values(strategy, universe.frames[iid]).reshape(-1, 1)
@@ -416,6 +418,46 @@ def strategy_weights(strategy: Strategy, universe: Universe) -> np.ndarray:
     for j, iid in enumerate(universe.instrument_ids):
         out[universe.rows[iid], j] = _signal_values(strategy, universe.frames[iid])
     return out
+
+
+def panel(universe: Universe) -> pd.DataFrame:
+    """Return every instrument's bars side by side on the universe's rows: columns
+    ``(field, instrument)``, so ``panel["close"]`` has one column per instrument (NaN where an
+    instrument has no bar). What a cross-sectional strategy's ``signals`` receives."""
+    fields = ["open", "high", "low", "close", "volume"]
+    parts = {}
+    for iid in universe.instrument_ids:
+        frame = universe.frames[iid]
+        have = [f for f in fields if f in frame.columns]
+        parts[iid] = frame[have].astype("float64").reindex(universe.index)
+    out = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1)
+    out.columns.names = ["field", "instrument"]
+    return out[[f for f in fields if f in out.columns.get_level_values(0)]]
+
+
+def _panel_weights(strategy: Strategy, universe: Universe) -> np.ndarray:
+    bars = panel(universe)
+    values = strategy.signals(bars)
+    if not isinstance(values, pd.DataFrame):
+        raise ValidationError(
+            f"{strategy.name} is cross-sectional: signals(panel) must return a DataFrame of "
+            f"weights (one column per instrument), not {type(values).__name__}"
+        )
+    unknown = sorted(set(values.columns) - set(universe.instrument_ids))
+    if unknown:
+        raise ValidationError(
+            f"{strategy.name}.signals returned weights for {unknown[:5]}, which it does not "
+            f"trade (its instruments: {', '.join(universe.instrument_ids[:5])} …)"
+        )
+    if len(values) != len(bars) or not values.index.equals(bars.index):
+        raise ValidationError(
+            f"{strategy.name}.signals returned {len(values)} rows for {len(bars)} bar times; "
+            "return one row per row of the panel (same index)"
+        )
+    out = values.reindex(columns=list(universe.instrument_ids)).to_numpy(np.float64)
+    # no opinion where an instrument has no bar (the engine would have no close event there)
+    out[np.isnan(universe.closes)] = np.nan
+    return np.ascontiguousarray(out)
 
 
 def _signal_values(strategy: Strategy, frame: pd.DataFrame) -> np.ndarray:
@@ -983,16 +1025,17 @@ def compare(
 
 def check_lookahead(
     strategy_or_path: Strategy | type[Strategy] | str | Path,
-    bars: pd.DataFrame,
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame],
     *,
     raise_error: bool = True,
     **params: Any,
 ) -> list[int]:
     """Return the cut points where ``signals(bars)[:t] != signals(bars[:t])`` (empty: causal).
 
-    Wraps :func:`velox.strategy.lookahead_violations`; with ``raise_error`` (default) a
-    violation raises :class:`~velox.errors.ValidationError` as
-    :func:`velox.strategy.assert_no_lookahead` does.
+    Wraps :func:`velox.strategy.lookahead_violations`. ``bars`` is one instrument's frame, or a
+    mapping of instrument id → frame (each checked; a cross-sectional strategy is checked on
+    their :func:`panel`). With ``raise_error`` (default) a violation raises
+    :class:`~velox.errors.ValidationError` as :func:`velox.strategy.assert_no_lookahead` does.
 
     Examples
     --------
@@ -1003,9 +1046,19 @@ def check_lookahead(
     import velox
     from velox.strategy import assert_no_lookahead, lookahead_violations
 
-    strategy = velox._build_strategy(strategy_or_path, None, None, dict(params), {})
+    symbols = None
+    if isinstance(bars, Mapping) and not isinstance(strategy_or_path, Strategy):
+        symbols = tuple(bars)
+    strategy = velox._build_strategy(strategy_or_path, symbols, None, dict(params), {})
     if not strategy.vectorised:
         raise ConfigError(f"{strategy.name} has no signals() to check")
+    if isinstance(bars, Mapping):
+        if not strategy.cross_sectional:
+            bad_at: list[int] = []
+            for frame in bars.values():
+                bad_at += check_lookahead(strategy, frame, raise_error=raise_error)
+            return sorted(set(bad_at))
+        bars = panel(prepare(strategy, bars))
     if raise_error:
         assert_no_lookahead(strategy, bars)
         return []
