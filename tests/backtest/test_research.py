@@ -166,6 +166,30 @@ def test_square_off_time_setting_moves_the_exit(reliance_5m: pd.DataFrame) -> No
         assert row.charges == pytest.approx(base + 59.0, abs=1e-9)
 
 
+def test_a_square_off_between_bar_starts_and_leverage_match_replay(
+    reliance_5m: pd.DataFrame,
+) -> None:
+    """15:17 falls on the 15:15 bar's third tick (15:17:30): the square-off fills there, at
+    that tick's price; weight 2 is MIS leverage (20 % margin)."""
+    config = SimConfig(square_off_time=time(15, 17))
+    report = velox.parity(MisCross, reliance_5m, sim_config=config, weight=2.0, fast=3, slow=8)
+    assert report.ok, report
+    fills = report.research.fills
+    squared = fills[fills["client_id"].str.startswith("SQUAREOFF")]
+    assert len(squared) > 10 and (squared["ts"].dt.strftime("%H:%M:%S") == "15:17:30").all()
+
+
+def test_cash_below_zero_freezes_the_account_as_in_the_simulator() -> None:
+    """All in (weight 1) at a close, filled at a higher open: charges and the gap take cash
+    below zero, after which the simulator's RMS refuses every order, even the exit."""
+    upl = _bars("UPL_1d_2017_2022.csv.gz", "1d")
+    report = velox.parity(str(ROOT / "strategies/sma_cross.py"), {"NSE:UPL": upl}, fast=5,
+                          slow=20, weight=1.0)  # fmt: skip
+    assert report.ok, report
+    refused = report.research.orders["status"] == "REJECTED"
+    assert refused.sum() > 100 and len(report.research.fill_list) <= 2
+
+
 def test_a_universe_shares_one_cash_pool_like_the_engine() -> None:
     frames = {f"NSE:{s}": _bars(f"{s}_1d_2017_2022.csv.gz", "1d") for s in ("INFY", "TCS", "SBIN")}
     report = velox.parity(Basket, frames)

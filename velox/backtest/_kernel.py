@@ -209,9 +209,10 @@ def simulate(  # pragma: no cover - compiled
         ``SimConfig.mis_margin``; rupees (GST included) added to each square-off fill.
     square_tick : (n, m) int8
         Tick (0–3) of the row at which that column's MIS position is squared off, −1 none.
-    mis_blocked : (n,) bool
+    mis_blocked : (n + 1,) bool
         Whether an MIS order decided at the close of row ``r - 1`` (placed at row ``r``'s first
-        tick) comes at or after that day's square-off time (the simulator refuses it).
+        tick; the last row's at its last tick) comes at or after that day's square-off time
+        (the simulator refuses it).
     """
     n, m = weights.shape
     cap_orders = n * m + 1
@@ -321,8 +322,7 @@ def simulate(  # pragma: no cover - compiled
             if pos[j] != 0 and last[j] == last[j]:
                 unrealised += pos[j] * last[j] - pos[j] * avg[j]
         equity[r] = initial_cash + realised - charges + unrealised
-        if r == n - 1:
-            break  # an order decided at the last close would never fill
+        # (an order decided at the last close is placed, and never fills: left working)
         for j in range(m):
             w = weights[r, j]
             if w != w or w == applied[j] or closes[r, j] != closes[r, j]:
@@ -362,7 +362,7 @@ def simulate(  # pragma: no cover - compiled
                     reason = 2
             else:
                 required = qty * price
-            if reason == 0 and required > 0.0:
+            if reason == 0:  # even a free order: the RMS refuses all once cash is below margin
                 used = blocked
                 for k in range(m):
                     if mis[k] and pos[k] != 0:

@@ -327,7 +327,7 @@ def prepare(
     n, m = opens.shape
     square_tick = np.full((n, m), -1, np.int8)
     tick_prices = np.zeros((n, m))
-    mis_blocked = np.zeros(n, np.bool_)
+    mis_blocked = np.zeros(n + 1, np.bool_)
     universe = Universe(
         instrument_ids=ids, timeframe=tf, index=index, frames=dict(frames), rows=rows,
         opens=np.ascontiguousarray(opens), closes=np.ascontiguousarray(closes),
@@ -367,12 +367,14 @@ def _square_off(universe: Universe, when: time) -> None:
                 "next session's start", iid, len(missing), when.strftime("%H:%M"),
                 date(1970, 1, 1) + timedelta(days=int(missing[0])),
             )  # fmt: skip
-        first_tick = np.full(len(universe.index), np.iinfo(np.int64).max, np.int64)
+        # placement times: each row's first tick, and after the last row its last tick
+        first_tick = np.full(len(universe.index) + 1, np.iinfo(np.int64).max, np.int64)
         first_tick[universe.rows[iid]] = ts[::4]
+        first_tick[-1] = ts[-1]
         row_day = (first_tick + IST_OFFSET_NS) // _DAY_NS
         universe.mis_blocked |= first_tick >= row_day * _DAY_NS - IST_OFFSET_NS + offset
     # a row no instrument has a bar in cannot be a placement time
-    universe.mis_blocked &= ~np.isnan(universe.opens).all(axis=1)
+    universe.mis_blocked[:-1] &= ~np.isnan(universe.opens).all(axis=1)
 
 
 def _exchange(instrument: Instrument) -> str:
@@ -626,7 +628,7 @@ class ResearchResult:
                     side=Side.BUY if side > 0 else Side.SELL,
                     qty=int(qty),
                     product=u.product,
-                    tag="squareoff" if squareoff else "",
+                    tag="squareoff" if squareoff else self._client_id(oid),
                     strategy=self.strategy.name,
                     status=st,
                     broker_order_id=broker_id,
@@ -886,8 +888,9 @@ class ParityReport:
     """How a vectorised backtest compares with the engine's replay of the same strategy.
 
     ``ok`` when the fills agree (time, instrument, side, quantity, price; charges within
-    ``charge_tolerance`` rupees), so do the trades, and the final equity is within
-    ``equity_tolerance`` (a fraction, 0.01 % by default) at every sample.
+    ``charge_tolerance`` rupees), so do the trades and the orders (time, instrument, side,
+    quantity, final status: filled, refused, left working; square-offs), and the equity is
+    within ``equity_tolerance`` (a fraction, 0.01 % by default) at every sample.
     """
 
     research: ResearchResult
@@ -895,6 +898,7 @@ class ParityReport:
     fills_equal: bool
     trades_equal: bool
     charges_equal: bool
+    orders_equal: bool
     max_charge_difference: float
     max_equity_difference: float
     equity_tolerance: float
@@ -907,6 +911,7 @@ class ParityReport:
             self.fills_equal
             and self.trades_equal
             and self.charges_equal
+            and self.orders_equal
             and self.max_equity_difference <= self.equity_tolerance
         )
 
@@ -940,7 +945,8 @@ def parity(
 
     Both run the same strategy on the same bars with the same cash, charges, slippage and
     square-off settings. Fills must agree in time, instrument, side, quantity and price,
-    their charges within ``charge_tolerance`` rupees, trades likewise, and the equity curves
+    their charges within ``charge_tolerance`` rupees, trades and orders likewise (orders by
+    time, instrument, side, quantity and final status), and the equity curves
     within ``equity_tolerance`` (relative, 0.01 % by default) at every sample.
 
     Examples
@@ -1011,6 +1017,21 @@ def compare(
     if not trades_equal:
         mismatches.append(f"trades differ ({len(a)} research, {len(b)} replay)")
     charges_equal = fills_equal and max_charge <= charge_tolerance
+
+    def order_keys(frame: pd.DataFrame) -> list[tuple[object, ...]]:
+        cols = ["created_at", "instrument_id", "side", "qty", "status"]
+        squareoff = (frame["tag"] == "squareoff").tolist()
+        rows = frame[cols].itertuples(index=False)
+        return sorted((*row, flag) for row, flag in zip(rows, squareoff, strict=True))
+
+    mine_orders, their_orders = order_keys(res.orders), order_keys(rep.orders)
+    orders_equal = mine_orders == their_orders
+    if not orders_equal:
+        extra = sorted(set(mine_orders) ^ set(their_orders))[:3]
+        mismatches.append(
+            f"orders differ ({len(mine_orders)} research, {len(their_orders)} replay), e.g. "
+            f"{extra}"
+        )
     e1 = res.equity
     e2 = rep.equity
     if len(e1) == len(e2) and (e1.index == e2.index).all():
@@ -1019,8 +1040,8 @@ def compare(
         joined = pd.concat([e1.rename("a"), e2.rename("b")], axis=1).ffill().dropna()
         diff = float(np.max(np.abs(joined["a"] / joined["b"] - 1.0))) if len(joined) else 0.0
         mismatches.append(f"equity sampled {len(e1)} times in research, {len(e2)} in replay")
-    return ParityReport(res, rep, fills_equal, trades_equal, charges_equal, max_charge, diff,
-                        equity_tolerance, mismatches)  # fmt: skip
+    return ParityReport(res, rep, fills_equal, trades_equal, charges_equal, orders_equal,
+                        max_charge, diff, equity_tolerance, mismatches)  # fmt: skip
 
 
 def check_lookahead(
