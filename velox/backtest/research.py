@@ -1029,8 +1029,7 @@ def compare(
     if not orders_equal:
         extra = sorted(set(mine_orders) ^ set(their_orders))[:3]
         mismatches.append(
-            f"orders differ ({len(mine_orders)} research, {len(their_orders)} replay), e.g. "
-            f"{extra}"
+            f"orders differ ({len(mine_orders)} research, {len(their_orders)} replay), e.g. {extra}"
         )
     e1 = res.equity
     e2 = rep.equity
