@@ -349,6 +349,12 @@ def test_the_vectorbt_portfolio_ends_where_the_backtest_ends(
 def test_the_result_has_the_engines_frames_plot_and_html(reliance_1d: pd.DataFrame) -> None:
     res = velox.research(str(ROOT / "strategies/sma_cross.py"), reliance_1d)
     assert isinstance(res, ResearchResult)
+    quick = res.stats  # before any DataFrame: the same summary_stats as the RunResult's
+    assert "run" not in res._cache  # noqa: SLF001
+    assert quick == res.run_result.stats or all(
+        (a == b) or (a != a and b != b)
+        for a, b in zip(quick.values(), res.run_result.stats.values(), strict=True)
+    )
     replay = velox.replay(str(ROOT / "strategies/sma_cross.py"), bars=reliance_1d)
     for name in ("trades", "fills"):
         assert list(getattr(res, name).columns) == list(getattr(replay, name).columns)

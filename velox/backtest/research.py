@@ -108,6 +108,7 @@ class Universe:
     mis_blocked: np.ndarray
     product: Product
     instruments: dict[str, Instrument]
+    _close_ns: np.ndarray | None = field(default=None, repr=False)
 
     def run(self, weights: np.ndarray, capital: float | None = None) -> tuple[np.ndarray, ...]:
         """Return the kernel's (fills, orders, equity) for ``weights`` (rows × instruments).
@@ -146,6 +147,11 @@ class Universe:
     def close_event_ns(self) -> np.ndarray:
         """Return when each row's close event happens: the next row's first tick, the last
         row's at the last tick (where the engine samples its equity curve)."""
+        if self._close_ns is None:
+            self._close_ns = self._close_event_ns()
+        return self._close_ns
+
+    def _close_event_ns(self) -> np.ndarray:
         from velox.calendar import timeframe_minutes
 
         n = len(self.index)
@@ -543,7 +549,7 @@ class ResearchResult:
         from velox.engine.result import result_from_records
 
         u = self.universe
-        fills = self._fills()
+        fills = self._fill_objects()
         orders = self._orders(fills)
         record = {**strategy_record(self.strategy), "error": None}
         stamps = u.close_event_ns()
@@ -567,6 +573,12 @@ class ResearchResult:
                 times = u.tick_times(iid, rows[mine])
                 out[mine] = times[np.arange(len(mine)), ticks[mine]]
         return out
+
+    def _fill_objects(self) -> list[Fill]:
+        cached = self._cache.get("fills")
+        if cached is None:
+            cached = self._cache["fills"] = self._fills()
+        return cached  # type: ignore[return-value]
 
     def _fills(self) -> list[Fill]:
         from velox.engine._time import dt as ist_datetime
@@ -642,8 +654,26 @@ class ResearchResult:
 
     @property
     def stats(self) -> dict[str, float | int]:
-        """Return :func:`velox.engine.result.summary_stats` of the run (as ``RunResult.stats``)."""
-        return self.run_result.stats
+        """Return :func:`velox.engine.result.summary_stats` of the run (as ``RunResult.stats``).
+
+        Computed from the fills' trades and the equity curve without building the DataFrames
+        (the same function on the same values as :attr:`run_result`'s).
+        """
+        run = self._cache.get("run")
+        if run is not None:
+            return run.stats  # type: ignore[attr-defined]
+        cached = self._cache.get("stats")
+        if cached is None:
+            from velox.engine.result import summary_stats
+
+            charges = 0.0
+            for fill in self._fill_objects():  # in booking order, as result_from_records sums
+                charges += fill.charges
+            cached = self._cache["stats"] = summary_stats(
+                self.universe.close_event_ns(), self.equity_values_array,
+                self.universe.initial_cash, self.trade_list, charges,
+            )  # fmt: skip
+        return cached  # type: ignore[return-value]
 
     @property
     def trades(self) -> pd.DataFrame:
@@ -672,13 +702,21 @@ class ResearchResult:
 
     @property
     def trade_list(self) -> list[Trade]:
-        """Return the :class:`~velox.engine.result.Trade` records."""
-        return self.run_result.trade_list
+        """Return the :class:`~velox.engine.result.Trade` records (``trades_from_fills``)."""
+        run = self._cache.get("run")
+        if run is not None:
+            return run.trade_list  # type: ignore[attr-defined]
+        cached = self._cache.get("trades")
+        if cached is None:
+            from velox.engine.result import trades_from_fills
+
+            cached = self._cache["trades"] = trades_from_fills(self._fill_objects())
+        return cached  # type: ignore[return-value]
 
     @property
     def fill_list(self) -> list[Fill]:
         """Return the :class:`~velox.types.Fill` records."""
-        return self.run_result.fill_list
+        return self._fill_objects()
 
     def charge_breakdown(self) -> pd.DataFrame:
         """Return each fill's charges split as a contract note splits them (unrounded)."""
