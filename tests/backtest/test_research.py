@@ -461,3 +461,17 @@ def test_compiled_fsum_sum_and_tick_snapping_match_python() -> None:
                                             (BpsSlippage(12.5), 2, 12.5)):  # fmt: skip
                     expected = model.adjust(side, price, tick)
                     assert slipped(sign, price, tick, pow10, kind, amount) == expected
+
+
+def test_a_backtest_needing_more_order_room_than_estimated_runs_again(
+    reliance_1d: pd.DataFrame,
+) -> None:
+    """Refusals retried every bar outgrow the first estimate of the order records."""
+    from velox.backtest.research import prepare
+
+    strategy = load_strategy(str(ROOT / "strategies/sma_cross.py"))()
+    universe = prepare(strategy, {"NSE:RELIANCE": reliance_1d})
+    weights = np.full((len(reliance_1d), 1), 5.0)  # 500 % in delivery: refused at every bar
+    fills, orders, equity = universe.run(weights)
+    assert len(fills) == 0 and len(orders) == len(reliance_1d)  # the last close's too
+    assert (orders[:, 4] == 1).all() and equity[-1] == universe.initial_cash

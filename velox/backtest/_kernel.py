@@ -180,7 +180,7 @@ def _fill_charges(side, qty, price, rates, broker, out):  # pragma: no cover - c
 def simulate(  # pragma: no cover - compiled
     opens, closes, tick_prices, weights, day, rates, broker, lot, tick, pow10, mis,
     slip_kind, slip_amount, capital, initial_cash, mis_margin, square_off_charge,
-    square_tick, mis_blocked,
+    square_tick, mis_blocked, capacity,
 ):  # fmt: skip
     """Return (fills, orders, equity, n_fills, n_orders) of a vectorised backtest.
 
@@ -213,11 +213,13 @@ def simulate(  # pragma: no cover - compiled
         Whether an MIS order decided at the close of row ``r - 1`` (placed at row ``r``'s first
         tick; the last row's at its last tick) comes at or after that day's square-off time
         (the simulator refuses it).
+    capacity
+        Room for this many orders (and so fills); when a backtest needs more, it stops and
+        returns ``n_orders = -1``: call again with more (``n * m`` + square-offs always fits).
     """
     n, m = weights.shape
-    cap_orders = n * m + 1
-    fills = np.empty((cap_orders, 14))
-    orders = np.empty((cap_orders, 8))
+    fills = np.empty((capacity, 14))
+    orders = np.empty((capacity, 8))
     equity = np.empty(n)
     n_fills = 0
     n_orders = 0
@@ -249,6 +251,8 @@ def simulate(  # pragma: no cover - compiled
                     if abs(blocked) < 1e-6:
                         blocked = 0.0
                 elif square_tick[r, j] == q and mis[j] and pos[j] != 0:
+                    if n_orders == capacity:
+                        return fills[:0], orders[:0], equity, 0, -1
                     signed = -pos[j]
                     ref = tick_prices[r, j]
                     extra = square_off_charge
@@ -340,6 +344,8 @@ def simulate(  # pragma: no cover - compiled
             delta = target - pos[j]
             if delta == 0:
                 continue
+            if n_orders == capacity:
+                return fills[:0], orders[:0], equity, 0, -1
             qty = abs(delta)
             side = 1 if delta > 0 else -1
             reason = 0
@@ -386,4 +392,4 @@ def simulate(  # pragma: no cover - compiled
                 pending_block[j] = required
                 blocked += required
             n_orders += 1
-    return fills[:n_fills], orders[:n_orders], equity, n_fills, n_orders
+    return fills[:n_fills].copy(), orders[:n_orders].copy(), equity, n_fills, n_orders

@@ -123,13 +123,24 @@ class Universe:
                 f"weights have shape {weights.shape}; the universe is {self.opens.shape} "
                 "(rows × instruments)"
             )
-        fills, orders, equity, _, _ = simulate(
-            self.opens, self.closes, self.tick_prices, weights, self.day, self.rates,
-            self.broker, self.lot, self.tick, self.pow10, self.mis, self.slip_kind,
-            self.slip_amount, float(capital if capital else self.initial_cash), self.initial_cash,
-            self.mis_margin, self.square_off_charge, self.square_tick, self.mis_blocked,
-        )  # fmt: skip
-        return fills, orders, equity
+        n, m = weights.shape
+        squares = int(np.count_nonzero(self.square_tick >= 0)) if self.mis.any() else 0
+        most = n * m + squares + 1  # one order per close event and column, plus square-offs
+        # Room for the orders the weights' changes ask for (refusals retried bar after bar may
+        # need more: then the kernel says so and runs again with room for the most possible)
+        changes = int(np.count_nonzero(weights[1:] != weights[:-1])) + m  # NaNs count too
+        capacity = min(most, 2 * changes + squares + 64)
+        while True:
+            fills, orders, equity, _, n_orders = simulate(
+                self.opens, self.closes, self.tick_prices, weights, self.day, self.rates,
+                self.broker, self.lot, self.tick, self.pow10, self.mis, self.slip_kind,
+                self.slip_amount, float(capital if capital else self.initial_cash),
+                self.initial_cash, self.mis_margin, self.square_off_charge, self.square_tick,
+                self.mis_blocked, capacity,
+            )  # fmt: skip
+            if n_orders >= 0:
+                return fills, orders, equity
+            capacity = most
 
     # -- times of the synthetic ticks (the engine's replay: four per bar) --------------------
 
