@@ -388,6 +388,11 @@ def test_the_result_has_the_engines_frames_plot_and_html(reliance_1d: pd.DataFra
         assert key in res.stats
     assert res.stats["charges"] == pytest.approx(res.charges, rel=1e-12)
     assert "ResearchResult" in res._repr_html_()
+    import json
+
+    report = json.loads(res.to_json())
+    assert report["mode"] == "research" and len(report["trades"]) == len(res.trades)
+    assert res.equity_values[-1] == res.final_equity and len(res.equity_ns) == len(res.equity)
     table = res.monthly_returns()
     assert table.index.min() == 2017 and table.shape[1] == 12
     layout = res.plot()

@@ -273,6 +273,29 @@ class ResearchResult:
         """Return the :class:`~velox.types.Fill` records."""
         return self._fill_objects()
 
+    @property
+    def order_list(self) -> list[Order]:
+        """Return the :class:`~velox.types.Order` records (refused ones say why)."""
+        return self.run_result.order_list
+
+    @property
+    def equity_ns(self) -> list[int]:
+        """Return the equity curve's sample times (UTC epoch ns), as ``RunResult.equity_ns``."""
+        return self.run_result.equity_ns
+
+    @property
+    def equity_values(self) -> list[float]:
+        """Return the equity curve's values (rupees), as ``RunResult.equity_values``."""
+        return self.run_result.equity_values
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the JSON-ready report of :meth:`velox.engine.result.RunResult.to_dict`."""
+        return self.run_result.to_dict()
+
+    def to_json(self, path: str | None = None) -> str:
+        """Return the report as JSON text, also writing it to ``path`` when given."""
+        return self.run_result.to_json(path)
+
     def charge_breakdown(self) -> pd.DataFrame:
         """Return each fill's charges split as a contract note splits them (unrounded)."""
         from velox.backtest._kernel import FILL_FIELDS
