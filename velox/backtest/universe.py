@@ -131,22 +131,21 @@ class Universe:
         return self._close_ns
 
     def _close_event_ns(self) -> np.ndarray:
-        from velox.calendar import timeframe_minutes
+        # A bar's synthetic ticks depend only on its start and the timeframe (and the calendar
+        # for daily bars), not on the instrument: every instrument with a bar in a row has the
+        # same first tick, and those of the last row the same last tick.
+        from velox.calendar import timeframe_minutes, trading_spans_ns
 
         n = len(self.index)
         out = np.empty(n, np.int64)
+        start = np.asarray(self.index.tz_convert("UTC").as_unit("ns").asi8, np.int64)
         if timeframe_minutes(self.timeframe) is not None:
-            # an intraday bar's first tick is at its start
-            out[:-1] = self.index[1:].tz_convert("UTC").as_unit("ns").asi8
+            out[:-1] = start[1:]  # an intraday bar's first tick is at its start
         else:
-            first = np.full(n, np.iinfo(np.int64).max, np.int64)
-            for iid in self.instrument_ids:
-                rows = self.rows[iid]
-                first[rows] = np.minimum(first[rows], self.tick_times(iid, rows)[:, 0])
-            out[:-1] = first[1:]
-        out[-1] = max(
-            int(self.tick_times(iid, self.rows[iid][-1:])[0, 3]) for iid in self.instrument_ids
-        )
+            ist_day = (start + IST_OFFSET_NS) // _DAY_NS * _DAY_NS - IST_OFFSET_NS
+            out[:-1] = np.asarray(trading_spans_ns(ist_day[1:])[0], np.int64)  # session opens
+        last = next(i for i in self.instrument_ids if self.rows[i][-1] == n - 1)
+        out[-1] = int(self.tick_times(last, self.rows[last][-1:])[0, 3])
         return out
 
 
