@@ -225,6 +225,24 @@ def test_the_order_throttle_refuses_a_ninth_order_at_one_close_like_the_engine()
     assert not (free.research.orders["status"] == "REJECTED").any()
 
 
+def test_capital_cash_brokerage_and_dates_reach_both_sides(reliance_1d: pd.DataFrame) -> None:
+    path = str(ROOT / "strategies/sma_cross.py")
+    options = {"initial_cash": 2_000_000, "cost_model": CostModel("flat20")}
+    report = velox.parity(path, reliance_1d, capital=300_000, start="2018-03-01",
+                          end="2021-06-30", **options)  # fmt: skip
+    assert report.ok, report
+    res = report.research
+    assert res.fills["ts"].min() >= pd.Timestamp("2018-03-01", tz="Asia/Kolkata")
+    assert res.fills["ts"].max() < pd.Timestamp("2021-07-01", tz="Asia/Kolkata")
+    assert res.equity.iloc[0] == 2_000_000 and res.fills["charges"].min() >= 20.0
+    # sized against the strategy's capital, not the account's cash
+    first = res.fills.iloc[0]
+    assert first["qty"] * first["price"] < 300_000 * 1.05
+    cut = velox.research(path, reliance_1d.loc["2018-03-01":"2021-06-30"], capital=300_000,
+                         **options)  # fmt: skip
+    assert cut.final_equity == res.final_equity
+
+
 def test_a_refused_order_is_retried_like_the_engine(reliance_1d: pd.DataFrame) -> None:
     class Greedy(Strategy):
         """Asks for 150 % in delivery: the simulator refuses for want of funds every time."""
