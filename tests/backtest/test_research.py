@@ -261,6 +261,8 @@ def test_a_refused_order_is_retried_like_the_engine(reliance_1d: pd.DataFrame) -
 
 def test_a_cross_sectional_rotation_ranks_the_universe(nifty: dict[str, pd.DataFrame]) -> None:
     path = str(ROOT / "strategies/momentum_rotation.py")
+    rotation = load_strategy(path)
+    assert rotation.parameters() == {"window": 126, "top": 5, "weight": 0.95}  # not a parameter
     res = velox.research(path, nifty)
     assert len(nifty) == 44 and res.universe.opens.shape == (1277, 44)
     assert velox.check_lookahead(path, nifty) == []
