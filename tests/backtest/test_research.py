@@ -524,3 +524,50 @@ def test_a_backtest_needing_more_order_room_than_estimated_runs_again(
     fills, orders, equity = universe.run(weights)
     assert len(fills) == 0 and len(orders) == len(reliance_1d)  # the last close's too
     assert (orders[:, 4] == 1).all() and equity[-1] == universe.initial_cash
+
+
+class RandomWeights(Strategy):
+    """Seeded random target weights that change every few bars, NaN gaps included: a fuzz of
+    sizing, refusals (weights above 1 in delivery, cash below zero), reversals and shorts."""
+
+    instruments = ("NSE:RELIANCE",)
+    seed: int = 0
+    low: float = 0.0
+    high: float = 1.2
+
+    def signals(self, bars: pd.DataFrame) -> pd.Series:
+        rng = np.random.default_rng(self.seed)
+        n = len(bars)
+        levels = rng.uniform(self.low, self.high, n)
+        hold = rng.integers(1, 12, n).cumsum()  # each level held for a few bars
+        out = levels[np.minimum(np.searchsorted(hold, np.arange(n)), n - 1)]
+        out[rng.random(n) < 0.1] = np.nan
+        return pd.Series(out, index=bars.index)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_weights_match_replay(
+    seed: int, reliance_1d: pd.DataFrame, reliance_5m: pd.DataFrame
+) -> None:
+    slippage = (NoSlippage(), TickSlippage(1), BpsSlippage(4.0), TickSlippage(3))[seed]
+    daily = velox.parity(RandomWeights, reliance_1d, seed=seed, slippage=slippage)
+    assert daily.ok, daily
+    intraday = velox.parity(RandomWeights, reliance_5m, timeframe="5m", product="MIS",
+                            seed=seed, low=-1.5, high=1.5, slippage=slippage)  # fmt: skip
+    assert intraday.ok, intraday
+    assert len(intraday.research.fill_list) > 100
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_weights_over_a_universe_match_replay(seed: int) -> None:
+    names = ("INFY", "TCS", "SBIN", "NTPC")
+    frames = {f"NSE:{s}": _bars(f"{s}_1d_2017_2022.csv.gz", "1d") for s in names}
+
+    class Spread(RandomWeights):
+        def signals(self, bars: pd.DataFrame) -> pd.Series:
+            # a different stream per instrument (its first close), the same in both runs
+            self.seed = seed * 1000 + int(bars["close"].iloc[0])
+            return super().signals(bars)
+
+    report = velox.parity(Spread, frames, high=0.45)
+    assert report.ok, report
