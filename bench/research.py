@@ -85,22 +85,9 @@ def research(bars, cost_model: object = None) -> velox.backtest.research.Researc
 
 def zero_charges() -> object:
     """Return a CostModel whose every rate is zero (and zero brokerage)."""
-    from dataclasses import fields, replace
+    from velox.testing import zero_cost_model
 
-    from velox.costs import DEFAULT_SCHEDULE, CostModel
-
-    def zero(value: object) -> object:
-        if isinstance(value, dict) or hasattr(value, "items"):
-            return {k: zero(v) for k, v in value.items()}  # type: ignore[union-attr]
-        if isinstance(value, tuple):
-            if len(value) == 2 and hasattr(value[0], "toordinal"):
-                return (value[0], zero(value[1]))
-            return tuple(zero(v) for v in value)
-        return "0" if isinstance(value, str) else 0 if isinstance(value, (int, float)) else value
-
-    tables = {f.name: zero(getattr(DEFAULT_SCHEDULE, f.name)) for f in fields(DEFAULT_SCHEDULE)
-              if f.name not in ("coverage_start", "state")}  # fmt: skip
-    return CostModel("zero", replace(DEFAULT_SCHEDULE, **tables))
+    return zero_cost_model()
 
 
 def main() -> None:
