@@ -138,6 +138,18 @@ def main() -> None:
           f"{len(combos) / t_sweep:6.1f} combos/s on {len(bars):,} bars "
           f"({t_sweep / len(combos) * 1e3:.1f} ms each; last equals a full research run: "
           f"{finals[-1] == alone})")  # fmt: skip
+    import tracemalloc
+
+    peaks = []
+    for fn in (lambda: raw_vectorbt(close), lambda: research(bars), lambda: research(bars).stats):
+        gc.collect()
+        tracemalloc.start()
+        fn()
+        peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+        tracemalloc.stop()
+    print(f"peak traced memory (tracemalloc: Python and numpy allocations): raw vectorbt "
+          f"{peaks[0]:.0f} MiB, velox.research {peaks[1]:.0f} MiB, "
+          f"with .stats {peaks[2]:.0f} MiB")  # fmt: skip
     free = zero_charges()
     t_free, res_free = best(lambda: research(bars, free), args.repeat)
     free_trades = res_free.stats["trades"] + res_free.stats["open_trades"]
