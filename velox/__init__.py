@@ -9,6 +9,9 @@ name                       what it does
 =========================  ==================================================================
 :func:`bars`               stored OHLCV bars of one instrument as a DataFrame (IST index)
 :func:`replay`             an event-driven backtest of a strategy → :class:`RunResult`
+:func:`research`           a vectorised backtest of its ``signals()`` → ``ResearchResult``
+:func:`parity`             research vs replay of the same strategy: trades, charges, equity
+:func:`check_lookahead`    whether ``signals()`` peeks at later bars
 :func:`runs`               recorded runs (replays with ``record=True``, paper, live)
 :func:`load_run`           a recorded run rebuilt from the store → :class:`RunResult`
 :func:`load_strategy`      the Strategy class in a file or module (``velox.strategy``)
@@ -81,6 +84,7 @@ REPLAY_OPTIONS = frozenset(
         "run_id",
         "sim_config",
         "cost_model",
+        "slippage",
         "flatten_on_error",
         "reconcile_every",
         "record",  # also an explicit keyword of replay()
@@ -93,6 +97,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from velox.backtest.montecarlo import monte_carlo  # noqa: F401  (lazy re-export)
+    from velox.backtest.research import ParityReport, ResearchResult
     from velox.engine import RunResult
     from velox.strategy import Strategy, load_strategy  # noqa: F401  (lazy re-export)
 
@@ -190,6 +195,7 @@ def replay(
         :class:`~velox.errors.ConfigError` with a suggestion. The names in
         :data:`REPLAY_OPTIONS` are run options instead, passed to :func:`velox.modes.replay`:
         ``initial_cash``, ``risk_limits``, ``store``, ``run_id``, ``sim_config``, ``cost_model``,
+        ``slippage`` (a ``velox.costs`` slippage model for the simulator),
         ``audit``, ``flatten_on_error``, ``reconcile_every`` and ``instrument_master`` (its
         ``instruments``: the instrument lookup).
 
@@ -221,6 +227,105 @@ def replay(
     strategy = _build_strategy(strategy_or_path, symbols, timeframe, params, options)
     frames = None if bars is None else _bar_frames(strategy, symbols, bars, start, end)
     return run_replay(strategy, bars=frames, start=start, end=end, **options)
+
+
+def research(
+    strategy_or_path: Strategy | type[Strategy] | str | Path,
+    bars_or_symbols: pd.DataFrame | Mapping[str, pd.DataFrame] | str | Sequence[str]
+    | None = None,
+    timeframe: str | None = None,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+    **params: Any,
+) -> ResearchResult:  # fmt: skip
+    """Return a vectorised backtest of a strategy's ``signals()``, exact to the engine's rules.
+
+    The same Strategy class :func:`replay` runs, simulated in one compiled loop instead of the
+    event loop, with the engine's conventions: an order decided at a bar's close fills at the
+    next bar's open (through the slippage model); quantities as ``Context.target_weight``
+    sizes them (``int(weight × equity / close)`` towards zero, whole lots); per-fill Indian
+    charges exactly as ``velox.costs.CostModel`` computes them on the fill's date; the
+    simulator's funds and holdings checks; MIS positions squared off at the configured time.
+    See ``docs/research.md``.
+
+    Parameters
+    ----------
+    strategy_or_path
+        A Strategy instance, subclass, file (``"strategies/sma_cross.py"``) or ``"module:Class"``.
+    bars_or_symbols
+        Bars as :func:`replay` takes them (a DataFrame for one instrument, or a mapping of
+        instrument id → DataFrame at the strategy's timeframe), or instrument id(s) whose bars
+        are read from the store; None: the strategy's instruments, from the store.
+    timeframe, start, end
+        As for :func:`replay` (``start``/``end`` inclusive, naive values IST).
+    **params
+        Strategy parameters; the run options ``initial_cash`` (default 1,000,000),
+        ``cost_model`` (``velox.costs.CostModel``), ``slippage`` (``NoSlippage``,
+        ``TickSlippage``, ``BpsSlippage``), ``sim_config`` (``velox.brokers.sim.SimConfig``:
+        square-off time and charge, MIS margin), ``instrument_master`` and ``store``.
+
+    Returns
+    -------
+    velox.backtest.ResearchResult
+        ``stats``, ``trades``, ``orders``, ``fills``, ``equity``, ``drawdown`` as in
+        :class:`RunResult`, the vectorbt ``portfolio``, ``plot()``.
+
+    Examples
+    --------
+    >>> import velox
+    >>> res = velox.research("strategies/sma_cross.py", "NSE:RELIANCE", timeframe="1d",
+    ...                      fast=10, slow=30)                          # doctest: +SKIP
+    >>> res.stats["total_return"], res.stats["charges"]                 # doctest: +SKIP
+    >>> res.portfolio.total_return()                                    # doctest: +SKIP
+    """
+    from velox.backtest.research import research as run_research
+
+    return run_research(strategy_or_path, bars_or_symbols, timeframe, start, end, **params)
+
+
+def parity(
+    strategy_or_path: Strategy | type[Strategy] | str | Path,
+    bars_or_symbols: pd.DataFrame | Mapping[str, pd.DataFrame] | str | Sequence[str]
+    | None = None,
+    timeframe: str | None = None,
+    start: date | datetime | str | None = None,
+    end: date | datetime | str | None = None,
+    **params: Any,
+) -> ParityReport:  # fmt: skip
+    """Return a report comparing :func:`research` with :func:`replay` of the same strategy.
+
+    ``report.ok`` when both make the same fills and trades (times, instruments, sides,
+    quantities, prices), the same charges, and equity curves within 0.01 %
+    (``equity_tolerance=``). See :func:`velox.backtest.research.parity`.
+
+    Examples
+    --------
+    >>> import velox
+    >>> velox.parity("strategies/sma_cross.py", df, fast=10, slow=30)    # doctest: +SKIP
+    parity OK: 118 fills, 59 trades; charges differ by at most ₹0.00e+00; equity by 0.00e+00
+    """
+    from velox.backtest.research import parity as run_parity
+
+    return run_parity(strategy_or_path, bars_or_symbols, timeframe, start, end, **params)
+
+
+def check_lookahead(
+    strategy_or_path: Strategy | type[Strategy] | str | Path, bars: pd.DataFrame, **params: Any
+) -> list[int]:
+    """Raise ``ValidationError`` if ``signals(bars)[:t] != signals(bars[:t])`` at some ``t``.
+
+    Returns an empty list for a causal strategy; ``raise_error=False`` returns the offending
+    cut points instead (:func:`velox.strategy.lookahead_violations`).
+
+    Examples
+    --------
+    >>> import velox
+    >>> velox.check_lookahead("strategies/sma_cross.py", df)             # doctest: +SKIP
+    []
+    """
+    from velox.backtest.research import check_lookahead as check
+
+    return check(strategy_or_path, bars, **params)
 
 
 def runs(

@@ -110,8 +110,10 @@ def bucket_start(ts: pd.DatetimeIndex | pd.Timestamp, timeframe: str):  # noqa: 
     if index.tz is None:
         raise ValidationError(f"timestamps are naive; localise them to {IST_NAME} first")
     ns = index.tz_convert("UTC").as_unit("ns").asi8
-    out = bucket_start_ns(ns, timeframe)
-    return pd.DatetimeIndex(pd.to_datetime(out, utc=True)).tz_convert(IST_NAME)
+    out = np.asarray(bucket_start_ns(ns, timeframe), dtype=np.int64)
+    # from datetime64 values, not pd.to_datetime of integers (an object round trip: 0.2 s
+    # for a million bars on pandas 3)
+    return pd.DatetimeIndex(out.view("datetime64[ns]")).tz_localize("UTC").tz_convert(IST_NAME)
 
 
 # --------------------------------------------------------------------------------------------

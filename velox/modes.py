@@ -103,6 +103,7 @@ def replay(
     run_id: str | None = None,
     sim_config: SimConfig | None = None,
     cost_model: object = None,
+    slippage: object = None,
     flatten_on_error: bool = False,
     reconcile_every: float = 86_400.0,
     record: bool = False,
@@ -159,6 +160,7 @@ def replay(
         lookup,
         initial_cash=initial_cash,
         cost_model=cost_model,  # type: ignore[arg-type]
+        slippage=slippage,  # type: ignore[arg-type]
         config=sim_config,
     )
     recorder = None

@@ -103,8 +103,11 @@ _BUY, _SELL, _DAY = Side.BUY, Side.SELL, Validity.DAY
 
 #: Class attributes of :class:`Strategy` that configure it but are not trading parameters.
 FRAMEWORK_ATTRIBUTES = frozenset(
-    {"instruments", "timeframe", "timeframes", "product", "lookback", "capital", "name"}
-)
+    {
+        "instruments", "timeframe", "timeframes", "product", "lookback", "capital", "name",
+        "cross_sectional",
+    }
+)  # fmt: skip
 
 #: Framework attributes that cannot be overridden: the engine names a strategy after its class.
 RESERVED_ATTRIBUTES = frozenset({"name"})
@@ -208,6 +211,13 @@ class Strategy:
     capital
         Rupees allocated to this strategy (``target_weight`` sizes against it plus its P&L);
         ``None`` shares the account's cash equally between the engine's strategies.
+    cross_sectional
+        ``True``: :meth:`signals` ranks instruments against each other, so it is handed every
+        instrument's bars at once (a panel: columns ``(field, instrument)``, so
+        ``bars["close"]`` is a DataFrame with one column per instrument) and returns a
+        DataFrame of weights, one column per instrument, all sharing the strategy's equity.
+        ``velox.research`` runs such strategies; the event-driven engine does not yet (it
+        computes signals instrument by instrument) and refuses them.
 
     Every other public, non-callable class attribute is a parameter, overridable by keyword.
     """
@@ -218,6 +228,7 @@ class Strategy:
     product: ClassVar[Product] = Product.CNC
     lookback: ClassVar[int] = 250
     capital: ClassVar[float | None] = None
+    cross_sectional: ClassVar[bool] = False
 
     def __init__(self, **params: object) -> None:
         owner = type(self).__name__

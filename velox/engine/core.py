@@ -1039,6 +1039,13 @@ class Engine:
                         sub.history = deque(sub.history, maxlen=strategy.lookback)
                     sub.runners.append(runner)
                     bars = self.feed.bars(iid, tf) if isinstance(self.feed, BarReplay) else None
+                    if strategy.vectorised and strategy.cross_sectional:
+                        self._fail(runner, ValidationError(
+                            f"{strategy.name} is cross-sectional (its signals rank instruments "
+                            "against each other): the engine computes signals instrument by "
+                            "instrument and cannot run it yet; backtest it with velox.research"
+                        ))  # fmt: skip
+                        break
                     if strategy.vectorised and bars is not None:
                         # signals are causal (tested by velox.strategy.lookahead_violations), so
                         # computing them once over the whole replay equals computing them per bar

@@ -1,0 +1,61 @@
+"""Monthly momentum rotation: hold the ``top`` NIFTY-50 stocks with the best past return.
+
+A cross-sectional strategy (``cross_sectional = True``): :meth:`MomentumRotation.signals` gets
+every stock's daily bars at once (a panel, ``bars["close"]`` one column per stock) and returns
+a DataFrame of target weights, one column per stock, all drawing on one cash pool. On the first
+session of each month it ranks the stocks by their return over the last ``window`` sessions
+(close over the close ``window`` sessions earlier, known at that close) and holds the ``top``
+best, ``weight / top`` of equity each; the weights stay until the next month's ranking (so an
+order the broker refuses — a buy waiting for the cash of a sale that fills at the same open —
+is retried the next session). Long-only, delivery (CNC).
+
+It ranks instruments against each other, which the event-driven engine cannot run yet (it
+computes signals instrument by instrument): backtest it with ``velox.research``::
+
+    import velox
+    res = velox.research("strategies/momentum_rotation.py", bars)  # {instrument id: DataFrame}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from velox.strategy import Strategy, param
+
+#: The bundled NIFTY-50 stocks with daily bars 2017–2022 (HDFC, merged into HDFC Bank in 2023,
+#: is not in today's instrument master).
+NIFTY_STOCKS = (
+    "ADANIPORTS", "ASIANPAINT", "AXISBANK", "BAJAJ-AUTO", "BAJAJFINSV", "BAJFINANCE",
+    "BHARTIARTL", "BPCL", "BRITANNIA", "CIPLA", "COALINDIA", "DIVISLAB", "DRREDDY", "EICHERMOT",
+    "GRASIM", "HCLTECH", "HDFCBANK", "HDFCLIFE", "HEROMOTOCO", "HINDALCO", "HINDUNILVR",
+    "ICICIBANK", "INDUSINDBK", "INFY", "IOC", "JSWSTEEL", "KOTAKBANK", "M&M", "NESTLEIND", "NTPC",
+    "ONGC", "POWERGRID", "RELIANCE", "SBILIFE", "SBIN", "SHREECEM", "SUNPHARMA", "TATACONSUM",
+    "TATAMOTORS", "TCS", "TECHM", "TITAN", "ULTRACEMCO", "UPL",
+)  # fmt: skip
+
+
+class MomentumRotation(Strategy):
+    """Hold the ``top`` stocks by ``window``-session return, re-ranked on each month's first
+    session, ``weight / top`` of equity each."""
+
+    instruments = tuple(f"NSE:{s}" for s in NIFTY_STOCKS)
+    timeframe = "1d"
+    cross_sectional = True
+    window: int = param(126, ge=1)
+    top: int = param(5, ge=1)
+    weight: float = param(0.95, gt=0, le=1)
+
+    def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """Return the target weight of every stock at every session (NaN until the first
+        ranking)."""
+        close = bars["close"]
+        momentum = close / close.shift(self.window) - 1.0
+        local = close.index.tz_convert("Asia/Kolkata") if close.index.tz else close.index
+        month = local.year * 12 + local.month
+        first = np.r_[True, month[1:] != month[:-1]]  # first session of a month: causal
+        rank = momentum.rank(axis=1, ascending=False, method="first")
+        chosen = (rank <= self.top) & momentum.notna()
+        weights = chosen.astype(float) * (self.weight / self.top)
+        weights[~first | momentum.notna().sum(axis=1).lt(self.top).to_numpy()] = np.nan
+        return weights.ffill()
