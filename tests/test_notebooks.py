@@ -16,7 +16,7 @@ PARAMETERS: dict[str, dict[str, object]] = {}
 
 
 def test_every_notebook_reads_like_a_tutorial_and_has_a_parameters_cell() -> None:
-    assert len(NOTEBOOKS) >= 3
+    assert len(NOTEBOOKS) >= 4
     for path in NOTEBOOKS:
         cells = json.loads(path.read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]

@@ -69,6 +69,7 @@ _REEXPORTS = {
     "load_strategy": "velox.strategy",
     "RunResult": "velox.engine",
     "monte_carlo": "velox.backtest.montecarlo",
+    "start_paper": "velox.modes",
 }
 
 #: Keywords of :func:`replay` that configure the run rather than the strategy; every other
