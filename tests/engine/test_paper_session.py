@@ -1,4 +1,5 @@
-"""``velox.start_paper``: a paper run on a thread, watched through the store as it trades."""
+"""``velox.start_paper``: a paper run on a thread, watched through the store as it trades and
+killed from the notebook."""
 
 from __future__ import annotations
 
@@ -47,16 +48,19 @@ def test_positions_update_while_the_session_runs_and_match_its_result(
     )  # fmt: skip
     seen: list[int] = []
     deadline = time.monotonic() + 120
-    while session.running and time.monotonic() < deadline:
+    while session.running and time.monotonic() < deadline and 15 not in seen:
         pos = session.positions()
         if not pos.empty:
             seen.append(int(pos.loc[pos["strategy"] == "BuysTwice", "qty"].sum()))
-        time.sleep(0.2)
-    result = session.wait(5)
+        time.sleep(0.1)
     assert 10 in seen and seen[-1] == 15  # watched growing while it ran: 10, then 15
+    assert session.running
+    session.kill(reason="drill")  # flatten and stop trading, through the command table
+    result = session.wait(60)
+    assert [e["kind"] for e in result.risk_events].count("kill") == 1
     final = session.positions()
-    assert int(final.loc[final["strategy"] == "BuysTwice", "qty"].sum()) == 15
-    assert len(session.fills()) == len(result.fill_list) == 2
+    assert int(final.loc[final["strategy"] == "BuysTwice", "qty"].sum()) == 0  # flattened
+    assert len(session.fills()) == len(result.fill_list) == 3  # two buys, the kill's sale
     equity = session.equity()
     assert len(equity) > 10 and equity.index.tz is not None
     assert abs(equity.iloc[-1] - result.equity.iloc[-1]) < 1e-6
