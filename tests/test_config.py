@@ -208,3 +208,36 @@ def test_callback_budget_from_file_and_env(tmp_path: Path):
     assert load_settings(env={}, config_file=toml).callback_budget == 2.5
     env = {"VELOX_CALLBACK_BUDGET": "0.75"}
     assert load_settings(env=env, config_file=toml).callback_budget == 0.75
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("http://10.0.0.5:8786", "must start with tcp:// or tls://"),
+        ("10.0.0.5:8786", "must start with tcp:// or tls://"),
+        ("tcp://10.0.0.5", "names no port"),
+        ("tcp://:8786", "names no host"),
+        ("tcp://10.0.0.5:99999", "port is not a number"),
+        ("tcp://10.0.0.5:8786/x", "scheme://host:port and nothing more"),
+        ("", "dask_scheduler is empty; unset it"),
+    ],
+)
+def test_bad_dask_scheduler_is_one_clear_error(value: str, problem: str):
+    with pytest.raises(ConfigError, match=problem) as caught:
+        load_settings(env={"VELOX_DASK_SCHEDULER": value})
+    assert str(caught.value).startswith("environment VELOX_DASK_SCHEDULER: dask_scheduler")
+
+
+def test_dask_scheduler_from_file_and_env(tmp_path: Path):
+    toml = tmp_path / "velox.toml"
+    toml.write_text('dask_scheduler = "tls://sched.example:8786"\n')
+    assert load_settings(env={}, config_file=None).dask_scheduler is None
+    assert load_settings(env={}, config_file=toml).dask_scheduler == "tls://sched.example:8786"
+    env = {"VELOX_DASK_SCHEDULER": "tcp://127.0.0.1:8786"}
+    assert load_settings(env=env, config_file=toml).dask_scheduler == "tcp://127.0.0.1:8786"
+    assert load_settings(env={"VELOX_DASK_SCHEDULER": "tcp://[::1]:8786"}).dask_scheduler == (
+        "tcp://[::1]:8786"
+    )
+    toml.write_text("dask_scheduler = 8786\n")
+    with pytest.raises(ConfigError, match=r"velox.toml: dask_scheduler=8786 must be a scheduler"):
+        load_settings(env={}, config_file=toml)

@@ -45,6 +45,9 @@ def test_import_velox_does_not_import_heavy_libraries():
         "psycopg",
         "pgserver",
         "talib",
+        "dask",
+        "distributed",
+        "hvplot",
     ]
     code = (
         f"import sys, velox; heavy = {heavy!r}; "

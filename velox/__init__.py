@@ -15,6 +15,7 @@ name                       what it does
 :func:`runs`               recorded runs (replays with ``record=True``, paper, live)
 :func:`load_run`           a recorded run rebuilt from the store → :class:`RunResult`
 :func:`load_strategy`      the Strategy class in a file or module (``velox.strategy``)
+:func:`monte_carlo`        trade-order reshuffle / bootstrap of a result → ``MonteCarloReport``
 =========================  ==================================================================
 
 Examples
@@ -64,7 +65,11 @@ _SUBMODULES = frozenset(
 )
 
 #: Names re-exported from submodules, resolved on first access: name → module.
-_REEXPORTS = {"load_strategy": "velox.strategy", "RunResult": "velox.engine"}
+_REEXPORTS = {
+    "load_strategy": "velox.strategy",
+    "RunResult": "velox.engine",
+    "monte_carlo": "velox.backtest.montecarlo",
+}
 
 #: Keywords of :func:`replay` that configure the run rather than the strategy; every other
 #: keyword is a strategy parameter. ``instrument_master`` is ``velox.modes.replay``'s
@@ -91,6 +96,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from velox.backtest.montecarlo import monte_carlo  # noqa: F401  (lazy re-export)
     from velox.backtest.research import ParityReport, ResearchResult
     from velox.engine import RunResult
     from velox.strategy import Strategy, load_strategy  # noqa: F401  (lazy re-export)

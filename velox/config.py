@@ -13,6 +13,7 @@ Keys mirror the field names; the ``[risk]`` table holds the default risk limits 
     log_level = "INFO"
     mis_square_off = "15:15"
     callback_budget = 5.0
+    dask_scheduler = "tcp://10.0.0.5:8786"
 
     [risk]
     max_order_notional = 200000
@@ -67,6 +68,10 @@ class Settings:
     #: Seconds one strategy callback may run before the engine's watchdog stops that strategy
     #: (``velox.replay``, ``velox paper``; see ``velox.engine.watchdog``).
     callback_budget: float = 5.0
+    #: Address of a running Dask scheduler (``tcp://host:port`` or ``tls://host:port``) that
+    #: research jobs run on (``velox.backtest.distributed``); ``None`` = a LocalCluster for big
+    #: jobs, in-process for small ones.
+    dask_scheduler: str | None = None
     #: The ``[risk]`` table of ``velox.toml``: default limits of every engine (``None`` = the
     #: built-in defaults; see :attr:`risk_limits`).
     risk: RiskLimits | None = None
@@ -234,6 +239,43 @@ def _check_callback_budget(raw: object, source: str) -> float:
     return value
 
 
+def _check_dask_scheduler(raw: object, source: str) -> str:
+    from urllib.parse import urlsplit
+
+    example = "e.g. tcp://10.0.0.5:8786 (the address `dask scheduler` prints)"
+    if not isinstance(raw, str):
+        raise ConfigError(
+            f"{source}: dask_scheduler={raw!r} must be a scheduler address (a string), {example}"
+        )
+    text = raw.strip()
+    if not text:
+        raise ConfigError(
+            f"{source}: dask_scheduler is empty; unset it to run on a LocalCluster, or give "
+            f"a scheduler address, {example}"
+        )
+    problem = None
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # ValueError for a port that is not a number in 0–65535
+    except ValueError:
+        parts, port, problem = None, None, "its port is not a number from 1 to 65535"
+    if parts is not None:
+        if parts.scheme not in ("tcp", "tls"):
+            problem = "it must start with tcp:// or tls://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif port is None or port == 0:
+            problem = "it names no port (a scheduler listens on one, 8786 by default)"
+        elif parts.path or parts.query or parts.fragment or parts.username:
+            problem = "it must be scheme://host:port and nothing more"
+    if problem:
+        raise ConfigError(
+            f"{source}: dask_scheduler={raw!r} is not a Dask scheduler address: {problem}; "
+            f"{example}"
+        )
+    return text
+
+
 def _check_risk(raw: object, source: str) -> RiskLimits:
     from velox.risk import RiskLimits
 
@@ -258,6 +300,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_square_off(raw, source)
     if name == "callback_budget":
         return _check_callback_budget(raw, source)
+    if name == "dask_scheduler":
+        return _check_dask_scheduler(raw, source)
     if name == "risk":
         return _check_risk(raw, source)
     raise AssertionError(f"no coercion for setting {name}")  # pragma: no cover

@@ -75,3 +75,19 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, result: object) -> None:
         super().__init__("interrupted")
         self.result = result
+
+
+class TaskFailed(VeloxError):
+    """A task of a job run by :func:`velox.backtest.distributed.run_tasks` raised.
+
+    ``index`` (0-based, in task order) and ``name`` say which task; the task's own exception,
+    with its traceback from the worker, is ``__cause__`` (also ``error``).
+    """
+
+    def __init__(self, index: int, total: int, name: str, error: BaseException) -> None:
+        super().__init__(
+            f"task {index} of {total} ({name}) failed: {type(error).__name__}: {error}"
+        )
+        self.index = index
+        self.name = name
+        self.error = error

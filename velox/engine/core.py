@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from velox._gc import gc_paused
+from velox._gc import collect_if_due, gc_paused, idle_gc
 from velox.brokers.base import (
     Broker,
     ConnectionEvent,
@@ -1275,8 +1275,20 @@ class Engine:
         if self.commands is not None:  # a command for this run wakes the loop at once
             self.commands.attach(lambda: self._queue.put(_CHECK))
         threading.Thread(target=pump, name="velox-feed", daemon=True).start()
-        get = self._queue.get
+        with idle_gc():  # collections between ticks, not inside one (velox._gc says why)
+            self._tick_loop(self._queue.get, self._queue.empty, done)
+        for bar in self._aggregator.flush():
+            sub = self._subs.get((bar.instrument_id, bar.timeframe))
+            if sub is not None:
+                self._close(sub, bar)
+
+    def _tick_loop(
+        self, get: Callable[..., object], empty: Callable[[], bool], done: object
+    ) -> None:
+        """Handle queued events until the feed is done or the engine is asked to stop."""
+        event = _CHECK
         while not self._stop.is_set():
+            collect_if_due(busy=not empty(), quiet=event is None)
             try:
                 event = get(timeout=0.25)
             except queue.Empty:
@@ -1299,10 +1311,6 @@ class Engine:
                         if sub is not None:
                             self._close(sub, bar)
                 self._timers()
-        for bar in self._aggregator.flush():
-            sub = self._subs.get((bar.instrument_id, bar.timeframe))
-            if sub is not None:
-                self._close(sub, bar)
 
     def _run_bars(self, feed: BarReplay) -> None:
         """Replay a :class:`BarReplay`: close events and ticks in order, skipping idle stretches.

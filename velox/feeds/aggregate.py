@@ -40,6 +40,7 @@ _MINUTE_NS = 60 * 1_000_000_000
 _DAY_NS = 24 * 60 * _MINUTE_NS
 _OPEN_NS = (9 * 60 + 15) * _MINUTE_NS
 _NONE = np.iinfo(np.int64).min  # "no candle" sentinel in the int64 state arrays
+_FAR = int(np.iinfo(np.int64).max)  # "no timer close pending" (np.iinfo costs µs per call)
 
 #: Rejection reasons shared by both paths, in the order of the array path's counters.
 REASONS = (
@@ -200,7 +201,7 @@ class CandleAggregator:
         self.emit_forming = emit_forming
         self.stats = FeedStats()
         self._symbols: dict[str, _Symbol] = {}
-        self._next_end = np.iinfo(np.int64).max  # earliest timer close among forming candles
+        self._next_end = _FAR  # earliest timer close among forming candles
 
     def on_tick(self, tick: Tick) -> list[Bar]:
         """Return the candles closed by ``tick`` followed by the forming updates it causes.
@@ -302,7 +303,7 @@ class CandleAggregator:
         if now_ns < self._next_end:
             return []
         out: list[Bar] = []
-        next_end = np.iinfo(np.int64).max
+        next_end = _FAR
         for sym in self._symbols.values():
             for i, candle in enumerate(sym.candles):
                 if candle is None:
@@ -325,7 +326,7 @@ class CandleAggregator:
                     out.append(self._bar(sym.id, i, candle, True))
                     sym.closed[i] = candle.start
                     sym.candles[i] = None
-        self._next_end = np.iinfo(np.int64).max
+        self._next_end = _FAR
         return out
 
     def forming(self, instrument_id: str, timeframe: str) -> Bar | None:

@@ -25,6 +25,7 @@ from velox.indicators._batch import (
     ichimoku,
     keltner,
     macd,
+    memo,
     mfi,
     natr,
     obv,
@@ -53,6 +54,7 @@ from velox.indicators._spec import (
 )
 
 __all__ = [
+    "memo",
     "MACDLines",
     "Bands",
     "CamarillaPivots",

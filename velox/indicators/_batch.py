@@ -15,7 +15,12 @@ Conventions shared by every function here (see ``docs/indicators.md``):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
+
+import numpy as np
 
 from velox.indicators._spec import (
     SPECS,
@@ -34,10 +39,94 @@ from velox.indicators._spec import (
 Data = TypeVar("Data")
 
 
+#: The results of the innermost :func:`memo` block: key → (inputs kept alive, result).
+_MEMO: ContextVar[dict[tuple, tuple[tuple, object]] | None] = ContextVar("velox_memo", default=None)
+
+
+@contextmanager
+def memo() -> Iterator[None]:
+    """Compute each distinct indicator call once inside the ``with`` block.
+
+    A parameter sweep calls ``signals(bars)`` once per combination with the same bars, so the
+    SMA(10) that 29 (fast, slow) pairs share would be computed 29 times; inside ``memo()`` a
+    call with the same indicator, parameters and input arrays (the same memory: ``bars["close"]
+    .to_numpy()`` of one DataFrame each time) returns a copy of the first result. The block
+    keeps its inputs alive (an address is never reused for other data while it runs) and
+    assumes they are not modified in place meanwhile: the sweep hands every combination the
+    same read-only bars. Calls whose inputs are not numpy arrays or pandas objects, or whose
+    parameters are unhashable, are computed as usual. Blocks nest (the inner one is fresh) and
+    are per thread and per asyncio task (a context variable).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> close = np.arange(1.0, 6.0)
+    >>> with memo():
+    ...     a, b = sma(close, 2), sma(close, 2)   # the second is a copy of the first
+    >>> bool((a[1:] == b[1:]).all()) and a is not b
+    True
+    """
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _identity(value: object) -> tuple[tuple, object] | None:
+    """Return what identifies an input's data (memory, layout, index) and the array to keep
+    alive with it, or None when there is nothing stable to key on (a copy on every access)."""
+    if isinstance(value, np.ndarray):
+        arr, index = value, None
+    else:
+        to_numpy, index = getattr(value, "to_numpy", None), getattr(value, "index", None)
+        if to_numpy is None or index is None:
+            return None
+        arr = to_numpy()
+        if not np.may_share_memory(arr, to_numpy()):  # copied each time (mixed dtypes)
+            return None
+        index = _index_identity(index)
+    ptr = arr.__array_interface__["data"][0]
+    return (type(value).__name__, ptr, arr.shape, arr.strides, arr.dtype.str, index), arr
+
+
+def _index_identity(index: object) -> object:
+    """Identify a pandas index by its data: each ``df[column]`` gets a new Index object."""
+    stamps = getattr(index, "asi8", None)  # DatetimeIndex (tz-aware too), TimedeltaIndex
+    if isinstance(stamps, np.ndarray):
+        return ("i8", stamps.__array_interface__["data"][0], len(stamps), str(index.dtype))  # type: ignore[attr-defined]
+    if type(index).__name__ == "RangeIndex":
+        return ("range", index.start, index.stop, index.step)  # type: ignore[attr-defined]
+    return ("id", id(index))  # kept alive with the input: never reused meanwhile
+
+
+def _copy(result: object) -> object:
+    if isinstance(result, tuple):  # the NamedTuple of a multi-output indicator
+        return type(result)(*(part.copy() for part in result))
+    return result.copy()  # type: ignore[attr-defined]
+
+
 def _run(name: str, timestamps: object = None, result: type | None = None, **kwargs: object):  # noqa: ANN202
     spec = SPECS[name]
     arrays = {k: kwargs.pop(k) for k in spec.inputs}
-    return compute(spec, arrays, kwargs, timestamps, result)
+    cache = _MEMO.get()
+    if cache is None:
+        return compute(spec, arrays, kwargs, timestamps, result)
+    ids = [_identity(arrays[k]) for k in spec.inputs]
+    key: tuple | None = None
+    if None not in ids and timestamps is None:
+        key = (name, tuple(i[0] for i in ids), tuple(sorted(kwargs.items())), result)  # type: ignore[index]
+        try:
+            hash(key)
+        except TypeError:
+            key = None
+    if key is not None and key in cache:
+        return _copy(cache[key][1])
+    out = compute(spec, arrays, kwargs, timestamps, result)
+    if key is not None:
+        # the inputs and their arrays stay alive: their addresses cannot be reused meanwhile
+        cache[key] = ((*arrays.values(), *(i[1] for i in ids)), _copy(out))  # type: ignore[index]
+    return out
 
 
 def sma(close: Data, window: int = 30) -> Data:
