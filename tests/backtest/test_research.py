@@ -201,6 +201,30 @@ def test_a_universe_shares_one_cash_pool_like_the_engine() -> None:
     assert res.universe.opens.shape[1] == 3 and len(held) > 30
 
 
+def test_the_order_throttle_refuses_a_ninth_order_at_one_close_like_the_engine() -> None:
+    """Ten stocks rebalanced at the same close: the risk engine sends 8 per second per exchange
+    and refuses the rest, which (a risk refusal, not a broker's) are not retried."""
+    names = ("INFY", "TCS", "SBIN", "NTPC", "ONGC", "UPL", "TITAN", "TECHM", "CIPLA", "BPCL")
+    frames = {f"NSE:{s}": _bars(f"{s}_1d_2017_2022.csv.gz", "1d") for s in names}
+
+    class Ten(Strategy):
+        def signals(self, bars: pd.DataFrame) -> pd.Series:
+            return pd.Series(np.where(np.arange(len(bars)) % 40 < 20, 0.09, 0.0), bars.index)
+
+    report = velox.parity(Ten, frames)
+    assert report.ok, report
+    orders = report.research.orders
+    throttled = orders[orders["status_message"].str.startswith("max_orders_per_second")]
+    assert len(throttled) > 20
+    assert (orders.groupby("created_at").size() <= 10).all()
+    from velox.risk import RiskLimits
+
+    limits = RiskLimits(max_orders_per_second=20, algo_id="ALGO-1")  # a registered algo
+    free = velox.parity(Ten, frames, risk_limits=limits)
+    assert free.ok, free
+    assert not (free.research.orders["status"] == "REJECTED").any()
+
+
 def test_a_refused_order_is_retried_like_the_engine(reliance_1d: pd.DataFrame) -> None:
     class Greedy(Strategy):
         """Asks for 150 % in delivery: the simulator refuses for want of funds every time."""
@@ -461,3 +485,17 @@ def test_compiled_fsum_sum_and_tick_snapping_match_python() -> None:
                                             (BpsSlippage(12.5), 2, 12.5)):  # fmt: skip
                     expected = model.adjust(side, price, tick)
                     assert slipped(sign, price, tick, pow10, kind, amount) == expected
+
+
+def test_a_backtest_needing_more_order_room_than_estimated_runs_again(
+    reliance_1d: pd.DataFrame,
+) -> None:
+    """Refusals retried every bar outgrow the first estimate of the order records."""
+    from velox.backtest.research import prepare
+
+    strategy = load_strategy(str(ROOT / "strategies/sma_cross.py"))()
+    universe = prepare(strategy, {"NSE:RELIANCE": reliance_1d})
+    weights = np.full((len(reliance_1d), 1), 5.0)  # 500 % in delivery: refused at every bar
+    fills, orders, equity = universe.run(weights)
+    assert len(fills) == 0 and len(orders) == len(reliance_1d)  # the last close's too
+    assert (orders[:, 4] == 1).all() and equity[-1] == universe.initial_cash

@@ -42,7 +42,8 @@ FILL_FIELDS = (
 )  # fmt: skip
 #: Columns of the order records: placed at the close event of ``row`` (``row = -1``: the
 #: square-off order of the row in ``fill_row``), ``status`` 0 filled, 1 refused, 2 left working
-#: at the end, ``reason`` 0 none, 1 funds, 2 CNC holdings, 3 MIS after square-off.
+#: at the end, ``reason`` 0 none, 1 funds, 2 CNC holdings, 3 MIS after square-off, 4 the risk
+#: engine's order throttle.
 ORDER_FIELDS = ("row", "col", "side", "qty", "status", "reason", "squareoff", "fill_row")
 
 _PAISE_LIMIT = 1e13
@@ -180,7 +181,8 @@ def _fill_charges(side, qty, price, rates, broker, out):  # pragma: no cover - c
 def simulate(  # pragma: no cover - compiled
     opens, closes, tick_prices, weights, day, rates, broker, lot, tick, pow10, mis,
     slip_kind, slip_amount, capital, initial_cash, mis_margin, square_off_charge,
-    square_tick, mis_blocked,
+    square_tick, mis_blocked, place_ns, exchange_id, throttle_allowed, throttle_window,
+    capacity,
 ):  # fmt: skip
     """Return (fills, orders, equity, n_fills, n_orders) of a vectorised backtest.
 
@@ -213,11 +215,19 @@ def simulate(  # pragma: no cover - compiled
         Whether an MIS order decided at the close of row ``r - 1`` (placed at row ``r``'s first
         tick; the last row's at its last tick) comes at or after that day's square-off time
         (the simulator refuses it).
+    place_ns : (n,) int, exchange_id : (m,) int, throttle_allowed, throttle_window
+        The risk engine's order throttle (``max_orders_per_second``): at most
+        ``throttle_allowed`` orders sent per exchange in any ``throttle_window`` ns, an order
+        decided at row ``r``'s close being sent at ``place_ns[r]``. A throttled order is
+        refused before the broker sees it and, as in the engine, not retried (the weight counts
+        as applied).
+    capacity
+        Room for this many orders (and so fills); when a backtest needs more, it stops and
+        returns ``n_orders = -1``: call again with more (``n * m`` + square-offs always fits).
     """
     n, m = weights.shape
-    cap_orders = n * m + 1
-    fills = np.empty((cap_orders, 14))
-    orders = np.empty((cap_orders, 8))
+    fills = np.empty((capacity, 14))
+    orders = np.empty((capacity, 8))
     equity = np.empty(n)
     n_fills = 0
     n_orders = 0
@@ -234,6 +244,11 @@ def simulate(  # pragma: no cover - compiled
     charges = 0.0
     cash = initial_cash  # the simulator's cash
     parts = np.empty(6)
+    n_exchanges = 1
+    for j in range(m):
+        n_exchanges = max(n_exchanges, exchange_id[j] + 1)
+    sent = np.full((n_exchanges, max(throttle_allowed, 1)), np.iinfo(np.int64).min)
+    sent_next = np.zeros(n_exchanges, np.int64)  # ring position of the oldest kept send
     for r in range(n):
         # -- the row's ticks: pending orders fill at the open, the square-off at its tick ----
         for q in range(4):
@@ -249,6 +264,8 @@ def simulate(  # pragma: no cover - compiled
                     if abs(blocked) < 1e-6:
                         blocked = 0.0
                 elif square_tick[r, j] == q and mis[j] and pos[j] != 0:
+                    if n_orders == capacity:
+                        return fills[:0], orders[:0], equity, 0, -1
                     signed = -pos[j]
                     ref = tick_prices[r, j]
                     extra = square_off_charge
@@ -340,11 +357,24 @@ def simulate(  # pragma: no cover - compiled
             delta = target - pos[j]
             if delta == 0:
                 continue
+            if n_orders == capacity:
+                return fills[:0], orders[:0], equity, 0, -1
             qty = abs(delta)
             side = 1 if delta > 0 else -1
             reason = 0
             required = 0.0
-            if mis[j]:
+            x = exchange_id[j]
+            now = place_ns[r]
+            if throttle_allowed > 0:
+                # the oldest of the last ``allowed`` sends still inside (now - window, now]
+                if sent[x, sent_next[x]] > now - throttle_window:
+                    reason = 4
+                else:
+                    sent[x, sent_next[x]] = now
+                    sent_next[x] = (sent_next[x] + 1) % throttle_allowed
+            if reason:
+                pass
+            elif mis[j]:
                 if mis_blocked[r + 1]:
                     reason = 3
                 else:
@@ -378,12 +408,14 @@ def simulate(  # pragma: no cover - compiled
             o[5] = reason
             o[6] = 0.0
             o[7] = -1.0
-            if reason:
-                applied[j] = np.nan  # refused: the next bar tries again
+            if reason == 4:
+                pass  # refused by the risk engine: the weight stays applied (not retried)
+            elif reason:
+                applied[j] = np.nan  # refused by the broker: the next bar tries again
             else:
                 pending[j] = delta
                 pending_id[j] = n_orders
                 pending_block[j] = required
                 blocked += required
             n_orders += 1
-    return fills[:n_fills], orders[:n_orders], equity, n_fills, n_orders
+    return fills[:n_fills].copy(), orders[:n_orders].copy(), equity, n_fills, n_orders

@@ -21,9 +21,9 @@ statistics as the engine's :class:`~velox.engine.result.RunResult` (built by the
 ``Portfolio`` (:attr:`ResearchResult.portfolio`, built when first asked for). vectorbt is
 imported only in this package, and only when a portfolio is built.
 
-Not modelled (the engine has them): the risk engine's pre-trade limits and loss guards (a
-universe rebalancing more than ``max_orders_per_second`` (8) instruments at one close is
-throttled by the engine), order latency, partial fills by volume, F&O instruments.
+The risk engine's order throttle (``max_orders_per_second`` per exchange) is applied too.
+Not modelled (the engine has them): the other pre-trade limits and the loss guards, order
+latency, partial fills by volume, limit and stop orders, F&O instruments.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from velox.brokers.sim import SimConfig
     from velox.costs import CostModel, SlippageModel
     from velox.engine.result import RunResult, Trade
+    from velox.risk import RiskLimits
 
 __all__ = ["research", "ResearchResult", "Universe", "prepare", "panel", "strategy_weights",
            "parity", "ParityReport", "compare", "check_lookahead"]  # fmt: skip
@@ -63,12 +64,14 @@ _REASONS = (
     "Insufficient funds (research: the simulator's RMS check)",
     "Insufficient holdings to sell in CNC (short selling in delivery is not allowed)",
     "MIS orders are blocked after the square-off time",
+    "max_orders_per_second: the risk engine's order throttle refused it",
 )
 
 #: Keywords of :func:`research` that configure the run rather than the strategy.
 RESEARCH_OPTIONS = frozenset(
-    {"initial_cash", "cost_model", "slippage", "sim_config", "instrument_master", "store"}
-)
+    {"initial_cash", "cost_model", "slippage", "sim_config", "instrument_master", "store",
+     "risk_limits"}
+)  # fmt: skip
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -108,6 +111,9 @@ class Universe:
     mis_blocked: np.ndarray
     product: Product
     instruments: dict[str, Instrument]
+    exchange_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    throttle_allowed: int = 0
+    throttle_window: int = 0
     _close_ns: np.ndarray | None = field(default=None, repr=False)
 
     def run(self, weights: np.ndarray, capital: float | None = None) -> tuple[np.ndarray, ...]:
@@ -123,13 +129,25 @@ class Universe:
                 f"weights have shape {weights.shape}; the universe is {self.opens.shape} "
                 "(rows × instruments)"
             )
-        fills, orders, equity, _, _ = simulate(
-            self.opens, self.closes, self.tick_prices, weights, self.day, self.rates,
-            self.broker, self.lot, self.tick, self.pow10, self.mis, self.slip_kind,
-            self.slip_amount, float(capital if capital else self.initial_cash), self.initial_cash,
-            self.mis_margin, self.square_off_charge, self.square_tick, self.mis_blocked,
-        )  # fmt: skip
-        return fills, orders, equity
+        n, m = weights.shape
+        squares = int(np.count_nonzero(self.square_tick >= 0)) if self.mis.any() else 0
+        most = n * m + squares + 1  # one order per close event and column, plus square-offs
+        # Room for the orders the weights' changes ask for (refusals retried bar after bar may
+        # need more: then the kernel says so and runs again with room for the most possible)
+        changes = int(np.count_nonzero(weights[1:] != weights[:-1])) + m  # NaNs count too
+        capacity = min(most, 2 * changes + squares + 64)
+        while True:
+            fills, orders, equity, _, n_orders = simulate(
+                self.opens, self.closes, self.tick_prices, weights, self.day, self.rates,
+                self.broker, self.lot, self.tick, self.pow10, self.mis, self.slip_kind,
+                self.slip_amount, float(capital if capital else self.initial_cash),
+                self.initial_cash, self.mis_margin, self.square_off_charge, self.square_tick,
+                self.mis_blocked, self.close_event_ns(), self.exchange_id,
+                self.throttle_allowed, self.throttle_window, capacity,
+            )  # fmt: skip
+            if n_orders >= 0:
+                return fills, orders, equity
+            capacity = most
 
     # -- times of the synthetic ticks (the engine's replay: four per bar) --------------------
 
@@ -264,9 +282,12 @@ def prepare(
     slippage: SlippageModel | None = None,
     sim_config: SimConfig | None = None,
     instrument_master: Mapping[str, Instrument] | Any = None,
+    risk_limits: RiskLimits | None = None,
 ) -> Universe:
     """Return the :class:`Universe` of ``frames`` (instrument id → bars at the strategy's
-    timeframe) for ``strategy``'s product, with the charge, slippage and square-off settings."""
+    timeframe) for ``strategy``'s product, with the charge, slippage and square-off settings
+    and the order throttle of ``risk_limits`` (default: the engine's, ``velox.toml``'s
+    ``[risk]`` table or the built-in limits; research applies no other limit)."""
     from velox.brokers.sim import SimConfig
     from velox.costs import CostModel
     from velox.types import _decimals
@@ -345,7 +366,34 @@ def prepare(
     )  # fmt: skip
     if product is Product.MIS:
         _square_off(universe, config.square_off_time)
+    _throttle(universe, risk_limits)
     return universe
+
+
+def _throttle(universe: Universe, limits: RiskLimits | None) -> None:
+    from velox.risk import _throttle_window, default_risk_limits
+
+    limits = limits if limits is not None else default_risk_limits()
+    allowed, window = _throttle_window(limits.max_orders_per_second)
+    universe.throttle_allowed = int(allowed)
+    universe.throttle_window = int(window.total_seconds() * 1e9)
+    venues = {"NSE": 0, "BSE": 1}
+    universe.exchange_id = np.array(
+        [venues.get(_exchange(universe.instruments[i]), 2) for i in universe.instrument_ids],
+        np.int64,
+    )
+    ignored = [
+        name
+        for name in ("max_order_qty", "max_order_notional", "max_position_qty",
+                     "max_gross_exposure", "max_open_orders", "allowed_instruments",
+                     "daily_loss_limit", "max_drawdown")
+        if getattr(limits, name) is not None
+    ]  # fmt: skip
+    if ignored:
+        log.warning(
+            "velox.research applies only the order throttle of the risk limits; %s are not "
+            "modelled (velox.replay applies them)", ", ".join(ignored),
+        )  # fmt: skip
 
 
 def _square_off(universe: Universe, when: time) -> None:
@@ -997,7 +1045,7 @@ def parity(
 
     res = research(strategy_or_path, bars_or_symbols, timeframe, start, end, **params)
     replay_kwargs = {k: v for k, v in params.items() if k not in RESEARCH_OPTIONS}
-    for key in ("initial_cash", "cost_model", "sim_config", "slippage", "store"):
+    for key in ("initial_cash", "cost_model", "sim_config", "slippage", "store", "risk_limits"):
         if key in params:
             replay_kwargs[key] = params[key]
     if "instrument_master" in params:
