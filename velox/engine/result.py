@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from velox.engine.core import Engine
 
 __all__ = [
-    "Trade", "RunResult", "trades_from_fills", "summary_stats", "build_result",
-    "result_from_records",
+    "Trade", "RunResult", "trades_from_fills", "summary_stats", "summary_stats_arrays",
+    "build_result", "result_from_records",
 ]  # fmt: skip
 
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,6 +52,8 @@ _MAX_CURVE_POINTS = 5000
 _DAY_NS = 86_400_000_000_000
 _IST_OFFSET_NS = 19_800_000_000_000
 _SESSIONS_PER_YEAR = 252
+#: The exit time of a trade still open at the end, for the exposure figure.
+_OPEN = 2**62
 _T = TypeVar("_T")
 
 #: Column order of :attr:`RunResult.trades`.
@@ -237,6 +239,48 @@ def summary_stats(
     """
     import numpy as np
 
+    closed = [t for t in trades if t.closed]
+    return summary_stats_arrays(
+        equity_ns,
+        equity,
+        initial_cash,
+        np.array([t.net_pnl for t in closed], dtype=np.float64),
+        np.array([t.qty * t.entry_price for t in closed], dtype=np.float64),
+        np.array([_ns(t.entry_time) for t in trades], dtype=np.int64),
+        np.array(
+            [_ns(t.exit_time) if t.exit_time is not None else _OPEN for t in trades], dtype=np.int64
+        ),  # fmt: skip
+        charges,
+    )
+
+
+def summary_stats_arrays(
+    equity_ns: Sequence[int] | np.ndarray,
+    equity: Sequence[float] | np.ndarray,
+    initial_cash: float,
+    net_pnl: np.ndarray,
+    committed: np.ndarray,
+    entry_ns: np.ndarray,
+    exit_ns: np.ndarray,
+    charges: float,
+) -> dict[str, float | int]:
+    """Return :func:`summary_stats` from arrays of the trades instead of Trade records.
+
+    The one implementation of the statistics (:func:`summary_stats` calls it), for callers that
+    rebuild trades without objects (a parameter sweep's compiled trade pass).
+
+    Parameters
+    ----------
+    net_pnl, committed
+        Per *closed* trade, in opening order: ``Trade.net_pnl`` and ``qty × entry_price``.
+    entry_ns, exit_ns
+        Per trade, closed or open, in opening order: entry and exit times as UTC epoch ns of
+        the fills' microsecond timestamps (``2**62`` for a trade still open at the end).
+    equity_ns, equity, initial_cash, charges
+        As for :func:`summary_stats`.
+    """
+    import numpy as np
+
     values = np.asarray(equity, dtype=np.float64)
     stamps = np.asarray(equity_ns, dtype=np.int64)
     final = float(values[-1]) if len(values) else initial_cash
@@ -263,9 +307,9 @@ def summary_stats(
     else:
         cagr = (final / initial_cash) ** (_SESSIONS_PER_YEAR / len(returns)) - 1.0
     calmar = cagr / max_dd if max_dd > 0 else nan
-    closed = [t for t in trades if t.closed]
-    net = np.array([t.net_pnl for t in closed], dtype=np.float64)
-    committed = np.array([t.qty * t.entry_price for t in closed], dtype=np.float64)
+    net = np.asarray(net_pnl, dtype=np.float64)
+    committed = np.asarray(committed, dtype=np.float64)
+    closed = len(net)
     gross_win, gross_loss = float(net[net > 0].sum()), float(-net[net < 0].sum())
     no_loss = math.inf if gross_win > 0 else nan
     profit_factor = gross_win / gross_loss if gross_loss > 0 else no_loss
@@ -278,13 +322,15 @@ def summary_stats(
         "sharpe": sharpe,
         "sortino": sortino,
         "calmar": calmar,
-        "trades": len(closed),
-        "open_trades": len(trades) - len(closed),
-        "win_rate": int(np.sum(net > 0)) / len(closed) if closed else nan,
+        "trades": closed,
+        "open_trades": len(entry_ns) - closed,
+        "win_rate": int(np.sum(net > 0)) / closed if closed else nan,
         "profit_factor": profit_factor if closed else nan,
         "avg_trade": float(np.mean(net)) if closed else nan,
         "expectancy": float(np.mean(net / committed)) if closed else nan,
-        "exposure": _exposure(stamps, trades),
+        "exposure": _exposure(
+            stamps, np.asarray(entry_ns, np.int64), np.asarray(exit_ns, np.int64)
+        ),
         "charges": charges,
     }
 
@@ -300,17 +346,13 @@ def _daily_returns(stamps: np.ndarray, values: np.ndarray, initial_cash: float) 
     return np.diff(daily) / daily[:-1]
 
 
-def _exposure(stamps: np.ndarray, trades: Sequence[Trade]) -> float:
+def _exposure(stamps: np.ndarray, entries: np.ndarray, exits: np.ndarray) -> float:
     import numpy as np
 
     if not len(stamps):
         return math.nan
-    if not trades:
+    if not len(entries):
         return 0.0
-    entries = np.array([_ns(t.entry_time) for t in trades], dtype=np.int64)
-    exits = np.array(
-        [_ns(t.exit_time) if t.exit_time is not None else 2**62 for t in trades], dtype=np.int64
-    )
     opened = np.zeros(len(stamps) + 1, dtype=np.int64)
     np.add.at(opened, np.searchsorted(stamps, entries, "left"), 1)
     np.add.at(opened, np.searchsorted(stamps, exits, "left"), -1)
