@@ -36,6 +36,7 @@ import math
 import multiprocessing
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -47,7 +48,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from velox.errors import ConfigError, ValidationError
+from velox.errors import ConfigError
 from velox.strategy import Strategy
 
 if TYPE_CHECKING:
@@ -125,7 +126,9 @@ def combinations(
     total = math.prod(sizes)
     if method == "grid":
         if n_iter is not None:
-            raise ConfigError("n_iter= is for method='random'; a grid search runs every combination")
+            raise ConfigError(
+                "n_iter= is for method='random'; a grid search runs every combination"
+            )
         return _filtered([dict(zip(names, c, strict=True)) for c in itertools.product(
             *(swept[n] for n in names))], constraint)  # fmt: skip
     if method != "random":
@@ -285,21 +288,31 @@ def _trade_pass(rec, ns, columns):  # pragma: no cover - compiled
             exit_ns[:count], total)  # fmt: skip
 
 
+#: Each universe's synthetic tick times (UTC ns, rows × 4 per instrument), made once.
+_TICKS: weakref.WeakKeyDictionary[Universe, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
 def _fill_ns(universe: Universe, rec: np.ndarray) -> np.ndarray:
     """Return each fill's time as the Fill record holds it: UTC ns of its synthetic tick, cut
     to the microsecond (``datetime`` precision)."""
     out = np.empty(len(rec), np.int64)
     if not len(rec):
         return out
+    ticks = _TICKS.get(universe)
+    if ticks is None:
+        ticks = {iid: universe.tick_times(iid, universe.rows[iid])
+                 for iid in universe.instrument_ids}  # fmt: skip
+        _TICKS[universe] = ticks
     cols = rec[:, 2].astype(np.int64)
     rows = rec[:, 0].astype(np.int64)
-    ticks = rec[:, 1].astype(np.int64)
+    tick = rec[:, 1].astype(np.int64)
     for j, iid in enumerate(universe.instrument_ids):
         mine = np.flatnonzero(cols == j) if len(universe.instrument_ids) > 1 else slice(None)
-        picked = rows[mine]
-        if len(picked):
-            times = universe.tick_times(iid, picked)
-            out[mine] = times[np.arange(len(picked)), ticks[mine]]
+        local = rows[mine]
+        if len(local):
+            if len(universe.instrument_ids) > 1:  # universe rows → the instrument's own bars
+                local = np.searchsorted(universe.rows[iid], local)
+            out[mine] = ticks[iid][local, tick[mine]]
     return out // 1000 * 1000
 
 

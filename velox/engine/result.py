@@ -285,12 +285,7 @@ def summary_stats_arrays(
     stamps = np.asarray(equity_ns, dtype=np.int64)
     final = float(values[-1]) if len(values) else initial_cash
     nan = math.nan
-    if len(values):
-        curve = np.concatenate([[initial_cash], values])
-        peak = np.maximum.accumulate(curve)
-        max_dd = float(np.max((peak - curve) / peak))
-    else:
-        max_dd = 0.0
+    max_dd = _max_drawdown(values, initial_cash) if len(values) else 0.0
     returns = _daily_returns(stamps, values, initial_cash)
     sharpe = sortino = nan
     if len(returns) >= 2:
@@ -335,28 +330,78 @@ def summary_stats_arrays(
     }
 
 
+#: Block of equity samples the drawdown is computed over at a time (stays in the CPU cache).
+_BLOCK = 1 << 16
+
+
+def _max_drawdown(values: np.ndarray, initial_cash: float) -> float:
+    """Return max((peak − equity) / peak) over the curve preceded by the initial cash.
+
+    Block by block with the running peak carried over: the same values as
+    ``np.maximum.accumulate`` over the whole curve, without million-sample temporaries (a
+    sweep computes this once per combination).
+    """
+    import numpy as np
+
+    peak, worst = float(initial_cash), 0.0  # the initial sample's own drawdown is 0
+    for start in range(0, len(values), _BLOCK):
+        block = values[start : start + _BLOCK]
+        running = np.maximum.accumulate(block)
+        np.maximum(running, peak, out=running)
+        block_worst = float(np.max((running - block) / running))
+        if block_worst != block_worst:
+            return math.nan  # a NaN sample: as np.max over the whole curve says
+        worst = max(worst, block_worst)
+        peak = float(running[-1])
+    return worst
+
+
+#: The last sample of each IST date of the equity times last asked for (a sweep asks with the
+#: same times for every combination): (times, mask).
+_DAY_ENDS: list[tuple[np.ndarray, np.ndarray]] = []
+
+
+def _day_ends(stamps: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    if _DAY_ENDS and _DAY_ENDS[0][0] is stamps:
+        return _DAY_ENDS[0][1]
+    days = (stamps + _IST_OFFSET_NS) // _DAY_NS
+    mask = np.r_[days[1:] != days[:-1], True]
+    _DAY_ENDS[:] = [(stamps, mask)]
+    return mask
+
+
 def _daily_returns(stamps: np.ndarray, values: np.ndarray, initial_cash: float) -> np.ndarray:
     import numpy as np
 
     if not len(values):
         return np.empty(0)
-    days = (stamps + _IST_OFFSET_NS) // _DAY_NS
-    last_of_day = np.r_[days[1:] != days[:-1], True]
-    daily = np.concatenate([[initial_cash], values[last_of_day]])
+    daily = np.concatenate([[initial_cash], values[_day_ends(stamps)]])
     return np.diff(daily) / daily[:-1]
 
 
 def _exposure(stamps: np.ndarray, entries: np.ndarray, exits: np.ndarray) -> float:
+    """Return the fraction of samples at t with some trade's entry ≤ t < exit.
+
+    Counted as the length of the union of each trade's run of samples (no per-sample array):
+    a whole number over the sample count, as the mean of the per-sample flags would be.
+    """
     import numpy as np
 
     if not len(stamps):
         return math.nan
     if not len(entries):
         return 0.0
-    opened = np.zeros(len(stamps) + 1, dtype=np.int64)
-    np.add.at(opened, np.searchsorted(stamps, entries, "left"), 1)
-    np.add.at(opened, np.searchsorted(stamps, exits, "left"), -1)
-    return float(np.mean(np.cumsum(opened[:-1]) > 0))
+    first = np.searchsorted(stamps, entries, "left")
+    stop = np.maximum(np.searchsorted(stamps, exits, "left"), first)
+    order = np.argsort(first, kind="stable")
+    first, stop = first[order], stop[order]
+    reach = np.maximum.accumulate(stop)
+    opens = np.r_[True, first[1:] > reach[:-1]]  # a run that does not touch the ones before
+    ends = np.r_[np.flatnonzero(opens)[1:] - 1, len(first) - 1]
+    covered = int(np.sum(reach[ends] - first[opens]))
+    return covered / len(stamps)
 
 
 def _ns(ts: datetime) -> int:
