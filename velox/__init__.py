@@ -102,8 +102,8 @@ if TYPE_CHECKING:
 
     from velox.backtest.montecarlo import monte_carlo  # noqa: F401  (lazy re-export)
     from velox.backtest.optimize import optimize  # noqa: F401  (lazy re-export)
-    from velox.backtest.walkforward import walk_forward  # noqa: F401  (lazy re-export)
     from velox.backtest.research import ParityReport, ResearchResult
+    from velox.backtest.walkforward import walk_forward  # noqa: F401  (lazy re-export)
     from velox.engine import RunResult
     from velox.strategy import Strategy, load_strategy  # noqa: F401  (lazy re-export)
 

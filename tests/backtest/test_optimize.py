@@ -37,8 +37,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 def _bars(name: str, timeframe: str) -> pd.DataFrame:
     from velox.data import read_bar_file, validate_bars
 
-    frame, _ = validate_bars(read_bar_file(ROOT / "data" / "bars" / name), timeframe=timeframe,
-                             source=name)  # fmt: skip
+    frame, _ = validate_bars(
+        read_bar_file(ROOT / "data" / "bars" / name), timeframe=timeframe, source=name
+    )
     return frame
 
 
@@ -120,9 +121,15 @@ def row_stats(result: OptimizeResult, **params: object) -> dict:
 
 
 def test_the_best_combination_rerun_alone_gives_the_same_stats(reliance_1d: pd.DataFrame) -> None:
-    result = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, fast=range(5, 30, 5),
-                      slow=range(20, 80, 10), constraint="fast < slow", progress=False,
-                      scheduler="in-process")  # fmt: skip
+    result = optimize(
+        SMA,
+        {"NSE:RELIANCE": reliance_1d},
+        fast=range(5, 30, 5),
+        slow=range(20, 80, 10),
+        constraint="fast < slow",
+        progress=False,
+        scheduler="in-process",
+    )
     best = result.best_params
     alone = velox.research(SMA, {"NSE:RELIANCE": reliance_1d}, **best)
     assert same(alone.stats, result.best_stats)
@@ -140,17 +147,27 @@ def test_sweep_stats_equal_research_for_reversals_square_offs_and_universes(
 ) -> None:
     from velox.costs import TickSlippage
 
-    mis = optimize(MisCross, reliance_5m, fast=[3, 5, 8], slow=[12, 20], slippage=TickSlippage(1),
-                   progress=False, scheduler="in-process")  # fmt: skip
+    mis = optimize(
+        MisCross,
+        reliance_5m,
+        fast=[3, 5, 8],
+        slow=[12, 20],
+        slippage=TickSlippage(1),
+        progress=False,
+        scheduler="in-process",
+    )
     for fast, slow in itertools.product([3, 5, 8], [12, 20]):
-        alone = velox.research(MisCross, reliance_5m, fast=fast, slow=slow,
-                               slippage=TickSlippage(1))  # fmt: skip
+        alone = velox.research(
+            MisCross, reliance_5m, fast=fast, slow=slow, slippage=TickSlippage(1)
+        )
         assert alone.stats["trades"] > 10
         assert same(alone.stats, row_stats(mis, fast=fast, slow=slow))
-    frames = {iid: _bars(f"{iid.split(':')[1]}_1d_2017_2022.csv.gz", "1d")
-              for iid in Basket.instruments}  # fmt: skip
-    basket = optimize(Basket, frames, fast=[5, 10], slow=[30, 60], progress=False,
-                      scheduler="in-process")  # fmt: skip
+    frames = {
+        iid: _bars(f"{iid.split(':')[1]}_1d_2017_2022.csv.gz", "1d") for iid in Basket.instruments
+    }
+    basket = optimize(
+        Basket, frames, fast=[5, 10], slow=[30, 60], progress=False, scheduler="in-process"
+    )
     for fast, slow in itertools.product([5, 10], [30, 60]):
         alone = velox.research(Basket, frames, fast=fast, slow=slow)
         assert same(alone.stats, row_stats(basket, fast=fast, slow=slow))
@@ -162,11 +179,18 @@ def test_sweep_stats_equal_research_for_reversals_square_offs_and_universes(
 def test_the_grid_covers_exactly_the_constrained_combinations(reliance_1d: pd.DataFrame) -> None:
     fast, slow = range(2, 40, 4), range(10, 60, 7)
     expected = [(f, s) for f in fast for s in slow if f < s and (s - f) % 3 != 0]
-    by_function = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, fast=fast, slow=slow,
-                           constraint=lambda p: p["fast"] < p["slow"] and (p["slow"] - p["fast"])
-                           % 3 != 0, progress=False, scheduler="in-process")  # fmt: skip
-    by_text = combinations({"fast": list(fast), "slow": list(slow)},
-                           "fast < slow and (slow - fast) % 3 != 0")  # fmt: skip
+    by_function = optimize(
+        SMA,
+        {"NSE:RELIANCE": reliance_1d},
+        fast=fast,
+        slow=slow,
+        constraint=lambda p: p["fast"] < p["slow"] and (p["slow"] - p["fast"]) % 3 != 0,
+        progress=False,
+        scheduler="in-process",
+    )
+    by_text = combinations(
+        {"fast": list(fast), "slow": list(slow)}, "fast < slow and (slow - fast) % 3 != 0"
+    )
     got = list(zip(by_function.stats["fast"], by_function.stats["slow"], strict=True))
     assert got == expected  # grid order, each once
     assert [(c["fast"], c["slow"]) for c in by_text] == expected
@@ -188,12 +212,30 @@ def test_random_search_is_reproducible_and_a_subset_of_the_grid(reliance_1d: pd.
     d = combinations(huge, "fast < slow", method="random", n_iter=25, seed=1)
     assert d == combinations(huge, "fast < slow", method="random", n_iter=25, seed=1)
     assert len({tuple(x.values()) for x in d}) == 25 and all(x["fast"] < x["slow"] for x in d)
-    result = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, fast=range(5, 30, 5),
-                      slow=range(20, 80, 10), constraint="fast < slow", method="random",
-                      n_iter=6, seed=3, progress=False, scheduler="in-process")  # fmt: skip
-    again = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, fast=range(5, 30, 5),
-                     slow=range(20, 80, 10), constraint="fast < slow", method="random",
-                     n_iter=6, seed=3, progress=False, scheduler="in-process")  # fmt: skip
+    result = optimize(
+        SMA,
+        {"NSE:RELIANCE": reliance_1d},
+        fast=range(5, 30, 5),
+        slow=range(20, 80, 10),
+        constraint="fast < slow",
+        method="random",
+        n_iter=6,
+        seed=3,
+        progress=False,
+        scheduler="in-process",
+    )
+    again = optimize(
+        SMA,
+        {"NSE:RELIANCE": reliance_1d},
+        fast=range(5, 30, 5),
+        slow=range(20, 80, 10),
+        constraint="fast < slow",
+        method="random",
+        n_iter=6,
+        seed=3,
+        progress=False,
+        scheduler="in-process",
+    )
     assert len(result) == 6
     pd.testing.assert_frame_equal(result.stats, again.stats)
 
@@ -213,11 +255,18 @@ def test_memo_computes_each_distinct_indicator_once_per_chunk(
     monkeypatch.setattr(_batch, "compute", counting)
     swept = {"fast": list(range(5, 30, 5)), "slow": list(range(20, 80, 10))}
     combos = combinations(swept, "fast < slow")
-    result = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, **swept, constraint="fast < slow",
-                      progress=False, scheduler="in-process")  # fmt: skip
+    result = optimize(
+        SMA,
+        {"NSE:RELIANCE": reliance_1d},
+        **swept,
+        constraint="fast < slow",
+        progress=False,
+        scheduler="in-process",
+    )
     chunks = opt_module._chunks(combos, swept, workers=1)
-    expected = sum(len({w for i in c for w in (combos[i]["fast"], combos[i]["slow"])})
-                   for c in chunks)  # fmt: skip
+    expected = sum(
+        len({w for i in c for w in (combos[i]["fast"], combos[i]["slow"])}) for c in chunks
+    )
     assert len(calls) == expected  # each distinct SMA once per chunk of combinations
     result.best  # noqa: B018  (re-run alone: its own two SMAs)
     assert len(calls) == expected + 2
@@ -230,22 +279,30 @@ def test_memo_computes_each_distinct_indicator_once_per_chunk(
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Client]:
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                     dashboard_address=None, scheduler_kwargs=dist.LOOPBACK_SCHEDULER) as cluster,
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_kwargs=dist.LOOPBACK_SCHEDULER,
+        ) as cluster,
         Client(cluster) as opened,
-    ):  # fmt: skip
+    ):
         yield opened
 
 
 def test_dask_and_forked_processes_give_the_in_process_result(
     reliance_1d: pd.DataFrame, dask_client: Client
 ) -> None:
-    kwargs = dict(fast=range(5, 30, 5), slow=range(20, 80, 10), constraint="fast < slow",
-                  progress=False)  # fmt: skip
+    kwargs = dict(
+        fast=range(5, 30, 5), slow=range(20, 80, 10), constraint="fast < slow", progress=False
+    )
     here = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, scheduler="in-process", **kwargs)
     on_dask = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, scheduler=dask_client, **kwargs)
-    forked = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, scheduler="processes", workers=2,
-                      **kwargs)  # fmt: skip
+    forked = optimize(
+        SMA, {"NSE:RELIANCE": reliance_1d}, scheduler="processes", workers=2, **kwargs
+    )
     pd.testing.assert_frame_equal(here.stats, on_dask.stats)
     pd.testing.assert_frame_equal(here.stats, forked.stats)
     assert here.best_params == on_dask.best_params == forked.best_params
@@ -263,11 +320,16 @@ def test_bad_grids_are_refused_naming_the_problem(reliance_1d: pd.DataFrame) -> 
 
     refused(r"fast= is empty", fast=range(10, 5), slow=[30])
     refused(r"no parameter 'fastt'; did you mean 'fast'", fastt=[5, 10], slow=[30])
-    refused(r"metric='sharp' is not a statistic.*did you mean 'sharpe'", fast=[5], slow=[30],
-            metric="sharp")  # fmt: skip
+    refused(
+        r"metric='sharp' is not a statistic.*did you mean 'sharpe'",
+        fast=[5],
+        slow=[30],
+        metric="sharp",
+    )
     refused(r"leaves no combination", fast=[50, 60], slow=[10, 20], constraint="fast < slow")
-    refused(r"not an expression of the swept parameters", fast=[5], slow=[30],
-            constraint="fats < slow")  # fmt: skip
+    refused(
+        r"not an expression of the swept parameters", fast=[5], slow=[30], constraint="fats < slow"
+    )
     refused(r"needs n_iter=", fast=[5, 10], slow=[30], method="random")
     refused(r"not a search method", fast=[5, 10], slow=[30], method="bayes")
     refused(r"no parameter to sweep", fast=5, slow=30)
@@ -277,9 +339,16 @@ def test_bad_grids_are_refused_naming_the_problem(reliance_1d: pd.DataFrame) -> 
 def test_result_table_best_heatmap_and_html(reliance_1d: pd.DataFrame) -> None:
     import holoviews as hv
 
-    result = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, fast=range(5, 30, 5),
-                      slow=range(20, 80, 10), constraint="fast < slow", metric="total_return",
-                      progress=False, scheduler="in-process")  # fmt: skip
+    result = optimize(
+        SMA,
+        {"NSE:RELIANCE": reliance_1d},
+        fast=range(5, 30, 5),
+        slow=range(20, 80, 10),
+        constraint="fast < slow",
+        metric="total_return",
+        progress=False,
+        scheduler="in-process",
+    )
     assert result.best_params == {
         k: int(v) for k, v in result.ranked.iloc[0][["fast", "slow"]].items()
     }
@@ -287,6 +356,13 @@ def test_result_table_best_heatmap_and_html(reliance_1d: pd.DataFrame) -> None:
     html = result._repr_html_()
     assert "OptimizeResult" in html and "top 10" in html
     assert "best total_return" in repr(result)
-    low = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, fast=[5, 10], slow=[30, 40],
-                   metric="max_drawdown", progress=False, scheduler="in-process")  # fmt: skip
+    low = optimize(
+        SMA,
+        {"NSE:RELIANCE": reliance_1d},
+        fast=[5, 10],
+        slow=[30, 40],
+        metric="max_drawdown",
+        progress=False,
+        scheduler="in-process",
+    )
     assert low.best_stats["max_drawdown"] == low.stats["max_drawdown"].min()

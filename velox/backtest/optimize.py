@@ -354,21 +354,26 @@ class _Job:
         return self.strategy_class(**{**self.base, **combo})
 
     def __getstate__(self) -> dict[str, object]:
-        # the class goes through cloudpickle, by value when the workers cannot import it (a
-        # file loaded by load_strategy, a notebook): Dask tries plain pickle first
-        import cloudpickle
-
-        _ship_by_value(self.strategy_class)
-        state = dict(self.__dict__)
-        state["strategy_class"] = cloudpickle.dumps(self.strategy_class)
-        return state
+        return _by_value(self.__dict__, self.strategy_class)
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        import pickle
+        self.__dict__.update(_from_value(state))
 
-        state = dict(state)
-        state["strategy_class"] = pickle.loads(state["strategy_class"])  # type: ignore[arg-type]
-        self.__dict__.update(state)
+
+def _by_value(state: dict[str, object], cls: type) -> dict[str, object]:
+    """Return ``state`` as one cloudpickle blob, the strategy class by value when the workers
+    cannot import it (a file loaded by ``load_strategy``, a notebook): Dask tries plain pickle
+    first, which would send it by a name the workers do not know."""
+    import cloudpickle
+
+    _ship_by_value(cls)
+    return {"cloudpickle": cloudpickle.dumps(dict(state))}
+
+
+def _from_value(state: dict[str, object]) -> dict[str, object]:
+    import pickle
+
+    return pickle.loads(state["cloudpickle"])  # type: ignore[arg-type]
 
 
 #: Universes prepared in this process, by job token (a worker keeps the last few).
@@ -556,12 +561,29 @@ def optimize(
     for combo in combos:  # every combination must be a valid strategy before anything runs
         job.strategy(combo)
     higher = metric not in LOWER_IS_BETTER if maximize is None else bool(maximize)
+    return _sweep(job, strategy0, swept, combos, metric, higher, progress=progress,
+                  scheduler=scheduler, workers=workers)  # fmt: skip
+
+
+def _sweep(
+    job: _Job,
+    strategy0: Strategy,
+    swept: Mapping[str, Sequence[object]],
+    combos: list[dict[str, object]],
+    metric: str,
+    maximize: bool,
+    *,
+    progress: bool,
+    scheduler: str | Client | None,
+    workers: int | None,
+) -> OptimizeResult:
+    """Return the :class:`OptimizeResult` of checked combinations of a prepared job."""
     started = time.perf_counter()
     rows = _run(job, combos, swept, progress=progress, scheduler=scheduler, workers=workers)
     took = time.perf_counter() - started
     table = pd.DataFrame([{**c, **r} for c, r in zip(combos, rows, strict=True)])
     return OptimizeResult(
-        strategy=strategy0, job=job, params=list(swept), metric=metric, maximize=higher,
+        strategy=strategy0, job=job, params=list(swept), metric=metric, maximize=maximize,
         stats=table, seconds=took,
     )  # fmt: skip
 
