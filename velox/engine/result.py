@@ -343,6 +343,10 @@ def _max_drawdown(values: np.ndarray, initial_cash: float) -> float:
     """
     import numpy as np
 
+    if len(values) > _BLOCK:  # a long curve (a 1-minute backtest): one compiled pass
+        from velox.engine._kernels import max_drawdown
+
+        return float(max_drawdown(np.ascontiguousarray(values, np.float64), float(initial_cash)))
     peak, worst = float(initial_cash), 0.0  # the initial sample's own drawdown is 0
     for start in range(0, len(values), _BLOCK):
         block = values[start : start + _BLOCK]
@@ -357,7 +361,7 @@ def _max_drawdown(values: np.ndarray, initial_cash: float) -> float:
 
 
 #: The last sample of each IST date of the equity times last asked for (a sweep asks with the
-#: same times for every combination): (times, mask).
+#: same times for every combination): (times, their rows).
 _DAY_ENDS: list[tuple[np.ndarray, np.ndarray]] = []
 
 
@@ -367,9 +371,9 @@ def _day_ends(stamps: np.ndarray) -> np.ndarray:
     if _DAY_ENDS and _DAY_ENDS[0][0] is stamps:
         return _DAY_ENDS[0][1]
     days = (stamps + _IST_OFFSET_NS) // _DAY_NS
-    mask = np.r_[days[1:] != days[:-1], True]
-    _DAY_ENDS[:] = [(stamps, mask)]
-    return mask
+    rows = np.flatnonzero(np.r_[days[1:] != days[:-1], True])
+    _DAY_ENDS[:] = [(stamps, rows)]
+    return rows
 
 
 def _daily_returns(stamps: np.ndarray, values: np.ndarray, initial_cash: float) -> np.ndarray:
