@@ -19,7 +19,9 @@ real NSE sessions, 375 one-minute bars a day):
 
 Each figure is the best of ``--repeat`` runs, after a warm-up of each side on the same bars
 (numba kernels compiled or loaded from their caches once per process, for both libraries).
-Also printed: the final equity of the research result and of its vectorbt ``Portfolio``
+Also printed: the combinations per second of the kernel reused the way a sweep reuses it
+(:func:`velox.backtest.research.prepare` once, then ``signals`` and ``Universe.run`` per
+combination); the final equity of the research result and of its vectorbt ``Portfolio``
 (``from_orders`` with the exact charges as fixed fees), which must agree; the same backtest
 with every charge rate zero (a ``ChargeSchedule`` of zeros, zero brokerage), whose round trips
 must be vectorbt's (delivery charges on every 1-minute crossover drain the account, after which
@@ -83,22 +85,9 @@ def research(bars, cost_model: object = None) -> velox.backtest.research.Researc
 
 def zero_charges() -> object:
     """Return a CostModel whose every rate is zero (and zero brokerage)."""
-    from dataclasses import fields, replace
+    from velox.testing import zero_cost_model
 
-    from velox.costs import DEFAULT_SCHEDULE, CostModel
-
-    def zero(value: object) -> object:
-        if isinstance(value, dict) or hasattr(value, "items"):
-            return {k: zero(v) for k, v in value.items()}  # type: ignore[union-attr]
-        if isinstance(value, tuple):
-            if len(value) == 2 and hasattr(value[0], "toordinal"):
-                return (value[0], zero(value[1]))
-            return tuple(zero(v) for v in value)
-        return "0" if isinstance(value, str) else 0 if isinstance(value, (int, float)) else value
-
-    tables = {f.name: zero(getattr(DEFAULT_SCHEDULE, f.name)) for f in fields(DEFAULT_SCHEDULE)
-              if f.name not in ("coverage_start", "state")}  # fmt: skip
-    return CostModel("zero", replace(DEFAULT_SCHEDULE, **tables))
+    return zero_cost_model()
 
 
 def main() -> None:
@@ -128,6 +117,39 @@ def main() -> None:
           f"{res.stats['trades']:,} trades, Sharpe {res.stats['sharpe']:.2f}")  # fmt: skip
     print(f"ratio velox.research / raw vectorbt          : {t_res / t_vbt:7.2f}×  (goal ≤ 1.0×)")
     print(f"ratio velox.research + stats / raw vectorbt  : {t_stats / t_vbt:7.2f}×")
+    from velox.backtest.research import prepare, strategy_weights
+
+    strategy = SmaCross(instruments=(STOCK.id,), timeframe="1m", fast=10, slow=30)
+    universe = prepare(strategy, {STOCK.id: bars}, instrument_master=MASTER)
+    combos = [(fast, slow) for fast in range(5, 15) for slow in (30, 60)]
+
+    def sweep() -> list[float]:
+        finals = []
+        for fast, slow in combos:
+            strategy.fast, strategy.slow = fast, slow
+            _, _, equity = universe.run(strategy_weights(strategy, universe))
+            finals.append(float(equity[-1]))
+        return finals
+
+    t_sweep, finals = best(sweep, max(1, args.repeat // 2))
+    strategy.fast, strategy.slow = combos[-1]
+    alone = velox.research(strategy, bars, instrument_master=MASTER).final_equity
+    print(f"kernel reuse (prepare once; signals + Universe.run per combination): "
+          f"{len(combos) / t_sweep:6.1f} combos/s on {len(bars):,} bars "
+          f"({t_sweep / len(combos) * 1e3:.1f} ms each; last equals a full research run: "
+          f"{finals[-1] == alone})")  # fmt: skip
+    import tracemalloc
+
+    peaks = []
+    for fn in (lambda: raw_vectorbt(close), lambda: research(bars), lambda: research(bars).stats):
+        gc.collect()
+        tracemalloc.start()
+        fn()
+        peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+        tracemalloc.stop()
+    print(f"peak traced memory (tracemalloc: Python and numpy allocations): raw vectorbt "
+          f"{peaks[0]:.0f} MiB, velox.research {peaks[1]:.0f} MiB, "
+          f"with .stats {peaks[2]:.0f} MiB")  # fmt: skip
     free = zero_charges()
     t_free, res_free = best(lambda: research(bars, free), args.repeat)
     free_trades = res_free.stats["trades"] + res_free.stats["open_trades"]

@@ -13,9 +13,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from velox.brokers.base import Broker
 from velox.types import Fill, Instrument, Order
+
+if TYPE_CHECKING:
+    from velox.costs import CostModel
 
 _REPO = Path(__file__).resolve().parent.parent
 _CANDIDATES = (_REPO.parent / "shared" / "data" / "market", Path("/work/shared/data/market"))
@@ -236,3 +240,41 @@ BROKER_CONTRACT = (
     check_reconcile_into_an_empty_oms,
     check_restart_sees_the_same_account,
 )
+
+
+def zero_cost_model() -> CostModel:
+    """Return a :class:`velox.costs.CostModel` whose every rate and brokerage is zero.
+
+    For comparisons with libraries run without commission (``commission=0``): the same dated
+    schedule with each rate ``"0"``, and the ``"zero"`` brokerage plan.
+
+    Examples
+    --------
+    >>> from datetime import date
+    >>> from velox.types import Instrument, InstrumentKind, Product, Side
+    >>> sbin = Instrument("NSE:SBIN", "NSE", "SBIN", InstrumentKind.EQ)
+    >>> model = zero_cost_model()
+    >>> model.fill_charges(sbin, Product.CNC, Side.BUY, 10, 800.0, date(2024, 5, 2)).total
+    0.0
+    """
+    from dataclasses import fields as dataclass_fields
+
+    from velox.costs import DEFAULT_SCHEDULE, CostModel
+
+    def zero(value: object) -> object:
+        if hasattr(value, "items"):
+            return {k: zero(v) for k, v in value.items()}  # type: ignore[attr-defined]
+        if isinstance(value, tuple):
+            if len(value) == 2 and hasattr(value[0], "toordinal"):  # (effective_from, rates)
+                return (value[0], zero(value[1]))
+            return tuple(zero(v) for v in value)
+        if isinstance(value, str):
+            return "0"
+        return 0 if isinstance(value, int | float) else value
+
+    tables = {
+        f.name: zero(getattr(DEFAULT_SCHEDULE, f.name))
+        for f in dataclass_fields(DEFAULT_SCHEDULE)
+        if f.name not in ("coverage_start", "state")
+    }
+    return CostModel("zero", replace(DEFAULT_SCHEDULE, **tables))  # type: ignore[arg-type]

@@ -225,6 +225,24 @@ def test_the_order_throttle_refuses_a_ninth_order_at_one_close_like_the_engine()
     assert not (free.research.orders["status"] == "REJECTED").any()
 
 
+def test_capital_cash_brokerage_and_dates_reach_both_sides(reliance_1d: pd.DataFrame) -> None:
+    path = str(ROOT / "strategies/sma_cross.py")
+    options = {"initial_cash": 2_000_000, "cost_model": CostModel("flat20")}
+    report = velox.parity(path, reliance_1d, capital=300_000, start="2018-03-01",
+                          end="2021-06-30", **options)  # fmt: skip
+    assert report.ok, report
+    res = report.research
+    assert res.fills["ts"].min() >= pd.Timestamp("2018-03-01", tz="Asia/Kolkata")
+    assert res.fills["ts"].max() < pd.Timestamp("2021-07-01", tz="Asia/Kolkata")
+    assert res.equity.iloc[0] == 2_000_000 and res.fills["charges"].min() >= 20.0
+    # sized against the strategy's capital, not the account's cash
+    first = res.fills.iloc[0]
+    assert first["qty"] * first["price"] < 300_000 * 1.05
+    cut = velox.research(path, reliance_1d.loc["2018-03-01":"2021-06-30"], capital=300_000,
+                         **options)  # fmt: skip
+    assert cut.final_equity == res.final_equity
+
+
 def test_a_refused_order_is_retried_like_the_engine(reliance_1d: pd.DataFrame) -> None:
     class Greedy(Strategy):
         """Asks for 150 % in delivery: the simulator refuses for want of funds every time."""
@@ -243,6 +261,8 @@ def test_a_refused_order_is_retried_like_the_engine(reliance_1d: pd.DataFrame) -
 
 def test_a_cross_sectional_rotation_ranks_the_universe(nifty: dict[str, pd.DataFrame]) -> None:
     path = str(ROOT / "strategies/momentum_rotation.py")
+    rotation = load_strategy(path)
+    assert rotation.parameters() == {"window": 126, "top": 5, "weight": 0.95}  # not a parameter
     res = velox.research(path, nifty)
     assert len(nifty) == 44 and res.universe.opens.shape == (1277, 44)
     assert velox.check_lookahead(path, nifty) == []
@@ -388,6 +408,11 @@ def test_the_result_has_the_engines_frames_plot_and_html(reliance_1d: pd.DataFra
         assert key in res.stats
     assert res.stats["charges"] == pytest.approx(res.charges, rel=1e-12)
     assert "ResearchResult" in res._repr_html_()
+    import json
+
+    report = json.loads(res.to_json())
+    assert report["mode"] == "research" and len(report["trades"]) == len(res.trades)
+    assert res.equity_values[-1] == res.final_equity and len(res.equity_ns) == len(res.equity)
     table = res.monthly_returns()
     assert table.index.min() == 2017 and table.shape[1] == 12
     layout = res.plot()
@@ -499,3 +524,50 @@ def test_a_backtest_needing_more_order_room_than_estimated_runs_again(
     fills, orders, equity = universe.run(weights)
     assert len(fills) == 0 and len(orders) == len(reliance_1d)  # the last close's too
     assert (orders[:, 4] == 1).all() and equity[-1] == universe.initial_cash
+
+
+class RandomWeights(Strategy):
+    """Seeded random target weights that change every few bars, NaN gaps included: a fuzz of
+    sizing, refusals (weights above 1 in delivery, cash below zero), reversals and shorts."""
+
+    instruments = ("NSE:RELIANCE",)
+    seed: int = 0
+    low: float = 0.0
+    high: float = 1.2
+
+    def signals(self, bars: pd.DataFrame) -> pd.Series:
+        rng = np.random.default_rng(self.seed)
+        n = len(bars)
+        levels = rng.uniform(self.low, self.high, n)
+        hold = rng.integers(1, 12, n).cumsum()  # each level held for a few bars
+        out = levels[np.minimum(np.searchsorted(hold, np.arange(n)), n - 1)]
+        out[rng.random(n) < 0.1] = np.nan
+        return pd.Series(out, index=bars.index)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_weights_match_replay(
+    seed: int, reliance_1d: pd.DataFrame, reliance_5m: pd.DataFrame
+) -> None:
+    slippage = (NoSlippage(), TickSlippage(1), BpsSlippage(4.0), TickSlippage(3))[seed]
+    daily = velox.parity(RandomWeights, reliance_1d, seed=seed, slippage=slippage)
+    assert daily.ok, daily
+    intraday = velox.parity(RandomWeights, reliance_5m, timeframe="5m", product="MIS",
+                            seed=seed, low=-1.5, high=1.5, slippage=slippage)  # fmt: skip
+    assert intraday.ok, intraday
+    assert len(intraday.research.fill_list) > 100
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_weights_over_a_universe_match_replay(seed: int) -> None:
+    names = ("INFY", "TCS", "SBIN", "NTPC")
+    frames = {f"NSE:{s}": _bars(f"{s}_1d_2017_2022.csv.gz", "1d") for s in names}
+
+    class Spread(RandomWeights):
+        def signals(self, bars: pd.DataFrame) -> pd.Series:
+            # a different stream per instrument (its first close), the same in both runs
+            self.seed = seed * 1000 + int(bars["close"].iloc[0])
+            return super().signals(bars)
+
+    report = velox.parity(Spread, frames, high=0.45)
+    assert report.ok, report

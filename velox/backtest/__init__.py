@@ -3,8 +3,11 @@
 This package is research (the only one that imports vectorbt, and only when a result's
 ``portfolio`` is built) and depends on Core; the run result it shares with the engine lives in
 :mod:`velox.engine.result`. :mod:`velox.backtest.research` holds ``velox.research``,
-``velox.parity`` and ``velox.check_lookahead``; its other names are also reachable from here,
-lazily (``velox.backtest.ResearchResult``), so importing this package stays cheap.
+``velox.parity`` and ``velox.check_lookahead``, :mod:`~velox.backtest.universe` the inputs
+(``prepare``, ``Universe.run`` for sweeps), :mod:`~velox.backtest.result` the
+``ResearchResult`` and :mod:`~velox.backtest._kernel` the compiled loop; their names are also
+reachable from here, lazily (``velox.backtest.ResearchResult``), so importing this package
+stays cheap.
 """
 
 from typing import Any
