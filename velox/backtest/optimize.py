@@ -421,14 +421,30 @@ def _forked_chunk(k: int) -> tuple[int, list[dict[str, float]]]:
 def _run_forked(job: _Job, chunks: list[list[dict[str, object]]], workers: int,
                 done: Callable[[int, list[dict[str, float]]], None]) -> None:  # fmt: skip
     """Run the chunks on ``workers`` forked processes, which inherit the prepared universe,
-    the compiled kernels and the bars from this one (nothing large is pickled)."""
+    the compiled kernels and the bars from this one (nothing large is pickled).
+
+    A chunk that raises stops the sweep with its exception (the worker's traceback chained);
+    a worker that dies (out of memory, a crash in compiled code) raises
+    ``BrokenProcessPool`` instead of hanging.
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
     _FORKED[:] = [job, chunks]
+    context = multiprocessing.get_context("fork")
     try:
-        with multiprocessing.get_context("fork").Pool(
-            workers, initializer=_keep_freed_memory
-        ) as pool:
-            for k, rows in pool.imap_unordered(_forked_chunk, range(len(chunks))):
-                done(k, rows)
+        with ProcessPoolExecutor(workers, mp_context=context,
+                                 initializer=_keep_freed_memory) as pool:  # fmt: skip
+            futures = {pool.submit(_forked_chunk, k) for k in range(len(chunks))}
+            try:
+                while futures:
+                    finished, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        k, rows = future.result()
+                        done(k, rows)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
     finally:
         _FORKED.clear()
 
@@ -464,11 +480,17 @@ def _ship_by_value(cls: type) -> None:
         cloudpickle.register_pickle_by_value(module)  # __main__ goes by value anyway
 
 
-def _can_fork() -> bool:
-    # a daemonic process (a multiprocessing or Dask worker) may not have children
-    return "fork" in multiprocessing.get_all_start_methods() and not (
-        multiprocessing.current_process().daemon
-    )
+def _can_fork(asked: bool = False) -> bool:
+    """Return whether sweep workers may be forked here: on Linux by default (macOS only when
+    asked for: forking there is unsafe once system frameworks have started threads), never
+    from a daemonic process (a multiprocessing or Dask worker may not have children)."""
+    import sys
+
+    if multiprocessing.current_process().daemon:
+        return False
+    if not asked and not sys.platform.startswith("linux"):
+        return False
+    return "fork" in multiprocessing.get_all_start_methods()
 
 
 # -- the entry point ----------------------------------------------------------------------------
@@ -523,8 +545,9 @@ def optimize(
     scheduler
         Where the chunks of combinations run: ``None`` (default) — in this process while the
         sweep is projected to take under :data:`PROCESS_SECONDS`, else on forked worker
-        processes, one per core (Linux, macOS), unless ``VELOX_DASK_SCHEDULER`` names a Dask
-        cluster; ``"processes"``; ``"in-process"``; or anything
+        processes, one per core (on Linux; elsewhere in this process), unless
+        ``VELOX_DASK_SCHEDULER`` names a Dask cluster; ``"processes"`` (forked workers
+        whatever the size, on Linux and macOS); ``"in-process"``; or anything
         :func:`velox.backtest.distributed.run_tasks` takes (``"local"`` for a Dask
         LocalCluster, ``"tcp://host:port"``, a ``distributed.Client``).
     workers
@@ -710,13 +733,14 @@ def _run(
         # in-process, chunks only bound the memo: larger ones share more indicators
         chunks = _chunks(combos, swept, 1 if scheduler == IN_PROCESS else cores)
         use_processes = scheduler == PROCESSES and cores > 1
-        if use_processes and not _can_fork():
+        if use_processes and not _can_fork(asked=True):
             raise ConfigError(
                 "scheduler='processes' forks worker processes, which this platform (or a "
                 "daemonic worker process) cannot do; use scheduler='local' (a Dask "
                 "LocalCluster) or 'in-process'"
             )
-        if (use_processes or scheduler is None) and cores > 1 and _can_fork() and len(combos) > 2:
+        can_fork = use_processes or _can_fork()
+        if (use_processes or scheduler is None) and cores > 1 and can_fork and len(combos) > 2:
             # two combinations here first: the first pays this process's warm-up (kernels
             # loaded, tick times made), which forked workers then inherit; their time decides
             head = chunks[0][:2]
