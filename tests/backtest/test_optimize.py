@@ -173,6 +173,19 @@ def test_sweep_stats_equal_research_for_reversals_square_offs_and_universes(
         assert same(alone.stats, row_stats(basket, fast=fast, slow=slow))
 
 
+def test_a_cross_sectional_rotation_sweep_equals_research() -> None:
+    rotation = load_strategy(str(ROOT / "strategies" / "momentum_rotation.py"))
+    frames = {iid: _bars(f"{iid.split(':')[1]}_1d_2017_2022.csv.gz", "1d")
+              for iid in rotation.instruments[:12]}  # fmt: skip
+    result = optimize(rotation, frames, window=[63, 126], top=[2, 4], progress=False,
+                      scheduler="in-process")  # fmt: skip
+    assert len(result) == 4
+    for window, top in itertools.product([63, 126], [2, 4]):
+        alone = velox.research(rotation, frames, window=window, top=top)
+        assert alone.stats["trades"] >= 1 and len(alone.fill_records) >= 4
+        assert same(alone.stats, row_stats(result, window=window, top=top))
+
+
 # -- the grid ----------------------------------------------------------------------------------
 
 
