@@ -43,6 +43,7 @@ _SUBMODULES = frozenset(
     {
         "backtest",
         "brokers",
+        "builder",
         "calendar",
         "cli",
         "cli_engine",

@@ -105,6 +105,21 @@ class Indicator:
     source: str = "close"
     output: str | None = None
 
+    def __post_init__(self) -> None:
+        # a known indicator is stored complete (defaults filled in, the first output named,
+        # no source for bar-input ones), so two spellings of one computation compare equal;
+        # an unknown name is kept as given for validate() to report
+        info = INDICATORS.get(self.name)
+        if info is None:
+            return
+        params = {p.name: self.params.get(p.name, p.default) for p in info.params}
+        params.update({k: v for k, v in self.params.items() if k not in params})
+        object.__setattr__(self, "params", params)
+        if info.outputs and self.output is None:
+            object.__setattr__(self, "output", info.outputs[0])
+        if not info.single_input:
+            object.__setattr__(self, "source", "close")
+
     @property
     def info(self) -> IndicatorInfo:
         """Return the catalogue entry (raises ValidationError for an unknown name)."""
