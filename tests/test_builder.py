@@ -304,6 +304,37 @@ def test_generated_stop_target_strategy_replays_exactly_as_a_hand_written_one(
     assert (moves < -0.03).any() and (moves > 0.06).any()
 
 
+def test_generated_file_runs_by_path_and_warns_when_edited(
+    tmp_path: Path, reliance_1d: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = save(stop_model(), directory=tmp_path)
+    by_path = velox.replay(str(path), bars=reliance_1d)
+    built = velox.replay(build(stop_model()), bars=reliance_1d)
+    pd.testing.assert_frame_equal(by_path.trades, built.trades)
+    assert not caplog.records
+    path.write_text(path.read_text().replace("ctx.target_qty(0, iid)", "ctx.target_qty(0)"))
+    with caplog.at_level("WARNING", logger="velox.builder.codegen"):
+        assert load(path) == stop_model()
+    assert "edited by hand" in caplog.text
+
+
+def test_event_driven_strategy_keeps_each_instruments_state_apart() -> None:
+    tcs = _bars("TCS_1d_2017_2022.csv.gz", "1d")
+    reliance = _bars("RELIANCE_1d_2017_2022.csv.gz", "1d")
+    both = build(complex_model(
+        name="TwoStops", instruments=("NSE:RELIANCE", "NSE:TCS"), timeframe="1d",
+        product="CNC", short_entry=Group(), short_exit=Group(), stop_loss_pct=3.0,
+        size=Size("weight", 0.45),
+    ))  # fmt: skip
+    result = velox.replay(both, bars={"NSE:RELIANCE": reliance, "NSE:TCS": tcs}).trades
+    for iid, frame in (("NSE:RELIANCE", reliance), ("NSE:TCS", tcs)):
+        alone = velox.replay(both, symbols=iid, bars=frame).trades
+        mine = result[result["instrument_id"] == iid].reset_index(drop=True)
+        assert len(alone) > 3
+        pd.testing.assert_series_equal(mine["entry_time"], alone["entry_time"])
+        pd.testing.assert_series_equal(mine["exit_time"], alone["exit_time"])
+
+
 def test_generated_lots_strategy_trades_whole_lots(reliance_1d: pd.DataFrame) -> None:
     result = velox.replay(build(ALL_MODELS["lots"]()), bars=reliance_1d)
     assert len(result.trades) > 3
@@ -362,6 +393,7 @@ def test_event_driven_generated_strategy_runs_long_and_short(reliance_5m: pd.Dat
         ({"instruments": ()}, "trades no instrument"),
         ({"timeframe": "2d"}, "unknown timeframe"),
         ({"name": "my strategy"}, "Python class name"),
+        ({"name": "A" * 61}, "keep it to 60"),
     ],
 )  # fmt: skip
 def test_validation_names_the_problem(change: dict[str, object], message: str) -> None:

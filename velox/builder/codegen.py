@@ -282,14 +282,20 @@ class _Generator:
             f"class {model.name}(Strategy):",
             *_docstring_lines(self._class_summary(), 4),
             "",
-            f"    instruments = {_tuple(model.instruments)}",
+            *_call_lines(
+                "    instruments = ",
+                "",
+                tuple(json.dumps(i) for i in model.instruments),
+                "",
+                4,
+                single_comma=True,
+            ),  # fmt: skip
             f"    timeframe = {json.dumps(model.timeframe)}",
             *(["    product = Product.MIS"] if model.product == "MIS" else []),
             *(p.line() for p in self.params),
             *body,
         ]
-        text = "\n".join(parts).rstrip("\n") + "\n"
-        return _fit(text)
+        return "\n".join(parts).rstrip("\n") + "\n"
 
     def _size_params(self) -> None:
         model = self.model
@@ -347,10 +353,14 @@ class _Generator:
     def _docstring(self) -> str:
         model = self.model
         where = ", ".join(model.instruments)
-        lines = [f"{model.name}: a strategy made with the Velox strategy builder.", ""]
+        title = f"{model.name}: a strategy made with the Velox strategy builder."
+        if len(title) + 3 > WIDTH:
+            title = f"{model.name}: made with the strategy builder."[: WIDTH - 3]
+        lines = [title, ""]
         if model.description.strip():
             lines += [*textwrap.wrap(_doc_safe(model.description.strip()), WIDTH), ""]
-        lines += [f"Rules, checked on every closed {model.timeframe} bar of {where}:", ""]
+        heading = f"Rules, checked on every closed {model.timeframe} bar of {where}:"
+        lines += [*textwrap.wrap(heading, WIDTH), ""]
         for name, group in model.sections().items():
             if group.items:
                 lines += _bullet(f"{_SECTION_WORDS[name]}: {_doc_safe(group.label())}.")
@@ -393,13 +403,15 @@ class _Generator:
                 "only signals() strategies, does not.",
                 WIDTH,
             )
-        lines += [
-            "",
-            "Run it::",
-            "",
-            f"    velox replay strategies/{model.module_name}.py --symbol {model.instruments[0]} "
-            f"--timeframe {model.timeframe}",
-        ]
+        words = [f"strategies/{model.module_name}.py", "--symbol", model.instruments[0],
+                 "--timeframe", model.timeframe]  # fmt: skip
+        run = "    velox replay"
+        for word in words:  # continued lines, as the example strategies' docstrings do
+            last = run.rsplit("\n", 1)[-1]
+            if len(last) + len(word) + 3 > WIDTH:
+                run += " \\\n       "
+            run += " " + word
+        lines += ["", "Run it::", "", run]
         return '"""' + "\n".join(lines).rstrip() + '\n"""'
 
     def _class_summary(self) -> str:
@@ -709,11 +721,18 @@ def _assign(prefix: str, expr: _Expr) -> list[str]:
 
 
 def _call_lines(
-    prefix: str, name: str, args: tuple[str, ...], suffix: str, indent: int
+    prefix: str,
+    name: str,
+    args: tuple[str, ...],
+    suffix: str,
+    indent: int,
+    *,
+    single_comma: bool = False,
 ) -> list[str]:
-    """Return a call laid out as ruff formats it: on one line, else its arguments on one
-    indented line, else one argument a line with a trailing comma."""
-    one = f"{prefix}{name}({', '.join(args)}){suffix}"
+    """Return a call (or, with ``name=""``, a tuple) laid out as ruff formats it: on one line,
+    else its arguments on one indented line, else one argument a line with a trailing comma."""
+    comma = "," if single_comma and len(args) == 1 else ""
+    one = f"{prefix}{name}({', '.join(args)}{comma}){suffix}"
     if len(one) <= WIDTH:
         return [one]
     pad = " " * indent
@@ -742,11 +761,6 @@ def _import_key(name: str) -> tuple[int, str]:
     # isort's force-sort-within-sections order ruff uses: constants, classes, functions
     kind = 0 if name.isupper() else (1 if name[0].isupper() else 2)
     return (kind, name)
-
-
-def _tuple(values: tuple[str, ...]) -> str:
-    inner = ", ".join(json.dumps(v) for v in values)
-    return f"({inner},)" if len(values) == 1 else f"({inner})"
 
 
 def _doc_safe(text: str) -> str:
@@ -784,14 +798,6 @@ def _literal(value: object, indent: int) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
     raise ValidationError(f"builder spec value {value!r} is not JSON-like data")
-
-
-def _fit(text: str) -> str:
-    """Return ``text``, refusing lines longer than :data:`WIDTH` (a generator bug)."""
-    long = [n for n, line in enumerate(text.splitlines(), 1) if len(line) > WIDTH]
-    if long:
-        log.debug("builder source has lines longer than %d: %s", WIDTH, long)
-    return text
 
 
 _VECTOR_HELPERS = {

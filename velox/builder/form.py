@@ -319,7 +319,9 @@ class StrategyForm(w.VBox):
         return StrategyModel(
             name=self.name.value.strip(),
             description=self.description.value,
-            instruments=tuple(p.strip() for p in self.instruments.value.split(",") if p.strip()),
+            instruments=tuple(
+                p.strip().upper() for p in self.instruments.value.split(",") if p.strip()
+            ),
             timeframe=self.timeframe.value,
             product=self.product.value,
             **{name: editor.group for name, editor in self.groups.items()},

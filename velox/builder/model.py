@@ -265,6 +265,9 @@ class StrategyModel:
                 f"strategy name {self.name!r} must be a Python class name starting with a "
                 "capital letter, e.g. 'RsiDip'"
             )
+        if len(self.name) > 60:
+            raise ValidationError(f"strategy name {self.name[:20]!r}… is {len(self.name)} "
+                                  "characters long; keep it to 60")  # fmt: skip
         if not self.instruments:
             raise ValidationError("the strategy trades no instrument: add one, e.g. NSE:RELIANCE")
         for iid in self.instruments:
@@ -353,13 +356,16 @@ class StrategyModel:
         if unknown:
             raise ValidationError(f"builder spec has unknown key(s) {unknown}; known: "
                                   f"{', '.join(sorted(known))}")  # fmt: skip
+        instruments = data.get("instruments", ()) or ()
+        if isinstance(instruments, str):
+            instruments = (instruments,)
         size = data.get("size") or {}
         if not isinstance(size, Mapping):
             raise ValidationError(f"builder spec 'size' must be a dict, not {size!r}")
         return cls(
             name=str(data.get("name", cls.name)),
             description=str(data.get("description", "")),
-            instruments=tuple(str(i) for i in data.get("instruments", ()) or ()),  # type: ignore[union-attr]
+            instruments=tuple(str(i) for i in instruments),  # type: ignore[union-attr]
             timeframe=str(data.get("timeframe", "1d")),
             product=str(data.get("product", "CNC")),  # type: ignore[arg-type]
             **{
