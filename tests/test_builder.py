@@ -552,3 +552,13 @@ def test_panel_app_constructs_without_a_server() -> None:
     assert isinstance(page, pn.Column)
     assert page.form.model == rsi_model()
     assert any(isinstance(obj, pn.pane.IPyWidget) for obj in page.objects)
+
+
+def test_docs_example_is_what_the_builder_generates() -> None:
+    text = (ROOT / "docs" / "builder.md").read_text()
+    blocks = [part.split("```")[0].strip("\n") + "\n" for part in text.split("```python")[1:]]
+    recipe = next(b for b in blocks if "StrategyModel(" in b and "BUILDER_SPEC" not in b)
+    namespace: dict[str, object] = {}
+    exec(recipe.replace("save(model)", "pass"), namespace)  # the doc's own recipe
+    generated = next(b for b in blocks if "BUILDER_SPEC" in b)
+    assert generated == to_source(namespace["model"])  # type: ignore[arg-type]
