@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
+from velox.builder import actions
+from velox.builder.actions import builder_files
 from velox.builder.catalogue import INDICATORS, PRICE_FIELDS
-from velox.builder.codegen import build, is_generated, load, save, to_source
+from velox.builder.codegen import load, save, to_source
 from velox.builder.model import (
     COMPARATORS,
     SECTIONS,
@@ -383,20 +385,13 @@ class StrategyForm(w.VBox):
 
     def refresh_choices(self) -> list[str]:
         """Return (and list in the Load menu) the builder-generated files in ``directory``."""
-        files = []
-        if self.directory.is_dir():
-            for path in sorted(self.directory.glob("*.py")):
-                try:
-                    if is_generated(path.read_text(encoding="utf-8", errors="replace")):
-                        files.append(str(path))
-                except OSError:
-                    continue
+        files = builder_files(self.directory)
         self.choices.options = files
         return files
 
     def load(self, path: str | Path | None = None) -> StrategyModel:
-        """Load a builder-generated file (``path``, else the File box, else the Load menu)."""
-        chosen = path or self.path.value.strip() or self.choices.value
+        """Load a builder-generated file (``path``, else the Load menu's, else the File box's)."""
+        chosen = path or self.choices.value or self.path.value.strip()
         if not chosen:
             raise VeloxError("choose a builder file to load (none in the File box or the menu)")
         model = load(chosen)
@@ -408,43 +403,8 @@ class StrategyForm(w.VBox):
     def backtest(self) -> RunResult:
         """Replay the strategy (``velox.replay``) on :attr:`bars`, the bundled data or the store,
         show its statistics, and return the result."""
-        import velox
-
         model = self.model
-        cls = build(model)
-        frames = self.bars if self.bars is not None else _bundled_bars(model)
-        result = velox.replay(cls, bars=frames) if frames is not None else velox.replay(cls)
+        result = actions.backtest(model, self.bars)
         self.results.value = result._repr_html_()
-        stats = result.stats
-        self._say(
-            f"{model.name}: {len(result.trades)} trades, total return "
-            f"{stats.get('total_return', float('nan')):.2%}"
-        )
+        self._say(actions.summary(model, result))
         return result
-
-
-def _bundled_bars(model: StrategyModel) -> dict[str, pd.DataFrame] | None:
-    """Return the bundled ``data/bars`` file of every instrument at the model's timeframe, or
-    None if one is missing (the replay then reads the store)."""
-    from velox.config import get_settings
-    from velox.data import read_bar_file, validate_bars
-
-    folders = [
-        get_settings().data_dir / "bars",
-        Path(__file__).resolve().parents[2] / "data" / "bars",
-    ]
-    frames = {}
-    for iid in model.instruments:
-        symbol = iid.split(":", 1)[1]
-        found = [
-            f
-            for folder in folders
-            if folder.is_dir()
-            for f in sorted(folder.glob(f"{symbol}_{model.timeframe}_*.csv*"))
-        ]
-        if not found:
-            return None
-        frame, _ = validate_bars(read_bar_file(found[0]), timeframe=model.timeframe,
-                                 source=found[0].name)  # fmt: skip
-        frames[iid] = frame
-    return frames
