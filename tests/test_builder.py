@@ -546,12 +546,71 @@ def test_form_backtest_reads_the_bundled_bars(reliance_1d: pd.DataFrame) -> None
 def test_panel_app_constructs_without_a_server() -> None:
     import panel as pn
 
-    from velox.builder.panel_app import app
+    from velox.builder import StrategyForm
+    from velox.builder.panel_app import PanelForm, app
 
-    page = app(rsi_model())
-    assert isinstance(page, pn.Column)
-    assert page.form.model == rsi_model()
-    assert any(isinstance(obj, pn.pane.IPyWidget) for obj in page.objects)
+    embedded = app(rsi_model(), widgets="ipywidgets")
+    assert isinstance(embedded, pn.Column)
+    assert isinstance(embedded.form, StrategyForm) and embedded.form.model == rsi_model()
+    assert any(isinstance(obj, pn.pane.IPyWidget) for obj in embedded.objects)
+    native = app(rsi_model(), widgets="panel")
+    assert isinstance(native.form, PanelForm) and native.form.model == rsi_model()
+    assert app().form.model == StrategyModel()  # "auto": whichever this environment can serve
+    native.get_root()  # renders to Bokeh models, as a served page would, without a server
+
+
+@pytest.mark.parametrize("key", sorted(ALL_MODELS))
+def test_panel_form_model_round_trip(key: str) -> None:
+    from velox.builder.panel_app import PanelForm
+
+    model = ALL_MODELS[key]()
+    form = PanelForm()
+    form.load_model(model)
+    assert form.model == model
+
+
+def test_panel_form_edits_saves_loads_and_backtests(
+    tmp_path: Path, reliance_1d: pd.DataFrame
+) -> None:
+    from velox.builder.panel_app import PanelForm
+
+    form = PanelForm(directory=tmp_path, bars=reliance_1d)
+    form.name_input.value = "PanelBuilt"
+    entry, leave = form.groups["long_entry"], form.groups["long_exit"]
+    entry.add_rule.clicks += 1  # RSI(14) < 30
+    leave.add_group.clicks += 1
+    nested = leave.editors[0]
+    nested.add_rule.clicks += 1
+    nested.add_rule.clicks += 1
+    nested.editors[0].comparator.value = ">"
+    nested.editors[0].right.value.value = 55.0
+    nested.editors[1].left.kind.value = "price:close"
+    nested.editors[1].comparator.value = "crosses below"
+    nested.editors[1].right.kind.value = "sma"
+    nested.editors[1].right.params["window"].value = 50
+    expected = StrategyModel(
+        "PanelBuilt",
+        long_entry=_one(Rule(RSI14, "<", Number(30))),
+        long_exit=_one(Group("or", (
+            Rule(RSI14, ">", Number(55)),
+            Rule(Price("close"), "crosses below", Indicator("sma", {"window": 50})),
+        ))),
+    )  # fmt: skip
+    assert form.model == expected
+    form.buttons["Preview code"].clicks += 1
+    assert "def signals" in form.code.object
+    form.buttons["Save"].clicks += 1
+    assert "saved" in form.status.object
+    again = PanelForm(directory=tmp_path)
+    assert again.choices.options == [str(tmp_path / "panel_built.py")]
+    again.choices.value = again.choices.options[0]
+    again.buttons["Load"].clicks += 1
+    assert again.model == expected
+    result = form.backtest()
+    assert "RunResult" in form.results.object
+    pd.testing.assert_frame_equal(
+        result.trades, velox.replay(build(expected), bars=reliance_1d).trades
+    )
 
 
 def test_docs_example_is_what_the_builder_generates() -> None:
