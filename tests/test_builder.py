@@ -386,6 +386,7 @@ def test_event_driven_generated_strategy_runs_long_and_short(reliance_5m: pd.Dat
         ({"long_entry": Group("and", (Group("or", ()),))}, "the group is empty"),
         ({"long_exit": Group()}, "would never close"),
         ({"short_entry": _one(Rule(RSI14, ">", Number(70)))}, "need product MIS"),
+        ({"product": "MIS"}, "use an intraday timeframe"),
         ({"size": Size("weight", 1.5)}, "must be > 0 and <= 1"),
         ({"size": Size("lots", 2.5)}, "whole number"),
         ({"stop_loss_pct": 0.0}, "stop-loss"),

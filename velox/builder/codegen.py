@@ -382,7 +382,8 @@ class _Generator:
         else:
             sizing = f"{int(size.value)} lot(s) (Context.target_qty; shares for equity)"
         product = (
-            "MIS (intraday: squared off by the broker's or simulator's MIS square-off)"
+            "MIS (intraday: squared off by the broker's or simulator's MIS square-off, so "
+            "every session starts flat)"
             if model.product == "MIS"
             else "CNC (delivery, long only)"
         )
@@ -509,9 +510,19 @@ class _Generator:
             f"{ind}out = np.full(len(bars), np.nan)",
             f"{ind}position = 0  # +1 long, -1 short, 0 flat",
             f"{ind}for i in range(len(bars)):",
-            f"{ind}    if not ready[i]:",
-            f"{ind}        continue",
         ]
+        if self.model.product == "MIS":
+            lines[-3:-3] = [
+                f'{ind}local = bars.index.tz_convert("Asia/Kolkata") if bars.index.tz else '
+                "bars.index",
+                f"{ind}day = local.normalize()",
+                f"{ind}new_session = np.r_[True, day[1:] != day[:-1]]",
+            ]
+            lines += [
+                f"{ind}    if new_session[i]:",
+                f"{ind}        position = 0  # MIS: the square-off left the last session flat",
+            ]
+        lines += [f"{ind}    if not ready[i]:", f"{ind}        continue"]
         branches = []
         exits = [
             f"position {sign} 0 and {name}[i]"

@@ -275,6 +275,11 @@ class StrategyModel:
         check_timeframe(self.timeframe)
         if self.product not in ("CNC", "MIS"):
             raise ValidationError(f"product {self.product!r} must be 'CNC' (delivery) or 'MIS'")
+        if self.product == "MIS" and self.timeframe == "1d":
+            raise ValidationError(
+                "MIS positions are squared off the day they open: use an intraday timeframe "
+                "(5m, 15m …) for MIS, or CNC for daily bars"
+            )
         has_long, has_short = bool(self.long_entry.items), bool(self.short_entry.items)
         if not has_long and not has_short:
             raise ValidationError(
