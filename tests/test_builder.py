@@ -335,6 +335,35 @@ def test_event_driven_strategy_keeps_each_instruments_state_apart() -> None:
         pd.testing.assert_series_equal(mine["exit_time"], alone["exit_time"])
 
 
+def _event_driven(model: StrategyModel) -> type[Strategy]:
+    """Return the on_bar code the builder would write for ``model`` were it not vectorisable."""
+    from velox.builder.codegen import _Generator
+
+    namespace: dict[str, object] = {"__name__": f"events_{model.module_name}"}
+    exec(compile(_Generator(model, events=True).source(), "<events>", "exec"), namespace)
+    return namespace[model.name]  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        sma_cross_model(),
+        rsi_model(),
+        complex_model(name="MixedDaily", timeframe="1d", product="CNC", short_entry=Group(),
+                      short_exit=Group(), size=Size("weight", 0.9)),
+    ],
+    ids=["sma", "rsi", "mixed"],
+)  # fmt: skip
+def test_signals_and_on_bar_code_read_the_rules_alike(
+    model: StrategyModel, reliance_1d: pd.DataFrame
+) -> None:
+    vector = velox.replay(build(model), bars=reliance_1d)
+    events = _event_driven(model)
+    assert not events().vectorised
+    pd.testing.assert_frame_equal(_trades(velox.replay(events, bars=reliance_1d)), _trades(vector))
+    assert len(vector.trades) > 3
+
+
 def test_generated_lots_strategy_trades_whole_lots(reliance_1d: pd.DataFrame) -> None:
     result = velox.replay(build(ALL_MODELS["lots"]()), bars=reliance_1d)
     assert len(result.trades) > 3

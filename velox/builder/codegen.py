@@ -230,6 +230,7 @@ class _Param:
 @dataclass
 class _Generator:
     model: StrategyModel
+    events: bool = False  # event-driven code even for a vectorisable model (tests compare both)
     params: list[_Param] = field(default_factory=list)
     variables: dict[tuple[object, ...], str] = field(default_factory=dict)
     indicators: list[tuple[str, Indicator]] = field(default_factory=list)
@@ -255,7 +256,7 @@ class _Generator:
 
     def source(self) -> str:
         model = self.model
-        vector = model.vectorisable
+        vector = model.vectorisable and not self.events
         sections = {name: g for name, g in model.sections().items() if g.items}
         levels = self._level_names(sections)
         if vector:
@@ -389,7 +390,7 @@ class _Generator:
         )
         lines += _bullet(f"Size: {sizing}. Product: {product}.")
         lines.append("")
-        if model.vectorisable:
+        if model.vectorisable and not self.events:
             lines += textwrap.wrap(
                 "A vectorisable strategy: signals() carries the position from an entry to its "
                 "exit bar by bar (causal) and returns target weights, so velox.research, "
@@ -397,7 +398,11 @@ class _Generator:
                 WIDTH,
             )
         else:
-            why = "a stop-loss or target" if self._tracks_entry else "a size in lots"
+            why = (
+                "a stop-loss or target"
+                if self._tracks_entry
+                else ("a size in lots" if model.size.kind == "lots" else "a request for it")
+            )
             lines += textwrap.wrap(
                 f"An event-driven strategy (on_bar with streaming indicators, because of {why}): "
                 "velox.replay and paper trading run it unchanged; velox.research, which runs "
