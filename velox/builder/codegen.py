@@ -268,9 +268,9 @@ class _Generator:
         parts = [
             self._docstring(),
             "",
-            f"{MARKER} (velox.builder) from BUILDER_SPEC below: open it",
-            "# in the builder (velox.builder.load, or the form's Load button) rather than editing",
-            "# the code, which the builder rewrites from the spec whenever it saves this file.",
+            f"{MARKER} (velox.builder) from BUILDER_SPEC below. Edit it in the",
+            "# builder (velox.builder.load, or the form's Load button) rather than here: the",
+            "# builder rewrites this code from the spec whenever it saves the file.",
             "",
             "from __future__ import annotations",
             "",
@@ -421,21 +421,22 @@ class _Generator:
         return '"""' + "\n".join(lines).rstrip() + '\n"""'
 
     def _class_summary(self) -> str:
+        """Return the class docstring: the rules in words when they fit on one line."""
         model = self.model
         parts = []
-        if model.long_entry.items:
-            parts.append("long on the long entry rules until a long exit")
-        if model.short_entry.items:
-            parts.append("short on the short entry rules until a short exit")
-        extra = []
+        for side in ("long", "short"):
+            entry, leave = getattr(model, f"{side}_entry"), getattr(model, f"{side}_exit")
+            if entry.items:
+                text = f"{side.capitalize()} from {entry.label()}"
+                parts.append(text + (f" until {leave.label()}" if leave.items else ""))
         if model.stop_loss_pct is not None:
-            extra.append(f"a {model.stop_loss_pct:g}% stop-loss")
+            parts.append(f"stop-loss {model.stop_loss_pct:g}%")
         if model.target_pct is not None:
-            extra.append(f"a {model.target_pct:g}% target")
-        text = "Go " + " and ".join(parts)
-        if extra:
-            text += ", " + " or ".join(extra)
-        return text + " (see the module docstring)."
+            parts.append(f"target {model.target_pct:g}%")
+        text = _doc_safe("; ".join(parts) + ".")
+        if len(text) + 10 <= WIDTH:
+            return text
+        return "Trade the entry and exit rules of the module docstring."
 
     # -- operands and rules -------------------------------------------------------------------
 
