@@ -191,6 +191,13 @@ def test_generated_file_reads_as_documented() -> None:
     assert "velox.research, velox.replay and paper trading run it" in source
     assert "long_entry_level_1: float = param(30.0)" in source
     assert "rsi_1_window: int = param(14, ge=1)" in source
+    assert "lookback" not in source  # RSI(14) warms up well within the default 250 bars
+    long = StrategyModel(
+        "Slow",
+        long_entry=_one(Rule(Price("close"), ">", Indicator("sma", {"window": 200}))),
+        long_exit=_one(Rule(Price("close"), "<", Indicator("sma", {"window": 200}))),
+    )
+    assert build(long).lookback == 600
     events = to_source(stop_model())
     assert "def on_bar(self, ctx: Context, bar: Bar)" in events
     assert "def signals" not in events

@@ -292,11 +292,26 @@ class _Generator:
                 single_comma=True,
             ),  # fmt: skip
             f"    timeframe = {json.dumps(model.timeframe)}",
+            *(
+                [f"    lookback = {self._lookback()}  # bars live signals() see: the warm-up"]
+                if vector and self._lookback() > 250
+                else []
+            ),  # fmt: skip
             *(["    product = Product.MIS"] if model.product == "MIS" else []),
             *(p.line() for p in self.params),
             *body,
         ]
         return "\n".join(parts).rstrip("\n") + "\n"
+
+    def _lookback(self) -> int:
+        """Return the history a live ``signals()`` needs: three times each indicator's windows
+        (exponential ones settle by then), at least the framework's 250 bars."""
+        needed = [
+            3 * sum(int(v) for p, v in zip(i.info.params, i.resolved_params().values(),
+                                           strict=True) if p.kind is int)
+            for _, i in self.indicators
+        ]  # fmt: skip
+        return max([250, *needed])
 
     def _size_params(self) -> None:
         model = self.model
