@@ -45,6 +45,7 @@ _SUBMODULES = frozenset(
     {
         "backtest",
         "brokers",
+        "builder",
         "calendar",
         "cli",
         "cli_engine",
