@@ -18,6 +18,7 @@ name                       what it does
 :func:`monte_carlo`        trade-order reshuffle / bootstrap of a result → ``MonteCarloReport``
 :func:`optimize`           a parameter sweep (grid or random) of ``signals()`` → ``OptimizeResult``
 :func:`walk_forward`       rolling / anchored walk-forward optimisation → ``WalkForwardReport``
+:func:`scan`               instruments meeting a preset or condition on one bar, ranked
 =========================  ==================================================================
 
 Examples
@@ -49,6 +50,7 @@ _SUBMODULES = frozenset(
         "calendar",
         "cli",
         "cli_engine",
+        "cli_scan",
         "config",
         "costs",
         "data",
@@ -60,10 +62,12 @@ _SUBMODULES = frozenset(
         "modes",
         "oms",
         "risk",
+        "scanner",
         "store",
         "strategy",
         "testing",
         "types",
+        "universes",
     }
 )
 
@@ -75,6 +79,7 @@ _REEXPORTS = {
     "start_paper": "velox.modes",
     "optimize": "velox.backtest.optimize",
     "walk_forward": "velox.backtest.walkforward",
+    "scan": "velox.scanner",
 }
 
 #: Keywords of :func:`replay` that configure the run rather than the strategy; every other
@@ -107,6 +112,7 @@ if TYPE_CHECKING:
     from velox.backtest.research import ParityReport, ResearchResult
     from velox.backtest.walkforward import walk_forward  # noqa: F401  (lazy re-export)
     from velox.engine import RunResult
+    from velox.scanner import scan  # noqa: F401  (lazy re-export)
     from velox.strategy import Strategy, load_strategy  # noqa: F401  (lazy re-export)
 
 

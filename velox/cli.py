@@ -343,5 +343,9 @@ from velox.cli_engine import register  # noqa: E402  (engine verbs live beside t
 
 register(main)
 
+from velox.cli_scan import register as register_scan  # noqa: E402  (the scanner's verb)
+
+register_scan(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
