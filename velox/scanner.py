@@ -233,8 +233,13 @@ def _parse_column(
     if name in FIXED:
         return _Column("fixed", name)
     if name.startswith("prev_") and len(name) > 5:
-        _parse_column(name[5:], timeframe, extra, condition)
-        return _Column("prev", name[5:])
+        try:
+            _parse_column(name[5:], timeframe, extra)
+        except ValidationError as exc:
+            if not str(exc).startswith("unknown column"):
+                raise
+        else:
+            return _Column("prev", name[5:])
     match = _WINDOWED.fullmatch(name)
     if match and match["indicator"] in INDICATORS:
         indicator, window = match["indicator"], int(match["window"])
@@ -1006,6 +1011,15 @@ def _universe(
     return list(dict.fromkeys(ids)), True
 
 
+def _check_universe_name(universe: object) -> None:
+    """Refuse an unknown universe name before any store is opened."""
+    from velox.universes import ALL
+    from velox.universes import universe as named
+
+    if isinstance(universe, str) and ":" not in universe and universe.strip().lower() != ALL:
+        named(universe)
+
+
 def _all_instruments(
     timeframe: str, bars: Mapping[str, pd.DataFrame] | None, store: Store | None
 ) -> list[str]:
@@ -1138,6 +1152,7 @@ def scan(
             f"condition must be a preset name or a condition string, not {type(condition).__name__}"
         )
     rule = _rule(condition, timeframe, preset_params, rank_by, ascending)
+    _check_universe_name(universe)
     if bars is not None:
         if not isinstance(bars, Mapping):
             raise ValidationError(
@@ -1220,7 +1235,7 @@ def _result(
     frame = pd.DataFrame.from_dict(dict(rows), orient="index")
     frame = frame.reindex(columns=columns)
     frame.index.name = "instrument_id"
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(IST_NAME)
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(IST_NAME).dt.as_unit("ns")
     for column in columns[1:]:
         frame[column] = frame[column].astype("float64")
     if rule.rank_by is not None:
