@@ -54,7 +54,7 @@ def _table(title: str, universe: list[str], repeat: int, **source: object) -> fl
     import velox
 
     print(f"\n{title}: {len(universe)} instruments, best of {repeat}")
-    print(f"| scan | matches | wall time | instruments/s |\n|---|---:|---:|---:|")
+    print("| scan | matches | wall time | instruments/s |\n|---|---:|---:|---:|")
     total = 0.0
     for condition in (*PRESETS, CUSTOM):
         seconds, result = _best(
@@ -95,9 +95,8 @@ def main() -> None:
     started = time.perf_counter()
     for condition in (*PRESETS, CUSTOM):
         velox.scan(condition, universe, bars=bars, progress=False)
-    print(
-        f"warm-up (numba kernels compiled or loaded from cache): {time.perf_counter() - started:.2f} s"
-    )
+    warm = time.perf_counter() - started
+    print(f"warm-up (numba kernels compiled or loaded from cache): {warm:.2f} s")
 
     _table("from memory (bars=)", universe, args.repeat, bars=bars)
 
