@@ -191,6 +191,20 @@ def _scan_chunk(
     return out
 
 
+def _on_grid(frame: pd.DataFrame, timeframe: str) -> bool:
+    """Return whether every bar of ``frame`` starts on ``timeframe``'s grid (a fast check; the
+    slow one, ``velox._check_grid``, explains a failure)."""
+    import pandas as pd
+
+    from velox.calendar import bucket_start_ns
+
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        return False
+    ns = index.as_unit("ns").asi8
+    return bool((np.asarray(bucket_start_ns(ns, timeframe)) == ns).all())
+
+
 def _check_bars(key: object, frame: object) -> None:
     import pandas as pd
 
@@ -385,7 +399,8 @@ def scan(
 
         for key, frame in bars.items():
             _check_bars(key, frame)
-            _check_grid(key, timeframe, frame)
+            if not _on_grid(frame, timeframe):
+                _check_grid(key, timeframe, frame)  # raises, naming the first bar off it
         source: _StoreSource | _MappingSource = _MappingSource(bars)
     else:
         if store is None:
@@ -454,13 +469,13 @@ def _result(
 
     from velox.calendar import IST_NAME
 
-    columns = ["ts", *dict.fromkeys(name for name, _ in rule.values)]
-    frame = pd.DataFrame.from_dict(dict(rows), orient="index")
-    frame = frame.reindex(columns=columns)
-    frame.index.name = "instrument_id"
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(IST_NAME).dt.as_unit("ns")
-    for column in columns[1:]:
-        frame[column] = frame[column].astype("float64")
+    columns = dict.fromkeys(name for name, _ in rule.values)
+    ids = list(rows)
+    stamps = [pd.Timestamp(rows[i]["ts"]).as_unit("ns") for i in ids]
+    data: dict[str, object] = {"ts": pd.DatetimeIndex(stamps, dtype=f"datetime64[ns, {IST_NAME}]")}
+    for column in columns:
+        data[column] = np.array([rows[i][column] for i in ids], dtype=np.float64)
+    frame = pd.DataFrame(data, index=pd.Index(ids, name="instrument_id"))
     if rule.rank_by is not None:
         frame = frame.sort_values(
             [rule.rank_by, "instrument_id"], ascending=[rule.ascending, True],
