@@ -620,3 +620,14 @@ def test_the_cli_prints_a_ranked_table_and_json(store, tmp_path: Path) -> None:
     records = json.loads(out.stdout)
     assert [r["instrument_id"] for r in records] == list(expected.index)
     assert records[0]["rsi_14"] == pytest.approx(expected["rsi_14"].iloc[0], rel=1e-12)
+
+
+def test_the_cli_help_lists_every_preset_with_its_parameters() -> None:
+    from click.testing import CliRunner
+
+    from velox.cli import main
+
+    out = CliRunner().invoke(main, ["scan", "--help"])
+    assert out.exit_code == 0, out.output
+    for preset in PRESETS.values():
+        assert preset.signature() in out.output
