@@ -631,3 +631,21 @@ def test_the_cli_help_lists_every_preset_with_its_parameters() -> None:
     assert out.exit_code == 0, out.output
     for preset in PRESETS.values():
         assert preset.signature() in out.output
+
+
+def test_bars_off_the_grid_or_with_holes_are_refused_naming_the_instrument(
+    daily: dict[str, pd.DataFrame], reliance_5m: pd.DataFrame
+) -> None:
+    with pytest.raises(DataError, match="off the 1d grid.*5m"):
+        scan("rsi_oversold", bars={"NSE:RELIANCE": reliance_5m})
+    holed = daily["NSE:SBIN"].copy()
+    holed.iloc[100, holed.columns.get_loc("close")] = np.nan
+    with pytest.raises(DataError, match="NSE:SBIN 1d: column 'rsi_14'"):
+        scan("rsi_oversold", bars={"NSE:SBIN": holed})
+    with pytest.raises(DataError, match="no volume"):
+        scan("rsi_oversold", bars={"NSE:SBIN": daily["NSE:SBIN"].drop(columns="volume")})
+    # extra columns (open interest …) are ignored
+    wider = {"NSE:SBIN": daily["NSE:SBIN"].assign(oi=1.0)}
+    pd.testing.assert_frame_equal(
+        scan("rsi_14 < 101", bars=wider), scan("rsi_14 < 101", bars={"NSE:SBIN": daily["NSE:SBIN"]})
+    )

@@ -187,7 +187,11 @@ def _scan_chunk(
     out = []
     for instrument_id in instrument_ids:
         frame = source.read(instrument_id, timeframe, at)
-        out.append((instrument_id, _last_bar(rule, timeframe, frame), not frame.empty))
+        try:
+            row = _last_bar(rule, timeframe, frame)
+        except ValidationError as exc:  # e.g. a NaN inside the bars an indicator reads
+            raise DataError(f"{instrument_id} {timeframe}: {exc}") from None
+        out.append((instrument_id, row, not frame.empty))
     return out
 
 
