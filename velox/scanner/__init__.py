@@ -376,10 +376,12 @@ def scan(
     Examples
     --------
     >>> import velox
-    >>> velox.scan("rsi_oversold", universe="nifty50", at="2022-06-17")       # doctest: +SKIP
-                                    ts   close  rsi_14
+    >>> velox.scan("rsi_oversold", universe="nifty50", at="2020-03-23").head(3)  # doctest: +SKIP
+                                          ts   close     rsi_14
     instrument_id
-    NSE:HINDALCO     2022-06-17 00:00:00+05:30  329.55   22.31
+    NSE:INDUSINDBK 2020-03-23 00:00:00+05:30  336.45   8.479...
+    NSE:AXISBANK   2020-03-23 00:00:00+05:30  308.65   8.851...
+    NSE:UPL        2020-03-23 00:00:00+05:30  254.60   9.198...
     >>> velox.scan("rsi_14 < 35 and close > sma_200", universe="nifty50",
     ...            rank_by="rsi_14", ascending=True)                          # doctest: +SKIP
     >>> velox.scan("orb", universe="NSE:RELIANCE", timeframe="5m", minutes=30)  # doctest: +SKIP
