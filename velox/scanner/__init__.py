@@ -85,7 +85,7 @@ def evaluate(
     --------
     >>> import velox
     >>> out = velox.scanner.evaluate("rsi_14 < 30", df)           # doctest: +SKIP
-    >>> out[out["match"]].index[-5:]                              # the last five oversold days
+    >>> out[out["match"]].index[-5:]          # the last five oversold days  # doctest: +SKIP
     """
     import pandas as pd
 

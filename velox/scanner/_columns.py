@@ -243,7 +243,8 @@ def opening_range(
     --------
     >>> import pandas as pd
     >>> ts = pd.date_range("2025-06-02 09:15", periods=4, freq="5min", tz="Asia/Kolkata")
-    >>> out = opening_range(ts.asi8, np.array([10.0, 12, 11, 13]), np.array([9.0, 8, 10, 12]), 10)
+    >>> high, low = np.array([10.0, 12, 11, 13]), np.array([9.0, 8, 10, 12])
+    >>> out = opening_range(ts.as_unit("ns").asi8, high, low, 10)
     >>> out["high"], out["low"]
     (array([nan, nan, 12., 12.]), array([nan, nan,  8.,  8.]))
     """
