@@ -24,18 +24,24 @@ import numpy as np
 import pandas as pd
 
 from velox.strategy import Strategy, param
-from velox.universes import NIFTY50
 
-#: The bundled NIFTY-50 stocks with daily bars 2017–2022 (the ``nifty50`` universe of
-#: :mod:`velox.universes`, without the ``NSE:`` prefix).
-NIFTY_STOCKS = tuple(instrument_id.removeprefix("NSE:") for instrument_id in NIFTY50)
+#: The bundled NIFTY-50 stocks with daily bars 2017–2022 (HDFC, merged into HDFC Bank in 2023,
+#: is not in today's instrument master).
+NIFTY_STOCKS = (
+    "ADANIPORTS", "ASIANPAINT", "AXISBANK", "BAJAJ-AUTO", "BAJAJFINSV", "BAJFINANCE",
+    "BHARTIARTL", "BPCL", "BRITANNIA", "CIPLA", "COALINDIA", "DIVISLAB", "DRREDDY", "EICHERMOT",
+    "GRASIM", "HCLTECH", "HDFCBANK", "HDFCLIFE", "HEROMOTOCO", "HINDALCO", "HINDUNILVR",
+    "ICICIBANK", "INDUSINDBK", "INFY", "IOC", "JSWSTEEL", "KOTAKBANK", "M&M", "NESTLEIND", "NTPC",
+    "ONGC", "POWERGRID", "RELIANCE", "SBILIFE", "SBIN", "SHREECEM", "SUNPHARMA", "TATACONSUM",
+    "TATAMOTORS", "TCS", "TECHM", "TITAN", "ULTRACEMCO", "UPL",
+)  # fmt: skip
 
 
 class MomentumRotation(Strategy):
     """Hold the ``top`` stocks by ``window``-session return, re-ranked on each month's first
     session, ``weight / top`` of equity each."""
 
-    instruments = NIFTY50
+    instruments = tuple(f"NSE:{s}" for s in NIFTY_STOCKS)
     timeframe = "1d"
     cross_sectional = True
     window: int = param(126, ge=1)

@@ -378,6 +378,8 @@ def test_unsafe_or_malformed_conditions_are_refused(
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("the scanner must never eval/exec/compile a condition")
 
+    import tqdm.auto  # noqa: F401  (its first import probes Jupyter with exec)
+
     monkeypatch.setattr(builtins, "eval", forbidden)
     monkeypatch.setattr(builtins, "exec", forbidden)
     with pytest.raises(ValidationError, match=message):
@@ -388,12 +390,20 @@ def test_unsafe_or_malformed_conditions_are_refused(
 def test_a_good_condition_is_evaluated_without_eval(
     daily: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import ast
+
+    for path in (ROOT / "velox" / "scanner").glob("*.py"):  # statically: no eval/exec/compile
+        names = {n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)}
+        assert not names & {"eval", "exec", "compile", "__import__"}, path.name
+
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("eval/exec called")
 
+    # and at run time, once the libraries' own lazy set-up (tqdm's locks …) is done
+    scan("rsi_14 < 40", "nifty50", at="2020-03-23", bars=daily, progress=False)
     monkeypatch.setattr(builtins, "eval", forbidden)
     monkeypatch.setattr(builtins, "exec", forbidden)
-    assert len(scan("rsi_14 < 40", "nifty50", at="2020-03-23", bars=daily, progress=False)) > 0
+    assert len(scan("rsi_14 < 41", "nifty50", at="2020-03-23", bars=daily, progress=False)) > 0
 
 
 @pytest.mark.parametrize(

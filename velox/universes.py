@@ -28,7 +28,9 @@ from velox.errors import ValidationError
 __all__ = ["NIFTY50", "UNIVERSES", "ALL", "universe"]
 
 #: The bundled NIFTY-50 stocks with daily bars 2017–2022. HDFC, merged into HDFC Bank in 2023
-#: and not in today's instrument master, is bundled too but is not listed.
+#: and not in today's instrument master, is bundled too but is not listed. The same list as
+#: ``strategies/momentum_rotation.py``'s instruments (tested): strategies import only
+#: ``velox.strategy`` and ``velox.indicators``, so the strategy keeps its own copy.
 NIFTY50: tuple[str, ...] = tuple(
     f"NSE:{symbol}"
     for symbol in (

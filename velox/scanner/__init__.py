@@ -94,6 +94,10 @@ def evaluate(
     check_timeframe(timeframe)
     rule = _rule(condition, timeframe, preset_params, None, None)
     _check_bars("bars", bars)
+    if not _on_grid(bars, timeframe):
+        from velox import _check_grid
+
+        _check_grid("bars", timeframe, bars)  # raises, naming the first bar off the grid
     columns = _frame_columns(rule, timeframe, bars)
     match, values = _apply(rule, columns)
     out = pd.DataFrame(values, index=bars.index)
