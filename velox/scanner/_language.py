@@ -101,8 +101,7 @@ def _compile(text: str) -> _Expression:
 def _refuse(node: ast.AST, source: str, what: str) -> ValidationError:
     segment = ast.get_source_segment(source, node) or type(node).__name__
     return ValidationError(
-        f"{what} are not allowed in a scan condition ({segment!r} in {source!r}); allowed: "
-        f"{_ALLOWED}"
+        f"a scan condition cannot contain {what} ({segment!r} in {source!r}); allowed: {_ALLOWED}"
     )
 
 
