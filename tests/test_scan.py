@@ -659,3 +659,12 @@ def test_bars_off_the_grid_or_with_holes_are_refused_naming_the_instrument(
     pd.testing.assert_frame_equal(
         scan("rsi_14 < 101", bars=wider), scan("rsi_14 < 101", bars={"NSE:SBIN": daily["NSE:SBIN"]})
     )
+
+
+def test_the_signature_is_the_notebook_contract() -> None:
+    import inspect
+
+    params = inspect.signature(velox.scan).parameters
+    assert list(params)[:6] == ["condition_or_preset", "universe", "timeframe", "at", "store",
+                                "bars"]  # fmt: skip
+    assert params["timeframe"].default == "1d" and params["at"].default is None

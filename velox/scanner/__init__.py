@@ -71,7 +71,7 @@ PROGRESS_DELAY = 1.0
 
 
 def evaluate(
-    condition: str,
+    condition_or_preset: str,
     bars: pd.DataFrame,
     timeframe: str = "1d",
     **preset_params: object,
@@ -92,7 +92,7 @@ def evaluate(
     from velox.calendar import check_timeframe
 
     check_timeframe(timeframe)
-    rule = _rule(condition, timeframe, preset_params, None, None)
+    rule = _rule(condition_or_preset, timeframe, preset_params, None, None)
     _check_bars("bars", bars)
     if not _on_grid(bars, timeframe):
         from velox import _check_grid
@@ -305,7 +305,7 @@ def _check_at(at: object) -> None:
 
 
 def scan(
-    condition: str,
+    condition_or_preset: str,
     universe: str | Sequence[str] | None = None,
     timeframe: str = "1d",
     at: date | datetime | str | None = None,
@@ -327,7 +327,7 @@ def scan(
 
     Parameters
     ----------
-    condition
+    condition_or_preset
         A preset name (:data:`PRESETS`: ``"rsi_oversold"``, ``"52w_high"``, ``"volume_spike"``,
         ``"gap_up"``, ``"supertrend_flip"``, ``"ma_cross"``, ``"orb"`` …) or a custom condition
         over columns, e.g. ``"rsi_14 < 30 and close > sma_200"``, ``"ema_20 > ema_50"``,
@@ -394,11 +394,12 @@ def scan(
 
     check_timeframe(timeframe)
     _check_at(at)
-    if not isinstance(condition, str):
+    if not isinstance(condition_or_preset, str):
         raise ValidationError(
-            f"condition must be a preset name or a condition string, not {type(condition).__name__}"
+            "condition_or_preset must be a preset name or a condition string, not "
+            f"{type(condition_or_preset).__name__}"
         )
-    rule = _rule(condition, timeframe, preset_params, rank_by, ascending)
+    rule = _rule(condition_or_preset, timeframe, preset_params, rank_by, ascending)
     _check_universe_name(universe)
     if bars is not None:
         if not isinstance(bars, Mapping):
