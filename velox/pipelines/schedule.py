@@ -78,7 +78,9 @@ _PIPELINE_KEYS = (
 
 
 def _unknown_key(where: str, key: object, allowed: Sequence[str]) -> ConfigError:
-    close = difflib.get_close_matches(str(key), allowed, n=1)
+    close = difflib.get_close_matches(str(key), allowed, n=1) or [
+        name for name in allowed if name.startswith(str(key))
+    ]
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"{where}: unknown key {key!r}{hint} (allowed: {', '.join(allowed)})")
 
@@ -361,9 +363,10 @@ WAKE_SECONDS = 60
 class PipelineScheduler:
     """Run schedules' due slots: once (:meth:`tick`) or continuously (:meth:`start`).
 
-    Each due slot is run by :func:`run_slot`-like logic: hold the pipeline (no overlap across
-    threads and processes), claim ``(pipeline, slot)`` in the store (no double run), execute.
-    A slot whose pipeline is still busy with an earlier run is recorded ``skipped``.
+    Each due slot is run by :meth:`run_slot`: hold the pipeline (an advisory lock: no overlap
+    across threads and processes), then claim ``(pipeline, slot)`` in the store (a unique key:
+    no double run), then execute. A slot whose pipeline is still busy with an earlier run is
+    recorded ``skipped``; one another scheduler is taking is left to it.
 
     Parameters
     ----------
@@ -418,6 +421,17 @@ class PipelineScheduler:
                 slot=due.slot,
             )
         except PipelineBusy as exc:
+            # The holder is either an earlier run still going (this slot overlaps it: record
+            # the slot skipped, so it is not run late either) or another scheduler taking this
+            # very slot (or about to record its own run): then leave the slot to it.
+            running = self.store.pipeline_runs(pipeline=schedule.name, status="running")
+            earlier = [
+                slot
+                for slot in running["slot"]
+                if slot is None or str(slot) == "NaT" or slot < due.slot
+            ]
+            if not earlier:
+                return None
             self.store.skip_pipeline_run(
                 pipeline=schedule.name,
                 notebook=str(schedule.notebook),
