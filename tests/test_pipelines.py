@@ -196,6 +196,19 @@ def test_injected_parameters_do_not_shift_the_failing_cell_index(store, failing)
 
 
 @pytest.mark.postgres
+def test_a_cell_past_the_timeout_fails_the_run_naming_that_cell(store, workdir):
+    slow = write_notebook(
+        workdir / "slow.ipynb", "seconds = 30", "print('quick')", "import time; time.sleep(seconds)"
+    )
+    with pytest.raises(PipelineFailed, match=r"in cell 3 \(In \[3\]\): CellTimeoutError") as caught:
+        run(slow, timeout=1, store=store)
+    failed = caught.value.run
+    assert failed.error.source == "import time; time.sleep(seconds)"
+    assert failed.duration < 15 and Path(failed.output_path).exists()
+    assert store.pipeline_run(failed.id)["error"]["ename"] == "CellTimeoutError"
+
+
+@pytest.mark.postgres
 def test_undeclared_parameter_is_refused_before_anything_runs(store, report):
     with pytest.raises(PipelineError, match=r"no parameter 'lable'; did you mean 'label'\?"):
         run(report, {"lable": "x"}, store=store)

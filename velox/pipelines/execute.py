@@ -308,29 +308,56 @@ def _kernel_manager(cwd: Path, log_path: Path):  # noqa: ANN202  (AsyncKernelMan
 
 
 def _cell_error(exc: BaseException, executed_path: Path) -> CellError:
-    """Return the :class:`CellError` of papermill's exception, indexed in the source notebook."""
+    """Return the :class:`CellError` of papermill's exception, indexed in the source notebook.
+
+    A cell that raised is papermill's :class:`PapermillExecutionError`. A cell that ran past the
+    timeout, or whose kernel died, raises from nbclient instead, naming no cell: it is the last
+    cell papermill started (``metadata.papermill.start_time``) in the executed notebook.
+    """
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    if not isinstance(exc, PapermillExecutionError):
-        return CellError(ename=type(exc).__name__, evalue=" ".join(str(exc).split())[:2000])
-    index = exc.cell_index
-    try:  # the injected-parameters cell is papermill's, not the author's: do not count it
+    try:
         import nbformat
 
         cells = nbformat.read(executed_path, as_version=4).cells
-        tags = [c.get("metadata", {}).get("tags", []) for c in cells]
-        # papermill's error markers were inserted after it took the index: leave them out
-        before = [t for t in tags if "papermill-error-cell-tag" not in t][:index]
-        index -= sum("injected-parameters" in t for t in before)
-    except Exception:  # pragma: no cover - the notebook was written just before
-        pass
-    return CellError(
-        ename=exc.ename,
-        evalue=exc.evalue,
-        cell_index=index,
-        execution_count=exc.exec_count,
-        source=exc.source,
-    )
+    except Exception:  # the kernel never started: no notebook was written
+        cells = []
+    # papermill's error markers were inserted after it took the index: leave them out
+    cells = [c for c in cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+
+    def source_index(index: int) -> int:
+        # the injected-parameters cell is papermill's, not the author's: do not count it
+        return index - sum(
+            "injected-parameters" in c.metadata.get("tags", []) for c in cells[:index]
+        )
+
+    if isinstance(exc, PapermillExecutionError):
+        return CellError(
+            ename=exc.ename,
+            evalue=exc.evalue,
+            cell_index=source_index(exc.cell_index),
+            execution_count=exc.exec_count,
+            source=exc.source,
+        )
+    evalue = " ".join(str(exc).split())
+    if isinstance(exc, CellTimeoutError | DeadKernelError):
+        evalue = evalue.split(" The message was")[0]  # nbclient repeats the cell's source
+        started = [
+            i
+            for i, c in enumerate(cells)
+            if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time")
+        ]
+        if started:
+            cell = cells[started[-1]]
+            return CellError(
+                ename=type(exc).__name__,
+                evalue=evalue,
+                cell_index=source_index(started[-1]),
+                execution_count=cell.get("execution_count"),
+                source=cell.source,
+            )
+    return CellError(ename=type(exc).__name__, evalue=evalue[:2000])
 
 
 def _export_html(executed: Path, html: Path, *, no_input: bool) -> None:
@@ -505,7 +532,9 @@ def _run(
         )
     record = PipelineRun.from_record(store.pipeline_run(run_id))
     if error is not None:
-        log.error("%s; kept %s", record.describe_error(), record.output_path or folder)
+        # a manual run's caller gets PipelineFailed (the CLI prints it): log it quietly then
+        level = logging.ERROR if trigger == "schedule" else logging.INFO
+        log.log(level, "%s; kept %s", record.describe_error(), record.output_path or folder)
         if trigger == "schedule":
             store.raise_alert(
                 kind="pipeline_failed",
