@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time as _time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -368,7 +369,11 @@ def _export_html(executed: Path, html: Path, *, no_input: bool) -> None:
     exporter.exclude_input = no_input
     exporter.exclude_input_prompt = no_input
     exporter.exclude_output_prompt = no_input
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    with warnings.catch_warnings():
+        # an output with no mimetype nbconvert can show (bokeh's comm placeholders) warns per
+        # output; the HTML simply leaves it out, as JupyterLab's static view does
+        warnings.filterwarnings("ignore", "Your element with mimetype", UserWarning)
+        body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     html.write_text(body, encoding="utf-8")
 
 
