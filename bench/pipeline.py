@@ -8,7 +8,7 @@ temp dir (never the user's store) and writes two notebooks there:
   RELIANCE daily bars read with pandas, returns, a monthly table, rolling volatility, an
   interactive hvplot/bokeh chart of close and its 50-day mean.
 
-Each is timed (median of ``RUNS`` after one warm-up) four ways: bare
+Each is timed (median of ``RUNS`` interleaved runs after one warm-up) four ways: bare
 ``papermill.execute_notebook`` (kernel start, execution, the .ipynb written), the HTML export
 alone (nbconvert ``HTMLExporter``, lab template), :func:`velox.pipelines.run` (both, plus the
 parameters check, the pipeline lock and the store row: the whole pipeline), and the
@@ -32,7 +32,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = 5
+RUNS = 7
 
 REPORT_CELLS = [
     "import pandas as pd\nimport hvplot.pandas  # noqa: F401\nimport velox",
@@ -65,12 +65,14 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 
 def interleaved(fns: dict[str, Callable[[], object]]) -> dict[str, list[float]]:
-    """Return RUNS timings of each function, run in turn (a busy machine slows all alike)."""
+    """Return RUNS timings of each function, run in turn, forwards then backwards (a busy
+    machine slows all alike)."""
     for fn in fns.values():
         fn()  # warm-up: the first kernel start pays for cold caches
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(RUNS):
-        for name, fn in fns.items():
+    for round_ in range(RUNS):
+        order = list(fns.items())
+        for name, fn in order if round_ % 2 == 0 else reversed(order):  # no order bias
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)

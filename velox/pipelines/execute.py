@@ -513,7 +513,8 @@ def _run(
                 km=_kernel_manager(path.parent, folder / "kernel.log"),
             )
         except KeyboardInterrupt:
-            _finish(store, run_id, CellError("KeyboardInterrupt", "interrupted"), clock, None, None)
+            kept = executed if executed.exists() else None
+            _finish(store, run_id, CellError("KeyboardInterrupt", "interrupted"), clock, kept, None)
             raise
         except Exception as exc:  # a cell raised, timed out, or the kernel died
             error = _cell_error(exc, executed)
