@@ -634,6 +634,7 @@ def test_apscheduler_jobs_fire_the_due_slot(store, scan_schedule):
     aps = scheduler.build(blocking=False)
     job = aps.get_job("scan")
     assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (1800, True, 1)
+    _time.sleep(1.5)  # a slow start-up (APScheduler's default grace is 1 s) must not lose it
     aps.start()  # the wake-up job runs at once: the 09:05 slot is due on the frozen clock
     try:
         deadline = _time.monotonic() + 60

@@ -26,6 +26,7 @@ def _quiet_libraries(ctx: click.Context) -> None:
     "could not destroy zmq context" after every run) out of the terminal unless -v."""
     if not ctx.find_root().params.get("verbose"):
         logging.getLogger("papermill").setLevel(logging.WARNING)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job run
         logging.getLogger("traitlets").setLevel(logging.ERROR)
 
 

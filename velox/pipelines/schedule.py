@@ -165,7 +165,7 @@ def parse_schedules(
         An unknown key (did you mean …?), a missing name/notebook/at, a malformed time,
         duplicate names, or parameters that are not a table of JSON-able values.
     """
-    base = Path.cwd() if base is None else base
+    base = Path.cwd() if base is None else base.absolute()  # a run's row names it absolutely
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: schedules must be a [schedules] table (docs/pipelines.md)")
     for key in raw:
@@ -493,6 +493,7 @@ class PipelineScheduler:
             id="velox-wake",
             name="catch up due slots",
             next_run_time=datetime.now(UTC),  # at start: slots missed while it was down
+            misfire_grace_time=None,  # however late the start-up is (the calendar loads first)
             coalesce=True,
             max_instances=1,
         )
