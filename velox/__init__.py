@@ -16,6 +16,8 @@ name                       what it does
 :func:`load_run`           a recorded run rebuilt from the store → :class:`RunResult`
 :func:`load_strategy`      the Strategy class in a file or module (``velox.strategy``)
 :func:`monte_carlo`        trade-order reshuffle / bootstrap of a result → ``MonteCarloReport``
+:func:`optimize`           a parameter sweep (grid or random) of ``signals()`` → ``OptimizeResult``
+:func:`walk_forward`       rolling / anchored walk-forward optimisation → ``WalkForwardReport``
 =========================  ==================================================================
 
 Examples
@@ -43,6 +45,7 @@ _SUBMODULES = frozenset(
     {
         "backtest",
         "brokers",
+        "builder",
         "calendar",
         "cli",
         "cli_engine",
@@ -71,6 +74,9 @@ _REEXPORTS = {
     "load_strategy": "velox.strategy",
     "RunResult": "velox.engine",
     "monte_carlo": "velox.backtest.montecarlo",
+    "start_paper": "velox.modes",
+    "optimize": "velox.backtest.optimize",
+    "walk_forward": "velox.backtest.walkforward",
 }
 
 #: Keywords of :func:`replay` that configure the run rather than the strategy; every other
@@ -99,7 +105,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from velox.backtest.montecarlo import monte_carlo  # noqa: F401  (lazy re-export)
+    from velox.backtest.optimize import optimize  # noqa: F401  (lazy re-export)
     from velox.backtest.research import ParityReport, ResearchResult
+    from velox.backtest.walkforward import walk_forward  # noqa: F401  (lazy re-export)
     from velox.engine import RunResult
     from velox.strategy import Strategy, load_strategy  # noqa: F401  (lazy re-export)
 

@@ -574,6 +574,44 @@ def bundled_files(data_dir: Path | None = None) -> list[tuple[Path, str, str]]:
     return [(folder / row.file, row.instrument_id, row.timeframe) for row in table.itertuples()]
 
 
+def ensure_bundled(
+    instrument_ids: Iterable[str] | str | None = None,
+    timeframe: str | None = None,
+    *,
+    store: Store | None = None,
+    progress: bool = False,
+) -> list[ImportResult]:
+    """Import the bundled bar files of ``instrument_ids`` (all when None) at ``timeframe`` (all
+    when None) unless already stored: what a notebook runs first, so it works on a fresh store
+    and costs nothing after ``make run`` (a file already imported is skipped by its content).
+
+    Raises
+    ------
+    DataError
+        An instrument (or timeframe) has no bundled file; the message lists what is bundled.
+
+    Examples
+    --------
+    >>> ensure_bundled(["NSE:RELIANCE", "NSE:INFY"], "1d")            # doctest: +SKIP
+    """
+    files = bundled_files()
+    wanted = [instrument_ids] if isinstance(instrument_ids, str) else instrument_ids
+    chosen = [
+        item
+        for item in files
+        if (wanted is None or item[1] in wanted) and (timeframe is None or item[2] == timeframe)
+    ]
+    have = {item[1] for item in chosen}
+    missing = sorted(set(wanted or ()) - have)
+    if missing or not chosen:
+        shown = ", ".join(sorted({f"{iid} {tf}" for _, iid, tf in files})[:8])
+        raise DataError(
+            f"no bundled {timeframe or ''} bars of {', '.join(missing) or 'that selection'}; "
+            f"bundled: {shown} … (data/bars/MANIFEST.csv)"
+        )
+    return import_many(chosen, store=store, progress=progress)
+
+
 def import_many(
     items: Iterable[tuple[Path, str, str]],
     *,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["forward", "next_change"]
+__all__ = ["forward", "next_change", "max_drawdown"]
 
 
 @njit(cache=True, nogil=True)
@@ -124,3 +124,21 @@ def next_change(values, start, applied):
 def empty_samples(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Return scratch arrays for up to ``n`` equity samples (times, values)."""
     return np.empty(max(n, 1), np.int64), np.empty(max(n, 1), np.float64)
+
+
+@njit(cache=True, nogil=True)
+def max_drawdown(values, initial_cash):  # pragma: no cover - compiled
+    """Return max((peak − v) / peak) over ``initial_cash`` followed by ``values``, the peak
+    running: ``velox.engine.result._max_drawdown`` in one pass (the same divisions, so the
+    same double; NaN if a value is NaN, as ``np.max`` says)."""
+    peak = initial_cash
+    worst = (peak - initial_cash) / peak
+    for v in values:
+        if v != v:
+            return np.nan
+        if v > peak:
+            peak = v
+        dd = (peak - v) / peak
+        if dd > worst:
+            worst = dd
+    return worst

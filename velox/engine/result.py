@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from velox.engine.core import Engine
 
 __all__ = [
-    "Trade", "RunResult", "trades_from_fills", "summary_stats", "build_result",
-    "result_from_records",
+    "Trade", "RunResult", "trades_from_fills", "summary_stats", "summary_stats_arrays",
+    "build_result", "result_from_records",
 ]  # fmt: skip
 
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,6 +52,8 @@ _MAX_CURVE_POINTS = 5000
 _DAY_NS = 86_400_000_000_000
 _IST_OFFSET_NS = 19_800_000_000_000
 _SESSIONS_PER_YEAR = 252
+#: The exit time of a trade still open at the end, for the exposure figure.
+_OPEN = 2**62
 _T = TypeVar("_T")
 
 #: Column order of :attr:`RunResult.trades`.
@@ -237,16 +239,53 @@ def summary_stats(
     """
     import numpy as np
 
+    closed = [t for t in trades if t.closed]
+    return summary_stats_arrays(
+        equity_ns,
+        equity,
+        initial_cash,
+        np.array([t.net_pnl for t in closed], dtype=np.float64),
+        np.array([t.qty * t.entry_price for t in closed], dtype=np.float64),
+        np.array([_ns(t.entry_time) for t in trades], dtype=np.int64),
+        np.array(
+            [_ns(t.exit_time) if t.exit_time is not None else _OPEN for t in trades], dtype=np.int64
+        ),  # fmt: skip
+        charges,
+    )
+
+
+def summary_stats_arrays(
+    equity_ns: Sequence[int] | np.ndarray,
+    equity: Sequence[float] | np.ndarray,
+    initial_cash: float,
+    net_pnl: np.ndarray,
+    committed: np.ndarray,
+    entry_ns: np.ndarray,
+    exit_ns: np.ndarray,
+    charges: float,
+) -> dict[str, float | int]:
+    """Return :func:`summary_stats` from arrays of the trades instead of Trade records.
+
+    The one implementation of the statistics (:func:`summary_stats` calls it), for callers that
+    rebuild trades without objects (a parameter sweep's compiled trade pass).
+
+    Parameters
+    ----------
+    net_pnl, committed
+        Per *closed* trade, in opening order: ``Trade.net_pnl`` and ``qty × entry_price``.
+    entry_ns, exit_ns
+        Per trade, closed or open, in opening order: entry and exit times as UTC epoch ns of
+        the fills' microsecond timestamps (``2**62`` for a trade still open at the end).
+    equity_ns, equity, initial_cash, charges
+        As for :func:`summary_stats`.
+    """
+    import numpy as np
+
     values = np.asarray(equity, dtype=np.float64)
     stamps = np.asarray(equity_ns, dtype=np.int64)
     final = float(values[-1]) if len(values) else initial_cash
     nan = math.nan
-    if len(values):
-        curve = np.concatenate([[initial_cash], values])
-        peak = np.maximum.accumulate(curve)
-        max_dd = float(np.max((peak - curve) / peak))
-    else:
-        max_dd = 0.0
+    max_dd = _max_drawdown(values, initial_cash) if len(values) else 0.0
     returns = _daily_returns(stamps, values, initial_cash)
     sharpe = sortino = nan
     if len(returns) >= 2:
@@ -263,9 +302,9 @@ def summary_stats(
     else:
         cagr = (final / initial_cash) ** (_SESSIONS_PER_YEAR / len(returns)) - 1.0
     calmar = cagr / max_dd if max_dd > 0 else nan
-    closed = [t for t in trades if t.closed]
-    net = np.array([t.net_pnl for t in closed], dtype=np.float64)
-    committed = np.array([t.qty * t.entry_price for t in closed], dtype=np.float64)
+    net = np.asarray(net_pnl, dtype=np.float64)
+    committed = np.asarray(committed, dtype=np.float64)
+    closed = len(net)
     gross_win, gross_loss = float(net[net > 0].sum()), float(-net[net < 0].sum())
     no_loss = math.inf if gross_win > 0 else nan
     profit_factor = gross_win / gross_loss if gross_loss > 0 else no_loss
@@ -278,15 +317,63 @@ def summary_stats(
         "sharpe": sharpe,
         "sortino": sortino,
         "calmar": calmar,
-        "trades": len(closed),
-        "open_trades": len(trades) - len(closed),
-        "win_rate": int(np.sum(net > 0)) / len(closed) if closed else nan,
+        "trades": closed,
+        "open_trades": len(entry_ns) - closed,
+        "win_rate": int(np.sum(net > 0)) / closed if closed else nan,
         "profit_factor": profit_factor if closed else nan,
         "avg_trade": float(np.mean(net)) if closed else nan,
         "expectancy": float(np.mean(net / committed)) if closed else nan,
-        "exposure": _exposure(stamps, trades),
+        "exposure": _exposure(
+            stamps, np.asarray(entry_ns, np.int64), np.asarray(exit_ns, np.int64)
+        ),
         "charges": charges,
     }
+
+
+#: Block of equity samples the drawdown is computed over at a time (stays in the CPU cache).
+_BLOCK = 1 << 16
+
+
+def _max_drawdown(values: np.ndarray, initial_cash: float) -> float:
+    """Return max((peak − equity) / peak) over the curve preceded by the initial cash.
+
+    Block by block with the running peak carried over: the same values as
+    ``np.maximum.accumulate`` over the whole curve, without million-sample temporaries (a
+    sweep computes this once per combination).
+    """
+    import numpy as np
+
+    if len(values) > _BLOCK:  # a long curve (a 1-minute backtest): one compiled pass
+        from velox.engine._kernels import max_drawdown
+
+        return float(max_drawdown(np.ascontiguousarray(values, np.float64), float(initial_cash)))
+    peak, worst = float(initial_cash), 0.0  # the initial sample's own drawdown is 0
+    for start in range(0, len(values), _BLOCK):
+        block = values[start : start + _BLOCK]
+        running = np.maximum.accumulate(block)
+        np.maximum(running, peak, out=running)
+        block_worst = float(np.max((running - block) / running))
+        if block_worst != block_worst:
+            return math.nan  # a NaN sample: as np.max over the whole curve says
+        worst = max(worst, block_worst)
+        peak = float(running[-1])
+    return worst
+
+
+#: The last sample of each IST date of the equity times last asked for (a sweep asks with the
+#: same times for every combination): (times, their rows).
+_DAY_ENDS: list[tuple[np.ndarray, np.ndarray]] = []
+
+
+def _day_ends(stamps: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    if _DAY_ENDS and _DAY_ENDS[0][0] is stamps:
+        return _DAY_ENDS[0][1]
+    days = (stamps + _IST_OFFSET_NS) // _DAY_NS
+    rows = np.flatnonzero(np.r_[days[1:] != days[:-1], True])
+    _DAY_ENDS[:] = [(stamps, rows)]
+    return rows
 
 
 def _daily_returns(stamps: np.ndarray, values: np.ndarray, initial_cash: float) -> np.ndarray:
@@ -294,27 +381,31 @@ def _daily_returns(stamps: np.ndarray, values: np.ndarray, initial_cash: float) 
 
     if not len(values):
         return np.empty(0)
-    days = (stamps + _IST_OFFSET_NS) // _DAY_NS
-    last_of_day = np.r_[days[1:] != days[:-1], True]
-    daily = np.concatenate([[initial_cash], values[last_of_day]])
+    daily = np.concatenate([[initial_cash], values[_day_ends(stamps)]])
     return np.diff(daily) / daily[:-1]
 
 
-def _exposure(stamps: np.ndarray, trades: Sequence[Trade]) -> float:
+def _exposure(stamps: np.ndarray, entries: np.ndarray, exits: np.ndarray) -> float:
+    """Return the fraction of samples at t with some trade's entry ≤ t < exit.
+
+    Counted as the length of the union of each trade's run of samples (no per-sample array):
+    a whole number over the sample count, as the mean of the per-sample flags would be.
+    """
     import numpy as np
 
     if not len(stamps):
         return math.nan
-    if not trades:
+    if not len(entries):
         return 0.0
-    entries = np.array([_ns(t.entry_time) for t in trades], dtype=np.int64)
-    exits = np.array(
-        [_ns(t.exit_time) if t.exit_time is not None else 2**62 for t in trades], dtype=np.int64
-    )
-    opened = np.zeros(len(stamps) + 1, dtype=np.int64)
-    np.add.at(opened, np.searchsorted(stamps, entries, "left"), 1)
-    np.add.at(opened, np.searchsorted(stamps, exits, "left"), -1)
-    return float(np.mean(np.cumsum(opened[:-1]) > 0))
+    first = np.searchsorted(stamps, entries, "left")
+    stop = np.maximum(np.searchsorted(stamps, exits, "left"), first)
+    order = np.argsort(first, kind="stable")
+    first, stop = first[order], stop[order]
+    reach = np.maximum.accumulate(stop)
+    opens = np.r_[True, first[1:] > reach[:-1]]  # a run that does not touch the ones before
+    ends = np.r_[np.flatnonzero(opens)[1:] - 1, len(first) - 1]
+    covered = int(np.sum(reach[ends] - first[opens]))
+    return covered / len(stamps)
 
 
 def _ns(ts: datetime) -> int:
