@@ -347,5 +347,9 @@ from velox.cli_scan import register as register_scan  # noqa: E402  (the scanner
 
 register_scan(main)
 
+from velox.cli_pipeline import register as register_pipeline  # noqa: E402  (issue 12)
+
+register_pipeline(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
