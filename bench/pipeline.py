@@ -4,9 +4,8 @@ Run ``python bench/pipeline.py``. It starts a throwaway embedded PostgreSQL and 
 temp dir (never the user's store) and writes two notebooks there:
 
 - *empty*: a ``parameters`` cell (``day = ""``) and nothing else;
-- *report*: the shape of the daily report (issue 12, notebook 6): ``import velox``, the bundled
-  RELIANCE daily bars read with pandas, returns, a monthly table, rolling volatility, an
-  interactive hvplot/bokeh chart of close and its 50-day mean.
+- *report*: ``notebooks/06_daily_report.ipynb``, the daily report the scheduler runs after the
+  close (movers across six stocks, a recorded run's fills, equity and drawdown, bokeh charts).
 
 Each is timed (median of ``RUNS`` interleaved runs after one warm-up) four ways: bare
 ``papermill.execute_notebook`` (kernel start, execution, the .ipynb written), the HTML export
@@ -34,26 +33,15 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 7
 
-REPORT_CELLS = [
-    "import pandas as pd\nimport hvplot.pandas  # noqa: F401\nimport velox",
-    f"bars = pd.read_csv({str(ROOT / 'data/bars/RELIANCE_1d_2017_2022.csv.gz')!r},"
-    " parse_dates=['timestamp'], index_col='timestamp')\n"
-    "if day:\n    bars = bars[:day]\nbars.tail()",
-    "returns = bars['close'].pct_change()\n"
-    "monthly = bars['close'].resample('ME').last().pct_change().to_frame('return')\n"
-    "monthly.tail(12).style.format('{:.2%}')",
-    "summary = pd.Series({'last close': bars['close'].iloc[-1],"
-    " 'volatility (ann.)': returns.std() * 252 ** 0.5,"
-    " 'best day': returns.max(), 'worst day': returns.min()})\nsummary",
-    "frame = bars[['close']].assign(sma50=bars['close'].rolling(50).mean())\n"
-    "frame.hvplot(title='RELIANCE close and 50-day mean', height=300)",
-]
+#: The daily report the scheduler runs after the close (notebook 6), and its parameters here.
+REPORT = ROOT / "notebooks" / "06_daily_report.ipynb"
+PARAMETERS = {"date": "2022-02-25"}
 
 
-def write_notebook(path: Path, cells: list[str]) -> Path:
+def write_notebook(path: Path) -> Path:
+    """Write the empty notebook: a title and a ``parameters`` cell like the report's."""
     body = [new_markdown_cell(f"# {path.stem}")]
-    body.append(new_code_cell('day = ""', metadata={"tags": ["parameters"]}))
-    body += [new_code_cell(source) for source in cells]
+    body.append(new_code_cell('date = ""', metadata={"tags": ["parameters"]}))
     nb = new_notebook(cells=body)
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -90,13 +78,14 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="vx-bench-pipe-"))
     os.environ["VELOX_DATA_DIR"] = str(root / "data")
     (root / "data").mkdir()
+    (root / "data" / "bars").symlink_to(ROOT / "data" / "bars")  # the report's bundled bars
     reset_settings()
     try:
         url = embedded_url(root / "data" / "store")
         store = Store(url, backend="embedded")
         notebooks = {
-            "empty": write_notebook(root / "empty.ipynb", []),
-            "report": write_notebook(root / "report.ipynb", REPORT_CELLS),
+            "empty": write_notebook(root / "empty.ipynb"),
+            "report": REPORT,
         }
         rows = []
         for label, path in notebooks.items():
@@ -104,20 +93,20 @@ def main() -> None:
 
             def bare(path: Path = path, out: Path = out) -> None:
                 papermill.execute_notebook(
-                    str(path), str(out), parameters={"day": "2022-06-30"}, progress_bar=False,
-                    kernel_name="python3",
+                    str(path), str(out), parameters=PARAMETERS, progress_bar=False,
+                    kernel_name="python3", cwd=str(path.parent),
                 )  # fmt: skip
 
             env = {**os.environ, "VELOX_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
             command = [sys.executable, "-m", "velox.cli", "pipeline", "run", str(path),
-                       "-p", "day", "2022-06-30"]  # fmt: skip
+                       "-p", "date", PARAMETERS["date"]]  # fmt: skip
             samples = interleaved(
                 {
                     "papermill": bare,
                     "html": lambda out=out: _export_html(
                         out, out.with_suffix(".html"), no_input=False
                     ),
-                    "velox": lambda path=path: run(path, {"day": "2022-06-30"}, store=store),
+                    "velox": lambda path=path: run(path, PARAMETERS, store=store),
                     "cli": lambda command=command, env=env: subprocess.run(
                         command, env=env, check=True, capture_output=True
                     ),
