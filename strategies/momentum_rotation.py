@@ -9,11 +9,13 @@ best, ``weight / top`` of equity each; the weights stay until the next month's r
 order the broker refuses — a buy waiting for the cash of a sale that fills at the same open —
 is retried the next session). Long-only, delivery (CNC).
 
-It ranks instruments against each other, which the event-driven engine cannot run yet (it
-computes signals instrument by instrument): backtest it with ``velox.research``::
+Backtest it vectorised with ``velox.research`` or event by event with ``velox.replay`` (the
+same fills, checked by ``velox.parity``); paper and live engines, which see bars one
+instrument at a time, refuse cross-sectional strategies::
 
     import velox
     res = velox.research("strategies/momentum_rotation.py", bars)  # {instrument id: DataFrame}
+    velox.parity("strategies/momentum_rotation.py", bars).ok        # True
 """
 
 from __future__ import annotations

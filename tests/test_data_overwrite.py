@@ -6,6 +6,9 @@ expected values come from the tiny files written here.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -129,6 +132,61 @@ def test_velox_run_restores_a_bundled_series_only_with_replace(store, tmp_path: 
     fixed = runner.invoke(cli.main, ["run", "--no-progress", "--replace"])
     assert fixed.exit_code == 0, fixed.output
     assert store.read_bars("NSE:RELIANCE", "1d")["close"].tolist() == [2283.95, 2295.5]
+
+
+def test_velox_run_imports_every_file_it_can_and_names_each_refused_one(store, tmp_path: Path):
+    """A refused bundled file does not stop ``velox run``: the files before and after it land,
+    the refused ones change nothing, each is named with its reason, and the exit code is 1.
+
+    The real command line in a subprocess, finding its files the way it always does (the
+    MANIFEST.csv under ``$VELOX_DATA_DIR/bars``), on the test's PostgreSQL database.
+    """
+    root = Path(__file__).resolve().parent.parent
+    import_bars(_file(tmp_path, "reliance.csv", RELIANCE), "NSE:RELIANCE", "1d", store=store)
+    reliance_before = store.read_bars("NSE:RELIANCE", "1d")
+    folder = tmp_path / "data" / "bars"
+    folder.mkdir(parents=True)
+    _file(folder, "first.csv", HEADER + "2024-04-01,10,11,9,10.5,1\n2024-04-02,10.5,12,10,11,2\n")
+    _file(folder, "sbin_as_reliance.csv", SBIN)  # different values over RELIANCE's stored bars
+    _file(folder, "malformed.csv", HEADER + "2024-04-01,10,11,9,10,1\n2024-04-02,10,9,11,10,1\n")
+    _file(folder, "last.csv", HEADER + "2024-04-01,20,21,19,20,5\n2024-04-02,20,22,20,21,6\n"
+          "2024-04-03,21,21,20,20.5,7\n")  # fmt: skip
+    _file(folder, "MANIFEST.csv", "file,instrument_id,timeframe\n"
+          "first.csv,NSE:FIRST,1d\nsbin_as_reliance.csv,NSE:RELIANCE,1d\n"
+          "malformed.csv,NSE:BROKEN,1d\nlast.csv,NSE:LAST,1d\n")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VELOX_")}
+    env |= {"VELOX_DATA_DIR": str(tmp_path / "data"), "VELOX_DATABASE_URL": store.url,
+            "PYTHONPATH": str(root)}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "velox.cli", "run", "--no-progress"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180,
+    )  # fmt: skip
+
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    # both good files landed, before and after the refused ones
+    assert store.read_bars("NSE:FIRST", "1d")["close"].tolist() == [10.5, 11.0]
+    assert store.read_bars("NSE:LAST", "1d")["close"].tolist() == [20.0, 21.0, 20.5]
+    # the refused files changed nothing: RELIANCE as it was, no BROKEN bars, no audit of them
+    pd.testing.assert_frame_equal(store.read_bars("NSE:RELIANCE", "1d"), reliance_before)
+    assert store.read_bars("NSE:RELIANCE", "1d")["close"].tolist() == [2283.95, 2295.5]
+    assert store.read_bars("NSE:BROKEN", "1d").empty
+    assert store.table_fingerprint("bars")[0] == 2 + 2 + 3  # RELIANCE's, FIRST's, LAST's
+    audit = store.read_import_log()
+    assert audit["instrument_id"].tolist() == ["NSE:RELIANCE", "NSE:FIRST", "NSE:LAST"]
+    # each refused file named, with its reason, on one line of its own
+    refusals = [line for line in out.stderr.splitlines() if line.startswith("refused: ")]
+    assert len(refusals) == 2, out.stderr
+    overwrite, malformed = refusals
+    assert f"{folder / 'sbin_as_reliance.csv'} (NSE:RELIANCE 1d)" in overwrite
+    assert "would overwrite 2 stored 1d bar(s) of NSE:RELIANCE" in overwrite
+    assert "first at 2024-04-01 00:00 IST" in overwrite
+    assert f"{folder / 'malformed.csv'} (NSE:BROKEN 1d)" in malformed
+    assert "OHLC inconsistent" in malformed and "at line 3" in malformed
+    assert "imported 5 rows from 2 file(s), 0 unchanged file(s) skipped, 2 file(s) refused" in (
+        out.stdout
+    )
+    assert out.stderr.strip().splitlines()[-1].startswith("error: 2 of 4 bundled file(s) refused")
 
 
 def test_concurrent_import_into_a_new_series_waits_and_is_refused(store, tmp_path: Path):

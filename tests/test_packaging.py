@@ -57,6 +57,25 @@ def test_import_velox_does_not_import_heavy_libraries():
     assert out.stdout.strip() == ""
 
 
+def test_only_velox_backtest_imports_vectorbt():
+    """vectorbt stays behind one package (issue 11): no other module names it in an import."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "velox").rglob("*.py")):
+        if (ROOT / "velox" / "backtest") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "vectorbt" or n.startswith("vectorbt.") for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
 def test_submodules_load_lazily_on_attribute_access():
     code = "import velox, sys; velox.costs; print('velox.costs' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -71,6 +71,7 @@ _REEXPORTS = {
     "load_strategy": "velox.strategy",
     "RunResult": "velox.engine",
     "monte_carlo": "velox.backtest.montecarlo",
+    "start_paper": "velox.modes",
     "optimize": "velox.backtest.optimize",
     "walk_forward": "velox.backtest.walkforward",
 }

@@ -131,6 +131,8 @@ def run(no_progress: bool, replace: bool) -> None:
     This is the main job behind ``make run``. It is idempotent: a file whose bytes were the last
     write to its series is skipped, so a second run takes seconds. A bundled file that would
     change stored bars (another file was imported over them) is refused unless --replace.
+    Every file that can be imported is; each refused one is named with its reason, and the
+    command then exits 1.
     """
     from velox.data import bundled_files, import_many
     from velox.instruments import load_bundled_master
@@ -144,15 +146,35 @@ def run(no_progress: bool, replace: bool) -> None:
     master = load_bundled_master()
     store.write_instruments(master.table)
     click.echo(f"instruments: {len(master.table):,} in the master")
-    results = import_many(bundled_files(), store=store, progress=not no_progress, replace=replace)
-    imported = [r for r in results if not r.skipped]
+    results = import_many(
+        bundled_files(), store=store, progress=not no_progress, replace=replace, keep_going=True
+    )
+    refused = [r for r in results if r.refused]
+    imported = [r for r in results if not r.skipped and not r.refused]
+    skipped = [r for r in results if r.skipped]
+    for result in refused:
+        reason = result.refused.removeprefix(f"{result.source}: ")
+        click.secho(
+            f"refused: {result.source} ({result.instrument_id} {result.timeframe}): "
+            f"{_one_line(reason)}",
+            fg="red",
+            err=True,
+        )
     click.echo(
         f"bars: imported {sum(r.rows for r in imported):,} rows from {len(imported)} file(s), "
-        f"{len(results) - len(imported)} unchanged file(s) skipped"
+        f"{len(skipped)} unchanged file(s) skipped, {len(refused)} file(s) refused"
     )
     click.echo("")
     click.echo(_summary_table())
     click.echo("")
+    if refused:
+        click.secho(
+            f"error: {len(refused)} of {len(results)} bundled file(s) refused (named above, "
+            "nothing of them written); the other files were imported",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
     click.echo("Next: open JupyterLab (`make lab`) and try")
     click.echo('    import velox; velox.bars("NSE:RELIANCE", "1d", start="2020-01-01")')
     click.echo(

@@ -32,7 +32,7 @@ from velox.calendar import (
     check_timeframe,
     timeframe_minutes,
 )
-from velox.errors import DataError
+from velox.errors import DataError, StoreError, VeloxError
 from velox.types import check_instrument_id
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ class ImportResult:
     """Outcome of one file import.
 
     ``skipped``: these bytes were the last write to the series; ``replaced``: stored bars whose
-    values the file changed (only with ``replace=True``).
+    values the file changed (only with ``replace=True``); ``refused``: why the file was refused
+    (one line; nothing of it was written), only from :func:`import_many` with ``keep_going``.
     """
 
     source: str
@@ -61,6 +62,7 @@ class ImportResult:
     skipped: bool = False
     warnings: list[str] = field(default_factory=list)
     replaced: int = 0
+    refused: str = ""
 
 
 def file_sha256(path: Path) -> str:
@@ -572,14 +574,67 @@ def bundled_files(data_dir: Path | None = None) -> list[tuple[Path, str, str]]:
     return [(folder / row.file, row.instrument_id, row.timeframe) for row in table.itertuples()]
 
 
+def ensure_bundled(
+    instrument_ids: Iterable[str] | str | None = None,
+    timeframe: str | None = None,
+    *,
+    store: Store | None = None,
+    progress: bool = False,
+) -> list[ImportResult]:
+    """Import the bundled bar files of ``instrument_ids`` (all when None) at ``timeframe`` (all
+    when None) unless already stored: what a notebook runs first, so it works on a fresh store
+    and costs nothing after ``make run`` (a file already imported is skipped by its content).
+
+    Raises
+    ------
+    DataError
+        An instrument (or timeframe) has no bundled file; the message lists what is bundled.
+
+    Examples
+    --------
+    >>> ensure_bundled(["NSE:RELIANCE", "NSE:INFY"], "1d")            # doctest: +SKIP
+    """
+    files = bundled_files()
+    wanted = [instrument_ids] if isinstance(instrument_ids, str) else instrument_ids
+    chosen = [
+        item
+        for item in files
+        if (wanted is None or item[1] in wanted) and (timeframe is None or item[2] == timeframe)
+    ]
+    have = {item[1] for item in chosen}
+    missing = sorted(set(wanted or ()) - have)
+    if missing or not chosen:
+        shown = ", ".join(sorted({f"{iid} {tf}" for _, iid, tf in files})[:8])
+        raise DataError(
+            f"no bundled {timeframe or ''} bars of {', '.join(missing) or 'that selection'}; "
+            f"bundled: {shown} … (data/bars/MANIFEST.csv)"
+        )
+    return import_many(chosen, store=store, progress=progress)
+
+
 def import_many(
     items: Iterable[tuple[Path, str, str]],
     *,
     store: Store | None = None,
     progress: bool = True,
     replace: bool = False,
+    keep_going: bool = False,
 ) -> list[ImportResult]:
-    """Import several files, with a progress bar; each file is its own transaction."""
+    """Import several files, with a progress bar; each file is its own transaction.
+
+    By default the first refused file raises (the files before it stay imported). With
+    ``keep_going`` every file that can be imported is, and a refused one (a
+    :class:`~velox.errors.VeloxError` such as a failed validation or an overwrite of different
+    bars) comes back as a result whose ``refused`` is the one-line reason; nothing of it was
+    written. A store that cannot be reached (:class:`~velox.errors.StoreError`) still raises:
+    it is no fault of the file, and every later file would fail the same way.
+
+    Examples
+    --------
+    >>> results = import_many(bundled_files(), keep_going=True)      # doctest: +SKIP
+    >>> [(r.source, r.refused) for r in results if r.refused]        # doctest: +SKIP
+    []
+    """
     from tqdm.auto import tqdm
 
     from velox.store import open_store
@@ -589,5 +644,15 @@ def import_many(
     results = []
     bar = tqdm(items, desc="importing bars", unit="file", disable=not progress, leave=False)
     for path, instrument_id, timeframe in bar:
-        results.append(import_bars(path, instrument_id, timeframe, store=store, replace=replace))
+        try:
+            result = import_bars(path, instrument_id, timeframe, store=store, replace=replace)
+        except StoreError:
+            raise
+        except VeloxError as exc:
+            if not keep_going:
+                raise
+            reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            log.info("refused %s (%s %s): %s", path, instrument_id, timeframe, reason)
+            result = ImportResult(str(path), instrument_id, timeframe, 0, refused=reason)
+        results.append(result)
     return results

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = [
     "replay",
     "paper",
+    "start_paper",
+    "PaperSession",
     "check_paper_options",
     "load_run",
     "load_bars",
@@ -413,6 +415,110 @@ def paper(
                 commands.close()
         finally:
             link.close()
+
+
+class PaperSession:
+    """A paper run on a background thread, watched from a notebook through the store.
+
+    :func:`start_paper` returns it at once; the engine records as it trades, so
+    :meth:`positions`, :meth:`equity`, :meth:`orders` and :meth:`fills` read the run's state
+    as of now (the recorder writes every 0.5 s), exactly what a dashboard sees. :meth:`wait`
+    returns the :class:`RunResult` (re-raising what stopped the run, if anything);
+    :meth:`kill` engages the kill switch through the store's command table, as
+    ``velox kill --run`` does.
+    """
+
+    def __init__(self, run_id: str, store: Store, target: Callable[[], RunResult]) -> None:
+        import threading
+
+        self.run_id, self.store = run_id, store
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.result = target()
+            except BaseException as exc:  # noqa: BLE001 - handed to wait()
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name=f"velox-paper-{run_id}", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("failed" if self.error else "finished")
+        return f"PaperSession({self.run_id!r}, {state})"
+
+    @property
+    def running(self) -> bool:
+        """Whether the engine thread is still trading."""
+        return self._thread.is_alive()
+
+    def _read(self, reader: Callable[[str], pd.DataFrame]) -> pd.DataFrame:
+        from velox.errors import DataError
+
+        try:
+            return reader(self.run_id)
+        except DataError:  # the run's row is created a moment after the start
+            import pandas as pd
+
+            return pd.DataFrame()
+
+    def positions(self) -> pd.DataFrame:
+        """Return the run's latest positions (strategy ``''`` is the account's row)."""
+        return self._read(self.store.run_positions)
+
+    def equity(self) -> pd.Series:
+        """Return the equity curve recorded so far (IST index)."""
+        frame = self._read(self.store.run_equity)
+        return frame["equity"] if "equity" in frame else frame.squeeze(axis=1)
+
+    def orders(self) -> pd.DataFrame:
+        """Return the run's orders in their latest state."""
+        return self._read(self.store.run_orders)
+
+    def fills(self) -> pd.DataFrame:
+        """Return the run's fills so far, with charges."""
+        return self._read(self.store.run_fills)
+
+    def kill(self, reason: str = "notebook", issued_by: str = "notebook") -> None:
+        """Engage the run's kill switch (cancel working orders, flatten, stop trading)."""
+        self.store.issue_command("kill", run_id=self.run_id, issued_by=issued_by,
+                                 args={"reason": reason})  # fmt: skip
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Return the run's result once it ends (``TimeoutError`` if still running)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"paper run {self.run_id} is still running")
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def start_paper(
+    strategies: Strategy | Sequence[Strategy], *, run_id: str = "P1", **options: object
+) -> PaperSession:
+    """Start :func:`paper` on a background thread and return its :class:`PaperSession`.
+
+    Options are :func:`paper`'s, checked here first so a bad one raises at once in the cell
+    that asked for it rather than on the thread.
+
+    Examples
+    --------
+    >>> session = start_paper(SmaCross(timeframe="5m"), run_id="NB1", speed=3000,
+    ...                       start="2025-05-20", end="2025-05-20")    # doctest: +SKIP
+    >>> session.positions()                                             # doctest: +SKIP
+    """
+    defaults = {"speed": 60.0, "start": None, "end": None, "initial_cash": 1_000_000.0,
+                "account": "paper"}  # fmt: skip
+    check_paper_options(run_id=run_id, **{k: options.get(k, v) for k, v in defaults.items()})
+    store = options.get("store")
+    if store is None:
+        from velox.store import open_store
+
+        store = options["store"] = open_store(create=False)
+    return PaperSession(run_id, store, lambda: paper(strategies, run_id=run_id, **options))  # type: ignore[arg-type]
 
 
 def check_paper_options(

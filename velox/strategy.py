@@ -83,6 +83,8 @@ __all__ = [
     "load_strategy",
     "parse_params",
     "lookahead_violations",
+    "bar_panel",
+    "panel_weights",
     "assert_no_lookahead",
     # re-exported so that a strategy imports only velox.strategy and velox.indicators
     "Bar",
@@ -216,8 +218,9 @@ class Strategy:
         instrument's bars at once (a panel: columns ``(field, instrument)``, so
         ``bars["close"]`` is a DataFrame with one column per instrument) and returns a
         DataFrame of weights, one column per instrument, all sharing the strategy's equity.
-        ``velox.research`` runs such strategies; the event-driven engine does not yet (it
-        computes signals instrument by instrument) and refuses them.
+        ``velox.research`` and ``velox.replay`` run such strategies on the same panel
+        (:func:`bar_panel`); paper and live engines, which see bars one instrument at a time,
+        refuse them.
 
     Every other public, non-callable class attribute is a parameter, overridable by keyword.
     """
@@ -574,6 +577,65 @@ def _pick_class(module: object, spec: str, class_name: str | None) -> type[Strat
 
 
 # -- look-ahead check ------------------------------------------------------------------------
+
+
+#: The bar fields a cross-sectional strategy's panel holds, in this order.
+PANEL_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+def bar_panel(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Return every instrument's bars side by side: what a cross-sectional ``signals`` gets.
+
+    Columns ``(field, instrument)`` (so ``panel["close"]`` has one column per instrument, in
+    the sorted order of the instrument ids), rows the union of the bar times, NaN where an
+    instrument has no bar. ``velox.research`` and the engine's replay build it here, so both
+    hand a strategy the same panel.
+    """
+    import pandas as pd
+
+    ids = sorted(frames)
+    index = pd.DatetimeIndex(frames[ids[0]].index)
+    for iid in ids[1:]:
+        index = index.union(frames[iid].index)
+    parts = {}
+    for iid in ids:
+        frame = frames[iid]
+        have = [f for f in PANEL_FIELDS if f in frame.columns]
+        parts[iid] = frame[have].astype("float64").reindex(index)
+    out = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1)
+    out.columns.names = ["field", "instrument"]
+    return out[[f for f in PANEL_FIELDS if f in out.columns.get_level_values(0)]]
+
+
+def panel_weights(strategy: Strategy, panel: pd.DataFrame, values: object) -> pd.DataFrame:
+    """Return a cross-sectional strategy's ``signals(panel)`` checked: a DataFrame on the
+    panel's rows with a column per traded instrument (missing columns: no opinion, NaN).
+
+    Raises
+    ------
+    ValidationError
+        Not a DataFrame, weights for instruments the strategy does not trade, or other rows.
+    """
+    import pandas as pd
+
+    if not isinstance(values, pd.DataFrame):
+        raise ValidationError(
+            f"{strategy.name} is cross-sectional: signals(panel) must return a DataFrame of "
+            f"weights (one column per instrument), not {type(values).__name__}"
+        )
+    ids = sorted(panel.columns.get_level_values("instrument").unique())
+    unknown = sorted(set(values.columns) - set(ids))
+    if unknown:
+        raise ValidationError(
+            f"{strategy.name}.signals returned weights for {unknown[:5]}, which it does not "
+            f"trade (its instruments: {', '.join(ids[:5])} …)"
+        )
+    if len(values) != len(panel) or not values.index.equals(panel.index):
+        raise ValidationError(
+            f"{strategy.name}.signals returned {len(values)} rows for {len(panel)} bar times; "
+            "return one row per row of the panel (same index)"
+        )
+    return values.reindex(columns=ids).astype("float64")
 
 
 def lookahead_violations(

@@ -8,17 +8,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from velox.brokers.sim import SimBroker
-from velox.brokers.sim.paper import SimServer
-from velox.feeds import BarReplay
 from velox.modes import paper
 from velox.strategy import Context, Strategy
-from velox.types import Bar, Instrument, OrderType
-
-ROOT = Path(__file__).resolve().parents[2]
+from velox.types import Bar, OrderType
 
 
 class Holds(Strategy):
@@ -51,29 +48,13 @@ class Hangs(Holds):
 
 @pytest.mark.postgres
 def test_one_kill_engages_every_engine_even_with_a_hung_strategy(
-    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master: Callable[[str], Instrument]
+    store, serve_simulator: Callable[..., tuple[SimBroker, Path]], operator_cli: click.Group
 ) -> None:
-    from velox.cli import _VeloxGroup
-    from velox.cli_engine import register
-    from velox.config import reset_settings
-    from velox.data import import_bars
-
-    import_bars(ROOT / "data/bars/RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m", store=store)
-    bars = store.read_bars("NSE:RELIANCE", "5m", "2025-05-20", "2025-05-20")
-    monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
-    reset_settings()
     engines = {"KA": (Holds(), "A1"), "KB": (Hangs(), "B2")}
     sims, results = {}, {}
     threads = []
     for run_id, (strategy, account) in engines.items():
-        sim = sims[run_id] = SimBroker(master, initial_cash=1_000_000)
-        sock = tmp_path / f"{run_id}.sock"
-        replay = BarReplay({("NSE:RELIANCE", "5m"): bars})
-        server = SimServer(sim, replay, sock, speed=500, linger=5)
-        threading.Thread(target=server.serve, daemon=True).start()
-        while not sock.exists():
-            time.sleep(0.01)
+        sims[run_id], sock = serve_simulator(run_id, speed=500)
 
         def run(run_id=run_id, strategy=strategy, account=account, sock=sock) -> None:  # noqa: ANN001
             results[run_id] = paper(
@@ -82,18 +63,13 @@ def test_one_kill_engages_every_engine_even_with_a_hung_strategy(
 
         threads.append(threading.Thread(target=run, daemon=True))
         threads[-1].start()
-    try:
-        for strategy, _ in engines.values():
-            while getattr(strategy, "held", None) is None:
-                time.sleep(0.01)
-            assert strategy.held.wait(60)
-        cli = _VeloxGroup(name="velox")
-        register(cli)
-        out = CliRunner().invoke(cli, ["kill", "--reason", "drill"])
-        for thread in threads:
-            thread.join(120)
-    finally:
-        reset_settings()
+    for strategy, _ in engines.values():
+        while getattr(strategy, "held", None) is None:
+            time.sleep(0.01)
+        assert strategy.held.wait(60)
+    out = CliRunner().invoke(operator_cli, ["kill", "--reason", "drill"])
+    for thread in threads:
+        thread.join(120)
     assert out.exit_code == 0, out.output
     assert "KA: engaged" in out.output and "KB: engaged" in out.output
     for run_id, sim in sims.items():
@@ -107,6 +83,6 @@ def test_one_kill_engages_every_engine_even_with_a_hung_strategy(
 
     # An engine that is down (its run still says running) does not answer: exit 1.
     store.create_run(mode="paper", account="C3", initial_cash=1e6, run_id="KC")
-    down = CliRunner().invoke(cli, ["kill", "--wait", "1"])
+    down = CliRunner().invoke(operator_cli, ["kill", "--wait", "1"])
     assert down.exit_code == 1
     assert "KC: no answer" in down.output

@@ -8,18 +8,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from velox.brokers.sim import SimBroker
-from velox.brokers.sim.paper import SimServer
 from velox.errors import RiskBreach
-from velox.feeds import BarReplay
 from velox.modes import paper
 from velox.strategy import Context, Strategy
-from velox.types import Bar, Instrument, OrderType
-
-ROOT = Path(__file__).resolve().parents[2]
+from velox.types import Bar, OrderType
 
 
 class Holder(Strategy):
@@ -48,31 +45,10 @@ class Holder(Strategy):
 
 @pytest.mark.postgres
 def test_velox_kill_stops_a_running_paper_engine(
-    store,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    master: Callable[[str], Instrument],
+    store, serve_simulator: Callable[..., tuple[SimBroker, Path]], operator_cli: click.Group
 ) -> None:
-    from velox.cli import _VeloxGroup
-    from velox.cli_engine import register
-    from velox.config import reset_settings
-    from velox.data import import_bars
-
-    import_bars(ROOT / "data/bars/RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m", store=store)
-    bars = store.read_bars("NSE:RELIANCE", "5m", "2025-05-20", "2025-05-20")
-    sim = SimBroker(master, initial_cash=1_000_000)
-    sock = tmp_path / "sim.sock"
-    server = SimServer(sim, BarReplay({("NSE:RELIANCE", "5m"): bars}), sock, speed=2500, linger=5)
-    threading.Thread(target=server.serve, daemon=True).start()
-    while not sock.exists():
-        time.sleep(0.01)
-    monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)  # `velox kill` opens this store
-    reset_settings()
+    sim, sock = serve_simulator("sim", speed=2500)
     strategy = Holder()
-    cli = _VeloxGroup(name="velox")
-    register(cli)
-
     outputs: list[object] = []
 
     def operator() -> None:  # the operator types `velox kill --account A1` once we hold
@@ -82,20 +58,11 @@ def test_velox_kill_stops_a_running_paper_engine(
             strategy_ready = getattr(strategy, "held", None)
         strategy_ready.wait(30)
         outputs.append(
-            CliRunner().invoke(cli, ["kill", "--account", "A1", "--reason", "test drill"])
+            CliRunner().invoke(operator_cli, ["kill", "--account", "A1", "--reason", "test drill"])
         )
 
-    try:
-        threading.Thread(target=operator, daemon=True).start()
-        result = paper(
-            strategy,
-            run_id="K1",
-            store=store,
-            socket_path=sock,
-            account="A1",
-        )
-    finally:
-        reset_settings()
+    threading.Thread(target=operator, daemon=True).start()
+    result = paper(strategy, run_id="K1", store=store, socket_path=sock, account="A1")
     kills = [e for e in result.risk_events if e["kind"] == "kill"]
     assert len(kills) == 1 and kills[0]["limit"] == "manual"
     assert "test drill" in kills[0]["message"] and kills[0]["mode"] == "paper"

@@ -1,5 +1,6 @@
-"""Paper trading survives `kill -9` of the engine: state rebuilt, nothing sent twice, and the
-operator commands pending at the kill or issued while it was down are each executed once."""
+"""Paper trading survives `kill -9` of the engine: state rebuilt, nothing sent twice, the
+operator commands pending at the kill or issued while it was down are each executed once, and a
+`velox kill` of the restarted engine stamps its audit rows with market time and wall time."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from velox.brokers.sim.paper import start_sim_server
+from tests.engine.conftest import DAY, ROOT, PaperProcesses, wait_until
+from velox.calendar import IST
 from velox.oms import ALLOWED_TRANSITIONS, FILL_EVENT
 from velox.types import OrderStatus
 
-ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 from velox.strategy import Strategy
 from velox.types import OrderType, Side
@@ -45,15 +48,6 @@ class Probe(Strategy):
 """
 
 
-def _engine(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "velox.cli", "paper", str(tmp_path / "probe.py"),
-           "--symbol", "NSE:RELIANCE", "--timeframe", "5m", "--run", "P1",
-           "--socket", str(tmp_path / "sim.sock")]  # fmt: skip
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
 def _valid_path(statuses: list[str]) -> bool:
     current = None
     for status in statuses:
@@ -69,34 +63,29 @@ def _valid_path(statuses: list[str]) -> bool:
     return True
 
 
+def _holding_and_working(store) -> bool:  # noqa: ANN001
+    """Return whether the audit shows a fill and a working order (kill -9 material)."""
+    events = store.read_order_events()
+    statuses = events.groupby("client_id")["status"].agg(list)
+    filled = events["status"].eq(FILL_EVENT).any()
+    return filled and any(s[-1] in ("OPEN", "TRIGGER_PENDING") for s in statuses)
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.usefixtures("reliance_in_store")
 def test_engine_killed_mid_session_resumes_without_duplicates(
-    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store, tmp_path: Path, paper_processes: PaperProcesses
 ) -> None:
-    from velox.data import import_bars
-
-    import_bars(ROOT / "data/bars/RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m", store=store)
-    (tmp_path / "probe.py").write_text(textwrap.dedent(PROBE))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
-    env = {**os.environ, "VELOX_DATABASE_URL": store.url}
+    probe = paper_processes.strategy(PROBE, "probe.py")
+    engine = partial(paper_processes.engine, probe, "--symbol", "NSE:RELIANCE", "--timeframe",
+                     "5m", "--run", "P1", "--socket", str(paper_processes.socket))  # fmt: skip
     dump = tmp_path / "sim.json"
-    sim = start_sim_server(
-        [("NSE:RELIANCE", "5m")], tmp_path / "sim.sock", speed=1000.0, initial_cash=1_000_000,
-        start="2025-05-20", end="2025-05-20", dump_path=dump,
-    )  # fmt: skip
-    first = _engine(tmp_path, env)
-    deadline = time.monotonic() + 60
-    while True:  # wait for a position and a working order, then kill -9 mid-session
-        events = store.read_order_events()
-        statuses = events.groupby("client_id")["status"].agg(list)
-        filled = events["status"].eq(FILL_EVENT).any()
-        working = any(s[-1] in ("OPEN", "TRIGGER_PENDING") for s in statuses)
-        if filled and working:
-            break
-        assert first.poll() is None, first.stdout.read() if first.stdout else ""
-        assert time.monotonic() < deadline, "the engine never traded"
-        time.sleep(0.05)
+    sim = paper_processes.simulator(speed=1000.0, dump=dump)
+    first = engine()
+
+    # wait for a position and a working order, then kill -9 mid-session
+    wait_until(lambda: _holding_and_working(store), "the engine never traded", engine=first)
     # an operator's order issued just before the crash: pending, taken or even sent when the
     # engine dies, it must reach the broker exactly once
     buy = {"instrument_id": "NSE:RELIANCE", "side": "BUY", "qty": 3, "order_type": "MARKET"}
@@ -117,7 +106,7 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
     assert during.targets == ("P1",) and flatten.targets == ("P1",)
     time.sleep(0.5)  # the market moves on while the engine is down
 
-    second = _engine(tmp_path, env)
+    second = engine()
     out, _ = second.communicate(timeout=120)
     assert second.returncode == 0, out
     assert "restored run P1" in out and "mode: paper" in out
@@ -172,3 +161,99 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
         net += payload["qty"] if payload["side"] == "BUY" else -payload["qty"]
     theirs = sum(p["qty"] for p in state["positions"] + state["holdings"])
     assert net == theirs
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.usefixtures("reliance_in_store")
+@pytest.mark.parametrize("issued", ["after the restart", "while down"])
+def test_kill_after_a_restart_stamps_every_audit_row_with_market_and_wall_time(
+    store, paper_processes: PaperProcesses, issued: str
+) -> None:
+    """`velox kill` engages an engine restarted after `kill -9` (issued once it trades again, or
+    while it is down and taken when it is back): its kill rows, the CANCELLED events of the
+    orders it cancels, its risk events and alerts each carry the market time of the event
+    (inside the replayed session, after the crash's last row: not 1970, not the wall clock)
+    and, separately, the wall time they were written (inside this test)."""
+    wall_start = datetime.now(UTC) - timedelta(seconds=1)
+    probe = paper_processes.strategy(PROBE, "probe.py")
+    engine = partial(paper_processes.engine, probe, "--run", "P1",
+                     "--socket", str(paper_processes.socket))  # fmt: skip
+
+    def velox_kill(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "velox.cli", "kill", "--run", "P1", "--reason", "drill", *args],
+            cwd=ROOT, env=paper_processes.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    sim = paper_processes.simulator(speed=1000.0)
+    first = engine()
+    wait_until(lambda: _holding_and_working(store), "the engine never traded", engine=first)
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    at_crash = store.read_order_events(run_id="P1")
+    crash_ts, crash_id = at_crash["ts"].max(), at_crash["id"].max()
+    if issued == "while down":
+        kill = velox_kill("--wait", "0.5")
+        assert kill.returncode == 1 and "P1: no answer" in kill.stdout, kill.stdout + kill.stderr
+
+    second = engine()
+    if issued == "after the restart":
+
+        def trading_again() -> bool:
+            run = store.run("P1")
+            beat, restarted = run["heartbeat_at"], run["restarted_at"]
+            return run["restarts"] == 1 and beat is not None and beat > restarted
+
+        wait_until(trading_again, "the restarted engine never beat", engine=second)
+        kill = velox_kill()
+        assert kill.returncode == 0 and "P1: engaged" in kill.stdout, kill.stdout + kill.stderr
+    out, _ = second.communicate(timeout=120)
+    wall_end = datetime.now(UTC) + timedelta(seconds=1)
+    assert second.returncode == 0, out
+    assert "restored run P1" in out
+    assert sim.wait(30) == 0
+
+    session = (pd.Timestamp(f"{DAY} 09:15", tz=IST), pd.Timestamp(f"{DAY} 15:30", tz=IST))
+    wall = (wall_start, wall_end)
+
+    def stamped(frame: pd.DataFrame, market: str, written: str | None = None) -> None:
+        outside = frame[~frame[market].between(*session)]
+        assert outside.empty, outside
+        if written is not None:
+            late = frame[~frame[written].between(*wall)]
+            assert late.empty, late
+
+    # the rows the restarted engine wrote: one kill, after the crash in market time, and the
+    # cancels of the orders it had working, at or after the kill
+    events = store.read_order_events(run_id="P1")
+    after = events[events["id"] > crash_id]
+    (kill_ts,) = after.loc[after["status"] == "RISK_KILL", "ts"]
+    assert kill_ts > crash_ts
+    cancelled = after[after["status"] == "CANCELLED"]
+    assert not cancelled.empty and cancelled["ts"].ge(kill_ts).all(), cancelled
+    commands = after[after["status"] == "COMMAND"]
+    assert commands["payload"].map(lambda p: p["verb"]).tolist() == ["kill"]
+    (command,) = store.commands().itertuples()
+    (answer,) = store.command_results(command.id).itertuples()
+    assert answer.status == "done" and answer.result["engaged"] is True
+    stamped(events, "ts", "written_at")
+    risk = store.run_risk_events("P1")
+    (risk_kill_ts,) = risk.loc[risk["kind"] == "kill", "ts"]
+    assert risk_kill_ts == kill_ts
+    stamped(risk, "ts", "written_at")
+    alerts = store.alerts(run_id="P1")
+    assert "kill_switch" in set(alerts["kind"])
+    stamped(alerts, "ts", "created_at")
+    stamped(alerts, "last_seen_at")
+    # the run's recorded state, written by the journal: market times too
+    stamped(store.run_orders("P1"), "created_at")
+    stamped(store.run_orders("P1"), "updated_at")
+    stamped(store.run_fills("P1"), "ts")
+    stamped(store.run_positions("P1"), "updated_at")
+    # and the kill did its work: the account is flat at the simulator
+    net = sum(
+        p["qty"] if p["side"] == "BUY" else -p["qty"]
+        for p in events.loc[events["status"] == FILL_EVENT, "payload"]
+    )
+    assert net == 0

@@ -4,20 +4,18 @@ running --run (the first keeps trading unharmed)."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import textwrap
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 
+from tests.engine.conftest import DAY, PaperProcesses, wait_until
 from velox.brokers.sim.paper import socket_state
 from velox.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
 from velox.strategy import Strategy
 
@@ -32,12 +30,11 @@ class Holder(Strategy):
 """
 
 
-def _paper(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "velox.cli", "paper", str(tmp_path / "holder.py"),
-           "--start", "2025-05-20", "--end", "2025-05-20", *args]  # fmt: skip
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+@pytest.fixture
+def paper(reliance_in_store: object, paper_processes: PaperProcesses) -> Callable[..., Popen[str]]:
+    """Return ``paper(*args)``: start ``velox paper holder.py`` on :data:`DAY` with ``args``."""
+    holder = paper_processes.strategy(HOLDER, "holder.py")
+    return partial(paper_processes.engine, holder, "--start", DAY, "--end", DAY)
 
 
 def _simulators(path: Path) -> list[int]:
@@ -53,18 +50,9 @@ def _simulators(path: Path) -> list[int]:
     return found
 
 
-@pytest.fixture
-def paper_env(store, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
-    from velox.data import import_bars
-
-    import_bars(ROOT / "data/bars/RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m", store=store)
-    (tmp_path / "holder.py").write_text(textwrap.dedent(HOLDER))
-    return {**os.environ, "VELOX_DATABASE_URL": store.url, "VELOX_DATA_DIR": str(tmp_path)}
-
-
 @pytest.mark.postgres
 def test_refused_starts_touch_nothing_and_leave_no_simulator(
-    store, tmp_path: Path, paper_env: dict[str, str]
+    store, tmp_path: Path, paper: Callable[..., Popen[str]]
 ) -> None:
     regular = tmp_path / "notes.txt"
     regular.write_text("my notes\n")
@@ -93,7 +81,7 @@ def test_refused_starts_touch_nothing_and_leave_no_simulator(
     try:
         for args, expected in cases.items():
             extra = () if "--socket" in args else ("--socket", str(sock))
-            proc = _paper(tmp_path, paper_env, *args, *extra)
+            proc = paper(*args, *extra)
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode != 0, (args, out)
             assert expected in out, (args, out)
@@ -113,16 +101,13 @@ def test_refused_starts_touch_nothing_and_leave_no_simulator(
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_second_engine_on_a_running_run_is_refused(
-    store, tmp_path: Path, paper_env: dict[str, str]
+    store, tmp_path: Path, paper: Callable[..., Popen[str]]
 ) -> None:
     sock = tmp_path / "sim.sock"
-    first = _paper(tmp_path, paper_env, "--run", "P7", "--speed", "2000", "--socket", str(sock))
-    deadline = time.monotonic() + 60
-    while store.read_order_events(run_id="P7").empty:  # the first engine trades
-        assert first.poll() is None, first.stdout.read() if first.stdout else ""
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    second = _paper(tmp_path, paper_env, "--run", "P7", "--speed", "2000", "--socket", str(sock))
+    first = paper("--run", "P7", "--speed", "2000", "--socket", str(sock))
+    wait_until(lambda: not store.read_order_events(run_id="P7").empty,  # the first one trades
+               "the first engine never traded", engine=first)  # fmt: skip
+    second = paper("--run", "P7", "--speed", "2000", "--socket", str(sock))
     out, _ = second.communicate(timeout=60)
     assert second.returncode != 0
     assert f"run P7 is already running in another engine (pid {first.pid})" in out, out

@@ -8,23 +8,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
-import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from velox.brokers.sim.paper import PaperConnection, order_to_dict, start_sim_server
+from tests.engine.conftest import DAY, PaperProcesses, wait_until
+from velox.brokers.sim.paper import PaperConnection, order_to_dict
 from velox.calendar import IST
 from velox.oms import FILL_EVENT
 from velox.types import Order, Product
 
-ROOT = Path(__file__).resolve().parents[2]
-DAY = "2025-05-20"
 HOLDER = """
 from velox.strategy import Strategy
 from velox.types import OrderType
@@ -48,14 +44,6 @@ class MisHolder(Strategy):
 """
 
 
-def _engine(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "velox.cli", "paper", str(tmp_path / "holder.py"),
-           "--run", "P1", "--socket", str(tmp_path / "sim.sock")]  # fmt: skip
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
 def _fills(store) -> pd.DataFrame:  # noqa: ANN001
     events = store.read_order_events(run_id="P1")
     return events[events["status"] == FILL_EVENT]
@@ -73,31 +61,21 @@ def _holding_and_working(store) -> bool:  # noqa: ANN001
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_restart_after_the_square_off_books_every_missed_fill_once(
-    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store, tmp_path: Path, reliance_5m: pd.DataFrame, paper_processes: PaperProcesses
 ) -> None:
-    from tests.engine.conftest import read_bars
-
     wall_start = datetime.now(UTC) - timedelta(seconds=1)
-    bars = read_bars("RELIANCE_5m_2025.csv", "5m")
-    local = bars.index.tz_convert(IST)
+    local = reliance_5m.index.tz_convert(IST)
     # the afternoon of one session: 14:20-15:25, so the 15:15 square-off comes ~16 s in
-    store.write_bars("NSE:RELIANCE", "5m", bars[(local.strftime("%Y-%m-%d") == DAY)
-                                               & (local.strftime("%H:%M") >= "14:20")])  # fmt: skip
-    (tmp_path / "holder.py").write_text(textwrap.dedent(HOLDER))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
-    env = {**os.environ, "VELOX_DATABASE_URL": store.url}
+    afternoon = (local.strftime("%Y-%m-%d") == DAY) & (local.strftime("%H:%M") >= "14:20")
+    store.write_bars("NSE:RELIANCE", "5m", reliance_5m[afternoon])
+    sock = paper_processes.socket
+    holder = paper_processes.strategy(HOLDER, "holder.py")
+    engine = partial(paper_processes.engine, holder, "--run", "P1", "--socket", str(sock))
     dump = tmp_path / "sim.json"
-    sock = tmp_path / "sim.sock"
-    sim = start_sim_server(
-        [("NSE:RELIANCE", "5m")], sock, speed=200.0, initial_cash=1_000_000,
-        start=DAY, end=DAY, dump_path=dump,
-    )  # fmt: skip
-    first = _engine(tmp_path, env)
-    deadline = time.monotonic() + 60
-    while not _holding_and_working(store):  # kill -9 before 15:15, with an order working
-        assert first.poll() is None, first.stdout.read() if first.stdout else ""
-        assert time.monotonic() < deadline, "the engine never traded"
-        time.sleep(0.05)
+    sim = paper_processes.simulator(speed=200.0, dump=dump)
+    first = engine()
+    # kill -9 before 15:15, with an order working
+    wait_until(lambda: _holding_and_working(store), "the engine never traded", engine=first)
     os.kill(first.pid, signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
 
@@ -107,13 +85,13 @@ def test_restart_after_the_square_off_books_every_missed_fill_once(
     other = Order("TERM-1", "NSE:RELIANCE", "BUY", 7, product=Product.MIS, tag="TERM-1",
                   created_at=datetime.now(IST))  # fmt: skip
     terminal.request("place", order=order_to_dict(other))
-    deadline = time.monotonic() + 60
-    while not any(f["client_id"].startswith("SQUAREOFF") for f in terminal.request("fills")):
-        assert time.monotonic() < deadline, "no square-off"
-        time.sleep(0.05)
+    wait_until(
+        lambda: any(f["client_id"].startswith("SQUAREOFF") for f in terminal.request("fills")),
+        "no square-off",
+    )
     terminal.close()
 
-    second = _engine(tmp_path, env)
+    second = engine()
     out, _ = second.communicate(timeout=120)
     wall_end = datetime.now(UTC) + timedelta(seconds=1)
     assert second.returncode == 0, out

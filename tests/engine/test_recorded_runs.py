@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -128,54 +129,40 @@ def test_failed_recorded_replay_is_marked_failed(
     assert "boom" in str(load_run(result.run_id, store=store).strategies[0]["error"])
 
 
-def test_cli_replay_record_runs_list_and_show(
-    store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from velox.cli import _VeloxGroup
-    from velox.cli_engine import register
-    from velox.config import reset_settings
-    from velox.data import import_bars
-
-    import_bars(ROOT / "data/bars/RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m", store=store)
-    monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
-    reset_settings()
-    cli = _VeloxGroup(name="velox")
-    register(cli)
+@pytest.mark.usefixtures("reliance_in_store")
+def test_cli_replay_record_runs_list_and_show(store, operator_cli: click.Group) -> None:
+    cli = operator_cli
     runner = CliRunner()
-    try:
-        args = ["replay", str(ROOT / "strategies/sma_cross.py"), "--symbol", "NSE:RELIANCE",
-                "--timeframe", "5m", "--start", "2025-05-01", "--end", "2025-06-30",
-                "--param", "fast=5", "--param", "slow=20"]  # fmt: skip
-        out = runner.invoke(cli, [*args, "--record", "--run", "SMA1"])
-        assert out.exit_code == 0, out.output
-        assert "recorded: velox runs show SMA1" in out.output
-        # --run without --record is refused, naming the fix
-        refused = runner.invoke(cli, [*args, "--run", "SMA2"])
-        assert refused.exit_code != 0 and "--record" in refused.output
+    args = ["replay", str(ROOT / "strategies/sma_cross.py"), "--symbol", "NSE:RELIANCE",
+            "--timeframe", "5m", "--start", "2025-05-01", "--end", "2025-06-30",
+            "--param", "fast=5", "--param", "slow=20"]  # fmt: skip
+    out = runner.invoke(cli, [*args, "--record", "--run", "SMA1"])
+    assert out.exit_code == 0, out.output
+    assert "recorded: velox runs show SMA1" in out.output
+    # --run without --record is refused, naming the fix
+    refused = runner.invoke(cli, [*args, "--run", "SMA2"])
+    assert refused.exit_code != 0 and "--record" in refused.output
 
-        import velox
+    import velox
 
-        runs = velox.runs()
-        assert list(runs["run_id"]) == ["SMA1"]
-        stored = store.run("SMA1")["summary"]
-        assert runs["total_return"].iloc[0] == pytest.approx(stored["total_return"])
-        trades = velox.load_run("SMA1").trades
-        closed = trades["exit_time"].notna().sum()  # stats count closed round trips
-        assert runs["trades"].iloc[0] == closed > 0
+    runs = velox.runs()
+    assert list(runs["run_id"]) == ["SMA1"]
+    stored = store.run("SMA1")["summary"]
+    assert runs["total_return"].iloc[0] == pytest.approx(stored["total_return"])
+    trades = velox.load_run("SMA1").trades
+    closed = trades["exit_time"].notna().sum()  # stats count closed round trips
+    assert runs["trades"].iloc[0] == closed > 0
 
-        listed = runner.invoke(cli, ["runs", "list"])
-        assert listed.exit_code == 0, listed.output
-        (row,) = [line for line in listed.output.splitlines() if line.strip().startswith("SMA1")]
-        assert "replay" in row and "finished" in row and f"{stored['total_return']:.2%}" in row
+    listed = runner.invoke(cli, ["runs", "list"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = [line for line in listed.output.splitlines() if line.strip().startswith("SMA1")]
+    assert "replay" in row and "finished" in row and f"{stored['total_return']:.2%}" in row
 
-        shown = runner.invoke(cli, ["runs", "show", "SMA1", "--trades", "3"])
-        assert shown.exit_code == 0, shown.output
-        assert "run SMA1: replay finished" in shown.output
-        last_exit = trades["exit_time"].dropna().iloc[-1]
-        assert str(last_exit)[:16] in shown.output
+    shown = runner.invoke(cli, ["runs", "show", "SMA1", "--trades", "3"])
+    assert shown.exit_code == 0, shown.output
+    assert "run SMA1: replay finished" in shown.output
+    last_exit = trades["exit_time"].dropna().iloc[-1]
+    assert str(last_exit)[:16] in shown.output
 
-        unknown = runner.invoke(cli, ["runs", "show", "NOPE"])
-        assert unknown.exit_code == 1 and "NOPE" in unknown.output
-    finally:
-        reset_settings()
+    unknown = runner.invoke(cli, ["runs", "show", "NOPE"])
+    assert unknown.exit_code == 1 and "NOPE" in unknown.output

@@ -10,7 +10,7 @@ import talib
 pytest.importorskip("vectorbt")
 
 import velox.indicators as vi  # noqa: E402
-from velox.indicators import vbt as vxv  # noqa: E402
+from velox.backtest import vbt as vxv  # noqa: E402
 
 
 def test_rsi_sweep_over_windows(daily: dict[str, pd.DataFrame]) -> None:

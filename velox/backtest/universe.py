@@ -437,40 +437,20 @@ def strategy_weights(strategy: Strategy, universe: Universe) -> np.ndarray:
 
 
 def panel(universe: Universe) -> pd.DataFrame:
-    """Return every instrument's bars side by side on the universe's rows: columns
-    ``(field, instrument)``, so ``panel["close"]`` has one column per instrument (NaN where an
-    instrument has no bar). What a cross-sectional strategy's ``signals`` receives."""
-    fields = ["open", "high", "low", "close", "volume"]
-    parts = {}
-    for iid in universe.instrument_ids:
-        frame = universe.frames[iid]
-        have = [f for f in fields if f in frame.columns]
-        parts[iid] = frame[have].astype("float64").reindex(universe.index)
-    out = pd.concat(parts, axis=1).swaplevel(0, 1, axis=1)
-    out.columns.names = ["field", "instrument"]
-    return out[[f for f in fields if f in out.columns.get_level_values(0)]]
+    """Return every instrument's bars side by side on the universe's rows: what a
+    cross-sectional strategy's ``signals`` receives (:func:`velox.strategy.bar_panel`, the
+    panel the engine's replay builds too)."""
+    from velox.strategy import bar_panel
+
+    return bar_panel({iid: universe.frames[iid] for iid in universe.instrument_ids})
 
 
 def _panel_weights(strategy: Strategy, universe: Universe) -> np.ndarray:
+    from velox.strategy import panel_weights
+
     bars = panel(universe)
-    values = strategy.signals(bars)
-    if not isinstance(values, pd.DataFrame):
-        raise ValidationError(
-            f"{strategy.name} is cross-sectional: signals(panel) must return a DataFrame of "
-            f"weights (one column per instrument), not {type(values).__name__}"
-        )
-    unknown = sorted(set(values.columns) - set(universe.instrument_ids))
-    if unknown:
-        raise ValidationError(
-            f"{strategy.name}.signals returned weights for {unknown[:5]}, which it does not "
-            f"trade (its instruments: {', '.join(universe.instrument_ids[:5])} …)"
-        )
-    if len(values) != len(bars) or not values.index.equals(bars.index):
-        raise ValidationError(
-            f"{strategy.name}.signals returned {len(values)} rows for {len(bars)} bar times; "
-            "return one row per row of the panel (same index)"
-        )
-    out = values.reindex(columns=list(universe.instrument_ids)).to_numpy(np.float64)
+    table = panel_weights(strategy, bars, strategy.signals(bars))
+    out = table.reindex(columns=list(universe.instrument_ids)).to_numpy(np.float64)
     # no opinion where an instrument has no bar (the engine would have no close event there)
     out[np.isnan(universe.closes)] = np.nan
     return np.ascontiguousarray(out)

@@ -62,6 +62,8 @@ from velox.engine.commands import CommandSource
 from velox.engine.journal import Alert, RunJournal
 from velox.engine.watchdog import DEFAULT_CALLBACK_BUDGET, CallbackWatchdog
 from velox.errors import (
+    ConfigError,
+    DataError,
     OrderRejected,
     RiskBreach,
     RunInterrupted,
@@ -1040,12 +1042,7 @@ class Engine:
                     sub.runners.append(runner)
                     bars = self.feed.bars(iid, tf) if isinstance(self.feed, BarReplay) else None
                     if strategy.vectorised and strategy.cross_sectional:
-                        self._fail(runner, ValidationError(
-                            f"{strategy.name} is cross-sectional (its signals rank instruments "
-                            "against each other): the engine computes signals instrument by "
-                            "instrument and cannot run it yet; backtest it with velox.research"
-                        ))  # fmt: skip
-                        break
+                        continue  # one panel for all its instruments, below
                     if strategy.vectorised and bars is not None:
                         # signals are causal (tested by velox.strategy.lookahead_violations), so
                         # computing them once over the whole replay equals computing them per bar
@@ -1061,6 +1058,8 @@ class Engine:
                             break
                         runner.signals[(iid, tf)] = values.tolist()
                         runner.arrays[(iid, tf)] = values
+            if strategy.vectorised and strategy.cross_sectional and runner.alive:
+                self._cross_sectional_signals(runner)
         if isinstance(self.feed, BarReplay):
             for key, sub in self._subs.items():
                 frame = self.feed.bars(*key)
@@ -1080,6 +1079,46 @@ class Engine:
             if runner.alive:
                 self._call(runner, runner.strategy.on_start)
         self._drain()
+
+    def _cross_sectional_signals(self, runner: _Runner) -> None:
+        """Precompute a cross-sectional strategy's weights over the whole replay, once.
+
+        Its ``signals`` ranks instruments against each other, so it gets every instrument's
+        bars at once (:func:`velox.strategy.bar_panel`, the panel ``velox.research`` builds);
+        each instrument's column, at that instrument's own bars, becomes its precomputed signal,
+        applied at its bar closes like any vectorisable strategy's (causal signals: computing
+        them once equals computing them per bar). Paper and live engines see bars one
+        instrument at a time and do not run such strategies.
+        """
+        from velox.strategy import bar_panel, panel_weights
+
+        strategy = runner.strategy
+        tf = strategy.timeframe
+        if not isinstance(self.feed, BarReplay):
+            self._fail(runner, ConfigError(
+                f"{strategy.name} is cross-sectional (its signals rank instruments against each "
+                f"other): it runs in velox.replay and velox.research, not in a {self.mode} engine"
+            ))  # fmt: skip
+            return
+        frames = {iid: self.feed.bars(iid, tf) for iid in strategy.instruments}
+        missing = sorted(iid for iid, frame in frames.items() if frame is None)
+        if missing:
+            self._fail(runner, DataError(
+                f"{strategy.name} is cross-sectional and needs {tf} bars of every instrument; "
+                f"the replay has none of {', '.join(missing[:5])}"
+            ))  # fmt: skip
+            return
+        panel = bar_panel(frames)  # type: ignore[arg-type]
+        try:
+            table = panel_weights(strategy, panel, strategy.signals(panel))
+        except STRATEGY_ERRORS as exc:
+            self._fail(runner, exc)
+            return
+        for iid, frame in frames.items():
+            rows = panel.index.get_indexer(frame.index)  # type: ignore[union-attr]
+            values = np.ascontiguousarray(table[iid].to_numpy(np.float64)[rows])
+            runner.signals[(iid, tf)] = values.tolist()
+            runner.arrays[(iid, tf)] = values
 
     def _restore_state(self) -> None:
         events = self.audit.events(self.oms.prefix)

@@ -4,8 +4,8 @@ Every indicator is defined once, as a numba step over a small state (``_kernels`
 functions below loop that step over arrays, and :mod:`velox.indicators.streaming` applies it one
 bar at a time (``update`` for a closed bar, ``preview`` for the forming candle), so the two paths
 cannot disagree. Nothing is compiled at import: each kernel compiles (or loads from numba's
-on-disk cache) on first use. The vectorbt bridge lives in :mod:`velox.indicators.vbt` and is the
-only module here that imports vectorbt.
+on-disk cache) on first use. The vectorbt bridge (these indicators as vectorbt IndicatorFactory
+classes) is :mod:`velox.backtest.vbt`: ``velox.backtest`` is the only package importing vectorbt.
 
 See ``docs/indicators.md`` for the conventions (TA-Lib seeding, warm-up NaN, the forming-candle
 model). Multi-output results are NamedTuples named for what they hold (``MACDLines``, ``Bands``,

@@ -1,11 +1,11 @@
 """vectorbt bridge: Velox's batch indicators as ``vectorbt.IndicatorFactory`` classes.
 
-Importing this module imports vectorbt (slow, heavy), which is why it is the only module in
-``velox.indicators`` that does; nothing else in Velox imports it eagerly. Each class wraps the
+Importing this module imports vectorbt (slow, heavy); it lives in ``velox.backtest``, the only
+package that imports vectorbt, and nothing else in Velox imports it eagerly. Each class wraps the
 batch function of the same name, so sweeps get TA-Lib-exact values and Velox's warm-up NaNs, and
 take vectorbt's usual broadcasting of parameter lists:
 
->>> from velox.indicators import vbt as vxv            # doctest: +SKIP
+>>> from velox.backtest import vbt as vxv              # doctest: +SKIP
 >>> out = vxv.RSI.run(close, window=[7, 14, 21])       # doctest: +SKIP
 >>> out.rsi                                             # one column per window  # doctest: +SKIP
 
