@@ -29,6 +29,22 @@ def test_every_notebook_reads_like_a_tutorial_and_has_a_parameters_cell() -> Non
         )
 
 
+def test_papermill_sees_every_parameter_a_notebook_declares() -> None:
+    """`velox pipeline run NB -p name value` refuses names papermill cannot find, and papermill
+    silently skips lines it cannot parse (a comment with quotes, for one)."""
+    import ast
+
+    import papermill
+
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        (cell,) = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        tree = ast.parse("".join(cell["source"]))
+        assigned = [t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)]  # fmt: skip
+        assert list(papermill.inspect_notebook(str(path))) == assigned, path.name
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("pg_server", ["embedded"], indirect=True)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

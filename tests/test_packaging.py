@@ -48,6 +48,8 @@ def test_import_velox_does_not_import_heavy_libraries():
         "dask",
         "distributed",
         "hvplot",
+        "ipywidgets",
+        "bokeh",
     ]
     code = (
         f"import sys, velox; heavy = {heavy!r}; "

@@ -18,6 +18,7 @@ name                       what it does
 :func:`monte_carlo`        trade-order reshuffle / bootstrap of a result → ``MonteCarloReport``
 :func:`optimize`           a parameter sweep (grid or random) of ``signals()`` → ``OptimizeResult``
 :func:`walk_forward`       rolling / anchored walk-forward optimisation → ``WalkForwardReport``
+:func:`scan`               instruments meeting a preset or condition on one bar, ranked
 =========================  ==================================================================
 
 Examples
@@ -45,9 +46,12 @@ _SUBMODULES = frozenset(
     {
         "backtest",
         "brokers",
+        "builder",
         "calendar",
         "cli",
         "cli_engine",
+        "cli_scan",
+        "cli_pipeline",
         "config",
         "costs",
         "data",
@@ -58,11 +62,14 @@ _SUBMODULES = frozenset(
         "instruments",
         "modes",
         "oms",
+        "pipelines",
         "risk",
+        "scanner",
         "store",
         "strategy",
         "testing",
         "types",
+        "universes",
     }
 )
 
@@ -74,6 +81,7 @@ _REEXPORTS = {
     "start_paper": "velox.modes",
     "optimize": "velox.backtest.optimize",
     "walk_forward": "velox.backtest.walkforward",
+    "scan": "velox.scanner",
 }
 
 #: Keywords of :func:`replay` that configure the run rather than the strategy; every other
@@ -106,6 +114,7 @@ if TYPE_CHECKING:
     from velox.backtest.research import ParityReport, ResearchResult
     from velox.backtest.walkforward import walk_forward  # noqa: F401  (lazy re-export)
     from velox.engine import RunResult
+    from velox.scanner import scan  # noqa: F401  (lazy re-export)
     from velox.strategy import Strategy, load_strategy  # noqa: F401  (lazy re-export)
 
 

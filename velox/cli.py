@@ -343,5 +343,13 @@ from velox.cli_engine import register  # noqa: E402  (engine verbs live beside t
 
 register(main)
 
+from velox.cli_scan import register as register_scan  # noqa: E402  (the scanner's verb)
+
+register_scan(main)
+
+from velox.cli_pipeline import register as register_pipeline  # noqa: E402  (issue 12)
+
+register_pipeline(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

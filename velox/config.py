@@ -17,6 +17,15 @@ Keys mirror the field names; the ``[risk]`` table holds the default risk limits 
 
     [risk]
     max_order_notional = 200000
+
+    [[schedules.pipeline]]             # notebooks run by `velox pipeline schedule`
+    name = "morning-scan"
+    notebook = "notebooks/05_scanner.ipynb"
+    at = "09:05"
+
+The ``[schedules]`` table is described in ``docs/pipelines.md`` and checked by
+:func:`velox.pipelines.parse_schedules`; its relative notebook paths are read from the folder of
+the TOML file.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import time
 from pathlib import Path
@@ -34,6 +44,7 @@ from urllib.parse import unquote
 from velox.errors import ConfigError
 
 if TYPE_CHECKING:
+    from velox.pipelines import Schedule
     from velox.risk import RiskLimits
 
 ENV_PREFIX = "VELOX_"
@@ -42,7 +53,7 @@ ENV_PREFIX = "VELOX_"
 SECRET_FIELDS = frozenset({"database_url"})
 
 #: Fields that may only come from ``velox.toml`` (a table does not fit in one variable).
-FILE_ONLY_FIELDS = frozenset({"risk"})
+FILE_ONLY_FIELDS = frozenset({"risk", "schedules"})
 
 #: What a masked password reads as.
 MASK = "***"
@@ -75,6 +86,9 @@ class Settings:
     #: The ``[risk]`` table of ``velox.toml``: default limits of every engine (``None`` = the
     #: built-in defaults; see :attr:`risk_limits`).
     risk: RiskLimits | None = None
+    #: The ``[[schedules.pipeline]]`` entries of ``velox.toml``: notebooks ``velox pipeline
+    #: schedule`` runs (see ``docs/pipelines.md``).
+    schedules: tuple[Schedule, ...] = ()
 
     @property
     def store_dir(self) -> Path:
@@ -284,6 +298,12 @@ def _check_risk(raw: object, source: str) -> RiskLimits:
     return RiskLimits.from_mapping(raw, source=f"{source} [risk]")
 
 
+def _check_schedules(raw: object, source: str) -> tuple[Schedule, ...]:
+    from velox.pipelines import parse_schedules
+
+    return parse_schedules(raw, source=f"{source} [schedules]", base=Path(source).parent)
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
     if name == "data_dir":
         return _check_data_dir(raw, source)
@@ -304,6 +324,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_dask_scheduler(raw, source)
     if name == "risk":
         return _check_risk(raw, source)
+    if name == "schedules":
+        return _check_schedules(raw, source)
     raise AssertionError(f"no coercion for setting {name}")  # pragma: no cover
 
 
@@ -327,6 +349,16 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def config_file(env: Mapping[str, str] | None = None) -> Path | None:
+    """Return the TOML file :func:`load_settings` reads (``$VELOX_CONFIG`` or ``./velox.toml``
+    if it exists), or None when there is none."""
+    env = os.environ if env is None else env
+    if env.get("VELOX_CONFIG", "").strip():
+        return Path(env["VELOX_CONFIG"]).expanduser()
+    path = Path("velox.toml")
+    return path if path.exists() else None
 
 
 def load_settings(

@@ -16,6 +16,7 @@ from velox.store.alerts import ALERT_KINDS, ALERT_SEVERITIES
 from velox.store.commands import COMMAND_VERBS, Command
 from velox.store.core import INSTRUMENT_COLUMNS, OHLCV, TABLES, TICK_COLUMNS, Store
 from velox.store.listen import CHANNELS, Listener
+from velox.store.pipelines import PIPELINE_STATUSES, PipelineBusy
 from velox.store.recorder import RunRecorder
 from velox.store.runs import RUN_MODES
 from velox.store.server import embedded_exists, embedded_url, stop_embedded
@@ -74,11 +75,13 @@ __all__ = [
     "COMMAND_VERBS",
     "INSTRUMENT_COLUMNS",
     "OHLCV",
+    "PIPELINE_STATUSES",
     "RUN_MODES",
     "TABLES",
     "TICK_COLUMNS",
     "Command",
     "Listener",
+    "PipelineBusy",
     "RunRecorder",
     "Store",
     "embedded_url",

@@ -48,6 +48,7 @@ from velox.store.alerts import AlertsMixin
 from velox.store.commands import CommandsMixin
 from velox.store.listen import NotifyMixin
 from velox.store.migrate import apply_migrations
+from velox.store.pipelines import PipelinesMixin
 from velox.store.runs import RunsMixin
 from velox.store.server import embedded_url
 from velox.types import check_instrument_id
@@ -105,6 +106,7 @@ TABLES = frozenset(
         "command_events",
         "imports",
         "import_log",
+        "pipeline_runs",
         "schema_migrations",
     }
 )
@@ -161,11 +163,11 @@ FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
 COPY_CHUNK_ROWS = 65_536
 
 
-class Store(RunsMixin, CommandsMixin, AlertsMixin, NotifyMixin):
+class Store(RunsMixin, PipelinesMixin, CommandsMixin, AlertsMixin, NotifyMixin):
     """A handle on one PostgreSQL database holding Velox's data (bars, instruments, orders, runs).
 
-    Run state, commands, alerts and LISTEN/NOTIFY come from the mixins in ``velox.store.runs``,
-    ``commands``, ``alerts`` and ``listen``.
+    Run state, pipeline runs, commands, alerts and LISTEN/NOTIFY come from the mixins in
+    ``velox.store.runs``, ``pipelines``, ``commands``, ``alerts`` and ``listen``.
 
     Build it with :func:`velox.store.open_store`. Attributes: ``url`` (connection URI),
     ``backend`` (``"embedded"`` or ``"external"``) and ``timescale`` (whether ``bars`` and

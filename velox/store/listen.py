@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The channels Velox itself notifies.
-CHANNELS = ("velox_runs", "velox_commands", "velox_alerts")
+CHANNELS = ("velox_runs", "velox_commands", "velox_alerts", "velox_pipelines")
 
 
 def _channel(name: object) -> str:
