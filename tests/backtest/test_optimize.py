@@ -321,6 +321,28 @@ def test_dask_and_forked_processes_give_the_in_process_result(
     assert here.best_params == on_dask.best_params == forked.best_params
 
 
+class Boom(Strategy):
+    """Fails for one combination: the sweep must stop with that error, wherever it ran."""
+
+    instruments = ("NSE:RELIANCE",)
+    fast: int = 5
+    slow: int = 30
+
+    def signals(self, bars: pd.DataFrame) -> pd.Series:
+        if self.fast == 15 and self.slow == 60:
+            raise ValueError("planted failure at fast=15, slow=60")
+        return pd.Series(0.5, index=bars.index)
+
+
+@pytest.mark.parametrize("scheduler", ["processes", "in-process"])
+def test_a_failing_combination_stops_the_sweep_with_its_error(
+    reliance_1d: pd.DataFrame, scheduler: str
+) -> None:
+    with pytest.raises(ValueError, match="planted failure at fast=15, slow=60"):
+        optimize(Boom, reliance_1d, fast=range(5, 30, 5), slow=range(20, 80, 10),
+                 progress=False, scheduler=scheduler, workers=2)  # fmt: skip
+
+
 # -- refusals and display -------------------------------------------------------------------------
 
 

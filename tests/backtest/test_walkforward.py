@@ -229,6 +229,23 @@ def test_report_tables_plot_and_html(rolling: WalkForwardReport) -> None:
     assert "WalkForwardReport" in html and "parameter stability" in html
 
 
+def test_a_universe_walks_forward_on_its_union_of_bar_times() -> None:
+    from velox.data import read_bar_file, validate_bars
+
+    frames = {}
+    for iid in ("NSE:INFY", "NSE:TCS", "NSE:SBIN"):
+        name = f"{iid.split(':')[1]}_1d_2017_2022.csv.gz"
+        frames[iid], _ = validate_bars(read_bar_file(ROOT / "data" / "bars" / name),
+                                       timeframe="1d", source=name)  # fmt: skip
+    report = walk_forward(SMA, frames, train="540D", test="180D", progress=True,
+                          scheduler="in-process", weight=0.3, **GRID)  # fmt: skip
+    assert len(report.folds) >= 4
+    for fold in report.folds:
+        assert fold.result.universe.instrument_ids == ("NSE:INFY", "NSE:SBIN", "NSE:TCS")
+        assert fold.best_params.keys() == {"fast", "slow"}
+    assert report.equity.index.is_monotonic_increasing
+
+
 def test_folds_on_dask_give_the_in_process_report(
     rolling: WalkForwardReport, reliance: dict[str, pd.DataFrame]
 ) -> None:

@@ -361,18 +361,21 @@ def _max_drawdown(values: np.ndarray, initial_cash: float) -> float:
 
 
 #: The last sample of each IST date of the equity times last asked for (a sweep asks with the
-#: same times for every combination): (times, their rows).
-_DAY_ENDS: list[tuple[np.ndarray, np.ndarray]] = []
+#: same times for every combination): (times, their rows, (length, first, last) to notice an
+#: array changed in place).
+_DAY_ENDS: list[tuple[np.ndarray, np.ndarray, tuple[int, int, int]]] = []
 
 
 def _day_ends(stamps: np.ndarray) -> np.ndarray:
     import numpy as np
 
-    if _DAY_ENDS and _DAY_ENDS[0][0] is stamps:
-        return _DAY_ENDS[0][1]
+    if _DAY_ENDS:
+        seen, ends, shape = _DAY_ENDS[0]
+        if seen is stamps and shape == (len(stamps), int(stamps[0]), int(stamps[-1])):
+            return ends
     days = (stamps + _IST_OFFSET_NS) // _DAY_NS
     rows = np.flatnonzero(np.r_[days[1:] != days[:-1], True])
-    _DAY_ENDS[:] = [(stamps, rows)]
+    _DAY_ENDS[:] = [(stamps, rows, (len(stamps), int(stamps[0]), int(stamps[-1])))]
     return rows
 
 
