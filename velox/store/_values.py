@@ -158,6 +158,32 @@ def identifiers(columns: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(map(sql.Identifier, columns))
 
 
+def filtered_select(
+    table: str,
+    columns: Sequence[str],
+    filters: Iterable[tuple[str, object, Iterable[str] | None]],
+    order_by: str,
+    limit: object,
+) -> tuple[sql.Composed, list[object]]:
+    """Return a listing query of ``table`` and its values: ``column = value`` for each filter
+    whose value is not None (checked against its allowed values, if any), newest first by
+    ``order_by`` (trusted SQL), at most ``limit`` rows (None: all)."""
+    conditions, values = [], []
+    for name, value, allowed in filters:
+        if value is not None:
+            if allowed is not None:
+                choice(name, value, allowed)
+            conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+            values.append(value)
+    query = sql.SQL("SELECT {} FROM {}").format(identifiers(columns), sql.Identifier(table))
+    if conditions:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+    query += sql.SQL(" ORDER BY " + order_by)
+    if limit is not None:
+        query += sql.SQL(" LIMIT {}").format(sql.Literal(positive_limit(limit)))
+    return query, values
+
+
 class StoreLike:
     """What the mixins use of :class:`velox.store.core.Store` (for type checkers only)."""
 

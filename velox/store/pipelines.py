@@ -30,12 +30,12 @@ from velox.store._values import (
     StoreLike,
     aware,
     choice,
+    filtered_select,
     identifiers,
     ist_column,
     jsonb_text,
     mapping,
     optional_text,
-    positive_limit,
     recent_hint,
     text,
     to_ist,
@@ -288,23 +288,17 @@ class PipelinesMixin(StoreLike):
         """
         import pandas as pd
 
-        conditions, values = [], []
-        for name, value, allowed in (
-            ("pipeline", pipeline, None),
-            ("status", status, PIPELINE_STATUSES),
-            ("trigger", trigger, PIPELINE_TRIGGERS),
-        ):
-            if value is not None:
-                if allowed is not None:
-                    choice(name, value, allowed)
-                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
-                values.append(value)
-        query = sql.SQL("SELECT {} FROM pipeline_runs").format(identifiers(PIPELINE_RUN_COLUMNS))
-        if conditions:
-            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
-        query += sql.SQL(" ORDER BY started_at DESC, id DESC")
-        if limit is not None:
-            query += sql.SQL(" LIMIT {}").format(sql.Literal(positive_limit(limit)))
+        query, values = filtered_select(
+            "pipeline_runs",
+            PIPELINE_RUN_COLUMNS,
+            (
+                ("pipeline", pipeline, None),
+                ("status", status, PIPELINE_STATUSES),
+                ("trigger", trigger, PIPELINE_TRIGGERS),
+            ),
+            "started_at DESC, id DESC",
+            limit,
+        )
         with self._shared() as conn:
             rows = conn.execute(query, values).fetchall()
         frame = pd.DataFrame(rows, columns=list(PIPELINE_RUN_COLUMNS))

@@ -38,12 +38,12 @@ from velox.store._values import (
     StoreLike,
     aware,
     choice,
+    filtered_select,
     identifiers,
     ist_column,
     jsonb_text,
     mapping,
     number,
-    positive_limit,
     recent_hint,
     text,
     to_ist,
@@ -269,23 +269,17 @@ class RunsMixin(StoreLike):
         """
         import pandas as pd
 
-        conditions, values = [], []
-        for name, value, allowed in (
-            ("mode", mode, RUN_MODES),
-            ("account", account, None),
-            ("status", status, RUN_STATUSES),
-        ):
-            if value is not None:
-                if allowed is not None:
-                    choice(name, value, allowed)
-                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
-                values.append(value)
-        query = sql.SQL("SELECT {} FROM runs").format(identifiers(RUN_COLUMNS))
-        if conditions:
-            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
-        query += sql.SQL(" ORDER BY started_at DESC, run_id DESC")
-        if limit is not None:
-            query += sql.SQL(" LIMIT {}").format(sql.Literal(positive_limit(limit)))
+        query, values = filtered_select(
+            "runs",
+            RUN_COLUMNS,
+            (
+                ("mode", mode, RUN_MODES),
+                ("account", account, None),
+                ("status", status, RUN_STATUSES),
+            ),
+            "started_at DESC, run_id DESC",
+            limit,
+        )
         with self._shared() as conn:
             rows = conn.execute(query, values).fetchall()
         frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
