@@ -6,18 +6,82 @@ and returns data, so both front ends stay thin and the behaviour is tested once.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from velox.builder.codegen import build, is_generated
+from velox.builder.model import Size, StrategyModel
+from velox.errors import VeloxError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from velox.builder.model import StrategyModel
     from velox.engine import RunResult
 
-__all__ = ["backtest", "builder_files", "bundled_bars", "summary"]
+__all__ = ["FormFields", "backtest", "builder_files", "bundled_bars", "summary"]
+
+log = logging.getLogger(__name__)
+
+
+class FormFields:
+    """The widgets ↔ model mapping both forms share (ipywidgets and Panel widgets both hold
+    ``.value``): a form names its widgets alike, ``_name_attr`` the name field's attribute
+    (Panel keeps ``name`` for itself), and says things with ``_say``."""
+
+    _name_attr = "name"
+    groups: dict[str, Any]
+
+    def _say(self, message: str, *, error: bool = False) -> None:
+        raise NotImplementedError
+
+    @property
+    def model(self) -> StrategyModel:
+        """Return the model the widgets show (not validated: :meth:`StrategyModel.validate`)."""
+        f: Any = self
+        kind, value = f.size_kind.value, f.size_value.value
+        return StrategyModel(
+            name=getattr(f, self._name_attr).value.strip(),
+            description=f.description.value,
+            instruments=tuple(
+                p.strip().upper() for p in f.instruments.value.split(",") if p.strip()
+            ),
+            timeframe=f.timeframe.value,
+            product=f.product.value,
+            **{name: editor.group for name, editor in self.groups.items()},
+            stop_loss_pct=float(f.stop.value) if f.use_stop.value else None,
+            target_pct=float(f.target.value) if f.use_target.value else None,
+            size=Size(kind, int(value) if kind == "lots" and float(value).is_integer() else value),
+        )
+
+    def load_model(self, model: StrategyModel) -> None:
+        """Show ``model`` in the widgets."""
+        f: Any = self
+        getattr(f, self._name_attr).value = model.name
+        f.description.value = model.description
+        f.instruments.value = ", ".join(model.instruments)
+        f.timeframe.value = model.timeframe
+        f.product.value = model.product
+        f.size_kind.value = model.size.kind
+        f.size_value.value = float(model.size.value)
+        f.use_stop.value = model.stop_loss_pct is not None
+        if model.stop_loss_pct is not None:
+            f.stop.value = model.stop_loss_pct
+        f.use_target.value = model.target_pct is not None
+        if model.target_pct is not None:
+            f.target.value = model.target_pct
+        for name, editor in self.groups.items():
+            editor.set(getattr(model, name))
+
+    def _safely(self, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except (VeloxError, FileExistsError, OSError) as exc:
+            self._say(str(exc), error=True)
+        except Exception as exc:  # a button must report, never raise into the front end
+            log.exception("strategy builder: %s failed", getattr(action, "__name__", action))
+            self._say(f"{type(exc).__name__}: {exc}", error=True)
 
 
 def builder_files(directory: str | Path) -> list[str]:

@@ -33,7 +33,6 @@ from velox.builder.model import (
     Operand,
     Price,
     Rule,
-    Size,
     StrategyModel,
 )
 from velox.errors import VeloxError
@@ -208,7 +207,7 @@ class GroupEditor(w.VBox):
             self.append(item)
 
 
-class StrategyForm(w.VBox):
+class StrategyForm(actions.FormFields, w.VBox):
     """Return the no-code strategy builder form (an ``ipywidgets.VBox``).
 
     Parameters
@@ -313,53 +312,7 @@ class StrategyForm(w.VBox):
 
     # -- model <-> widgets -------------------------------------------------------------------
 
-    @property
-    def model(self) -> StrategyModel:
-        """Return the model the widgets show (not validated: :meth:`StrategyModel.validate`)."""
-        kind = self.size_kind.value
-        value = self.size_value.value
-        return StrategyModel(
-            name=self.name.value.strip(),
-            description=self.description.value,
-            instruments=tuple(
-                p.strip().upper() for p in self.instruments.value.split(",") if p.strip()
-            ),
-            timeframe=self.timeframe.value,
-            product=self.product.value,
-            **{name: editor.group for name, editor in self.groups.items()},
-            stop_loss_pct=float(self.stop.value) if self.use_stop.value else None,
-            target_pct=float(self.target.value) if self.use_target.value else None,
-            size=Size(kind, int(value) if kind == "lots" and float(value).is_integer() else value),
-        )
-
-    def load_model(self, model: StrategyModel) -> None:
-        """Show ``model`` in the widgets."""
-        self.name.value = model.name
-        self.description.value = model.description
-        self.instruments.value = ", ".join(model.instruments)
-        self.timeframe.value = model.timeframe
-        self.product.value = model.product
-        self.size_kind.value = model.size.kind
-        self.size_value.value = float(model.size.value)
-        self.use_stop.value = model.stop_loss_pct is not None
-        if model.stop_loss_pct is not None:
-            self.stop.value = model.stop_loss_pct
-        self.use_target.value = model.target_pct is not None
-        if model.target_pct is not None:
-            self.target.value = model.target_pct
-        for name, editor in self.groups.items():
-            editor.set(getattr(model, name))
-
     # -- actions -----------------------------------------------------------------------------
-
-    def _safely(self, action: Callable[[], object]) -> None:
-        try:
-            action()
-        except (VeloxError, FileExistsError, OSError) as exc:
-            self._say(str(exc), error=True)
-        except Exception as exc:  # a button must report, never raise into the front end
-            log.exception("strategy builder: %s failed", getattr(action, "__name__", action))
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
 
     def _say(self, message: str, *, error: bool = False) -> None:
         color = "#b00020" if error else "#1b5e20"

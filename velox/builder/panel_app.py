@@ -41,7 +41,6 @@ from velox.builder.model import (
     Operand,
     Price,
     Rule,
-    Size,
     StrategyModel,
 )
 from velox.errors import VeloxError
@@ -202,7 +201,7 @@ class _Group:
 _DEFAULT_RULE = Rule(Indicator("rsi", {"window": 14}), "<", Number(30.0))
 
 
-class PanelForm(pn.viewable.Viewer):
+class PanelForm(actions.FormFields, pn.viewable.Viewer):
     """Return the Panel-native builder form: the ipywidgets form's mirror over the same model.
 
     ``model`` / :meth:`load_model` and the methods :meth:`preview`, :meth:`save`,
@@ -213,6 +212,8 @@ class PanelForm(pn.viewable.Viewer):
     >>> from velox.builder.panel_app import PanelForm
     >>> PanelForm().servable()        # doctest: +SKIP
     """
+
+    _name_attr = "name_input"  # Panel keeps ``name`` for the viewer itself
 
     def __init__(
         self,
@@ -270,51 +271,6 @@ class PanelForm(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.Column:
         return self._view
-
-    @property
-    def model(self) -> StrategyModel:
-        """Return the model the widgets show (not validated)."""
-        kind, value = self.size_kind.value, self.size_value.value
-        return StrategyModel(
-            name=self.name_input.value.strip(),
-            description=self.description.value,
-            instruments=tuple(
-                p.strip().upper() for p in self.instruments.value.split(",") if p.strip()
-            ),
-            timeframe=self.timeframe.value,
-            product=self.product.value,
-            **{name: editor.group for name, editor in self.groups.items()},
-            stop_loss_pct=float(self.stop.value) if self.use_stop.value else None,
-            target_pct=float(self.target.value) if self.use_target.value else None,
-            size=Size(kind, int(value) if kind == "lots" and float(value).is_integer() else value),
-        )
-
-    def load_model(self, model: StrategyModel) -> None:
-        """Show ``model`` in the widgets."""
-        self.name_input.value = model.name
-        self.description.value = model.description
-        self.instruments.value = ", ".join(model.instruments)
-        self.timeframe.value = model.timeframe
-        self.product.value = model.product
-        self.size_kind.value = model.size.kind
-        self.size_value.value = float(model.size.value)
-        self.use_stop.value = model.stop_loss_pct is not None
-        if model.stop_loss_pct is not None:
-            self.stop.value = model.stop_loss_pct
-        self.use_target.value = model.target_pct is not None
-        if model.target_pct is not None:
-            self.target.value = model.target_pct
-        for name, editor in self.groups.items():
-            editor.set(getattr(model, name))
-
-    def _safely(self, action: Callable[[], object]) -> None:
-        try:
-            action()
-        except (VeloxError, FileExistsError, OSError) as exc:
-            self._say(str(exc), error=True)
-        except Exception as exc:  # a button must report, never raise into the page
-            log.exception("strategy builder: %s failed", getattr(action, "__name__", action))
-            self._say(f"{type(exc).__name__}: {exc}", error=True)
 
     def _say(self, message: str, *, error: bool = False) -> None:
         color = "#b00020" if error else "#1b5e20"
