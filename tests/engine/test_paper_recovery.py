@@ -100,8 +100,10 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
     assert held > 0, "killed while holding a position (and with a working order)"
     seq_at_kill = max(int(c[3:]) for c in at_kill["client_id"] if re.fullmatch(r"P1-\d+", c))
     # issued while the engine is down: P1 is still "running" (it never finished), so a target
-    sell = {**buy, "side": "SELL", "qty": 2}
-    during = store.issue_command("order", issued_by="ops", run_id="P1", args=sell)
+    # a buy: a sell could be rightly refused when the strategy's own sell of its 10 shares is
+    # working at that moment (CNC holdings reserved, none free), which would say nothing here
+    more = {**buy, "qty": 2}
+    during = store.issue_command("order", issued_by="ops", run_id="P1", args=more)
     flatten = store.issue_command("cancel-order", issued_by="ops", args={"client_id": "P1-1"})
     assert during.targets == ("P1",) and flatten.targets == ("P1",)
     time.sleep(0.5)  # the market moves on while the engine is down
