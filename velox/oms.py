@@ -225,12 +225,14 @@ class StoreAuditLog:
         )
 
     def events(self, prefix: str) -> list[AuditEvent]:
-        """Return this mode's events in append order: the run's (with a ``run_id``), else
-        those whose client id starts with ``prefix``."""
+        """Return events in append order: the run's, whatever mode wrote them (with a
+        ``run_id``: a deployment switched between live and dry-run is one run), else this
+        mode's whose client id starts with ``prefix``."""
         frame = self.store.read_order_events(run_id=self.run_id)
-        keep = frame["mode"] == self.mode
         if self.run_id is None:
-            keep &= frame["client_id"].str.startswith(prefix)
+            keep = (frame["mode"] == self.mode) & frame["client_id"].str.startswith(prefix)
+        else:
+            keep = frame["mode"].notna()
         return [
             AuditEvent(str(r.client_id), r.ts.to_pydatetime(), str(r.status), dict(r.payload))
             for r in frame[keep].itertuples()

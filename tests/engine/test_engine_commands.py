@@ -148,7 +148,7 @@ def test_every_verb_reaches_a_running_engine_once(
     assert answers["cancel-order"][0] == "done" and answers["cancelled"][0] == "CANCELLED"
     assert answers["stop-strategy"][0] == "done" and idle.stopped
     status, result = answers["switch-mode"]
-    assert status == "failed" and "no live broker" in result["error"]
+    assert status == "failed" and "not started with a live broker" in result["error"]
     assert answers["flatten"][0] == "done" and answers["after flatten"][0] == "0"
     status, result = answers["kill"]
     assert status == "done" and result["engaged"] is True

@@ -227,15 +227,7 @@ def _order(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
 
 
 def _switch_mode(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
-    wanted = str(command.args.get("mode"))
-    current = "live" if engine.mode == "live" else "dry-run"
-    if wanted == current:
-        return True, {"mode": current, "detail": "already in this mode"}
-    return False, {
-        "mode": current,
-        "error": f"this {engine.mode} engine cannot switch to {wanted}: no live broker adapter "
-        "is wired yet (they arrive with the broker issues)",
-    }
+    return engine.switch_venue(str(command.args.get("mode")), issued_by=_who(command))
 
 
 def _positions(engine: Engine) -> dict[str, int]:

@@ -62,6 +62,8 @@ from velox.engine.commands import CommandSource
 from velox.engine.journal import Alert, RunJournal
 from velox.engine.watchdog import DEFAULT_CALLBACK_BUDGET, CallbackWatchdog
 from velox.errors import (
+    AuthExpired,
+    BrokerError,
     ConfigError,
     DataError,
     OrderRejected,
@@ -102,6 +104,8 @@ __all__ = ["Engine", "MODES", "name_uniquely", "strategy_record"]
 log = logging.getLogger(__name__)
 
 MODES = ("replay", "paper", "live")
+#: How a halt for an expired broker session reads (it starts with this).
+_SESSION_EXPIRED = "broker session expired"
 
 # Bars built here come from validated stored bars or from the aggregator's checked ticks;
 # Bar.__post_init__ would re-check them and costs more than the rest of the event.
@@ -232,6 +236,7 @@ class Engine:
         fast_forward: bool | None = None,
         clock: Clock | None = None,
         callback_budget: float | None = DEFAULT_CALLBACK_BUDGET,
+        venues: Mapping[str, Broker] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
@@ -244,6 +249,10 @@ class Engine:
         self._callback_runner: _Runner | None = None
         self._callback_seq = 0
         self.broker = broker
+        # the brokers a deployment may switch between (``switch-mode``): "live" sends orders to
+        # the broker, "dry-run" to the simulated exchange on the same live data
+        self.venues: dict[str, Broker] = dict(venues or {})
+        self.venues.setdefault(_venue_of(mode), broker)
         self.feed = feed
         self.clock = feed.clock if isinstance(feed, BarReplay) else clock
         self._lookup = instruments.__getitem__ if isinstance(instruments, Mapping) else instruments
@@ -517,6 +526,8 @@ class Engine:
             reason = exc.reason
         except VeloxError as exc:  # a broker failure rejects this order, not the engine
             reason = f"broker error: {exc}"
+            if isinstance(exc, AuthExpired):
+                self._session_expired(exc)
         if reason is not None:
             log.info("[%s] broker rejected %s: %s", self.mode, cid, reason)
             self._drain()
@@ -546,6 +557,12 @@ class Engine:
             self.broker.cancel_order(order.broker_order_id)
         except OrderRejected as exc:
             log.info("[%s] cancel of %s refused: %s", self.mode, order.client_id, exc.reason)
+        except AuthExpired as exc:
+            self._session_expired(exc)
+        except BrokerError as exc:  # the order stays working; the operator is told
+            log.error("[%s] cancel of %s failed: %s", self.mode, order.client_id, exc)
+            self._alert("order_rejected", "critical", f"cancel of {order.client_id} failed: "
+                        f"{exc}", about=f"cancel:{order.client_id}")  # fmt: skip
 
     def _catch_up(self, iid: str) -> None:
         """Bring the simulator to the engine's state before an order: the instrument's latest
@@ -689,6 +706,60 @@ class Engine:
         """Release the kill switch on an admin's request (engine thread only; audited)."""
         self.risk.reset_kill(admin, self.now())
         self._drain_risk()
+
+    def switch_venue(self, wanted: str, *, issued_by: str) -> tuple[bool, dict[str, object]]:
+        """Send this deployment's orders to its ``"live"`` broker or its ``"dry-run"``
+        simulator from now on (engine thread only; the ``switch-mode`` command).
+
+        Only a flat book switches: a working order or a position at one venue would be orphaned
+        at the other (the OMS books one venue's fills), so those refuse with the fix (flatten
+        first). The switch is audited before it is made and every later audit row, risk event
+        and report carries the new mode.
+        """
+        current = _venue_of(self.mode)
+        if wanted == current:
+            return True, {"mode": current, "detail": "already in this mode"}
+        target = self.venues.get(wanted)
+        if target is None:
+            how = ("it was not started with a live broker and --confirm-live" if wanted == "live"
+                   else "it has no simulated exchange to switch to")  # fmt: skip
+            error = f"this {self.mode} engine cannot switch to {wanted}: {how}"
+            return False, {"mode": current, "error": error}
+        self._drain()
+        working = sorted(self.oms.open)
+        held = {k: v for k, v in self.oms.account.net.items() if v}
+        if working or held:
+            what = []
+            if working:
+                what.append(f"{len(working)} working order(s) ({', '.join(working[:5])})")
+            if held:
+                what.append("positions " + ", ".join(f"{k} {v:+d}" for k, v in held.items()))
+            return False, {
+                "mode": current,
+                "error": f"cannot switch {current} → {wanted} with {' and '.join(what)} at the "
+                f"{current} venue: flatten first (the flatten command), then switch",
+            }
+        new_mode = "live" if wanted == "live" else "paper"
+        self.audit.append(
+            f"{self.oms.prefix}{RISK_SUFFIX}", self.now(), "MODE",
+            {"from": self.mode, "to": new_mode, "venue": target.name, "issued_by": issued_by},
+        )  # fmt: skip
+        log.warning("[%s] switching to %s (%s) on %s's command", self.mode, new_mode,
+                    target.name, issued_by)  # fmt: skip
+        self._use_venue(new_mode, target)
+        self._watch = set()
+        self._next_reconcile = 0  # reconcile with the new venue at the next timer
+        return True, {"mode": wanted, "venue": target.name}
+
+    def _use_venue(self, mode: str, target: Broker) -> None:
+        """Make ``target`` (``mode``'s venue) the engine's broker: a switch, or one restored."""
+        self.broker = target
+        target.set_listener(self._listener)
+        self.venue = simulated_venue(target)
+        self._broker_quote = None if self.venue is None else self.venue.on_quote
+        self._broker_clock = None if self.venue is None else self.venue.on_clock
+        self.mode = mode
+        self.audit.mode = mode
 
     def release_halt(self) -> str | None:
         """Lift a reconciliation halt (engine thread only); return what had halted trading."""
@@ -901,7 +972,14 @@ class Engine:
             # Ask first, then drain: every postback the broker sent before answering is then
             # booked, so a fill racing the question is not mistaken for a mismatch; one retry
             # covers a fill between the three answers. What persists is real.
-            orders, positions, holdings = broker.orders(), broker.positions(), broker.holdings()
+            try:
+                orders, positions, holdings = broker.orders(), broker.positions(), broker.holdings()
+            except AuthExpired as exc:
+                self._session_expired(exc)
+                return []
+            except BrokerError as exc:  # a network blip: the next reconcile asks again
+                log.error("[%s] cannot reconcile with %s: %s", self.mode, broker.name, exc)
+                return []
             self._drain()
             problems = self.oms.reconcile(orders, positions, holdings)
             if not problems:
@@ -921,6 +999,17 @@ class Engine:
                     payload={"problems": list(problems)},
                 )  # fmt: skip
         return problems
+
+    def _session_expired(self, exc: AuthExpired) -> None:
+        """Halt new orders and alert once when the broker session expires (never a crash loop:
+        the engine keeps marking, the operator logs in again and releases the halt)."""
+        if self._halted is not None and self._halted.startswith(_SESSION_EXPIRED):
+            return
+        message = f"{_SESSION_EXPIRED} at {self.broker.name}: {exc}"
+        log.critical("[%s] %s; new orders halted until reset-kill", self.mode, message)
+        self._halted = message
+        self._alert("session_expired", "critical", f"{message}; new orders halted",
+                    about=self.broker.name, payload={"broker": self.broker.name})  # fmt: skip
 
     def _timers(self) -> None:
         ns = self._now_ns
@@ -1126,11 +1215,24 @@ class Engine:
             self._now_ns = max(self._now_ns, max(_ns(e.ts) for e in events))
         risk_rows = self.oms.restore(events)
         killed = None
+        switched = self.mode
         for row in risk_rows:
-            if row.status == "RISK_KILL":
+            if row.status == "MODE":  # switched before the restart: go on where it was
+                switched = str(row.payload.get("to"))
+            elif row.status == "RISK_KILL":
                 killed = row
             elif row.status == "RISK_RESET":
                 killed = None
+        if switched != self.mode:
+            target = self.venues.get(_venue_of(switched))
+            if target is None:
+                log.error("[%s] the run had switched to %s before the restart and this engine "
+                          "has no %s venue: it stays %s", self.mode, switched,
+                          _venue_of(switched), self.mode)  # fmt: skip
+            else:
+                log.warning("[%s] the run had switched to %s before the restart: resuming %s",
+                            self.mode, switched, switched)  # fmt: skip
+                self._use_venue(switched, target)
         if killed is not None and not self.risk.killed:
             self.risk.engage_kill(
                 f"still engaged after restart: {killed.payload.get('message')}",
@@ -1552,6 +1654,11 @@ _CHECK = object()  # wakes it to look at its commands (the command source was no
 _NEVER = 2**62
 _FAST_MIN_TICKS = 100_000  # replays shorter than this skip the compiled fast-forward
 _POLL_NS = 50_000_000  # look for operator commands at least every 50 ms of engine time
+
+
+def _venue_of(mode: str) -> str:
+    """Return the ``switch-mode`` name of an engine mode: live, or dry-run (paper, replay)."""
+    return "live" if mode == "live" else "dry-run"
 
 
 def name_uniquely(strategies: Sequence[Strategy]) -> None:

@@ -52,11 +52,12 @@ from velox.feeds.aggregate import (
     aggregate_ticks,
 )
 from velox.feeds.bar_replay import BarReplay
-from velox.feeds.clock import Clock, ReplayClock, WallClock, from_ns, to_ns
+from velox.feeds.clock import Clock, FeedClock, ReplayClock, WallClock, from_ns, to_ns
 from velox.feeds.replay import Feed, TickReplayFeed, synthesize_ticks
 
 __all__ = [
     "Clock",
+    "FeedClock",
     "ReplayClock",
     "WallClock",
     "to_ns",

@@ -1,8 +1,9 @@
 """Clocks: the engine's notion of *now*, the one thing that differs between replay and live.
 
 :class:`ReplayClock` is the time of the last event (replay as fast as possible, deterministic);
-:class:`WallClock` is real time, or N× real time when it paces a replay. Feeds call
-``advance_to(event_ns)`` before handing out each event.
+:class:`WallClock` is real time, or N× real time when it paces a replay; :class:`FeedClock` is
+the market's time as a live feed tells it (the latest tick's exchange time, running on at wall
+speed between ticks). Feeds call ``advance_to(event_ns)`` before handing out each event.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 from velox.calendar import IST_NAME
 from velox.errors import ValidationError
 
-__all__ = ["Clock", "ReplayClock", "WallClock", "to_ns", "from_ns"]
+__all__ = ["Clock", "FeedClock", "ReplayClock", "WallClock", "to_ns", "from_ns"]
 
 _IST = ZoneInfo(IST_NAME)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -133,3 +134,48 @@ class WallClock:
         wait = due - self._monotonic_ns()
         if wait > 0:
             self._sleep(wait / 1e9)
+
+
+class FeedClock:
+    """The market's time as a live feed reports it: the latest tick's time, plus the wall time
+    elapsed since that tick arrived.
+
+    Why not the wall clock: the exchange's timestamps are the market's time (a broker's
+    simulator replaying 2025 at 1000× is a live feed too), and candles must close on them.
+    Between ticks the clock runs on at wall speed, so a quiet instrument's candle still closes
+    on time in a real market; it never runs ahead of the next tick of a market replayed at
+    ``speed ≥ 1``, whose ticks come sooner than that. Before the first tick it reads the wall
+    clock. :meth:`advance_to` is called (from the feed's thread) with each tick's time.
+
+    Examples
+    --------
+    >>> clock = FeedClock(monotonic_ns=lambda: 0)
+    >>> clock.advance_to(1_700_000_000_000_000_000)
+    >>> clock.now_ns()
+    1700000000000000000
+    """
+
+    def __init__(
+        self,
+        *,
+        monotonic_ns: Callable[[], int] = _time.monotonic_ns,
+        time_ns: Callable[[], int] = _time.time_ns,
+    ) -> None:
+        self._monotonic_ns, self._time_ns = monotonic_ns, time_ns
+        self._last: tuple[int, int] | None = None  # (tick ns, monotonic ns when it arrived)
+
+    def now_ns(self) -> int:
+        """Return the latest tick's time plus the wall time since (the wall clock before)."""
+        last = self._last  # one read: the feed thread replaces the tuple whole
+        if last is None:
+            return self._time_ns()
+        return last[0] + (self._monotonic_ns() - last[1])
+
+    def now(self) -> datetime:
+        """Return :meth:`now_ns` as an IST datetime."""
+        return from_ns(self.now_ns())
+
+    def advance_to(self, ts_ns: int) -> None:
+        """Take a tick's time (never moving the clock backwards)."""
+        if self._last is None or ts_ns >= self.now_ns():
+            self._last = (ts_ns, self._monotonic_ns())

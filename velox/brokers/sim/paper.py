@@ -41,6 +41,7 @@ __all__ = [
     "PaperConnection",
     "PaperBroker",
     "PaperFeed",
+    "PaperVenue",
     "PaperClock",
     "paper_socket",
     "socket_state",
@@ -271,6 +272,13 @@ class SimServer:
                     float(request["price"]), None if v is None else int(v),  # type: ignore[arg-type]
                 )  # fmt: skip
                 reply["result"] = None
+            elif op == "at":  # the engine's time, before its order (a live market's clock)
+                sim.on_clock(_at(int(request["ns"])))  # type: ignore[call-overload]
+                reply["result"] = None
+            elif op == "shutdown":  # the engine finished the run: dump and exit
+                self._dump()
+                self._stopping.set()
+                reply["result"] = None
             elif op == "clock":  # the market's time: the last replayed tick's (epoch ns)
                 reply["result"] = self._market_ns()
             elif op == "funds":
@@ -371,6 +379,15 @@ class PaperConnection:
             raise BrokerError(str(reply["error"]))
         return reply.get("result")
 
+    def notify(self, op: str, **fields: object) -> None:
+        """Send one request without waiting for its answer (id 0: the reader logs a failure).
+
+        For the market input of a simulator on live data (``quote``, ``at``): a round trip per
+        tick would hold the engine for the simulator's answer; the socket keeps the order.
+        """
+        with self._lock:
+            self._sock.sendall(_json.dumps({"id": 0, "op": op, **fields}).encode() + b"\n")
+
     def stream(self, callback: Callable[[Tick], object]) -> None:
         """Hand every tick to ``callback`` until the simulator's replay ends."""
         with self._lock:
@@ -387,6 +404,10 @@ class PaperConnection:
                 message = _json.loads(line)
                 event = message.get("ev")
                 if event is None:
+                    if message.get("id") == 0:  # a notify: nobody waits for the answer
+                        if "error" in message:
+                            log.warning("[paper] the simulator refused %s", message["error"])
+                        continue
                     entry = self._pending.pop(int(message["id"]), None)
                     if entry is not None:
                         entry[1].append(message)
@@ -458,6 +479,38 @@ class PaperBroker:
 
     def funds(self) -> Funds:
         return Funds(**self.connection.request("funds"))  # type: ignore[arg-type]
+
+
+class PaperVenue(PaperBroker):
+    """The simulator server as the dry-run venue of live market data (no replay of its own).
+
+    A :class:`~velox.brokers.base.SimulatedVenue`: the engine hands it the live ticks of the
+    instruments it watches and its time before each order, as it would an in-process
+    :class:`~velox.brokers.sim.SimBroker`, while the simulated account lives in the server's
+    process and survives an engine crash. Start the server with no ``--bars``.
+    """
+
+    name = "dry-run"
+    watched = staticmethod(SimBroker.watched)
+
+    def on_quote(
+        self,
+        instrument_id: str,
+        ts: datetime,
+        price: float,
+        volume: int | None = None,
+        epoch: float | None = None,
+    ) -> None:
+        ns = _to_ns(ts) if epoch is None else round(epoch * 1e6) * 1000
+        self.connection.notify("quote", instrument_id=instrument_id, ns=ns, price=price,
+                               volume=None if volume is None else int(volume))  # fmt: skip
+
+    def on_clock(self, now: datetime, epoch: float | None = None) -> None:
+        self.connection.notify("at", ns=_to_ns(now) if epoch is None else round(epoch * 1e6) * 1000)
+
+    def shutdown(self) -> None:
+        """Tell the server the run is over (it writes its dump and exits)."""
+        self.connection.request("shutdown")
 
 
 class PaperClock:
@@ -698,7 +751,9 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--speed", type=float, required=True)
     parser.add_argument("--cash", type=float, required=True)
-    parser.add_argument("--bars", action="append", required=True, help="ID@TIMEFRAME")
+    parser.add_argument(
+        "--bars", action="append", default=[], help="ID@TIMEFRAME (none: a live market)"
+    )
     parser.add_argument("--start")
     parser.add_argument("--end")
     parser.add_argument("--dump")
@@ -707,16 +762,16 @@ def _serve(argv: Sequence[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [paper-sim] %(message)s"
     )
-    store = open_store()
+    store = open_store() if args.bars else None
     bars = {}
     for item in args.bars:
         iid, _, tf = item.rpartition("@")
-        bars[(iid, tf)] = store.read_bars(iid, tf, args.start, args.end)
+        bars[(iid, tf)] = store.read_bars(iid, tf, args.start, args.end)  # type: ignore[union-attr]
     config = SimConfig(square_off_time=_time_of(args.square_off)) if args.square_off else None
     sim = SimBroker(default_instruments(), initial_cash=args.cash, config=config)
     server = SimServer(
         sim,
-        BarReplay(bars),
+        BarReplay(bars) if bars else None,
         Path(args.socket),
         speed=args.speed,
         dump_path=Path(args.dump) if args.dump else None,
