@@ -226,6 +226,10 @@ def replay(
 @click.option("--run", "run_id", default="P1", show_default=True, help="Run id (resume with it).")
 @click.option("--account", default="paper", show_default=True, help="Account name (for kill).")
 @click.option("--socket", "socket_path", help="Simulator socket (default <data_dir>/paper/RUN).")
+@click.option("--broker", "broker_name", help="Trade on this broker's live data (kite, …).")
+@click.option(
+    "--confirm-live", is_flag=True, help="With --broker: allow switch-mode to live later."
+)
 @_json
 def paper(
     strategy: str,
@@ -240,20 +244,40 @@ def paper(
     run_id: str,
     account: str,
     socket_path: str | None,
+    broker_name: str | None,
+    confirm_live: bool,
     json_path: Path | None,
 ) -> None:
-    """Paper-trade STRATEGY: the simulated broker on a paced replay of stored bars.
+    """Paper-trade STRATEGY: the simulated broker on a paced replay of stored bars, or with
+    --broker on that broker's live market data (a dry run: orders never reach the broker).
 
     The simulator runs in its own process, so it survives an engine crash: run the same
     command (same --run) again and the engine rebuilds its state from the store's audit
-    trail, books what filled meanwhile, reconciles with the simulator and carries on. The live
-    feed joins with the broker issue.
+    trail, books what filled meanwhile, reconciles with the simulator and carries on.
     """
     from velox.modes import paper as run_paper
 
     _tag_logs("paper")
     strategies = _build_strategies(strategy, symbols, timeframe, params)
     limits = _risk_limits(risk_file)
+    if broker_name is not None:
+        from velox.deployment import deploy
+
+        for option, value, default in (("--speed", speed, 60.0), ("--start", start, None),
+                                       ("--end", end, None)):  # fmt: skip
+            if value != default:
+                raise ConfigError(f"{option} paces a replay of stored bars; with --broker the "
+                                  "market is the broker's live data")  # fmt: skip
+        _run_reported(
+            lambda: deploy(strategies, broker=broker_name, dry_run=True,
+                           confirm_live=confirm_live, run_id=run_id, account=account,
+                           initial_cash=cash, risk_limits=limits,
+                           socket_path=Path(socket_path) if socket_path else None),
+            "paper", json_path, recorded=True,
+        )  # fmt: skip
+        return
+    if confirm_live:
+        raise ConfigError("--confirm-live goes with --broker (a replay has no live broker)")
     _run_reported(
         lambda: run_paper(
             strategies,
@@ -273,18 +297,61 @@ def paper(
 
 @click.command()
 @click.argument("strategy")
+@_symbol
+@_timeframe
+@_param
 @click.option("--broker", "broker_name", required=True, help="Broker adapter name (kite, …).")
 @click.option("--confirm-live", is_flag=True, help="Confirm that real orders may be sent.")
-def live(strategy: str, broker_name: str, confirm_live: bool) -> None:
-    """Trade STRATEGY with real money through a broker (not available yet)."""
-    if not confirm_live:
-        raise ConfigError(
-            f"refusing to trade live through {broker_name!r} without --confirm-live: switching "
-            "from dry-run to live needs that explicit flag"
-        )
-    from velox.modes import LIVE_NOT_WIRED
+@click.option("--cash", type=float, help="Capital (₹; default: the broker's cash).")
+@_risk
+@click.option("--run", "run_id", default="L1", show_default=True, help="Run id (resume with it).")
+@click.option("--account", help="Account name (for kill; default: the broker's name).")
+@click.option("--socket", "socket_path", help="Dry-run simulator socket (default per run).")
+@click.option(
+    "--stop-after",
+    default=60.0,
+    show_default=True,
+    help="End the run this many seconds after the session's close (negative: never).",
+)
+@_json
+def live(
+    strategy: str,
+    symbols: tuple[str, ...],
+    timeframe: str | None,
+    params: tuple[str, ...],
+    broker_name: str,
+    confirm_live: bool,
+    cash: float | None,
+    risk_file: str | None,
+    run_id: str,
+    account: str | None,
+    socket_path: str | None,
+    stop_after: float,
+    json_path: Path | None,
+) -> None:
+    """Trade STRATEGY with real money through a broker (needs --confirm-live).
 
-    raise ConfigError(LIVE_NOT_WIRED)
+    Every order passes the risk engine, every state change is audited in the store before it
+    is acted on, and a restart with the same --run never sends an order twice. The
+    switch-mode command moves the running deployment to a dry run on the same live data and
+    back. Log in first: `velox broker login BROKER`.
+    """
+    if not confirm_live:
+        from velox.deployment import LIVE_REFUSED
+
+        raise ConfigError(LIVE_REFUSED.format(broker=broker_name))
+    from velox.deployment import deploy
+
+    _tag_logs("live")
+    strategies = _build_strategies(strategy, symbols, timeframe, params)
+    limits = _risk_limits(risk_file)
+    _run_reported(
+        lambda: deploy(strategies, broker=broker_name, dry_run=False, confirm_live=True,
+                       run_id=run_id, account=account, initial_cash=cash, risk_limits=limits,
+                       socket_path=Path(socket_path) if socket_path else None,
+                       stop_after=None if stop_after < 0 else stop_after),
+        "live", json_path, recorded=True,
+    )  # fmt: skip
 
 
 @click.command()

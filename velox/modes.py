@@ -5,7 +5,7 @@ mode    market source                 broker      clock       audit log        r
 ======  ============================  ==========  ==========  ===============  ===============
 replay  ``BarReplay`` of stored bars  SimBroker   replay      memory or store  ``record=True``
 paper   live feed or paced replay     SimBroker   wall clock  order_events     recorded
-live    the broker's live feed        the broker  wall clock  order_events     recorded
+live    the broker's live feed        the broker  feed clock  order_events     recorded
 ======  ============================  ==========  ==========  ===============  ===============
 
 Nothing else differs: the engine, OMS, risk checks and strategies are the same objects. A
@@ -52,16 +52,9 @@ __all__ = [
     "load_run",
     "load_bars",
     "default_instruments",
-    "LIVE_NOT_WIRED",
 ]
 
 log = logging.getLogger(__name__)
-
-LIVE_NOT_WIRED = (
-    "live trading is not wired yet: broker adapters arrive with the broker issue. Use "
-    "`velox paper` (live data + simulated broker) meanwhile; live will also require "
-    "--confirm-live"
-)
 
 
 @functools.cache

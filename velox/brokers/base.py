@@ -236,6 +236,16 @@ class SimulatedVenue(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LiveConnection:
+    """A logged-in broker: its :class:`Broker`, its :class:`MarketData` (order updates from
+    the feed already wired to the broker's listener) and how to let both go."""
+
+    broker: Broker
+    feed: MarketData
+    close: Callable[[], None]
+
+
 def simulated_venue(broker: Broker) -> SimulatedVenue | None:
     """Return ``broker`` as a :class:`SimulatedVenue` if it is one (declared by the protocol)."""
     return broker if isinstance(broker, SimulatedVenue) else None
@@ -248,6 +258,7 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionState",
     "Funds",
+    "LiveConnection",
     "MarketData",
     "SimulatedVenue",
     "TickMode",
