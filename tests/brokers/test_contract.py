@@ -1,7 +1,9 @@
 """The broker contract suite (velox.testing.BROKER_CONTRACT) against every venue Velox has.
 
-Today: the in-process simulator, and the paper simulator server reached through its socket
-(``PaperBroker``), which is what a paper engine talks to. Live adapters join this list.
+The in-process simulator; the paper simulator server reached through its socket
+(``PaperBroker``), which is what a paper engine talks to; and the same server as the dry-run
+venue of live data (``PaperVenue``: the market reaches it as the engine's ticks, sent without
+waiting for an answer). The Kite adapter runs this suite in tests/brokers/kite.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from velox.brokers.sim import SimBroker
-from velox.brokers.sim.paper import PaperBroker, PaperConnection, SimServer
+from velox.brokers.sim.paper import PaperBroker, PaperConnection, PaperVenue, SimServer
 from velox.calendar import IST
 from velox.feeds import to_ns
 from velox.testing import BROKER_CONTRACT, VenueHarness
@@ -29,7 +31,7 @@ def _now(step: int) -> datetime:
     return datetime(2025, 4, 7, 10, 0, tzinfo=IST).replace(second=step % 60, minute=step // 60)
 
 
-@pytest.fixture(params=["sim", "paper"])
+@pytest.fixture(params=["sim", "paper", "dry-run"])
 def harness(request, tmp_path: Path) -> Iterator[VenueHarness]:  # noqa: ANN001
     from velox.modes import default_instruments
 
@@ -55,13 +57,18 @@ def harness(request, tmp_path: Path) -> Iterator[VenueHarness]:  # noqa: ANN001
         time.sleep(0.01)
     connections: list[PaperConnection] = []
 
+    kind = PaperBroker if request.param == "paper" else PaperVenue
+
     def connect() -> PaperBroker:
         connections.append(PaperConnection(tmp_path / "sim.sock"))
-        return PaperBroker(connections[-1])
+        return kind(connections[-1])
 
     broker = connect()
 
     def trade(price: float) -> None:
+        if isinstance(broker, PaperVenue):  # the engine's way: a tick, no answer awaited
+            broker.on_quote(instrument.id, _now(next(steps)), price)
+            return
         broker.connection.request(
             "quote", instrument_id=instrument.id, ns=to_ns(_now(next(steps))), price=price
         )
