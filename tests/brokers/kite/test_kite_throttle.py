@@ -30,9 +30,7 @@ class FakeClock:
 def max_in_window(times: list[float], period: float) -> int:
     """Return the largest number of grants inside any half-open window [t, t + period)."""
     ordered = sorted(times)
-    return max(
-        bisect.bisect_left(ordered, t + period - 1e-9) - i for i, t in enumerate(ordered)
-    )
+    return max(bisect.bisect_left(ordered, t + period - 1e-9) - i for i, t in enumerate(ordered))
 
 
 def test_a_burst_never_exceeds_per_second_minute_and_day_limits() -> None:
