@@ -203,7 +203,8 @@ def order_params(order: Order, *, qty: int | None = None, tag: str | None = None
     """Return the keyword arguments of ``KiteConnect.place_order`` for ``order``.
 
     ``qty`` overrides the quantity (a freeze-quantity slice); ``tag`` the tag (default: the
-    order's tag, else its client id: the id that lets a restart find the order again).
+    order's client id, the id that lets a restart find the order again; a strategy's own
+    ``Order.tag`` label does not travel to Kite).
 
     Examples
     --------
@@ -213,7 +214,7 @@ def order_params(order: Order, *, qty: int | None = None, tag: str | None = None
     ('SBIN', 'BUY', 801.5, 'R1-7', False)
     """
     exchange, symbol = split_instrument_id(order.instrument_id)
-    tag = tag if tag is not None else (order.tag or order.client_id)
+    tag = tag if tag is not None else order.client_id
     if len(tag) > KITE_CAPABILITIES.tag_length:
         raise OrderRejected(
             f"tag {tag!r} is longer than Kite's {KITE_CAPABILITIES.tag_length} characters; "
