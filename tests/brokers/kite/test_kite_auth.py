@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -65,7 +66,7 @@ def test_credentials_and_session_hide_their_secrets() -> None:
 
 
 def test_recorded_postback_checksum_formula() -> None:
-    payload = json.loads(open(f"{MOCKS}/postback.json").read())
+    payload = json.loads(Path(MOCKS, "postback.json").read_text())
     secret = "postback-secret"
     expected = hashlib.sha256(
         (payload["order_id"] + payload["order_timestamp"] + secret).encode()
@@ -85,7 +86,7 @@ def test_postback_server_refuses_bad_checksums(caplog: pytest.LogCaptureFixture)
     server = PostbackServer(got.append, secret)
     port = server.start()
     try:
-        payload = json.loads(open(f"{MOCKS}/postback.json").read())
+        payload = json.loads(Path(MOCKS, "postback.json").read_text())
         url = f"http://127.0.0.1:{port}/kite/postback"
         caplog.set_level(logging.DEBUG)
         bad = requests.post(url, data=json.dumps(payload), timeout=5)
