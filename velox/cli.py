@@ -355,5 +355,9 @@ from velox.cli_broker import register as register_broker  # noqa: E402  (issue 1
 
 register_broker(main)
 
+from velox.cli_sim import register as register_sim  # noqa: E402  (broker simulators, issue 13)
+
+register_sim(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
