@@ -65,6 +65,9 @@ class Throttle:
         What is throttled (for logs and ``repr``).
     clock, sleep
         Monotonic seconds and a sleep function; a test passes a fake pair.
+    margin
+        Seconds added to every window: requests spaced exactly ``period`` apart when sent may
+        arrive closer together (network jitter) and be counted in one window by the venue.
 
     Examples
     --------
@@ -82,8 +85,12 @@ class Throttle:
         name: str = "",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        margin: float = 0.0,
     ) -> None:
         self.limits = tuple(limits)
+        if not margin >= 0:
+            raise ConfigError(f"throttle margin={margin!r} must be seconds >= 0")
+        self.margin = float(margin)
         if not self.limits:
             raise ConfigError(f"throttle {name!r} needs at least one RateLimit")
         self.name = name
@@ -105,7 +112,7 @@ class Throttle:
             if len(granted) >= limit.count:
                 # the count-th most recent grant must have left the window
                 oldest = granted[len(granted) - limit.count]
-                wait = max(wait, oldest + limit.period - now)
+                wait = max(wait, oldest + limit.period + self.margin - now)
         return wait
 
     def acquire(self) -> float:
@@ -138,11 +145,12 @@ class ThrottleSet:
         default: str,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        margin: float = 0.0,
     ) -> None:
         if default not in groups:
             raise ConfigError(f"ThrottleSet default group {default!r} is not among {list(groups)}")
         self._throttles = {
-            name: Throttle(limits, name=name, clock=clock, sleep=sleep)
+            name: Throttle(limits, name=name, clock=clock, sleep=sleep, margin=margin)
             for name, limits in groups.items()
         }
         self.default = default

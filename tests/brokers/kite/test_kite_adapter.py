@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from velox.brokers.kite import auth
+from velox.brokers.kite import auth, simulator
 from velox.brokers.kite.adapter import KiteBroker, kite_throttles
 from velox.brokers.kite.postback import PostbackServer
 from velox.brokers.throttle import RateLimit
@@ -29,8 +29,6 @@ from velox.errors import AuthExpired, BrokerError, OrderRejected, RateLimited
 from velox.instruments import InstrumentMaster, load_bundled_master
 from velox.testing import BROKER_CONTRACT, VenueHarness
 from velox.types import Fill, Order, OrderStatus
-
-simulator = pytest.importorskip("velox.brokers.kite.simulator")
 
 API_KEY = "velox0test"
 API_SECRET = "sim-secret-0123456789"
@@ -96,6 +94,7 @@ def rig(master: InstrumentMaster) -> Iterator[Rig]:
         postback_url=f"http://127.0.0.1:{port}/kite/postback",
     )
     sim.start()
+    sim.trade(IID, PRICE)  # a last price: the simulator values MARKET orders with it
     session = auth.generate_session(auth.KiteCredentials(API_KEY, API_SECRET), "rt-1", root=sim.url)
 
     def make(**options: Any) -> KiteBroker:
@@ -124,7 +123,6 @@ def order(cid: str, qty: int = 1, **fields: Any) -> Order:
 
 @pytest.mark.parametrize("check", BROKER_CONTRACT, ids=lambda c: c.__name__)
 def test_broker_contract(rig: Rig, check: Callable[[VenueHarness], None]) -> None:
-    rig.sim.trade(IID, PRICE)
     harness = VenueHarness(
         broker=rig.broker,
         instrument=rig.master.get(IID),
@@ -239,8 +237,8 @@ def test_order_rate_never_exceeds_the_configured_rate(rig: Rig) -> None:
         broker.place_order(order(f"R7-{i}", order_type="LIMIT", limit_price=1300.0))
     stats = rig.stats("order.place")
     assert stats["count"] == 10 and 429 not in stats["statuses"]
-    # grants are >= 1 s apart for every 5th order; 0.9 s leaves room for loopback jitter
-    assert _most_in_window(stats["times"], 0.9) <= 4
+    # the 5th order goes 1.05 s after the 1st: the margin absorbs loopback jitter
+    assert _most_in_window(stats["times"], 1.0) <= 4
 
 
 def test_quotes_are_kept_to_one_per_second(rig: Rig) -> None:
@@ -248,7 +246,7 @@ def test_quotes_are_kept_to_one_per_second(rig: Rig) -> None:
     for _ in range(3):
         assert rig.broker.ltp([IID]) == {IID: PRICE}
     stats = rig.stats("market.quote.ltp")
-    assert 429 not in stats["statuses"] and _most_in_window(stats["times"], 0.9) <= 1
+    assert 429 not in stats["statuses"] and _most_in_window(stats["times"], 1.0) <= 1
 
 
 # ---- slicing above the freeze quantity -------------------------------------------------------

@@ -67,6 +67,12 @@ def test_delay_is_exact_for_the_oldest_grant_in_the_window() -> None:
     assert throttle.acquire() == pytest.approx(1001.0)
 
 
+def test_a_margin_widens_every_window() -> None:
+    clock = FakeClock()
+    throttle = Throttle([RateLimit.per_second(1)], clock=clock, sleep=clock.sleep, margin=0.05)
+    assert [throttle.acquire() for _ in range(3)] == pytest.approx([1000.0, 1001.05, 1002.1])
+
+
 def test_concurrent_callers_share_one_throttle() -> None:
     clock = FakeClock()
     lock = threading.Lock()

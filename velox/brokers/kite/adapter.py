@@ -84,9 +84,16 @@ def kite_throttles(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    margin: float = 0.05,
 ) -> ThrottleSet:
-    """Return the throttles of one Kite app key (default :data:`KITE_RATE_LIMITS`)."""
-    return ThrottleSet(limits or KITE_RATE_LIMITS, default="other", clock=clock, sleep=sleep)
+    """Return the throttles of one Kite app key (default :data:`KITE_RATE_LIMITS`).
+
+    ``margin`` (seconds) widens every window so that loopback or network jitter cannot make
+    two requests sent a full window apart arrive inside one window at Kite.
+    """
+    return ThrottleSet(
+        limits or KITE_RATE_LIMITS, default="other", clock=clock, sleep=sleep, margin=margin
+    )
 
 
 def _ambiguous(exc: BaseException) -> bool:
@@ -96,6 +103,8 @@ def _ambiguous(exc: BaseException) -> bool:
 
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return False  # the connection was never made: nothing was sent
+    if getattr(exc, "code", None) == 429:
+        return False  # refused by the rate limiter before Kite's OMS saw it
     if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
         return True
     if isinstance(exc, kex.NetworkException | kex.DataException):
