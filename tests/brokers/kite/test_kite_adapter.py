@@ -309,8 +309,12 @@ def test_funds_positions_holdings(rig: Rig) -> None:
 
 def test_quote_and_ltp(rig: Rig) -> None:
     rig.sim.trade(IID, 1402.5, quantity=7)
-    (tick,) = rig.broker.quote([IID]).values()
+    rig.sim.trade("NSE:NIFTY", 22500.0)  # Kite calls it "NSE:NIFTY 50"
+    quotes = rig.broker.quote([IID, "NSE:NIFTY"])
+    tick = quotes[IID]
     assert tick.instrument_id == IID and tick.ltp == 1402.5 and tick.ts.tzinfo is not None
+    assert quotes["NSE:NIFTY"].ltp == 22500.0
+    assert rig.broker.ltp(["NSE:NIFTY", IID]) == {"NSE:NIFTY": 22500.0, IID: 1402.5}
 
 
 class Bars:

@@ -46,7 +46,16 @@ from velox.brokers.kite import mapping as m
 from velox.brokers.throttle import RateLimit, ThrottleSet
 from velox.calendar import IST
 from velox.errors import AuthExpired, BrokerError, OrderRejected, UnknownInstrument, VeloxError
-from velox.types import Fill, Instrument, Order, OrderStatus, OrderType, Position, Tick
+from velox.types import (
+    Fill,
+    Instrument,
+    InstrumentKind,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Tick,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -756,30 +765,52 @@ class KiteBroker:
         frame = pd.concat(frames) if frames else m.candles_frame([])
         return frame[~frame.index.duplicated(keep="last")].sort_index()
 
+    def _kite_keys(self, instrument_ids: Collection[str]) -> dict[str, str]:
+        """Return Kite's ``EXCHANGE:TRADINGSYMBOL`` key → Velox id for each instrument.
+
+        They differ only for indices: Velox's ``NSE:NIFTY`` is Kite's ``NSE:NIFTY 50`` (the
+        index's name in the master).
+        """
+        keys: dict[str, str] = {}
+        for iid in instrument_ids:
+            instrument = self._instrument(iid)
+            key = iid
+            if (
+                instrument is not None
+                and instrument.kind is InstrumentKind.INDEX
+                and instrument.name
+            ):
+                key = f"{instrument.exchange}:{instrument.name}"
+            keys[key] = iid
+        return keys
+
     def ltp(self, instrument_ids: Collection[str]) -> dict[str, float]:
-        """Return the last traded price of each instrument (GET /quote/ltp)."""
+        """Return the last traded price of each instrument (GET /quote/ltp), by Velox id."""
         out: dict[str, float] = {}
-        ids = list(instrument_ids)
-        for i in range(0, len(ids), _LTP_BATCH):
-            batch = ids[i : i + _LTP_BATCH]
+        keys = self._kite_keys(instrument_ids)
+        wanted = list(keys)
+        for i in range(0, len(wanted), _LTP_BATCH):
+            batch = wanted[i : i + _LTP_BATCH]
             data = self._read("reading LTP", "quote", lambda b=batch: self._kite.ltp(b))
             for key, value in data.items():
                 if isinstance(value, Mapping) and value.get("last_price") is not None:
-                    out[key] = float(value["last_price"])
+                    out[keys.get(key, key)] = float(value["last_price"])
         return out
 
     def quote(self, instrument_ids: Collection[str]) -> dict[str, Tick]:
         """Return a full quote of each instrument as a :class:`~velox.types.Tick` (best bid
-        and ask from the depth, cumulative day volume, open interest)."""
+        and ask from the depth, cumulative day volume, open interest), by Velox id."""
         out: dict[str, Tick] = {}
-        ids = list(instrument_ids)
-        for i in range(0, len(ids), _QUOTE_BATCH):
-            batch = ids[i : i + _QUOTE_BATCH]
+        keys = self._kite_keys(instrument_ids)
+        wanted = list(keys)
+        for i in range(0, len(wanted), _QUOTE_BATCH):
+            batch = wanted[i : i + _QUOTE_BATCH]
             data = self._read("reading quotes", "quote", lambda b=batch: self._kite.quote(b))
             for key, value in data.items():
-                tick = _quote_tick(key, value, self._clock())
+                iid = keys.get(key, key)
+                tick = _quote_tick(iid, value, self._clock())
                 if tick is not None:
-                    out[key] = tick
+                    out[iid] = tick
         return out
 
 

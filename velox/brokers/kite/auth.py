@@ -246,7 +246,11 @@ def load_session(
         raise AuthExpired(f"no Kite session is stored; log in with `{LOGIN_COMMAND}`")
     token, expires_at = stored
     if api_key is None:
-        api_key = load_credentials(secrets).api_key
+        from velox.config import get_settings
+
+        api_key = get_settings().kite_api_key or secrets.get(SECRET_NAMES["api_key"])
+    if not api_key:
+        raise ConfigError(f"no Kite api_key: store it with `{_SET_COMMAND}`")
     session = KiteSession(
         api_key=api_key,
         access_token=token,
