@@ -419,3 +419,19 @@ def test_concurrent_updates_do_not_duplicate_fills(rig: Rig) -> None:
     for thread in threads:
         thread.join()
     assert len(recorder.fills) == 1 and not isinstance(recorder.fills[0], BrokerError)
+
+
+def test_a_sliced_order_is_modified_and_cancelled_as_one(rig: Rig) -> None:
+    oid = rig.broker.place_order(order("R11-1", qty=25, order_type="LIMIT", limit_price=1300.0))
+    rig.broker.modify_order(oid, limit_price=1310.0)
+    mine = [o for o in rig.sim.state()["orders"] if o["tag"] == "R11-1"]
+    assert [o["price"] for o in mine] == [1310.0] * 3
+    with pytest.raises(OrderRejected, match="sliced"):
+        rig.broker.modify_order(oid, qty=30)
+    rig.broker.cancel_order(oid)
+    mine = [o for o in rig.sim.state()["orders"] if o["tag"] == "R11-1"]
+    assert [o["status"] for o in mine] == ["CANCELLED"] * 3
+    (whole,) = [o for o in rig.broker.orders() if o.client_id == "R11-1"]
+    assert (whole.status, whole.qty, whole.broker_order_id) == (OrderStatus.CANCELLED, 25, oid)
+    with pytest.raises(OrderRejected, match="CANCELLED"):
+        rig.broker.cancel_order(oid)

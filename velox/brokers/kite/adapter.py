@@ -445,6 +445,9 @@ class KiteBroker:
                 raise BrokerError(f"Kite accepted order {tag} but returned no order id")
             order_id = str(order_id)
             with self._lock:
+                if order_id in self._slices:  # its update (postback, ticker) came first
+                    self._remember(self._slices[order_id])
+                    return order_id
                 self._remember(
                     replace(
                         order,
