@@ -388,6 +388,8 @@ def test_cli_login_then_from_store_and_no_secret_in_logs(
                               standalone_mode=False)  # fmt: skip
         assert login.exit_code == 0, login.output
         assert f"api_key={API_KEY}" in login.output and "valid until" in login.output
+        status = runner.invoke(main, ["broker", "status", "kite"], standalone_mode=False)
+        assert "access_token: stored" in status.output and "valid until" in status.output
         broker = KiteBroker.from_store(store, instruments=rig.master, root=rig.sim.url)
         assert broker.orders() == []
         token = SecretStore(store, key=key).get(auth.SECRET_NAMES["access_token"])
@@ -395,7 +397,7 @@ def test_cli_login_then_from_store_and_no_secret_in_logs(
         with store.connect() as conn:
             rows = conn.execute("SELECT ciphertext FROM secrets").fetchall()
         assert all(API_SECRET.encode() not in bytes(r[0]) for r in rows)
-        everything = caplog.text + done.output + login.output
+        everything = caplog.text + done.output + login.output + status.output
         assert API_SECRET not in everything and token not in everything
         # an expired stored session is refused before anything is sent
         with pytest.raises(AuthExpired, match="velox broker login kite"):
