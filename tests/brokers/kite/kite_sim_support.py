@@ -29,7 +29,7 @@ DAY = "2025-05-20"
 def mock(name: str) -> object:
     """Return the ``data`` of a recorded Kite response (``orders`` → ``orders.json``)."""
     recorded = json.loads((MOCKS / f"{name}.json").read_text())
-    return recorded["data"] if "data" in recorded else recorded  # a postback has no envelope
+    return recorded.get("data", recorded)  # a postback has no envelope
 
 
 def _kind(value: object) -> str:

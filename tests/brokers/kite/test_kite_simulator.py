@@ -18,9 +18,9 @@ import requests
 pytest.importorskip("kiteconnect")
 pytest.importorskip("tornado")
 
+from kite_sim_support import MOCKS, mock, shape_matches_any, shape_problems  # noqa: E402
 from kiteconnect import KiteConnect  # noqa: E402
 from kiteconnect import exceptions as kex  # noqa: E402
-from kite_sim_support import MOCKS, mock, shape_matches_any, shape_problems  # noqa: E402
 
 from velox.brokers.kite.simulator import KiteSimulator  # noqa: E402
 from velox.errors import ConfigError  # noqa: E402
@@ -203,7 +203,8 @@ def test_rejections_raise_the_sdks_exceptions(sim: KiteSimulator, kite: KiteConn
         buy(kite, 1, product="BO")
     with pytest.raises(kex.InputException, match="tradingsymbol"):
         kite.place_order("regular", exchange="NSE", tradingsymbol="NOSUCHSTOCK",
-                         transaction_type="BUY", quantity=1, order_type="MARKET", product="CNC")  # fmt: skip
+                         transaction_type="BUY", quantity=1, order_type="MARKET",
+                         product="CNC")  # fmt: skip
     with pytest.raises(kex.InputException, match="order_id"):
         kite.order_history("999")
     # the RMS refuses an order it cannot fund: Kite places it and reports it REJECTED
