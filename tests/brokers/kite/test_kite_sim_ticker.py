@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("kiteconnect")
 pytest.importorskip("tornado")
 
-from kiteconnect import KiteConnect, KiteTicker  # noqa: E402
 from kite_sim_support import MOCKS, TickerChild, reliance_day  # noqa: E402
+from kiteconnect import KiteConnect, KiteTicker  # noqa: E402
 
 from velox.brokers.kite.sim_ws import encode_frame, encode_packet  # noqa: E402
 from velox.brokers.kite.simulator import KiteSimulator  # noqa: E402
