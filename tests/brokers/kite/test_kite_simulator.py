@@ -440,3 +440,37 @@ def test_the_cli_registers_sim_kite() -> None:
     assert result.exit_code == 0, result.output
     for option in ("--port", "--bars", "--speed", "--api-key", "--postback-url"):
         assert option in result.output
+
+
+def test_velox_sim_kite_serves_until_terminated(tmp_path) -> None:  # noqa: ANN001
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from kite_sim_support import ROOT
+
+    env = dict(os.environ, VELOX_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "velox.cli", "sim", "kite", "--port", "0", "--api-key", "app",
+         "--api-secret", "s3cret", "--start", "2025-05-21"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = re.search(r"REST (http://127\.0\.0\.1:\d+)", line)
+        assert url, (line, process.stderr.read() if process.poll() is not None else "")
+        root = url.group(1)
+        requests.post(root + "/_sim/trade", json={"instrument_id": "NSE:SBIN", "price": 800.0},
+                      timeout=10)  # fmt: skip
+        kite = KiteConnect("app", root=root)
+        kite.set_access_token(kite.generate_session("rt", "s3cret")["access_token"])
+        assert kite.ltp("NSE:SBIN")["NSE:SBIN"]["last_price"] == 800
+        assert kite.profile()["user_id"]
+        state = requests.get(root + "/_sim/state", timeout=10).json()["data"]
+        assert state["market_time"].startswith("2025-05-21 09:1")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0

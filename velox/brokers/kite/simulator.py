@@ -1068,7 +1068,7 @@ class KiteSimulator:
                 self._orders[record.order_id] = record
         finally:
             self._placing = None
-        if record.history and record.history[-1]["status"] == "OPEN":
+        if record.history and record.history[-1]["status"] in ("OPEN", "TRIGGER PENDING"):
             record.history.insert(-1, self._history_entry(record, "OPEN PENDING"))
         return {"order_id": record.order_id}
 
