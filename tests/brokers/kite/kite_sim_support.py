@@ -71,6 +71,12 @@ def shape_problems(ours: object, recorded: object, where: str = "data") -> list[
         return problems
     if a == "list" and ours and recorded:
         assert isinstance(ours, list) and isinstance(recorded, list)
+        kinds = {_kind(item) for item in recorded} - {"null"}
+        if len(kinds) > 1:  # a record as a list (a candle): compare position by position
+            if len(ours) != len(recorded):
+                return [f"{where}: {len(ours)} items where Kite sends {len(recorded)}"]
+            return [p for k, (x, y) in enumerate(zip(ours, recorded, strict=True))
+                    for p in shape_problems(x, y, f"{where}[{k}]")]  # fmt: skip
         problems = []
         for item in ours:
             problems += shape_problems(item, recorded[0], f"{where}[]")

@@ -69,6 +69,10 @@ def status(kite: KiteConnect, order_id: str) -> str:
     return kite.order_history(order_id)[-1]["status"]
 
 
+def mock_envelope(name: str) -> dict:
+    return json.loads((MOCKS / f"{name}.json").read_text())
+
+
 def raw(sim: KiteSimulator, kite: KiteConnect, path: str) -> dict:
     """Return a route's raw JSON envelope (the SDK parses timestamps; shapes want JSON)."""
     headers = {"X-Kite-Version": "3", "Authorization": f"token {kite.api_key}:{kite.access_token}"}
@@ -113,8 +117,10 @@ def test_a_bad_or_expired_token_is_a_token_exception(sim: KiteSimulator, kite: K
         kite.orders()
 
 
-def test_logout_invalidates_the_token(kite: KiteConnect) -> None:
-    assert kite.invalidate_access_token() is True
+def test_logout_invalidates_the_token(sim: KiteSimulator, kite: KiteConnect) -> None:
+    logout = requests.delete(sim.url + "/session/token", timeout=10, params={
+        "api_key": "demo", "access_token": kite.access_token}).json()  # fmt: skip
+    assert logout == mock_envelope("session_logout")
     with pytest.raises(kex.TokenException):
         kite.positions()
 
@@ -316,6 +322,45 @@ def test_historical_requests_longer_than_kites_limit_are_refused(
 
 
 # -- rate limits, faults, stats -----------------------------------------------------------
+
+
+def test_historical_candles_have_the_recorded_shape() -> None:
+    from kite_sim_support import reliance_day
+
+    with KiteSimulator(bars={("NSE:RELIANCE", "5m"): reliance_day()}, rate_limits=False) as sim:
+        kite = login(sim)
+        envelope = raw(sim, kite, "/instruments/historical/738561/5minute?from=2025-05-20+09:15:00"
+                       "&to=2025-05-20+10:00:00")  # fmt: skip
+        candles = envelope["data"]["candles"]
+        assert len(candles) == 10 and candles[0][0] == "2025-05-20T09:15:00+0530"
+        assert shape_problems(envelope["data"], mock("historical_minute")) == []
+
+
+def test_ioc_cancels_what_the_next_print_does_not_fill(
+    sim: KiteSimulator, kite: KiteConnect
+) -> None:
+    sim.trade("NSE:RELIANCE", 1400.0)
+    order_id = buy(kite, 1, "LIMIT", price=1390.0, validity="IOC")
+    sim.trade("NSE:RELIANCE", 1399.0)
+    order = kite.order_history(order_id)[-1]
+    assert (order["status"], order["validity"], order["cancelled_quantity"]) == (
+        "CANCELLED", "IOC", 1)  # fmt: skip
+
+
+def test_order_placement_is_limited_per_minute_too() -> None:
+    clock = FrozenClock()
+    with KiteSimulator(rate_clock=clock) as sim:
+        kite = login(sim)
+        sim.trade("NSE:RELIANCE", 1400.0)
+        for k in range(400):  # 10 a second for 40 s: within the per-second limit
+            if k and k % 10 == 0:
+                clock.now += 1.0
+            buy(kite, 1, "LIMIT", price=1300.0)
+        clock.now += 1.0
+        with pytest.raises(kex.NetworkException, match="Too many requests"):
+            buy(kite, 1, "LIMIT", price=1300.0)
+        clock.now += 60.0
+        buy(kite, 1, "LIMIT", price=1300.0)
 
 
 def test_the_eleventh_order_in_a_second_gets_429() -> None:
