@@ -12,7 +12,11 @@ from datetime import datetime, time
 
 import click
 
-from velox.errors import ConfigError
+from velox.errors import ConfigError, VeloxError
+
+
+def _one_line(text: object) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 @click.group("sim")
@@ -57,12 +61,19 @@ def kite(
     from velox.calendar import IST
     from velox.store import open_store
 
-    store = open_store(create=False)
+    try:
+        store = open_store(create=False)
+    except VeloxError as exc:
+        if bars:
+            raise
+        click.echo(f"warning: no store ({_one_line(exc)}): historical candles are empty", err=True)
+        store = None
     frames = {}
     for item in bars:
         iid, _, timeframe = item.rpartition("@")
         if not iid or not timeframe:
             raise click.BadParameter(f"{item!r}: use ID@TIMEFRAME, e.g. NSE:RELIANCE@5m")
+        assert store is not None
         frame = store.read_bars(iid, timeframe, start, end)
         if frame.empty:
             raise ConfigError(
@@ -87,10 +98,8 @@ def kite(
         store=store,
         session_start=session_start,
     )
-    bound = simulator.start(port)
+    simulator.start(port)
     click.echo(f"Kite simulator: REST {simulator.url}  ticker {simulator.ws_url}  (Ctrl-C stops)")
-    if bound != port and port:
-        click.echo(f"(port {bound})")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:

@@ -639,6 +639,26 @@ class KiteSimulator:
         elapsed = (_time.monotonic() - self._wall0) * self.speed
         return self._session_start + timedelta(seconds=elapsed)
 
+    def advance_to(self, when: datetime) -> None:
+        """Move the market clock (no replay only) to ``when``, e.g. the next session's open.
+
+        The simulated exchange closes the day it leaves (open orders expire, CNC buys become
+        holdings) and tokens issued before 06:00 IST of a later day expire, as at Kite.
+        """
+        if self.replay is not None:
+            raise ConfigError("the market clock of a replay is the replay's; advance_to needs "
+                              "a simulator without bars")  # fmt: skip
+        if when.utcoffset() is None:
+            raise ConfigError("advance_to needs a tz-aware time, e.g. 2025-05-21 09:15+05:30")
+
+        def run() -> None:
+            if when <= self.market_now():
+                raise ConfigError(f"{when} is not after the market time {self.market_now()}")
+            self._session_start += when - self.market_now()
+            self.sim.on_clock(when)
+
+        self._call(run)
+
     def _sync_clock(self) -> datetime:
         now = self.market_now()
         if self.replay is None:
@@ -897,7 +917,7 @@ class KiteSimulator:
             "app_id": 1,
             "checksum": checksum,
         }
-        body.update({k: v for k, v in data.items() if k != "tags"})
+        body.update({k: v for k, v in data.items() if k not in ("tags", "modified")})
         return body
 
     # ------------------------------------------------------------------ auth
@@ -1048,7 +1068,7 @@ class KiteSimulator:
                 self._orders[record.order_id] = record
         finally:
             self._placing = None
-        if record.history and record.history[-1]["status"] == "OPEN":
+        if record.history and record.history[-1]["status"] in ("OPEN", "TRIGGER PENDING"):
             record.history.insert(-1, self._history_entry(record, "OPEN PENDING"))
         return {"order_id": record.order_id}
 
@@ -1399,7 +1419,10 @@ class KiteSimulator:
         but answered only after ``delay`` s (longer than the client's timeout).
         ``clear``: remove every pending fault.
         """
-        return self._call(lambda: self._fault(kind, dict(params)))  # type: ignore[return-value]
+        try:
+            return self._call(lambda: self._fault(kind, dict(params)))  # type: ignore[return-value]
+        except KiteError as exc:
+            raise ConfigError(exc.message) from None
 
     def _fault(self, kind: str, params: dict[str, object]) -> dict[str, object]:
         if kind not in FAULTS:
