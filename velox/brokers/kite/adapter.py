@@ -599,9 +599,7 @@ class KiteBroker:
         trades = self._read("listing trades", "other", self._kite.trades)
         if not isinstance(trades, list):
             raise BrokerError(f"Kite's trade book is not a list: {type(trades).__name__}")
-        ordered = sorted(
-            trades, key=lambda t: (str(t.get("fill_timestamp")), str(t.get("trade_id")))
-        )
+        ordered = sorted(trades, key=_trade_order)
         out = []
         with self._lock:
             for trade in ordered:
@@ -655,7 +653,7 @@ class KiteBroker:
                 lambda: self._kite.order_trades(oid),
             )
             with self._lock:
-                for trade in sorted(trades, key=lambda t: str(t.get("trade_id"))):
+                for trade in sorted(trades, key=_trade_order):
                     fill = self._fill_of(trade, order.client_id, order.strategy)
                     if fill.fill_id not in self._emitted:
                         self._emitted.add(fill.fill_id)
@@ -815,6 +813,12 @@ class KiteBroker:
                 if tick is not None:
                     out[iid] = tick
         return out
+
+
+def _trade_order(trade: Mapping[str, Any]) -> tuple[str, str]:
+    """Sort key of trades: fill time, then trade id. Both paths (fills() and updates) charge
+    an order's fills in this order, so the brokerage cap splits the same way after a restart."""
+    return (str(trade.get("fill_timestamp")), str(trade.get("trade_id")))
 
 
 def _best(side: object) -> float | None:
