@@ -437,3 +437,18 @@ def test_a_sliced_order_is_modified_and_cancelled_as_one(rig: Rig) -> None:
     assert (whole.status, whole.qty, whole.broker_order_id) == (OrderStatus.CANCELLED, 25, oid)
     with pytest.raises(OrderRejected, match="CANCELLED"):
         rig.broker.cancel_order(oid)
+
+
+def test_an_out_of_order_update_does_not_regress_an_order(rig: Rig) -> None:
+    recorder = Recorder()
+    rig.broker.set_listener(recorder)
+    rig.broker.place_order(order("R12-1", qty=2))
+    rig.sim.trade(IID, PRICE)
+    rig.settle()
+    done = next(o for o in rig.sim.state()["orders"] if o["tag"] == "R12-1")
+    assert done["status"] == "COMPLETE"
+    seen = len(recorder.orders)
+    rig.broker.on_kite_order_update({**done, "status": "OPEN", "filled_quantity": 0})  # late
+    assert len(recorder.orders) == seen
+    (mine,) = [o for o in rig.broker.orders() if o.client_id == "R12-1"]
+    assert mine.status is OrderStatus.FILLED

@@ -640,6 +640,11 @@ class KiteBroker:
                 log.warning("cannot load the order book to regroup %s: %s", oid, exc)
         with self._lock:
             before = self._slices.get(oid)
+            if before is not None and _is_stale(order, before):
+                # postbacks may arrive out of order: an OPEN after its COMPLETE is old news
+                log.debug("stale Kite update of %s (%s after %s) ignored", oid,
+                          order.status.value, before.status.value)  # fmt: skip
+                return
             self._remember(order)
             grew = order.filled_qty > (before.filled_qty if before is not None else 0)
             pending = order.filled_qty > sum(
@@ -813,6 +818,13 @@ class KiteBroker:
                 if tick is not None:
                     out[iid] = tick
         return out
+
+
+def _is_stale(update: Order, known: Order) -> bool:
+    """Return True if ``update`` is older than what is ``known`` of the same Kite order."""
+    if update.filled_qty < known.filled_qty:
+        return True
+    return known.is_terminal and not update.is_terminal
 
 
 def _trade_order(trade: Mapping[str, Any]) -> tuple[str, str]:
