@@ -351,5 +351,13 @@ from velox.cli_pipeline import register as register_pipeline  # noqa: E402  (iss
 
 register_pipeline(main)
 
+from velox.cli_broker import register as register_broker  # noqa: E402  (issue 13: Kite)
+
+register_broker(main)
+
+from velox.cli_sim import register as register_sim  # noqa: E402  (broker simulators, issue 13)
+
+register_sim(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

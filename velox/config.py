@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 ENV_PREFIX = "VELOX_"
 
 #: Fields that may only come from the environment (never from a file someone commits).
-SECRET_FIELDS = frozenset({"database_url"})
+SECRET_FIELDS = frozenset({"database_url", "secret_key", "kite_api_secret"})
 
 #: Fields that may only come from ``velox.toml`` (a table does not fit in one variable).
 FILE_ONLY_FIELDS = frozenset({"risk", "schedules"})
@@ -89,6 +89,20 @@ class Settings:
     #: The ``[[schedules.pipeline]]`` entries of ``velox.toml``: notebooks ``velox pipeline
     #: schedule`` runs (see ``docs/pipelines.md``).
     schedules: tuple[Schedule, ...] = ()
+    #: Key of the encrypted credential store (``velox.secrets``): a Fernet key (44 url-safe
+    #: base64 characters, ``velox.secrets.generate_key()``) or any passphrase; env only.
+    secret_key: str | None = field(default=None, repr=False)
+    #: Zerodha Kite Connect app key (not secret by itself; also storable with
+    #: ``velox broker set kite``).
+    kite_api_key: str | None = None
+    #: Kite Connect app secret; env only (or stored encrypted with ``velox broker set kite``).
+    kite_api_secret: str | None = field(default=None, repr=False)
+    #: Kite Connect REST root (a loopback simulator's URL in tests and rehearsals).
+    kite_root: str = "https://api.kite.trade"
+    #: Kite ticker websocket root.
+    kite_ws_root: str = "wss://ws.kite.trade"
+    #: Kite's login page, where ``velox broker login kite`` sends the user.
+    kite_login_url: str = "https://kite.zerodha.com/connect/login"
 
     @property
     def store_dir(self) -> Path:
@@ -111,6 +125,9 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECRET_FIELDS}
         if self.database_url:
             shown["database_url"] = mask_url(self.database_url)
+        for name in ("secret_key", "kite_api_secret"):
+            if getattr(self, name):
+                shown[name] = MASK
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
@@ -304,7 +321,39 @@ def _check_schedules(raw: object, source: str) -> tuple[Schedule, ...]:
     return parse_schedules(raw, source=f"{source} [schedules]", base=Path(source).parent)
 
 
+def _check_text(name: str, raw: object, source: str, *, secret: bool = False) -> str:
+    """Return a non-empty one-line setting (a secret is never quoted in the error)."""
+    shown = MASK if secret else repr(raw)
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(f"{source}: {name}={shown} must be a non-empty string; unset it instead")
+    if raw != raw.strip() or not raw.isprintable():
+        raise ConfigError(
+            f"{source}: {name}={shown} has leading/trailing blanks or control characters"
+        )
+    return raw
+
+
+def _check_root(name: str, raw: object, source: str, schemes: tuple[str, ...]) -> str:
+    from urllib.parse import urlsplit
+
+    text = _check_text(name, raw, source)
+    parts = urlsplit(text)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(
+            f"{source}: {name}={text!r} must be a URL starting with "
+            + " or ".join(f"{s}://" for s in schemes)
+            + " and naming a host"
+        )
+    return text.rstrip("/")
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
+    if name in ("secret_key", "kite_api_secret", "kite_api_key"):
+        return _check_text(name, raw, source, secret=name != "kite_api_key")
+    if name in ("kite_root", "kite_login_url"):
+        return _check_root(name, raw, source, ("https", "http"))
+    if name == "kite_ws_root":
+        return _check_root(name, raw, source, ("wss", "ws"))
     if name == "data_dir":
         return _check_data_dir(raw, source)
     if name == "database_url":
