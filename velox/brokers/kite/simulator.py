@@ -144,7 +144,9 @@ class BarReader(Protocol):
 
     def read_bars(
         self, instrument_id: str, timeframe: str, start: object = None, end: object = None
-    ) -> pd.DataFrame: ...
+    ) -> pd.DataFrame:
+        """Return bars indexed by tz-aware bar start (empty if none)."""
+        ...
 
 
 class KiteError(Exception):
@@ -197,6 +199,8 @@ class _Market:
     day: date | None = None
 
     def on_trade(self, ts: datetime, price: float, volume: int | None, quantity: int) -> None:
+        """Record a print: ``volume`` is the cumulative day volume if known, else ``quantity``
+        is added to it; a new IST date starts a new day (yesterday's last price is the close)."""
         day = ts.astimezone(IST).date()
         if day != self.day:
             if self.day is not None:
@@ -214,6 +218,7 @@ class _Market:
 
     @property
     def average(self) -> float:
+        """Return the day's volume-weighted average price (the last price before any volume)."""
         return self.turnover / self.volume if self.volume else self.ltp
 
     def depth(self) -> dict[str, list[dict[str, float | int]]]:
@@ -301,6 +306,7 @@ class _Rates:
         self._seen: dict[tuple[str, str], deque[float]] = {}
 
     def allow(self, api_key: str, category: str) -> bool:
+        """Return whether one more request fits every window; count it if it does."""
         limits = RATE_LIMITS[category]
         longest = max(window for window, _ in limits)
         now = self.clock()
@@ -760,6 +766,11 @@ class KiteSimulator:
     # ------------------------------------------------------------------ listener (SimBroker)
 
     def on_order_update(self, order: Order) -> None:
+        """Take SimBroker's postback: update the Kite order, its history, and tell the owner.
+
+        An id SimBroker has not reported before belongs to the order being placed right now
+        (``_placing``), or else to the exchange itself (the MIS square-off).
+        """
         sim_id = str(order.broker_order_id)
         kite_id = self._by_sim_id.get(sim_id)
         if kite_id is None:
@@ -778,6 +789,7 @@ class KiteSimulator:
         self._publish(record)
 
     def on_fill(self, fill: Fill) -> None:
+        """Take SimBroker's fill: record it as a Kite trade of its order."""
         kite_id = self._by_sim_id.get(str(fill.broker_order_id))
         record = self._orders.get(kite_id) if kite_id else self._placing
         if record is None:
