@@ -1659,6 +1659,15 @@ class _KiteHandler(tornado.web.RequestHandler):
             sim._count(name, method, path, exc.status)
             self._error(exc)
             return
+        except ValueError as exc:  # a value Velox's types refuse (e.g. an Order field)
+            sim._count(name, method, path, 400)
+            self._error(_input(str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - a simulator bug: answer as Kite would, log it
+            log.exception("Kite simulator failed on %s %s", method, path)
+            sim._count(name, method, path, 500)
+            self._error(KiteError(500, "GeneralException", f"{type(exc).__name__}: {exc}"))
+            return
         sim._count(name, method, path, 200)
         if name == "order.place":
             held = sim._take_fault(("timeout_after_place",), name, path)
