@@ -46,7 +46,7 @@ import tornado.web
 
 from velox.brokers.kite.sim_ws import HEARTBEAT, TickerSocket, encode_frame, encode_packet
 from velox.brokers.sim.exchange import SimBroker, SimConfig
-from velox.calendar import IST
+from velox.calendar import IST, is_open
 from velox.errors import ConfigError, OrderRejected
 from velox.types import (
     Fill,
@@ -1050,6 +1050,11 @@ class KiteSimulator:
         if len(tag) > 20:
             raise _input("Invalid `tag`: at most 20 characters.")
         now = self._sync_clock()
+        if not is_open(now):  # Kite refuses the request itself: no order, no postback
+            raise _input(
+                "Markets are closed right now. Use GTT for placing long standing orders "
+                f"instead. (market time {_kite_time(now)} IST)"
+            )
         order = Order(
             client_id=f"kite-{self._order_seq + 1}",
             instrument_id=iid,
@@ -1069,13 +1074,7 @@ class KiteSimulator:
         self._placing = record
         try:
             self.sim.place_order(order)
-        except OrderRejected as exc:
-            if exc.reason.startswith("Markets are closed"):
-                self._forget(record)
-                raise _input(
-                    "Markets are closed right now. Use GTT for placing long standing orders "
-                    f"instead. (market time {_kite_time(now)} IST)"
-                ) from None
+        except OrderRejected:
             if record.order_id not in self._orders:  # no postback reached us: record it
                 self._orders[record.order_id] = record
         finally:
@@ -1083,12 +1082,6 @@ class KiteSimulator:
         if record.history and record.history[-1]["status"] in ("OPEN", "TRIGGER PENDING"):
             record.history.insert(-1, self._history_entry(record, "OPEN PENDING"))
         return {"order_id": record.order_id}
-
-    def _forget(self, record: _KiteOrder) -> None:
-        self._orders.pop(record.order_id, None)
-        for sim_id, kite_id in list(self._by_sim_id.items()):
-            if kite_id == record.order_id:
-                del self._by_sim_id[sim_id]
 
     def _record(self, order_id: str) -> _KiteOrder:
         record = self._orders.get(order_id)
