@@ -125,6 +125,20 @@ def test_logout_invalidates_the_token(sim: KiteSimulator, kite: KiteConnect) -> 
         kite.positions()
 
 
+def test_orders_outside_market_hours_are_refused_without_an_order() -> None:
+    from datetime import datetime
+
+    from velox.calendar import IST
+
+    with KiteSimulator(rate_limits=False) as sim:
+        sim.trade("NSE:RELIANCE", 1400.0)
+        sim.advance_to(datetime(2025, 5, 20, 15, 45, tzinfo=IST))
+        kite = login(sim)
+        with pytest.raises(kex.InputException, match="Markets are closed"):
+            buy(kite, 1, product="CNC")
+        assert kite.orders() == []
+
+
 def test_the_token_expires_at_six_ist_the_next_market_morning() -> None:
     # 20 h 45 min of market time from 09:15 to 06:00 next day; at 10^6 x that is 75 ms of wall.
     with KiteSimulator(speed=1_000_000, rate_limits=False) as sim:

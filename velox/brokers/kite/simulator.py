@@ -46,7 +46,7 @@ import tornado.web
 
 from velox.brokers.kite.sim_ws import HEARTBEAT, TickerSocket, encode_frame, encode_packet
 from velox.brokers.sim.exchange import SimBroker, SimConfig
-from velox.calendar import IST
+from velox.calendar import IST, is_open
 from velox.errors import ConfigError, OrderRejected
 from velox.types import (
     Fill,
@@ -144,7 +144,9 @@ class BarReader(Protocol):
 
     def read_bars(
         self, instrument_id: str, timeframe: str, start: object = None, end: object = None
-    ) -> pd.DataFrame: ...
+    ) -> pd.DataFrame:
+        """Return bars indexed by tz-aware bar start (empty if none)."""
+        ...
 
 
 class KiteError(Exception):
@@ -197,6 +199,8 @@ class _Market:
     day: date | None = None
 
     def on_trade(self, ts: datetime, price: float, volume: int | None, quantity: int) -> None:
+        """Record a print: ``volume`` is the cumulative day volume if known, else ``quantity``
+        is added to it; a new IST date starts a new day (yesterday's last price is the close)."""
         day = ts.astimezone(IST).date()
         if day != self.day:
             if self.day is not None:
@@ -214,6 +218,7 @@ class _Market:
 
     @property
     def average(self) -> float:
+        """Return the day's volume-weighted average price (the last price before any volume)."""
         return self.turnover / self.volume if self.volume else self.ltp
 
     def depth(self) -> dict[str, list[dict[str, float | int]]]:
@@ -301,6 +306,7 @@ class _Rates:
         self._seen: dict[tuple[str, str], deque[float]] = {}
 
     def allow(self, api_key: str, category: str) -> bool:
+        """Return whether one more request fits every window; count it if it does."""
         limits = RATE_LIMITS[category]
         longest = max(window for window, _ in limits)
         now = self.clock()
@@ -760,6 +766,11 @@ class KiteSimulator:
     # ------------------------------------------------------------------ listener (SimBroker)
 
     def on_order_update(self, order: Order) -> None:
+        """Take SimBroker's postback: update the Kite order, its history, and tell the owner.
+
+        An id SimBroker has not reported before belongs to the order being placed right now
+        (``_placing``), or else to the exchange itself (the MIS square-off).
+        """
         sim_id = str(order.broker_order_id)
         kite_id = self._by_sim_id.get(sim_id)
         if kite_id is None:
@@ -778,6 +789,7 @@ class KiteSimulator:
         self._publish(record)
 
     def on_fill(self, fill: Fill) -> None:
+        """Take SimBroker's fill: record it as a Kite trade of its order."""
         kite_id = self._by_sim_id.get(str(fill.broker_order_id))
         record = self._orders.get(kite_id) if kite_id else self._placing
         if record is None:
@@ -1038,6 +1050,11 @@ class KiteSimulator:
         if len(tag) > 20:
             raise _input("Invalid `tag`: at most 20 characters.")
         now = self._sync_clock()
+        if not is_open(now):  # Kite refuses the request itself: no order, no postback
+            raise _input(
+                "Markets are closed right now. Use GTT for placing long standing orders "
+                f"instead. (market time {_kite_time(now)} IST)"
+            )
         order = Order(
             client_id=f"kite-{self._order_seq + 1}",
             instrument_id=iid,
@@ -1057,13 +1074,7 @@ class KiteSimulator:
         self._placing = record
         try:
             self.sim.place_order(order)
-        except OrderRejected as exc:
-            if exc.reason.startswith("Markets are closed"):
-                self._forget(record)
-                raise _input(
-                    "Markets are closed right now. Use GTT for placing long standing orders "
-                    f"instead. (market time {_kite_time(now)} IST)"
-                ) from None
+        except OrderRejected:
             if record.order_id not in self._orders:  # no postback reached us: record it
                 self._orders[record.order_id] = record
         finally:
@@ -1071,12 +1082,6 @@ class KiteSimulator:
         if record.history and record.history[-1]["status"] in ("OPEN", "TRIGGER PENDING"):
             record.history.insert(-1, self._history_entry(record, "OPEN PENDING"))
         return {"order_id": record.order_id}
-
-    def _forget(self, record: _KiteOrder) -> None:
-        self._orders.pop(record.order_id, None)
-        for sim_id, kite_id in list(self._by_sim_id.items()):
-            if kite_id == record.order_id:
-                del self._by_sim_id[sim_id]
 
     def _record(self, order_id: str) -> _KiteOrder:
         record = self._orders.get(order_id)
@@ -1646,6 +1651,15 @@ class _KiteHandler(tornado.web.RequestHandler):
         except KiteError as exc:
             sim._count(name, method, path, exc.status)
             self._error(exc)
+            return
+        except ValueError as exc:  # a value Velox's types refuse (e.g. an Order field)
+            sim._count(name, method, path, 400)
+            self._error(_input(str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - a simulator bug: answer as Kite would, log it
+            log.exception("Kite simulator failed on %s %s", method, path)
+            sim._count(name, method, path, 500)
+            self._error(KiteError(500, "GeneralException", f"{type(exc).__name__}: {exc}"))
             return
         sim._count(name, method, path, 200)
         if name == "order.place":
