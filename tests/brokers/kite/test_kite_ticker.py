@@ -344,3 +344,17 @@ def test_credentials_stay_off_the_command_line_and_out_of_logs(
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("velox")]
     assert not [line for line in ours if SECRET in line]  # (the stand-in's access log has it)
     assert any("kiteconnect" in line for line in ours)  # the child's SDK logs did arrive
+
+
+def test_a_new_access_token_restarts_the_child_with_it(
+    server: StandIn, feed: KiteMarketData
+) -> None:
+    feed.subscribe(["NSE:INFY"], TickMode.LTP)
+    run = Running(feed)
+    run.state(ConnectionState.CONNECTED)
+    subscribed(server, [INFY], "ltp")
+    feed.update_access_token("tomorrows-token")
+    run.state(ConnectionState.DISCONNECTED)
+    run.state(ConnectionState.CONNECTED)
+    assert subscribed(server, [INFY], "ltp") == 2
+    assert [c.query["access_token"] for c in server.clients] == ["tomorrows-token"]

@@ -379,6 +379,17 @@ class KiteMarketData:
                 with contextlib.suppress(OSError):
                     pipe.close()
 
+    def update_access_token(self, access_token: str) -> None:
+        """Use a new access token (Kite's expire about 06:00 IST): the child restarts with it.
+
+        The restart is reported like any other gap (DISCONNECTED, then CONNECTED).
+        """
+        with self._lock:
+            self._session["access_token"] = access_token
+            child = self._child
+            if child is not None and child.poll() is None:
+                child.kill()
+
     # ---- run / stop ------------------------------------------------------------------------
 
     def run(self, callback: Callable[[Tick | ConnectionEvent], object]) -> None:
