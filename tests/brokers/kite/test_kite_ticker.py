@@ -128,11 +128,11 @@ class Running:
         self.thread = threading.Thread(target=feed.run, args=(self.events.put,), daemon=True)
         self.thread.start()
 
-    def next(self, predicate: Callable[[Tick | ConnectionEvent], bool]) -> list:
+    def next(self, predicate: Callable[[Tick | ConnectionEvent], bool], wait: float = WAIT) -> list:
         """Return every delivery up to and including the first one ``predicate`` likes."""
         seen = []
         while True:
-            event = self.events.get(timeout=WAIT)
+            event = self.events.get(timeout=wait)
             seen.append(event)
             if predicate(event):
                 return seen
@@ -358,3 +358,111 @@ def test_a_new_access_token_restarts_the_child_with_it(
     run.state(ConnectionState.CONNECTED)
     assert subscribed(server, [INFY], "ltp") == 2
     assert [c.query["access_token"] for c in server.clients] == ["tomorrows-token"]
+
+
+# ---- against the loopback Kite simulator (velox sim kite), when it is on this branch ----------
+
+
+@pytest.fixture
+def simulator() -> Iterator[tuple[int, str]]:
+    """Yield (port, access token) of a running KiteSimulator, the token issued by it."""
+    module = pytest.importorskip("velox.brokers.kite.simulator")
+    sim = module.KiteSimulator()
+    port = sim.start()
+    try:
+        from kiteconnect import KiteConnect
+
+        kite = KiteConnect("key", root=f"http://127.0.0.1:{port}")
+        session = kite.generate_session("request-token", api_secret="secret")
+        yield port, session["access_token"]
+    finally:
+        sim.stop()
+
+
+def sim_post(port: int, path: str, body: dict) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def traded(run: Running, port: int, instrument_id: str, price: float) -> Tick:
+    """Make the simulator trade ``instrument_id`` at ``price`` until its tick arrives."""
+    for _ in range(20):  # the first trades may precede the simulator seeing our subscription
+        sim_post(port, "/_sim/trade", {"instrument_id": instrument_id, "price": price})
+        try:
+            seen = run.next(
+                lambda e: (
+                    isinstance(e, Tick) and e.instrument_id == instrument_id and e.ltp == price
+                )
+            )
+            return seen[-1]
+        except queue.Empty:
+            continue
+    raise AssertionError(f"no tick of {instrument_id} at {price} from the simulator")
+
+
+@pytest.fixture
+def sim_feed(simulator: tuple[int, str]) -> Iterator[tuple[int, KiteMarketData]]:
+    port, token = simulator
+    md = KiteMarketData("key", token, root=f"ws://127.0.0.1:{port}/ws", restart_delay=0.1)
+    yield port, md
+    md.stop()
+
+
+def test_sim_ticks_and_order_updates(sim_feed: tuple[int, KiteMarketData]) -> None:
+    port, feed = sim_feed
+    feed.subscribe(["NSE:RELIANCE"], TickMode.FULL)
+    run = Running(feed)
+    run.state(ConnectionState.CONNECTED)
+    tick = traded(run, port, "NSE:RELIANCE", 2501.5)
+    assert tick.ts.tzinfo is not None
+    from kiteconnect import KiteConnect
+
+    kite = KiteConnect("key", access_token=feed._session["access_token"])
+    kite.root = f"http://127.0.0.1:{port}"
+    order_id = kite.place_order(
+        variety="regular",
+        exchange="NSE",
+        tradingsymbol="RELIANCE",
+        transaction_type="BUY",
+        quantity=1,
+        product="CNC",
+        order_type="MARKET",
+        tag="velox-t1",
+    )
+    while True:
+        update = run.orders.get(timeout=WAIT)
+        if str(update.get("order_id")) == str(order_id):
+            break
+    assert update["tradingsymbol"] == "RELIANCE"
+
+
+def test_sim_drop_ws_is_a_gap_then_ticks_resume(sim_feed: tuple[int, KiteMarketData]) -> None:
+    port, feed = sim_feed
+    feed.subscribe(["NSE:RELIANCE"], TickMode.QUOTE)
+    run = Running(feed)
+    run.state(ConnectionState.CONNECTED)
+    traded(run, port, "NSE:RELIANCE", 2502.0)
+    sim_post(port, "/_sim/fault", {"kind": "drop_ws"})
+    run.state(ConnectionState.DISCONNECTED)
+    back = run.state(ConnectionState.CONNECTED)[-1]
+    assert "gap" in back.detail
+    traded(run, port, "NSE:RELIANCE", 2503.0)  # resubscribed: ticks come again
+
+
+def test_sim_malformed_packet_is_skipped(sim_feed: tuple[int, KiteMarketData]) -> None:
+    port, feed = sim_feed
+    feed.subscribe(["NSE:RELIANCE"], TickMode.FULL)
+    run = Running(feed)
+    run.state(ConnectionState.CONNECTED)
+    traded(run, port, "NSE:RELIANCE", 2504.0)
+    sim_post(port, "/_sim/fault", {"kind": "malformed_packet"})
+    traded(run, port, "NSE:RELIANCE", 2505.0)
+    assert run.thread.is_alive()
