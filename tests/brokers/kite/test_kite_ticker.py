@@ -466,3 +466,38 @@ def test_sim_malformed_packet_is_skipped(sim_feed: tuple[int, KiteMarketData]) -
     sim_post(port, "/_sim/fault", {"kind": "malformed_packet"})
     traded(run, port, "NSE:RELIANCE", 2505.0)
     assert run.thread.is_alive()
+
+
+PARENT = """
+import sys
+from velox.brokers.base import ConnectionEvent
+from velox.brokers.kite.ticker import KiteMarketData
+feed = KiteMarketData("key", "token", root=sys.argv[1], instruments={})
+def callback(event):
+    if isinstance(event, ConnectionEvent):
+        print(feed.child_pid, flush=True)
+feed.run(callback)
+"""
+
+
+def test_the_child_ends_when_its_parent_is_killed(server: StandIn) -> None:
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, f"ws://127.0.0.1:{server.port}/ws"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    for _ in range(int(WAIT / 0.05)):  # stdin closed: the child stops its reactor and exits
+        status = Path(f"/proc/{child}/stat")
+        if not status.exists() or status.read_text().split()[2] == "Z":
+            break
+        threading.Event().wait(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the ticker child outlived its parent")

@@ -343,6 +343,9 @@ class KiteMarketData:
                 stdout=subprocess.PIPE,
                 env=env,
                 bufsize=0,
+                # its own session: a Ctrl-C at the terminal is the parent's to handle (it stops
+                # the feed); the child ends when the parent kills it or its stdin closes
+                start_new_session=True,
             )
             session = dict(self._session)
             session["subscriptions"] = {str(t): _KITE_MODE[m] for t, m in self._modes.items()}
@@ -587,8 +590,11 @@ class _Writer:
     def write(self, kind: bytes, payload: bytes) -> None:
         data = memoryview(encode_record(kind, payload))
         with self._lock:
-            while data:
-                data = data[os.write(self._fd, data) :]
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except BrokenPipeError:  # the parent is gone: nobody to feed
+                os._exit(0)
 
     def event(self, event: str, **fields: object) -> None:
         self.write(EVENT, json.dumps({"event": event, "t": time.time(), **fields}).encode())
