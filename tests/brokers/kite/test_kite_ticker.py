@@ -181,6 +181,10 @@ def test_feed_is_a_market_data_and_maps_ids_through_the_master() -> None:
     assert md.subscriptions == {"NSE:RELIANCE": TickMode.LTP}  # nothing half-subscribed
     md.unsubscribe(["NSE:RELIANCE", "NSE:NEVER"])
     assert md.subscriptions == {}
+    many = KiteMarketData("key", SECRET, instruments={f"NSE:S{k}": k for k in range(3001)})
+    many.subscribe([f"NSE:S{k}" for k in range(3000)])
+    with pytest.raises(DataError, match="at most 3000"):
+        many.subscribe(["NSE:S3000"])
 
 
 def test_ticks_of_subscribed_tokens_equal_what_was_sent(

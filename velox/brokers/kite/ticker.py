@@ -79,6 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KiteMarketData",
+    "MAX_INSTRUMENTS",
     "ROOT",
     "RECORD",
     "BINARY",
@@ -102,6 +103,9 @@ BINARY, TEXT, EVENT, LOG = b"B", b"T", b"E", b"L"
 
 #: Kite's mode names for Velox's tick modes.
 _KITE_MODE = {TickMode.LTP: "ltp", TickMode.QUOTE: "quote", TickMode.FULL: "full"}
+
+#: Instruments one ticker connection may subscribe (Kite's limit; 3 connections per api_key).
+MAX_INSTRUMENTS = 3000
 
 #: Exit code of a child whose SDK gave up reconnecting (the parent starts a new one).
 _GAVE_UP = 3
@@ -294,6 +298,13 @@ class KiteMarketData:
         if not tokens:
             return
         with self._lock:
+            total = len(self._modes.keys() | tokens.keys())
+            if total > MAX_INSTRUMENTS:
+                raise DataError(
+                    f"Kite's ticker takes at most {MAX_INSTRUMENTS} instruments a connection; this "
+                    f"subscribe would make {total}: unsubscribe some, or run a second "
+                    f"KiteMarketData (Kite allows 3 ticker connections per api_key)"
+                )
             self._ids.update(tokens)
             for token in tokens:
                 self._modes[token] = mode
