@@ -351,5 +351,9 @@ from velox.cli_pipeline import register as register_pipeline  # noqa: E402  (iss
 
 register_pipeline(main)
 
+from velox.cli_sim import register as register_sim  # noqa: E402  (broker simulators, issue 13)
+
+register_sim(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,116 @@
+"""``velox sim``: broker simulators speaking a real broker's wire protocol on 127.0.0.1.
+
+``velox sim kite`` serves Kite Connect's REST API and ticker (see ``docs/kite-simulator.md``)
+so the Kite adapter, the official SDK or any Kite client can be tried without an account.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import datetime, time
+
+import click
+
+from velox.errors import ConfigError, VeloxError
+
+
+def _one_line(text: object) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+@click.group("sim")
+def sim() -> None:
+    """Run a broker simulator on 127.0.0.1 (Kite Connect today)."""
+
+
+@sim.command("kite")
+@click.option("--port", default=8765, show_default=True, help="TCP port (0: any free port).")
+@click.option(
+    "--bars",
+    "bars",
+    multiple=True,
+    metavar="ID@TF",
+    help="Replay stored bars of ID at timeframe TF as ticks (repeatable), e.g. NSE:RELIANCE@5m.",
+)
+@click.option("--start", default=None, help="First day replayed (YYYY-MM-DD); the session day "
+              "the market clock starts in without --bars.")  # fmt: skip
+@click.option("--end", default=None, help="Last day replayed (YYYY-MM-DD).")
+@click.option("--speed", default=1.0, show_default=True, help="Market time × wall time.")
+@click.option("--cash", default=1_000_000.0, show_default=True, help="Opening cash (₹).")
+@click.option("--api-key", default=None, help="Accept only this api_key (with --api-secret).")
+@click.option("--api-secret", default=None, help="Secret the session checksum must use.")
+@click.option("--postback-url", default=None, help="POST order updates (Kite postbacks) here.")
+def kite(
+    port: int,
+    bars: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    speed: float,
+    cash: float,
+    api_key: str | None,
+    api_secret: str | None,
+    postback_url: str | None,
+) -> None:
+    """Serve Kite Connect's REST API at http://127.0.0.1:PORT and its ticker at /ws.
+
+    Without --bars the market trades only when told: POST /_sim/trade
+    {"instrument_id": "NSE:RELIANCE", "price": 1402.5}. Stop with Ctrl-C.
+    """
+    from velox.brokers.kite.simulator import KiteSimulator
+    from velox.calendar import IST
+    from velox.store import open_store
+
+    try:
+        store = open_store(create=False)
+    except VeloxError as exc:
+        if bars:
+            raise
+        click.echo(f"warning: no store ({_one_line(exc)}): historical candles are empty", err=True)
+        store = None
+    frames = {}
+    for item in bars:
+        iid, _, timeframe = item.rpartition("@")
+        if not iid or not timeframe:
+            raise click.BadParameter(f"{item!r}: use ID@TIMEFRAME, e.g. NSE:RELIANCE@5m")
+        assert store is not None
+        frame = store.read_bars(iid, timeframe, start, end)
+        if frame.empty:
+            raise ConfigError(
+                f"no {timeframe} bars of {iid} stored{' in the range' if start or end else ''}; "
+                "import them with `velox data import` or pick another ID@TF"
+            )
+        frames[(iid, timeframe)] = frame
+    session_start = None
+    if start and not frames:
+        try:
+            day = datetime.strptime(start, "%Y-%m-%d").date()
+        except ValueError:
+            raise click.BadParameter(f"--start {start!r}: use YYYY-MM-DD") from None
+        session_start = datetime.combine(day, time(9, 15), IST)
+    simulator = KiteSimulator(
+        bars=frames or None,
+        speed=speed,
+        cash=cash,
+        api_key=api_key,
+        api_secret=api_secret,
+        postback_url=postback_url,
+        store=store,
+        session_start=session_start,
+    )
+    simulator.start(port)
+    click.echo(f"Kite simulator: REST {simulator.url}  ticker {simulator.ws_url}  (Ctrl-C stops)")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
+
+
+def register(main: click.Group) -> None:
+    """Add the ``sim`` verbs to the ``velox`` command group."""
+    main.add_command(sim)
