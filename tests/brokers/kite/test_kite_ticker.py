@@ -364,21 +364,25 @@ def test_a_new_access_token_restarts_the_child_with_it(
     assert [c.query["access_token"] for c in server.clients] == ["tomorrows-token"]
 
 
-# ---- against the loopback Kite simulator (velox sim kite), when it is on this branch ----------
+# ---- against the loopback Kite simulator (velox sim kite) -------------------------------------
+
+
+def login(port: int) -> str:
+    """Return an access token the simulator issued (the official client's login call)."""
+    from kiteconnect import KiteConnect
+
+    kite = KiteConnect("key", root=f"http://127.0.0.1:{port}")
+    return kite.generate_session("request-token", api_secret="secret")["access_token"]
 
 
 @pytest.fixture
 def simulator() -> Iterator[tuple[int, str]]:
-    """Yield (port, access token) of a running KiteSimulator, the token issued by it."""
+    """Yield (port, access token) of a running KiteSimulator that trades when told."""
     module = pytest.importorskip("velox.brokers.kite.simulator")
-    sim = module.KiteSimulator()
+    sim = module.KiteSimulator(rate_limits=False)
     port = sim.start()
     try:
-        from kiteconnect import KiteConnect
-
-        kite = KiteConnect("key", root=f"http://127.0.0.1:{port}")
-        session = kite.generate_session("request-token", api_secret="secret")
-        yield port, session["access_token"]
+        yield port, login(port)
     finally:
         sim.stop()
 
@@ -404,12 +408,28 @@ def traded(run: Running, port: int, instrument_id: str, price: float) -> Tick:
             seen = run.next(
                 lambda e: (
                     isinstance(e, Tick) and e.instrument_id == instrument_id and e.ltp == price
-                )
+                ),
+                wait=2.0,
             )
             return seen[-1]
         except queue.Empty:
             continue
     raise AssertionError(f"no tick of {instrument_id} at {price} from the simulator")
+
+
+def every_trade_arrives(run: Running, port: int, prices: list[float]) -> None:
+    """Trade RELIANCE at each price in turn (after a tick proved the subscription live) and
+    assert every one arrives, in order, with its cumulative volume: none lost."""
+    for k, price in enumerate(prices):
+        sim_post(
+            port,
+            "/_sim/trade",
+            {"instrument_id": "NSE:RELIANCE", "price": price, "volume": 1000 + k},
+        )
+    ticks = []
+    while len(ticks) < len(prices):
+        ticks += [e for e in run.tick_of("NSE:RELIANCE") if isinstance(e, Tick)]
+    assert [(t.ltp, t.volume) for t in ticks] == [(p, 1000 + k) for k, p in enumerate(prices)]
 
 
 @pytest.fixture
@@ -418,6 +438,38 @@ def sim_feed(simulator: tuple[int, str]) -> Iterator[tuple[int, KiteMarketData]]
     md = KiteMarketData("key", token, root=f"ws://127.0.0.1:{port}/ws", restart_delay=0.1)
     yield port, md
     md.stop()
+
+
+def test_sim_replayed_ticks_equal_the_replay() -> None:
+    module = pytest.importorskip("velox.brokers.kite.simulator")
+    support = pytest.importorskip("kite_sim_support")
+    import numpy as np
+
+    from velox.feeds import BarReplay
+
+    bars = {("NSE:RELIANCE", "5m"): support.reliance_day()}
+    replay = BarReplay(bars)  # the reference: the simulator replays these synthetic ticks
+    prices, times = replay.price.tolist(), (replay.ts_ns // 1_000_000_000).tolist()
+    volumes = np.nan_to_num(replay.volume).astype(int).tolist()
+    with module.KiteSimulator(bars=bars, speed=1500, rate_limits=False) as sim:
+        feed = KiteMarketData("key", login(sim.port), root=sim.ws_url)
+        feed.subscribe(["NSE:RELIANCE"], TickMode.FULL)
+        run = Running(feed)
+        try:
+            ticks: list[Tick] = []
+            while len(ticks) < 12:
+                ticks += [e for e in run.tick_of("NSE:RELIANCE") if isinstance(e, Tick)]
+        finally:
+            feed.stop()
+    body = ticks[1:]  # the first may be the subscription's snapshot of the last print
+    seen = [t.ltp for t in body]
+    start = next(k for k in range(len(prices)) if prices[k : k + 3] == seen[:3])
+    for k, tick in enumerate(body, start):
+        assert tick.ltp == prices[k]
+        assert tick.ts.timestamp() == times[k]
+        assert tick.volume == volumes[k]
+        assert tick.bid == pytest.approx(prices[k] - 0.05)
+        assert tick.ask == pytest.approx(prices[k] + 0.05)
 
 
 def test_sim_ticks_and_order_updates(sim_feed: tuple[int, KiteMarketData]) -> None:
@@ -445,20 +497,38 @@ def test_sim_ticks_and_order_updates(sim_feed: tuple[int, KiteMarketData]) -> No
         update = run.orders.get(timeout=WAIT)
         if str(update.get("order_id")) == str(order_id):
             break
-    assert update["tradingsymbol"] == "RELIANCE"
+    assert update["tradingsymbol"] == "RELIANCE" and update["tag"] == "velox-t1"
 
 
-def test_sim_drop_ws_is_a_gap_then_ticks_resume(sim_feed: tuple[int, KiteMarketData]) -> None:
+def test_sim_drop_ws_is_a_gap_then_every_tick_resumes(sim_feed: tuple[int, KiteMarketData]) -> None:
     port, feed = sim_feed
     feed.subscribe(["NSE:RELIANCE"], TickMode.QUOTE)
     run = Running(feed)
     run.state(ConnectionState.CONNECTED)
     traded(run, port, "NSE:RELIANCE", 2502.0)
-    sim_post(port, "/_sim/fault", {"kind": "drop_ws"})
+    assert sim_post(port, "/_sim/fault", {"kind": "drop_ws"})["data"]["dropped"] == 1
     run.state(ConnectionState.DISCONNECTED)
     back = run.state(ConnectionState.CONNECTED)[-1]
     assert "gap" in back.detail
-    traded(run, port, "NSE:RELIANCE", 2503.0)  # resubscribed: ticks come again
+    traded(run, port, "NSE:RELIANCE", 2503.0)  # resubscribed by the child
+    every_trade_arrives(run, port, [2503.5 + k / 20 for k in range(10)])
+    assert feed.restarts == 0
+
+
+def test_sim_killed_child_is_restarted_and_resubscribed(
+    sim_feed: tuple[int, KiteMarketData],
+) -> None:
+    port, feed = sim_feed
+    feed.subscribe(["NSE:RELIANCE"], TickMode.FULL)
+    run = Running(feed)
+    run.state(ConnectionState.CONNECTED)
+    traded(run, port, "NSE:RELIANCE", 2504.0)
+    os.kill(feed.child_pid or 0, signal.SIGKILL)
+    run.state(ConnectionState.DISCONNECTED)
+    assert "gap" in run.state(ConnectionState.CONNECTED)[-1].detail
+    traded(run, port, "NSE:RELIANCE", 2504.5)
+    every_trade_arrives(run, port, [2505.0 + k / 20 for k in range(10)])
+    assert feed.restarts == 1
 
 
 def test_sim_malformed_packet_is_skipped(sim_feed: tuple[int, KiteMarketData]) -> None:
@@ -466,10 +536,10 @@ def test_sim_malformed_packet_is_skipped(sim_feed: tuple[int, KiteMarketData]) -
     feed.subscribe(["NSE:RELIANCE"], TickMode.FULL)
     run = Running(feed)
     run.state(ConnectionState.CONNECTED)
-    traded(run, port, "NSE:RELIANCE", 2504.0)
+    traded(run, port, "NSE:RELIANCE", 2506.0)
     sim_post(port, "/_sim/fault", {"kind": "malformed_packet"})
-    traded(run, port, "NSE:RELIANCE", 2505.0)
-    assert run.thread.is_alive()
+    every_trade_arrives(run, port, [2506.5, 2507.0])
+    assert feed.stats.malformed == 1 and run.thread.is_alive()
 
 
 PARENT = """
