@@ -335,7 +335,7 @@ class KiteMarketData:
         try:
             child.stdin.write(json.dumps(command).encode() + b"\n")
             child.stdin.flush()
-        except OSError:  # the child is dying: its successor gets the whole set
+        except (OSError, ValueError):  # the child is dying: its successor gets the whole set
             log.debug("kite ticker child gone before a command: %s", command["op"])
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
@@ -381,6 +381,7 @@ class KiteMarketData:
         return self._decoder.stats
 
     def _kill(self) -> None:
+        """Kill and reap the child (run's thread), then close its pipes and forget it."""
         with self._lock:
             child = self._child
         if child is None:
@@ -388,10 +389,13 @@ class KiteMarketData:
         if child.poll() is None:
             child.kill()
         child.wait()
-        for pipe in (child.stdin, child.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        with self._lock:  # _send writes stdin under this lock: never into a closed pipe
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            if self._child is child:
+                self._child = None
 
     def update_access_token(self, access_token: str) -> None:
         """Use a new access token (Kite's expire about 06:00 IST): the child restarts with it.
