@@ -133,6 +133,19 @@ def _run_reported(run: Callable[[], RunResult], mode: str, json_path: str | None
     _report(result, mode, json_path, recorded=recorded)
 
 
+def _stop_after(text: str) -> float | None:
+    """Return ``--stop-after``'s seconds (``None`` for ``never``), refusing anything else."""
+    if text.strip().lower() == "never":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"--stop-after {text!r} must be a number of seconds or 'never'")
+    return value
+
+
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
     """Click callback: check an output file option can be written *before* the command runs.
 
@@ -308,10 +321,17 @@ def paper(
 @click.option("--account", help="Account name (for kill; default: the broker's name).")
 @click.option("--socket", "socket_path", help="Dry-run simulator socket (default per run).")
 @click.option(
-    "--stop-after",
+    "--reconcile-every",
     default=60.0,
     show_default=True,
-    help="End the run this many seconds after the session's close (negative: never).",
+    help="Seconds of market time between reconciliations with the broker.",
+)
+@click.option(
+    "--stop-after",
+    default="60",
+    show_default=True,
+    help="End the run this many seconds of market time after the session's close (negative: "
+    "before it), or 'never' (until Ctrl-C or velox kill).",
 )
 @_json
 def live(
@@ -326,7 +346,8 @@ def live(
     run_id: str,
     account: str | None,
     socket_path: str | None,
-    stop_after: float,
+    reconcile_every: float,
+    stop_after: str,
     json_path: Path | None,
 ) -> None:
     """Trade STRATEGY with real money through a broker (needs --confirm-live).
@@ -342,6 +363,7 @@ def live(
         raise ConfigError(LIVE_REFUSED.format(broker=broker_name))
     from velox.deployment import deploy
 
+    after = _stop_after(stop_after)
     _tag_logs("live")
     strategies = _build_strategies(strategy, symbols, timeframe, params)
     limits = _risk_limits(risk_file)
@@ -349,7 +371,7 @@ def live(
         lambda: deploy(strategies, broker=broker_name, dry_run=False, confirm_live=True,
                        run_id=run_id, account=account, initial_cash=cash, risk_limits=limits,
                        socket_path=Path(socket_path) if socket_path else None,
-                       stop_after=None if stop_after < 0 else stop_after),
+                       reconcile_every=reconcile_every, stop_after=after),
         "live", json_path, recorded=True,
     )  # fmt: skip
 

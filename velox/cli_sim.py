@@ -37,6 +37,9 @@ def sim() -> None:
               "the market clock starts in without --bars.")  # fmt: skip
 @click.option("--end", default=None, help="Last day replayed (YYYY-MM-DD).")
 @click.option("--speed", default=1.0, show_default=True, help="Market time × wall time.")
+@click.option(
+    "--replay-on-subscribe", is_flag=True, help="Start the replay when a ticker first subscribes."
+)
 @click.option("--cash", default=1_000_000.0, show_default=True, help="Opening cash (₹).")
 @click.option("--api-key", default=None, help="Accept only this api_key (with --api-secret).")
 @click.option("--api-secret", default=None, help="Secret the session checksum must use.")
@@ -47,6 +50,7 @@ def kite(
     start: str | None,
     end: str | None,
     speed: float,
+    replay_on_subscribe: bool,
     cash: float,
     api_key: str | None,
     api_secret: str | None,
@@ -91,6 +95,7 @@ def kite(
     simulator = KiteSimulator(
         bars=frames or None,
         speed=speed,
+        replay_on_subscribe=replay_on_subscribe,
         cash=cash,
         api_key=api_key,
         api_secret=api_secret,

@@ -103,6 +103,9 @@ class Settings:
     kite_ws_root: str = "wss://ws.kite.trade"
     #: Kite's login page, where ``velox broker login kite`` sends the user.
     kite_login_url: str = "https://kite.zerodha.com/connect/login"
+    #: Port on which live/dry-run deployments take Kite's HTTP postbacks (checksum verified);
+    #: ``None``: order updates come from the ticker only.
+    kite_postback_port: int | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -347,6 +350,13 @@ def _check_root(name: str, raw: object, source: str, schemes: tuple[str, ...]) -
     return text.rstrip("/")
 
 
+def _check_port(name: str, raw: object, source: str) -> int:
+    text = str(raw).strip()
+    if not (text.isdigit() and 0 < int(text) < 65536):
+        raise ConfigError(f"{source}: {name}={raw!r} must be a TCP port number (1-65535)")
+    return int(text)
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
     if name in ("secret_key", "kite_api_secret", "kite_api_key"):
         return _check_text(name, raw, source, secret=name != "kite_api_key")
@@ -354,6 +364,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_root(name, raw, source, ("https", "http"))
     if name == "kite_ws_root":
         return _check_root(name, raw, source, ("wss", "ws"))
+    if name == "kite_postback_port":
+        return _check_port(name, raw, source)
     if name == "data_dir":
         return _check_data_dir(raw, source)
     if name == "database_url":

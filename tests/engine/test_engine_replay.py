@@ -263,15 +263,6 @@ def test_cli_replay_on_stored_bars_writes_the_json_report(
         reset_settings()
 
 
-def test_cli_live_refuses_without_confirmation_and_is_not_wired() -> None:
-    out = CliRunner().invoke(_cli(), ["live", "strategies/sma_cross.py", "--broker", "kite"])
-    assert out.exit_code == 1 and "--confirm-live" in out.output
-    out = CliRunner().invoke(
-        _cli(), ["live", "strategies/sma_cross.py", "--broker", "kite", "--confirm-live"]
-    )
-    assert out.exit_code == 1 and "not wired yet" in out.output
-
-
 def test_a_finished_replay_is_freed_when_dropped(
     reliance_1d: pd.DataFrame, master: Callable[[str], Instrument]
 ) -> None:

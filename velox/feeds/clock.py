@@ -144,8 +144,9 @@ class FeedClock:
     simulator replaying 2025 at 1000× is a live feed too), and candles must close on them.
     Between ticks the clock runs on at wall speed, so a quiet instrument's candle still closes
     on time in a real market; it never runs ahead of the next tick of a market replayed at
-    ``speed ≥ 1``, whose ticks come sooner than that. Before the first tick it reads the wall
-    clock. :meth:`advance_to` is called (from the feed's thread) with each tick's time.
+    ``speed ≥ 1``, whose ticks come sooner than that. Before the first tick there is no market
+    time: it reads 0 (the engine keeps its own, e.g. a restored run's). :meth:`advance_to` is
+    called (from the feed's thread) with each tick's time.
 
     Examples
     --------
@@ -155,20 +156,15 @@ class FeedClock:
     1700000000000000000
     """
 
-    def __init__(
-        self,
-        *,
-        monotonic_ns: Callable[[], int] = _time.monotonic_ns,
-        time_ns: Callable[[], int] = _time.time_ns,
-    ) -> None:
-        self._monotonic_ns, self._time_ns = monotonic_ns, time_ns
+    def __init__(self, *, monotonic_ns: Callable[[], int] = _time.monotonic_ns) -> None:
+        self._monotonic_ns = monotonic_ns
         self._last: tuple[int, int] | None = None  # (tick ns, monotonic ns when it arrived)
 
     def now_ns(self) -> int:
-        """Return the latest tick's time plus the wall time since (the wall clock before)."""
+        """Return the latest tick's time plus the wall time since (0 before the first tick)."""
         last = self._last  # one read: the feed thread replaces the tuple whole
         if last is None:
-            return self._time_ns()
+            return 0
         return last[0] + (self._monotonic_ns() - last[1])
 
     def now(self) -> datetime:

@@ -400,6 +400,10 @@ class KiteSimulator:
         Enforce :data:`RATE_LIMITS` (HTTP 429). Off only for experiments.
     sim_config
         Behaviour switches of the simulated exchange.
+    replay_on_subscribe
+        Hold the replay until a ticker connection first subscribes (and half a second more,
+        for its mode message): a client that starts later still sees the session from its
+        first tick, e.g. a live engine compared with a replay of the same bars.
 
     Examples
     --------
@@ -429,6 +433,7 @@ class KiteSimulator:
         rate_clock: Callable[[], float] = _time.monotonic,
         rate_limits: bool = True,
         sim_config: SimConfig | None = None,
+        replay_on_subscribe: bool = False,
     ) -> None:
         if not (math.isfinite(speed) and speed > 0):
             raise ConfigError(f"speed={speed!r} must be a finite number > 0")
@@ -445,6 +450,7 @@ class KiteSimulator:
         self.postback_url = postback_url
         self.store = store
         self.rate_limits = rate_limits
+        self._replay_held = replay_on_subscribe
         self._rates = _Rates(rate_clock)
         self._bars = dict(bars or {})
         self._index_instruments()
@@ -580,7 +586,8 @@ class KiteSimulator:
                 from velox.feeds import from_ns
 
                 self.sim.on_clock(from_ns(int(first)))
-                self._loop.spawn_callback(self._run_replay)
+                if not self._replay_held:
+                    self._loop.spawn_callback(self._run_replay)
             else:
                 self.sim.on_clock(self._session_start)
             ready.set_result(None)
@@ -735,6 +742,9 @@ class KiteSimulator:
         self._sockets.discard(sock)
 
     def _ws_snapshot(self, sock: TickerSocket, tokens: list[int]) -> None:
+        if self._replay_held and self._loop is not None:  # the first subscriber: replay now
+            self._replay_held = False
+            self._loop.call_later(0.5, lambda: self._loop.spawn_callback(self._run_replay))  # type: ignore[union-attr]
         packets = []
         for token in tokens:
             iid = self._id_of_token.get(token)

@@ -1,0 +1,221 @@
+"""Live trading through Kite end to end, as a user runs it: `velox broker set/login kite`, then
+`velox live … --broker kite --confirm-live` (and `velox paper … --broker kite`) as processes,
+the official SDK inside them talking to the loopback Kite simulator replaying real bars.
+
+The independent reference is `velox replay` of the same stored bars: a strategy traded live
+through the simulator makes the same trades as the replay, each fill one tick later. That tick
+is the real difference between live and replay. Live, a bar is known to have closed only when
+the next bar's first trade arrives, and the exchange has already matched that trade when the
+order reaches it. A replay knows the bar's end in advance and fills at that very trade.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.engine.conftest import BARS, DAY, ROOT
+from velox.brokers.kite.simulator import KiteSimulator
+from velox.feeds import BarReplay
+from velox.oms import FILL_EVENT
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+SMA = ROOT / "strategies" / "sma_cross.py"
+ARGS = ["--symbol", "NSE:RELIANCE", "--timeframe", "5m", "--param", "fast=3", "--param", "slow=8"]
+#: An SMA(3)/SMA(8) crossover of fixed size: its quantities do not depend on the fill prices.
+CROSS = """
+from velox.strategy import Strategy
+
+
+class Cross(Strategy):
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "5m"
+
+    def on_bar(self, ctx, bar):
+        close = ctx.history(8)["close"]
+        if len(close) < 8:
+            return
+        fast, slow = close.iloc[-3:].mean(), close.mean()
+        if fast > slow and ctx.position() == 0:
+            ctx.buy(100)
+        elif fast < slow and ctx.position() > 0:
+            ctx.sell(ctx.position())
+"""
+
+
+@pytest.fixture
+def day_bars(store) -> pd.DataFrame:  # noqa: ANN001
+    from velox.data import import_bars
+
+    import_bars(BARS / "RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m", store=store)
+    return store.read_bars("NSE:RELIANCE", "5m", DAY, DAY)
+
+
+@pytest.fixture
+def kite(day_bars: pd.DataFrame) -> Iterator[KiteSimulator]:
+    """The Kite simulator replaying the stored RELIANCE 5m bars of DAY at 1500× once the
+    engine's ticker subscribes."""
+    sim = KiteSimulator(bars={("NSE:RELIANCE", "5m"): day_bars}, speed=1500.0,
+                        replay_on_subscribe=True)  # fmt: skip
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def env(store, kite: KiteSimulator, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
+    """The environment of a user's shell: the test's store, a secret key, Kite at the
+    simulator; the user has stored the app's key and secret and logged in for the day."""
+    from velox.secrets import generate_key
+
+    env = {**os.environ, "VELOX_DATABASE_URL": store.url, "VELOX_DATA_DIR": str(tmp_path),
+           "VELOX_SECRET_KEY": generate_key(), "VELOX_KITE_ROOT": kite.url,
+           "VELOX_KITE_WS_ROOT": kite.ws_url}  # fmt: skip
+    for step, stdin in ((["set", "kite", "--api-key", "demo", "--api-secret-stdin"], "s3cret\n"),
+                        (["login", "kite", "--request-token", "rtlive01"], "")):  # fmt: skip
+        done = _velox(env, "broker", *step, stdin=stdin)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return env
+
+
+def _velox(env: dict[str, str], *args: str, stdin: str = "", timeout: float = 180):  # noqa: ANN202
+    return subprocess.run([sys.executable, "-m", "velox.cli", *args], cwd=ROOT, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def _fills(frame: pd.DataFrame) -> list[tuple[str, int, float, pd.Timestamp]]:
+    return sorted(
+        (str(r.side), int(r.qty), round(float(r.price), 2), pd.Timestamp(r.ts).tz_convert("UTC"))
+        for r in frame.itertuples()
+    )
+
+
+def test_live_through_the_kite_simulator_trades_like_the_replay(
+    store,
+    kite: KiteSimulator,
+    env: dict[str, str],
+    tmp_path: Path,  # noqa: ANN001
+    day_bars: pd.DataFrame,
+) -> None:
+    cross = tmp_path / "cross.py"
+    cross.write_text(CROSS)
+    # the session ends 74 s before the close: right after the replay's last tick (15:28:45)
+    report_path = str(tmp_path / "live.json")
+    live = _velox(env, "live", str(cross), "--broker", "kite", "--confirm-live",
+                  "--run", "L1", "--stop-after", "-74", "--reconcile-every", "3600",
+                  "--json", report_path)  # fmt: skip
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert "mode: live" in live.stdout
+    replay = _velox(env, "replay", str(cross), "--start", DAY, "--end", DAY,
+                    "--record", "--run", "R1")  # fmt: skip
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+    replayed = _fills(store.run_fills("R1"))
+    assert len(replayed) >= 4, "the strategy should trade several times on the day"
+    # the replay's ticks (what the simulator streamed): each live fill is the next one
+    ticks = BarReplay({("NSE:RELIANCE", "5m"): day_bars})
+    times = pd.to_datetime(ticks.ts_ns, utc=True)
+    at = {t: k for k, t in enumerate(times)}
+    expected = sorted(
+        (side, qty, round(float(ticks.price[at[ts] + 1]), 2), times[at[ts] + 1])
+        for side, qty, _, ts in replayed
+    )
+    assert _fills(store.run_fills("L1")) == expected, live.stdout + live.stderr
+    report = json.loads((tmp_path / "live.json").read_text())
+    assert report["mode"] == "live" and report["run_id"] == "L1"
+    # the orders reached Kite once each, tagged with their client ids, audited in mode live
+    state = kite.state()
+    tags = [o["tag"] for o in state["orders"]]
+    assert len(tags) == len(set(tags)) == len(expected)
+    events = store.read_order_events(run_id="L1")
+    assert events["mode"].eq("live").all()
+    assert set(tags) == set(events.loc[events["status"] == FILL_EVENT, "client_id"])
+    assert store.run("L1")["status"] == "finished"
+
+
+def test_live_needs_confirmation_and_a_login(env: dict[str, str], store) -> None:  # noqa: ANN001
+    refused = _velox(env, "live", str(SMA), *ARGS, "--broker", "kite")
+    assert refused.returncode == 1 and "--confirm-live" in refused.stderr + refused.stdout
+    with store.connect() as conn:  # the day's login is gone (another day, or revoked)
+        conn.execute("DELETE FROM secrets WHERE name = 'kite.access_token'")
+    expired = _velox(env, "live", str(SMA), *ARGS, "--broker", "kite", "--confirm-live")
+    assert expired.returncode == 1
+    assert "velox broker login kite" in expired.stderr + expired.stdout
+    unknown = _velox(env, "live", str(SMA), *ARGS, "--broker", "upstox", "--confirm-live")
+    assert unknown.returncode == 1 and "kite" in unknown.stderr + unknown.stdout
+
+
+def test_dry_run_on_kite_data_never_reaches_kite_and_switches_to_live(
+    store,
+    kite: KiteSimulator,
+    env: dict[str, str],  # noqa: ANN001
+) -> None:
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "velox.cli", "paper", str(SMA), *ARGS, "--broker", "kite",
+         "--confirm-live", "--run", "D1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not len(store.run_fills("D1") if _has_run(store, "D1") else []):
+            assert engine.poll() is None, engine.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the dry run never traded"
+            time.sleep(0.1)
+        assert kite.state()["orders"] == [], "a dry run sent an order to Kite"
+        # holding: the switch is refused; flatten, then switch
+        held = store.issue_command("switch-mode", issued_by="ops", run_id="D1",
+                                   args={"mode": "live"})  # fmt: skip
+        status, result = _answer(store, held.id)
+        if status == "failed":  # refused while holding (or with a working order)
+            assert "flatten first" in result["error"], result
+            flat = store.issue_command("flatten", issued_by="ops", run_id="D1")
+            assert _answer(store, flat.id)[0] == "done"
+            time.sleep(1.0)  # the square-off fills on the next ticks
+            again = store.issue_command("switch-mode", issued_by="ops", run_id="D1",
+                                        args={"mode": "live"})  # fmt: skip
+            status, result = _answer(store, again.id)
+        assert status == "done", result
+        assert result == {"mode": "live", "venue": "kite"}
+        deadline = time.monotonic() + 120
+        while not kite.state()["orders"]:  # the strategy's next order goes to Kite
+            assert engine.poll() is None, engine.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no order reached Kite after the switch"
+            time.sleep(0.1)
+    finally:
+        engine.terminate()
+        out, _ = engine.communicate(timeout=60)
+    events = store.read_order_events(run_id="D1")
+    mode_rows = events.index[events["status"] == "MODE"]
+    assert len(mode_rows) == 1
+    later = events.loc[mode_rows[0] + 1 :]
+    assert later["mode"].eq("live").all() and events.loc[: mode_rows[0], "mode"].eq("paper").all()
+    tags = {o["tag"] for o in kite.state()["orders"]}
+    assert tags <= set(later["client_id"]), (tags, out)
+
+
+def _has_run(store, run_id: str) -> bool:  # noqa: ANN001
+    from velox.errors import DataError
+
+    try:
+        store.run(run_id)
+    except DataError:
+        return False
+    return True
+
+
+def _answer(store, command_id: int, timeout: float = 30.0) -> tuple[str, dict]:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while True:
+        (row,) = store.command_results(command_id).itertuples()
+        if row.status in ("done", "failed") or time.monotonic() > deadline:
+            return row.status, row.result or {}
+        time.sleep(0.05)
