@@ -26,15 +26,15 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from kiteconnect import KiteTicker
 
 from velox.brokers.base import TickMode
 from velox.brokers.kite._packets import TickDecoder
 from velox.brokers.kite.ticker import KiteMarketData
+from velox.testing import KITE_MOCKS
 
-MOCKS = Path("/work/shared/data/brokers/kiteconnect-mocks")
+MOCKS = KITE_MOCKS
 TOKENS = [((1000 + k) << 8) | 1 for k in range(200)]  # NSE segment
 EPOCH = 1_712_000_000
 

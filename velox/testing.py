@@ -25,6 +25,11 @@ _REPO = Path(__file__).resolve().parent.parent
 _CANDIDATES = (_REPO.parent / "shared" / "data" / "market", Path("/work/shared/data/market"))
 
 
+#: Zerodha's recorded Kite Connect responses and ticker packets (wire fixtures, see
+#: data/brokers/kiteconnect-mocks/PROVENANCE.md), shipped with Velox.
+KITE_MOCKS = _REPO / "data" / "brokers" / "kiteconnect-mocks"
+
+
 def shared_market_data() -> Path:
     """Return the folder holding the shared real market data sets."""
     override = os.environ.get("MARKET_DATA_DIR")

@@ -1589,6 +1589,16 @@ class Engine:
         elif event.state is ConnectionState.CONNECTED and source in self._disconnected:
             self._disconnected.discard(source)
             log.warning("[%s] %s reconnected", self.mode, source)
+            # order updates pushed during the gap were lost with the connection: book what the
+            # broker did meanwhile (fills once each by id, statuses) before anything else
+            self._drain()
+            try:
+                self._catch_up_fills()
+            except AuthExpired as exc:
+                self._session_expired(exc)
+            except BrokerError as exc:  # the next reconciliation asks again
+                log.error("[%s] cannot catch up with %s after the gap: %s", self.mode,
+                          self.broker.name, exc)  # fmt: skip
             self._alert("broker_disconnect", "info", f"{source} market data reconnected",
                         about=f"{source}:reconnected",
                         payload={"source": source, "state": event.state.value})  # fmt: skip

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from velox.testing import KITE_MOCKS
+
 ROOT = Path(__file__).resolve().parents[3]
-MOCKS = Path(os.environ.get("KITE_MOCKS", "/work/shared/data/brokers/kiteconnect-mocks"))
+MOCKS = KITE_MOCKS
 CHILD = Path(__file__).with_name("kite_ticker_child.py")
 BARS = ROOT / "data" / "bars"
 #: A regular NSE session in the bundled RELIANCE 5m file.

@@ -19,8 +19,9 @@ from velox.brokers.kite import auth
 from velox.brokers.kite.postback import PostbackServer, postback_checksum, verify_postback
 from velox.calendar import IST
 from velox.errors import AuthExpired, ConfigError
+from velox.testing import KITE_MOCKS
 
-MOCKS = "/work/shared/data/brokers/kiteconnect-mocks"
+MOCKS = str(KITE_MOCKS)
 
 
 def test_session_checksum_is_sha256_of_key_token_secret() -> None:

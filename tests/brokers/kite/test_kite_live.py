@@ -219,3 +219,49 @@ def _answer(store, command_id: int, timeout: float = 30.0) -> tuple[str, dict]: 
         if row.status in ("done", "failed") or time.monotonic() > deadline:
             return row.status, row.result or {}
         time.sleep(0.05)
+
+
+def test_live_books_every_fill_across_a_ticker_drop_and_halts_on_an_expired_session(
+    store,
+    kite: KiteSimulator,
+    env: dict[str, str],
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    cross = tmp_path / "cross.py"
+    cross.write_text(CROSS)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "velox.cli", "live", str(cross), "--broker", "kite",
+         "--confirm-live", "--run", "L2", "--stop-after", "-74", "--reconcile-every", "3600"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def alerts() -> pd.DataFrame:
+        return store.alerts(run_id="L2") if _has_run(store, "L2") else pd.DataFrame()
+
+    def wait(check, what: str) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + 120
+        while not check():
+            assert engine.poll() is None, engine.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    try:
+        wait(lambda: _has_run(store, "L2") and len(store.run_fills("L2")) >= 1, "no first fill")
+        kite.fault("drop_ws")  # the ticker's connection dies: order updates of the gap are lost
+        wait(lambda: "reconnected" in " ".join(alerts().get("message", [])), "never reconnected")
+        wait(lambda: len(store.run_fills("L2")) >= 3, "no fills after the reconnection")
+        kite.fault("expire_token")  # the day's session ends at Kite
+        wait(lambda: "session_expired" in set(alerts().get("kind", [])), "no session alert")
+        out, _ = engine.communicate(timeout=120)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+    assert engine.returncode == 0, out  # halted and alerted, never crashed
+    (expired,) = alerts().query("kind == 'session_expired'").itertuples()
+    assert expired.severity == "critical" and "velox broker login kite" in expired.message
+    assert "order refused" in out and "broker session expired" in out
+    # every trade at Kite is booked exactly once (fill id = Kite's trade id), none lost in the gap
+    trades = kite.state()["trades"]
+    fills = store.run_fills("L2")
+    assert sorted(fills["fill_id"]) == sorted(str(t["trade_id"]) for t in trades)
+    assert len(set(fills["fill_id"])) == len(fills)

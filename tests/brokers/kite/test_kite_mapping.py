@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from kiteconnect import exceptions as kex
 
 from velox.brokers.kite import mapping as m
 from velox.errors import AuthExpired, BrokerError, OrderRejected, RateLimited
+from velox.testing import KITE_MOCKS
 from velox.types import Order, OrderStatus, OrderType, Product, Side
 
-MOCKS = Path("/work/shared/data/brokers/kiteconnect-mocks")
+MOCKS = KITE_MOCKS
 
 
 def mock(name: str) -> dict:

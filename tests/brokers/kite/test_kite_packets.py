@@ -11,7 +11,6 @@ import base64
 import json
 import struct
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,9 +31,10 @@ from velox.brokers.kite._packets import (
 from velox.calendar import IST
 from velox.errors import DataError
 from velox.feeds import CandleAggregator
+from velox.testing import KITE_MOCKS
 from velox.types import Tick
 
-MOCKS = Path("/work/shared/data/brokers/kiteconnect-mocks")
+MOCKS = KITE_MOCKS
 INFY = 408065
 RECEIVED = 1_625_462_000.25  # 2021-07-05 10:43:20.25 IST
 
@@ -271,3 +271,17 @@ def test_cumulative_volume_passes_through_to_per_candle_volume() -> None:
         assert tick.volume == volume
         closed += aggregator.on_tick(tick)
     assert [b.volume for b in closed] == [1500, 200, 40]
+
+
+def test_quote_packets_of_full_mode_tokens_are_dropped() -> None:
+    """The subscribe's quote-mode snapshot of a token wanted in full mode (no exchange time)
+    never becomes a tick: its receive time would move a market clock to the wall clock."""
+    decoder = TickDecoder({INFY: "NSE:INFY"}, full_tokens={INFY})
+    frame = frame_of(recorded("quote"), recorded("full"), struct.pack(">II", INFY, 157315))
+    ticks = decoder.decode(frame, RECEIVED)
+    assert [t.ltp for t in ticks] == [1573.7]  # the full packet only
+    assert ticks[0].ts == datetime.fromisoformat(expected("full")["timestamp"])
+    assert decoder.stats.partial == 2
+    assert [t.ltp for t in TickDecoder({INFY: "NSE:INFY"}).decode(frame, RECEIVED)] == [
+        1573.15, 1573.7, 1573.15,
+    ]  # fmt: skip

@@ -24,6 +24,7 @@ from kiteconnect import exceptions as kex  # noqa: E402
 
 from velox.brokers.kite.simulator import KiteSimulator  # noqa: E402
 from velox.errors import ConfigError  # noqa: E402
+from velox.testing import market_file  # noqa: E402
 
 RELIANCE = dict(exchange="NSE", tradingsymbol="RELIANCE")
 
@@ -310,8 +311,8 @@ def test_instruments_are_kites_csv_of_the_bundled_master(kite: KiteConnect) -> N
         738561, 1, 0.05)  # fmt: skip
     table = load_bundled_master().table
     assert len(kite.instruments()) == int(table["kite_token"].notna().sum())
-    recorded = (MOCKS.parents[1] / "market/instruments_zerodha_kite/raw/kiteconnect-mocks"
-                / "instruments_all.csv").read_text().splitlines()[0].split(",")  # fmt: skip
+    csv = market_file("instruments_zerodha_kite", "raw", "kiteconnect-mocks", "instruments_all.csv")
+    recorded = csv.read_text().splitlines()[0].split(",")
     assert list(reliance) == recorded
 
 

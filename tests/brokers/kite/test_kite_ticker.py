@@ -28,9 +28,10 @@ from kiteconnect import KiteTicker
 from velox.brokers.base import ConnectionEvent, ConnectionState, MarketData, TickMode
 from velox.brokers.kite.ticker import KiteMarketData
 from velox.errors import DataError
+from velox.testing import KITE_MOCKS
 from velox.types import Tick
 
-MOCKS = Path("/work/shared/data/brokers/kiteconnect-mocks")
+MOCKS = KITE_MOCKS
 RELIANCE, INFY, NIFTY = 738561, 408065, 256265
 IDS = {"NSE:RELIANCE": RELIANCE, "NSE:INFY": INFY, "NSE:NIFTY": NIFTY}
 SECRET = "sekret-access-token-123"

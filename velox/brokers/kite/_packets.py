@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -112,7 +112,8 @@ class DecodeStats:
     ``unknown_tokens`` counts packets of tokens the decoder has no instrument id for (an
     unsubscribed instrument still in flight); ``unknown_lengths`` packets of a length no mode
     has (skipped, as the SDK skips them); ``trailing_bytes`` frames with bytes after their last
-    declared packet (decoded, the extra bytes ignored).
+    declared packet (decoded, the extra bytes ignored); ``partial`` quote/ltp packets of tokens
+    subscribed in full mode (dropped, see :class:`TickDecoder`).
     """
 
     frames: int = 0
@@ -123,6 +124,7 @@ class DecodeStats:
     unknown_tokens: int = 0
     unknown_lengths: int = 0
     trailing_bytes: int = 0
+    partial: int = 0
 
 
 class TickDecoder:
@@ -136,6 +138,12 @@ class TickDecoder:
         tokens not in it are counted in ``stats.unknown_tokens`` and dropped.
     tz
         The time zone of the ticks' timestamps (default IST, how Velox shows time).
+    full_tokens
+        Tokens subscribed in full mode (read live, like ``instruments``). Their ltp/quote
+        packets are dropped (``stats.partial``): Kite answers a subscribe with a quote-mode
+        snapshot before the mode message turns the token to full, and that packet has no
+        exchange time, so its receive time would move a market clock read from exchange
+        timestamps (a replayed market's, or a lagging feed's) to the wall clock.
 
     Notes
     -----
@@ -156,11 +164,18 @@ class TickDecoder:
     [('NSE:RELIANCE', 2500.75)]
     """
 
-    __slots__ = ("instruments", "tz", "stats", "_seconds")
+    __slots__ = ("instruments", "tz", "stats", "full_tokens", "_seconds")
 
-    def __init__(self, instruments: Mapping[int, str], *, tz: tzinfo = IST) -> None:
+    def __init__(
+        self,
+        instruments: Mapping[int, str],
+        *,
+        tz: tzinfo = IST,
+        full_tokens: Collection[int] = frozenset(),
+    ) -> None:
         self.instruments = instruments
         self.tz = tz
+        self.full_tokens = full_tokens
         self.stats = DecodeStats()
         self._seconds: dict[int, datetime] = {}
 
@@ -193,6 +208,7 @@ class TickDecoder:
             return []
         (count,) = _COUNT.unpack_from(frame, 0)
         instruments = self.instruments
+        full_tokens = self.full_tokens
         divisors = SEGMENT_DIVISORS
         at = self._at
         seconds = self._seconds
@@ -252,6 +268,9 @@ class TickDecoder:
                 iid = instruments.get(token)
                 if iid is None:
                     unknown += 1
+                    continue
+                if token in full_tokens:  # the subscribe's snapshot, before its mode message
+                    stats.partial += 1
                     continue
                 if received_ts is None:
                     received_ts = datetime.fromtimestamp(received, self.tz)

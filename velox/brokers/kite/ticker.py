@@ -245,7 +245,8 @@ class KiteMarketData:
         self._child: subprocess.Popen[bytes] | None = None
         self._ids: dict[int, str] = {}  # token → id: the decoder reads it live
         self._modes: dict[int, TickMode] = {}  # token → mode
-        self._decoder = TickDecoder(self._ids)
+        self._full: set[int] = set()  # tokens subscribed in full mode (the decoder reads it)
+        self._decoder = TickDecoder(self._ids, full_tokens=self._full)
         self._state = ConnectionState.DISCONNECTED
         self._down_since: float | None = None  # epoch of the last disconnect
         self._ever_connected = False
@@ -308,6 +309,10 @@ class KiteMarketData:
             self._ids.update(tokens)
             for token in tokens:
                 self._modes[token] = mode
+                if mode is TickMode.FULL:
+                    self._full.add(token)
+                else:
+                    self._full.discard(token)
             self._send({"op": "subscribe", "tokens": sorted(tokens), "mode": _KITE_MODE[mode]})
 
     def unsubscribe(self, instrument_ids: Collection[str]) -> None:
@@ -323,6 +328,7 @@ class KiteMarketData:
                 return
             for token in tokens:
                 del self._ids[token], self._modes[token]
+                self._full.discard(token)
             self._send({"op": "unsubscribe", "tokens": tokens})
 
     # ---- the child -------------------------------------------------------------------------
