@@ -24,6 +24,11 @@ class _Node:
         self.me = self  # a reference cycle: only the cyclic collector frees it
 
 
+def _tracked(obj: object) -> bool:
+    """Whether ``obj`` is in a collectable generation (gc.get_objects skips frozen objects)."""
+    return any(o is obj for o in gc.get_objects())
+
+
 def _cycles(n: int, freed: list[int]) -> None:
     for _ in range(n):
         weakref.finalize(_Node(), freed.append, 1)
@@ -74,9 +79,10 @@ def test_a_busy_loop_collects_only_past_ten_thresholds() -> None:
 
 def test_nested_sessions_restore_once_and_keep_foreign_frozen_objects() -> None:
     gc.enable()
-    gc.freeze()  # e.g. a pre-forking server froze its startup objects
-    frozen = gc.get_freeze_count()
-    assert frozen > 0
+    startup = [object()]  # a tracked object a pre-forking server froze at startup
+    assert _tracked(startup)
+    gc.freeze()
+    assert not _tracked(startup)  # frozen: in the permanent generation, out of gc's view
     first, second = idle_gc(), idle_gc()
     first.__enter__()
     second.__enter__()
@@ -84,7 +90,9 @@ def test_nested_sessions_restore_once_and_keep_foreign_frozen_objects() -> None:
     assert not gc.isenabled()  # the other session still runs
     second.__exit__(None, None, None)
     assert gc.isenabled()
-    assert gc.get_freeze_count() >= frozen  # not unfrozen by us
+    # Not unfrozen by us. (Not a count check: frozen objects other threads drop are freed by
+    # reference counting and leave the permanent generation, so its size may shrink.)
+    assert not _tracked(startup)
 
 
 def test_a_tick_driven_engine_frees_cycles_during_the_session(
