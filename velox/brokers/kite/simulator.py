@@ -29,29 +29,23 @@ import logging
 import math
 import re
 import secrets
-import threading
 import time as _time
-from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
-from concurrent.futures import Future
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpclient
-import tornado.httpserver
-import tornado.ioloop
-import tornado.netutil
 import tornado.web
 
 from velox.brokers.kite.sim_ws import HEARTBEAT, TickerSocket, encode_frame, encode_packet
-from velox.brokers.sim.exchange import SimBroker, SimConfig
+from velox.brokers.sim.exchange import SimConfig
+from velox.brokers.simcore import DEFAULT_SESSION, BarReader, LoopbackSimulator, SimMarket, number
 from velox.calendar import IST, is_open
 from velox.errors import ConfigError, OrderRejected
 from velox.types import (
     Fill,
     Instrument,
-    InstrumentKind,
     Order,
     OrderStatus,
     OrderType,
@@ -70,8 +64,6 @@ __all__ = ["KiteSimulator", "RATE_LIMITS", "HISTORICAL_LIMIT_DAYS", "DEFAULT_SES
 
 log = logging.getLogger(__name__)
 
-#: The session the market clock starts in when there is no replay (a regular NSE trading day).
-DEFAULT_SESSION = date(2025, 5, 20)
 #: Kite's documented request limits per api_key: category → ((window seconds, requests), …).
 RATE_LIMITS: dict[str, tuple[tuple[float, int], ...]] = {
     "quote": ((1.0, 1),),
@@ -139,16 +131,6 @@ _MESSAGE_OF_STATUS = {
 _USER_ID = "XS0001"
 
 
-class BarReader(Protocol):
-    """What historical candles are read from (``velox.store.Store``)."""
-
-    def read_bars(
-        self, instrument_id: str, timeframe: str, start: object = None, end: object = None
-    ) -> pd.DataFrame:
-        """Return bars indexed by tz-aware bar start (empty if none)."""
-        ...
-
-
 class KiteError(Exception):
     """A Kite error response: HTTP status, ``error_type`` and message."""
 
@@ -166,12 +148,6 @@ def _kite_time(ts: datetime | None) -> str | None:
     return None if ts is None else ts.astimezone(IST).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _num(value: float) -> float | int:
-    """Return a price as JSON would carry it from Kite (ints stay ints, floats rounded)."""
-    rounded = round(float(value), 6)
-    return int(rounded) if rounded == int(rounded) else rounded
-
-
 @dataclass
 class _Session:
     api_key: str
@@ -180,66 +156,8 @@ class _Session:
     expired: bool = False
 
 
-@dataclass
-class _Market:
-    """What the simulated exchange last printed for one instrument (quotes and packets)."""
-
-    token: int
-    tick_size: float
-    tradable: bool
-    ltp: float = 0.0
-    last_qty: int = 0
-    volume: int = 0
-    turnover: float = 0.0
-    open: float = 0.0
-    high: float = 0.0
-    low: float = 0.0
-    close: float = 0.0  # the previous session's last price
-    last_trade: datetime | None = None
-    day: date | None = None
-
-    def on_trade(self, ts: datetime, price: float, volume: int | None, quantity: int) -> None:
-        """Record a print: ``volume`` is the cumulative day volume if known, else ``quantity``
-        is added to it; a new IST date starts a new day (yesterday's last price is the close)."""
-        day = ts.astimezone(IST).date()
-        if day != self.day:
-            if self.day is not None:
-                self.close = self.ltp
-            self.day = day
-            self.open = self.high = self.low = price
-            self.volume, self.turnover = 0, 0.0
-        traded = quantity if volume is None else max(0, volume - self.volume)
-        self.volume = self.volume + traded if volume is None else max(volume, self.volume)
-        self.turnover += traded * price
-        self.last_qty = traded
-        self.ltp = price
-        self.high, self.low = max(self.high, price), min(self.low, price)
-        self.last_trade = ts
-
-    @property
-    def average(self) -> float:
-        """Return the day's volume-weighted average price (the last price before any volume)."""
-        return self.turnover / self.volume if self.volume else self.ltp
-
-    def depth(self) -> dict[str, list[dict[str, float | int]]]:
-        """Return five synthetic levels a side, one tick apart around the last price.
-
-        The simulator keeps no order book: depth is a fixed ladder (level k: ``ltp ∓ k·tick``,
-        quantity ``100·k``, ``k`` orders) so full-mode packets carry known numbers.
-        """
-        if not self.tradable or not self.ltp or not self.tick_size:
-            empty = [{"price": 0, "quantity": 0, "orders": 0} for _ in range(5)]
-            return {"buy": empty, "sell": [dict(x) for x in empty]}
-        step = self.tick_size
-        buy = [
-            {"price": _num(round(self.ltp - k * step, 2)), "quantity": 100 * k, "orders": k}
-            for k in range(1, 6)
-        ]
-        sell = [
-            {"price": _num(round(self.ltp + k * step, 2)), "quantity": 100 * k, "orders": k}
-            for k in range(1, 6)
-        ]
-        return {"buy": buy, "sell": sell}
+class _KiteMarket(SimMarket):
+    """The last print of one instrument, as Kite's ticker packets carry it."""
 
     def tick(self, mode: str) -> dict[str, object]:
         """Return the tick in ``mode`` as ``KiteTicker`` decodes it (``encode_packet``'s input)."""
@@ -289,37 +207,6 @@ class _KiteOrder:
     history: list[dict[str, object]] = field(default_factory=list)
 
 
-@dataclass
-class _Fault:
-    kind: str
-    route: str = "*"
-    status: int = 500
-    count: int = 1
-    delay: float = 0.0
-
-
-class _Rates:
-    """Sliding-window request counters per (api_key, category), on an injectable clock."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self._seen: dict[tuple[str, str], deque[float]] = {}
-
-    def allow(self, api_key: str, category: str) -> bool:
-        """Return whether one more request fits every window; count it if it does."""
-        limits = RATE_LIMITS[category]
-        longest = max(window for window, _ in limits)
-        now = self.clock()
-        seen = self._seen.setdefault((api_key, category), deque())
-        while seen and seen[0] <= now - longest:
-            seen.popleft()
-        for window, allowed in limits:
-            if sum(1 for t in seen if t > now - window) >= allowed:
-                return False
-        seen.append(now)
-        return True
-
-
 def _category(route: str) -> str:
     if route.startswith("market.quote"):
         return "quote"
@@ -363,7 +250,7 @@ _NO_AUTH = ("api.token", "api.token.invalidate", "connect.login", "market.instru
             "market.instruments")  # fmt: skip
 
 
-class KiteSimulator:
+class KiteSimulator(LoopbackSimulator):
     """Serve Kite Connect's REST API and ticker on 127.0.0.1, matching orders on SimBroker.
 
     Parameters
@@ -418,6 +305,11 @@ class KiteSimulator:
     1402.5
     """
 
+    NAME = "Kite"
+    RATE_LIMITS = RATE_LIMITS
+    FAULTS = FAULTS
+    MARKET = _KiteMarket
+
     def __init__(
         self,
         instruments: InstrumentMaster | None = None,
@@ -435,39 +327,26 @@ class KiteSimulator:
         sim_config: SimConfig | None = None,
         replay_on_subscribe: bool = False,
     ) -> None:
-        if not (math.isfinite(speed) and speed > 0):
-            raise ConfigError(f"speed={speed!r} must be a finite number > 0")
         if (api_key is None) != (api_secret is None):
             raise ConfigError("give both api_key and api_secret (or neither, to accept any)")
-        if instruments is None:
-            from velox.instruments import load_bundled_master
-
-            instruments = load_bundled_master()
-        self.master = instruments
-        self.speed = float(speed)
-        self.cash = float(cash)
+        super().__init__(
+            instruments,
+            bars,
+            speed=speed,
+            cash=cash,
+            store=store,
+            session_start=session_start,
+            rate_clock=rate_clock,
+            rate_limits=rate_limits,
+            sim_config=sim_config,
+            replay_on_subscribe=replay_on_subscribe,
+        )
         self.api_key, self.api_secret = api_key, api_secret
         self.postback_url = postback_url
-        self.store = store
-        self.rate_limits = rate_limits
-        self._replay_held = replay_on_subscribe
-        self._rates = _Rates(rate_clock)
-        self._bars = dict(bars or {})
         self._index_instruments()
-        self.sim = SimBroker(self._lookup, initial_cash=cash, config=sim_config)
-        self.sim.set_listener(self)
-        self.replay = None
-        if self._bars:
-            from velox.feeds.bar_replay import BarReplay
-
-            self.replay = BarReplay(self._bars)
+        if self.replay is not None:
             for iid in self.replay.instrument_ids:
-                self._token(iid)  # every replayed instrument must have a Kite token
-        start = session_start or datetime.combine(DEFAULT_SESSION, time(9, 15), IST)
-        if start.utcoffset() is None:
-            raise ConfigError("session_start must be tz-aware (IST), e.g. 2025-05-20 09:15+05:30")
-        self._session_start = start
-        self._wall0 = _time.monotonic()
+                self.key_of(iid)  # every replayed instrument must have a Kite token
         self._sessions: dict[str, _Session] = {}
         self._used_request_tokens: set[str] = set()
         self._orders: dict[str, _KiteOrder] = {}  # Kite order id → record, in placement order
@@ -476,17 +355,8 @@ class KiteSimulator:
         self._trades: list[dict[str, object]] = []
         self._order_seq = 0
         self._trade_seq = 0
-        self._markets: dict[str, _Market] = {}
-        self._faults: list[_Fault] = []
-        self._stats: dict[str, dict[str, object]] = {}
         self._sockets: set[TickerSocket] = set()
-        self._pending_ws: set[str] = set()  # instruments with a tick to send
         self._postbacks: list[dict[str, object]] = []
-        self.replay_done = threading.Event()
-        self._loop: tornado.ioloop.IOLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: tornado.httpserver.HTTPServer | None = None
-        self.port: int | None = None
 
     # ------------------------------------------------------------------ instruments
 
@@ -507,18 +377,6 @@ class KiteSimulator:
             self._id_of_key[key] = iid
             self._id_of_key.setdefault(iid, iid)
 
-    def _lookup(self, instrument_id: str) -> Instrument:
-        return self.master.get(instrument_id)
-
-    def _token(self, instrument_id: str) -> int:
-        try:
-            return self._token_of[instrument_id]
-        except KeyError:
-            raise ConfigError(
-                f"{instrument_id} has no Kite instrument token in the instrument master; "
-                "replay and trade instruments of the Kite master (e.g. NSE:RELIANCE)"
-            ) from None
-
     def _resolve(self, exchange: str, tradingsymbol: str) -> str:
         key = f"{exchange}:{tradingsymbol}"
         iid = self._id_of_key.get(key)
@@ -538,192 +396,34 @@ class KiteSimulator:
             raise KeyError(f"unknown instrument {key!r}")
         return iid
 
-    def _market(self, iid: str) -> _Market:
-        market = self._markets.get(iid)
-        if market is None:
-            ins = self._lookup(iid)
-            market = _Market(self._token(iid), ins.tick_size, ins.kind is not InstrumentKind.INDEX)
-            self._markets[iid] = market
-        return market
+    def key_of(self, instrument_id: str) -> int:
+        """Return the Kite instrument token of ``instrument_id`` (``ConfigError`` if none)."""
+        try:
+            return self._token_of[instrument_id]
+        except KeyError:
+            raise ConfigError(
+                f"{instrument_id} has no Kite instrument token in the instrument master; "
+                "replay and trade instruments of the Kite master (e.g. NSE:RELIANCE)"
+            ) from None
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
-    def url(self) -> str:
-        """Return the REST root (``KiteConnect(root=…)``)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def ws_url(self) -> str:
-        """Return the ticker root (``KiteTicker(root=…)``)."""
+        """Return the ticker root (``KiteTicker(root=…)``); :attr:`url` is the REST root."""
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self, port: int = 0) -> int:
-        """Serve on 127.0.0.1:``port`` (0: any free port) from a thread; return the port."""
-        if self._thread is not None:
-            raise ConfigError("this KiteSimulator is already started; stop() it first")
-        sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
-        self.port = int(sockets[0].getsockname()[1])
-        ready: Future[None] = Future()
+    def routes(self) -> list[tuple[Any, ...]]:
+        """The ticker websocket at ``/ws`` and every REST route (and ``/_sim/*``)."""
+        return [
+            (r"/ws/?", TickerSocket, {"simulator": self}),
+            (r"/(.*)", _KiteHandler, {"simulator": self}),
+        ]
 
-        def run() -> None:
-            asyncio.set_event_loop(asyncio.new_event_loop())
-            self._loop = tornado.ioloop.IOLoop.current()
-            app = tornado.web.Application(
-                [
-                    (r"/ws/?", TickerSocket, {"simulator": self}),
-                    (r"/(.*)", _KiteHandler, {"simulator": self}),
-                ],
-                websocket_ping_interval=None,
-            )
-            self._server = tornado.httpserver.HTTPServer(app)
-            self._server.add_sockets(sockets)
-            self._heartbeat = tornado.ioloop.PeriodicCallback(self._send_heartbeats, 1000)
-            self._heartbeat.start()
-            self._wall0 = _time.monotonic()
-            if self.replay is not None:
-                first = self.replay.ts_ns[0]
-                from velox.feeds import from_ns
-
-                self.sim.on_clock(from_ns(int(first)))
-                if not self._replay_held:
-                    self._loop.spawn_callback(self._run_replay)
-            else:
-                self.sim.on_clock(self._session_start)
-            ready.set_result(None)
-            self._loop.start()
-            self._loop.close(all_fds=True)
-
-        self._thread = threading.Thread(target=run, name="velox-kite-sim", daemon=True)
-        self._thread.start()
-        ready.result(timeout=30)
-        log.info("Kite simulator serving %s and %s", self.url, self.ws_url)
-        return self.port
-
-    def stop(self) -> None:
-        """Stop serving (closing every connection) and end the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-
-        def shutdown() -> None:
-            self._heartbeat.stop()
-            for sock in list(self._sockets):
-                sock.close()
-            if self._server is not None:
-                self._server.stop()
-            loop.stop()
-
-        loop.add_callback(shutdown)
-        thread.join(timeout=10)
-        self._loop = self._thread = None
-
-    def __enter__(self) -> KiteSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _call(self, fn: Callable[[], object], timeout: float = 30.0) -> object:
-        """Run ``fn`` on the IOLoop thread and return its result (or run it here if not started)."""
-        loop = self._loop
-        if loop is None or threading.current_thread() is self._thread:
-            return fn()
-        box: Future[object] = Future()
-
-        def run() -> None:
-            try:
-                box.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-                box.set_exception(exc)
-
-        loop.add_callback(run)
-        return box.result(timeout=timeout)
-
-    # ------------------------------------------------------------------ market clock and data
-
-    def market_now(self) -> datetime:
-        """Return the simulated market time (IST): the replay's, or the paced session clock."""
-        if self.replay is not None:
-            now = self.sim.now
-            assert now is not None
-            return now
-        elapsed = (_time.monotonic() - self._wall0) * self.speed
-        return self._session_start + timedelta(seconds=elapsed)
-
-    def advance_to(self, when: datetime) -> None:
-        """Move the market clock (no replay only) to ``when``, e.g. the next session's open.
-
-        The simulated exchange closes the day it leaves (open orders expire, CNC buys become
-        holdings) and tokens issued before 06:00 IST of a later day expire, as at Kite.
-        """
-        if self.replay is not None:
-            raise ConfigError("the market clock of a replay is the replay's; advance_to needs "
-                              "a simulator without bars")  # fmt: skip
-        if when.utcoffset() is None:
-            raise ConfigError("advance_to needs a tz-aware time, e.g. 2025-05-21 09:15+05:30")
-
-        def run() -> None:
-            if when <= self.market_now():
-                raise ConfigError(f"{when} is not after the market time {self.market_now()}")
-            self._session_start += when - self.market_now()
-            self.sim.on_clock(when)
-
-        self._call(run)
-
-    def _sync_clock(self) -> datetime:
-        now = self.market_now()
-        if self.replay is None:
-            self.sim.on_clock(now)
-        return now
-
-    async def _run_replay(self) -> None:
-        from velox.feeds import from_ns
-
-        r = self.replay
-        assert r is not None
-        ids, symbol = r.instrument_ids, r.symbol.tolist()
-        ts, price, volume = r.ts_ns.tolist(), r.price.tolist(), r.volume.tolist()
-        wall0, t0, k, n = _time.monotonic(), ts[0], 0, len(ts)
-        while k < n and self._loop is not None:
-            due = wall0 + (ts[k] - t0) / 1e9 / self.speed
-            wait = due - _time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(min(wait, 0.05))
-                continue
-            while k < n and _time.monotonic() >= wall0 + (ts[k] - t0) / 1e9 / self.speed:
-                v = volume[k]
-                self._on_trade(ids[symbol[k]], from_ns(ts[k]), price[k],
-                               None if v != v else int(v), 1)  # fmt: skip
-                k += 1
-            self._flush_ticks()
-        self.replay_done.set()
-
-    def _on_trade(
-        self, iid: str, ts: datetime, price: float, volume: int | None, quantity: int
-    ) -> None:
-        self._market(iid).on_trade(ts, price, volume, quantity)
-        self.sim.on_quote(iid, ts, price, volume)
-        self._pending_ws.add(iid)
-
-    def trade(
-        self, instrument: str | int, price: float, *, quantity: int = 1, volume: int | None = None
-    ) -> None:
-        """Make the market trade ``instrument`` once at ``price`` (at the market clock's time).
-
-        Working orders match against it and subscribed ticker connections get the tick. The
-        contract suite's lever; ``POST /_sim/trade`` does the same over HTTP.
-        """
-
-        def run() -> None:
-            iid = self.instrument_id(instrument)
-            self._token(iid)
-            now = self._sync_clock()
-            self._on_trade(iid, now, float(price), volume, int(quantity))
-            self._flush_ticks()
-
-        self._call(run)
+    def close_connections(self) -> None:
+        """Close every ticker connection."""
+        for sock in list(self._sockets):
+            sock.close()
 
     # ------------------------------------------------------------------ ticker side
 
@@ -736,15 +436,13 @@ class KiteSimulator:
 
     def _ws_opened(self, sock: TickerSocket) -> None:
         self._sockets.add(sock)
-        self._count("ws.connect", "GET", "/ws", 101)
+        self.count("ws.connect", "GET", "/ws", 101)
 
     def _ws_closed(self, sock: TickerSocket) -> None:
         self._sockets.discard(sock)
 
     def _ws_snapshot(self, sock: TickerSocket, tokens: list[int]) -> None:
-        if self._replay_held and self._loop is not None:  # the first subscriber: replay now
-            self._replay_held = False
-            self._loop.call_later(0.5, lambda: self._loop.spawn_callback(self._run_replay))  # type: ignore[union-attr]
+        self.release_replay()  # the first subscriber starts a held replay
         packets = []
         for token in tokens:
             iid = self._id_of_token.get(token)
@@ -755,9 +453,9 @@ class KiteSimulator:
         if packets:
             sock.send_binary(encode_frame(packets))
 
-    def _flush_ticks(self) -> None:
-        pending, self._pending_ws = self._pending_ws, set()
-        if not pending or not self._sockets:
+    def flush_ticks(self, pending: set[str]) -> None:
+        """Send each ticker connection the packets of its subscribed tokens in ``pending``."""
+        if not self._sockets:
             return
         ticks = {self._markets[iid].token: self._markets[iid] for iid in pending}
         for sock in list(self._sockets):
@@ -769,7 +467,8 @@ class KiteSimulator:
             if packets:
                 sock.send_binary(encode_frame(packets))
 
-    def _send_heartbeats(self) -> None:
+    def heartbeat(self) -> None:
+        """Kite's one-byte heartbeat to every ticker connection, every second."""
         for sock in list(self._sockets):
             sock.send_binary(HEARTBEAT)
 
@@ -786,7 +485,9 @@ class KiteSimulator:
         if kite_id is None:
             record = self._placing
             if record is None:  # the exchange's own order (the MIS square-off)
-                record = self._new_record(None, "regular", order, self._lookup(order.instrument_id))
+                record = self._new_record(
+                    None, "regular", order, self.master.get(order.instrument_id)
+                )
             self._by_sim_id[sim_id] = record.order_id
             self._orders[record.order_id] = record
         else:
@@ -813,7 +514,7 @@ class KiteSimulator:
                 "tradingsymbol": self._symbol(record.instrument),
                 "instrument_token": record.token,
                 "product": fill.product.value,
-                "average_price": _num(fill.price),
+                "average_price": number(fill.price),
                 "quantity": fill.qty,
                 "exchange_order_id": record.exchange_order_id or f"1{record.order_id}",
                 "transaction_type": fill.side.value,
@@ -836,13 +537,7 @@ class KiteSimulator:
         if self.postback_url:
             body = self._postback_dict(record, data)
             self._postbacks.append(body)
-            self._loop_spawn(self._post(body))
-
-    def _loop_spawn(self, coroutine: Coroutine[object, object, None]) -> None:
-        if self._loop is not None:
-            asyncio.ensure_future(coroutine)
-        else:
-            coroutine.close()
+            self.spawn(self._post(body))
 
     async def _post(self, body: Mapping[str, object]) -> None:
         client = tornado.httpclient.AsyncHTTPClient()
@@ -868,7 +563,7 @@ class KiteSimulator:
         self._order_seq += 1
         now = self.sim.now or self.market_now()
         order_id = f"{now.astimezone(IST):%y%m%d}{self._order_seq:09d}"
-        return _KiteOrder(order_id, api_key, variety, ins, self._token(ins.id), order, now)
+        return _KiteOrder(order_id, api_key, variety, ins, self.key_of(ins.id), order, now)
 
     def _order_dict(self, record: _KiteOrder, status: str | None = None) -> dict[str, object]:
         o = record.order
@@ -900,9 +595,9 @@ class KiteSimulator:
             "product": o.product.value,
             "quantity": o.qty,
             "disclosed_quantity": record.disclosed_quantity,
-            "price": _num(o.limit_price or 0),
-            "trigger_price": _num(o.trigger_price or 0),
-            "average_price": _num(o.average_price),
+            "price": number(o.limit_price or 0),
+            "trigger_price": number(o.trigger_price or 0),
+            "average_price": number(o.average_price),
             "filled_quantity": o.filled_qty,
             "pending_quantity": pending,
             "cancelled_quantity": cancelled,
@@ -1028,7 +723,7 @@ class KiteSimulator:
         if not exchange or not symbol:
             raise _input("Missing `exchange` or `tradingsymbol`.")
         iid = self._resolve(exchange, symbol)
-        ins = self._lookup(iid)
+        ins = self.master.get(iid)
         side = _enum(p, "transaction_type", Side)
         order_type = _enum(p, "order_type", OrderType)
         product = _enum(p, "product", Product)
@@ -1059,7 +754,7 @@ class KiteSimulator:
         tag = p.get("tag") or ""
         if len(tag) > 20:
             raise _input("Invalid `tag`: at most 20 characters.")
-        now = self._sync_clock()
+        now = self.sync_clock()
         if not is_open(now):  # Kite refuses the request itself: no order, no postback
             raise _input(
                 "Markets are closed right now. Use GTT for placing long standing orders "
@@ -1121,7 +816,7 @@ class KiteSimulator:
             changes["limit_price"] = _price(p, "price")
         if _price(p, "trigger_price"):
             changes["trigger_price"] = _price(p, "trigger_price")
-        self._sync_clock()
+        self.sync_clock()
         try:
             self.sim.modify_order(self._sim_id(record), **changes)  # type: ignore[arg-type]
         except OrderRejected as exc:
@@ -1139,7 +834,7 @@ class KiteSimulator:
                 "OrderException",
                 f"Order cannot be cancelled as it is {_STATUS[record.order.status].lower()}.",
             )
-        self._sync_clock()
+        self.sync_clock()
         try:
             self.sim.cancel_order(self._sim_id(record))
         except OrderRejected as exc:
@@ -1184,39 +879,39 @@ class KiteSimulator:
             ltp = market.ltp if market and market.ltp else average
             close = market.close if market else 0.0
             unrealised = qty * (ltp - average) if qty else 0.0
-            ins = self._lookup(iid)
+            ins = self.master.get(iid)
 
             bp, sp = (bv / bq if bq else 0), (sv / sq if sq else 0)
             common: dict[str, object] = {
                 "tradingsymbol": self._symbol(ins),
                 "exchange": ins.exchange,
-                "instrument_token": self._token(iid),
+                "instrument_token": self.key_of(iid),
                 "product": product,
                 "quantity": qty,
                 "overnight_quantity": overnight,
                 "multiplier": 1,
-                "average_price": _num(average),
-                "close_price": _num(close),
-                "last_price": _num(ltp),
-                "value": _num(sv - bv),
-                "pnl": _num(realised + unrealised),
-                "m2m": _num(realised + unrealised),
-                "unrealised": _num(unrealised),
-                "realised": _num(realised),
+                "average_price": number(average),
+                "close_price": number(close),
+                "last_price": number(ltp),
+                "value": number(sv - bv),
+                "pnl": number(realised + unrealised),
+                "m2m": number(realised + unrealised),
+                "unrealised": number(unrealised),
+                "realised": number(realised),
                 "buy_quantity": int(bq),
-                "buy_price": _num(bp),
-                "buy_value": _num(bv),
-                "buy_m2m": _num(bv),
+                "buy_price": number(bp),
+                "buy_value": number(bv),
+                "buy_m2m": number(bv),
                 "sell_quantity": int(sq),
-                "sell_price": _num(sp),
-                "sell_value": _num(sv),
-                "sell_m2m": _num(sv),
+                "sell_price": number(sp),
+                "sell_value": number(sv),
+                "sell_m2m": number(sv),
                 "day_buy_quantity": int(bq),
-                "day_buy_price": _num(bp),
-                "day_buy_value": _num(bv),
+                "day_buy_price": number(bp),
+                "day_buy_value": number(bv),
                 "day_sell_quantity": int(sq),
-                "day_sell_price": _num(sp),
-                "day_sell_value": _num(sv),
+                "day_sell_price": number(sp),
+                "day_sell_value": number(sv),
             }
             net.append(common)
             if key in day:
@@ -1226,7 +921,7 @@ class KiteSimulator:
     def _holdings(self) -> list[dict[str, object]]:
         rows = []
         for pos in self.sim.holdings():
-            ins = self._lookup(pos.instrument_id)
+            ins = self.master.get(pos.instrument_id)
             market = self._markets.get(pos.instrument_id)
             ltp = market.ltp if market and market.ltp else pos.average_price
             close = market.close if market and market.close else ltp
@@ -1234,7 +929,7 @@ class KiteSimulator:
                 {
                     "tradingsymbol": self._symbol(ins),
                     "exchange": ins.exchange,
-                    "instrument_token": self._token(ins.id),
+                    "instrument_token": self.key_of(ins.id),
                     "isin": "",
                     "product": "CNC",
                     "price": 0,
@@ -1250,12 +945,12 @@ class KiteSimulator:
                     "collateral_quantity": 0,
                     "collateral_type": "",
                     "discrepancy": False,
-                    "average_price": _num(pos.average_price),
-                    "last_price": _num(ltp),
-                    "close_price": _num(close),
-                    "pnl": _num(pos.qty * (ltp - pos.average_price)),
-                    "day_change": _num(ltp - close),
-                    "day_change_percentage": _num((ltp - close) / close * 100 if close else 0),
+                    "average_price": number(pos.average_price),
+                    "last_price": number(ltp),
+                    "close_price": number(close),
+                    "pnl": number(pos.qty * (ltp - pos.average_price)),
+                    "day_change": number(ltp - close),
+                    "day_change_percentage": number((ltp - close) / close * 100 if close else 0),
                     "mtf": {
                         "quantity": 0,
                         "used_quantity": 0,
@@ -1276,19 +971,19 @@ class KiteSimulator:
         net = cash - used
         return {
             "enabled": segment == "equity",
-            "net": _num(net),
+            "net": number(net),
             "available": {
                 "adhoc_margin": 0,
-                "cash": _num(cash),
-                "opening_balance": _num(cash - realised),
-                "live_balance": _num(net),
+                "cash": number(cash),
+                "opening_balance": number(cash - realised),
+                "live_balance": number(net),
                 "collateral": 0,
                 "intraday_payin": 0,
             },
             "utilised": {
-                "debits": _num(used),
+                "debits": number(used),
                 "exposure": 0,
-                "m2m_realised": _num(realised),
+                "m2m_realised": number(realised),
                 "m2m_unrealised": 0,
                 "option_premium": 0,
                 "payout": 0,
@@ -1315,11 +1010,11 @@ class KiteSimulator:
                 iid = self._id_of_token.get(int(key))
             if iid is None:
                 continue  # Kite leaves unknown instruments out of the answer
-            market = self._market(iid)
+            market = self.market(iid)
             entry: dict[str, object] = {"instrument_token": market.token,
-                                        "last_price": _num(market.ltp)}  # fmt: skip
-            ohlc = {"open": _num(market.open), "high": _num(market.high),
-                    "low": _num(market.low), "close": _num(market.close)}  # fmt: skip
+                                        "last_price": number(market.ltp)}  # fmt: skip
+            ohlc = {"open": number(market.open), "high": number(market.high),
+                    "low": number(market.low), "close": number(market.close)}  # fmt: skip
             if kind == "ohlc":
                 entry["ohlc"] = ohlc
             elif kind == "quote":
@@ -1329,18 +1024,18 @@ class KiteSimulator:
                     "instrument_token": market.token,
                     "timestamp": _kite_time(self.market_now()),
                     "last_trade_time": _kite_time(market.last_trade),
-                    "last_price": _num(market.ltp),
+                    "last_price": number(market.ltp),
                     "last_quantity": market.last_qty,
                     "buy_quantity": sum(int(x["quantity"]) for x in depth["buy"]),
                     "sell_quantity": sum(int(x["quantity"]) for x in depth["sell"]),
                     "volume": market.volume,
-                    "average_price": _num(round(market.average, 2)),
+                    "average_price": number(round(market.average, 2)),
                     "oi": 0,
                     "oi_day_high": 0,
                     "oi_day_low": 0,
-                    "net_change": _num(market.ltp - market.close if market.close else 0),
-                    "lower_circuit_limit": _num(round(limit * 0.8, 2)),
-                    "upper_circuit_limit": _num(round(limit * 1.2, 2)),
+                    "net_change": number(market.ltp - market.close if market.close else 0),
+                    "lower_circuit_limit": number(round(limit * 0.8, 2)),
+                    "upper_circuit_limit": number(round(limit * 1.2, 2)),
                     "ohlc": ohlc,
                     "depth": depth,
                 }
@@ -1371,8 +1066,8 @@ class KiteSimulator:
                     r.name or "",
                     0,
                     "" if expiry is None or expiry != expiry else f"{expiry:%Y-%m-%d}",
-                    0 if strike is None or strike != strike else _num(strike),
-                    _num(r.tick_size),
+                    0 if strike is None or strike != strike else number(strike),
+                    number(r.tick_size),
                     int(r.lot_size),
                     "EQ" if index else kind,
                     r.segment or r.exchange,
@@ -1396,22 +1091,14 @@ class KiteSimulator:
         limit = HISTORICAL_LIMIT_DAYS[interval]
         if (end - start) > timedelta(days=limit):
             raise _input(f"interval exceeds max limit: {limit} days")
-        timeframe = _INTERVAL_TIMEFRAME[interval]
-        frame = None
-        if self.store is not None:
-            frame = self.store.read_bars(iid, timeframe, start.date(), end.date())
-        elif (iid, timeframe) in self._bars:
-            frame = self._bars[(iid, timeframe)]
+        frame = self.bars_between(iid, _INTERVAL_TIMEFRAME[interval], start, end)
         candles: list[list[object]] = []
         with_oi = p.get("oi") in ("1", "true")
-        if frame is not None and len(frame):
-            index = frame.index.tz_convert(IST)
-            keep = (index >= start) & (index <= end)
-            sub = frame[keep]
-            for ts, row in zip(index[keep], sub.itertuples(index=False), strict=True):
+        if frame is not None:
+            for ts, row in zip(frame.index, frame.itertuples(index=False), strict=True):
                 candle: list[object] = [
                     ts.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    _num(row.open), _num(row.high), _num(row.low), _num(row.close),
+                    number(row.open), number(row.high), number(row.low), number(row.close),
                     int(row.volume) if row.volume == row.volume else 0,
                 ]  # fmt: skip
                 if with_oi:
@@ -1434,14 +1121,10 @@ class KiteSimulator:
         but answered only after ``delay`` s (longer than the client's timeout).
         ``clear``: remove every pending fault.
         """
-        try:
-            return self._call(lambda: self._fault(kind, dict(params)))  # type: ignore[return-value]
-        except KiteError as exc:
-            raise ConfigError(exc.message) from None
+        return super().fault(kind, **params)
 
-    def _fault(self, kind: str, params: dict[str, object]) -> dict[str, object]:
-        if kind not in FAULTS:
-            raise _input(f"Unknown fault {kind!r}; use one of {', '.join(FAULTS)}")
+    def arm_fault(self, kind: str, params: dict[str, object]) -> dict[str, object]:
+        """Kite's immediate faults (ticker drops, garbage, token expiry) and its HTTP statuses."""
         count = int(params.get("count", 1))  # type: ignore[call-overload]
         if kind == "drop_ws":
             dropped = len(self._sockets)
@@ -1462,49 +1145,13 @@ class KiteSimulator:
                     session.expired = True
                     expired += 1
             return {"expired": expired}
-        if kind == "clear":
-            cleared = len(self._faults)
-            self._faults.clear()
-            return {"cleared": cleared}
-        route = str(params.get("route", "order.place" if kind == "timeout_after_place" else "*"))
+        if kind == "timeout_after_place":
+            params.setdefault("route", "order.place")
         status = int(params.get("status", 500))  # type: ignore[call-overload]
-        delay = float(params.get("delay", 0.0))  # type: ignore[arg-type]
         if kind == "http_status" and status not in _ERROR_OF_STATUS:
-            raise _input(f"status {status} is not a Kite error status "
-                         f"({', '.join(map(str, _ERROR_OF_STATUS))})")  # fmt: skip
-        if kind in ("slow", "timeout_after_place") and not delay > 0:
-            raise _input(f"{kind} needs a delay > 0 (seconds)")
-        self._faults.append(_Fault(kind, route, status, count, delay))
-        return {"armed": kind, "route": route, "count": count}
-
-    def _take_fault(self, kinds: tuple[str, ...], route: str, path: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.kind in kinds and fault.route in ("*", route, path):
-                fault.count -= 1
-                if fault.count <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
-
-    def _count(self, route: str, method: str, path: str, status: int) -> None:
-        entry = self._stats.setdefault(route, {"count": 0, "times": [], "statuses": []})
-        entry["count"] = int(entry["count"]) + 1  # type: ignore[call-overload]
-        entry["times"].append(_time.monotonic())  # type: ignore[attr-defined]
-        entry["statuses"].append(status)  # type: ignore[attr-defined]
-
-    def stats(self) -> dict[str, dict[str, object]]:
-        """Return per-route request counts, ``time.monotonic()`` times and HTTP statuses.
-
-        Keys are the SDK's route names (``order.place``, ``market.quote``, …); a test counts
-        the order rate the simulator saw from ``stats()["order.place"]["times"]``.
-        """
-        return self._call(  # type: ignore[return-value]
-            lambda: {
-                k: {"count": v["count"], "times": list(v["times"]),  # type: ignore[call-overload]
-                    "statuses": list(v["statuses"])}  # type: ignore[call-overload]
-                for k, v in self._stats.items()
-            }
-        )  # fmt: skip
+            raise ConfigError(f"status {status} is not a Kite error status "
+                              f"({', '.join(map(str, _ERROR_OF_STATUS))})")  # fmt: skip
+        return super().arm_fault(kind, params)
 
     def state(self) -> dict[str, object]:
         """Return orders (Kite dicts), trades, positions, holdings, margins and the clock."""
@@ -1521,11 +1168,11 @@ class KiteSimulator:
                 "ws_connections": len(self._sockets),
             }
 
-        return self._call(run)  # type: ignore[return-value]
+        return self.call(run)  # type: ignore[return-value]
 
     def order_history(self, order_id: str) -> list[dict[str, object]]:
         """Return the Kite history entries of an order (what ``GET /orders/{id}`` serves)."""
-        return self._call(lambda: list(self._record(order_id).history))  # type: ignore[return-value]
+        return self.call(lambda: list(self._record(order_id).history))  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------- parameter helpers
@@ -1632,25 +1279,25 @@ class _KiteHandler(tornado.web.RequestHandler):
                 name = route_name
                 break
         else:
-            sim._count("unknown", method, path, 404)
+            sim.count("unknown", method, path, 404)
             self._send(404, {"status": "error", "message": f"Route not found: {method} {path}",
                              "error_type": "GeneralException", "data": None})  # fmt: skip
             return
         args = match.groupdict()
         api_key, access_token = _auth_header(self.request.headers.get("Authorization", ""))
-        fault = sim._take_fault(("http_status",), name, path)
+        fault = sim.take_fault(("http_status",), name, path)
         if fault is not None:
-            sim._count(name, method, path, fault.status)
+            sim.count(name, method, path, fault.status)
             message = _MESSAGE_OF_STATUS.get(fault.status, "Simulated error")
             self._error(KiteError(fault.status, _ERROR_OF_STATUS[fault.status], message))
             return
-        slow = sim._take_fault(("slow",), name, path)
+        slow = sim.take_fault(("slow",), name, path)
         if slow is not None:
             await asyncio.sleep(slow.delay)
         params = self._params()
         rate_key = api_key or params.get("api_key", "") or "-"
-        if sim.rate_limits and not sim._rates.allow(rate_key, _category(name)):
-            sim._count(name, method, path, 429)
+        if not sim.allow(rate_key, _category(name)):
+            sim.count(name, method, path, 429)
             self._error(KiteError(429, "NetworkException", "Too many requests"))
             return
         try:
@@ -1659,21 +1306,21 @@ class _KiteHandler(tornado.web.RequestHandler):
                 session = sim._authenticate(api_key, access_token)
             result = self._route(name, args, params, session)
         except KiteError as exc:
-            sim._count(name, method, path, exc.status)
+            sim.count(name, method, path, exc.status)
             self._error(exc)
             return
         except ValueError as exc:  # a value Velox's types refuse (e.g. an Order field)
-            sim._count(name, method, path, 400)
+            sim.count(name, method, path, 400)
             self._error(_input(str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - a simulator bug: answer as Kite would, log it
             log.exception("Kite simulator failed on %s %s", method, path)
-            sim._count(name, method, path, 500)
+            sim.count(name, method, path, 500)
             self._error(KiteError(500, "GeneralException", f"{type(exc).__name__}: {exc}"))
             return
-        sim._count(name, method, path, 200)
+        sim.count(name, method, path, 200)
         if name == "order.place":
-            held = sim._take_fault(("timeout_after_place",), name, path)
+            held = sim.take_fault(("timeout_after_place",), name, path)
             if held is not None:
                 await asyncio.sleep(held.delay)
         if isinstance(result, _Csv):
@@ -1749,21 +1396,20 @@ class _KiteHandler(tornado.web.RequestHandler):
             if method == "POST" and path == "/_sim/fault":
                 params = dict(body)
                 kind = str(params.pop("kind", ""))
-                result: object = sim._fault(kind, params)
+                result: object = sim.arm_fault(kind, params)
             elif method == "POST" and path == "/_sim/trade":
                 key = body.get("instrument_id", body.get("token"))
                 iid = sim.instrument_id(key)
-                sim._token(iid)
-                now = sim._sync_clock()
+                sim.key_of(iid)
+                now = sim.sync_clock()
                 qty = int(body.get("quantity", 1))
                 volume = body.get("volume")
-                sim._on_trade(iid, now, float(body["price"]),
+                sim.print_trade(iid, now, float(body["price"]),
                               None if volume is None else int(volume), qty)  # fmt: skip
-                sim._flush_ticks()
+                sim.send_ticks()
                 result = {"instrument_id": iid, "time": _kite_time(now)}
             elif method == "GET" and path == "/_sim/stats":
-                result = {k: {"count": v["count"], "times": v["times"], "statuses": v["statuses"]}
-                          for k, v in sim._stats.items()}  # fmt: skip
+                result = sim.stats_now()
             elif method == "GET" and path == "/_sim/state":
                 result = sim.state()
             else:
