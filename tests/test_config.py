@@ -241,3 +241,16 @@ def test_dask_scheduler_from_file_and_env(tmp_path: Path):
     toml.write_text("dask_scheduler = 8786\n")
     with pytest.raises(ConfigError, match=r"velox.toml: dask_scheduler=8786 must be a scheduler"):
         load_settings(env={}, config_file=toml)
+
+
+def test_broker_setting_names_a_live_broker(tmp_path: Path):
+    toml = tmp_path / "velox.toml"
+    toml.write_text('broker = "kite"\n')
+    assert load_settings(env={}, config_file=None).broker is None
+    assert load_settings(env={}, config_file=toml).broker == "kite"
+    assert load_settings(env={"VELOX_BROKER": " Kite "}).broker == "kite"
+    toml.write_text('broker = "zerodha"\n')
+    with pytest.raises(ConfigError, match=r"velox.toml: broker='zerodha' is not a live broker"):
+        load_settings(env={}, config_file=toml)
+    with pytest.raises(ConfigError, match="use one of .*kite"):
+        load_settings(env={"VELOX_BROKER": ""})

@@ -133,6 +133,21 @@ def _run_reported(run: Callable[[], RunResult], mode: str, json_path: str | None
     _report(result, mode, json_path, recorded=recorded)
 
 
+def _configured_broker() -> str:
+    """Return the ``broker`` setting, or say how to name a broker when there is none."""
+    from velox.brokers import LIVE_BROKERS
+    from velox.config import get_settings
+
+    name = get_settings().broker
+    if name is None:
+        raise ConfigError(
+            "no broker named: give --broker ("
+            + ", ".join(sorted(LIVE_BROKERS))
+            + ') or set broker = "kite" in velox.toml (or VELOX_BROKER)'
+        )
+    return name
+
+
 def _stop_after(text: str) -> float | None:
     """Return ``--stop-after``'s seconds (``None`` for ``never``), refusing anything else."""
     if text.strip().lower() == "never":
@@ -313,7 +328,11 @@ def paper(
 @_symbol
 @_timeframe
 @_param
-@click.option("--broker", "broker_name", required=True, help="Broker adapter name (kite, …).")
+@click.option(
+    "--broker",
+    "broker_name",
+    help="Broker to trade through (kite, smartapi, breeze; default: the broker setting).",
+)
 @click.option("--confirm-live", is_flag=True, help="Confirm that real orders may be sent.")
 @click.option("--cash", type=float, help="Capital (₹; default: the broker's cash).")
 @_risk
@@ -339,7 +358,7 @@ def live(
     symbols: tuple[str, ...],
     timeframe: str | None,
     params: tuple[str, ...],
-    broker_name: str,
+    broker_name: str | None,
     confirm_live: bool,
     cash: float | None,
     risk_file: str | None,
@@ -355,8 +374,10 @@ def live(
     Every order passes the risk engine, every state change is audited in the store before it
     is acted on, and a restart with the same --run never sends an order twice. The
     switch-mode command moves the running deployment to a dry run on the same live data and
-    back. Log in first: `velox broker login BROKER`.
+    back. Log in first: `velox broker login BROKER`. Without --broker, the ``broker`` setting
+    (``broker = "smartapi"`` in velox.toml, or VELOX_BROKER) names the broker.
     """
+    broker_name = broker_name or _configured_broker()
     if not confirm_live:
         from velox.deployment import LIVE_REFUSED
 

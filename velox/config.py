@@ -92,6 +92,10 @@ class Settings:
     #: Key of the encrypted credential store (``velox.secrets``): a Fernet key (44 url-safe
     #: base64 characters, ``velox.secrets.generate_key()``) or any passphrase; env only.
     secret_key: str | None = field(default=None, repr=False)
+    #: The live broker ``velox live`` trades through when ``--broker`` is not given (a name in
+    #: ``velox.brokers.LIVE_BROKERS``: ``kite``, ``smartapi``, ``breeze``). Switching a strategy
+    #: and its config to another broker is this one setting (``broker = "smartapi"``).
+    broker: str | None = None
     #: Zerodha Kite Connect app key (not secret by itself; also storable with
     #: ``velox broker set kite``).
     kite_api_key: str | None = None
@@ -350,6 +354,16 @@ def _check_root(name: str, raw: object, source: str, schemes: tuple[str, ...]) -
     return text.rstrip("/")
 
 
+def _check_broker(raw: object, source: str) -> str:
+    from velox.brokers import LIVE_BROKERS
+
+    known = ", ".join(sorted(LIVE_BROKERS))
+    if not isinstance(raw, str) or raw.strip().lower() not in LIVE_BROKERS:
+        raise ConfigError(f"{source}: broker={raw!r} is not a live broker Velox has; use one of "
+                          f"{known}")  # fmt: skip
+    return raw.strip().lower()
+
+
 def _check_port(name: str, raw: object, source: str) -> int:
     text = str(raw).strip()
     if not (text.isdigit() and 0 < int(text) < 65536):
@@ -360,6 +374,8 @@ def _check_port(name: str, raw: object, source: str) -> int:
 def _coerce(name: str, raw: Any, source: str) -> Any:
     if name in ("secret_key", "kite_api_secret", "kite_api_key"):
         return _check_text(name, raw, source, secret=name != "kite_api_key")
+    if name == "broker":
+        return _check_broker(raw, source)
     if name in ("kite_root", "kite_login_url"):
         return _check_root(name, raw, source, ("https", "http"))
     if name == "kite_ws_root":

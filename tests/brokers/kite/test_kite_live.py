@@ -161,6 +161,10 @@ def test_live_needs_confirmation_and_a_login(env: dict[str, str], store) -> None
     expired = _velox(env, "live", str(SMA), *ARGS, "--broker", "kite", "--confirm-live")
     assert expired.returncode == 1
     assert "velox broker login kite" in expired.stderr + expired.stdout
+    # the broker setting stands in for --broker
+    configured = _velox({**env, "VELOX_BROKER": "kite"}, "live", str(SMA), *ARGS, "--confirm-live")
+    assert configured.returncode == 1
+    assert "velox broker login kite" in configured.stderr + configured.stdout
     unknown = _velox(env, "live", str(SMA), *ARGS, "--broker", "upstox", "--confirm-live")
     assert unknown.returncode == 1 and "kite" in unknown.stderr + unknown.stdout
 
