@@ -496,7 +496,6 @@ def test_the_nifty50_universe_is_the_momentum_strategy_s() -> None:
 
 @pytest.fixture(scope="module")
 def dask_client():
-    pytest.importorskip("distributed")
     from velox.backtest.distributed import client
 
     with client("local", local_workers=2) as opened:

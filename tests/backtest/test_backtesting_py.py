@@ -35,7 +35,8 @@ def _bars(name: str, timeframe: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("stock", ["RELIANCE", "INFY", "TCS"])
 def test_research_reproduces_backtesting_py_sma_cross(stock: str) -> None:
-    backtesting = pytest.importorskip("backtesting")
+    import backtesting
+
     bars = _bars(f"{stock}_1d_2017_2022.csv.gz", "1d")
 
     def sma(values: np.ndarray, n: int) -> np.ndarray:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 import talib
 
-pytest.importorskip("vectorbt")
-
-import velox.indicators as vi  # noqa: E402
-from velox.backtest import vbt as vxv  # noqa: E402
+import velox.indicators as vi
+from velox.backtest import vbt as vxv
 
 
 def test_rsi_sweep_over_windows(daily: dict[str, pd.DataFrame]) -> None:

@@ -5,15 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import pytest
+from kite_sim_support import BARS, DAY
+from kiteconnect import KiteConnect
 
-pytest.importorskip("kiteconnect")
-pytest.importorskip("tornado")
-
-from kite_sim_support import BARS, DAY  # noqa: E402
-from kiteconnect import KiteConnect  # noqa: E402
-
-from velox.brokers.kite.simulator import KiteSimulator  # noqa: E402
+from velox.brokers.kite.simulator import KiteSimulator
 
 if TYPE_CHECKING:
     from velox.store import Store

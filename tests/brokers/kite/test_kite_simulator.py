@@ -14,17 +14,13 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import requests
+from kite_sim_support import MOCKS, mock, shape_matches_any, shape_problems
+from kiteconnect import KiteConnect
+from kiteconnect import exceptions as kex
 
-pytest.importorskip("kiteconnect")
-pytest.importorskip("tornado")
-
-from kite_sim_support import MOCKS, mock, shape_matches_any, shape_problems  # noqa: E402
-from kiteconnect import KiteConnect  # noqa: E402
-from kiteconnect import exceptions as kex  # noqa: E402
-
-from velox.brokers.kite.simulator import KiteSimulator  # noqa: E402
-from velox.errors import ConfigError  # noqa: E402
-from velox.testing import market_file  # noqa: E402
+from velox.brokers.kite.simulator import KiteSimulator
+from velox.errors import ConfigError
+from velox.testing import market_file
 
 RELIANCE = dict(exchange="NSE", tradingsymbol="RELIANCE")
 

@@ -379,8 +379,9 @@ def login(port: int) -> str:
 @pytest.fixture
 def simulator() -> Iterator[tuple[int, str]]:
     """Yield (port, access token) of a running KiteSimulator that trades when told."""
-    module = pytest.importorskip("velox.brokers.kite.simulator")
-    sim = module.KiteSimulator(rate_limits=False)
+    from velox.brokers.kite.simulator import KiteSimulator
+
+    sim = KiteSimulator(rate_limits=False)
     port = sim.start()
     try:
         yield port, login(port)
@@ -445,10 +446,10 @@ def sim_feed(simulator: tuple[int, str]) -> Iterator[tuple[int, KiteMarketData]]
 
 
 def test_sim_replayed_ticks_equal_the_replay() -> None:
-    module = pytest.importorskip("velox.brokers.kite.simulator")
-    support = pytest.importorskip("kite_sim_support")
+    import kite_sim_support as support
     import numpy as np
 
+    from velox.brokers.kite import simulator as module
     from velox.feeds import BarReplay
 
     bars = {("NSE:RELIANCE", "5m"): support.reliance_day()}
