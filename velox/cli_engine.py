@@ -415,7 +415,6 @@ def kill(account: str | None, run_id: str | None, reason: str, wait: float) -> N
     the command when it comes back), 0 when every engine engaged.
     """
     import getpass
-    import time
 
     from velox.store import open_store
 
@@ -428,13 +427,8 @@ def kill(account: str | None, run_id: str | None, reason: str, wait: float) -> N
         click.echo(f"kill command {command.id} stored; no paper/live engine is running")
         return
     click.echo(f"kill command {command.id} for {', '.join(command.targets)}")
-    deadline = time.monotonic() + max(wait, 0.0)
-    while True:
-        results = store.command_results(command.id)
-        waiting = results[~results["status"].isin(["done", "failed"])]
-        if waiting.empty or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
+    results = store.wait_command(command.id, wait)
+    waiting = results[~results["status"].isin(["done", "failed"])]
     for row in results.itertuples():
         if row.status == "done":
             click.echo(f"  {row.run_id}: engaged")

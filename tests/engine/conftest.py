@@ -30,6 +30,12 @@ BARS = ROOT / "data" / "bars"
 DAY = "2025-05-20"
 
 
+def command_answer(store: Store, command_id: int, timeout: float = 30.0) -> tuple[str, dict]:
+    """Return the status and result of a one-engine command once answered (or timed out)."""
+    (row,) = store.wait_command(command_id, timeout).itertuples()
+    return row.status, row.result or {}
+
+
 def read_bars(name: str, timeframe: str) -> pd.DataFrame:
     """Return a bundled bar file, validated as ``velox data import`` would."""
     from velox.data import read_bar_file, validate_bars

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
+from tests.engine.conftest import command_answer
 from velox.brokers.base import BrokerListener, ConnectionEvent, ConnectionState
 from velox.brokers.sim import SimBroker
 from velox.engine import Engine
@@ -67,15 +68,6 @@ class Idle(Strategy):
         self.stopped = True
 
 
-def _wait(store, command_id: int, timeout: float = 15.0) -> tuple[str, dict]:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        (row,) = store.command_results(command_id).itertuples()
-        if row.status in ("done", "failed") or time.monotonic() > deadline:
-            return row.status, row.result or {}
-        time.sleep(0.05)
-
-
 def test_every_verb_reaches_a_running_engine_once(
     store, reliance_5m: pd.DataFrame, master: Callable[[str], Instrument]
 ) -> None:
@@ -121,7 +113,7 @@ def test_every_verb_reaches_a_running_engine_once(
                 command = store.issue_command(verb, issued_by="ops", account="A1", **extra)
                 assert command.targets == (run_id,)
                 ids[verb] = command.id
-                answers[verb] = _wait(store, command.id)
+                answers[verb] = command_answer(store, command.id)
                 if verb == "cancel-order":
                     answers["cancelled"] = (engine.oms.orders[resting].status.value, {})
                 if verb == "flatten":

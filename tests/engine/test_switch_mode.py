@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
+from tests.engine.conftest import command_answer
 from velox.brokers.sim import SimBroker
 from velox.engine import Engine
 from velox.engine.commands import StoreCommands
@@ -59,15 +60,6 @@ class Quiet(Strategy):
     timeframe = "5m"
 
 
-def _answer(store, command_id: int, timeout: float = 20.0) -> tuple[str, dict]:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        (row,) = store.command_results(command_id).itertuples()
-        if row.status in ("done", "failed") or time.monotonic() > deadline:
-            return row.status, row.result or {}
-        time.sleep(0.05)
-
-
 def _until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -100,11 +92,11 @@ def test_switch_needs_a_flat_book_and_moves_later_orders_to_the_other_venue(
             _until(lambda: net.get("NSE:RELIANCE", 0) == 10, "the strategy never bought")
             held = store.issue_command("switch-mode", issued_by="ops", run_id=run_id,
                                        args={"mode": "live"})  # fmt: skip
-            answers.append(_answer(store, held.id))
+            answers.append(command_answer(store, held.id))
             _until(lambda: strategy.bars >= 4 and not net.get("NSE:RELIANCE"), "never flat")
             flat = store.issue_command("switch-mode", issued_by="ops", run_id=run_id,
                                        args={"mode": "live"})  # fmt: skip
-            answers.append(_answer(store, flat.id))
+            answers.append(command_answer(store, flat.id))
             _until(lambda: bool(live.fills()), "no order reached the live venue")
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             problems.append(exc)

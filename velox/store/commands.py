@@ -323,6 +323,19 @@ class CommandsMixin(StoreLike):
             ist_column(frame, col)
         return frame
 
+    def wait_command(self, command_id: int, timeout: float) -> pd.DataFrame:
+        """Return :meth:`command_results` once every target answered (``done`` or ``failed``)
+        or ``timeout`` seconds passed, whichever is first (``velox kill``, the console, tests).
+        """
+        import time
+
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            results = self.command_results(command_id)
+            if results["status"].isin(["done", "failed"]).all() or time.monotonic() >= deadline:
+                return results
+            time.sleep(0.05)
+
     def command_events(self, command_id: int | None = None) -> pd.DataFrame:
         """Return the audit trail of command targets (all, or one command's) in append order:
         id, command_id, run_id, status, ts, detail."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.engine.conftest import BARS, DAY, ROOT
+from tests.engine.conftest import BARS, DAY, ROOT, command_answer
 from velox.brokers.kite.simulator import KiteSimulator
 from velox.feeds import BarReplay
 from velox.oms import FILL_EVENT
@@ -189,15 +189,15 @@ def test_dry_run_on_kite_data_never_reaches_kite_and_switches_to_live(
         # holding: the switch is refused; flatten, then switch
         held = store.issue_command("switch-mode", issued_by="ops", run_id="D1",
                                    args={"mode": "live"})  # fmt: skip
-        status, result = _answer(store, held.id)
+        status, result = command_answer(store, held.id)
         if status == "failed":  # refused while holding (or with a working order)
             assert "flatten first" in result["error"], result
             flat = store.issue_command("flatten", issued_by="ops", run_id="D1")
-            assert _answer(store, flat.id)[0] == "done"
+            assert command_answer(store, flat.id)[0] == "done"
             time.sleep(1.0)  # the square-off fills on the next ticks
             again = store.issue_command("switch-mode", issued_by="ops", run_id="D1",
                                         args={"mode": "live"})  # fmt: skip
-            status, result = _answer(store, again.id)
+            status, result = command_answer(store, again.id)
         assert status == "done", result
         assert result == {"mode": "live", "venue": "kite"}
         deadline = time.monotonic() + 120
@@ -239,15 +239,6 @@ def _has_run(store, run_id: str) -> bool:  # noqa: ANN001
     except DataError:
         return False
     return True
-
-
-def _answer(store, command_id: int, timeout: float = 30.0) -> tuple[str, dict]:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        (row,) = store.command_results(command_id).itertuples()
-        if row.status in ("done", "failed") or time.monotonic() > deadline:
-            return row.status, row.result or {}
-        time.sleep(0.05)
 
 
 def test_live_books_every_fill_across_a_ticker_drop_and_halts_on_an_expired_session(
