@@ -32,12 +32,9 @@ from typing import TYPE_CHECKING
 
 from velox.brokers.base import ConnectionEvent, MarketData, TickMode
 from velox.calendar import IST, is_trading_day, session_bounds
-from velox.config import get_settings
-from velox.engine import Engine
-from velox.engine.core import name_uniquely, strategy_record
 from velox.errors import ConfigError
 from velox.feeds.clock import FeedClock, to_ns
-from velox.risk import RiskEngine, RiskLimits, default_risk_limits
+from velox.risk import RiskLimits
 from velox.strategy import Strategy
 from velox.types import Tick
 
@@ -159,10 +156,7 @@ def deploy(
         socket_state,
         start_sim_server,
     )
-    from velox.engine.commands import StoreCommands
-    from velox.modes import _recorded, check_paper_options, default_instruments
-    from velox.oms import StoreAuditLog
-    from velox.store.recorder import RunRecorder
+    from velox.modes import check_paper_options, default_instruments, trade_recorded
 
     if isinstance(strategies, Strategy):
         strategies = [strategies]
@@ -200,44 +194,19 @@ def deploy(
             link = PaperConnection(path)
             dry = PaperVenue(link)
             try:
-                name_uniquely(strategies)
-                store.create_run(
-                    mode=mode, account=account,
-                    strategies=[strategy_record(s) for s in strategies],
-                    initial_cash=initial_cash, run_id=run_id,
-                    params={"broker": broker, "confirm_live": confirm_live},
-                )  # fmt: skip
-                commands = StoreCommands(store, run_id)
-                recorder = RunRecorder(store, run_id)
                 ids = sorted({iid for s in strategies for iid in s.instruments})
                 connection.feed.subscribe(ids, TickMode.FULL)  # full: exchange timestamps
                 clock = FeedClock()
-                venues = {"dry-run": dry, **({"live": live} if confirm_live else {})}
-                engine = Engine(
-                    strategies,
-                    broker=live if not dry_run else dry,
-                    venues=venues,
-                    feed=ClockedFeed(connection.feed, clock, stop_after=stop_after),
-                    clock=clock,
-                    instruments=lookup,
-                    mode=mode,
+                result = trade_recorded(
+                    strategies, store=store, run_id=run_id, mode=mode, account=account,
                     initial_cash=initial_cash,
-                    audit=StoreAuditLog(store, mode, run_id=run_id),
-                    run_id=run_id,
-                    risk=RiskEngine(
-                        risk_limits if risk_limits is not None else default_risk_limits(),
-                        account=account,
-                    ),
-                    reconcile_every=reconcile_every,
-                    commands=commands,
-                    journal=recorder,
-                    restore=True,
-                    callback_budget=get_settings().callback_budget,
-                )
-                try:
-                    result = _recorded(engine, store, recorder)
-                finally:
-                    commands.close()
+                    params={"broker": broker, "confirm_live": confirm_live},
+                    risk_limits=risk_limits, reconcile_every=reconcile_every,
+                    broker=live if not dry_run else dry,
+                    venues={"dry-run": dry, **({"live": live} if confirm_live else {})},
+                    feed=ClockedFeed(connection.feed, clock, stop_after=stop_after),
+                    clock=clock, instruments=lookup,
+                )  # fmt: skip
                 dry.shutdown()  # a finished run's simulator exits (a crashed one stays up)
                 return result
             finally:

@@ -218,6 +218,60 @@ def _recorded(engine: Engine, store: Store, recorder: RunRecorder) -> RunResult:
     return result
 
 
+def trade_recorded(
+    strategies: list[Strategy],
+    *,
+    store: Store,
+    run_id: str,
+    mode: str,
+    account: str,
+    initial_cash: float,
+    params: dict[str, object],
+    risk_limits: RiskLimits | None,
+    reconcile_every: float | None,
+    **venue: object,
+) -> RunResult:
+    """Trade a paper or live run recorded in the store and return its result.
+
+    What every stored run has, whatever its venue: the ``runs`` row (a restart of ``run_id``
+    resumes it), the store's operator commands, the audit trail the engine restores its orders,
+    fills and positions from, the recorder, the risk engine of ``account``, and the callback
+    budget. ``venue`` is the rest of :class:`~velox.engine.Engine`'s wiring: ``broker``,
+    ``feed``, ``clock``, ``instruments`` (and ``venues`` for a switchable deployment).
+    """
+    from velox.engine.commands import StoreCommands
+    from velox.oms import StoreAuditLog
+    from velox.store.recorder import RunRecorder
+
+    name_uniquely(strategies)
+    store.create_run(
+        mode=mode, account=account, strategies=[strategy_record(s) for s in strategies],
+        initial_cash=initial_cash, run_id=run_id, params=params,
+    )  # fmt: skip
+    commands = StoreCommands(store, run_id)
+    recorder = RunRecorder(store, run_id)
+    engine = Engine(
+        strategies,
+        mode=mode,
+        initial_cash=initial_cash,
+        audit=StoreAuditLog(store, mode, run_id=run_id),
+        run_id=run_id,
+        risk=RiskEngine(
+            risk_limits if risk_limits is not None else default_risk_limits(), account=account
+        ),
+        reconcile_every=reconcile_every,
+        commands=commands,
+        journal=recorder,
+        restore=True,
+        callback_budget=get_settings().callback_budget,
+        **venue,  # type: ignore[arg-type]
+    )
+    try:
+        return _recorded(engine, store, recorder)
+    finally:
+        commands.close()
+
+
 def run_summary(result: RunResult) -> dict[str, object]:
     """Return what a finished run's ``runs.summary`` holds: its statistics, the errors that
     stopped strategies, and counts."""
@@ -343,9 +397,6 @@ def paper(
         socket_state,
         start_sim_server,
     )
-    from velox.engine.commands import StoreCommands
-    from velox.oms import StoreAuditLog
-    from velox.store.recorder import RunRecorder
 
     if isinstance(strategies, Strategy):
         strategies = [strategies]
@@ -374,38 +425,13 @@ def paper(
                              end=end, dump_path=dump_path)  # fmt: skip
         link = PaperConnection(path)
         try:
-            name_uniquely(strategies)
-            store.create_run(  # a restart of the run id resumes its row
-                mode="paper", account=account, strategies=[strategy_record(s) for s in strategies],
-                initial_cash=initial_cash, run_id=run_id,
-                params={"speed": speed, "start": start, "end": end},
+            return trade_recorded(
+                strategies, store=store, run_id=run_id, mode="paper", account=account,
+                initial_cash=initial_cash, params={"speed": speed, "start": start, "end": end},
+                risk_limits=risk_limits, reconcile_every=reconcile_every,
+                broker=PaperBroker(link), feed=PaperFeed(link, {iid for iid, _ in subs}),
+                clock=PaperClock(link), instruments=lookup,
             )  # fmt: skip
-            commands = StoreCommands(store, run_id)
-            recorder = RunRecorder(store, run_id)
-            engine = Engine(
-                strategies,
-                broker=PaperBroker(link),
-                feed=PaperFeed(link, {iid for iid, _ in subs}),
-                clock=PaperClock(link),
-                instruments=lookup,
-                mode="paper",
-                initial_cash=initial_cash,
-                audit=StoreAuditLog(store, "paper", run_id=run_id),
-                run_id=run_id,
-                risk=RiskEngine(
-                    risk_limits if risk_limits is not None else default_risk_limits(),
-                    account=account,
-                ),
-                reconcile_every=reconcile_every,
-                commands=commands,
-                journal=recorder,
-                restore=True,
-                callback_budget=get_settings().callback_budget,
-            )
-            try:
-                return _recorded(engine, store, recorder)
-            finally:
-                commands.close()
         finally:
             link.close()
 
