@@ -548,3 +548,20 @@ def test_master_rows_with_ids_outside_the_grammar_are_dropped_with_a_warning(
         table = vi.read_angel_json(angel)
     assert table["id"].tolist() == ["NSE:GOOD"]
     assert "1 row(s) with an invalid instrument id dropped" in caplog.text
+
+
+def test_nse_stocks_carry_their_smartapi_tokens_and_a_mismatch_is_refused(tmp_path: Path) -> None:
+    from velox.errors import DataError
+    from velox.instruments import load_bundled_master, with_angel_cash_tokens
+
+    master = load_bundled_master()
+    # Angel's own list (data/instruments/angel_nse_cash_tokens_2024-04.csv): SBIN-EQ is 3045
+    assert master.by_angel_token("3045").id == "NSE:SBIN"
+    row = master.row("NSE:RELIANCE")
+    assert (row["angel_token"], row["angel_symbol"]) == ("2885", "RELIANCE-EQ")
+    assert master.row("NSE:NIFTY")["angel_token"] == "99926000"  # the sample's rows stay
+    wrong = tmp_path / "tokens.csv"
+    wrong.write_text("token,symbol,name\n9999,SBIN-EQ,SBIN\n")
+    table = master.table.assign(angel_token=None, angel_symbol=None)
+    with pytest.raises(DataError, match="SBIN-EQ is token 9999 but NSE:SBIN's NSE token is 3045"):
+        with_angel_cash_tokens(table, wrong)

@@ -67,6 +67,9 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "instruments"
 KITE_SAMPLE = DATA_DIR / "kite_instruments_sample_2024-04.csv"
 KITE_MOCK = DATA_DIR / "instruments_all.csv"
 ANGEL_SAMPLE = DATA_DIR / "angel_scrip_master_sample_2025-04.json.gz"
+#: Angel One's NSE cash tokens (``token,symbol,name``; ``SBIN-EQ`` is 3045): the Angel sample
+#: above has almost no NSE stocks, so their SmartAPI tokens and symbols come from this list.
+ANGEL_NSE_CASH = DATA_DIR / "angel_nse_cash_tokens_2024-04.csv"
 INDICES_PATH = DATA_DIR / "indices.csv"
 FREEZE_PATH = DATA_DIR / "freeze_quantities.csv"
 
@@ -895,7 +898,31 @@ def _bundled_table(as_of: date) -> pd.DataFrame:
         InstrumentMaster.from_angel_json(ANGEL_SAMPLE, as_of=as_of),
     ):
         master = master.merge(part)
-    return master.table
+    return with_angel_cash_tokens(master.table, ANGEL_NSE_CASH)
+
+
+def with_angel_cash_tokens(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Return ``table`` with the SmartAPI token and symbol of each NSE equity that has none,
+    from an Angel ``token,symbol,name`` list (``SBIN-EQ`` → NSE:SBIN). A listed token that is
+    not the row's NSE exchange token is refused: the two are the same number at Angel."""
+    import pandas as pd
+
+    tokens = pd.read_csv(path, dtype=str, usecols=["token", "symbol"])
+    cash = tokens[tokens["symbol"].str.endswith("-EQ")]
+    by_symbol = dict(zip(cash["symbol"].str[:-3], zip(cash["token"], cash["symbol"], strict=True),
+                         strict=True))  # fmt: skip
+    table = table.copy()
+    rows = (table["exchange"] == "NSE") & table["angel_token"].isna()
+    for k in table.index[rows]:
+        found = by_symbol.get(table.at[k, "symbol"])
+        if found is None:
+            continue
+        exchange_token = table.at[k, "exchange_token"]
+        if pd.notna(exchange_token) and int(exchange_token) != int(found[0]):
+            raise DataError(f"{path.name}: {found[1]} is token {found[0]} but "
+                            f"{table.at[k, 'id']}'s NSE token is {exchange_token}")  # fmt: skip
+        table.at[k, "angel_token"], table.at[k, "angel_symbol"] = found
+    return table
 
 
 __all__ = [
@@ -912,4 +939,5 @@ __all__ = [
     "read_freeze_quantities",
     "read_indices_csv",
     "read_kite_csv",
+    "with_angel_cash_tokens",
 ]

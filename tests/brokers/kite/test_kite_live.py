@@ -2,16 +2,13 @@
 `velox live … --broker kite --confirm-live` (and `velox paper … --broker kite`) as processes,
 the official SDK inside them talking to the loopback Kite simulator replaying real bars.
 
-The independent reference is `velox replay` of the same stored bars: a strategy traded live
-through the simulator makes the same trades as the replay, each fill one tick later. That tick
-is the real difference between live and replay. Live, a bar is known to have closed only when
-the next bar's first trade arrives, and the exchange has already matched that trade when the
-order reaches it. A replay knows the bar's end in advance and fills at that very trade.
+Parity with `velox replay` (the same trades, each fill one tick later) is checked for every
+broker in tests/brokers/test_live_parity.py; here: login and confirmation, the dry run and its
+switch to live, a ticker drop and an expired session.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -24,8 +21,6 @@ import pytest
 
 from tests.engine.conftest import BARS, DAY, ROOT, command_answer
 from velox.brokers.kite.simulator import KiteSimulator
-from velox.feeds import BarReplay
-from velox.oms import FILL_EVENT
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -60,14 +55,10 @@ def day_bars(store) -> pd.DataFrame:  # noqa: ANN001
     return store.read_bars("NSE:RELIANCE", "5m", DAY, DAY)
 
 
-#: Replay speeds other than 1500× (75 s between ticks → 50 ms). The parity test needs every
-#: order to reach the simulator before the next tick even on a loaded CI machine: 150 ms. The
-#: expiry test expires the session once the third fill is booked and needs that to happen
-#: before the fourth order (two bars later) is sent: 1.2 s rather than 0.4 s on a loaded machine.
-SPEEDS = {
-    "test_live_through_the_kite_simulator_trades_like_the_replay": 500.0,
-    "test_live_books_every_fill_across_a_ticker_drop_and_halts_on_an_expired_session": 500.0,
-}
+#: Replay speeds other than 1500× (75 s between ticks → 50 ms). The expiry test expires the
+#: session once the third fill is booked and needs that to happen before the fourth order (two
+#: bars later) is sent: 1.2 s rather than 0.4 s on a loaded machine.
+SPEEDS = {"test_live_books_every_fill_across_a_ticker_drop_and_halts_on_an_expired_session": 500.0}
 
 
 @pytest.fixture
@@ -108,49 +99,6 @@ def _fills(frame: pd.DataFrame) -> list[tuple[str, int, float, pd.Timestamp]]:
         (str(r.side), int(r.qty), round(float(r.price), 2), pd.Timestamp(r.ts).tz_convert("UTC"))
         for r in frame.itertuples()
     )
-
-
-def test_live_through_the_kite_simulator_trades_like_the_replay(
-    store,
-    kite: KiteSimulator,
-    env: dict[str, str],
-    tmp_path: Path,  # noqa: ANN001
-    day_bars: pd.DataFrame,
-) -> None:
-    cross = tmp_path / "cross.py"
-    cross.write_text(CROSS)
-    # the session ends 74 s before the close: right after the replay's last tick (15:28:45)
-    report_path = str(tmp_path / "live.json")
-    live = _velox(env, "live", str(cross), "--broker", "kite", "--confirm-live",
-                  "--run", "L1", "--stop-after", "-74", "--reconcile-every", "3600",
-                  "--json", report_path)  # fmt: skip
-    assert live.returncode == 0, live.stdout + live.stderr
-    assert "mode: live" in live.stdout
-    replay = _velox(env, "replay", str(cross), "--start", DAY, "--end", DAY,
-                    "--record", "--run", "R1")  # fmt: skip
-    assert replay.returncode == 0, replay.stdout + replay.stderr
-
-    replayed = _fills(store.run_fills("R1"))
-    assert len(replayed) >= 4, "the strategy should trade several times on the day"
-    # the replay's ticks (what the simulator streamed): each live fill is the next one
-    ticks = BarReplay({("NSE:RELIANCE", "5m"): day_bars})
-    times = pd.to_datetime(ticks.ts_ns, utc=True)
-    at = {t: k for k, t in enumerate(times)}
-    expected = sorted(
-        (side, qty, round(float(ticks.price[at[ts] + 1]), 2), times[at[ts] + 1])
-        for side, qty, _, ts in replayed
-    )
-    assert _fills(store.run_fills("L1")) == expected, live.stdout + live.stderr
-    report = json.loads((tmp_path / "live.json").read_text())
-    assert report["mode"] == "live" and report["run_id"] == "L1"
-    # the orders reached Kite once each, tagged with their client ids, audited in mode live
-    state = kite.state()
-    tags = [o["tag"] for o in state["orders"]]
-    assert len(tags) == len(set(tags)) == len(expected)
-    events = store.read_order_events(run_id="L1")
-    assert events["mode"].eq("live").all()
-    assert set(tags) == set(events.loc[events["status"] == FILL_EVENT, "client_id"])
-    assert store.run("L1")["status"] == "finished"
 
 
 def test_live_needs_confirmation_and_a_login(env: dict[str, str], store) -> None:  # noqa: ANN001
