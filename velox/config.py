@@ -111,6 +111,13 @@ class Settings:
     #: ``None``: order updates come from the ticker only.
     kite_postback_port: int | None = None
 
+    #: Angel One SmartAPI REST root (a loopback simulator's URL in tests and rehearsals).
+    smartapi_root: str = "https://apiconnect.angelone.in"
+    #: SmartAPI market-data websocket (``SmartWebSocketV2``).
+    smartapi_ws_root: str = "wss://smartapisocket.angelone.in/smart-stream"
+    #: SmartAPI order-update websocket (``SmartWebSocketOrderUpdate``).
+    smartapi_order_ws: str = "wss://tns.angelone.in/smart-order-update"
+
     @property
     def store_dir(self) -> Path:
         """Where the embedded PostgreSQL keeps its data directory."""
@@ -378,6 +385,10 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_broker(raw, source)
     if name in ("kite_root", "kite_login_url"):
         return _check_root(name, raw, source, ("https", "http"))
+    if name == "smartapi_root":
+        return _check_root(name, raw, source, ("https", "http"))
+    if name in ("smartapi_ws_root", "smartapi_order_ws"):
+        return _check_root(name, raw, source, ("wss", "ws"))
     if name == "kite_ws_root":
         return _check_root(name, raw, source, ("wss", "ws"))
     if name == "kite_postback_port":
