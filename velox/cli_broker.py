@@ -12,6 +12,9 @@ Examples
     $ printf '%s\\n' "$SECRET" | velox broker set kite --api-key abc123 --api-secret-stdin
     $ velox broker login kite                  # prints the login URL, reads the redirect URL
     $ velox broker login kite --request-token XyZ9
+    $ printf '%s\n%s\n' "$PIN" "$TOTP_SECRET" | velox broker set smartapi --api-key K \
+          --client-code A123 --pin-stdin --totp-secret-stdin
+    $ velox broker login smartapi              # the TOTP is computed from the stored secret
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ import click
 
 __all__ = ["register"]
 
-_BROKERS = click.Choice(["kite"])
+_BROKERS = click.Choice(["kite", "smartapi"])
+
+
+def _secret_names(name: str) -> dict[str, str]:
+    if name == "smartapi":
+        from velox.brokers.smartapi.auth import SECRET_NAMES
+    else:
+        from velox.brokers.kite.auth import SECRET_NAMES
+    return SECRET_NAMES
 
 
 def _secrets():  # noqa: ANN202 - velox.secrets.SecretStore, imported lazily
@@ -49,30 +60,76 @@ def broker() -> None:
 
 @broker.command("set")
 @click.argument("name", type=_BROKERS)
-@click.option("--api-key", default=None, help="The Kite Connect app's API key.")
+@click.option("--api-key", default=None, help="The broker app's API key.")
 @click.option(
     "--api-secret-stdin",
     is_flag=True,
-    help="Read the API secret from one line of stdin (never give it on the command line).",
+    help="Kite: read the API secret from one line of stdin (never give it on the command line).",
 )
-def broker_set(name: str, api_key: str | None, api_secret_stdin: bool) -> None:
-    """Store the app's API key and secret, encrypted (VELOX_SECRET_KEY or the OS keyring)."""
-    from velox.brokers.kite.auth import SECRET_NAMES
+@click.option("--client-code", default=None, help="SmartAPI: the Angel One client code.")
+@click.option("--pin-stdin", is_flag=True, help="SmartAPI: read the 4-digit PIN from stdin.")
+@click.option(
+    "--totp-secret-stdin",
+    is_flag=True,
+    help="SmartAPI: read the TOTP secret (base32, shown beside Angel's QR code) from stdin "
+    "(after the PIN when both are given).",
+)
+def broker_set(
+    name: str,
+    api_key: str | None,
+    api_secret_stdin: bool,
+    client_code: str | None,
+    pin_stdin: bool,
+    totp_secret_stdin: bool,
+) -> None:
+    """Store the broker login, encrypted (VELOX_SECRET_KEY or the OS keyring). Secrets are
+    read from stdin, one line each, never from the command line."""
+    names = _secret_names(name)
+    given = {"--api-key": api_key is not None, "--api-secret-stdin": api_secret_stdin,
+             "--client-code": client_code is not None, "--pin-stdin": pin_stdin,
+             "--totp-secret-stdin": totp_secret_stdin}  # fmt: skip
+    allowed = {
+        "kite": ("--api-key", "--api-secret-stdin"),
+        "smartapi": ("--api-key", "--client-code", "--pin-stdin", "--totp-secret-stdin"),
+    }
+    wrong = [opt for opt, on in given.items() if on and opt not in allowed[name]]
+    if wrong:
+        raise click.UsageError(f"{', '.join(wrong)} is not a {name} setting; {name} takes "
+                               f"{', '.join(allowed[name])}")  # fmt: skip
+    if not any(given.values()):
+        raise click.UsageError(f"give {' and/or '.join(allowed[name])}")
+    values: dict[str, str] = {}
+    for option, key, text in (("--api-key", "api_key", api_key),
+                              ("--client-code", "client_code", client_code)):  # fmt: skip
+        if text is not None:
+            if not text.strip() or not text.strip().isalnum():
+                raise click.BadParameter(f"{option} is letters and digits", param_hint=option)
+            values[key] = text.strip()
+    for flag, key, prompt in ((api_secret_stdin, "api_secret", "API secret: "),
+                              (pin_stdin, "pin", "PIN: "),
+                              (totp_secret_stdin, "totp_secret", "TOTP secret: ")):  # fmt: skip
+        if flag:
+            secret = _read_line(prompt)
+            if not secret:
+                raise click.UsageError(f"the {prompt.rstrip(': ')} read from stdin is empty")
+            values[key] = secret.replace(" ", "") if key == "totp_secret" else secret
+    if "pin" in values and not values["pin"].isdigit():
+        raise click.UsageError("the SmartAPI PIN read from stdin must be digits")
+    if "totp_secret" in values:
+        import pyotp
 
-    if api_key is None and not api_secret_stdin:
-        raise click.UsageError("give --api-key and/or --api-secret-stdin")
+        try:
+            pyotp.TOTP(values["totp_secret"]).now()
+        except (ValueError, TypeError) as exc:
+            raise click.UsageError(f"the TOTP secret read from stdin does not work ({exc}): "
+                                   "give the base32 secret Angel shows beside its QR code "
+                                   "(letters A-Z and digits 2-7)") from None  # fmt: skip
     secrets = _secrets()
-    if api_key is not None:
-        if not api_key.strip() or not api_key.strip().isalnum():
-            raise click.BadParameter("an API key is letters and digits", param_hint="--api-key")
-        secrets.put(SECRET_NAMES["api_key"], api_key.strip())
-    if api_secret_stdin:
-        secret = _read_line("API secret: ")
-        if not secret:
-            raise click.UsageError("the API secret read from stdin is empty")
-        secrets.put(SECRET_NAMES["api_secret"], secret)
-    stored = [n for n, given in (("API key", api_key), ("API secret", api_secret_stdin)) if given]
-    click.echo(f"stored the {name} {' and '.join(stored)} (encrypted)")
+    for key, value in values.items():
+        secrets.put(names[key], value)
+    labels = {"api_key": "API key", "api_secret": "API secret", "client_code": "client code",
+              "pin": "PIN", "totp_secret": "TOTP secret"}  # fmt: skip
+    click.echo(f"stored the {name} {' and '.join(labels[k] for k in values)} (encrypted)")
 
 
 @broker.command("login")
@@ -80,15 +137,36 @@ def broker_set(name: str, api_key: str | None, api_secret_stdin: bool) -> None:
 @click.option(
     "--request-token",
     default=None,
-    help="The request token (or the whole redirect URL); default: read a line from stdin.",
+    help="Kite: the request token (or the whole redirect URL); default: read a line from stdin.",
 )
-def broker_login(name: str, request_token: str | None) -> None:
-    """Log in for the day: open the printed URL, then paste the redirect URL or its token."""
-    from velox.brokers.kite import auth
+@click.option(
+    "--totp", default=None, help="SmartAPI: the authenticator's code (default: computed from "
+    "the stored TOTP secret)."
+)  # fmt: skip
+def broker_login(name: str, request_token: str | None, totp: str | None) -> None:
+    """Log in for the day (Kite: open the printed URL, then paste the redirect URL or its
+    token; SmartAPI: client code + PIN + TOTP, no browser)."""
     from velox.calendar import IST
     from velox.config import get_settings
 
     secrets = _secrets()
+    if name == "smartapi":
+        from velox.brokers.smartapi import auth as angel
+
+        if request_token is not None:
+            raise click.UsageError("--request-token is Kite's; SmartAPI logs in with the TOTP")
+        credentials = angel.load_credentials(secrets)
+        started = angel.generate_session(
+            credentials, totp=totp, root=get_settings().smartapi_root, secrets=secrets
+        )
+        until = started.expires_at.astimezone(IST)
+        click.echo(f"logged in to smartapi as {credentials.client_code}; the session is valid "
+                   f"until {until:%Y-%m-%d %H:%M} IST")  # fmt: skip
+        return
+    from velox.brokers.kite import auth
+
+    if totp is not None:
+        raise click.UsageError("--totp is SmartAPI's; Kite logs in through the browser")
     credentials = auth.load_credentials(secrets)
     if request_token is None:
         click.echo("Open this URL, log in to Zerodha, and paste the URL you are sent to:")
@@ -107,16 +185,17 @@ def broker_login(name: str, request_token: str | None) -> None:
 @click.argument("name", type=_BROKERS)
 def broker_status(name: str) -> None:
     """Say which credentials are stored and until when the session is valid (no secrets)."""
-    from velox.brokers.kite.auth import SECRET_NAMES
     from velox.calendar import IST
 
+    names = _secret_names(name)
+    session = names["jwt" if name == "smartapi" else "access_token"]
     secrets = _secrets()
     stored = set(secrets.names())
-    for label, key in SECRET_NAMES.items():
-        click.echo(f"{label:>12}: {'stored' if key in stored else 'missing'}")
-    found = secrets.get_with_expiry(SECRET_NAMES["access_token"]) if stored else None
+    for label, key in names.items():
+        click.echo(f"{label:>13}: {'stored' if key in stored else 'missing'}")
+    found = secrets.get_with_expiry(session) if session in stored else None
     if found is not None and found[1] is not None:
-        click.echo(f"{'valid until':>12}: {found[1].astimezone(IST):%Y-%m-%d %H:%M} IST")
+        click.echo(f"{'valid until':>13}: {found[1].astimezone(IST):%Y-%m-%d %H:%M} IST")
 
 
 def register(main: click.Group) -> None:

@@ -70,7 +70,21 @@ def _kite() -> BrokerRig:
     )  # fmt: skip
 
 
-RIGS: dict[str, Callable[[], BrokerRig]] = {"kite": _kite}
+def _smartapi() -> BrokerRig:
+    from velox.brokers.smartapi.simulator import SmartApiSimulator
+
+    return BrokerRig(
+        SmartApiSimulator,
+        lambda sim: {"VELOX_SMARTAPI_ROOT": sim.url, "VELOX_SMARTAPI_WS_ROOT": sim.ws_url,
+                     "VELOX_SMARTAPI_ORDER_WS": sim.order_ws_url},
+        ((["set", "smartapi", "--api-key", "demo", "--client-code", "A123", "--pin-stdin",
+           "--totp-secret-stdin"], "1234\nJBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n"),
+         (["login", "smartapi"], "")),
+        lambda sim: [o["ordertag"] for o in sim.state()["orders"]],
+    )  # fmt: skip
+
+
+RIGS: dict[str, Callable[[], BrokerRig]] = {"kite": _kite, "smartapi": _smartapi}
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ __all__ = ["LIVE_BROKERS", "connect"]
 #: Live broker name → the module whose ``connect`` logs in to it.
 LIVE_BROKERS = {
     "kite": "velox.brokers.kite.session",
+    "smartapi": "velox.brokers.smartapi.session",
 }
 
 

@@ -197,6 +197,10 @@ class SmartApiBroker:
             raise OrderRejected(f"{instrument_id} has no SmartAPI token in the instrument master")
         return key
 
+    def keys(self) -> dict[str, tuple[str, str, str]]:
+        """Return every instrument Angel trades: id → (token, trading symbol, exchange)."""
+        return dict(self._key)
+
     def _instrument_of(self, data: Mapping[str, Any]) -> str:
         exchange, token = str(data.get("exchange")), str(data.get("symboltoken") or "")
         iid = self._iid.get((exchange, token))
@@ -335,20 +339,27 @@ class SmartApiBroker:
         with self._lock:
             return [m.order_from_angel(d, self._instrument_of(d)) for d in raw]
 
-    def _tag_of(self, order_id: str) -> str:
+    def _book_entry(self, order_id: str) -> dict[str, Any]:
         with self._lock:
             entry = self._book.get(order_id)
         if entry is None:
             self._load_book()
             with self._lock:
                 entry = self._book.get(order_id, {})
-        return str(entry.get("ordertag") or f"angel-{order_id}")
+        return entry
+
+    def _fill_of(self, trade: Mapping[str, Any]) -> Fill:
+        """A trade-book line's ``filltime`` is a time of day only: its date is the order's
+        (the book's ``exchorderupdatetime``), today's when the book has no date."""
+        entry = self._book_entry(str(trade["orderid"]))
+        stamp = m.angel_time(entry.get("exchorderupdatetime") or entry.get("updatetime"))
+        day = stamp.date() if stamp is not None else datetime.now(IST).date()
+        tag = str(entry.get("ordertag") or f"angel-{trade['orderid']}")
+        return m.fill_from_angel(trade, self._instrument_of(trade), tag, day)
 
     def fills(self) -> list[Fill]:
         raw = self._read("api.trade.book", "listing trades", self._api.tradeBook) or []
-        day = datetime.now(IST).date()
-        return [m.fill_from_angel(t, self._instrument_of(t), self._tag_of(str(t["orderid"])), day)
-                for t in raw]  # fmt: skip
+        return [self._fill_of(t) for t in raw]
 
     def positions(self) -> list[Position]:
         raw = self._read("api.position", "listing positions", self._api.position) or []
@@ -463,7 +474,7 @@ class _OrderUpdates:
                 log.warning("SmartAPI order book resync after a reconnect failed: %s", exc)
 
     def _on_message(self, _app: object, message: str | bytes) -> None:
-        if message in ("pong", b"pong"):
+        if message in ("pong", b"pong", "", b""):  # heartbeat answers
             return
         try:
             parsed = json.loads(message)

@@ -23,9 +23,11 @@ access rate", as Angel's gateway does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import secrets
+import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -104,6 +106,18 @@ class AngelError(Exception):
 
 def _angel_time(ts: datetime | None) -> str:
     return "" if ts is None else ts.astimezone(IST).strftime("%d-%b-%Y %H:%M:%S")
+
+
+def _jwt(client_code: str, hours: float = 24.0) -> str:
+    """Return a JWT shaped like Angel's (HS512 header, ``username`` and ``exp`` claims; the
+    signature is random: only the simulator checks it, by lookup)."""
+
+    def part(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    exp = int(_time.time() + hours * 3600)
+    return ".".join((part({"alg": "HS512"}), part({"username": client_code, "exp": exp}),
+                     secrets.token_urlsafe(32)))  # fmt: skip
 
 
 @dataclass
@@ -245,8 +259,7 @@ class SmartApiSimulator(LoopbackSimulator):
         return self._new_session(code)
 
     def _new_session(self, code: str) -> dict[str, object]:
-        session = _Session(code, "eyJ" + secrets.token_urlsafe(24), secrets.token_urlsafe(24),
-                           secrets.token_urlsafe(12))  # fmt: skip
+        session = _Session(code, _jwt(code), secrets.token_urlsafe(24), secrets.token_urlsafe(12))
         self._sessions[session.jwt] = self._refresh[session.refresh] = session
         return {"jwtToken": session.jwt, "refreshToken": session.refresh,
                 "feedToken": session.feed}  # fmt: skip
