@@ -54,6 +54,31 @@ TIMEFRAMES: dict[str, int | None] = {
 }
 
 
+def as_ist(value: datetime | date | str, *, end_of_day: bool = False) -> datetime:
+    """Return ``value`` as an aware IST datetime: naive times and dates read as IST, a date
+    (or ``YYYY-MM-DD``) as its midnight, or its last second with ``end_of_day`` — how a
+    user's history range reaches a broker's candle endpoint.
+
+    Examples
+    --------
+    >>> as_ist("2024-04-01", end_of_day=True).isoformat()
+    '2024-04-01T23:59:59+05:30'
+    >>> as_ist(datetime(2024, 4, 1, 3, 45, tzinfo=UTC)).isoformat()
+    '2024-04-01T09:15:00+05:30'
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        value = datetime.fromisoformat(text) if len(text) > 10 else date.fromisoformat(text)
+    if not isinstance(value, datetime):
+        stamp = datetime.combine(value, datetime.min.time())
+        if end_of_day:
+            stamp += timedelta(days=1) - timedelta(seconds=1)
+        return stamp.replace(tzinfo=IST)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=IST)
+    return value.astimezone(IST)
+
+
 def check_timeframe(timeframe: str) -> str:
     """Return ``timeframe`` if Velox supports it, else raise naming the supported ones."""
     if timeframe not in TIMEFRAMES:

@@ -171,3 +171,40 @@ def test_order_updates_survive_a_dropped_websocket(rig: Rig) -> None:
         time.sleep(0.05)
     assert [f.client_id for f in got] == ["DR-1"]
     assert [f.fill_id for f in got] == [t["fillid"] for t in rig.sim.state()["trades"]]
+
+
+def test_history_pages_within_angels_span_and_matches_the_file(master: InstrumentMaster) -> None:
+    import pandas as pd
+
+    from tests.engine.conftest import BARS
+
+    raw = pd.read_csv(BARS / "SBIN_1d_2017_2022.csv.gz", parse_dates=["timestamp"])
+    frame = raw.set_index(pd.DatetimeIndex(raw.pop("timestamp"), name="ts")).astype("float64")
+    sim = SmartApiSimulator(master, bars={("NSE:SBIN", "1d"): frame})
+    sim.start()
+    try:
+        login = SmartConnect(api_key=API_KEY, root=sim.url).generateSession("C1", "1", "1")
+        broker = SmartApiBroker(API_KEY, "C1", login["data"]["jwtToken"], instruments=master,
+                                root=sim.url)  # fmt: skip
+        got = broker.history("NSE:SBIN", "1d", "2017-01-01", "2022-12-31")
+        # six years of days: two requests of at most 2,000 days, neither refused
+        stats = sim.stats()["api.candle.data"]
+        assert stats["count"] == 2 and set(stats["statuses"]) == {200}
+        pd.testing.assert_frame_equal(got, frame.tz_convert("Asia/Kolkata"), check_freq=False,
+                                      check_index_type=False)  # fmt: skip
+        raw_sdk = SmartConnect(api_key=API_KEY, root=sim.url, access_token=broker._jwt)  # noqa: SLF001
+        too_long = raw_sdk.getCandleData({"exchange": "NSE", "symboltoken": "3045",
+                                          "interval": "ONE_DAY", "fromdate": "2017-01-01 09:15",
+                                          "todate": "2022-12-31 15:30"})  # fmt: skip
+        assert too_long["status"] is False and "2000 days" in too_long["message"]
+    finally:
+        sim.stop()
+
+
+def test_quotes_are_the_simulators_market(rig: Rig) -> None:
+    rig.sim.trade(IID, 812.35, quantity=7)
+    (tick,) = rig.broker.quote([IID]).values()
+    assert tick.instrument_id == IID and tick.ltp == 812.35
+    # the simulator's ladder: best bid one tick (0.05) below the last price, best ask above
+    assert (tick.bid, tick.ask) == (812.30, 812.40)
+    assert tick.ts.date() == rig.sim.market_now().date()

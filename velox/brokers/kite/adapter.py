@@ -37,14 +37,14 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from velox.brokers.base import BrokerListener, Capabilities, Funds
 from velox.brokers.kite import mapping as m
 from velox.brokers.throttle import RateLimit, ThrottleSet
-from velox.calendar import IST
+from velox.calendar import IST, as_ist
 from velox.errors import AuthExpired, BrokerError, OrderRejected, UnknownInstrument, VeloxError
 from velox.types import (
     Fill,
@@ -753,7 +753,7 @@ class KiteBroker:
 
         interval, _ = m.kite_interval(timeframe)
         token = self._token(instrument_id)
-        begin, finish = _ist(start), _ist(end, end_of_day=True)
+        begin, finish = as_ist(start), as_ist(end, end_of_day=True)
         frames = []
         for lo, hi in m.history_windows(begin, finish, timeframe):
             records = self._read(
@@ -856,21 +856,6 @@ def _quote_tick(instrument_id: str, data: object, now: datetime) -> Tick | None:
         ask=_best(depth.get("sell")),
         oi=int(data["oi"]) if data.get("oi") is not None else None,
     )
-
-
-def _ist(value: datetime | date | str, *, end_of_day: bool = False) -> datetime:
-    """Return ``value`` as an aware IST datetime (naive and dates read as IST)."""
-    if isinstance(value, str):
-        text = value.strip()
-        value = datetime.fromisoformat(text) if len(text) > 10 else date.fromisoformat(text)
-    if not isinstance(value, datetime):
-        stamp = datetime.combine(value, datetime.min.time())
-        if end_of_day:
-            stamp += timedelta(days=1) - timedelta(seconds=1)
-        return stamp.replace(tzinfo=IST)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=IST)
-    return value.astimezone(IST)
 
 
 def _store_master(store: Store) -> InstrumentMaster | None:

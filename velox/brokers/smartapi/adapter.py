@@ -22,15 +22,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from velox.brokers.base import BrokerListener, Capabilities, Funds
 from velox.brokers.smartapi import _sdk
 from velox.brokers.smartapi import mapping as m
 from velox.brokers.throttle import ThrottleSet
-from velox.calendar import IST
+from velox.calendar import IST, as_ist
 from velox.errors import AuthExpired, BrokerError, OrderRejected, RateLimited
-from velox.types import Fill, Order, OrderType, Position
+from velox.types import Fill, Order, OrderType, Position, Tick
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SmartApiBroker", "smartapi_throttles"]
 
@@ -99,6 +102,7 @@ class SmartApiBroker:
 
             instruments = load_bundled_master()
         self.api_key, self.client_code = api_key, client_code
+        jwt = jwt.removeprefix("Bearer ")  # SmartConnect.generateSession prefixes it
         self._jwt, self.feed_token = jwt, feed_token
         self.root = root or get_settings().smartapi_root
         self._api = _sdk.SmartConnect(
@@ -372,6 +376,51 @@ class SmartApiBroker:
     def funds(self) -> Funds:
         return m.funds_from_angel(self._read("api.rms.limit", "reading funds",
                                              self._api.rmsLimit) or {})  # fmt: skip
+
+    def history(
+        self, instrument_id: str, timeframe: str, start: datetime | str, end: datetime | str
+    ) -> pd.DataFrame:
+        """Return candles of ``[start, end]`` as Velox's bar frame (ready for
+        ``store.write_bars``), paged within Angel's per-request span of the interval
+        (:data:`~velox.brokers.smartapi.mapping.CANDLE_MAX_DAYS`) and its 3 requests a second.
+        Naive times and dates are IST; a date ``end`` is the end of that day."""
+        import pandas as pd
+
+        token, _, exchange = self.key(instrument_id)
+        interval = m.candle_interval(timeframe)
+        frames = []
+        for lo, hi in m.candle_windows(as_ist(start), as_ist(end, end_of_day=True), timeframe):
+            params = {"exchange": exchange, "symboltoken": token, "interval": interval,
+                      "fromdate": f"{lo:%Y-%m-%d %H:%M}",
+                      "todate": f"{hi:%Y-%m-%d %H:%M}"}  # fmt: skip
+            what = f"reading {timeframe} candles of {instrument_id}"
+            rows = self._read("api.candle.data", what,
+                              lambda p=params: self._api.getCandleData(p))  # fmt: skip
+            frames.append(m.candles_frame(rows))
+        frame = pd.concat(frames) if frames else m.candles_frame([])
+        return frame[~frame.index.duplicated(keep="last")].sort_index()
+
+    def quote(self, instrument_ids: list[str]) -> dict[str, Tick]:
+        """Return a full quote (``getMarketData`` FULL) of each instrument as a Velox tick:
+        last price, day volume, best bid and ask; by Velox id."""
+        by_exchange: dict[str, list[str]] = {}
+        ids: dict[tuple[str, str], str] = {}
+        for iid in instrument_ids:
+            token, _, exchange = self.key(iid)
+            by_exchange.setdefault(exchange, []).append(token)
+            ids[(exchange, token)] = iid
+        out: dict[str, Tick] = {}
+        for i in range(0, len(ids), 50):  # Angel takes 50 tokens a request
+            batch: dict[str, list[str]] = {}
+            for exchange, token in list(ids)[i : i + 50]:
+                batch.setdefault(exchange, []).append(token)
+            data = self._read("api.market.data", "reading quotes",
+                              lambda b=batch: self._api.getMarketData("FULL", b)) or {}  # fmt: skip
+            for row in data.get("fetched") or []:
+                iid = ids.get((str(row.get("exchange")), str(row.get("symbolToken"))))
+                if iid is not None:
+                    out[iid] = m.tick_from_quote(row, iid)
+        return out
 
     def ltp(self, instrument_id: str) -> float:
         """Return the last traded price of one instrument (``getLtpData``)."""

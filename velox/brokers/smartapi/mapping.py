@@ -12,25 +12,30 @@ raising; :func:`error_of` turns that into a Velox error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from velox.brokers.base import Capabilities, Funds
 from velox.brokers.throttle import RateLimit
 from velox.calendar import IST
-from velox.errors import AuthExpired, BrokerError, OrderRejected, RateLimited
-from velox.types import Fill, Order, OrderStatus, OrderType, Position, Product, Side, Validity
+from velox.errors import AuthExpired, BrokerError, OrderRejected, RateLimited, ValidationError
+from velox.types import Fill, Order, OrderStatus, OrderType, Position, Product, Side, Tick, Validity
 
 __all__ = [
+    "CANDLE_INTERVALS",
+    "CANDLE_MAX_DAYS",
     "LOGIN_COMMAND",
     "SMARTAPI_CAPABILITIES",
     "SMARTAPI_RATE_LIMITS",
+    "candle_windows",
+    "candles_frame",
     "error_of",
     "fill_from_angel",
     "funds_from_angel",
     "order_from_angel",
     "order_params",
     "position_from_angel",
+    "tick_from_quote",
 ]
 
 LOGIN_COMMAND = "velox broker login smartapi"
@@ -217,3 +222,82 @@ def error_of(answer: object, what: str, client_id: str | None = None) -> BrokerE
     if client_id is not None:
         return OrderRejected(f"{message} ({code})" if code else message, client_id=client_id)
     return BrokerError(f"SmartAPI failed {what}: {message} ({code})")
+
+
+# ---- historical candles ----------------------------------------------------------------------
+
+#: Velox timeframe → ``getCandleData``'s ``interval``.
+CANDLE_INTERVALS = {
+    "1m": "ONE_MINUTE", "3m": "THREE_MINUTE", "5m": "FIVE_MINUTE", "10m": "TEN_MINUTE",
+    "15m": "FIFTEEN_MINUTE", "30m": "THIRTY_MINUTE", "1h": "ONE_HOUR", "1d": "ONE_DAY",
+}  # fmt: skip
+
+#: Angel's most days of candles one ``getCandleData`` request may span, per interval
+#: (SmartAPI "Historical API" documentation); longer ranges are paged.
+CANDLE_MAX_DAYS = {
+    "ONE_MINUTE": 30, "THREE_MINUTE": 60, "FIVE_MINUTE": 100, "TEN_MINUTE": 100,
+    "FIFTEEN_MINUTE": 200, "THIRTY_MINUTE": 200, "ONE_HOUR": 400, "ONE_DAY": 2000,
+}  # fmt: skip
+
+
+def candle_interval(timeframe: str) -> str:
+    """Return Angel's interval name of a Velox timeframe (ValidationError listing them)."""
+    interval = CANDLE_INTERVALS.get(timeframe)
+    if interval is None:
+        raise ValidationError(f"SmartAPI has no {timeframe!r} candles; it serves "
+                              + ", ".join(CANDLE_INTERVALS))  # fmt: skip
+    return interval
+
+
+def candle_windows(
+    start: datetime, end: datetime, timeframe: str
+) -> list[tuple[datetime, datetime]]:
+    """Return ``getCandleData`` windows covering ``[start, end]``, each within Angel's span
+    for the interval; ``fromdate``/``todate`` are minutes, inclusive, so windows do not
+    overlap: each starts a minute after the previous one ends.
+
+    Examples
+    --------
+    >>> start, end = datetime(2024, 1, 1, tzinfo=IST), datetime(2024, 3, 15, tzinfo=IST)
+    >>> w = candle_windows(start, end, "1m")
+    >>> len(w), w[0][1].isoformat(), w[1][0].isoformat()
+    (3, '2024-01-30T23:59:00+05:30', '2024-01-31T00:00:00+05:30')
+    """
+    days = CANDLE_MAX_DAYS[candle_interval(timeframe)]
+    if end < start:
+        raise ValidationError(f"history end {end} is before start {start}")
+    span = timedelta(days=days) - timedelta(minutes=1)
+    windows, at = [], start.replace(second=0, microsecond=0)
+    while at <= end:
+        stop = min(at + span, end)
+        windows.append((at, stop))
+        at = stop.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return windows
+
+
+def candles_frame(rows: list[list[Any]] | None) -> Any:
+    """Return ``getCandleData`` rows (``[iso time, open, high, low, close, volume]``) as
+    Velox's bar frame (tz-aware IST index ``ts`` of bar starts, float64 OHLCV, sorted)."""
+    import pandas as pd
+
+    rows = rows or []
+    index = pd.DatetimeIndex([pd.Timestamp(r[0]) for r in rows], name="ts")
+    index = index.tz_convert(IST) if len(index) else pd.DatetimeIndex([], name="ts", tz=IST)
+    columns = ["open", "high", "low", "close", "volume"]
+    frame = pd.DataFrame([r[1:6] for r in rows] or None, index=index, columns=columns,
+                         dtype="float64")  # fmt: skip
+    return frame[~frame.index.duplicated(keep="last")].sort_index()
+
+
+def tick_from_quote(row: Mapping[str, Any], instrument_id: str) -> Tick:
+    """Return one ``getMarketData`` FULL row as a Velox tick (best bid and ask from its
+    depth; the exchange's trade time, else its feed time)."""
+    depth = row.get("depth") or {}
+    bids = [d for d in depth.get("buy") or [] if _num(d.get("price")) > 0]
+    asks = [d for d in depth.get("sell") or [] if _num(d.get("price")) > 0]
+    ts = angel_time(row.get("exchTradeTime")) or angel_time(row.get("exchFeedTime"))
+    return Tick(
+        instrument_id, ts or datetime.now(IST), _num(row.get("ltp")),
+        _int(row.get("tradeVolume")) or None, _int(row.get("lastTradeQty")) or None,
+        _num(bids[0]["price"]) if bids else None, _num(asks[0]["price"]) if asks else None,
+    )  # fmt: skip

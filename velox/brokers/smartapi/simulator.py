@@ -30,7 +30,7 @@ import secrets
 import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -39,7 +39,7 @@ import tornado.websocket
 
 from velox.brokers.simcore import LoopbackSimulator, SimMarket, number
 from velox.brokers.smartapi import packets
-from velox.brokers.smartapi.mapping import SMARTAPI_RATE_LIMITS
+from velox.brokers.smartapi.mapping import CANDLE_INTERVALS, CANDLE_MAX_DAYS, SMARTAPI_RATE_LIMITS
 from velox.calendar import IST, is_open
 from velox.errors import ConfigError, OrderRejected
 from velox.types import Fill, Order, OrderStatus, OrderType, Product, Side, Validity, is_on_tick
@@ -535,10 +535,39 @@ class SmartApiSimulator(LoopbackSimulator):
                 "symboltoken": m.token, "open": number(m.open), "high": number(m.high),
                 "low": number(m.low), "close": number(m.close), "ltp": number(m.ltp)}  # fmt: skip
 
+    def _quotes(self, p: Mapping[str, Any]) -> dict[str, object]:
+        """``getMarketData``: FULL, OHLC or LTP rows of up to 50 tokens, by exchange."""
+        mode = str(p.get("mode") or "")
+        groups = p.get("exchangeTokens")
+        if mode not in ("FULL", "OHLC", "LTP") or not isinstance(groups, Mapping):
+            raise AngelError("AB4006", "Invalid mode or exchangeTokens")
+        wanted = [(str(ex), str(tok)) for ex, toks in groups.items() for tok in toks]
+        if len(wanted) > 50:
+            raise AngelError("AB4007", "Up to 50 tokens a request")
+        fetched, unfetched = [], []
+        for exchange, token in wanted:
+            iid = self._id_of.get((exchange, token))
+            if iid is None:
+                unfetched.append({"exchange": exchange, "symbolToken": token,
+                                  "message": "Invalid token", "errorCode": "AB4008"})  # fmt: skip
+                continue
+            m = self.market(iid)
+            row: dict[str, object] = {"exchange": exchange, "tradingSymbol": self._symbol_of[iid],
+                                      "symbolToken": token, "ltp": number(m.ltp)}  # fmt: skip
+            if mode != "LTP":
+                row.update(open=number(m.open), high=number(m.high), low=number(m.low),
+                           close=number(m.close))  # fmt: skip
+            if mode == "FULL":
+                stamp = _angel_time(m.last_trade)
+                row.update(lastTradeQty=m.last_qty, exchFeedTime=stamp, exchTradeTime=stamp,
+                           netChange=number(round(m.ltp - m.close, 2)) if m.close else 0,
+                           avgPrice=number(m.average), tradeVolume=m.volume, opnInterest=0,
+                           depth=m.depth())  # fmt: skip
+            fetched.append(row)
+        return {"fetched": fetched, "unfetched": unfetched}
+
     def _candles(self, p: Mapping[str, Any]) -> list[list[object]]:
-        intervals = {"ONE_MINUTE": "1m", "FIVE_MINUTE": "5m", "FIFTEEN_MINUTE": "15m",
-                     "ONE_HOUR": "1h", "ONE_DAY": "1d"}  # fmt: skip
-        timeframe = intervals.get(str(p.get("interval")))
+        timeframe = {v: k for k, v in CANDLE_INTERVALS.items()}.get(str(p.get("interval")))
         if timeframe is None:
             raise AngelError("AB1004", f"Invalid interval {p.get('interval')!r}")
         iid = self._resolve(str(p.get("exchange") or ""), str(p.get("symboltoken") or ""), "")
@@ -547,6 +576,10 @@ class SmartApiSimulator(LoopbackSimulator):
                           for k in ("fromdate", "todate"))  # fmt: skip
         except ValueError:
             raise AngelError("AB1004", "fromdate/todate must be 'YYYY-MM-DD HH:MM'") from None
+        most = CANDLE_MAX_DAYS[str(p["interval"])]
+        if end - start > timedelta(days=most):
+            raise AngelError("AB1004", f"{p['interval']} candles span at most {most} days a "
+                             "request")  # fmt: skip
         frame = self.bars_between(iid, timeframe, start, end)
         if frame is None:
             return []
@@ -747,6 +780,8 @@ class _Handler(tornado.web.RequestHandler):
             return sim._ltp(p)  # noqa: SLF001
         if name == "api.candle.data":
             return sim._candles(p)  # noqa: SLF001
+        if name == "api.market.data":
+            return sim._quotes(p)  # noqa: SLF001
         raise AngelError("AB1004", f"{name} is not simulated")
 
     def _sim_route(self, method: str, path: str) -> None:
