@@ -117,6 +117,10 @@ class Settings:
     smartapi_ws_root: str = "wss://smartapisocket.angelone.in/smart-stream"
     #: SmartAPI order-update websocket (``SmartWebSocketOrderUpdate``).
     smartapi_order_ws: str = "wss://tns.angelone.in/smart-order-update"
+    #: Angel's instrument master (``OpenAPIScripMaster.json``, a static file, not a REST call).
+    smartapi_master_url: str = (
+        "https://margincalculator.angelbroking.com/OpenAPI_File/files/OpenAPIScripMaster.json"
+    )
 
     @property
     def store_dir(self) -> Path:
@@ -385,7 +389,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_broker(raw, source)
     if name in ("kite_root", "kite_login_url"):
         return _check_root(name, raw, source, ("https", "http"))
-    if name == "smartapi_root":
+    if name in ("smartapi_root", "smartapi_master_url"):
         return _check_root(name, raw, source, ("https", "http"))
     if name in ("smartapi_ws_root", "smartapi_order_ws"):
         return _check_root(name, raw, source, ("wss", "ws"))

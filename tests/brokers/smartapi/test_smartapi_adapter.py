@@ -208,3 +208,26 @@ def test_quotes_are_the_simulators_market(rig: Rig) -> None:
     # the simulator's ladder: best bid one tick (0.05) below the last price, best ask above
     assert (tick.bid, tick.ask) == (812.30, 812.40)
     assert tick.ts.date() == rig.sim.market_now().date()
+
+
+def test_instrument_master_download_reads_paise_and_keeps_kite_tokens(
+    rig: Rig,
+    store,  # noqa: ANN001
+) -> None:
+    from velox.instruments import load_bundled_master
+
+    bundled = load_bundled_master()
+    store.write_instruments(bundled.table)  # the store knows Kite's tokens too
+    master = rig.broker.download_instruments(store, url=rig.sim.master_url)
+    assert rig.sim.stats()["scrip.master"]["count"] == 1
+    # facts of Angel's own file (data/instruments/angel_scrip_master_sample_2025-04.json.gz):
+    # NIFTY25JUN2623000CE is token 37799, strike 2300000 and tick 5 in paise, lot 75
+    option = master.table.set_index("angel_symbol").loc["NIFTY25JUN2623000CE"]
+    assert (str(option["angel_token"]), float(option["strike"]), float(option["tick_size"]),
+            int(option["lot_size"])) == ("37799", 23000.0, 0.05, 75)  # fmt: skip
+    sbin = master.get("NSE:SBIN")
+    assert (sbin.tick_size, sbin.lot_size) == (0.05, 1)
+    stored = store.read_instruments().set_index("id")
+    assert str(stored.loc["NSE:SBIN", "angel_token"]) == "3045"
+    assert str(stored.loc["NSE:SBIN", "kite_token"]) == "779521"  # not lost by the upsert
+    assert len(stored) >= len(bundled.table)

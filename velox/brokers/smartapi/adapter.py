@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from velox.brokers.base import BrokerListener, Capabilities, Funds
@@ -34,6 +36,9 @@ from velox.types import Fill, Order, OrderType, Position, Tick
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from velox.instruments import InstrumentMaster
+    from velox.store import Store
 
 __all__ = ["SmartApiBroker", "smartapi_throttles"]
 
@@ -112,12 +117,8 @@ class SmartApiBroker:
         self.expires_at = expires_at
         self.settle = settle
         self.throttles = throttles or smartapi_throttles()
-        table = instruments.table
-        rows = table[table["angel_token"].notna()]
-        self._key = {iid: (str(tok), str(sym), str(ex)) for iid, tok, sym, ex in
-                     zip(rows["id"], rows["angel_token"], rows["angel_symbol"], rows["exchange"],
-                         strict=True)}  # fmt: skip
-        self._iid = {(ex, tok): iid for iid, (tok, _, ex) in self._key.items()}
+        self.timeout = timeout
+        self._use_master(instruments.table)
         self._listener: BrokerListener | None = None
         self._lock = threading.RLock()
         self._book: dict[str, dict[str, Any]] = {}  # orderid → latest order-book entry
@@ -200,6 +201,45 @@ class SmartApiBroker:
         if key is None:
             raise OrderRejected(f"{instrument_id} has no SmartAPI token in the instrument master")
         return key
+
+    def _use_master(self, table: pd.DataFrame) -> None:
+        rows = table[table["angel_token"].notna()]
+        self._key = {iid: (str(tok), str(sym), str(ex)) for iid, tok, sym, ex in
+                     zip(rows["id"], rows["angel_token"], rows["angel_symbol"], rows["exchange"],
+                         strict=True)}  # fmt: skip
+        self._iid = {(ex, tok): iid for iid, (tok, _, ex) in self._key.items()}
+
+    def download_instruments(
+        self, store: Store | None = None, *, url: str | None = None, as_of: date | None = None
+    ) -> InstrumentMaster:
+        """Download Angel's ``OpenAPIScripMaster.json`` (the ``smartapi_master_url`` setting),
+        read it (:func:`velox.instruments.read_angel_json`: strikes and tick sizes from paise,
+        NSE/BSE/NFO/BFO rows), use it, and upsert it into ``store``'s instruments, keeping what
+        the store knew of the same instruments from other brokers (Kite's tokens)."""
+        import requests
+
+        from velox.config import get_settings
+        from velox.instruments import InstrumentMaster, read_angel_json
+
+        url = url or get_settings().smartapi_master_url
+        try:
+            answer = requests.get(url, timeout=max(self.timeout, 30.0))
+            answer.raise_for_status()
+        except requests.RequestException as exc:
+            raise BrokerError(f"downloading Angel's instrument master failed: {exc}") from None
+        with tempfile.TemporaryDirectory(prefix="velox-angel-") as folder:
+            path = Path(folder) / "OpenAPIScripMaster.json"
+            path.write_bytes(answer.content)
+            table = read_angel_json(path, as_of=as_of)
+        if store is not None:
+            known = store.read_instruments()
+            if len(known):  # an upsert replaces a row wholesale: keep the other brokers' fields
+                table = table.set_index("id").combine_first(known.set_index("id"))
+                table = table.reset_index()[list(known.columns)]
+            log.info("stored %d SmartAPI instruments", store.write_instruments(table))
+        master = InstrumentMaster(table)
+        self._use_master(master.table)
+        return master
 
     def keys(self) -> dict[str, tuple[str, str, str]]:
         """Return every instrument Angel trades: id → (token, trading symbol, exchange)."""

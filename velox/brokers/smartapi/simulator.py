@@ -75,6 +75,18 @@ _ROUTES: dict[tuple[str, str], str] = {
     ("POST", f"{_API}/historical/v1/getCandleData"): "api.candle.data",
 }
 _NO_AUTH = ("api.login", "api.token")
+#: Where Angel serves its instrument master (a static file beside the API).
+MASTER_PATH = "/OpenAPI_File/files/OpenAPIScripMaster.json"
+_INDEX_UNDERLYINGS = {"NIFTY", "BANKNIFTY", "FINNIFTY", "MIDCPNIFTY", "NIFTYNXT50", "SENSEX",
+                      "BANKEX", "SENSEX50"}  # fmt: skip
+
+
+def pd_isna(value: object) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
 FAULTS = ("http_status", "slow", "timeout_after_place", "drop_ws", "expire_token", "clear")
 
 #: Angel's order status text and the order-update websocket's code for it.
@@ -535,6 +547,38 @@ class SmartApiSimulator(LoopbackSimulator):
                 "symboltoken": m.token, "open": number(m.open), "high": number(m.high),
                 "low": number(m.low), "close": number(m.close), "ltp": number(m.ltp)}  # fmt: skip
 
+    def scrip_master(self) -> list[dict[str, str]]:
+        """Return the instrument master as Angel's ``OpenAPIScripMaster.json`` lists it
+        (strikes and tick sizes in paise, ``-EQ`` cash symbols, ``AMXIDX`` indices)."""
+        table = self.master.table
+        rows = table[table["angel_token"].notna()]
+        indices = set(table.loc[table["kind"] == "INDEX", "symbol"])
+        out = []
+        for r in rows.itertuples():
+            kind = str(r.kind)
+            on_index = str(r.underlying) in indices or str(r.underlying) in _INDEX_UNDERLYINGS
+            option = "OPTIDX" if on_index else "OPTSTK"
+            angel_type = {"EQ": "", "INDEX": "AMXIDX", "FUT": "FUTIDX" if on_index else "FUTSTK",
+                          "CE": option, "PE": option}.get(kind)  # fmt: skip
+            if angel_type is None:
+                continue
+            expiry = "" if pd_isna(r.expiry) else r.expiry.strftime("%d%b%Y").upper()
+            strike = 0.0 if pd_isna(r.strike) or kind not in ("CE", "PE") else float(r.strike)
+            tick = 0.0 if kind == "INDEX" else float(r.tick_size)
+            out.append({
+                "token": str(r.angel_token), "symbol": str(r.angel_symbol),
+                "name": str(r.underlying if kind in ("FUT", "CE", "PE", "EQ") else r.name),
+                "expiry": expiry, "strike": f"{strike * 100:.6f}", "lotsize": str(int(r.lot_size)),
+                "instrumenttype": angel_type, "exch_seg": str(r.exchange),
+                "tick_size": f"{tick * 100:.6f}",
+            })  # fmt: skip
+        return out
+
+    @property
+    def master_url(self) -> str:
+        """Where the simulator serves ``OpenAPIScripMaster.json`` (``smartapi_master_url``)."""
+        return self.url + MASTER_PATH
+
     def _quotes(self, p: Mapping[str, Any]) -> dict[str, object]:
         """``getMarketData``: FULL, OHLC or LTP rows of up to 50 tokens, by exchange."""
         mode = str(p.get("mode") or "")
@@ -704,6 +748,10 @@ class _Handler(tornado.web.RequestHandler):
         sim = self.simulator
         if path.startswith("/_sim/"):
             self._sim_route(method, path)
+            return
+        if method == "GET" and path == MASTER_PATH:  # a static file at Angel: no session
+            sim.count("scrip.master", method, path, 200)
+            self._send(200, sim.call(sim.scrip_master))
             return
         name = _ROUTES.get((method, path))
         if name is None:
