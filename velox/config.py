@@ -122,6 +122,13 @@ class Settings:
         "https://margincalculator.angelbroking.com/OpenAPI_File/files/OpenAPIScripMaster.json"
     )
 
+    #: ICICI Breeze's API host: ICICI's own addresses (REST, v2 candles, both socket.io
+    #: streams, the security master) when it is ``https://api.icicidirect.com``, else every
+    #: address at this root (a loopback simulator's URL in tests and rehearsals).
+    breeze_root: str = "https://api.icicidirect.com"
+    #: ICICI's security master (``SecurityMaster.zip``), read by ``velox broker instruments``.
+    breeze_master_url: str = "https://directlink.icicidirect.com/MotherAppMaster/SecurityMaster.zip"
+
     @property
     def store_dir(self) -> Path:
         """Where the embedded PostgreSQL keeps its data directory."""
@@ -389,7 +396,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_broker(raw, source)
     if name in ("kite_root", "kite_login_url"):
         return _check_root(name, raw, source, ("https", "http"))
-    if name in ("smartapi_root", "smartapi_master_url"):
+    if name in ("smartapi_root", "smartapi_master_url", "breeze_root", "breeze_master_url"):
         return _check_root(name, raw, source, ("https", "http"))
     if name in ("smartapi_ws_root", "smartapi_order_ws"):
         return _check_root(name, raw, source, ("wss", "ws"))

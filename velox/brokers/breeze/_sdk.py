@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-__all__ = ["BreezeUrls", "pointed_at", "sdk"]
+__all__ = ["BreezeUrls", "client", "pointed_at", "sdk", "timeout"]
 
 _lock = threading.Lock()
 _urls_lock = threading.RLock()
@@ -126,6 +126,7 @@ def _import() -> SimpleNamespace:
         else:
             sys.modules["config"] = saved_config
     module.urlopen = real_urlopen  # type: ignore[attr-defined]  # the session's master download
+    module.requests = _TimedRequests(requests)  # type: ignore[attr-defined]
     module.zip = None  # type: ignore[attr-defined]  # the import-time "download", unused
     for name in ("APILogger", "WebsocketLogger"):
         logger = logging.getLogger(name)
@@ -133,6 +134,68 @@ def _import() -> SimpleNamespace:
             logger.removeHandler(handler)
         logger.setLevel(logging.WARNING)  # DEBUG logs carry whole responses (session tokens)
     return SimpleNamespace(connect=module, config=config)
+
+
+_timeouts = threading.local()
+
+
+class _TimedRequests:
+    """The ``requests`` the SDK module sees: the same functions with a timeout.
+
+    The SDK calls ``requests.get/post/put/delete`` without one, so a silent network would
+    hang an order path for ever; each call here waits at most the calling thread's
+    :func:`timeout` (10 s when none is set).
+    """
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in ("get", "post", "put", "delete"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", getattr(_timeouts, "seconds", 10.0))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@contextmanager
+def timeout(seconds: float) -> Iterator[None]:
+    """Make the SDK's requests on this thread wait at most ``seconds`` while the block runs."""
+    before = getattr(_timeouts, "seconds", None)
+    _timeouts.seconds = seconds
+    try:
+        yield
+    finally:
+        if before is None:
+            del _timeouts.seconds
+        else:
+            _timeouts.seconds = before
+
+
+def client(api_key: str, api_secret: str, user_id: str, session_key: str,
+           urls: BreezeUrls) -> Any:  # fmt: skip
+    """Return a ``BreezeConnect`` of an existing session, ready for REST calls.
+
+    ``generate_session`` would call ``customerdetails`` again and download ICICI's ~20 MB
+    security master twice (``urlopen`` and ``requests.get`` of the same file) on every
+    connect, for a token table Velox does not use (it subscribes by stock token and keeps its
+    own instrument master); so the session's parts are set as ``generate_session`` sets them
+    and its request handler is made the way it makes it.
+    """
+    connect = sdk().connect
+    api = connect.BreezeConnect(api_key=api_key)
+    api.user_id, api.session_key, api.secret_key = user_id, session_key, api_secret
+    with pointed_at(urls):
+        api.api_handler = connect.ApificationBreeze(api)
+    return api
+
+
+#: ICICI's API host (the ``breeze_root`` setting's default).
+OFFICIAL_ROOT = "https://api.icicidirect.com"
 
 
 class BreezeUrls:
@@ -156,21 +219,29 @@ class BreezeUrls:
         root = root.rstrip("/")
         self.api_url = api_url or f"{root}/breezeapi/api/v1/"
         self.new_url = new_url or f"{root}/api/v2/"
-        self.feeds_url = feeds_url or root
-        self.stream_url = stream_url or root
+        # one socket.io server at a loopback root serves both streams: the query names which
+        self.feeds_url = feeds_url or f"{root}/?stream=orders"
+        self.stream_url = stream_url or f"{root}/?stream=rates"
         self.security_master_url = security_master_url or f"{root}/SecurityMaster.zip"
 
     @classmethod
     def official(cls) -> BreezeUrls:
         """Return ICICI's own addresses (as ``breeze_connect/config.py`` names them)."""
         return cls(
-            "https://api.icicidirect.com",
+            OFFICIAL_ROOT,
             api_url="https://api.icicidirect.com/breezeapi/api/v1/",
             new_url="https://breezeapi.icicidirect.com/api/v2/",
             feeds_url="https://livefeeds.icicidirect.com",
             stream_url="https://livestream.icicidirect.com",
             security_master_url="https://directlink.icicidirect.com/MotherAppMaster/SecurityMaster.zip",
         )
+
+    @classmethod
+    def for_root(cls, root: str) -> BreezeUrls:
+        """Return ICICI's addresses for its own root (the ``breeze_root`` setting's default),
+        else every address at ``root`` (a loopback simulator or a rehearsal)."""
+        official = cls.official()
+        return official if root.rstrip("/") == OFFICIAL_ROOT else cls(root)
 
     def __repr__(self) -> str:
         return f"BreezeUrls(api_url={self.api_url!r})"
