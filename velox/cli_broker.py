@@ -15,6 +15,9 @@ Examples
     $ printf '%s\n%s\n' "$PIN" "$TOTP_SECRET" | velox broker set smartapi --api-key K \
           --client-code A123 --pin-stdin --totp-secret-stdin
     $ velox broker login smartapi              # the TOTP is computed from the stored secret
+    $ printf '%s\n' "$SECRET" | velox broker set breeze --api-key K --api-secret-stdin
+    $ velox broker login breeze                # prints ICICI's login URL, reads the apisession
+    $ velox broker login breeze --api-session 12345678
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ import click
 
 __all__ = ["register"]
 
-_BROKERS = click.Choice(["kite", "smartapi"])
+_BROKERS = click.Choice(["kite", "smartapi", "breeze"])
+#: The stored secret whose expiry is the session's, per broker.
+_SESSION_SECRET = {"kite": "access_token", "smartapi": "jwt", "breeze": "session_key"}
 
 
 def _secret_names(name: str) -> dict[str, str]:
     if name == "smartapi":
         from velox.brokers.smartapi.auth import SECRET_NAMES
+    elif name == "breeze":
+        from velox.brokers.breeze.auth import SECRET_NAMES
     else:
         from velox.brokers.kite.auth import SECRET_NAMES
     return SECRET_NAMES
@@ -64,7 +71,8 @@ def broker() -> None:
 @click.option(
     "--api-secret-stdin",
     is_flag=True,
-    help="Kite: read the API secret from one line of stdin (never give it on the command line).",
+    help="Kite, Breeze: read the API secret from one line of stdin (never give it on the "
+    "command line).",
 )
 @click.option("--client-code", default=None, help="SmartAPI: the Angel One client code.")
 @click.option("--pin-stdin", is_flag=True, help="SmartAPI: read the 4-digit PIN from stdin.")
@@ -91,6 +99,7 @@ def broker_set(
     allowed = {
         "kite": ("--api-key", "--api-secret-stdin"),
         "smartapi": ("--api-key", "--client-code", "--pin-stdin", "--totp-secret-stdin"),
+        "breeze": ("--api-key", "--api-secret-stdin"),
     }
     wrong = [opt for opt, on in given.items() if on and opt not in allowed[name]]
     if wrong:
@@ -143,18 +152,31 @@ def broker_set(
     "--totp", default=None, help="SmartAPI: the authenticator's code (default: computed from "
     "the stored TOTP secret)."
 )  # fmt: skip
-def broker_login(name: str, request_token: str | None, totp: str | None) -> None:
+@click.option(
+    "--api-session", default=None, help="Breeze: the apisession ICICI's login page redirected "
+    "with (or that whole URL); default: read a line from stdin."
+)  # fmt: skip
+def broker_login(
+    name: str, request_token: str | None, totp: str | None, api_session: str | None
+) -> None:
     """Log in for the day (Kite: open the printed URL, then paste the redirect URL or its
-    token; SmartAPI: client code + PIN + TOTP, no browser)."""
+    token; SmartAPI: client code + PIN + TOTP, no browser; Breeze: open the printed URL, then
+    paste the apisession)."""
     from velox.calendar import IST
     from velox.config import get_settings
 
     secrets = _secrets()
+    given = {"--request-token": (request_token, "kite"), "--totp": (totp, "smartapi"),
+             "--api-session": (api_session, "breeze")}  # fmt: skip
+    for option, (value, owner) in given.items():
+        if value is not None and owner != name:
+            raise click.UsageError(f"{option} is {owner}'s; {name} does not take it")
+    if name == "breeze":
+        _login_breeze(secrets, api_session)
+        return
     if name == "smartapi":
         from velox.brokers.smartapi import auth as angel
 
-        if request_token is not None:
-            raise click.UsageError("--request-token is Kite's; SmartAPI logs in with the TOTP")
         credentials = angel.load_credentials(secrets)
         started = angel.generate_session(
             credentials, totp=totp, root=get_settings().smartapi_root, secrets=secrets
@@ -165,8 +187,6 @@ def broker_login(name: str, request_token: str | None, totp: str | None) -> None
         return
     from velox.brokers.kite import auth
 
-    if totp is not None:
-        raise click.UsageError("--totp is SmartAPI's; Kite logs in through the browser")
     credentials = auth.load_credentials(secrets)
     if request_token is None:
         click.echo("Open this URL, log in to Zerodha, and paste the URL you are sent to:")
@@ -181,6 +201,27 @@ def broker_login(name: str, request_token: str | None, totp: str | None) -> None
     click.echo(f"logged in to {name}{who}; the session is valid until {until:%Y-%m-%d %H:%M} IST")
 
 
+def _login_breeze(secrets: object, api_session: str | None) -> None:
+    from urllib.parse import parse_qs, urlparse
+
+    from velox.brokers.breeze import auth as icici
+    from velox.calendar import IST
+
+    credentials = icici.load_credentials(secrets)  # type: ignore[arg-type]
+    if api_session is None:
+        click.echo("Open this URL, log in to ICICI Direct, and paste the apisession (or the URL "
+                   "you are sent to):")  # fmt: skip
+        click.echo(icici.login_url(credentials.api_key))
+        api_session = _read_line("apisession: ")
+    if "apisession=" in api_session:
+        found = parse_qs(urlparse(api_session.strip()).query).get("apisession", [""])
+        api_session = found[0]
+    session = icici.generate_session(credentials, api_session, secrets=secrets)  # type: ignore[arg-type]
+    until = session.expires_at.astimezone(IST)
+    click.echo(f"logged in to breeze as {session.user_id}; the session is taken to be valid "
+               f"until {until:%Y-%m-%d %H:%M} IST")  # fmt: skip
+
+
 @broker.command("status")
 @click.argument("name", type=_BROKERS)
 def broker_status(name: str) -> None:
@@ -188,7 +229,7 @@ def broker_status(name: str) -> None:
     from velox.calendar import IST
 
     names = _secret_names(name)
-    session = names["jwt" if name == "smartapi" else "access_token"]
+    session = names[_SESSION_SECRET[name]]
     secrets = _secrets()
     stored = set(secrets.names())
     for label, key in names.items():

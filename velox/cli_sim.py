@@ -2,7 +2,8 @@
 
 ``velox sim kite`` serves Kite Connect's REST API and ticker (see ``docs/kite-simulator.md``)
 so the Kite adapter, the official SDK or any Kite client can be tried without an account;
-``velox sim smartapi`` does the same for Angel One SmartAPI (see ``docs/smartapi.md``).
+``velox sim smartapi`` does the same for Angel One SmartAPI (see ``docs/smartapi.md``) and
+``velox sim breeze`` for ICICI Direct Breeze (see ``docs/breeze.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def _one_line(text: object) -> str:
 
 @click.group("sim")
 def sim() -> None:
-    """Run a broker simulator on 127.0.0.1 (Kite Connect, Angel One SmartAPI)."""
+    """Run a broker simulator on 127.0.0.1 (Kite Connect, Angel One SmartAPI, ICICI Breeze)."""
 
 
 @sim.command("kite")
@@ -125,6 +126,54 @@ def smartapi(
     simulator.start(port)
     _serve(simulator, f"SmartAPI simulator: REST {simulator.url}  ticks {simulator.ws_url}  "
                       f"orders {simulator.order_ws_url}")  # fmt: skip
+
+
+@sim.command("breeze")
+@click.option("--port", default=8767, show_default=True, help="TCP port (0: any free port).")
+@click.option("--bars", "bars", multiple=True, metavar="ID@TF",
+              help="Replay stored bars of ID at timeframe TF as ticks (repeatable).")  # fmt: skip
+@click.option("--start", default=None, help="First day replayed (YYYY-MM-DD).")
+@click.option("--end", default=None, help="Last day replayed (YYYY-MM-DD).")
+@click.option("--speed", default=1.0, show_default=True, help="Market time × wall time.")
+@click.option(
+    "--replay-on-subscribe", is_flag=True, help="Start the replay when a stream first joins."
+)
+@click.option("--cash", default=1_000_000.0, show_default=True, help="Opening cash (₹).")
+@click.option("--api-key", default=None, help="Accept only this app key (with --api-secret).")
+@click.option("--api-secret", default=None, help="The secret checksums must be signed with "
+              "(default: velox-demo-secret).")  # fmt: skip
+@click.option("--user-id", default="VELOXSIM", show_default=True, help="The ICICI user id.")
+def breeze(
+    port: int,
+    bars: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    speed: float,
+    replay_on_subscribe: bool,
+    cash: float,
+    api_key: str | None,
+    api_secret: str | None,
+    user_id: str,
+) -> None:
+    """Serve ICICI Breeze at http://127.0.0.1:PORT: REST under /breezeapi/api/v1/, candles at
+    /api/v2/historicalcharts, both socket.io streams at /socket.io/, the login page at
+    /apiuser/login?api_key=K (it answers the apisession at once).
+
+    Without --bars the market trades only when told: POST /_sim/trade
+    {"instrument_id": "NSE:SBIN", "price": 812}.
+    """
+    from velox.brokers.breeze.simulator import BreezeSimulator
+
+    if api_key and not api_secret:
+        raise click.UsageError("--api-key needs --api-secret (the checksum's secret)")
+    store, frames, session_start = _market(bars, start, end)
+    simulator = BreezeSimulator(
+        bars=frames or None, speed=speed, replay_on_subscribe=replay_on_subscribe, cash=cash,
+        store=store, session_start=session_start, api_key=api_key, api_secret=api_secret,
+        user_id=user_id,
+    )  # fmt: skip
+    simulator.start(port)
+    _serve(simulator, f"Breeze simulator: {simulator.url}  (set VELOX_BREEZE_ROOT to it)")
 
 
 def _market(

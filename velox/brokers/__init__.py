@@ -25,6 +25,7 @@ __all__ = ["LIVE_BROKERS", "connect"]
 LIVE_BROKERS = {
     "kite": "velox.brokers.kite.session",
     "smartapi": "velox.brokers.smartapi.session",
+    "breeze": "velox.brokers.breeze.session",
 }
 
 
