@@ -54,7 +54,7 @@ class BrokerRig:
 
     simulator: Callable[..., Any]  # the simulator class: (bars=, speed=, replay_on_subscribe=)
     env: Callable[[Any], dict[str, str]]  # settings that point the SDK at the simulator
-    login: tuple[tuple[list[str], str], ...]  # `velox broker …` steps and their stdin
+    login: Callable[[Any], tuple[tuple[list[str], str], ...]]  # `velox broker …` steps, stdin
     tags: Callable[[Any], list[str]]  # the order tags the simulator received
 
 
@@ -64,8 +64,8 @@ def _kite() -> BrokerRig:
     return BrokerRig(
         KiteSimulator,
         lambda sim: {"VELOX_KITE_ROOT": sim.url, "VELOX_KITE_WS_ROOT": sim.ws_url},
-        ((["set", "kite", "--api-key", "demo", "--api-secret-stdin"], "s3cret\n"),
-         (["login", "kite", "--request-token", "rtlive01"], "")),
+        lambda sim: ((["set", "kite", "--api-key", "demo", "--api-secret-stdin"], "s3cret\n"),
+                     (["login", "kite", "--request-token", "rtlive01"], "")),
         lambda sim: [o["tag"] for o in sim.state()["orders"]],
     )  # fmt: skip
 
@@ -77,14 +77,30 @@ def _smartapi() -> BrokerRig:
         SmartApiSimulator,
         lambda sim: {"VELOX_SMARTAPI_ROOT": sim.url, "VELOX_SMARTAPI_WS_ROOT": sim.ws_url,
                      "VELOX_SMARTAPI_ORDER_WS": sim.order_ws_url},
-        ((["set", "smartapi", "--api-key", "demo", "--client-code", "A123", "--pin-stdin",
-           "--totp-secret-stdin"], "1234\nJBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n"),
-         (["login", "smartapi"], "")),
+        lambda sim: ((["set", "smartapi", "--api-key", "demo", "--client-code", "A123",
+                      "--pin-stdin", "--totp-secret-stdin"],
+                     "1234\nJBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n"),
+                     (["login", "smartapi"], "")),
         lambda sim: [o["ordertag"] for o in sim.state()["orders"]],
     )  # fmt: skip
 
 
-RIGS: dict[str, Callable[[], BrokerRig]] = {"kite": _kite, "smartapi": _smartapi}
+def _breeze() -> BrokerRig:
+    from velox.brokers.breeze.simulator import BreezeSimulator
+
+    return BrokerRig(
+        BreezeSimulator,
+        lambda sim: {"VELOX_BREEZE_ROOT": sim.url},
+        # the apisession is what ICICI's login page (the simulator's) hands the user
+        lambda sim: ((["set", "breeze", "--api-key", "demo", "--api-secret-stdin"],
+                      f"{sim.DEMO_SECRET}\n"),
+                     (["login", "breeze", "--api-session", sim.api_session()], "")),
+        lambda sim: [o["user_remark"] for o in sim.state()["orders"]],
+    )  # fmt: skip
+
+
+RIGS: dict[str, Callable[[], BrokerRig]] = {"kite": _kite, "smartapi": _smartapi,
+                                            "breeze": _breeze}  # fmt: skip
 
 
 @pytest.fixture
@@ -132,7 +148,7 @@ def test_one_strategy_trades_like_the_replay_on_every_broker(
     rig = RIGS[name]()
     env = {**os.environ, "VELOX_DATABASE_URL": store.url, "VELOX_DATA_DIR": str(tmp_path),
            "VELOX_SECRET_KEY": generate_key(), **rig.env(sim)}  # fmt: skip
-    for step, stdin in rig.login:
+    for step, stdin in rig.login(sim):
         done = _velox(env, "broker", *step, stdin=stdin)
         assert done.returncode == 0, done.stdout + done.stderr
     cross = tmp_path / "cross.py"

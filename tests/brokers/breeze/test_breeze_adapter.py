@@ -211,3 +211,44 @@ def test_rejects_name_the_problem(rig: Rig) -> None:
     with pytest.raises(OrderRejected, match="20 characters"):
         rig.broker.place_order(order("X" * 21, order_type="LIMIT", limit_price=700.0))
     assert "order.place" not in rig.sim.stats()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_history_pages_within_1000_candles_and_matches_the_file(
+    master: InstrumentMaster, version: int
+) -> None:
+    import pandas as pd
+
+    from tests.engine.conftest import BARS
+
+    raw = pd.read_csv(BARS / "SBIN_1d_2017_2022.csv.gz", parse_dates=["timestamp"])
+    frame = raw.set_index(pd.DatetimeIndex(raw.pop("timestamp"), name="ts")).astype("float64")
+    sim = BreezeSimulator(master, bars={("NSE:SBIN", "1d"): frame})
+    sim.start()
+    try:
+        user, key = login(sim)
+        broker = BreezeBroker(API_KEY, sim.DEMO_SECRET, user, key, instruments=master,
+                              urls=_sdk.BreezeUrls(sim.url), notifications=False)  # fmt: skip
+        got = broker.history("NSE:SBIN", "1d", "2017-01-01", "2022-12-31", version=version)
+        # six calendar years in spans of 999 days: three requests, none refused
+        route = "historicalcharts" if version == 2 else "historicalcharts.v1"
+        stats = sim.stats()[route]
+        assert stats["count"] == 3 and set(stats["statuses"]) == {200}
+        pd.testing.assert_frame_equal(got, frame.tz_convert("Asia/Kolkata"), check_freq=False,
+                                      check_index_type=False)  # fmt: skip
+        with _sdk.pointed_at(_sdk.BreezeUrls(sim.url)):
+            too_long = broker._api.get_historical_data_v2(  # noqa: SLF001
+                interval="1day", from_date="2017-01-01T00:00:00.000Z",
+                to_date="2022-12-31T00:00:00.000Z", stock_code="STABAN", exchange_code="NSE")  # fmt: skip
+        assert too_long["Status"] != 200 and "1000 candles" in too_long["Error"]
+    finally:
+        sim.stop()
+
+
+def test_quotes_are_the_simulators_market(rig: Rig) -> None:
+    rig.sim.trade(IID, 812.35, quantity=7)
+    (tick,) = rig.broker.quote([IID]).values()
+    assert tick.instrument_id == IID and tick.ltp == 812.35 and tick.volume == 8
+    # the simulator's ladder: best bid one tick (0.05) below the last price, best ask above
+    assert (tick.bid, tick.ask) == (812.30, 812.40)
+    assert tick.ts.date() == rig.sim.market_now().date()

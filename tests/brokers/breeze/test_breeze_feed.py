@@ -65,13 +65,23 @@ class Running:
 def feed_of(sim: BreezeSimulator) -> BreezeMarketData:
     user, key = login(sim)
     urls = _sdk.BreezeUrls(sim.url)
-    tokens = BreezeBroker("velox-demo", sim.DEMO_SECRET, user, key, instruments=
-                          load_bundled_master(), urls=urls, notifications=False).stream_tokens()  # fmt: skip
+    broker = BreezeBroker(
+        "velox-demo",
+        sim.DEMO_SECRET,
+        user,
+        key,
+        instruments=load_bundled_master(),
+        urls=urls,
+        notifications=False,
+    )
+    tokens = broker.stream_tokens()
     return BreezeMarketData("velox-demo", sim.DEMO_SECRET, user, key, tokens, urls=urls,
                             backoff=0.1)  # fmt: skip
 
 
-def test_ticks_arrive_with_the_exchange_time_and_survive_a_dropped_line(sim: BreezeSimulator) -> None:
+def test_ticks_arrive_with_the_exchange_time_and_survive_a_dropped_line(
+    sim: BreezeSimulator,
+) -> None:
     feed = feed_of(sim)
     feed.subscribe(["NSE:SBIN", "NSE:RELIANCE"])
     running = Running(feed)
@@ -115,4 +125,5 @@ def test_the_raw_quote_list_reads_as_the_sdks_parser_reads_it(sim: BreezeSimulat
     assert (tick.ltp, tick.volume, tick.last_qty) == (parsed["last"], parsed["ttq"], parsed["ltq"])
     assert (tick.bid, tick.ask) == (parsed["bPrice"], parsed["sPrice"])
     # the SDK renders the same instant in the machine's zone, without one: Velox keeps it aware
-    assert tick.ts.tzinfo is not None and parsed["ltt"] == datetime.fromtimestamp(tick.ts.timestamp()).strftime("%c")
+    local = datetime.fromtimestamp(tick.ts.timestamp()).strftime("%c")
+    assert tick.ts.tzinfo is not None and parsed["ltt"] == local

@@ -55,7 +55,9 @@ def _set(env: dict[str, str], secret: str = SECRET) -> subprocess.CompletedProce
 
 
 def test_login_through_the_login_page_then_trade_on_the_stored_session(
-    env: dict[str, str], sim: BreezeSimulator, store  # noqa: ANN001
+    env: dict[str, str],
+    sim: BreezeSimulator,
+    store,  # noqa: ANN001
 ) -> None:
     done = _set(env)
     assert done.returncode == 0, done.stderr
@@ -63,7 +65,9 @@ def test_login_through_the_login_page_then_trade_on_the_stored_session(
     url = _velox(env, "broker", "login", "breeze", stdin="\n").stdout.splitlines()[1]
     assert url == f"{sim.url}/apiuser/login?api_key={KEY}"
     code = requests.get(url, timeout=10).json()["Success"]["apisession"]
-    login = _velox(env, "broker", "login", "breeze", stdin=f"https://app.example/?apisession={code}\n")
+    login = _velox(
+        env, "broker", "login", "breeze", stdin=f"https://app.example/?apisession={code}\n"
+    )
     assert login.returncode == 0, login.stdout + login.stderr
     assert "logged in to breeze as ICICI77" in login.stdout
     status = _velox(env, "broker", "status", "breeze")

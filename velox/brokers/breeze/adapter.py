@@ -424,23 +424,36 @@ class BreezeBroker:
         return m.funds_from_breeze(self._read("reading funds", self._api.get_funds) or {})
 
     def history(
-        self, instrument_id: str, timeframe: str, start: datetime | str, end: datetime | str
+        self,
+        instrument_id: str,
+        timeframe: str,
+        start: datetime | str,
+        end: datetime | str,
+        *,
+        version: int = 2,
     ) -> pd.DataFrame:
-        """Return candles of ``[start, end]`` (v2 ``historicalcharts``) as Velox's bar frame,
-        paged within Breeze's 1,000 candles a request. Naive times and dates are IST; a date
+        """Return candles of ``[start, end]`` as Velox's bar frame, paged within Breeze's 1,000
+        candles a request: the v2 ``historicalcharts`` (NSE and BSE, 1 s to 1 day) or, with
+        ``version=1``, the v1 one (NSE, 1 m to 1 day). Naive times and dates are IST; a date
         ``end`` is the end of that day."""
         import pandas as pd
 
         exchange, code = self.key(instrument_id)
         interval = m.CANDLE_INTERVALS.get(timeframe, "")
+        if version not in (1, 2) or (version == 1 and timeframe == "1s"):
+            from velox.errors import ConfigError
+
+            raise ConfigError(f"Breeze's historical data v{version} has no {timeframe!r} "
+                              "candles (v1: 1m, 5m, 30m, 1d; v2 adds 1s)")  # fmt: skip
+        fetch = self._api.get_historical_data if version == 1 else (
+            self._api.get_historical_data_v2)  # fmt: skip
         frames = []
         for lo, hi in m.candle_windows(as_ist(start), as_ist(end, end_of_day=True), timeframe):
 
             def read(lo: datetime = lo, hi: datetime = hi) -> Any:
-                with _sdk.pointed_at(self.urls):
-                    return self._api.get_historical_data_v2(
-                        interval=interval, from_date=_iso(lo), to_date=_iso(hi),
-                        stock_code=code, exchange_code=exchange)  # fmt: skip
+                with _sdk.pointed_at(self.urls):  # v2 reads its address at call time
+                    return fetch(interval=interval, from_date=_iso(lo), to_date=_iso(hi),
+                                 stock_code=code, exchange_code=exchange)  # fmt: skip
 
             frames.append(m.candles_frame(self._read(f"reading {timeframe} candles of "
                                                      f"{instrument_id}", read)))  # fmt: skip

@@ -77,7 +77,10 @@ _ROUTES = {
     ("GET", "dematholdings"): "holdings",
     ("GET", "funds"): "funds",
     ("GET", "quotes"): "quotes",
+    ("GET", "historicalcharts"): "historicalcharts.v1",
 }
+#: The v1 candles' interval words (the SDK sends ``minute``/``day`` for ``1minute``/``1day``).
+_V1_INTERVALS = {"minute": "1m", "5minute": "5m", "30minute": "30m", "day": "1d"}
 #: Breeze's order-book status words and the order notification's status letter.
 _STATUS = {
     OrderStatus.SUBMITTED: ("Requested", "R"),
@@ -693,11 +696,17 @@ class BreezeSimulator(LoopbackSimulator):
         # Breeze answers a BSE quote as a pair whose second line is BSE's (the SDK reads [1])
         return [row, row] if exchange == "BSE" else [row]
 
-    def _candles(self, p: Mapping[str, Any]) -> list[dict[str, object]]:
-        timeframe = {v: k for k, v in CANDLE_INTERVALS.items()}.get(str(p.get("interval")))
+    def _candles(self, p: Mapping[str, Any], v1: bool = False) -> list[dict[str, object]]:
+        """Candles of the v2 API (query parameters) or, ``v1``, of the v1 API (a JSON body,
+        ``minute``/``day`` intervals, ``exchange_code``; NSE only, as ICICI's v1 is)."""
+        names = _V1_INTERVALS if v1 else {v: k for k, v in CANDLE_INTERVALS.items()}
+        timeframe = names.get(str(p.get("interval")))
         if timeframe is None:
             raise BreezeError(f"Invalid interval {p.get('interval')!r}")
-        iid = self._resolve(str(p.get("exch_code") or ""), str(p.get("stock_code") or ""))
+        exchange = str(p.get("exchange_code" if v1 else "exch_code") or "")
+        if v1 and exchange.upper() != "NSE":
+            raise BreezeError(f"historical data v1 has no {exchange!r} cash candles; use v2")
+        iid = self._resolve(exchange, str(p.get("stock_code") or ""))
         try:
             start, end = (datetime.strptime(str(p.get(k)), "%Y-%m-%dT%H:%M:%S.000Z")
                           .replace(tzinfo=UTC) for k in ("from_date", "to_date"))  # fmt: skip
@@ -906,6 +915,8 @@ class _Handler(tornado.web.RequestHandler):
             return sim._funds()  # noqa: SLF001
         if name == "quotes":
             return sim._quotes(p)  # noqa: SLF001
+        if name == "historicalcharts.v1":
+            return sim._candles(p, v1=True)  # noqa: SLF001
         raise BreezeError(f"{endpoint} is not simulated")
 
     def _sim_route(self, method: str, path: str) -> None:
