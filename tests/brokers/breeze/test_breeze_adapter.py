@@ -239,7 +239,8 @@ def test_history_pages_within_1000_candles_and_matches_the_file(
         with _sdk.pointed_at(_sdk.BreezeUrls(sim.url)):
             too_long = broker._api.get_historical_data_v2(  # noqa: SLF001
                 interval="1day", from_date="2017-01-01T00:00:00.000Z",
-                to_date="2022-12-31T00:00:00.000Z", stock_code="STABAN", exchange_code="NSE")  # fmt: skip
+                to_date="2022-12-31T00:00:00.000Z", stock_code="STABAN",
+                exchange_code="NSE")  # fmt: skip
         assert too_long["Status"] != 200 and "1000 candles" in too_long["Error"]
     finally:
         sim.stop()
