@@ -126,8 +126,6 @@ class Settings:
     #: streams, the security master) when it is ``https://api.icicidirect.com``, else every
     #: address at this root (a loopback simulator's URL in tests and rehearsals).
     breeze_root: str = "https://api.icicidirect.com"
-    #: ICICI's security master (``SecurityMaster.zip``), read by ``velox broker instruments``.
-    breeze_master_url: str = "https://directlink.icicidirect.com/MotherAppMaster/SecurityMaster.zip"
 
     @property
     def store_dir(self) -> Path:
@@ -396,7 +394,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         return _check_broker(raw, source)
     if name in ("kite_root", "kite_login_url"):
         return _check_root(name, raw, source, ("https", "http"))
-    if name in ("smartapi_root", "smartapi_master_url", "breeze_root", "breeze_master_url"):
+    if name in ("smartapi_root", "smartapi_master_url", "breeze_root"):
         return _check_root(name, raw, source, ("https", "http"))
     if name in ("smartapi_ws_root", "smartapi_order_ws"):
         return _check_root(name, raw, source, ("wss", "ws"))

@@ -382,8 +382,8 @@ def order_from_notification(data: Mapping[str, Any], instrument_id: str,
         "rejection_reason": data.get("orderMessageCharacter"),
     }  # fmt: skip
     order = order_from_breeze(entry, instrument_id)
-    executed = _int(data.get("orderExecutedQuantity"))
-    if executed != order.filled_qty and word not in ("cancelled", "rejected"):
+    executed = _int(data.get("orderExecutedQuantity"))  # said outright: it wins
+    if executed != order.filled_qty and word != "rejected":
         from dataclasses import replace
 
         order = replace(order, filled_qty=min(executed, order.qty))
@@ -392,13 +392,20 @@ def order_from_notification(data: Mapping[str, Any], instrument_id: str,
 
 def tick_from_stock(data: list[Any], instrument_id: str) -> Tick:
     """Return one raw ``stock`` event of a quotes token (the 21-field NSE/BSE cash list) as a
-    Velox tick, with the exchange's trade time in UTC (``parse_data`` renders it in the
-    machine's local time to the second, without a zone: Velox reads the list itself)."""
-    return Tick(
-        instrument_id, datetime.fromtimestamp(float(data[19]), tz=IST), _num(data[2]),
-        _int(data[12]) or None, _int(data[10]) or None, _num(data[6]) or None,
-        _num(data[8]) or None,
-    )  # fmt: skip
+    Velox tick, with the exchange's trade time kept exact (``parse_data`` renders it in the
+    machine's local time to the second, without a zone: Velox reads the list itself).
+
+    The list's numbers are JSON numbers; text numbers (``"812.5"``) are read too.
+    """
+    try:
+        ltp, volume, last = float(data[2]), int(data[12]), int(data[10])
+        bid, ask = float(data[6]), float(data[8])
+        ts = datetime.fromtimestamp(data[19], IST)
+    except (TypeError, ValueError):  # text fields: the slower, forgiving reading
+        ltp, volume, last = _num(data[2]), _int(data[12]), _int(data[10])
+        bid, ask = _num(data[6]), _num(data[8])
+        ts = datetime.fromtimestamp(_num(data[19]), IST)
+    return Tick(instrument_id, ts, ltp, volume or None, last or None, bid or None, ask or None)
 
 
 def tick_from_quote(row: Mapping[str, Any], instrument_id: str) -> Tick:
