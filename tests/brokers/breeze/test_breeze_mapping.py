@@ -4,6 +4,7 @@ protective limits, candle spans and error envelopes."""
 from __future__ import annotations
 
 import doctest
+import itertools
 from datetime import datetime, timedelta
 
 import pytest
@@ -69,7 +70,7 @@ def test_candle_windows_never_hold_more_than_1000_candles() -> None:
         spans = mapping.candle_windows(start, end, tf)
         assert spans[0][0] == start and spans[-1][1] == end
         assert all((hi - lo).total_seconds() / seconds + 1 <= 1000 for lo, hi in spans)
-        assert all(b[0] - a[1] == timedelta(seconds=seconds) for a, b in zip(spans, spans[1:]))
+        assert all(b[0] - a[1] == timedelta(seconds=seconds) for a, b in itertools.pairwise(spans))
 
 
 def test_error_envelopes_become_velox_errors() -> None:
