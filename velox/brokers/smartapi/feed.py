@@ -18,7 +18,9 @@ hold up:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -76,6 +78,7 @@ class SmartApiMarketData:
         self.backoff, self.max_backoff = backoff, max_backoff
         self._lock = threading.Lock()
         self._ws: Any = None
+        self._raw: Any = None  # the open connection's socket
         self._open = threading.Event()
         self._stopped = threading.Event()
         self.ticks = 0
@@ -139,10 +142,9 @@ class SmartApiMarketData:
             ws = self._client(callback, lost_at)
             with self._lock:
                 self._ws = ws
-            try:
-                ws.connect()  # blocks until the socket closes
-            except Exception as exc:  # noqa: BLE001 - a failed connect is retried below
-                log.warning("[smartapi] websocket failed: %s", exc)
+            if self._stopped.is_set():  # stop() ran before this client existed to be closed
+                break
+            self._connection(ws)
             self._open.clear()
             if self._stopped.is_set():
                 break
@@ -152,13 +154,35 @@ class SmartApiMarketData:
             delay = self.backoff if lost_at - started > 5 else min(delay * 2, self.max_backoff)
             self._stopped.wait(delay)
 
+    def _connection(self, ws: Any) -> None:
+        """Run one connection (``ws.connect()`` blocks until its socket closes) on a thread of
+        its own, and return when it ends or :meth:`stop` is called.
+
+        Why a thread: websocket-client reads in ``epoll`` with no timeout (the SDK sets none),
+        and its ``close()`` may close the file descriptor without shutting the socket down,
+        which leaves ``epoll`` waiting for ever; so ``run`` never waits on the read itself.
+        """
+
+        def connect() -> None:
+            try:
+                ws.connect()
+            except Exception as exc:  # noqa: BLE001 - a failed connect is retried by run
+                log.warning("[smartapi] websocket failed: %s", exc)
+
+        thread = threading.Thread(target=connect, name="velox-smartapi-ws", daemon=True)
+        thread.start()
+        while thread.is_alive() and not self._stopped.is_set():
+            thread.join(0.2)
+
     def _client(self, callback: Callable[[Tick | ConnectionEvent], object],
                 lost_at: float | None) -> Any:  # fmt: skip
         ws = _sdk.new_feed(*self._auth, max_retry_attempt=0)
         ws.ROOT_URI = self.url  # a class attribute in the SDK: set on this instance only
         ids = self._ids
 
-        def on_open(_app: object) -> None:
+        def on_open(app: Any) -> None:
+            sock = getattr(app, "sock", None)
+            self._raw = getattr(sock, "sock", None)  # what stop() shuts down
             self.connects += 1
             self._open.set()
             with self._lock:
@@ -198,8 +222,16 @@ class SmartApiMarketData:
         self._stopped.set()
         with self._lock:
             ws = self._ws
-        if ws is not None:
-            try:
-                ws.close_connection()
-            except Exception as exc:  # noqa: BLE001 - closing an already closed socket
-                log.debug("[smartapi] close: %s", exc)
+        if ws is None:
+            return
+        # websocket-client's close() may only close() the fd (when it takes the connection to
+        # be down already), which does not wake the reading thread's poll(): the socket is shut
+        # down first, so run_forever returns whatever close() then does
+        raw = self._raw
+        if raw is not None:
+            with contextlib.suppress(OSError):  # already shut
+                raw.shutdown(socket.SHUT_RDWR)
+        try:
+            ws.close_connection()
+        except Exception as exc:  # noqa: BLE001 - closing an already closed socket
+            log.debug("[smartapi] close: %s", exc)
