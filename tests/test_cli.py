@@ -72,7 +72,7 @@ CASES = {
     "--risk file missing": (["replay", SMA, "--risk", "/nonexistent.toml"], {},
                             "does not exist"),
     "live without a broker": (["live", SMA, "--confirm-live"], {},
-                              'no broker named: give --broker (kite'),
+                              'no broker named: give --broker (breeze, kite, smartapi)'),
     "unknown broker setting": (["live", SMA, "--confirm-live"], {"VELOX_BROKER": "upstox"},
                                "broker='upstox' is not a live broker Velox has; use one of"),
 }  # fmt: skip
