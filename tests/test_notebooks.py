@@ -73,3 +73,94 @@ def test_notebook_runs_top_to_bottom(
     outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     assert errors == []
+
+
+# -- the scheduled notebooks with the parameters a schedule passes --------------------------------
+
+
+@pytest.fixture
+def bundled_workdir(tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data_dir whose bundled files are the repository's (linked) and whose runs/ is new."""
+    from velox.config import reset_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for entry in (ROOT / "data").iterdir():
+        if entry.name != "runs":
+            (data / entry.name).symlink_to(entry)
+    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
+    monkeypatch.setenv("VELOX_DATA_DIR", str(data))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.chdir(ROOT)
+    reset_settings()
+    yield data
+    reset_settings()
+
+
+def cell_outputs(path: str, starts: str) -> str:
+    """Return the text and HTML outputs of the executed code cell whose source starts so."""
+    (cell,) = [c for c in json.loads(Path(path).read_text())["cells"]
+               if c["cell_type"] == "code" and "".join(c["source"]).startswith(starts)]  # fmt: skip
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append("".join(out.get("text", "")))
+        parts.append("".join(out.get("data", {}).get("text/html", "")))
+    return "".join(parts)
+
+
+def independent_movers(ids: list[str], day: str) -> list[str]:
+    """Instrument ids by their change on ``day`` (descending), read from the bundled CSVs."""
+    import pandas as pd
+
+    files = pd.read_csv(ROOT / "data" / "bars" / "MANIFEST.csv")
+    files = files[(files["timeframe"] == "1d") & files["instrument_id"].isin(ids)]
+    change = {}
+    for row in files.itertuples():
+        close = pd.read_csv(ROOT / "data" / "bars" / row.file, index_col="timestamp")["close"]
+        at = list(close.index).index(f"{day}T00:00:00+05:30")
+        change[row.instrument_id] = close.iloc[at] / close.iloc[at - 1] - 1
+    return sorted(change, key=change.get, reverse=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("pg_server", ["embedded"], indirect=True)
+def test_daily_report_as_scheduled_reads_a_named_universe_and_a_date(bundled_workdir) -> None:
+    """docs/pipelines.md's schedule passes ``universe = "nifty50"`` and ``date``, as text."""
+    from velox.pipelines import run
+    from velox.universes import NIFTY50
+
+    done = run(ROOT / "notebooks" / "06_daily_report.ipynb",
+               {"date": "2022-02-27", "universe": "nifty50"}, no_input=True)  # fmt: skip
+    assert done.status == "succeeded"
+    assert str(bundled_workdir / "runs") in done.output_path
+    # 27 Feb 2022 is a Sunday: the report is of Friday's session, over all 44 stocks
+    header = cell_outputs(done.output_path, "import pandas")
+    assert f"Report for Friday 25 February 2022 over {len(NIFTY50)} instruments" in header
+    movers = cell_outputs(done.output_path, "i = closes.index.get_loc(day)")
+    top = independent_movers(list(NIFTY50), "2022-02-25")[:5]
+    where = [movers.find(iid) for iid in top]
+    assert -1 not in where and where == sorted(where), (top, where)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("pg_server", ["embedded"], indirect=True)
+def test_daily_report_of_an_account_without_runs_fails_naming_it(bundled_workdir) -> None:
+    from velox.pipelines import PipelineFailed, run
+
+    with pytest.raises(PipelineFailed, match="no recorded run of account 'desk-9'"):
+        run(ROOT / "notebooks" / "06_daily_report.ipynb",
+            {"account": "desk-9", "universe": "NSE:SBIN"})  # fmt: skip
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("pg_server", ["embedded"], indirect=True)
+def test_morning_scan_reads_ids_separated_by_commas_and_scans_the_last_bar(
+    bundled_workdir,
+) -> None:
+    from velox.pipelines import run
+
+    ids = "NSE:SBIN, NSE:TCS,NSE:INFY"
+    done = run(ROOT / "notebooks" / "05_scanner.ipynb", {"universe": ids})
+    assert done.status == "succeeded"
+    header = cell_outputs(done.output_path, "import logging")
+    assert "3 instruments; scanning the bar at the end of the data" in header

@@ -22,10 +22,11 @@ True
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 from velox.errors import ValidationError
 
-__all__ = ["NIFTY50", "UNIVERSES", "ALL", "universe"]
+__all__ = ["NIFTY50", "UNIVERSES", "ALL", "universe", "resolve"]
 
 #: The bundled NIFTY-50 stocks with daily bars 2017–2022. HDFC, merged into HDFC Bank in 2023
 #: and not in today's instrument master, is bundled too but is not listed. The same list as
@@ -73,3 +74,50 @@ def universe(name: str) -> tuple[str, ...]:
         f"unknown universe {name!r}: {hint}known universes are {', '.join(known)}, or give a "
         "list of instrument ids such as ['NSE:RELIANCE', 'NSE:TCS']"
     )
+
+
+def resolve(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Return the instrument ids a universe ``spec`` names, in order and without repeats.
+
+    Notebook and pipeline parameters arrive as text (``velox pipeline run … -p universe
+    nifty50``), so one function reads every spelling: a named universe (``"nifty50"``), ids
+    separated by commas (``"NSE:SBIN, NSE:TCS"``) or a list of ids. ``"all"`` depends on what
+    is stored and is left to :func:`velox.scan`.
+
+    Raises
+    ------
+    velox.errors.ValidationError
+        For an unknown name, a malformed id or an empty universe.
+
+    Examples
+    --------
+    >>> resolve("NSE:SBIN, NSE:TCS,NSE:SBIN")
+    ('NSE:SBIN', 'NSE:TCS')
+    >>> resolve("nifty50")[:2]
+    ('NSE:ADANIPORTS', 'NSE:ASIANPAINT')
+    >>> resolve(["NSE:INFY"])
+    ('NSE:INFY',)
+    """
+    from velox.types import check_instrument_id
+
+    if isinstance(spec, str):
+        text = spec.strip()
+        if ":" not in text and text:
+            if text.lower() == ALL:
+                raise ValidationError(
+                    "universe 'all' means every stored instrument, which only velox.scan "
+                    "resolves; name a universe (nifty50) or list instrument ids here"
+                )
+            return universe(text)
+        ids = [part.strip() for part in text.split(",") if part.strip()]
+    elif isinstance(spec, Sequence):
+        ids = list(spec)
+    else:
+        raise ValidationError(
+            f"universe must be a name or instrument ids, not {type(spec).__name__}"
+        )
+    if not ids:
+        raise ValidationError("the universe is empty; give instrument ids or a name ('nifty50')")
+    for instrument_id in ids:
+        check_instrument_id(instrument_id)
+    return tuple(dict.fromkeys(ids))

@@ -233,27 +233,14 @@ def _universe(
     store: Store | None,
 ) -> tuple[list[str], bool]:
     """Return the instrument ids to scan and whether they were listed explicitly."""
-    from velox.types import check_instrument_id
-    from velox.universes import ALL
-    from velox.universes import universe as named
+    from velox.universes import ALL, resolve
 
     if universe is None:
         universe = ALL
-    if isinstance(universe, str):
-        text = universe.strip()
-        if ":" in text:  # one id, or "NSE:A,NSE:B"
-            ids = [part.strip() for part in text.split(",") if part.strip()]
-        elif text.lower() == ALL:
-            return _all_instruments(timeframe, bars, store), False
-        else:
-            return list(named(text)), False
-    else:
-        ids = list(universe)
-    if not ids:
-        raise ValidationError("the universe is empty; give instrument ids or a name ('nifty50')")
-    for instrument_id in ids:
-        check_instrument_id(instrument_id)
-    return list(dict.fromkeys(ids)), True
+    if isinstance(universe, str) and universe.strip().lower() == ALL:
+        return _all_instruments(timeframe, bars, store), False
+    listed = not isinstance(universe, str) or ":" in universe
+    return list(resolve(universe)), listed
 
 
 def _check_universe_name(universe: object) -> None:
