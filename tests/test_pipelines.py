@@ -674,3 +674,16 @@ def test_cli_schedule_once_runs_the_due_slot_from_velox_toml(store, workdir):
     assert "--now needs --once" in one_line_error(
         velox(["pipeline", "schedule", "--now", "2023-11-12 18:30"], workdir, store)
     )
+
+
+def test_the_documented_schedule_fits_the_bundled_notebooks(tmp_path: Path) -> None:
+    """docs/pipelines.md's ``[schedules]`` example loads, and each notebook it names declares
+    every parameter it passes (as ``velox pipeline schedule`` checks on start)."""
+    text = (ROOT / "docs" / "pipelines.md").read_text()
+    block = re.search(r"```toml\n(\[schedules\].*?)```", text, re.S)
+    assert block, "docs/pipelines.md has a [schedules] example"
+    (tmp_path / "velox.toml").write_text(block.group(1))
+    (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
+    schedules = load_settings(env={}, config_file=tmp_path / "velox.toml").schedules
+    assert {s.notebook.name for s in schedules} == {"05_scanner.ipynb", "06_daily_report.ipynb"}
+    check_schedules(list(schedules))
