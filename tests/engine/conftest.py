@@ -169,18 +169,24 @@ def serve_simulator(
 
 
 @pytest.fixture
-def operator_cli(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
-    click.Group
-]:  # fmt: skip
-    """Return the ``velox`` command line (for click's CliRunner) on the test's store."""
-    from velox.cli import _VeloxGroup
-    from velox.cli_engine import register
+def store_settings(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point Velox's settings at the test's store and a data_dir in ``tmp_path``: for this
+    process and for the processes it starts (the paper simulator, ``velox kill``)."""
     from velox.config import reset_settings
 
     monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)  # `velox kill` opens this store
+    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)
     reset_settings()
+    yield
+    reset_settings()
+
+
+@pytest.fixture
+def operator_cli(store_settings: None) -> click.Group:
+    """Return the ``velox`` command line (for click's CliRunner) on the test's store."""
+    from velox.cli import _VeloxGroup
+    from velox.cli_engine import register
+
     cli = _VeloxGroup(name="velox")
     register(cli)
-    yield cli
-    reset_settings()
+    return cli

@@ -32,22 +32,17 @@ def ema_cross_model() -> StrategyModel:
 
 @pytest.mark.postgres
 def test_a_builder_strategy_paper_trades_as_it_replays(
-    store, reliance_in_store: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store, reliance_in_store: pd.DataFrame, tmp_path: Path, store_settings: None
 ) -> None:
     import velox
-    from velox.config import reset_settings
     from velox.modes import paper
 
-    monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)  # the simulator process's store
-    reset_settings()
     path = save(ema_cross_model(), directory=tmp_path / "strategies")
     cls = load_strategy(str(path))
 
     replayed = velox.replay(str(path), bars=reliance_in_store)
     traded = paper(cls(), run_id="B1", speed=20000, start=DAY, end=DAY, store=store,
                    socket_path=tmp_path / "b.sock")  # fmt: skip
-    reset_settings()
 
     def fills(result: velox.RunResult) -> pd.DataFrame:
         # the bar each fill is in: paper fills at its first synthetic tick, a replay at its open
@@ -56,8 +51,9 @@ def test_a_builder_strategy_paper_trades_as_it_replays(
         return frame.reset_index(drop=True)
 
     assert len(replayed.fills) >= 4  # the crosses of a real session: it did trade
-    pd.testing.assert_frame_equal(fills(traded), fills(replayed))
-    bars = reliance_in_store.loc[fills(traded)["ts"]]
+    paper_fills = fills(traded)
+    pd.testing.assert_frame_equal(paper_fills, fills(replayed))
+    bars = reliance_in_store.loc[paper_fills["ts"]]
     prices = traded.fills["price"].to_numpy()
     assert ((bars["low"].to_numpy() <= prices) & (prices <= bars["high"].to_numpy())).all()
     assert traded.fills["qty"].abs().max() == 10

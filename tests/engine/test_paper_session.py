@@ -32,14 +32,10 @@ class BuysTwice(Strategy):
 
 @pytest.mark.postgres
 def test_positions_update_while_the_session_runs_and_match_its_result(
-    store, reliance_in_store: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store, reliance_in_store: pd.DataFrame, tmp_path: Path, store_settings: None
 ) -> None:
     import velox
-    from velox.config import reset_settings
 
-    monkeypatch.setenv("VELOX_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("VELOX_DATABASE_URL", store.url)  # the simulator process's store
-    reset_settings()
     with pytest.raises(ConfigError, match="speed"):
         velox.start_paper(BuysTwice(), run_id="NB0", speed=float("nan"), store=store)
     session = velox.start_paper(
@@ -64,4 +60,3 @@ def test_positions_update_while_the_session_runs_and_match_its_result(
     equity = session.equity()
     assert len(equity) > 10 and equity.index.tz is not None
     assert abs(equity.iloc[-1] - result.equity.iloc[-1]) < 1e-6
-    reset_settings()
