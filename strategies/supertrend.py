@@ -1,9 +1,15 @@
 """Supertrend trend-follower: long while the Supertrend says up-trend, flat in a down-trend.
 
-An event-driven strategy using the streaming :class:`velox.indicators.streaming.Supertrend`
-(O(1) per bar, exactly the batch ``velox.indicators.supertrend``): on every closed bar it updates
-the indicator and, when the direction flips, trades towards ``weight`` × equity (up) or flat
-(down). Long-only, delivery (CNC).
+Written twice on purpose, so each path shows its idiom and ``velox.parity`` proves they agree:
+
+* :meth:`SupertrendFollow.signals` — the vectorised rule for ``velox.research`` and sweeps:
+  ``weight`` where the batch ``velox.indicators.supertrend`` direction is up, 0 where down.
+* :meth:`SupertrendFollow.on_bar` — the event-driven rule that ``velox.replay``, paper and live
+  run: the streaming :class:`velox.indicators.streaming.Supertrend` (O(1) per bar, exactly the
+  batch indicator) updated on every closed bar, trading towards ``weight`` × equity on an
+  up-trend and flat on a down-trend.
+
+Long-only, delivery (CNC).
 
 Run it::
 
@@ -13,6 +19,10 @@ Run it::
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
+from velox.indicators import supertrend
 from velox.indicators.streaming import Supertrend
 from velox.strategy import Bar, Context, Strategy, param
 
@@ -25,6 +35,15 @@ class SupertrendFollow(Strategy):
     window: int = param(10, ge=1)
     multiplier: float = param(3.0, gt=0)
     weight: float = param(0.95, ge=0, le=1)
+
+    def signals(self, bars: pd.DataFrame) -> pd.Series:
+        """Return ``weight`` in an up-trend, 0 in a down-trend, NaN in the ATR warm-up."""
+        lines = supertrend(bars["high"], bars["low"], bars["close"], self.window,
+                           self.multiplier)  # fmt: skip
+        direction = np.asarray(lines.direction, dtype=np.float64)
+        out = np.where(direction > 0, self.weight, 0.0)
+        out[np.isnan(direction)] = np.nan
+        return pd.Series(out, index=bars.index)
 
     def on_start(self, ctx: Context) -> None:
         """Create the streaming indicator."""

@@ -115,7 +115,9 @@ class Peek(Strategy):
 @pytest.mark.parametrize("path", _vectorisable(), ids=lambda p: p.stem)
 @pytest.mark.parametrize("stock", ["RELIANCE", "INFY", "HDFCBANK"])
 def test_every_vectorisable_example_matches_replay(path: Path, stock: str) -> None:
-    assert len(_vectorisable()) >= 2  # sma_cross, rsi_reversion
+    # sma_cross, rsi_reversion, supertrend (its replay runs the streaming on_bar, its research
+    # the batch signals(): parity proves the two implementations trade alike)
+    assert {p.stem for p in _vectorisable()} >= {"sma_cross", "rsi_reversion", "supertrend"}
     frame = _bars(f"{stock}_1d_2017_2022.csv.gz", "1d")
     report = velox.parity(str(path), {f"NSE:{stock}": frame}, timeframe="1d")
     assert report.ok, report
@@ -435,9 +437,9 @@ def test_weights_array_entry_point_is_what_a_sweep_calls(reliance_1d: pd.DataFra
         universe.run(np.zeros((3, 1)))
 
 
-def test_refusals_name_the_problem(reliance_1d: pd.DataFrame) -> None:
-    with pytest.raises(ConfigError, match="velox.replay"):
-        velox.research(str(ROOT / "strategies/supertrend.py"), reliance_1d)
+def test_refusals_name_the_problem(reliance_1d: pd.DataFrame, reliance_5m: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="velox.replay"):  # tick-driven: no signals()
+        velox.research(str(ROOT / "strategies/orb_intraday.py"), reliance_5m)
     with pytest.raises(ConfigError, match="intraday timeframe"):
         velox.research(MisCross, reliance_1d, timeframe="1d")
     with pytest.raises(ConfigError, match="TickSlippage"):
