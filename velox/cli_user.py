@@ -1,0 +1,133 @@
+"""``velox user add | list | disable | enable | passwd | reset-2fa | link``: the user directory.
+
+Registered on the main group by ``velox.cli``. Passwords are read from standard input
+(``--password-stdin``, for scripts) or prompted without echo; never from an argument, which
+would land in the shell history and the process list. See ``docs/web.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+__all__ = ["register"]
+
+
+def _users():  # noqa: ANN202
+    from velox.auth import Users
+    from velox.store import open_store
+
+    return Users(open_store())
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise click.UsageError("--password-stdin: standard input is empty")
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise click.UsageError("no terminal to ask the password on; pass --password-stdin")
+    return click.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+def _print_enrolment(enrolment, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        click.echo(json.dumps(enrolment.to_json()))
+        return
+    click.echo(f"{enrolment.username} ({enrolment.role})")
+    if enrolment.totp_secret:
+        click.echo(f"  TOTP secret: {enrolment.totp_secret}")
+        click.echo(f"  authenticator URI: {enrolment.otpauth_uri}")
+        click.echo("  enter the secret (or a QR code of the URI) in an authenticator app now;")
+        click.echo("  it is stored encrypted and not shown again (`velox user reset-2fa` renews)")
+
+
+@click.group()
+def user() -> None:
+    """Manage web users: roles admin, trader, investor; passwords and TOTP 2FA."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["admin", "trader", "investor"]))
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True, help="Print the enrolment as one JSON object.")
+@click.option("--no-totp", is_flag=True, help="No authenticator (investors only).")
+def user_add(name: str, role: str, password_stdin: bool, as_json: bool, no_totp: bool) -> None:
+    """Create a user and print the TOTP secret to enrol in an authenticator app."""
+    password = _read_password(password_stdin)
+    enrolment = _users().add(name, role, password, totp=False if no_totp else None, by="cli")
+    _print_enrolment(enrolment, as_json)
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+def user_list(as_json: bool) -> None:
+    """Show the users, their roles, 2FA and links."""
+    users = _users().list()
+    if as_json:
+        click.echo(json.dumps([u.to_json() for u in users]))
+        return
+    if not users:
+        click.echo("(no users; `velox user add NAME --role admin` creates the first)")
+        return
+    click.echo(f"{'user':<20} {'role':<9} {'2fa':<4} {'state':<9} links")
+    for u in users:
+        links = ", ".join([f"account {a}" for a in u.accounts] + [f"run {r}" for r in u.runs])
+        state = "disabled" if u.disabled else "active"
+        click.echo(
+            f"{u.username:<20} {u.role:<9} {'yes' if u.has_totp else 'no':<4} {state:<9} "
+            f"{links or '-'}"
+        )
+
+
+@user.command("disable")
+@click.argument("name")
+def user_disable(name: str) -> None:
+    """Disable a user and end their sessions."""
+    _users().disable(name, by="cli")
+    click.echo(f"{name}: disabled; sessions ended")
+
+
+@user.command("enable")
+@click.argument("name")
+def user_enable(name: str) -> None:
+    """Enable a disabled user again."""
+    _users().enable(name, by="cli")
+    click.echo(f"{name}: enabled")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_passwd(name: str, password_stdin: bool) -> None:
+    """Set a user's password (ends their sessions)."""
+    _users().set_password(name, _read_password(password_stdin), by="cli")
+    click.echo(f"{name}: password set; sessions ended")
+
+
+@user.command("reset-2fa")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the enrolment as one JSON object.")
+def user_reset_2fa(name: str, as_json: bool) -> None:
+    """Give a user a new TOTP secret (the old authenticator stops working)."""
+    _print_enrolment(_users().reset_2fa(name, by="cli"), as_json)
+
+
+@user.command("link")
+@click.argument("name")
+@click.option("--account", "accounts", multiple=True, help="An account (repeatable).")
+@click.option("--run", "runs", multiple=True, help="A run id, investors only (repeatable).")
+@click.option("--unlink", is_flag=True, help="Remove these links instead.")
+def user_link(name: str, accounts: tuple[str, ...], runs: tuple[str, ...], unlink: bool) -> None:
+    """Link an investor to the accounts and runs they see, a trader to the accounts they trade."""
+    linked = _users().link(name, accounts=accounts, runs=runs, unlink=unlink, by="cli")
+    links = [f"account {a}" for a in linked.accounts] + [f"run {r}" for r in linked.runs]
+    click.echo(f"{name} ({linked.role}): {', '.join(links) or 'no links'}")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(user)
