@@ -359,9 +359,9 @@ from velox.cli_sim import register as register_sim  # noqa: E402  (broker simula
 
 register_sim(main)
 
-from velox.cli_user import register as register_user  # noqa: E402  (users and roles, issue 15)
+from velox.cli_web import register as register_web  # noqa: E402  (users, roles, serve: issue 15)
 
-register_user(main)
+register_web(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

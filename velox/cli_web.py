@@ -1,4 +1,4 @@
-"""``velox user add | list | disable | enable | passwd | reset-2fa | link``: the user directory.
+"""``velox serve`` and ``velox user add | list | disable | enable | passwd | reset-2fa | link``.
 
 Registered on the main group by ``velox.cli``. Passwords are read from standard input
 (``--password-stdin``, for scripts) or prompted without echo; never from an argument, which
@@ -129,5 +129,23 @@ def user_link(name: str, accounts: tuple[str, ...], runs: tuple[str, ...], unlin
     click.echo(f"{name} ({linked.role}): {', '.join(links) or 'no links'}")
 
 
+@click.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=5006, show_default=True,
+              help="Port to listen on (0: any free port).")  # fmt: skip
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--secure-cookies", is_flag=True,
+              help="Mark cookies Secure even over plain HTTP (behind a TLS proxy).")  # fmt: skip
+def serve(port: int, address: str, secure_cookies: bool) -> None:
+    """Serve the trader console, admin and investor pages and the JSON API (Ctrl-C stops)."""
+    from velox.web.server import serve as run_server
+
+    def ready(url: str) -> None:
+        click.echo(f"Velox web server: {url}/login  (Ctrl-C stops)", err=False)
+        sys.stdout.flush()
+
+    run_server(port=port, address=address, secure_cookies=secure_cookies, on_ready=ready)
+
+
 def register(main: click.Group) -> None:
     main.add_command(user)
+    main.add_command(serve)
