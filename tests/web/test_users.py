@@ -6,33 +6,18 @@ truncation), not from pyotp, so a mistake in how Velox drives pyotp cannot hide 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import os
-import struct
 import subprocess
 import sys
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from webtools import KEY, PASSWORD, rfc6238
 
 from velox.auth import LoginFailed, LoginThrottled, Users
 from velox.errors import ValidationError
-from velox.secrets import generate_key
-
-KEY = generate_key()
-PASSWORD = "correct horse battery"
-
-
-def rfc6238(secret: str, t: float, step: int = 30, digits: int = 6) -> str:
-    """The TOTP code of ``secret`` (base32) at time ``t``, as RFC 6238 defines it."""
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    digest = hmac.new(key, struct.pack(">Q", int(t // step)), hashlib.sha1).digest()
-    offset = digest[-1] & 0x0F
-    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
-    return str(value % 10**digits).zfill(digits)
 
 
 class Clock:
