@@ -241,24 +241,24 @@ def trade_recorded(
     """
     from velox.engine.commands import StoreCommands
     from velox.oms import StoreAuditLog
-    from velox.store.recorder import RunRecorder
+    from velox.store.recorder import LIVE_FLUSH_S, RunRecorder
 
     name_uniquely(strategies)
+    limits = risk_limits if risk_limits is not None else default_risk_limits()
     store.create_run(
         mode=mode, account=account, strategies=[strategy_record(s) for s in strategies],
-        initial_cash=initial_cash, run_id=run_id, params=params,
+        initial_cash=initial_cash, run_id=run_id,
+        params={**params, "risk_limits": limits.to_mapping()},
     )  # fmt: skip
     commands = StoreCommands(store, run_id)
-    recorder = RunRecorder(store, run_id)
+    recorder = RunRecorder(store, run_id, flush_interval=LIVE_FLUSH_S)
     engine = Engine(
         strategies,
         mode=mode,
         initial_cash=initial_cash,
         audit=StoreAuditLog(store, mode, run_id=run_id),
         run_id=run_id,
-        risk=RiskEngine(
-            risk_limits if risk_limits is not None else default_risk_limits(), account=account
-        ),
+        risk=RiskEngine(limits, account=account),
         reconcile_every=reconcile_every,
         commands=commands,
         journal=recorder,

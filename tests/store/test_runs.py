@@ -212,7 +212,8 @@ def test_recorded_orders_fills_positions_and_risk_events_read_back_equal(store: 
         f.ts.utcoffset() == timedelta(hours=5, minutes=30) for f in store.fills_of_run(run_id)
     )
     assert recorder.written == {"orders": 5, "fills": 3, "equity": 0, "positions": 2,
-                                "risk_events": 2, "alerts": 0}  # fmt: skip
+                                "risk_events": 2, "alerts": 0, "quotes": 0,
+                                "candles": 0}  # fmt: skip
 
     frame = store.run_orders(run_id)
     assert frame["client_id"].tolist() == ["P1-1", "P1-2", "P1-10"]

@@ -72,3 +72,36 @@ def users(store):
     from velox.auth import Users
 
     return Users(store, key=KEY)
+
+
+# -- a real browser: Debian's chromium driven by Playwright (no browser download) ----------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+#: Where the browser tests keep their screenshots (CI keeps the folder as an artifact).
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's headless chromium (``.ci/run`` installs it); missing fails under CI=true."""
+    if not CHROMIUM.exists():
+        message = f"no browser at {CHROMIUM}: apt-get install chromium chromium-driver"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: the browser tests must run)")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot as a test artifact and return its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

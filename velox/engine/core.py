@@ -1337,6 +1337,8 @@ class Engine:
         if math.isfinite(tick.ltp) and tick.ltp > 0:
             volume = math.nan if tick.volume is None else float(tick.volume)
             self._price(tick.instrument_id, ns, float(tick.ltp), volume, tick)
+            if self.journal is not None:
+                self.journal.quote(tick, ns)
         for bar in forming:
             sub = self._subs.get((bar.instrument_id, bar.timeframe))
             if sub is not None:

@@ -16,6 +16,8 @@ equity         the sampled equity curve, handed over in slices on the engine's t
                replace) and in full when the run ends
 risk_event     every breach, kill, reset and reconciliation alert
 alert          every event a person must hear about (:data:`ALERT_KINDS` of the store)
+quote          every valid tick of a paper or live run (the tick loop; a bar replay has
+               none): a console's watchlist and forming candle come from it
 heartbeat      on the timers: the run is alive
 =============  ==========================================================================
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from velox.types import Fill, Order, Product
+from velox.types import Fill, Order, Product, Tick
 
 __all__ = ["RunJournal", "Alert"]
 
@@ -82,6 +84,11 @@ class RunJournal(Protocol):
 
     def alert(self, alert: Alert) -> None:
         """An alert to store for delivery (it must not be lost if the store is down)."""
+        ...
+
+    def quote(self, tick: Tick, ns: int) -> None:
+        """A valid market tick at engine time ``ns`` (UTC epoch ns); called on every tick, so
+        it must cost well under a microsecond or two."""
         ...
 
     def heartbeat(self) -> None:

@@ -305,6 +305,33 @@ class CommandsMixin(StoreLike):
                 raise _unknown_command(conn, command_id)
         return _command(row)
 
+    def run_venue(self, run_id: str) -> str:
+        """Return where the run's orders go now: ``"live"`` (its broker) or ``"dry-run"``.
+
+        It is the mode of the run's last ``switch-mode`` command that its engine carried out,
+        else the run's own (a live run's is live, a paper run's dry-run), as the engine itself
+        restores it after a restart (:meth:`velox.engine.Engine.switch_venue`).
+
+        Raises
+        ------
+        DataError
+            Unknown run id.
+        """
+        with self._shared() as conn:
+            run = conn.execute("SELECT mode FROM runs WHERE run_id = %s", (run_id,)).fetchone()
+            if run is None:
+                raise unknown_run(conn, run_id)
+            switched = conn.execute(
+                "SELECT t.result->>'mode' FROM command_targets AS t"
+                " JOIN commands AS c ON c.id = t.command_id"
+                " WHERE t.run_id = %s AND c.verb = 'switch-mode' AND t.status = 'done'"
+                " ORDER BY c.id DESC LIMIT 1",
+                (run_id,),
+            ).fetchone()
+        if switched is not None and switched[0] in ("live", "dry-run"):
+            return str(switched[0])
+        return "live" if run[0] == "live" else "dry-run"
+
     def command_results(self, command_id: int) -> pd.DataFrame:
         """Return one row per target of a command: run_id, status, taken_at, done_at, result."""
         import pandas as pd

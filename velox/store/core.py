@@ -96,6 +96,8 @@ TABLES = frozenset(
         "run_orders",
         "run_fills",
         "run_positions",
+        "run_quotes",
+        "run_candles",
         "run_equity",
         "run_equity_blocks",
         "risk_events",

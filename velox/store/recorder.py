@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +28,7 @@ from velox.errors import StoreError, ValidationError
 from velox.store._values import aware, choice, jsonb_text, mapping, number, text
 from velox.store.alerts import ALERT_KINDS, ALERT_SEVERITIES, RAISE_SQL
 from velox.store.runs import FILL_COLUMNS, ORDER_COLUMNS, POSITION_COLUMNS
-from velox.types import Fill, Order, Product
+from velox.types import Fill, Order, Product, Tick
 
 if TYPE_CHECKING:
     from velox.engine.journal import Alert
@@ -40,6 +40,22 @@ _ORDER_TYPES = ["text"] * 4 + ["int8"] + ["text"] * 3 + ["float8"] * 2 + ["text"
 _ORDER_TYPES += ["int8", "float8", "text", "timestamptz", "timestamptz"]  # ... updated_at
 _FILL_TYPES = ["text"] * 5 + ["int8", "float8", "timestamptz", "text", "text", "float8", "text"]
 _POSITION_TYPES = ["text"] * 5 + ["int8"] + ["float8"] * 3 + ["timestamptz"]
+_QUOTE_COLUMNS = ("run_id", "instrument_id", "ts", "ltp", "volume", "open", "high", "low",
+                  "prev_close", "bid", "ask", "updated_at")  # fmt: skip
+_QUOTE_TYPES = ["text", "text", "timestamptz", "float8", "int8"] + ["float8"] * 6
+_QUOTE_TYPES += ["timestamptz"]
+_CANDLE_COLUMNS = ("run_id", "instrument_id", "start", "open", "high", "low", "close", "volume",
+                   "closed")  # fmt: skip
+_CANDLE_TYPES = ["text", "text", "timestamptz"] + ["float8"] * 4 + ["int8", "bool"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE_NS = 60_000_000_000
+_DAY_NS = 86_400 * 1_000_000_000
+_IST_NS = 19_800 * 1_000_000_000  # a trading day is an IST date
+
+#: Seconds between the batches of a paper or live run's recorder: a tick reaches the trader
+#: console within one batch plus the console's timer (tick → screen target 250 ms p95, see
+#: bench/dashboard.py); a replay keeps the default 0.5 s (nobody watches it tick).
+LIVE_FLUSH_S = 0.1
 
 #: Rows converted from the recorder's lists to numpy at a time: each conversion holds the GIL,
 #: so the engine's thread waits for at most one piece (a few ms at worst; measured < 0.5 ms).
@@ -57,6 +73,8 @@ class _Batch:
     positions: dict[tuple, tuple] = field(default_factory=dict)  # key -> COPY row
     risk_events: list[tuple] = field(default_factory=list)
     alerts: list[dict[str, object]] = field(default_factory=list)  # raise_alert's values
+    quotes: dict[str, tuple] = field(default_factory=dict)  # instrument -> COPY row
+    candles: dict[tuple[str, int], tuple] = field(default_factory=dict)  # (id, start) -> row
     heartbeat: float | None = None
 
     def counts(self) -> dict[str, int]:
@@ -67,6 +85,8 @@ class _Batch:
             "positions": len(self.positions),
             "risk_events": len(self.risk_events),
             "alerts": len(self.alerts),
+            "quotes": len(self.quotes),
+            "candles": len(self.candles),
         }
 
     def empty(self) -> bool:
@@ -123,8 +143,9 @@ class RunRecorder:
         self.stores_alerts = bool(alerts)
         #: Rows written so far, per kind (orders and positions count upserted states).
         self.written = dict.fromkeys(
-            ("orders", "fills", "equity", "positions", "risk_events", "alerts"), 0
-        )
+            ("orders", "fills", "equity", "positions", "risk_events", "alerts", "quotes",
+             "candles"), 0,
+        )  # fmt: skip
         self._orders: list[tuple[Order, datetime | int | None]] = []
         self._fills: list[Fill] = []
         self._equity: list[tuple[int, float]] = []
@@ -136,6 +157,15 @@ class RunRecorder:
         self._positions: list[tuple] = []
         self._risk_events: list[tuple] = []
         self._alerts: list[Alert] = []
+        # Market data, kept as the latest state per instrument (see quote()): the tick and its
+        # ns; the day [day, open, high, low, prev_close]; the candle [start, o, h, l, c,
+        # volume, cumulative volume at its start, ns of its last tick]; rolled-over candles.
+        self._quotes: dict[str, tuple[Tick, int]] = {}
+        self._days: dict[str, list] = {}
+        self._candles: dict[str, list] = {}
+        self._closed_candles: list[tuple[str, tuple]] = []
+        self._quotes_written: dict[str, int] = {}  # instrument -> ns of the quote written
+        self._candles_written: dict[str, tuple[int, int]] = {}  # instrument -> (start, ns)
         self._heartbeat: float | None = None
         self._held = _Batch()
         self._stored_orders: set[str] = set()  # client ids of the orders written so far
@@ -248,6 +278,55 @@ class RunRecorder:
         """
         if self.stores_alerts:
             self._alerts.append(alert)
+
+    def quote(self, tick: Tick, ns: int) -> None:
+        """Record a tick (engine time ``ns``, UTC epoch ns): the instrument's latest quote, the
+        day's open/high/low and its 1-minute candle. O(1), a few dict operations.
+
+        A candle's volume is the rise of the tick's cumulative day volume within the minute;
+        the first candle of a run starts from its first tick's cumulative (so it counts what
+        was traded after that tick), and a cumulative that falls (a new day) starts again
+        from zero.
+        """
+        iid = tick.instrument_id
+        price = tick.ltp
+        self._quotes[iid] = (tick, ns)
+        day = (ns + _IST_NS) // _DAY_NS
+        d = self._days.get(iid)
+        if d is None or d[0] != day:
+            prev_close = None
+            if d is not None:
+                last = self._candles.get(iid)
+                prev_close = last[4] if last is not None else None
+            self._days[iid] = [day, price, price, price, prev_close]
+        else:
+            if price > d[2]:
+                d[2] = price
+            if price < d[3]:
+                d[3] = price
+        start = ns - ns % _MINUTE_NS
+        volume = tick.volume
+        c = self._candles.get(iid)
+        if c is None or c[0] != start:
+            base = volume  # cumulative volume when the candle opens (None: unknown)
+            if c is not None:
+                self._closed_candles.append((iid, tuple(c)))
+                if c[6] is not None:
+                    base = c[6] + c[5]
+            c = self._candles[iid] = [start, price, price, price, price, 0, base, ns]
+        else:
+            if price > c[2]:
+                c[2] = price
+            if price < c[3]:
+                c[3] = price
+            c[4] = price
+            c[7] = ns
+        if volume is not None:
+            if c[6] is None:
+                c[6] = volume
+            elif volume < c[6]:  # the cumulative started again: a new day
+                c[6] = 0
+            c[5] = volume - c[6]
 
     def heartbeat(self) -> None:
         """Note that the engine is alive; the next batch sets the run's ``heartbeat_at``."""
@@ -364,6 +443,7 @@ class RunRecorder:
         orders, fills = _take(self._orders), _take(self._fills)
         positions, risk_events = _take(self._positions), _take(self._risk_events)
         alerts = _take(self._alerts)
+        self._take_market(batch)
         with self._equity_lock:
             n = len(self._equity)
             singles = self._equity[:n]
@@ -406,6 +486,36 @@ class RunRecorder:
             batch.equity_values.append(values)
             start = at - base
         self._take_equity(batch, singles[start:])
+
+    def _take_market(self, batch: _Batch) -> None:
+        """The quotes and candles that changed since the last batch (latest state wins)."""
+        written = datetime.now(UTC)
+        for iid, (tick, ns) in list(self._quotes.items()):
+            if self._quotes_written.get(iid) == ns:
+                continue
+            day = self._days.get(iid)
+            if day is None:
+                continue
+            batch.quotes[iid] = (
+                self.run_id, iid, _utc(ns), float(tick.ltp),
+                None if tick.volume is None else int(tick.volume), float(day[1]),
+                float(day[2]), float(day[3]), day[4], _price(tick.bid), _price(tick.ask),
+                written,
+            )  # fmt: skip
+            self._quotes_written[iid] = ns
+        closed = _take(self._closed_candles)
+        for iid, c in closed:
+            batch.candles[(iid, c[0])] = self._candle_row(iid, c, closed=True)
+        for iid, c in list(self._candles.items()):
+            c = tuple(c)
+            if self._candles_written.get(iid) == (c[0], c[7]):
+                continue
+            batch.candles[(iid, c[0])] = self._candle_row(iid, c, closed=False)
+            self._candles_written[iid] = (c[0], c[7])
+
+    def _candle_row(self, iid: str, c: tuple, *, closed: bool) -> tuple:
+        return (self.run_id, iid, _utc(c[0]), float(c[1]), float(c[2]), float(c[3]),
+                float(c[4]), int(c[5]), closed)  # fmt: skip
 
     def _checked(self, what: str, build: Callable[..., tuple], *args: object) -> tuple | None:
         try:
@@ -477,6 +587,12 @@ class RunRecorder:
                         " ON CONFLICT (event_key) DO NOTHING",
                         batch.risk_events,
                     )
+            if batch.quotes:
+                _upsert(conn, "run_quotes", _QUOTE_COLUMNS, _QUOTE_TYPES, 2,
+                        list(batch.quotes.values()))  # fmt: skip
+            if batch.candles:
+                _upsert(conn, "run_candles", _CANDLE_COLUMNS, _CANDLE_TYPES, 3,
+                        list(batch.candles.values()))  # fmt: skip
             for values in batch.alerts:
                 alert_id = conn.execute(RAISE_SQL, values).fetchone()[0]
                 conn.execute("SELECT pg_notify('velox_alerts', %s)", (str(alert_id),))
@@ -490,6 +606,11 @@ class RunRecorder:
 
 
 _EQUITY_DTYPE = np.dtype([("ts_ns", np.int64), ("equity", np.float64)])
+
+
+def _utc(ns: int) -> datetime:
+    """UTC epoch ns as a tz-aware datetime (µs: what PostgreSQL keeps)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _take(buffer: list) -> list:
@@ -672,4 +793,4 @@ def _upsert(
     )
 
 
-__all__ = ["RunRecorder"]
+__all__ = ["LIVE_FLUSH_S", "RunRecorder"]

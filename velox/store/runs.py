@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,7 +48,7 @@ from velox.store._values import (
     text,
     to_ist,
 )
-from velox.types import Fill, Order, OrderStatus, OrderType, Product, Side, Validity
+from velox.types import Fill, Order, OrderStatus, OrderType, Product, Side, Validity, is_aware
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,6 +85,11 @@ POSITION_COLUMNS = (
     "charges", "updated_at",
 )  # fmt: skip
 RISK_EVENT_COLUMNS = ("ts", "kind", "limit", "message", "account", "payload", "written_at")
+#: Columns of :meth:`RunsMixin.run_quotes` (table ``run_quotes``, migration 0012).
+QUOTE_COLUMNS = ("instrument_id", "ts", "ltp", "volume", "open", "high", "low", "prev_close",
+                 "bid", "ask", "updated_at")  # fmt: skip
+#: Columns of :meth:`RunsMixin.run_candles` (table ``run_candles``, migration 0012).
+CANDLE_COLUMNS = ("start", "open", "high", "low", "close", "volume", "closed")
 
 
 class RunsMixin(StoreLike):
@@ -401,6 +406,58 @@ class RunsMixin(StoreLike):
         frame = pd.DataFrame(rows, columns=list(RISK_EVENT_COLUMNS))
         ist_column(frame, "ts")
         ist_column(frame, "written_at")
+        return frame
+
+    def run_quotes(self, run_id: str) -> pd.DataFrame:
+        """Return the latest quote of every instrument the run has seen a tick of (columns
+        :data:`QUOTE_COLUMNS`, one row per instrument by id; IST times; volume the day's
+        cumulative, ``prev_close`` NaN until the run has seen a previous day)."""
+        import pandas as pd
+
+        rows = self._run_rows(run_id, "run_quotes", QUOTE_COLUMNS, "instrument_id")
+        frame = pd.DataFrame(rows, columns=list(QUOTE_COLUMNS))
+        frame["volume"] = frame["volume"].astype("Int64")
+        for col in ("ltp", "open", "high", "low", "prev_close", "bid", "ask"):
+            frame[col] = frame[col].astype("float64")
+        ist_column(frame, "ts")
+        ist_column(frame, "updated_at")
+        return frame
+
+    def run_candles(
+        self,
+        run_id: str,
+        instrument_id: str,
+        *,
+        since: datetime | None = None,
+        limit: int | None = 500,
+    ) -> pd.DataFrame:
+        """Return the run's 1-minute candles of ``instrument_id``, oldest first (columns
+        :data:`CANDLE_COLUMNS`; ``start`` in IST; the forming candle last, ``closed`` False).
+
+        ``since`` keeps candles starting at or after it (tz-aware); ``limit`` the newest ones.
+        """
+        import pandas as pd
+
+        if since is not None and not is_aware(since):
+            raise ValidationError(f"since={since!r} must be tz-aware (e.g. IST or UTC)")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):  # fmt: skip
+            raise ValidationError(f"limit={limit!r} must be a whole number of candles >= 1")
+        query = (
+            "SELECT start, open, high, low, close, volume, closed FROM run_candles"
+            " WHERE run_id = %s AND instrument_id = %s AND start >= %s"
+            " ORDER BY start DESC LIMIT %s"
+        )
+        floor = since if since is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        with self._shared() as conn:
+            self._require_run(conn, run_id)
+            rows = conn.execute(query, (run_id, instrument_id, floor, limit)).fetchall()
+        frame = pd.DataFrame(rows[::-1], columns=list(CANDLE_COLUMNS))
+        for col in ("open", "high", "low", "close"):
+            frame[col] = frame[col].astype("float64")
+        frame["volume"] = frame["volume"].astype("int64")
+        frame["closed"] = frame["closed"].astype(bool)
+        ist_column(frame, "start")
         return frame
 
     def _run_rows(

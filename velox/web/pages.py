@@ -33,11 +33,11 @@ def _header(ctx: PageContext, title: str) -> Any:
 
 
 def trading(ctx: PageContext) -> Any:
-    """The trader console (``dashboards/trading.py`` builds the same from the components)."""
-    from velox.web.console import trading_console
+    """The trader console (:class:`velox.ui.TradingConsole` on this session's desk)."""
+    from velox.ui import Desk, TradingConsole
 
     ctx.require("admin", "trader")
-    return trading_console(ctx, header=_header(ctx, "Velox trader console"))
+    return TradingConsole(Desk.web(ctx), header=_header(ctx, "Velox trader console"))
 
 
 def admin(ctx: PageContext) -> Any:

@@ -1,0 +1,296 @@
+"""Benchmark the trader console in Chromium: page load, tick-to-screen latency, API latency
+under 50 clients, and the sessions one server process holds.
+
+Run ``python bench/dashboard.py`` (needs Debian's ``/usr/bin/chromium``). It starts a throwaway
+embedded PostgreSQL in a temp dir (never the user's store), a ``velox serve`` process on it,
+and a *writer*: a running paper run's :class:`~velox.store.RunRecorder` fed ``SYMBOLS`` symbols
+ticking ``RATE`` times a second, exactly the path a paper or live engine's ticks take
+(recorder → store → NOTIFY → the server's one :class:`~velox.ui.live.LiveRuns` reader → each
+session's 5 Hz timer → Bokeh websocket → Tabulator → paint).
+
+Each tick's cumulative *volume* is its send time (epoch ms mod 10^9), so the page itself
+measures tick → screen: a MutationObserver on the watchlist's rows takes the volume of every
+changed cell, waits for the next animation frame (the paint) and records ``now - volume``.
+
+Product targets (issue 15): page load < 2 s; tick → screen p95 < 250 ms at 100 symbols × 4/s;
+API p95 < 200 ms under 50 concurrent clients. The anchor is the console a user would write on
+Panel alone — each session polling the store for its run — whose store load grows with the
+number of sessions; it is measured here as the time of one run-state read, which such a
+console pays per session per refresh, against Velox's one read per recorder batch per process.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SYMBOLS = 100
+RATE = 4.0  # ticks per symbol per second
+CLIENTS = 50
+API_SECONDS = 10.0
+LOADS = 5
+SESSIONS = (1, 10, 25)
+PASSWORD = "bench password 123"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+OBSERVE = """() => {
+  const all = (root, out) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.classList && el.classList.contains('tabulator')) out.push(el);
+      if (el.shadowRoot) all(el.shadowRoot, out);
+    }
+    return out;
+  };
+  const tables = all(document, []).filter(t => t.innerText.includes('change_pct'));
+  if (!tables.length) return false;
+  window.__lat = [];
+  const seen = new Map();
+  const table = tables[0];
+  const col = [...table.querySelectorAll('.tabulator-col')].findIndex(
+      c => c.innerText.trim() === 'volume');
+  new MutationObserver(() => {
+    const values = [];
+    for (const row of table.querySelectorAll('.tabulator-row')) {
+      const cell = row.querySelectorAll('.tabulator-cell')[col];
+      if (!cell) continue;
+      const v = parseInt(cell.innerText.replace(/,/g, ''), 10);
+      const key = row.querySelector('.tabulator-cell').innerText;
+      if (!isNaN(v) && seen.get(key) !== v) { seen.set(key, v); values.push(v); }
+    }
+    if (values.length) requestAnimationFrame(() => {
+      const now = Date.now() % 1e9;
+      for (const v of values) window.__lat.push(now - v);
+    });
+  }).observe(table, {subtree: true, childList: true, characterData: true});
+  return true;
+}"""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values)
+
+
+class Writer:
+    """``SYMBOLS`` symbols ticking ``RATE``/s into a run's recorder, on a thread."""
+
+    def __init__(self, store, run_id: str) -> None:
+        from velox.store import RunRecorder
+
+        self.recorder = RunRecorder(store, run_id)
+        self.stop = threading.Event()
+        self.ticks = 0
+        self.ids = [f"NSE:SYM{i:03d}" for i in range(SYMBOLS)]
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from velox.types import Tick
+
+        period = 1.0 / RATE
+        step = period / len(self.ids)
+        price = dict.fromkeys(self.ids, 1000.0)
+        while not self.stop.is_set():
+            for iid in self.ids:
+                now = time.time()
+                price[iid] = round(price[iid] + 0.05, 2)
+                ts = datetime.fromtimestamp(now, UTC)
+                tick = Tick(iid, ts, price[iid], volume=int(now * 1000) % 1_000_000_000)
+                self.recorder.quote(tick, int(now * 1e9))
+                self.ticks += 1
+                time.sleep(step)
+
+    def start(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.recorder.close()
+
+
+def login(page, url: str, username: str, code: str) -> None:
+    page.goto(url + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=totp]", code)
+    page.click("button[type=submit], input[type=submit]")
+
+
+def main() -> None:
+    import pyotp
+    import requests
+    from playwright.sync_api import sync_playwright
+
+    from velox.auth import Users
+    from velox.secrets import generate_key
+    from velox.store import Store, embedded_url
+    from velox.ui.live import LiveRuns
+
+    root = Path(tempfile.mkdtemp(prefix="vx-bench-dash-"))
+    key = generate_key()
+    store = Store(embedded_url(root / "store"), backend="embedded")
+    run_id = store.create_run(mode="paper", account="BENCH", initial_cash=1e6, run_id="B1",
+                              strategies=[{"name": "bench", "instruments": []}])  # fmt: skip
+    users = Users(store, key=key)
+    traders = {f"t{i}": users.add(f"t{i}", "trader", PASSWORD).totp_secret for i in range(40)}
+    for name in traders:
+        users.link(name, accounts=["BENCH"])
+    users.add("iris", "investor", PASSWORD, totp=False)
+    users.link("iris", accounts=["BENCH"])
+    port = 5800 + os.getpid() % 100
+    url = f"http://localhost:{port}"
+    env = {**os.environ, "VELOX_DATABASE_URL": store.url, "VELOX_SECRET_KEY": key,
+           "VELOX_DATA_DIR": str(root), "PYTHONPATH": str(ROOT)}  # fmt: skip
+    command = [sys.executable, "-m", "velox.cli", "serve", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    writer = Writer(store, run_id)
+    free = iter(traders)
+    results: dict[str, object] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+            time.sleep(0.2)
+        writer.start()
+        time.sleep(2)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+            def open_console():
+                name = next(free)
+                page = browser.new_context(viewport={"width": 1500, "height": 1400}).new_page()
+                login(page, url, name, pyotp.TOTP(traders[name]).now())
+                start = time.perf_counter()
+                page.wait_for_url("**/trading")
+                page.locator('#velox-mode[data-mode="dry-run"]').wait_for(timeout=30_000)
+                page.locator(".tabulator-row", has_text="NSE:SYM000").first.wait_for(timeout=30_000)
+                return page, time.perf_counter() - start
+
+            loads = []
+            for _ in range(LOADS):
+                page, seconds = open_console()
+                loads.append(seconds)
+                page.context.close()
+            results["load"] = loads
+            rows = []
+            pages = []
+            for sessions in SESSIONS:
+                while len(pages) < sessions:
+                    pages.append(open_console()[0])
+                time.sleep(3)
+                watched = pages[0]
+                assert watched.evaluate(OBSERVE), "watchlist not found"
+                rss0, cpu0, t0 = rss_mb(server.pid), cpu_s(server.pid), time.monotonic()
+                time.sleep(15)
+                cpu = (cpu_s(server.pid) - cpu0) / (time.monotonic() - t0)
+                latencies = watched.evaluate("window.__lat")
+                rows.append((sessions, p95(latencies), statistics.median(latencies), len(latencies),
+                             cpu, rss0))  # fmt: skip
+            results["sessions"] = rows
+            for page in pages:
+                page.context.close()
+            browser.close()
+
+        # API p95 under CLIENTS concurrent clients (investor sessions: no TOTP step to wait on).
+        clients = []
+        for _ in range(CLIENTS):
+            c = requests.Session()
+            r = c.post(url + "/login", data={"username": "iris", "password": PASSWORD, "totp": ""},
+                       allow_redirects=False)  # fmt: skip
+            assert r.status_code == 303, r.text[-200:]
+            clients.append(c)
+
+        def hammer(client) -> list[float]:
+            out, end = [], time.monotonic() + API_SECONDS
+            paths = ("/api/runs", "/api/positions")
+            while time.monotonic() < end:
+                t = time.perf_counter()
+                assert client.get(url + paths[len(out) % 2], timeout=10).ok
+                out.append(time.perf_counter() - t)
+            return out
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            api = [x for part in pool.map(hammer, clients) for x in part]
+        results["api"] = api
+
+        # The anchor: one run-state read (what a per-session polling console pays each refresh).
+        live = LiveRuns(store)
+        reads = []
+        for _ in range(30):
+            t = time.perf_counter()
+            live._read(run_id)
+            reads.append(time.perf_counter() - t)
+        results["read"] = statistics.median(reads)
+    finally:
+        writer.close()
+        server.terminate()
+        server.wait(10)
+        store.close()
+
+    loads = results["load"]
+    print(
+        f"page load (login → console with live watchlist), {LOADS} loads: median "
+        f"{statistics.median(loads):.2f} s, max {max(loads):.2f} s  (target < 2 s)"
+    )
+    print(f"\n{SYMBOLS} symbols × {RATE:g}/s ({writer.ticks} ticks written)")
+    print("| sessions | tick→screen p95 | median | samples | server CPU | server RSS |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for sessions, lat95, med, n, cpu, rss in results["sessions"]:
+        print(
+            f"| {sessions} | {lat95:.0f} ms | {med:.0f} ms | {n} | {cpu * 100:.0f} % | "
+            f"{rss:.0f} MiB |"
+        )
+    first, last = results["sessions"][0], results["sessions"][-1]
+    per_cpu = (last[4] - first[4]) / max(1, last[0] - first[0])
+    per_mem = (last[5] - first[5]) / max(1, last[0] - first[0])
+    print(
+        f"per extra session: {per_cpu * 100:.2f} % of a core, {per_mem:.1f} MiB; one core "
+        f"holds ≈ {int((1 - first[4]) / per_cpu) if per_cpu > 0 else 'n/a'} sessions"
+    )
+    api = results["api"]
+    print(
+        f"\nAPI ({CLIENTS} concurrent clients, {len(api)} requests in {API_SECONDS:g} s): "
+        f"p95 {p95(api) * 1000:.0f} ms, median {statistics.median(api) * 1000:.0f} ms "
+        f"(target p95 < 200 ms)"
+    )
+    read = results["read"]
+    print(
+        f"\nanchor: one run-state read {read * 1000:.1f} ms; a console polling per session at "
+        f"5 Hz spends {read * 5 * last[0]:.2f} core-s/s of store reads for {last[0]} sessions "
+        f"(Velox: {read * 2:.3f}, one read per recorder batch) — ratio {last[0] * 5 / 2:.0f}×"
+    )
+
+
+if __name__ == "__main__":
+    main()
