@@ -83,9 +83,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium():
-    """Debian's headless chromium (``.ci/run`` installs it); missing fails under CI=true."""
+    """Debian's headless chromium (``.ci/run`` installs it); missing fails under CI=true.
+
+    One per test: Playwright's sync API runs an event loop on this thread while it is open,
+    and a later test calling ``asyncio.run`` must not find one running.
+    """
     if not CHROMIUM.exists():
         message = f"no browser at {CHROMIUM}: apt-get install chromium chromium-driver"
         if os.environ.get("CI") == "true":
