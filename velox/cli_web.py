@@ -1,4 +1,5 @@
-"""``velox serve`` and ``velox user add | list | disable | enable | passwd | reset-2fa | link``.
+"""``velox serve``, ``velox workbench``, ``velox user add | list | disable | enable | passwd |
+reset-2fa | link``.
 
 Registered on the main group by ``velox.cli``. Passwords are read from standard input
 (``--password-stdin``, for scripts) or prompted without echo; never from an argument, which
@@ -146,6 +147,31 @@ def serve(port: int, address: str, secure_cookies: bool) -> None:
     run_server(port=port, address=address, secure_cookies=secure_cookies, on_ready=ready)
 
 
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=5006, show_default=True,
+              help="Port of the web server.")  # fmt: skip
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Demo paper run's replay speed (× wall time).")  # fmt: skip
+@click.option("--no-paper", is_flag=True, help="Serve the pages only; start no paper run.")
+@click.option("--codes", is_flag=True, help="Print the demo users' current TOTP codes; exit.")
+def workbench(port: int, address: str, speed: float, no_paper: bool, codes: bool) -> None:
+    """Start the whole workbench: a paper engine and the web server, with demo users.
+
+    Prints the URLs, the demo users' passwords, TOTP secrets and current codes; Ctrl-C stops
+    everything. A second start reuses the users and resumes (see docs/web.md).
+    """
+    from velox.workbench import print_codes, run_workbench
+
+    if codes:
+        print_codes(click.echo)
+        return
+    echo = lambda text: (click.echo(text), sys.stdout.flush())  # noqa: E731
+    sys.exit(run_workbench(port=port, address=address, speed=speed, paper=not no_paper,
+                           echo=echo))  # fmt: skip
+
+
 def register(main: click.Group) -> None:
     main.add_command(user)
     main.add_command(serve)
+    main.add_command(workbench)
