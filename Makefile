@@ -10,7 +10,7 @@ STAMP := $(VENV)/.velox-installed
 .PHONY: run test setup lab bench lint clean-store help
 
 help:
-	@echo "make run    - set up .venv, start the embedded store, import bundled data, print a summary"
+	@echo "make run    - set up .venv and the embedded store, import bundled data, start the workbench"
 	@echo "make test   - set up .venv and run the whole test suite"
 	@echo "make lab    - start JupyterLab on the notebooks/"
 	@echo "make bench  - run every benchmark in bench/ (minutes; prints ratios)"
@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: the store and bundled data (`velox run`, idempotent), then the whole workbench
+# (`velox workbench`: a paper engine and the web server; Ctrl-C stops everything).
 run: setup
 	$(BIN)/velox run
+	$(BIN)/velox workbench
 
 test: setup
 	$(BIN)/python -m pytest
