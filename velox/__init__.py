@@ -57,6 +57,8 @@ _SUBMODULES = frozenset(
         "cli_web",
         "auth",
         "web",
+        "ui",
+        "workbench",
         "deployment",
         "secrets",
         "config",
