@@ -193,7 +193,11 @@ def main() -> None:
                 login(page, url, name, pyotp.TOTP(traders[name]).now())
                 start = time.perf_counter()
                 page.wait_for_url("**/trading")
-                page.locator('#velox-mode[data-mode="dry-run"]').wait_for(timeout=30_000)
+                try:
+                    page.locator('#velox-mode[data-mode="dry-run"]').wait_for(timeout=30_000)
+                except Exception:
+                    page.screenshot(path="/tmp/bench-fail.png")
+                    raise
                 page.locator(".tabulator-row", has_text="NSE:SYM000").first.wait_for(timeout=30_000)
                 return page, time.perf_counter() - start
 

@@ -10,7 +10,10 @@ while the recorder's writer thread flushes every 0.5 s. Reported:
   GIL while numpy converts a piece of the buffer);
 - end to end: from the first call until ``close()`` returned with everything committed, and
   how long ``close()`` itself waited;
-- the same with ``equity_many`` (one call for the whole curve).
+- the same with ``equity_many`` (one call for the whole curve);
+- ``quote()``, the live path of paper and live engines (latest quote, day high/low and the
+  1-minute candle of every tick): ``QUOTE_TICKS`` ticks over 100 instruments, ns per call
+  minus the loop's own cost, then the rows written (quotes, candles) checked.
 
 Every run's rows are read back and checked (counts, bit-exact equity).
 """
@@ -27,15 +30,20 @@ from pathlib import Path
 import numpy as np
 
 from velox.store import RunRecorder, Store, embedded_url, stop_embedded
-from velox.types import Fill, Side
+from velox.types import Fill, Side, Tick
 
 EQUITY_POINTS = 1_000_000
 FILLS = 20_000
 T0_NS = 1_711_942_200_000_000_000  # 2024-04-01 09:00 IST
+QUOTE_TICKS = 400_000
+QUOTE_SYMBOLS = 100
 
 
 class NoOp:
     """The recorder's call signatures doing nothing: the loop's own cost."""
+
+    def quote(self, tick: Tick, ns: int) -> None:
+        pass
 
     def equity(self, ts_ns: int, value: float) -> None:
         pass
@@ -83,6 +91,25 @@ def check(store: Store, run_id: str, values: np.ndarray, fills: int) -> None:
     assert len(store.run_fills(run_id)) == fills
 
 
+def make_ticks() -> list[tuple[Tick, int]]:
+    """``QUOTE_TICKS`` ticks, 100 ms apart per instrument, volume rising."""
+    out = []
+    for i in range(QUOTE_TICKS):
+        ns = T0_NS + i * (100_000_000 // QUOTE_SYMBOLS)
+        ts = datetime.fromtimestamp(ns / 1e9, UTC)
+        out.append((Tick(f"NSE:S{i % QUOTE_SYMBOLS:03d}", ts, 1000.0 + (i % 97) * 0.05,
+                         volume=i), ns))  # fmt: skip
+    return out
+
+
+def quote_calls(target: object, ticks: list[tuple[Tick, int]]) -> float:
+    quote = target.quote  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    for tick, ns in ticks:
+        quote(tick, ns)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     rng = np.random.default_rng(7)
     values_array = 1e6 + rng.normal(0, 50, EQUITY_POINTS).cumsum()
@@ -117,6 +144,17 @@ def main() -> None:
         recorder.close()
         many_end = time.perf_counter() - many_started
         check(store, run_id, values_array, 0)
+
+        ticks = make_ticks()
+        quote_loop = min(quote_calls(NoOp(), ticks) for _ in range(3))
+        run_id = store.create_run(mode="paper", initial_cash=1e6)
+        recorder = RunRecorder(store, run_id, flush_interval=0.1)
+        quote_time = quote_calls(recorder, ticks)
+        recorder.close()
+        minutes = (ticks[-1][1] - T0_NS) // 60_000_000_000 + 1
+        assert len(store.run_quotes(run_id)) == QUOTE_SYMBOLS
+        candles = store.run_candles(run_id, "NSE:S000", limit=100_000)
+        assert len(candles) == minutes, (len(candles), minutes)
         store.close()
     finally:
         stop_embedded(root / "store")
@@ -134,6 +172,10 @@ def main() -> None:
           f"p99.99 {q[3]:.0f}, max {durations.max() / 1e6:.2f} ms")  # fmt: skip
     print(f"equity_many() of {EQUITY_POINTS:,} points: call {many_call * 1e3:.1f} ms, "
           f"end to end {many_end:.3f} s")  # fmt: skip
+    print(f"quote() of {QUOTE_TICKS:,} ticks over {QUOTE_SYMBOLS} instruments, writer every 0.1 s: "
+          f"{quote_time / QUOTE_TICKS * 1e9:.0f} ns/call (the loop alone "
+          f"{quote_loop / QUOTE_TICKS * 1e9:.0f}, recorder "
+          f"{(quote_time - quote_loop) / QUOTE_TICKS * 1e9:.0f} ns/call)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class Idle(Strategy):
 
     def on_start(self, ctx: Context) -> None:
         self.stopped = False
+        self.starts = getattr(self, "starts", 0) + 1
 
     def on_stop(self, ctx: Context) -> None:
         self.stopped = True
@@ -91,6 +92,7 @@ def test_every_verb_reaches_a_running_engine_once(
     answers: dict[str, tuple[str, dict]] = {}
     ids: dict[str, int] = {}
     problems: list[BaseException] = []
+    stopped_then: list[bool] = []
 
     def operator() -> None:
         try:
@@ -104,6 +106,7 @@ def test_every_verb_reaches_a_running_engine_once(
                                     "product": "MIS"}}),
                 ("cancel-order", {"args": {"client_id": resting}}),
                 ("stop-strategy", {"strategy": "Idle"}),
+                ("start-strategy", {"strategy": "Idle"}),
                 ("switch-mode", {"args": {"mode": "live"}}),
                 ("flatten", {"strategy": "Holder"}),
                 ("kill", {"args": {"reason": "drill"}}),
@@ -114,6 +117,8 @@ def test_every_verb_reaches_a_running_engine_once(
                 assert command.targets == (run_id,)
                 ids[verb] = command.id
                 answers[verb] = command_answer(store, command.id)
+                if verb in ("stop-strategy", "start-strategy"):
+                    stopped_then.append((idle.stopped, idle.starts))
                 if verb == "cancel-order":
                     answers["cancelled"] = (engine.oms.orders[resting].status.value, {})
                 if verb == "flatten":
@@ -138,7 +143,11 @@ def test_every_verb_reaches_a_running_engine_once(
     assert engine.oms.orders[cid].status is OrderStatus.FILLED
     assert [o.client_id for o in sim.orders()].count(cid) == 1
     assert answers["cancel-order"][0] == "done" and answers["cancelled"][0] == "CANCELLED"
-    assert answers["stop-strategy"][0] == "done" and idle.stopped
+    assert answers["stop-strategy"][0] == "done"
+    # stopped: on_stop ran; started again: on_start ran a second time (it resets `stopped`)
+    assert stopped_then == [(True, 1), (False, 2)]
+    status, result = answers["start-strategy"]
+    assert status == "done" and result["running"] is True
     status, result = answers["switch-mode"]
     assert status == "failed" and "not started with a live broker" in result["error"]
     assert answers["flatten"][0] == "done" and answers["after flatten"][0] == "0"
@@ -273,3 +282,6 @@ def test_every_engine_event_kind_is_a_stored_alert(
     recorded = store.run_risk_events(run_id)
     assert len(recorded) == len(result.risk_events)
     assert {"kill", "breach", "alert"} <= set(recorded["kind"])
+    # a strategy stopped by its own error is not started again by an operator
+    ok, answer = engine.start_strategy(strategy.name, reason="ops")
+    assert not ok and "stopped after an error (ZeroDivisionError" in answer["error"]

@@ -129,6 +129,7 @@ def test_issue_and_finish_notify_each_target(store: Store) -> None:
         ("kil", {}, "verb='kil' is not one of kill, reset-kill, .*; did you mean 'kill'"),
         ("flaten", {}, "did you mean 'flatten'"),
         ("stop-strategy", {}, "stop-strategy needs strategy="),
+        ("start-strategy", {}, "start-strategy needs strategy="),
         ("cancel-order", {}, "cancel-order needs args=\\{'client_id'"),
         (
             "cancel-order",
@@ -214,4 +215,4 @@ def test_commands_and_command_events_are_append_only(store: Store) -> None:
 
 def test_command_verbs() -> None:
     assert COMMAND_VERBS == ("kill", "reset-kill", "stop-strategy", "flatten", "cancel-order",
-                             "order", "switch-mode")  # fmt: skip
+                             "order", "switch-mode", "start-strategy")  # fmt: skip

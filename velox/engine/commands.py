@@ -180,6 +180,13 @@ def _stop_strategy(engine: Engine, command: Command) -> tuple[bool, dict[str, ob
     return engine.stop_strategy(name, reason=f"stopped by {_who(command)}")
 
 
+def _start_strategy(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
+    name = command.strategy
+    if not name:
+        return False, {"error": "start-strategy needs a strategy"}
+    return engine.start_strategy(name, reason=f"started by {_who(command)}")
+
+
 def _flatten(engine: Engine, command: Command) -> tuple[bool, dict[str, object]]:
     cancelled, orders = engine.flatten(command.strategy, reason=f"flatten by {_who(command)}")
     return True, {"cancelled": cancelled, "square_off": orders, "positions": _positions(engine)}
@@ -238,6 +245,7 @@ _VERBS: dict[str, Callable[[Engine, Command], tuple[bool, dict[str, object]]]] =
     "kill": _kill,
     "reset-kill": _reset_kill,
     "stop-strategy": _stop_strategy,
+    "start-strategy": _start_strategy,
     "flatten": _flatten,
     "cancel-order": _cancel_order,
     "order": _order,

@@ -143,6 +143,9 @@ class _Runner:
     wants_orders: bool
     alive: bool = True
     error: str | None = None
+    #: Stopped by an operator's ``stop-strategy`` (a ``start-strategy`` may resume it), not
+    #: by an error of its own.
+    operator_stop: bool = False
     signals: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     arrays: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # the same, numpy
 
@@ -781,6 +784,7 @@ class Engine:
             self._cancel(order)
         runner.alive = False
         runner.error = reason
+        runner.operator_stop = True
         log.warning("[%s] strategy %s stopped: %s", self.mode, name, reason)
         try:
             runner.strategy.on_stop(runner.ctx)
@@ -788,6 +792,31 @@ class Engine:
             log.exception("[%s] %s.on_stop failed", self.mode, name)
         self._drain()
         return True, {"strategy": name, "cancelled": cancelled}
+
+    def start_strategy(self, name: str, *, reason: str) -> tuple[bool, dict[str, object]]:
+        """Resume a strategy an operator stopped: it gets ``on_start`` and events again.
+
+        A strategy stopped by its own error is not resumed: its state is whatever the failing
+        handler left, so it takes a new run (with the bug fixed) to trade it again.
+        """
+        runner = self._by_name.get(name)
+        if runner is None:
+            return False, {"error": f"no strategy {name!r} in this run "
+                           f"(it runs {', '.join(self._by_name) or 'none'})"}  # fmt: skip
+        if runner.alive:
+            return True, {"strategy": name, "detail": "already running"}
+        if not runner.operator_stop:
+            return False, {"error": f"strategy {name} stopped after an error ({runner.error}); "
+                           "it cannot be started again in this run: fix it and start a new "
+                           "run"}  # fmt: skip
+        runner.alive, runner.error, runner.operator_stop = True, None, False
+        log.warning("[%s] strategy %s started again: %s", self.mode, name, reason)
+        self._call(runner, runner.strategy.on_start)
+        self._drain()
+        result: dict[str, object] = {"strategy": name, "running": runner.alive}
+        if self.risk.killed:
+            result["detail"] = "the kill switch is engaged: its orders are refused until reset"
+        return runner.alive, result
 
     def flatten(self, strategy: str | None, *, reason: str) -> tuple[list[str], list[str]]:
         """Cancel working orders and square off positions (of one strategy, or all) without

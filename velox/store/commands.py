@@ -12,7 +12,8 @@ Exactly once across restarts: a target stays pending until taken, so a command i
 engine is down is found when it comes back. A target taken but never finished (the engine
 crashed in between) is returned again by ``pending_commands`` and ``take_command`` returns True
 again; the engine decides what repeating it means. ``kill``, ``reset-kill``, ``flatten``,
-``cancel-order``, ``stop-strategy`` and ``switch-mode`` are idempotent; an ``order`` command's
+``cancel-order``, ``stop-strategy``, ``start-strategy`` and ``switch-mode`` are idempotent; an
+``order`` command's
 order must carry a client id derived from the command id, so the broker (or the engine's
 reconciliation) recognises it and it is never sent twice. Once done or failed, ``take_command``
 returns False.
@@ -60,6 +61,7 @@ COMMAND_VERBS = (
     "cancel-order",
     "order",
     "switch-mode",
+    "start-strategy",
 )
 COMMAND_STATUSES = ("pending", "taken", "done", "failed")
 #: Modes ``switch-mode`` accepts: send orders to the broker, or only log them.
@@ -415,6 +417,10 @@ def _check_arguments(
     """Check the arguments ``verb`` needs; return the run id (cancel-order may imply it)."""
     if verb == "stop-strategy" and strategy is None:
         raise ValidationError("stop-strategy needs strategy='<name>' (the strategy to stop)")
+    if verb == "start-strategy" and strategy is None:
+        raise ValidationError(
+            "start-strategy needs strategy='<name>' (the stopped strategy to start again)"
+        )
     if verb == "cancel-order":
         client_id = args.get("client_id")
         if not isinstance(client_id, str) or not client_id:

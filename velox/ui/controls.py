@@ -62,7 +62,7 @@ def risk_usage(snap: RunSnapshot) -> pd.DataFrame:
 
 class RiskPanel(LiveView):
     """Kill-switch state, limits and their usage, recent risk events; the kill switch,
-    reset, flatten and per-strategy stop."""
+    reset, flatten and per-strategy stop and start."""
 
     def __init__(self, desk: Any = None, **params: Any) -> None:
         self.state = pn.pane.HTML("", name="kill-state", margin=(0, 10))
@@ -73,11 +73,13 @@ class RiskPanel(LiveView):
         self.flatten = pn.widgets.Button(name="Flatten all", button_type="warning", width=110)
         self.strategy = pn.widgets.Select(name="strategy", options=[], width=180)
         self.stop = pn.widgets.Button(name="Stop strategy", width=120)
+        self.start = pn.widgets.Button(name="Start strategy", width=120)
         self.flatten_one = pn.widgets.Button(name="Flatten strategy", width=130)
         self.kill.on_click(self.act(lambda: self.desk.submit("kill", run_id=self.run_id)))
         self.reset.on_click(self.act(lambda: self.desk.submit("reset-kill", run_id=self.run_id)))
         self.flatten.on_click(self.act(lambda: self.desk.submit("flatten", run_id=self.run_id)))
         self.stop.on_click(self.act(lambda: self._for_strategy("stop-strategy")))
+        self.start.on_click(self.act(lambda: self._for_strategy("start-strategy")))
         self.flatten_one.on_click(self.act(lambda: self._for_strategy("flatten")))
         self.killed: bool | None = None
         super().__init__(desk, **params)
@@ -121,7 +123,7 @@ class RiskPanel(LiveView):
         rows: list[Any] = [pn.Row(self.state)]
         if self.desk.may_trade:
             rows += [pn.Row(self.kill, self.flatten, self.reset),
-                     pn.Row(self.strategy, self.stop, self.flatten_one), self.message]  # fmt: skip
+                     pn.Row(self.strategy, self.stop, self.start, self.flatten_one), self.message]  # fmt: skip
         return pn.Column("### Risk", *rows, "Limits", self.limits, "Risk events", self.events,
                          sizing_mode="stretch_width")  # fmt: skip
 
