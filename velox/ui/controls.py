@@ -123,7 +123,8 @@ class RiskPanel(LiveView):
         rows: list[Any] = [pn.Row(self.state)]
         if self.desk.may_trade:
             rows += [pn.Row(self.kill, self.flatten, self.reset),
-                     pn.Row(self.strategy, self.stop, self.start, self.flatten_one), self.message]  # fmt: skip
+                     pn.Row(self.strategy, self.stop, self.start, self.flatten_one),
+                     self.message]  # fmt: skip
         return pn.Column("### Risk", *rows, "Limits", self.limits, "Risk events", self.events,
                          sizing_mode="stretch_width")  # fmt: skip
 
