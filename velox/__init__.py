@@ -44,6 +44,7 @@ __version__ = "0.1.0"
 #: Every public module of the package, imported on first attribute access (``velox.engine``).
 _SUBMODULES = frozenset(
     {
+        "analytics",
         "backtest",
         "brokers",
         "builder",
@@ -72,6 +73,7 @@ _SUBMODULES = frozenset(
         "modes",
         "oms",
         "pipelines",
+        "reports",
         "risk",
         "scanner",
         "store",
