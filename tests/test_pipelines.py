@@ -684,6 +684,9 @@ def test_the_documented_schedule_fits_the_bundled_notebooks(tmp_path: Path) -> N
     assert block, "docs/pipelines.md has a [schedules] example"
     (tmp_path / "velox.toml").write_text(block.group(1))
     (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
+    (tmp_path / "dashboards").symlink_to(ROOT / "dashboards")
     schedules = load_settings(env={}, config_file=tmp_path / "velox.toml").schedules
-    assert {s.notebook.name for s in schedules} == {"05_scanner.ipynb", "06_daily_report.ipynb"}
+    assert {s.notebook.name for s in schedules} == {
+        "05_scanner.ipynb", "06_daily_report.ipynb", "investor_reports.ipynb"
+    }  # fmt: skip
     check_schedules(list(schedules))

@@ -22,6 +22,7 @@ Conventions (docs/analytics.md has each formula):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -406,11 +407,24 @@ class Performance:
 
         if self.returns.empty:
             return pd.Series(dtype="float64")
-        if any(iid == instrument_id for _, iid, _ in bundled_files()):
-            ensure_bundled(instrument_id, None, store=self.store)
         first = self.returns.index[0] - pd.Timedelta(days=10)
+        bundled = {tf for _, iid, tf in bundled_files() if iid == instrument_id}
         closes = pd.Series(dtype="float64")
-        for timeframe in ("1d", "5m", "1m"):
+        for timeframe in ("1d", "5m", "1m"):  # the coarsest first: finer ones only for gaps
+            if (
+                not closes.empty
+                and closes.index[0] <= first
+                and closes.index[-1] >= self.returns.index[-1]
+            ):
+                break
+            if timeframe in bundled:
+                quiet = logging.getLogger("velox.data")  # the bundled files' gap notes: known
+                level = quiet.level
+                quiet.setLevel(logging.ERROR)
+                try:
+                    ensure_bundled(instrument_id, timeframe, store=self.store)
+                finally:
+                    quiet.setLevel(level)
             bars = self.store.read_bars(instrument_id, timeframe, start=first)
             if len(bars):
                 close = bars["close"].groupby(bars.index.tz_convert(IST_NAME).normalize()).last()
@@ -437,6 +451,10 @@ class Performance:
         out["turnover"] = self.turnover()
         return out
 
+    def sharpe_window(self) -> int:
+        """63 sessions (a quarter), or 21 (a month) for a history shorter than two quarters."""
+        return 63 if len(self.returns) >= 126 else 21
+
     def plots(self) -> dict[str, Any]:
         """Holoviews figures: growth, drawdown, monthly heatmap, rolling Sharpe, allocation."""
         import holoviews as hv
@@ -444,7 +462,8 @@ class Performance:
 
         g = self.growth().tz_localize(None)
         dd = self.drawdown().tz_localize(None) * 100
-        sharpe = self.rolling_sharpe().dropna().tz_localize(None)
+        window = self.sharpe_window()
+        sharpe = self.rolling_sharpe(window).dropna().tz_localize(None)
         months = period_returns(self.returns, "M")
         heat = [(str(ts.year), ts.strftime("%b"), 100 * v) for ts, v in months.items()]
         held = self.holdings()
@@ -457,7 +476,7 @@ class Performance:
             "monthly": hv.HeatMap(heat, ["year", "month"], "return %").opts(
                 title="monthly returns %", cmap="RdYlGn", colorbar=True, **opts),
             "rolling_sharpe": hv.Curve((sharpe.index, sharpe.to_numpy()), "date",
-                                       "rolling Sharpe (63 d)").opts(title="rolling Sharpe",
+                                       f"rolling Sharpe ({window} d)").opts(title="rolling Sharpe",
                                                                       **opts),
             "allocation": hv.Bars(list(zip(held["instrument_id"], 100 * held["weight"],
                                            strict=True)), "holding", "weight %").opts(

@@ -60,6 +60,7 @@ __all__ = [
     "Session",
     "User",
     "Users",
+    "read_user",
 ]
 
 ROLES = ("admin", "trader", "investor")
@@ -201,6 +202,35 @@ def check_password(password: object) -> str:
     return password
 
 
+_USER_QUERY = (
+    "SELECT username, role, password_hash, totp_ciphertext, totp_last_step, disabled,"
+    " created_at FROM users WHERE username = %s"
+)
+
+
+def _user_of_row(conn: object, row: tuple) -> User:
+    links = conn.execute(  # type: ignore[attr-defined]
+        "SELECT kind, target FROM user_links WHERE username = %s ORDER BY kind, target",
+        (row[0],),
+    ).fetchall()
+    accounts = tuple(t for k, t in links if k == "account")
+    runs = tuple(t for k, t in links if k == "run")
+    return User(row[0], row[1], bool(row[5]), row[3] is not None, row[6], accounts, runs)
+
+
+def read_user(store: Store, username: str) -> User | None:
+    """Return the stored user and links, or None; needs no credential key.
+
+    For readers that must not hold ``VELOX_SECRET_KEY``, such as the investor report's kernel
+    (:func:`velox.web.identity.report_user`); everything else goes through :class:`Users`.
+    """
+    if not (isinstance(username, str) and _USERNAME.fullmatch(username)):
+        return None
+    with store.connect() as conn:
+        row = conn.execute(_USER_QUERY, (username,)).fetchone()
+        return None if row is None else _user_of_row(conn, row)
+
+
 class Users:
     """The user directory and the login/session logic, on one :class:`~velox.store.Store`.
 
@@ -339,28 +369,13 @@ class Users:
         return Enrolment(username, role, secret, uri)
 
     def _row(self, username: str, conn: object = None) -> tuple | None:
-        query = (
-            "SELECT username, role, password_hash, totp_ciphertext, totp_last_step, disabled,"
-            " created_at FROM users WHERE username = %s"
-        )
         if conn is not None:
-            return conn.execute(query, (username,)).fetchone()  # type: ignore[attr-defined]
+            return conn.execute(_USER_QUERY, (username,)).fetchone()  # type: ignore[attr-defined]
         with self.store.connect() as c:
-            return c.execute(query, (username,)).fetchone()
-
-    def _links(self, conn: object, username: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        rows = conn.execute(  # type: ignore[attr-defined]
-            "SELECT kind, target FROM user_links WHERE username = %s ORDER BY kind, target",
-            (username,),
-        ).fetchall()
-        return (
-            tuple(t for k, t in rows if k == "account"),
-            tuple(t for k, t in rows if k == "run"),
-        )
+            return c.execute(_USER_QUERY, (username,)).fetchone()
 
     def _user(self, conn: object, row: tuple) -> User:
-        accounts, runs = self._links(conn, row[0])
-        return User(row[0], row[1], bool(row[5]), row[3] is not None, row[6], accounts, runs)
+        return _user_of_row(conn, row)
 
     def get(self, username: str) -> User:
         """Return the user, or raise ValidationError naming the unknown user."""

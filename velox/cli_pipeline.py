@@ -271,6 +271,55 @@ def pipeline_schedule(
         scheduler.shutdown(wait=False)
 
 
+@click.group()
+def report() -> None:
+    """Render reports to self-contained HTML (and PDF) files (docs/reports.md)."""
+
+
+@report.command("investor")
+@click.option("--account", help="The account to report (its runs).")
+@click.option("--run", "run_id", help="One run to report.")
+@click.option("--user", help="An investor: every account and run linked to them.")
+@click.option("--all", "every", is_flag=True, help="Every investor's own report (the schedule).")
+@click.option("--period", help="all, mtd, ytd, 1m, 3m, 6m, 1y, 3y, 5y or YYYY-MM-DD:YYYY-MM-DD.")
+@click.option("--out", type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--pdf", is_flag=True, help="Also print a PDF beside the HTML (needs chromium).")
+def report_investor(
+    account: str | None,
+    run_id: str | None,
+    user: str | None,
+    every: bool,
+    period: str | None,
+    out: str | None,
+    pdf: bool,
+) -> None:
+    """Render the investor report (dashboards/investor.ipynb, code hidden) of one scope.
+
+    The HTML goes to --out or data/reports/<date>/investor-<who>[-<period>].html and opens
+    from disk in any browser, offline, plots included. It shows only the runs of the account,
+    the run or the user's links (--account/--run narrow a --user, never widen it).
+    """
+    from velox import reports
+
+    if every:
+        if account or run_id or user or out:
+            raise click.UsageError("--all renders every investor; it takes only --period/--pdf")
+        done = reports.render_all(period=period, pdf=pdf)
+        for r in done:
+            click.echo(f"{r.scope.user}: {r.html} ({len(r.scope.runs)} runs)")
+        if not done:
+            click.echo("no investor has an account or run linked (velox user link)")
+        return
+    if not (account or run_id or user):
+        raise click.UsageError("give --account ACCOUNT, --run RUN, --user NAME or --all")
+    r = reports.render_investor(user=user, account=account, run=run_id, period=period,
+                                out=out, pdf=pdf)  # fmt: skip
+    click.echo(f"{r.html} ({', '.join(r.scope.runs)}; {r.html.stat().st_size / 1024:.0f} KiB)")
+    if r.pdf is not None:
+        click.echo(str(r.pdf))
+
+
 def register(main: click.Group) -> None:
-    """Add the ``pipeline`` verbs to the ``velox`` command group."""
+    """Add the ``pipeline`` and ``report`` verbs to the ``velox`` command group."""
     main.add_command(pipeline)
+    main.add_command(report)

@@ -136,15 +136,21 @@ def user_link(name: str, accounts: tuple[str, ...], runs: tuple[str, ...], unlin
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--secure-cookies", is_flag=True,
               help="Mark cookies Secure even over plain HTTP (behind a TLS proxy).")  # fmt: skip
-def serve(port: int, address: str, secure_cookies: bool) -> None:
-    """Serve the trader console, admin and investor pages and the JSON API (Ctrl-C stops)."""
+@click.option("--no-report", is_flag=True,
+              help="Do not start the investor report (Voila) at /report/.")  # fmt: skip
+def serve(port: int, address: str, secure_cookies: bool, no_report: bool) -> None:
+    """Serve the trader console, admin and investor pages, the investor report (Voila, at
+    /report/) and the JSON API (Ctrl-C stops)."""
     from velox.web.server import serve as run_server
 
     def ready(url: str) -> None:
         click.echo(f"Velox web server: {url}/login  (Ctrl-C stops)", err=False)
+        if not no_report:
+            click.echo(f"Investor report: {url}/report/")
         sys.stdout.flush()
 
-    run_server(port=port, address=address, secure_cookies=secure_cookies, on_ready=ready)
+    run_server(port=port, address=address, secure_cookies=secure_cookies, on_ready=ready,
+               report=not no_report)  # fmt: skip
 
 
 @click.command()

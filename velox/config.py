@@ -503,7 +503,9 @@ def load_settings(
         source = "" if config_file else " (from VELOX_CONFIG)"
         raise ConfigError(f"config file {path}{source} does not exist")
 
-    env_only = {"VELOX_CONFIG"}
+    # not settings: VELOX_CONFIG names the file; the report's two are set by `velox serve` for
+    # its Voila child only (velox.web.voila)
+    env_only = {"VELOX_CONFIG", "VELOX_REPORT_SECRET", "VELOX_REPORT_TOKEN"}
     for var, raw in env.items():
         if not var.startswith(ENV_PREFIX) or var in env_only:
             continue

@@ -3,68 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from webtools import KEY
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class WebServer:
-    url: str
-    process: subprocess.Popen[str]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+from webtools import KEY, WebServer, start_web_server
 
 
 @pytest.fixture
 def web_server(store, tmp_path: Path) -> Iterator[WebServer]:
     """``velox serve`` on a free port against ``store`` (its own process, as in production)."""
-    import requests
-
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {**os.environ, "VELOX_DATABASE_URL": store.url, "VELOX_SECRET_KEY": KEY,
-           "VELOX_DATA_DIR": str(tmp_path)}  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "velox.cli", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-    server = WebServer(f"http://localhost:{port}", process, log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(server.url + "/health", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"velox serve did not start:\n{server.output()}")
-        time.sleep(0.2)
-    yield server
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    yield from start_web_server(store, tmp_path)
 
 
 @pytest.fixture
@@ -80,7 +29,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 #: Where the browser tests keep their screenshots (CI keeps the folder as an artifact).
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
 @pytest.fixture
@@ -101,11 +49,3 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot as a test artifact and return its path."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path

@@ -15,8 +15,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import screenshot
-from webtools import PASSWORD, rfc6238
+from webtools import PASSWORD, rfc6238, screenshot
 
 from tests.engine.conftest import DAY, paper_processes, reliance_in_store  # noqa: F401
 

@@ -5,14 +5,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
+import socket
 import struct
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from velox.secrets import generate_key
 
 KEY = generate_key()
 PASSWORD = "correct horse battery"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
 def rfc6238(secret: str, t: float, step: int = 30, digits: int = 6) -> str:
@@ -36,3 +47,60 @@ def login(server: Any, username: str, totp_secret: str | None, *, at: float | No
     assert reply.status_code == 303, (reply.status_code, reply.text[-300:])
     client.headers["X-CSRF-Token"] = client.cookies["velox_csrf"]
     return client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class WebServer:
+    url: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_web_server(store, folder: Path, *args: str) -> Iterator[WebServer]:
+    """Run ``velox serve`` on a free port against ``store`` until the generator is closed."""
+    import requests
+
+    port = free_port()
+    log = folder / "serve.log"
+    env = {**os.environ, "VELOX_DATABASE_URL": store.url, "VELOX_SECRET_KEY": KEY,
+           "VELOX_DATA_DIR": str(folder)}  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "velox.cli", "serve", "--port", str(port), *args],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    server = WebServer(f"http://localhost:{port}", process, log)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(server.url + "/health", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"velox serve did not start:\n{server.output()}")
+        time.sleep(0.2)
+    yield server
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot as a test artifact and return its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from velox.auth import PermissionDenied, Session, Users
+from velox.auth import PermissionDenied, Session, User, Users
 from velox.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -39,12 +39,14 @@ def live_session(users: Users, token: str | None, *, address: str = "") -> Sessi
     return session
 
 
-def visible_runs(store: Store, session: Session) -> list[dict[str, object]]:
-    """The runs ``session``'s user may see, newest first, as JSON-ready dicts."""
+def visible_runs(store: Store, session: Session | User) -> list[dict[str, object]]:
+    """The runs the user of ``session`` (a Session or a User) may see, newest first, as
+    JSON-ready dicts."""
+    user = session.user if isinstance(session, Session) else session
     frame = store.runs()
     out = []
     for row in frame.to_dict("records"):
-        if Users.can_see(session.user, account=row.get("account"), run_id=row.get("run_id")):
+        if Users.can_see(user, account=row.get("account"), run_id=row.get("run_id")):
             out.append(_jsonable(row))
     return out
 

@@ -118,7 +118,8 @@ def admin(ctx: PageContext) -> Any:
 
 
 def investor(ctx: PageContext) -> Any:
-    """Performance of the runs the user may see; no control of any kind."""
+    """Performance of the runs the user may see, and a link to the investor report
+    (``/report/``, :mod:`velox.web.voila`); no control of any kind."""
     import pandas as pd
     import panel as pn
 
@@ -134,7 +135,11 @@ def investor(ctx: PageContext) -> Any:
             "status": run["status"], "started": run["started_at"],
             "equity": summary.get("final_equity"), "return %": summary.get("total_return_pct"),
         })  # fmt: skip
-    body: list[Any] = [_header(ctx, "Velox performance")]
+    body: list[Any] = [
+        _header(ctx, "Velox performance"),
+        pn.pane.HTML('<a id="velox-report-link" href="/report/">Open the full report</a>'
+                     " (equity curves; served by Voila, read-only)", margin=(0, 10)),
+    ]  # fmt: skip
     if not rows:
         body.append(pn.pane.Markdown("No account or run is linked to you yet."))
     else:

@@ -2,7 +2,8 @@
 
 One process serves the login page, the JSON API (:mod:`velox.web.handlers`) and the Panel
 pages ``/trading`` (trader console: admin, trader), ``/admin`` (users: admin) and
-``/investor`` (read-only performance: every role, an investor sees only what is linked).
+``/investor`` (read-only performance: every role, an investor sees only what is linked), and
+proxies ``/report/`` to its Voila child, the investor report (:mod:`velox.web.voila`).
 
 Roles are enforced on the server at three depths:
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from velox.store import Store
     from velox.store.commands import Command
+    from velox.web.voila import ReportProcess
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class WebApp:
     users: Users
     #: Always mark cookies Secure (on when served over HTTPS whatever this says).
     secure_cookies: bool = False
+    #: The investor report's Voila child, proxied at ``/report/`` (None: the report is off).
+    report: ReportProcess | None = None
 
     def context(self) -> PageContext:
         """The :class:`PageContext` of the Panel session being built (from its cookie)."""
@@ -156,7 +160,7 @@ def make_server(
     """Build (not start) the server: Panel pages, the login page and the API on one port."""
     import panel as pn
 
-    from velox.web import pages
+    from velox.web import pages, voila
 
     port = port or free_port(address)
     hosts = {address, "localhost", "127.0.0.1"}
@@ -170,6 +174,7 @@ def make_server(
         (r"/api/positions", handlers.PositionsHandler, extra),
         (r"/api/commands", handlers.CommandsHandler, extra),
         (r"/health", handlers.HealthHandler),
+        *voila.routes(app),
     ]
     routes = {
         name: (lambda build=build: build(app.context())) for name, build in pages.PAGES.items()
@@ -195,6 +200,10 @@ def make_server(
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(
     *,
     port: int = DEFAULT_PORT,
@@ -202,21 +211,32 @@ def serve(
     store: Store | None = None,
     secure_cookies: bool = False,
     on_ready: Callable[[str], None] | None = None,
+    report: bool = True,
 ) -> None:
-    """Run the web server until interrupted (``velox serve``)."""
+    """Run the web server until interrupted (``velox serve``); ``report`` starts the investor
+    report's Voila child (:mod:`velox.web.voila`) and stops it with the server."""
+    import signal
+    import threading
+
     from velox.store import open_store
+    from velox.web.voila import start_report
 
     store = store if store is not None else open_store()
     app = WebApp(store, Users(store), secure_cookies=secure_cookies)
     server = make_server(app, port=port, address=address)
-    server.start()
-    url = f"http://{'localhost' if address in ('127.0.0.1', '::1') else address}:{server.port}"
-    log.info("Velox web server on %s", url)
-    if on_ready is not None:
-        on_ready(url)
+    app.report = start_report(report)
     try:
+        server.start()
+        url = f"http://{'localhost' if address in ('127.0.0.1', '::1') else address}:{server.port}"
+        log.info("Velox web server on %s", url)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: the report stops too
+        if on_ready is not None:
+            on_ready(url)
         server.io_loop.start()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+        if app.report is not None:
+            app.report.stop()
