@@ -167,6 +167,17 @@ def test_real_replay_stats_charges_and_benchmark(store) -> None:
     # the same figures as the engine's own result of that replay
     for key in ("total_return", "max_drawdown", "trades", "win_rate", "charges"):
         assert stats[key] == pytest.approx(result.stats[key], nan_ok=True), key
+    # exposure by hand: the share of the curve's samples with a trade open (entry ≤ t < exit)
+    trades = result.trades
+    far = pd.Timestamp.max.tz_localize("UTC")
+    spans = [
+        (e, far if pd.isna(x) else x)
+        for e, x in zip(trades["entry_time"], trades["exit_time"], strict=True)
+    ]
+    samples = perf.growth().index
+    open_at = [any(e <= t < x for e, x in spans) for t in samples]
+    assert stats["exposure"] == pytest.approx(sum(open_at) / len(samples))
+    assert 0 < stats["exposure"] < 1
     # charges by kind add up to what the simulator charged fill by fill
     kinds = perf.charges_by_kind()
     assert kinds["total"] == pytest.approx(result.fills["charges"].sum(), abs=1e-6)
