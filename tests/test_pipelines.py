@@ -157,6 +157,21 @@ def test_run_with_parameters_keeps_ipynb_and_html_and_records_success(store, rep
 
 
 @pytest.mark.postgres
+def test_a_run_leaves_no_kernel_behind(store, report, failing):
+    import psutil
+
+    def kernels() -> set[int]:
+        children = psutil.Process().children(recursive=True)
+        return {p.pid for p in children if "ipykernel_launcher" in " ".join(p.cmdline())}
+
+    before = kernels()
+    run(report, {"n": 1}, store=store)
+    with pytest.raises(PipelineFailed):
+        run(failing, store=store)
+    assert kernels() - before == set()  # neither the good run's kernel nor the failed one's
+
+
+@pytest.mark.postgres
 def test_no_input_leaves_the_code_out_of_the_html_only(store, report):
     result = run(report, {"n": 2}, name="daily-report", no_input=True, store=store)
     shown = html_text(result.html_path)

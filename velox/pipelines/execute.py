@@ -308,6 +308,24 @@ def _kernel_manager(cwd: Path, log_path: Path):  # noqa: ANN202  (AsyncKernelMan
     return _VeloxKernelManager(kernel_name=KERNEL_NAME)
 
 
+def _shutdown_kernel(km: Any) -> None:
+    """Stop the kernel of a finished run and remove its connection file.
+
+    nbclient shuts down only kernels whose manager it created itself; with ``km=`` given (see
+    :func:`_kernel_manager`) the kernel would outlive the run, and a scheduler running for
+    weeks would keep one idle kernel (300–500 MB) per pipeline run.
+    """
+    from jupyter_core.utils import run_sync
+
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=True)
+        else:
+            km.cleanup_resources()
+    except Exception as exc:  # the run's outcome stands; say what could not be stopped
+        log.warning("pipeline kernel %s not shut down: %s", getattr(km, "kernel_id", "?"), exc)
+
+
 def _cell_error(exc: BaseException, executed_path: Path) -> CellError:
     """Return the :class:`CellError` of papermill's exception, indexed in the source notebook.
 
@@ -501,6 +519,7 @@ def _run(
         log.info("pipeline %s (run %d): executing %s into %s", name, run_id, path, folder)
         error: CellError | None = None
         clock = _time.perf_counter()
+        km = _kernel_manager(path.parent, folder / "kernel.log")
         try:
             papermill.execute_notebook(
                 str(path),
@@ -510,7 +529,7 @@ def _run(
                 language="python",
                 progress_bar=progress,
                 execution_timeout=timeout,
-                km=_kernel_manager(path.parent, folder / "kernel.log"),
+                km=km,
             )
         except KeyboardInterrupt:
             kept = executed if executed.exists() else None
@@ -518,6 +537,8 @@ def _run(
             raise
         except Exception as exc:  # a cell raised, timed out, or the kernel died
             error = _cell_error(exc, executed)
+        finally:
+            _shutdown_kernel(km)
         duration = _time.perf_counter() - clock
         html_path: Path | None = None
         if executed.exists():
