@@ -19,6 +19,7 @@ The ratio of the two serving rates sizes the 5,000-viewer case.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def main() -> None:
     from velox.modes import default_instruments, replay
     from velox.secrets import generate_key
     from velox.store import Store, embedded_url
+    from velox.store.server import stop_embedded
     from velox.strategy import load_strategy
 
     root = Path(tempfile.mkdtemp(prefix="vx-bench-reports-"))
@@ -193,11 +195,15 @@ def main() -> None:
         server.terminate()
         static.wait(10)
         server.wait(30)
+        equity_points = len(store.run_equity(result.run_id))
         store.close()
+        stop_embedded(root / "store")  # the throwaway server; its folder goes with it
+        shutil.rmtree(root, ignore_errors=True)
 
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; run "
-          f"{result.run_id}: {len(result.fill_list)} fills, {len(store.run_equity(result.run_id))} "
-          "equity points")  # fmt: skip
+    print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; run "
+        f"{result.run_id}: {len(result.fill_list)} fills, {equity_points} equity points"
+    )
     print(f"static render (papermill + nbconvert, self-contained): median "
           f"{statistics.median(renders):.2f} s of {RENDERS} (min {min(renders):.2f}); "
           f"{size / 1024:.0f} KiB per investor")  # fmt: skip
