@@ -24,7 +24,7 @@ from velox.backtest.research import ResearchResult, compare
 from velox.brokers.sim import SimConfig
 from velox.costs import BpsSlippage, CostModel, NoSlippage, TickSlippage, trade_charges
 from velox.errors import ConfigError, ValidationError
-from velox.strategy import Product, Strategy, load_strategy
+from velox.strategy import Product, Strategy, is_cross_sectional, load_strategy
 from velox.types import Side, snap_to_tick
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def _vectorisable() -> list[Path]:
     return [
         p
         for p in EXAMPLES
-        if load_strategy(str(p))().vectorised and not load_strategy(str(p)).cross_sectional
+        if load_strategy(str(p))().vectorised and not is_cross_sectional(load_strategy(str(p)))
     ]
 
 
@@ -110,6 +110,42 @@ class Peek(Strategy):
 
 
 # -- parity with the engine ------------------------------------------------------------------------
+
+
+def _example_bars(cls: type[Strategy]) -> dict[str, pd.DataFrame]:
+    """The bundled bars of an example's own instruments at its own timeframe."""
+    out = {}
+    for iid in cls.instruments:
+        files = sorted((ROOT / "data" / "bars").glob(f"{iid.split(':')[1]}_{cls.timeframe}_*"))
+        assert files, f"{iid} has no bundled {cls.timeframe} bars for {cls.__name__}"
+        out[iid] = _bars(files[0].name, cls.timeframe)
+    return out
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_strategy_matches_the_engine_and_is_causal(path: Path) -> None:
+    """Every file in strategies/ (a new example is covered by being there), on its own
+    instruments and timeframe: vectorisable ones give the replay's fills, orders and charges
+    and pass the signals look-ahead check; event-driven ones (the opening-range breakout
+    trades on ticks inside a bar: docs/research.md) are refused by velox.research with the
+    reason and pass the engine-path look-ahead check (replays of cut bars)."""
+    cls = load_strategy(str(path))
+    bars = _example_bars(cls)
+    if cls().vectorised:
+        report = velox.parity(str(path), bars)
+        assert report.ok, report
+        assert len(report.research.fill_list) > 4
+        assert [f.charges for f in report.research.fill_list] == [
+            f.charges for f in report.replay.fill_list
+        ]
+        assert velox.check_lookahead(str(path), bars) == []
+    else:
+        with pytest.raises(ConfigError, match="has no signals"):
+            velox.research(str(path), bars)
+        assert len(velox.replay(str(path), bars=bars).fill_list) > 4
+        assert velox.check_lookahead(str(path), bars) == []
+    assert {p.stem for p in EXAMPLES} >= {"sma_cross", "rsi_reversion", "supertrend",
+                                          "orb_intraday", "momentum_rotation"}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", _vectorisable(), ids=lambda p: p.stem)
