@@ -356,17 +356,36 @@ def test_each_fill_is_charged_as_velox_costs_charges_it(reliance_5m: pd.DataFram
 
 
 def test_each_round_trip_costs_what_trade_charges_says(reliance_1d: pd.DataFrame) -> None:
-    """Delivery round trips: the buy's and the sell's contract notes (one per session)."""
+    """Delivery round trips: the buy's and the sell's contract notes (one per session).
+
+    The simulator (and so research) charges unrounded per-fill amounts; a contract note rounds
+    STT and stamp duty to the rupee and the rest to the paisa. Each leg's pieces rounded as a
+    note rounds them are the note's items exactly (GST, rounded as accumulated, to the paisa):
+    the per-trade difference is that rounding and nothing else (rates, sides, brokerage cap).
+    """
+    from velox.costs import ChargeBreakdown
+
     res = velox.research(str(ROOT / "strategies/sma_cross.py"), reliance_1d, fast=10, slow=30)
+    parts = res.charge_breakdown()
     closed = res.trades[res.trades["exit_time"].notna()]
-    assert len(closed) > 10
-    for t in closed.itertuples():
-        buy = trade_charges("equity_delivery", t.qty * t.entry_price, 0.0,
-                            trade_date=t.entry_time.date())  # fmt: skip
-        sell = trade_charges("equity_delivery", 0.0, t.qty * t.exit_price,
-                             trade_date=t.exit_time.date())  # fmt: skip
-        # unrounded per-fill charges vs two rounded contract notes: within the rounding
-        assert t.charges == pytest.approx(buy.total + sell.total, abs=2.1)
+    assert len(closed) > 10 and len(parts) >= 2 * len(closed)
+    items = ["brokerage", "stt", "exchange", "sebi", "stamp", "gst"]
+    for k, t in enumerate(closed.itertuples()):
+        legs = parts.iloc[2 * k], parts.iloc[2 * k + 1]  # one order per leg: buy, then sell
+        assert legs[0].name == t.entry_time and legs[1].name == t.exit_time
+        assert t.charges == pytest.approx(legs[0]["total"] + legs[1]["total"], abs=1e-9)
+        notes = (
+            trade_charges("equity_delivery", t.qty * t.entry_price, 0.0,
+                          trade_date=t.entry_time.date()),
+            trade_charges("equity_delivery", 0.0, t.qty * t.exit_price,
+                          trade_date=t.exit_time.date()),
+        )  # fmt: skip
+        for leg, note in zip(legs, notes, strict=True):
+            rounded = ChargeBreakdown(*(float(leg[i]) for i in items)).rounded()
+            for item in ("brokerage", "stt", "exchange", "sebi", "stamp"):
+                assert getattr(rounded, item) == getattr(note, item), (k, item)
+            assert rounded.gst == pytest.approx(note.gst, abs=0.0100001)
+        assert t.charges == pytest.approx(notes[0].total + notes[1].total, abs=2.1)
         assert t.charges > 0.002 * t.qty * t.entry_price * 0.9  # STT 0.1 % each side at least
 
 
