@@ -1,8 +1,10 @@
 """Monthly momentum rotation: hold the ``top`` NIFTY-50 stocks with the best past return.
 
-A cross-sectional strategy (``cross_sectional = True``): :meth:`MomentumRotation.signals` gets
-every stock's daily bars at once (a panel, ``bars["close"]`` one column per stock) and returns
-a DataFrame of target weights, one column per stock, all drawing on one cash pool. On the first
+A cross-sectional strategy: :meth:`MomentumRotation.signals` is declared to return a
+DataFrame of weights (``-> pd.DataFrame``), which makes it cross-sectional without a flag
+(``velox.strategy.is_cross_sectional``): it gets every stock's daily bars at once (a panel,
+``bars["close"]`` one column per stock) and returns a DataFrame of target weights, one column
+per stock, all drawing on one cash pool. On the first
 session of each month it ranks the stocks by their return over the last ``window`` sessions
 (close over the close ``window`` sessions earlier, known at that close) and holds the ``top``
 best, ``weight / top`` of equity each; the weights stay until the next month's ranking (so an
@@ -43,7 +45,6 @@ class MomentumRotation(Strategy):
 
     instruments = tuple(f"NSE:{s}" for s in NIFTY_STOCKS)
     timeframe = "1d"
-    cross_sectional = True
     window: int = param(126, ge=1)
     top: int = param(5, ge=1)
     weight: float = param(0.95, gt=0, le=1)

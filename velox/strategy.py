@@ -83,6 +83,7 @@ __all__ = [
     "load_strategy",
     "parse_params",
     "lookahead_violations",
+    "is_cross_sectional",
     "bar_panel",
     "panel_weights",
     "assert_no_lookahead",
@@ -214,13 +215,15 @@ class Strategy:
         Rupees allocated to this strategy (``target_weight`` sizes against it plus its P&L);
         ``None`` shares the account's cash equally between the engine's strategies.
     cross_sectional
-        ``True``: :meth:`signals` ranks instruments against each other, so it is handed every
+        Whether :meth:`signals` ranks instruments against each other, so it is handed every
         instrument's bars at once (a panel: columns ``(field, instrument)``, so
         ``bars["close"]`` is a DataFrame with one column per instrument) and returns a
         DataFrame of weights, one column per instrument, all sharing the strategy's equity.
         ``velox.research`` and ``velox.replay`` run such strategies on the same panel
         (:func:`bar_panel`); paper and live engines, which see bars one instrument at a time,
-        refuse them.
+        refuse them. ``None`` (default): inferred by :func:`is_cross_sectional` from what
+        ``signals`` is declared to return (``-> pd.DataFrame``: cross-sectional; a Series or
+        no annotation: one instrument at a time); ``True``/``False`` overrides the inference.
 
     Every other public, non-callable class attribute is a parameter, overridable by keyword.
     """
@@ -231,7 +234,7 @@ class Strategy:
     product: ClassVar[Product] = Product.CNC
     lookback: ClassVar[int] = 250
     capital: ClassVar[float | None] = None
-    cross_sectional: ClassVar[bool] = False
+    cross_sectional: ClassVar[bool | None] = None
 
     def __init__(self, **params: object) -> None:
         owner = type(self).__name__
@@ -577,6 +580,35 @@ def _pick_class(module: object, spec: str, class_name: str | None) -> type[Strat
 
 
 # -- look-ahead check ------------------------------------------------------------------------
+
+
+def is_cross_sectional(strategy: Strategy | type[Strategy]) -> bool:
+    """Return whether a strategy's ``signals`` takes a panel of all its instruments.
+
+    The ``cross_sectional`` class attribute decides when set (``True``/``False``). Left at
+    ``None`` it is inferred from the return annotation of ``signals``: a DataFrame (weights,
+    one column per instrument: ``-> pd.DataFrame``) makes the strategy cross-sectional, a
+    Series or no annotation per-instrument (``signals`` of each instrument's own bars). Read
+    from the class, so the engine and ``velox.research`` decide alike before any bar.
+
+    Examples
+    --------
+    >>> class Rank(Strategy):
+    ...     def signals(self, bars: "pd.DataFrame") -> "pd.DataFrame": ...
+    >>> class Cross(Strategy):
+    ...     def signals(self, bars: "pd.DataFrame") -> "pd.Series": ...
+    >>> is_cross_sectional(Rank), is_cross_sectional(Cross), is_cross_sectional(Strategy)
+    (True, False, False)
+    """
+    cls = strategy if isinstance(strategy, type) else type(strategy)
+    flag = getattr(cls, "cross_sectional", None)
+    if flag is not None:
+        return bool(flag)
+    if cls.signals is Strategy.signals:
+        return False
+    returns = getattr(cls.signals, "__annotations__", {}).get("return")
+    name = returns if isinstance(returns, str) else getattr(returns, "__name__", "")
+    return name.strip().strip("'\"").rsplit(".", 1)[-1] == "DataFrame"
 
 
 #: The bar fields a cross-sectional strategy's panel holds, in this order.

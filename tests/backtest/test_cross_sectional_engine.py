@@ -11,7 +11,7 @@ import pytest
 
 import velox
 from velox.errors import ValidationError
-from velox.strategy import Strategy, bar_panel, load_strategy, panel_weights
+from velox.strategy import Strategy, bar_panel, is_cross_sectional, load_strategy, panel_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 ROTATION = ROOT / "strategies/momentum_rotation.py"
@@ -45,6 +45,51 @@ def test_the_rotation_replays_exactly_as_research_backtests_it(
         index="ts", columns="instrument_id", values="q", aggfunc="sum"
     )
     assert ((held.fillna(0).cumsum() > 0).sum(axis=1) <= 5).all()
+
+
+def test_cross_sectional_is_inferred_from_a_dataframe_of_weights_and_the_flag_overrides(
+    nifty: dict[str, pd.DataFrame],
+) -> None:
+    rotation = load_strategy(str(ROTATION))
+    assert "cross_sectional" not in vars(rotation)  # the example sets no flag
+    assert is_cross_sectional(rotation) and is_cross_sectional(rotation())
+
+    class Flagged(rotation):  # type: ignore[misc, valid-type]
+        cross_sectional = True
+
+    class NotRanked(rotation):  # type: ignore[misc, valid-type]
+        cross_sectional = False
+
+    class PerInstrument(Strategy):
+        def signals(self, bars: pd.DataFrame) -> pd.Series:
+            return bars["close"] * 0.0
+
+    class Unannotated(Strategy):
+        def signals(self, bars):  # noqa: ANN001, ANN202
+            return bars["close"] * 0.0
+
+    class DeclaredFrame(Strategy):
+        def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+            return bars["close"] * 0.0
+
+    class SeriesButFlagged(PerInstrument):
+        cross_sectional = True
+
+    assert is_cross_sectional(Flagged) and not is_cross_sectional(NotRanked)
+    assert not is_cross_sectional(PerInstrument) and not is_cross_sectional(Unannotated)
+    assert is_cross_sectional(DeclaredFrame) and is_cross_sectional(SeriesButFlagged)
+    assert not is_cross_sectional(Strategy)
+    # inferred and flagged run alike, the panel ranked across the universe: the same fills
+    few = dict(list(nifty.items())[:10])
+    inferred = velox.research(rotation, few, top=3)
+    flagged = velox.research(Flagged, few, top=3)
+    assert len(inferred.fill_list) > 10
+    columns = ["ts", "instrument_id", "side", "qty", "price", "charges"]
+    assert inferred.fills[columns].equals(flagged.fills[columns])
+    assert inferred.equity.equals(flagged.equity)
+    # the explicit False wins: signals then gets one instrument's bars, which it cannot rank
+    with pytest.raises(Exception, match="axis"):
+        velox.research(NotRanked, few, top=3)
 
 
 def test_the_panel_is_the_union_of_bar_times_with_gaps_as_nan() -> None:

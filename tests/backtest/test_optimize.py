@@ -253,7 +253,7 @@ def test_random_search_is_reproducible_and_a_subset_of_the_grid(reliance_1d: pd.
     pd.testing.assert_frame_equal(result.stats, again.stats)
 
 
-def test_memo_computes_each_distinct_indicator_once_per_chunk(
+def test_memo_computes_each_distinct_indicator_once_per_sweep(
     reliance_1d: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from velox.indicators import _batch
@@ -266,24 +266,23 @@ def test_memo_computes_each_distinct_indicator_once_per_chunk(
         return real(spec, arrays, kwargs, *args)
 
     monkeypatch.setattr(_batch, "compute", counting)
+    monkeypatch.setattr(opt_module, "MAX_CHUNK", 2)  # many chunks: the memo must span them
     swept = {"fast": list(range(5, 30, 5)), "slow": list(range(20, 80, 10))}
     combos = combinations(swept, "fast < slow")
-    result = optimize(
-        SMA,
-        {"NSE:RELIANCE": reliance_1d},
-        **swept,
-        constraint="fast < slow",
-        progress=False,
-        scheduler="in-process",
-    )
-    chunks = opt_module._chunks(combos, swept, workers=1)
-    expected = sum(
-        len({w for i in c for w in (combos[i]["fast"], combos[i]["slow"])}) for c in chunks
-    )
-    assert len(calls) == expected  # each distinct SMA once per chunk of combinations
+    assert len(opt_module._chunks(combos, swept, workers=1)) > 10
+    kwargs = dict(**swept, constraint="fast < slow", progress=False, scheduler="in-process")
+    result = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, **kwargs)
+    windows = {w for c in combos for w in (c["fast"], c["slow"])}
+    assert sorted(calls) == sorted(("sma", (("window", w),)) for w in windows)  # once each
+    assert not opt_module._MEMOS  # the sweep's cache is released with it
     result.best  # noqa: B018  (re-run alone: its own two SMAs)
-    assert len(calls) == expected + 2
-    assert expected < 2 * len(combos)
+    assert len(calls) == len(windows) + 2
+    # the same statistics as without any sharing (every result dropped at once)
+    monkeypatch.setattr(opt_module, "MEMO_BYTES", 0)
+    calls.clear()
+    unshared = optimize(SMA, {"NSE:RELIANCE": reliance_1d}, **kwargs)
+    assert len(calls) == 2 * len(combos)
+    pd.testing.assert_frame_equal(result.stats, unshared.stats)
 
 
 # -- where it runs ------------------------------------------------------------------------------

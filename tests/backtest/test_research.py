@@ -24,7 +24,7 @@ from velox.backtest.research import ResearchResult, compare
 from velox.brokers.sim import SimConfig
 from velox.costs import BpsSlippage, CostModel, NoSlippage, TickSlippage, trade_charges
 from velox.errors import ConfigError, ValidationError
-from velox.strategy import Product, Strategy, load_strategy
+from velox.strategy import Product, Strategy, is_cross_sectional, load_strategy
 from velox.types import Side, snap_to_tick
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def _vectorisable() -> list[Path]:
     return [
         p
         for p in EXAMPLES
-        if load_strategy(str(p))().vectorised and not load_strategy(str(p)).cross_sectional
+        if load_strategy(str(p))().vectorised and not is_cross_sectional(load_strategy(str(p)))
     ]
 
 
@@ -110,6 +110,42 @@ class Peek(Strategy):
 
 
 # -- parity with the engine ------------------------------------------------------------------------
+
+
+def _example_bars(cls: type[Strategy]) -> dict[str, pd.DataFrame]:
+    """The bundled bars of an example's own instruments at its own timeframe."""
+    out = {}
+    for iid in cls.instruments:
+        files = sorted((ROOT / "data" / "bars").glob(f"{iid.split(':')[1]}_{cls.timeframe}_*"))
+        assert files, f"{iid} has no bundled {cls.timeframe} bars for {cls.__name__}"
+        out[iid] = _bars(files[0].name, cls.timeframe)
+    return out
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_strategy_matches_the_engine_and_is_causal(path: Path) -> None:
+    """Every file in strategies/ (a new example is covered by being there), on its own
+    instruments and timeframe: vectorisable ones give the replay's fills, orders and charges
+    and pass the signals look-ahead check; event-driven ones (the opening-range breakout
+    trades on ticks inside a bar: docs/research.md) are refused by velox.research with the
+    reason and pass the engine-path look-ahead check (replays of cut bars)."""
+    cls = load_strategy(str(path))
+    bars = _example_bars(cls)
+    if cls().vectorised:
+        report = velox.parity(str(path), bars)
+        assert report.ok, report
+        assert len(report.research.fill_list) > 4
+        assert [f.charges for f in report.research.fill_list] == [
+            f.charges for f in report.replay.fill_list
+        ]
+        assert velox.check_lookahead(str(path), bars) == []
+    else:
+        with pytest.raises(ConfigError, match="has no signals"):
+            velox.research(str(path), bars)
+        assert len(velox.replay(str(path), bars=bars).fill_list) > 4
+        assert velox.check_lookahead(str(path), bars) == []
+    assert {p.stem for p in EXAMPLES} >= {"sma_cross", "rsi_reversion", "supertrend",
+                                          "orb_intraday", "momentum_rotation"}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", _vectorisable(), ids=lambda p: p.stem)
@@ -320,17 +356,36 @@ def test_each_fill_is_charged_as_velox_costs_charges_it(reliance_5m: pd.DataFram
 
 
 def test_each_round_trip_costs_what_trade_charges_says(reliance_1d: pd.DataFrame) -> None:
-    """Delivery round trips: the buy's and the sell's contract notes (one per session)."""
+    """Delivery round trips: the buy's and the sell's contract notes (one per session).
+
+    The simulator (and so research) charges unrounded per-fill amounts; a contract note rounds
+    STT and stamp duty to the rupee and the rest to the paisa. Each leg's pieces rounded as a
+    note rounds them are the note's items exactly (GST, rounded as accumulated, to the paisa):
+    the per-trade difference is that rounding and nothing else (rates, sides, brokerage cap).
+    """
+    from velox.costs import ChargeBreakdown
+
     res = velox.research(str(ROOT / "strategies/sma_cross.py"), reliance_1d, fast=10, slow=30)
+    parts = res.charge_breakdown()
     closed = res.trades[res.trades["exit_time"].notna()]
-    assert len(closed) > 10
-    for t in closed.itertuples():
-        buy = trade_charges("equity_delivery", t.qty * t.entry_price, 0.0,
-                            trade_date=t.entry_time.date())  # fmt: skip
-        sell = trade_charges("equity_delivery", 0.0, t.qty * t.exit_price,
-                             trade_date=t.exit_time.date())  # fmt: skip
-        # unrounded per-fill charges vs two rounded contract notes: within the rounding
-        assert t.charges == pytest.approx(buy.total + sell.total, abs=2.1)
+    assert len(closed) > 10 and len(parts) >= 2 * len(closed)
+    items = ["brokerage", "stt", "exchange", "sebi", "stamp", "gst"]
+    for k, t in enumerate(closed.itertuples()):
+        legs = parts.iloc[2 * k], parts.iloc[2 * k + 1]  # one order per leg: buy, then sell
+        assert legs[0].name == t.entry_time and legs[1].name == t.exit_time
+        assert t.charges == pytest.approx(legs[0]["total"] + legs[1]["total"], abs=1e-9)
+        notes = (
+            trade_charges("equity_delivery", t.qty * t.entry_price, 0.0,
+                          trade_date=t.entry_time.date()),
+            trade_charges("equity_delivery", 0.0, t.qty * t.exit_price,
+                          trade_date=t.exit_time.date()),
+        )  # fmt: skip
+        for leg, note in zip(legs, notes, strict=True):
+            rounded = ChargeBreakdown(*(float(leg[i]) for i in items)).rounded()
+            for item in ("brokerage", "stt", "exchange", "sebi", "stamp"):
+                assert getattr(rounded, item) == getattr(note, item), (k, item)
+            assert rounded.gst == pytest.approx(note.gst, abs=0.0100001)
+        assert t.charges == pytest.approx(notes[0].total + notes[1].total, abs=2.1)
         assert t.charges > 0.002 * t.qty * t.entry_price * 0.9  # STT 0.1 % each side at least
 
 

@@ -9,10 +9,11 @@ less of it:
 
 * the bars are checked and the :class:`~velox.backtest.Universe` (prices, dated charge rates,
   lot and tick sizes, square-off ticks) is prepared **once** for all combinations;
-* each combination's ``signals()`` runs inside :func:`velox.indicators.memo`, so an indicator
-  call shared by several combinations (the SMA(30) of every ``(fast, 30)`` pair) is computed
-  once per chunk of combinations; the combinations are ordered so that a chunk shares as many
-  as it can (sorted by the swept parameter with the fewest distinct values first);
+* each combination's ``signals()`` runs inside :func:`velox.indicators.memo` with one cache
+  per sweep and process, so an indicator call shared by several combinations (the SMA(30) of
+  every ``(fast, 30)`` pair) is computed once for the whole sweep in each process that runs
+  its combinations (this one, each forked worker, each Dask worker: a cache is local to a
+  process), whatever the chunks; at most :data:`MEMO_BYTES` of results are kept per process;
 * the compiled kernel simulates each combination and its statistics come from the kernel's
   records through a compiled trade pass (:func:`summary_stats_arrays`, the one implementation
   of the engine's statistics) — no Fill or Trade objects, no DataFrames;
@@ -251,6 +252,12 @@ def _from_value(state: dict[str, object]) -> dict[str, object]:
 
 #: Universes prepared in this process, by job token (a worker keeps the last few).
 _UNIVERSES: dict[str, Universe] = {}
+#: The indicator results of each job's sweep in this process (``velox.indicators.memo``'s
+#: cache), by job token, dropped with the job's universe.
+_MEMOS: dict[str, dict[tuple, tuple[tuple, object]]] = {}
+#: Most bytes of indicator results one job keeps per process (oldest dropped first beyond it):
+#: the 40 distinct SMAs of a 174-pair sweep on 1,000,000 bars are 320 MB.
+MEMO_BYTES = 1 << 30
 
 
 def _universe(job: _Job) -> Universe:
@@ -259,26 +266,49 @@ def _universe(job: _Job) -> Universe:
     universe = _UNIVERSES.get(job.token)
     if universe is None:
         while len(_UNIVERSES) >= 2:
-            _UNIVERSES.pop(next(iter(_UNIVERSES)))
+            oldest = next(iter(_UNIVERSES))
+            del _UNIVERSES[oldest]
+            _MEMOS.pop(oldest, None)
         universe = prepare(job.strategy({}), job.frames, **job.options)
         _UNIVERSES[job.token] = universe
     return universe
 
 
+def _trim(cache: dict[tuple, tuple[tuple, object]]) -> None:
+    """Drop the oldest results until the cache holds at most :data:`MEMO_BYTES` (a dropped
+    indicator is computed again if asked for: the same result)."""
+
+    def size(entry: tuple[tuple, object]) -> int:
+        result = entry[1]
+        parts = result if isinstance(result, tuple) else (result,)
+        return sum(int(getattr(p, "nbytes", 0)) for p in parts)
+
+    total = sum(size(e) for e in cache.values())
+    while total > MEMO_BYTES and cache:
+        total -= size(cache.pop(next(iter(cache))))
+
+
 def _run_chunk(job: _Job, combos: Sequence[Mapping[str, object]]) -> list[dict[str, float]]:
-    """Return the statistics of each combination, in order (one memo for the chunk)."""
+    """Return the statistics of each combination, in order.
+
+    The indicators of every chunk of the job run in this process share one memo: each
+    distinct indicator (``sma(close, 10)``) is computed once per process for the whole sweep,
+    not once per chunk.
+    """
     from velox.backtest import strategy_weights
     from velox.indicators import memo
 
     universe = _universe(job)
+    cache = _MEMOS.setdefault(job.token, {})
     rows = []
-    with memo():
+    with memo(cache):
         for combo in combos:
             strategy = job.strategy(combo)
             weights = strategy_weights(strategy, universe)
             fills, _orders, equity = universe.run(weights, strategy.capital)
             rows.append(sweep_stats(universe, fills, equity))
             del fills, _orders, equity, weights
+            _trim(cache)
     return rows
 
 
@@ -499,7 +529,10 @@ def _sweep(
 ) -> OptimizeResult:
     """Return the :class:`OptimizeResult` of checked combinations of a prepared job."""
     started = time.perf_counter()
-    rows = _run(job, combos, swept, progress=progress, scheduler=scheduler, workers=workers)
+    try:
+        rows = _run(job, combos, swept, progress=progress, scheduler=scheduler, workers=workers)
+    finally:
+        _MEMOS.pop(job.token, None)  # the sweep's indicators: this process no longer needs them
     took = time.perf_counter() - started
     table = pd.DataFrame([{**c, **r} for c, r in zip(combos, rows, strict=True)])
     return OptimizeResult(
@@ -603,7 +636,7 @@ def _run(
                 rows[i] = row
         return rows  # type: ignore[return-value]
     with tqdm(total=len(combos), desc=desc, unit="combo", disable=not progress) as bar:
-        # in-process, chunks only bound the memo: larger ones share more indicators
+        # in-process, chunks are units of progress (and of work for forked workers)
         chunks = _chunks(combos, swept, 1 if scheduler == IN_PROCESS else cores)
         use_processes = scheduler == PROCESSES and cores > 1
         if use_processes and not _can_fork(asked=True):

@@ -40,8 +40,8 @@ import pandas as pd
 
 from velox.backtest.result import ResearchResult
 from velox.backtest.universe import Universe, panel, prepare, strategy_weights
-from velox.errors import ConfigError, DataError
-from velox.strategy import Strategy
+from velox.errors import ConfigError, DataError, ValidationError
+from velox.strategy import Strategy, is_cross_sectional
 from velox.types import Fill
 
 if TYPE_CHECKING:
@@ -299,6 +299,7 @@ def check_lookahead(
     bars: pd.DataFrame | Mapping[str, pd.DataFrame],
     *,
     raise_error: bool = True,
+    checkpoints: Sequence[int] | None = None,
     **params: Any,
 ) -> list[int]:
     """Return the cut points where ``signals(bars)[:t] != signals(bars[:t])`` (empty: causal).
@@ -307,6 +308,12 @@ def check_lookahead(
     mapping of instrument id → frame (each checked; a cross-sectional strategy is checked on
     their :func:`panel`). With ``raise_error`` (default) a violation raises
     :class:`~velox.errors.ValidationError` as :func:`velox.strategy.assert_no_lookahead` does.
+
+    An event-driven strategy (no ``signals()``) is checked through the engine instead: its
+    ``velox.replay`` on the bars cut before row ``t`` must make exactly the fills the replay of
+    all the bars makes before row ``t``'s start (a strategy that peeks at later bars trades
+    differently once they are gone), at ``checkpoints`` (default five cuts spread over the
+    bars; each is a replay).
 
     Examples
     --------
@@ -322,15 +329,67 @@ def check_lookahead(
         symbols = tuple(bars)
     strategy = velox._build_strategy(strategy_or_path, symbols, None, dict(params), {})
     if not strategy.vectorised:
-        raise ConfigError(f"{strategy.name} has no signals() to check")
+        bad = _replay_lookahead(strategy, bars, checkpoints, params)
+        if bad and raise_error:
+            raise ValidationError(
+                f"{strategy.name} looks ahead: its replay on the bars cut at row t trades "
+                f"differently before t than its replay on all of them, at t={bad[:5]}; use only "
+                "bars up to the current one (ctx.history, the bar handed to on_bar/on_tick)"
+            )
+        return bad
     if isinstance(bars, Mapping):
-        if not strategy.cross_sectional:
+        if not is_cross_sectional(strategy):
             bad_at: list[int] = []
             for frame in bars.values():
-                bad_at += check_lookahead(strategy, frame, raise_error=raise_error)
+                bad_at += check_lookahead(strategy, frame, raise_error=raise_error,
+                                          checkpoints=checkpoints)  # fmt: skip
             return sorted(set(bad_at))
         bars = panel(prepare(strategy, bars))
     if raise_error:
-        assert_no_lookahead(strategy, bars)
+        if checkpoints is None:
+            assert_no_lookahead(strategy, bars)
+            return []
+        bad = lookahead_violations(strategy, bars, checkpoints=checkpoints)
+        if bad:
+            raise ValidationError(
+                f"{strategy.name}.signals looks ahead: signals(bars)[:t] != signals(bars[:t]) "
+                f"at t={bad[:5]}; it must use only rows up to t (no shift(-k), no centred windows)"
+            )
         return []
-    return lookahead_violations(strategy, bars)
+    return lookahead_violations(strategy, bars, checkpoints=checkpoints)
+
+
+def _replay_lookahead(
+    strategy: Strategy,
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame],
+    checkpoints: Sequence[int] | None,
+    params: Mapping[str, Any],
+) -> list[int]:
+    """Return the cuts ``t`` (rows of the union of bar times) where the replay of the bars
+    before row ``t`` fills differently, before row ``t``'s start, from the replay of all."""
+    import velox
+
+    frames = dict(bars) if isinstance(bars, Mapping) else {strategy.instruments[0]: bars}
+    index = pd.DatetimeIndex(next(iter(frames.values())).index)
+    for frame in list(frames.values())[1:]:
+        index = index.union(frame.index)
+    n = len(index)
+    cuts = list(checkpoints) if checkpoints is not None else [n * k // 6 for k in range(1, 6)]
+    options = {k: v for k, v in params.items() if k in RESEARCH_OPTIONS}
+
+    def fills(frames_: Mapping[str, pd.DataFrame]) -> list[tuple[object, ...]]:
+        run = velox.replay(strategy, bars=dict(frames_), **options)
+        return [(f.ts, f.instrument_id, f.side.value, f.qty, f.price) for f in run.fill_list]
+
+    full = fills(frames)
+    bad = []
+    for t in cuts:
+        if not 0 < t < n:
+            continue
+        edge = index[t]
+        cut = {iid: f[f.index < edge] for iid, f in frames.items()}
+        if any(f.empty for f in cut.values()):
+            continue
+        if fills(cut) != [f for f in full if f[0] < edge]:
+            bad.append(t)
+    return bad

@@ -23,7 +23,7 @@ import pandas as pd
 
 from velox.calendar import IST_OFFSET_NS
 from velox.errors import ConfigError, DataError, ValidationError
-from velox.strategy import Strategy
+from velox.strategy import Strategy, is_cross_sectional
 from velox.types import Instrument, InstrumentKind, Product
 
 if TYPE_CHECKING:
@@ -425,7 +425,7 @@ def strategy_weights(strategy: Strategy, universe: Universe) -> np.ndarray:
     """Return the strategy's target weights (rows × instruments): ``signals()`` of each
     instrument's own bars, as the engine computes them, placed on the universe's rows."""
     n, m = universe.opens.shape
-    if strategy.cross_sectional:
+    if is_cross_sectional(strategy):
         return _panel_weights(strategy, universe)
     if m == 1:
         iid = universe.instrument_ids[0]

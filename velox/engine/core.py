@@ -77,7 +77,7 @@ from velox.feeds.bar_replay import BarReplay, index_ns
 from velox.feeds.clock import Clock
 from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
 from velox.risk import RiskEngine, RiskEvent, default_risk_limits
-from velox.strategy import Context, Strategy, apply_signal
+from velox.strategy import Context, Strategy, apply_signal, is_cross_sectional
 from velox.types import (
     TERMINAL_STATUSES,
     Bar,
@@ -1159,7 +1159,7 @@ class Engine:
                         sub.history = deque(sub.history, maxlen=strategy.lookback)
                     sub.runners.append(runner)
                     bars = self.feed.bars(iid, tf) if isinstance(self.feed, BarReplay) else None
-                    if strategy.vectorised and strategy.cross_sectional:
+                    if strategy.vectorised and is_cross_sectional(strategy):
                         continue  # one panel for all its instruments, below
                     if strategy.vectorised and bars is not None:
                         # signals are causal (tested by velox.strategy.lookahead_violations), so
@@ -1176,7 +1176,7 @@ class Engine:
                             break
                         runner.signals[(iid, tf)] = values.tolist()
                         runner.arrays[(iid, tf)] = values
-            if strategy.vectorised and strategy.cross_sectional and runner.alive:
+            if strategy.vectorised and is_cross_sectional(strategy) and runner.alive:
                 self._cross_sectional_signals(runner)
         if isinstance(self.feed, BarReplay):
             for key, sub in self._subs.items():

@@ -44,7 +44,7 @@ _MEMO: ContextVar[dict[tuple, tuple[tuple, object]] | None] = ContextVar("velox_
 
 
 @contextmanager
-def memo() -> Iterator[None]:
+def memo(cache: dict[tuple, tuple[tuple, object]] | None = None) -> Iterator[None]:
     """Compute each distinct indicator call once inside the ``with`` block.
 
     A parameter sweep calls ``signals(bars)`` once per combination with the same bars, so the
@@ -57,6 +57,11 @@ def memo() -> Iterator[None]:
     parameters are unhashable, are computed as usual. Blocks nest (the inner one is fresh) and
     are per thread and per asyncio task (a context variable).
 
+    ``cache`` is a dict to keep the results in beyond the block: pass the same (initially
+    empty) dict to several blocks and an indicator computed in one is reused by the next, as a
+    sweep does across its chunks of combinations. The dict holds the inputs alive as long as it
+    lives; drop it with the bars.
+
     Examples
     --------
     >>> import numpy as np
@@ -65,8 +70,15 @@ def memo() -> Iterator[None]:
     ...     a, b = sma(close, 2), sma(close, 2)   # the second is a copy of the first
     >>> bool((a[1:] == b[1:]).all()) and a is not b
     True
+    >>> kept: dict = {}
+    >>> with memo(kept):
+    ...     a = sma(close, 3)
+    >>> with memo(kept):                          # a later block reuses the first's result
+    ...     b = sma(close, 3)
+    >>> len(kept), bool((a[2:] == b[2:]).all())
+    (1, True)
     """
-    token = _MEMO.set({})
+    token = _MEMO.set({} if cache is None else cache)
     try:
         yield
     finally:
