@@ -32,26 +32,41 @@ reference implementation of Jäckel's method) in the tests and measured against 
 
 from __future__ import annotations
 
+import calendar
+import csv
+import functools
+import logging
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from velox.errors import ValidationError
+from velox.calendar import IST
+from velox.errors import DataError, ValidationError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "ExpiryRule",
     "Greeks",
     "black76_price",
     "bsm_greeks",
     "bsm_price",
+    "expiries",
+    "expiry_rules",
     "forward_price",
     "greeks",
     "implied_volatility",
     "implied_volatility_bsm",
+    "lot_size",
+    "strike_interval",
 ]
 
 _SQRT_2 = math.sqrt(2.0)
@@ -495,3 +510,304 @@ def bsm_greeks(
     """
     rate_a, q_a = _floats(rate=rate, q=dividend_yield)
     return _carry_greeks(spot, strike, t, rate_a, sigma, kind, rate_a - q_a)
+
+
+# --------------------------------------------------------------------------------------------
+# Expiry calendar, lot sizes, strike intervals (dated tables in data/options/)
+# --------------------------------------------------------------------------------------------
+
+#: The dated, sourced tables behind :func:`expiries`, :func:`lot_size` and :func:`strike_interval`.
+OPTIONS_DATA = Path(__file__).resolve().parent.parent / "data" / "options"
+
+#: Index underlyings the tables cover.
+UNDERLYINGS = ("NIFTY", "BANKNIFTY", "FINNIFTY", "MIDCPNIFTY", "NIFTYNXT50", "SENSEX")
+
+_WEEKDAYS = {"MON": 0, "TUE": 1, "WED": 2, "THU": 3, "FRI": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryRule:
+    """One row of ``data/options/expiry_rules.csv``: the weekdays in force from a date."""
+
+    underlying: str
+    exchange: str
+    effective_from: date
+    weekly_day: int | None  # 0 = Monday; None: no weekly contracts
+    monthly_day: int  # the monthly contract expires on the last such weekday
+    source: str
+    verified: str
+
+
+def _read_table(name: str) -> list[dict[str, str]]:
+    """Return the rows of a ``data/options`` CSV (``#`` lines are its provenance notes)."""
+    path = OPTIONS_DATA / name
+    if not path.exists():
+        raise DataError(f"options table {path} is missing; restore it from git")
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and ln[0] != "#"]
+    return list(csv.DictReader(lines))
+
+
+def _weekday(text: str, where: str) -> int | None:
+    if not text:
+        return None
+    try:
+        return _WEEKDAYS[text.strip().upper()]
+    except KeyError:
+        known = ", ".join(_WEEKDAYS)
+        raise DataError(f"{where}: weekday {text!r} must be one of {known}") from None
+
+
+@functools.cache
+def expiry_rules() -> dict[str, tuple[ExpiryRule, ...]]:
+    """Return the expiry rules by underlying, oldest first (from ``expiry_rules.csv``)."""
+    out: dict[str, list[ExpiryRule]] = {}
+    for number, row in enumerate(_read_table("expiry_rules.csv"), start=1):
+        where = f"expiry_rules.csv row {number}"
+        monthly = _weekday(row["monthly_day"], where)
+        if monthly is None:
+            raise DataError(f"{where}: monthly_day is required")
+        rule = ExpiryRule(
+            underlying=row["underlying"],
+            exchange=row["exchange"],
+            effective_from=date.fromisoformat(row["effective_from"]),
+            weekly_day=_weekday(row["weekly_day"], where),
+            monthly_day=monthly,
+            source=row["source"],
+            verified=row["verified"],
+        )
+        out.setdefault(rule.underlying, []).append(rule)
+    return {k: tuple(sorted(v, key=lambda r: r.effective_from)) for k, v in out.items()}
+
+
+def _check_underlying(underlying: str) -> str:
+    name = underlying.strip().upper()
+    if name.startswith(("NSE:", "BSE:", "NFO:", "BFO:")):
+        name = name.split(":", 1)[1]
+    name = {"NIFTY 50": "NIFTY", "NIFTY50": "NIFTY", "NIFTY BANK": "BANKNIFTY"}.get(name, name)
+    if name not in UNDERLYINGS:
+        import difflib
+
+        close = difflib.get_close_matches(name, UNDERLYINGS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValidationError(
+            f"no expiry calendar for {underlying!r}: known are {', '.join(UNDERLYINGS)}{hint}"
+        )
+    return name
+
+
+def _as_date(value: date | datetime | str, name: str) -> date:
+    if isinstance(value, datetime):
+        return value.astimezone(IST).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValidationError(f"{name}={value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _last_weekday(year: int, month: int, weekday: int) -> date:
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    return last - timedelta(days=(last.weekday() - weekday) % 7)
+
+
+def _previous_trading_day(day: date, sessions: frozenset[date]) -> date:
+    """Return ``day`` or the closest earlier trading day (an expiry on a holiday moves back)."""
+    for back in range(15):
+        candidate = day - timedelta(days=back)
+        if candidate in sessions:
+            return candidate
+    raise DataError(f"no trading day in the fortnight before {day}; check the NSE calendar")
+
+
+def _session_dates(start: date, end: date) -> frozenset[date]:
+    """Return the dates with a day session (opening 09:15 IST) from ``start`` through ``end``.
+
+    A Muhurat evening session is not an expiry day: NSE moves an expiry that falls on Diwali
+    to the previous full session.
+    """
+    from velox.calendar import SESSION_OPEN, sessions
+
+    frame = sessions(start, end)
+    opens = frame["open"].dt.tz_convert("Asia/Kolkata").dt.time
+    return frozenset(
+        ts.date() for ts, at in zip(frame.index, opens, strict=True) if at == SESSION_OPEN
+    )
+
+
+def expiries(
+    underlying: str,
+    start: date | datetime | str,
+    end: date | datetime | str,
+    weekly: bool = True,
+    *,
+    as_of: date | datetime | str | None = None,
+) -> list[date]:
+    """Return the option expiry dates of an index from ``start`` through ``end`` (inclusive).
+
+    Monthly expiries (the last ``monthly_day`` of each month; quarterly and half-yearly
+    contracts are monthly expiries of their months) and, with ``weekly=True``, the weekly ones
+    — one per week on ``weekly_day`` where the rule in force has weeklies, none in a monthly
+    expiry's week. A day that is not an NSE trading day moves to the previous trading day.
+    Rules come from ``data/options/expiry_rules.csv`` (dated, with the circular behind each
+    change: docs/options.md).
+
+    Parameters
+    ----------
+    underlying
+        ``"NIFTY"``, ``"BANKNIFTY"``, ``"FINNIFTY"``, ``"MIDCPNIFTY"``, ``"NIFTYNXT50"`` or
+        ``"SENSEX"`` (an ``"NSE:"``/``"NFO:"`` prefix is accepted).
+    start, end
+        The date span (dates, ISO strings or aware timestamps read in IST).
+    weekly
+        Include weekly expiries; False gives monthly expiries only.
+    as_of
+        Schedule the dates as the rules known on this day would (the rule in force on
+        ``as_of`` continues for later dates): what an instrument master downloaded that day
+        lists, e.g. far NIFTY contracts on Thursdays before the 2025 move to Tuesday. None:
+        every date by the rule actually in force for it.
+
+    Raises
+    ------
+    velox.errors.ValidationError
+        For an unknown underlying, ``end`` before ``start``, or a ``start`` before the table's
+        first rule for that underlying (the message names it).
+
+    Examples
+    --------
+    >>> [str(d) for d in expiries("NIFTY", "2024-04-01", "2024-04-30")]
+    ['2024-04-04', '2024-04-10', '2024-04-18', '2024-04-25']
+    >>> [str(d) for d in expiries("BANKNIFTY", "2025-06-01", "2025-12-31", weekly=False)][:2]
+    ['2025-06-26', '2025-07-31']
+    """
+    name = _check_underlying(underlying)
+    first, last = _as_date(start, "start"), _as_date(end, "end")
+    if last < first:
+        raise ValidationError(f"end={last} is before start={first}")
+    rules = list(expiry_rules()[name])
+    if first < rules[0].effective_from:
+        raise ValidationError(
+            f"the expiry table for {name} starts {rules[0].effective_from}; start={first} is "
+            f"earlier (add the older rule to {OPTIONS_DATA / 'expiry_rules.csv'})"
+        )
+    if as_of is not None:
+        known = _as_date(as_of, "as_of")
+        rules = [r for r in rules if r.effective_from <= known] or rules[:1]
+    starts = [r.effective_from for r in rules]
+
+    def rule_for(day: date) -> ExpiryRule:
+        """The rule whose span holds the nominal date ``day``."""
+        return rules[max(bisect_right(starts, day) - 1, 0)]
+
+    # Nominal dates from a week before ``start`` to five weeks after ``end``, so that holiday
+    # shifts and monthly-week exclusions at the edges see their neighbours.
+    lo = date(first.year, first.month, 1) - timedelta(days=7)
+    hi = last + timedelta(days=38)
+    monthly: list[date] = []
+    year, month = lo.year, lo.month
+    while date(year, month, 1) <= hi:
+        month_end = date(year, month, calendar.monthrange(year, month)[1])
+        # A month's last week may straddle a rule change: take the weekday of the rule whose
+        # span holds its own last-weekday date.
+        rules_of_week = sorted(
+            {rule_for(month_end - timedelta(days=k)) for k in range(7)},
+            key=lambda r: r.effective_from,
+        )
+        dates = [_last_weekday(year, month, r.monthly_day) for r in rules_of_week]
+        fitting = [d for d, r in zip(dates, rules_of_week, strict=True) if rule_for(d) is r]
+        monthly.append(fitting[0] if fitting else dates[-1])
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    monthly_weeks = {d - timedelta(days=d.weekday()) for d in monthly}
+    nominal_dates = set(monthly)
+    if weekly:
+        monday = lo - timedelta(days=lo.weekday())
+        while monday <= hi:
+            if monday not in monthly_weeks:
+                for rule in {rule_for(monday + timedelta(days=k)) for k in range(7)}:
+                    if rule.weekly_day is None:
+                        continue
+                    day = monday + timedelta(days=rule.weekly_day)
+                    if rule_for(day) is rule and day >= starts[0]:
+                        nominal_dates.add(day)
+            monday += timedelta(days=7)
+    sessions = _session_dates(min(nominal_dates) - timedelta(days=15), max(nominal_dates))
+    shifted = {_previous_trading_day(d, sessions) for d in nominal_dates}
+    return sorted(d for d in shifted if first <= d <= last)
+
+
+@dataclass(frozen=True, slots=True)
+class _DatedValue:
+    effective_from: date
+    value: float
+    source: str
+    verified: str
+
+
+@functools.cache
+def _dated_table(name: str, column: str) -> dict[str, tuple[_DatedValue, ...]]:
+    out: dict[str, list[_DatedValue]] = {}
+    for row in _read_table(name):
+        item = _DatedValue(
+            date.fromisoformat(row["effective_from"]), float(row[column]), row["source"],
+            row["verified"],
+        )  # fmt: skip
+        out.setdefault(row["underlying"], []).append(item)
+    return {k: tuple(sorted(v, key=lambda r: r.effective_from)) for k, v in out.items()}
+
+
+@functools.cache
+def _warn_unverified(table: str, underlying: str, since: date) -> None:
+    logger.warning(
+        "%s for %s from %s is unverified (best recollection, date approximate): check it "
+        "against the instrument master; see data/options/%s",
+        table.removesuffix(".csv").replace("_", " "),
+        underlying,
+        since,
+        table,
+    )
+
+
+def _dated_lookup(table: str, column: str, underlying: str, on: date | datetime | str) -> float:
+    name = _check_underlying(underlying)
+    day = _as_date(on, "on")
+    rows = _dated_table(table, column).get(name, ())
+    index = bisect_right([r.effective_from for r in rows], day) - 1
+    if index < 0:
+        first = rows[0].effective_from if rows else "never"
+        raise ValidationError(
+            f"data/options/{table} has no {column} for {name} on {day} (its first row is "
+            f"{first}); add the older row"
+        )
+    row = rows[index]
+    if row.verified == "no":
+        _warn_unverified(table, name, row.effective_from)
+    return row.value
+
+
+def lot_size(underlying: str, on: date | datetime | str) -> int:
+    """Return the lot size (units per lot) of an index's near contracts on a trade date.
+
+    From ``data/options/lot_sizes.csv``. Exchanges let existing contracts keep their lot until
+    they expire, so for one listed contract its instrument-master row is authoritative; this
+    is for research on dates no master covers. Rows marked unverified log a warning.
+
+    Examples
+    --------
+    >>> lot_size("NIFTY", "2025-04-08"), lot_size("BANKNIFTY", "2024-04-01")
+    (75, 15)
+    """
+    return int(_dated_lookup("lot_sizes.csv", "lot_size", underlying, on))
+
+
+def strike_interval(underlying: str, on: date | datetime | str) -> float:
+    """Return the strike step of an index's near contracts (NIFTY 50, BANKNIFTY 100 …).
+
+    The finest step listed near the money (``data/options/strike_intervals.csv``): far
+    strikes and far expiries are listed at wider steps.
+
+    Examples
+    --------
+    >>> strike_interval("NIFTY", "2025-04-08"), strike_interval("MIDCPNIFTY", "2025-04-08")
+    (50.0, 25.0)
+    """
+    return _dated_lookup("strike_intervals.csv", "strike_interval", underlying, on)
