@@ -51,6 +51,7 @@ from velox.errors import DataError, ValidationError
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    import pandas as pd
     from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "black76_price",
     "bsm_greeks",
     "bsm_price",
+    "chain",
     "expiries",
     "expiry_rules",
     "forward_price",
@@ -66,6 +68,8 @@ __all__ = [
     "implied_volatility",
     "implied_volatility_bsm",
     "lot_size",
+    "realised_volatility",
+    "select_strike",
     "strike_interval",
 ]
 
@@ -811,3 +815,304 @@ def strike_interval(underlying: str, on: date | datetime | str) -> float:
     (50.0, 25.0)
     """
     return _dated_lookup("strike_intervals.csv", "strike_interval", underlying, on)
+
+
+# --------------------------------------------------------------------------------------------
+# Model-priced option chains
+# --------------------------------------------------------------------------------------------
+
+#: The label every model-priced chain row carries in ``price_source`` (and ``attrs``).
+MODEL_PRICED = "model"
+
+#: India VIX is the 30-day implied volatility of NIFTY options; other indices use realised vol.
+_VIX_UNDERLYINGS = frozenset({"NIFTY"})
+
+
+def _moment(at: date | datetime | str) -> pd.Timestamp:
+    """Return ``at`` as an IST timestamp; a bare date means that session's close (15:30 IST)."""
+    import pandas as pd
+
+    from velox.calendar import IST_NAME, SESSION_CLOSE
+
+    if isinstance(at, str) and len(at.strip()) == 10:
+        at = date.fromisoformat(at.strip())
+    if isinstance(at, date) and not isinstance(at, datetime):
+        return pd.Timestamp(datetime.combine(at, SESSION_CLOSE)).tz_localize(IST_NAME)
+    ts = pd.Timestamp(at)
+    if ts.tzinfo is None:
+        raise ValidationError(f"at={at!r} is naive; give a date or an aware timestamp (IST)")
+    return ts.tz_convert(IST_NAME)
+
+
+def _closed_bars(frame: pd.DataFrame, timeframe: str, at: pd.Timestamp, what: str) -> pd.Series:
+    """Return the closes of the bars that had ended by ``at`` (no peeking into a forming bar)."""
+    from velox.calendar import bucket_end
+    from velox.errors import DataError
+
+    if frame.empty:
+        raise DataError(f"no {what} bars given")
+    ends = bucket_end(frame.index, timeframe)
+    closes = frame["close"][ends <= at]
+    if closes.empty:
+        raise DataError(f"no {what} bar had closed by {at} (first bar {frame.index[0]})")
+    return closes.astype(float)
+
+
+def realised_volatility(closes: pd.Series, window: int = 20) -> float:
+    """Return the annualised close-to-close volatility of the last ``window`` daily returns.
+
+    ``std(ln(close_t / close_{t−1}), ddof=1) × √252`` over one close per IST date (intraday
+    closes are reduced to each date's last).
+    """
+    from velox.errors import DataError
+
+    daily = closes.groupby(closes.index.tz_convert("Asia/Kolkata").date).last()
+    returns = np.diff(np.log(daily.to_numpy(dtype=float)))[-window:]
+    if len(returns) < window:
+        raise DataError(
+            f"realised volatility needs {window + 1} daily closes, have {len(daily)}: give more "
+            "history or a smaller window="
+        )
+    return float(np.std(returns, ddof=1) * math.sqrt(252.0))
+
+
+def chain(
+    underlying: str,
+    at: date | datetime | str,
+    *,
+    expiry: date | str | int | None = None,
+    bars: pd.DataFrame | None = None,
+    timeframe: str = "1d",
+    vix: pd.DataFrame | None = None,
+    volatility: str = "auto",
+    sigma: float | None = None,
+    window: int = 20,
+    strikes: int = 10,
+    rate: float = 0.065,
+    dividend_yield: float = 0.0,
+    skew: float = 0.0,
+    smile: float = 0.0,
+) -> pd.DataFrame:
+    """Return a **model-priced** option chain of an index at a moment, with Greeks.
+
+    No traded option prices are used: every premium is Black-76 on the forward carried from
+    the underlying's last closed bar, at a volatility from India VIX (NIFTY), the underlying's
+    realised volatility, or ``sigma``. Each row says so in ``price_source`` (``"model"``) and
+    ``price_note``; ``attrs["model_priced"]`` is True.
+
+    Parameters
+    ----------
+    underlying
+        An index of :data:`UNDERLYINGS`.
+    at
+        The moment: an aware timestamp, or a date for that session's close (15:30 IST). Only
+        bars that had ended by then are used.
+    expiry
+        A date, ``n`` for the n-th expiry after ``at`` (0 = the next, weekly where listed), or
+        None for the next.
+    bars, timeframe
+        The underlying's OHLC bars (IST bar-start index) at ``timeframe``; None reads
+        ``NSE:<underlying>`` from the store.
+    vix
+        India VIX daily bars (close in percent); None reads ``NSE:INDIAVIX`` from the store
+        when VIX is wanted.
+    volatility
+        ``"vix"``, ``"realised"`` (``window`` daily closes), or ``"auto"``: VIX for NIFTY when
+        a VIX close exists by ``at``, realised otherwise. ``sigma=`` overrides all.
+    strikes
+        Strikes either side of the ATM strike (the listed step nearest spot), so
+        ``2 × strikes + 1`` strikes, each as a CE and a PE row.
+    rate, dividend_yield
+        Continuous annual rate for carry and discounting (default 6.5 %, about the 91-day
+        T-bill) and the index's dividend yield (default 0).
+    skew, smile
+        The documented smile: ``σ(K) = σ_ATM × (1 + skew·m + smile·m²)`` with
+        ``m = ln(K / F)``, floored at 1 % of ``σ_ATM``. ``skew < 0`` lifts downside strikes
+        (the usual index put skew); both 0 gives a flat smile.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (strike, kind): ``underlying, expiry, strike, kind, offset`` (strike steps
+        from ATM), ``moneyness`` (ATM/ITM/OTM against spot), ``spot, forward, t, sigma, price,
+        delta, gamma, vega, theta, rho, lot_size, price_source, price_note``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> nifty = pd.read_csv("data/bars/NIFTY_1d_2024_2026.csv", index_col=0, parse_dates=True)
+    >>> vix = pd.read_csv("data/bars/INDIAVIX_1d_2025_2026.csv", index_col=0, parse_dates=True)
+    >>> c = chain("NIFTY", "2025-09-01", bars=nifty, vix=vix, strikes=2)
+    >>> c[["strike", "kind", "moneyness", "price_source"]].head(2).to_dict("records")
+    [{'strike': 24550.0, 'kind': 'CE', 'moneyness': 'ITM', 'price_source': 'model'}, \
+{'strike': 24550.0, 'kind': 'PE', 'moneyness': 'OTM', 'price_source': 'model'}]
+    """
+    import pandas as pd
+
+    from velox.calendar import SESSION_CLOSE
+    from velox.errors import DataError
+
+    name = _check_underlying(underlying)
+    moment = _moment(at)
+    if strikes < 0:
+        raise ValidationError(f"strikes={strikes} must be >= 0")
+    if bars is None:
+        import velox
+
+        bars = velox.bars(f"NSE:{name}", timeframe, end=moment)
+    closes = _closed_bars(bars, timeframe, moment, name)
+    spot = float(closes.iloc[-1])
+    when = moment.date()
+
+    if isinstance(expiry, int) or expiry is None:
+        nth = 0 if expiry is None else expiry
+        ahead = [
+            d
+            for d in expiries(name, when, when + timedelta(days=120 + 35 * nth))
+            if pd.Timestamp(datetime.combine(d, SESSION_CLOSE)).tz_localize(moment.tz) > moment
+        ]
+        if len(ahead) <= nth:
+            raise DataError(f"no expiry #{nth} of {name} within the table after {when}")
+        expiry_day = ahead[nth]
+    else:
+        expiry_day = _as_date(expiry, "expiry")
+    expiry_at = pd.Timestamp(datetime.combine(expiry_day, SESSION_CLOSE)).tz_localize(moment.tz)
+    seconds = (expiry_at - moment).total_seconds()
+    if seconds <= 0:
+        raise ValidationError(f"expiry {expiry_day} is not after at={moment}")
+    t = seconds / (_DAYS_PER_YEAR * 86_400.0)
+
+    if sigma is not None:
+        atm_vol, note = float(sigma), f"σ given: {float(sigma):.4f}"
+    else:
+        atm_vol, note = _chain_volatility(name, moment, closes, vix, volatility, window)
+    forward = float(forward_price(spot, t, rate, dividend_yield))
+    step = strike_interval(name, when)
+    atm = round(spot / step) * step
+    offsets = np.arange(-strikes, strikes + 1)
+    strike_grid = atm + offsets * step
+    strike_grid = strike_grid[strike_grid > 0]
+    offsets = np.round((strike_grid - atm) / step).astype(int)
+    m = np.log(strike_grid / forward)
+    vols = np.maximum(atm_vol * (1.0 + skew * m + smile * m * m), 0.01 * atm_vol)
+
+    k = np.repeat(strike_grid, 2)
+    kinds = np.tile(np.array(["CE", "PE"]), len(strike_grid))
+    v = np.repeat(vols, 2)
+    prices = black76_price(forward, k, t, rate, v, kinds)
+    g = greeks(forward, k, t, rate, v, kinds)
+    sign = np.where(kinds == "CE", 1.0, -1.0)
+    moneyness = np.where(
+        np.repeat(offsets, 2) == 0, "ATM", np.where(sign * (spot - k) > 0, "ITM", "OTM")
+    )
+    price_note = (
+        f"model price (Black-76, {note}, rate {rate:.4f}, dividend yield {dividend_yield:.4f}"
+        f"{f', skew {skew}, smile {smile}' if skew or smile else ''}), not a traded price"
+    )
+    frame = pd.DataFrame(
+        {
+            "underlying": name,
+            "expiry": expiry_day,
+            "strike": k,
+            "kind": kinds,
+            "offset": np.repeat(offsets, 2),
+            "moneyness": moneyness,
+            "spot": spot,
+            "forward": forward,
+            "t": t,
+            "sigma": v,
+            "price": prices,
+            "delta": g.delta,
+            "gamma": g.gamma,
+            "vega": g.vega,
+            "theta": g.theta,
+            "rho": g.rho,
+            "lot_size": lot_size(name, when),
+            "price_source": MODEL_PRICED,
+            "price_note": price_note,
+        }
+    )
+    frame.attrs.update(model_priced=True, at=moment, note=price_note)
+    return frame
+
+
+def _chain_volatility(
+    name: str,
+    moment: pd.Timestamp,
+    closes: pd.Series,
+    vix: pd.DataFrame | None,
+    volatility: str,
+    window: int,
+) -> tuple[float, str]:
+    """Return (ATM volatility, where it came from) for :func:`chain`."""
+    from velox.errors import DataError, VeloxError
+
+    if volatility not in {"auto", "vix", "realised"}:
+        raise ValidationError(f"volatility={volatility!r} must be 'auto', 'vix' or 'realised'")
+    want_vix = volatility == "vix" or (volatility == "auto" and name in _VIX_UNDERLYINGS)
+    if want_vix:
+        if vix is None:
+            try:
+                import velox
+
+                vix = velox.bars("NSE:INDIAVIX", "1d", end=moment)
+            except VeloxError:  # nothing stored (or no store): realised volatility for auto
+                if volatility == "vix":
+                    raise
+                vix = None
+        if vix is not None:
+            try:
+                level = _closed_bars(vix, "1d", moment, "India VIX")
+            except DataError:
+                if volatility == "vix":
+                    raise
+            else:
+                day = level.index[-1].tz_convert("Asia/Kolkata").date()
+                return float(
+                    level.iloc[-1]
+                ) / 100.0, f"σ from India VIX {level.iloc[-1]:.2f} of {day}"
+    daily = realised_volatility(closes, window)
+    return daily, f"σ = {window}-day realised volatility {daily:.4f}"
+
+
+def select_strike(
+    chain_frame: pd.DataFrame,
+    kind: str,
+    *,
+    offset: int | None = None,
+    delta: float | None = None,
+    premium: float | None = None,
+) -> pd.Series:
+    """Return the chain row of ``kind`` picked by moneyness offset, delta or premium.
+
+    Exactly one of: ``offset`` — strike steps **out of the money** (0 = ATM, 2 = two steps
+    OTM: ATM + 2 steps for a CE, ATM − 2 steps for a PE; negative = in the money);
+    ``delta`` — the row whose |delta| is nearest (0.25 for a "25-delta" option); ``premium``
+    — the row whose price is nearest. The row keeps the chain's ``price_source``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> nifty = pd.read_csv("data/bars/NIFTY_1d_2024_2026.csv", index_col=0, parse_dates=True)
+    >>> c = chain("NIFTY", "2025-09-01", bars=nifty, sigma=0.12, strikes=5)
+    >>> float(select_strike(c, "PE", offset=2)["strike"])
+    24550.0
+    """
+    chosen = [x is not None for x in (offset, delta, premium)]
+    if sum(chosen) != 1:
+        raise ValidationError("select_strike takes exactly one of offset=, delta=, premium=")
+    rows = chain_frame[chain_frame["kind"] == str(kind).upper()]
+    if rows.empty:
+        raise ValidationError(f"the chain has no {kind!r} rows; kind must be 'CE' or 'PE'")
+    if offset is not None:
+        steps = rows["offset"] if str(kind).upper() == "CE" else -rows["offset"]
+        hit = rows[steps == offset]
+        if hit.empty:
+            raise ValidationError(
+                f"offset {offset} is outside the chain (offsets {int(steps.min())}.."
+                f"{int(steps.max())}); build it with more strikes="
+            )
+        return hit.iloc[0]
+    if delta is not None:
+        return rows.loc[(rows["delta"].abs() - abs(delta)).abs().idxmin()]
+    return rows.loc[(rows["price"] - float(premium)).abs().idxmin()]
