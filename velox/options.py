@@ -268,9 +268,12 @@ def _solve_total_vol(x: NDArray[np.float64], log_beta: NDArray[np.float64]) -> N
     n = x.size
     lo = np.zeros(n)
     hi = np.full(n, np.inf)
-    # Start at the inflection point √(2|x|) of b(s), or near ATM at the Brenner-Subrahmanyam
-    # estimate √(2π)·β.
-    s = np.maximum(np.sqrt(-2.0 * x), _SQRT_2PI * np.exp(log_beta))
+    # ln b is increasing and concave in s, so Newton started below the root climbs to it
+    # monotonically. Two lower estimates: Brenner-Subrahmanyam √(2π)·β (b ≤ s/√(2π)), and far
+    # from the money the root of the exponent of b alone, −x²/(2s²) − s²/8 = ln β.
+    with np.errstate(invalid="ignore"):
+        far = 4.0 * (-log_beta - np.sqrt(log_beta * log_beta - 0.25 * x * x))
+    s = np.fmax(_SQRT_2PI * np.exp(log_beta), np.sqrt(np.where(far > 0, far, 0.0)))
     s = np.clip(s, 1e-8, _MAX_TOTAL_VOL)
     active = np.arange(n)
     for _ in range(_MAX_ITERATIONS):
@@ -281,15 +284,19 @@ def _solve_total_vol(x: NDArray[np.float64], log_beta: NDArray[np.float64]) -> N
         lo[active] = np.where(below, ss, lo[active])
         hi[active] = np.where(below, hi[active], ss)
         slope = _dlog_normalised_otm(xs, ss, log_b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = ss - error / slope
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # Far from the money ln b ≈ −x²/(2s²): 1/ln b is nearly linear in s², so Newton
+            # on it (Jäckel's lower map) lands close in one or two steps.
+            reciprocal = (1.0 / target - 1.0 / log_b) * log_b * log_b / slope
+            step = ss - np.where(target < -1.0, reciprocal, error / slope)
         lo_a, hi_a = lo[active], hi[active]
         bisect = np.where(np.isfinite(hi_a), 0.5 * (lo_a + hi_a), 2.0 * lo_a)
         ok = np.isfinite(step) & (step > lo_a) & (step < hi_a)
         hit = np.abs(error) <= 1e-14
         new = np.where(hit, ss, np.where(ok, step, bisect))
         s[active] = new
-        done = hit | (np.abs(new - ss) <= 1e-15 * ss)
+        # A Newton step of 1e-12·s leaves an error of order 1e-24·s: converged.
+        done = hit | (ok & (np.abs(new - ss) <= 1e-12 * ss))
         done |= np.isfinite(hi_a) & ((hi_a - lo_a) <= 4e-16 * hi_a)
         done |= new >= _MAX_TOTAL_VOL
         active = active[~done]
