@@ -1,4 +1,18 @@
-"""Options: Black-76 and Black-Scholes-Merton prices, implied volatility, Greeks, expiries.
+"""Options: prices, implied volatility, Greeks, the expiry calendar, model-priced chains.
+
+=============================  ==============================================================
+:func:`black76_price`          Black-76 on a forward/future (:func:`bsm_price`: BSM on spot)
+:func:`implied_volatility`     Black-76 IV, vectorised, NaN where none fits (``_bsm`` on spot)
+:func:`greeks`                 delta, gamma, vega, theta, rho (:func:`bsm_greeks` on spot)
+:func:`expiries`               weekly/monthly expiry dates of an index (dated rule table)
+:func:`lot_size`               lot of an index's near contracts on a date
+:func:`strike_interval`        near-money strike step of an index
+:func:`chain`                  a model-priced chain (India VIX or realised volatility)
+:func:`select_strike`          a chain row by OTM offset, delta or premium
+=============================  ==============================================================
+
+The tables behind the calendar are ``data/options/*.csv``, each row dated and sourced
+(``docs/options.md``).
 
 Indian index options (NIFTY, BANKNIFTY, FINNIFTY, MIDCPNIFTY, SENSEX) are European and cash
 settled, so Black-76 on the forward (the future of the same expiry, or spot carried at the
