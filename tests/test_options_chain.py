@@ -122,6 +122,20 @@ def test_strike_selection(nifty):
         select_strike(c, "CE", offset=1, delta=0.3)
 
 
+@pytest.mark.postgres
+def test_chain_reads_the_store(store, nifty, vix):
+    """bars=None / vix=None: the same chain from the bundled bars imported into PostgreSQL."""
+    from velox.data import ensure_bundled
+
+    ensure_bundled(["NSE:NIFTY", "NSE:INDIAVIX"], "1d", store=store)
+    stored = chain("NIFTY", "2025-09-01", store=store, strikes=3)
+    given = chain("NIFTY", "2025-09-01", bars=nifty, vix=vix, strikes=3)
+    pd.testing.assert_frame_equal(stored, given)
+    assert stored["price_note"].str.contains("India VIX 11.29").all()
+    with pytest.raises(DataError, match="NSE:BANKNIFTY"):
+        chain("BANKNIFTY", "2025-09-01", store=store)
+
+
 def test_bad_input(nifty, vix):
     with pytest.raises(ValidationError, match="naive"):
         chain("NIFTY", pd.Timestamp("2025-09-01 12:00"), bars=nifty, vix=vix)

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import ArrayLike, NDArray
 
+    from velox.store import Store
+
 __all__ = [
     "ExpiryRule",
     "Greeks",
@@ -913,6 +915,7 @@ def chain(
     dividend_yield: float = 0.0,
     skew: float = 0.0,
     smile: float = 0.0,
+    store: Store | None = None,
 ) -> pd.DataFrame:
     """Return a **model-priced** option chain of an index at a moment, with Greeks.
 
@@ -933,9 +936,9 @@ def chain(
         None for the next.
     bars, timeframe
         The underlying's OHLC bars (IST bar-start index) at ``timeframe``; None reads
-        ``NSE:<underlying>`` from the store.
+        ``NSE:<underlying>`` from ``store`` (default: the configured store).
     vix
-        India VIX daily bars (close in percent); None reads ``NSE:INDIAVIX`` from the store
+        India VIX daily bars (close in percent); None reads ``NSE:INDIAVIX`` from ``store``
         when VIX is wanted.
     volatility
         ``"vix"``, ``"realised"`` (``window`` daily closes), or ``"auto"``: VIX for NIFTY when
@@ -978,9 +981,7 @@ def chain(
     if strikes < 0:
         raise ValidationError(f"strikes={strikes} must be >= 0")
     if bars is None:
-        import velox
-
-        bars = velox.bars(f"NSE:{name}", timeframe, end=moment)
+        bars = _stored_bars(f"NSE:{name}", timeframe, moment, store)
     closes = _closed_bars(bars, timeframe, moment, name)
     spot = float(closes.iloc[-1])
     when = moment.date()
@@ -1006,7 +1007,7 @@ def chain(
     if sigma is not None:
         atm_vol, note = float(sigma), f"σ given: {float(sigma):.4f}"
     else:
-        atm_vol, note = _chain_volatility(name, moment, closes, vix, volatility, window)
+        atm_vol, note = _chain_volatility(name, moment, closes, vix, volatility, window, store)
     forward = float(forward_price(spot, t, rate, dividend_yield))
     step = strike_interval(name, when)
     atm = round(spot / step) * step
@@ -1057,6 +1058,22 @@ def chain(
     return frame
 
 
+def _stored_bars(
+    instrument_id: str, timeframe: str, end: pd.Timestamp, store: Store | None
+) -> pd.DataFrame:
+    """Return stored bars through ``end`` (``velox.bars`` on the default store)."""
+    if store is None:
+        import velox
+
+        return velox.bars(instrument_id, timeframe, end=end)
+    from velox.errors import DataError
+
+    frame = store.read_bars(instrument_id, timeframe, end=end)
+    if frame.empty:
+        raise DataError(f"no {timeframe} bars of {instrument_id} stored through {end}")
+    return frame
+
+
 def _chain_volatility(
     name: str,
     moment: pd.Timestamp,
@@ -1064,6 +1081,7 @@ def _chain_volatility(
     vix: pd.DataFrame | None,
     volatility: str,
     window: int,
+    store: Store | None,
 ) -> tuple[float, str]:
     """Return (ATM volatility, where it came from) for :func:`chain`."""
     from velox.errors import DataError, VeloxError
@@ -1074,9 +1092,7 @@ def _chain_volatility(
     if want_vix:
         if vix is None:
             try:
-                import velox
-
-                vix = velox.bars("NSE:INDIAVIX", "1d", end=moment)
+                vix = _stored_bars("NSE:INDIAVIX", "1d", moment, store)
             except VeloxError:  # nothing stored (or no store): realised volatility for auto
                 if volatility == "vix":
                     raise
