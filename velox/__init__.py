@@ -72,6 +72,7 @@ _SUBMODULES = frozenset(
         "instruments",
         "modes",
         "oms",
+        "options",
         "pipelines",
         "reports",
         "risk",
