@@ -363,5 +363,9 @@ from velox.cli_web import register as register_web  # noqa: E402  (users, roles,
 
 register_web(main)
 
+from velox.cli_alerts import register as register_alerts  # noqa: E402  (issue 17)
+
+register_alerts(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
