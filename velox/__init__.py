@@ -68,6 +68,7 @@ _SUBMODULES = frozenset(
         "engine",
         "errors",
         "feeds",
+        "fno",
         "indicators",
         "instruments",
         "modes",
