@@ -150,3 +150,18 @@ def test_builders_are_the_textbook_structures():
     assert [(x.kind, x.expiry) for x in covered_call()] == [("FUT", "monthly"), ("CE", "monthly")]
     with pytest.raises(ValidationError, match="wing=0 must be >= 1"):
         iron_condor(2, 0)
+
+
+def test_docstring_examples_run(monkeypatch):
+    import doctest
+    from pathlib import Path
+
+    import velox.fno.basket
+    import velox.fno.legs
+    import velox.fno.margins
+    import velox.fno.payoffs
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # examples read data/bars/
+    for module in (velox.fno.legs, velox.fno.basket, velox.fno.payoffs, velox.fno.margins):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -29,8 +29,8 @@ from velox.fno.legs import (
     straddle,
     strangle,
 )
-from velox.fno.margin import MarginEstimate, margin
-from velox.fno.payoff import payoff, payoff_plot
+from velox.fno.margins import MarginEstimate, margin
+from velox.fno.payoffs import payoff, payoff_plot
 
 __all__ = [
     "CHARGE_KINDS",

@@ -25,7 +25,7 @@ import numpy as np
 
 from velox.errors import ValidationError
 from velox.fno.legs import Position
-from velox.fno.payoff import _years, position_value
+from velox.fno.payoffs import _years, position_value
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -108,7 +108,8 @@ def payoff_plot(frame: pd.DataFrame):  # noqa: ANN201 - an hvplot/HoloViews obje
     import holoviews as hv
     import hvplot.pandas  # noqa: F401 - registers .hvplot
 
+    source = frame.attrs.get("price_source", "model")
     lines = frame.hvplot.line(
-        xlabel="spot", ylabel="P&L (₹)", title="payoff (model prices)", grid=True
+        xlabel="spot", ylabel="P&L (₹)", title=f"payoff (entry premiums: {source})", grid=True
     )
     return lines * hv.HLine(0).opts(color="gray", line_dash="dashed")
