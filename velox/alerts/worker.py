@@ -136,11 +136,11 @@ def summary_message(alerts: list[Mapping[str, object]]) -> Message:
 def equity_chart(store: Store, run_id: str) -> bytes | None:
     """Return a PNG of the run's equity curve, or None (no run, too few points, no
     matplotlib); rendered headless with matplotlib's Agg canvas."""
-    from velox.errors import StoreError
+    from velox.errors import VeloxError
 
     try:
         equity = store.run_equity(run_id)["equity"]
-    except (StoreError, KeyError, ValueError):
+    except (VeloxError, KeyError, ValueError):  # an unknown run: the alert goes without chart
         return None
     if len(equity) < 2:
         return None
