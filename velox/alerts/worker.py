@@ -168,7 +168,8 @@ class Deliverer:
     configured destination) and the users' subscriptions, by ``policy``.
 
     Build it with :meth:`from_settings` for the configured channels. ``clock`` returns the
-    current aware time (tests move it; every time the worker writes comes from it).
+    current aware time (tests move it; every time the worker writes comes from it);
+    ``batch`` is how many deliveries one claim leases.
 
     Examples
     --------
@@ -186,6 +187,7 @@ class Deliverer:
         clock: Callable[[], datetime] | None = None,
         worker: str | None = None,
         charts: bool = True,
+        batch: int = 100,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -194,6 +196,8 @@ class Deliverer:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.charts = charts
+        #: Deliveries claimed at a time: what another worker cannot take meanwhile.
+        self.batch = batch
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings | None = None) -> Deliverer:
@@ -456,7 +460,7 @@ class Deliverer:
         report = Report()
         while True:
             self.enqueue(report=report)
-            claimed = self.claim()
+            claimed = self.claim(self.batch)
             if not claimed:
                 break
             report.add(self.send(claimed))
