@@ -158,8 +158,9 @@ def _engine(store, bars: pd.DataFrame, watcher: RuleWatcher, *, ticks: bool):  #
 
     master = default_instruments()
     replay = BarReplay({(IID, "5m"): bars.loc[LIVE_FROM:]})
-    return Engine([], broker=SimBroker(master, initial_cash=1_000_000), feed=replay.ticks() if ticks else replay,
-                  instruments=master, watchers=[watcher], run_id="P9")  # fmt: skip
+    feed = replay.ticks() if ticks else replay
+    sim = SimBroker(master, initial_cash=1_000_000)
+    return Engine([], broker=sim, feed=feed, instruments=master, watchers=[watcher], run_id="P9")
 
 
 @pytest.mark.parametrize("loop", ["tick loop", "bar loop"])

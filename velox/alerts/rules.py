@@ -399,8 +399,8 @@ def add_rule(store: Store, text: str, *, severity: str = "info", owner: str | No
     instrument master (a typo would otherwise watch nothing, silently).
     """
     from velox.modes import default_instruments
-    from velox.store._values import choice, text as checked_text
-
+    from velox.store._values import choice
+    from velox.store._values import text as checked_text
     from velox.store.alerts import ALERT_SEVERITIES
 
     rule = parse_rule(text)
