@@ -35,7 +35,7 @@ import inspect
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -517,8 +517,9 @@ class RuleWatcher:
 
     Hand it to the engine (``Engine(..., watchers=[watcher])``): the engine subscribes the
     watcher's :attr:`keys` like a strategy's and calls :meth:`on_bar` with every closed bar
-    of them. The first bar of each (instrument, timeframe) first warms the rules' indicators
-    from the last :data:`WARMUP_BARS` stored bars before it.
+    of them. ``instruments`` keeps only the rules on those (what the engine's feed carries);
+    ``rule_ids`` only those rules. The first bar of each (instrument, timeframe) first warms
+    the rules' indicators from the last :data:`WARMUP_BARS` stored bars before it.
     """
 
     def __init__(
@@ -528,6 +529,7 @@ class RuleWatcher:
         run_id: str | None = None,
         account: str | None = None,
         rule_ids: Sequence[int] | None = None,
+        instruments: Collection[str] | None = None,
         warmup_bars: int = WARMUP_BARS,
     ) -> None:
         self.store = store
@@ -539,6 +541,8 @@ class RuleWatcher:
         for row in list_rules(store, enabled=True).itertuples():
             if rule_ids is not None and row.id not in rule_ids:
                 continue
+            if instruments is not None and row.instrument_id not in instruments:
+                continue  # the engine's feed does not carry that instrument
             try:
                 rule = parse_rule(row.rule)
             except ValidationError as exc:  # the grammar changed under a stored rule

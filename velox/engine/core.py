@@ -75,6 +75,7 @@ from velox.errors import (
 )
 from velox.feeds.bar_replay import BarReplay, index_ns
 from velox.feeds.clock import Clock
+from velox.monitoring import log_mode, set_log_context
 from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
 from velox.risk import RiskEngine, RiskEvent, default_risk_limits
 from velox.strategy import Context, Strategy, apply_signal, is_cross_sectional
@@ -795,6 +796,11 @@ class Engine:
         self._broker_clock = None if self.venue is None else self.venue.on_clock
         self.mode = mode
         self.audit.mode = mode
+        self._log_context()
+
+    def _log_context(self) -> None:
+        """Label this process's log lines with the run (``VELOX_LOG_FORMAT=json`` shows it)."""
+        set_log_context(mode=log_mode(self.mode), account=self.risk.account, run=self.run_id)
 
     def release_halt(self) -> str | None:
         """Lift a reconciliation halt (engine thread only); return what had halted trading."""
@@ -1164,6 +1170,7 @@ class Engine:
             return
         self._started = True
         self.started_at = datetime.now(IST)
+        self._log_context()
         if self.clock is not None and not isinstance(self.feed, BarReplay):
             # what happens before the first tick (a restart's catch-up and reconciliation, an
             # on_start order) happens at the market's time, not at 1970-01-01
