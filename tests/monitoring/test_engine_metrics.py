@@ -213,8 +213,9 @@ def test_ready_turns_503_when_the_store_stops() -> None:
         import pandas as pd
 
         idx = pd.DatetimeIndex(["2025-05-20 09:15", "2025-05-20 09:20"]).tz_localize("Asia/Kolkata")
-        bars = pd.DataFrame({"open": [1.0, 2.0], "high": [2.0, 3.0], "low": [1.0, 2.0],
-                             "close": [2.0, 3.0]}, index=idx)  # fmt: skip
+        bars = pd.DataFrame({"open": [1450.0, 1451.0], "high": [1452.0, 1453.0],
+                             "low": [1449.0, 1450.5], "close": [1451.0, 1452.5]},
+                            index=idx)  # fmt: skip
         master = default_instruments()
         feed = GatedFeed(BarReplay({(IID, "5m"): bars}).ticks())
         metrics = EngineMetrics()
