@@ -93,13 +93,11 @@ class _VeloxGroup(click.Group):
 def main(verbose: bool) -> None:
     """Velox: quant research and trading for NSE/BSE cash and F&O."""
     from velox.config import get_settings
+    from velox.monitoring import configure_logging
 
-    level = "DEBUG" if verbose else get_settings().log_level
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    settings = get_settings()
+    level = "DEBUG" if verbose else settings.log_level
+    configure_logging(level, settings.log_format, sys.stderr)
     if not verbose:
         # pgserver narrates every start/attach at INFO and dumps its server log at ERROR when a
         # start fails; Velox's own store line (or one-line StoreError) says what matters.

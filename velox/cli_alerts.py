@@ -78,3 +78,59 @@ def deliver(once: bool, poll: float) -> None:
 def register(main: click.Group) -> None:
     """Add the ``alerts`` group to the ``velox`` command."""
     main.add_command(alerts)
+
+
+# -- alert rules: velox alerts add | list | remove (issue 17 part B, velox/alerts/rules.py) --
+
+
+@alerts.command("add")
+@click.argument("rule")
+@click.option(
+    "--severity",
+    type=click.Choice(["info", "warning", "critical"]),
+    default="info",
+    show_default=True,
+    help="Severity of the alerts the rule raises.",
+)
+@click.option("--user", default=None, help="Owner of the rule (default: your login name).")
+def add_rule_command(rule: str, severity: str, user: str | None) -> None:
+    """Store a price/indicator alert rule, e.g. "NSE:SBIN RSI(14) < 30 on 15m".
+
+    Paper and live engines evaluate enabled rules on their closed candles and raise a
+    user_alert once per crossing (docs/alert-rules.md has the grammar).
+    """
+    from velox.alerts.rules import add_rule, parse_rule
+    from velox.store import open_store
+
+    rule_id = add_rule(open_store(create=False), rule, severity=severity, owner=user)
+    click.echo(f"alert rule {rule_id}: {parse_rule(rule)} ({severity})")
+
+
+@alerts.command("list")
+@click.option("--user", default=None, help="Only this owner's rules.")
+def list_rules_command(user: str | None) -> None:
+    """List the stored alert rules: id, owner, severity, enabled, last fired, rule."""
+    from velox.alerts.rules import list_rules
+    from velox.store import open_store
+
+    rules = list_rules(open_store(create=False), owner=user)
+    if rules.empty:
+        click.echo("(no alert rules)")
+        return
+    for row in rules.itertuples():
+        fired = "never" if row.last_fired_at is None or str(row.last_fired_at) == "NaT" else (
+            row.last_fired_at.strftime("%Y-%m-%d %H:%M IST"))  # fmt: skip
+        state = "enabled" if row.enabled else "disabled"
+        click.echo(f"{row.id:>4}  {row.owner:<12} {row.severity:<8} {state:<8} "
+                   f"last fired {fired:<20} {row.rule}")  # fmt: skip
+
+
+@alerts.command("remove")
+@click.argument("rule_id", type=int)
+def remove_rule_command(rule_id: int) -> None:
+    """Delete alert rule RULE_ID (ids from `velox alerts list`)."""
+    from velox.alerts.rules import remove_rule
+    from velox.store import open_store
+
+    remove_rule(open_store(create=False), rule_id)
+    click.echo(f"alert rule {rule_id} removed")

@@ -37,7 +37,12 @@ class _ModeFilter(logging.Filter):
         return True
 
 
-def _tag_logs(mode: str) -> None:
+def _tag_logs(mode: str, *, account: str | None = None, run: str | None = None) -> None:
+    """Tag every line with the mode; for ``VELOX_LOG_FORMAT=json`` also set the run context
+    (mode, account, run) from the command's options, before the engine refines it."""
+    from velox.monitoring import log_mode, set_log_context
+
+    set_log_context(mode=log_mode(mode), account=account or "", run=run or "")
     root = logging.getLogger()
     for handler in root.handlers:
         handler.addFilter(_ModeFilter(mode))
@@ -229,7 +234,7 @@ def replay(
     """
     from velox.modes import replay as run_replay
 
-    _tag_logs("replay")
+    _tag_logs("replay", run=run_id)
     strategies = _build_strategies(strategy, symbols, timeframe, params)
     if run_id is not None and not record:
         raise ConfigError("--run names the recorded run: add --record")
@@ -285,7 +290,7 @@ def paper(
     """
     from velox.modes import paper as run_paper
 
-    _tag_logs("paper")
+    _tag_logs("paper", account=account, run=run_id)
     strategies = _build_strategies(strategy, symbols, timeframe, params)
     limits = _risk_limits(risk_file)
     if broker_name is not None:
@@ -385,7 +390,7 @@ def live(
     from velox.deployment import deploy
 
     after = _stop_after(stop_after)
-    _tag_logs("live")
+    _tag_logs("live", account=account or broker_name, run=run_id)
     strategies = _build_strategies(strategy, symbols, timeframe, params)
     limits = _risk_limits(risk_file)
     _run_reported(

@@ -75,6 +75,12 @@ class Settings:
     #: External PostgreSQL/TimescaleDB URL; ``None`` means the embedded pgserver store.
     database_url: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    #: ``text`` (default) or ``json``: one JSON object per log line with the run's mode, account
+    #: and run id (``velox.monitoring``, ``docs/monitoring.md``).
+    log_format: str = "text"
+    #: Port on which paper and live engines serve ``/metrics``, ``/health`` and ``/ready``
+    #: (loopback); ``None``: no metrics endpoint.
+    metrics_port: int | None = None
     #: Velox's own MIS square-off time (HH:MM IST), earlier than the broker's; the simulator
     #: squares off MIS positions then (see :attr:`square_off_time`).
     mis_square_off: str = "15:15"
@@ -509,6 +515,13 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
                 f"{source}: log_level={raw!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)"
             )
         return value
+    if name == "log_format":
+        value = str(raw).strip().lower() if isinstance(raw, str) else None
+        if value not in {"text", "json"}:
+            raise ConfigError(f"{source}: log_format={raw!r} must be 'text' or 'json'")
+        return value
+    if name == "metrics_port":
+        return _check_port(name, raw, source)
     if name == "mis_square_off":
         return _check_square_off(raw, source)
     if name == "callback_budget":

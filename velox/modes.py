@@ -238,7 +238,13 @@ def trade_recorded(
     fills and positions from, the recorder, the risk engine of ``account``, and the callback
     budget. ``venue`` is the rest of :class:`~velox.engine.Engine`'s wiring: ``broker``,
     ``feed``, ``clock``, ``instruments`` (and ``venues`` for a switchable deployment).
+
+    Monitoring rides along: the users' enabled alert rules on the traded instruments are
+    evaluated on the run's closed candles (:class:`velox.alerts.rules.RuleWatcher`), and with
+    ``VELOX_METRICS_PORT`` set the engine serves ``/metrics``, ``/health`` and ``/ready``
+    there (:mod:`velox.monitoring`).
     """
+    from velox.alerts.rules import RuleWatcher
     from velox.engine.commands import StoreCommands
     from velox.oms import StoreAuditLog
     from velox.store.recorder import LIVE_FLUSH_S, RunRecorder
@@ -252,6 +258,14 @@ def trade_recorded(
     )  # fmt: skip
     commands = StoreCommands(store, run_id)
     recorder = RunRecorder(store, run_id, flush_interval=LIVE_FLUSH_S)
+    traded = {iid for s in strategies for iid in s.instruments}
+    watcher = RuleWatcher(store, run_id=run_id, account=account, instruments=traded)
+    port = get_settings().metrics_port
+    metrics = None
+    if port is not None:
+        from velox.monitoring import EngineMetrics
+
+        metrics = EngineMetrics()
     engine = Engine(
         strategies,
         mode=mode,
@@ -264,12 +278,21 @@ def trade_recorded(
         journal=recorder,
         restore=True,
         callback_budget=get_settings().callback_budget,
+        watchers=[watcher] if len(watcher) else [],
+        metrics=metrics,
         **venue,  # type: ignore[arg-type]
     )
+    server = None
+    if metrics is not None:
+        from velox.monitoring import start_metrics_server
+
+        server = start_metrics_server(metrics, engine, store=store, port=port)  # type: ignore[arg-type]
     try:
         return _recorded(engine, store, recorder)
     finally:
         commands.close()
+        if server is not None:
+            server.close()
 
 
 def run_summary(result: RunResult) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""Alert delivery: stored alerts sent by Telegram, email and webhook (docs/alerts.md).
+"""Alerts beyond the store: delivery by Telegram, email and webhook (docs/alerts.md) and users'
+price/indicator alert rules (``velox.alerts.rules``, docs/alert-rules.md).
 
 Engines and pipelines store alerts (:meth:`velox.store.Store.raise_alert`); the worker here
 (``velox alerts deliver``) delivers them with retries, de-duplication, storm control, quiet

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -75,6 +75,7 @@ from velox.errors import (
 )
 from velox.feeds.bar_replay import BarReplay, index_ns
 from velox.feeds.clock import Clock
+from velox.monitoring import log_mode, set_log_context
 from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
 from velox.risk import RiskEngine, RiskEvent, default_risk_limits
 from velox.strategy import Context, Strategy, apply_signal, is_cross_sectional
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from velox.engine.result import RunResult
+    from velox.monitoring import EngineMetrics
     from velox.store.commands import Command
 
 __all__ = ["Engine", "MODES", "name_uniquely", "strategy_record"]
@@ -160,6 +162,21 @@ class _Sub:
     starts: list[int] | None = None  # bar starts, UTC epoch ns (BarReplay)
     ohlcv: tuple[list[float], ...] | None = None
     frame: pd.DataFrame | None = None  # the replayed bars (history reads rows from it)
+    watchers: list[BarWatcher] = field(default_factory=list)
+
+
+class BarWatcher(Protocol):
+    """What watches closed candles beside the strategies (users' alert rules:
+    :class:`velox.alerts.rules.RuleWatcher`): it trades nothing and owns no capital."""
+
+    @property
+    def keys(self) -> Sequence[tuple[str, str]]:
+        """The (instrument, timeframe) pairs whose closed bars it needs."""
+        ...
+
+    def on_bar(self, bar: Bar) -> None:
+        """Take one closed bar (on the engine thread, after the strategies saw it)."""
+        ...
 
 
 class Engine:
@@ -217,6 +234,12 @@ class Engine:
         Seconds one strategy callback may run; a callback that overruns (an endless loop, a
         long sleep) is interrupted and that strategy stopped with a ``StrategyTimeout``
         error, the others go on (:mod:`velox.engine.watchdog`). ``None``: no watchdog.
+    watchers
+        :class:`BarWatcher` objects handed every closed bar of their ``keys`` after the
+        strategies (users' alert rules); a bar replay with watchers runs without fast-forward.
+    metrics
+        A :class:`velox.monitoring.EngineMetrics` to time tick → order latency into; the
+        other metrics are read from the engine when scraped (``None``: nothing timed).
     """
 
     def __init__(
@@ -240,6 +263,8 @@ class Engine:
         clock: Clock | None = None,
         callback_budget: float | None = DEFAULT_CALLBACK_BUDGET,
         venues: Mapping[str, Broker] | None = None,
+        watchers: Sequence[BarWatcher] = (),
+        metrics: EngineMetrics | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
@@ -343,6 +368,12 @@ class Engine:
         self._aggregator = None
         self._started = False
         self._view = _View(self)
+        self.watchers = list(watchers)
+        #: Ticks handled (read by velox.monitoring when scraped: an int add costs nothing).
+        self.ticks_seen = 0
+        # tick → order latency: the tick's arrival (perf_counter) and the histogram's observe
+        self._tick_t0 = 0.0
+        self._latency = None if metrics is None else metrics.tick_to_order.observe
 
     # -- EngineServices (what Context calls) ------------------------------------------------
 
@@ -525,6 +556,8 @@ class Engine:
         reason = None
         try:
             self.broker.place_order(order)
+            if self._latency is not None and self._tick_t0:
+                self._latency(_time.perf_counter() - self._tick_t0)
         except OrderRejected as exc:
             reason = exc.reason
         except VeloxError as exc:  # a broker failure rejects this order, not the engine
@@ -763,6 +796,11 @@ class Engine:
         self._broker_clock = None if self.venue is None else self.venue.on_clock
         self.mode = mode
         self.audit.mode = mode
+        self._log_context()
+
+    def _log_context(self) -> None:
+        """Label this process's log lines with the run (``VELOX_LOG_FORMAT=json`` shows it)."""
+        set_log_context(mode=log_mode(self.mode), account=self.risk.account, run=self.run_id)
 
     def release_halt(self) -> str | None:
         """Lift a reconciliation halt (engine thread only); return what had halted trading."""
@@ -1132,6 +1170,7 @@ class Engine:
             return
         self._started = True
         self.started_at = datetime.now(IST)
+        self._log_context()
         if self.clock is not None and not isinstance(self.feed, BarReplay):
             # what happens before the first tick (a restart's catch-up and reconciliation, an
             # on_start order) happens at the market's time, not at 1970-01-01
@@ -1178,13 +1217,21 @@ class Engine:
                         runner.arrays[(iid, tf)] = values
             if strategy.vectorised and is_cross_sectional(strategy) and runner.alive:
                 self._cross_sectional_signals(runner)
+        for watcher in self.watchers:
+            for key in watcher.keys:
+                sub = self._subs.get(key)
+                if sub is None:
+                    sub = self._subs[key] = _Sub([], deque(maxlen=1))
+                sub.watchers.append(watcher)
         if isinstance(self.feed, BarReplay):
             for key, sub in self._subs.items():
                 frame = self.feed.bars(*key)
                 if frame is not None:
                     sub.frame = frame
                     sub.starts = index_ns(frame).tolist()
-                    if all(r.plain and key in r.arrays and not r.wants_ticks for r in sub.runners):
+                    if not sub.watchers and all(
+                        r.plain and key in r.arrays and not r.wants_ticks for r in sub.runners
+                    ):
                         continue  # only precomputed signals: no Bar is ever built for this key
                     vol = frame["volume"] if "volume" in frame else np.zeros(len(frame))
                     sub.ohlcv = tuple(
@@ -1309,6 +1356,8 @@ class Engine:
             if runner.alive:
                 self._call(runner, runner.strategy.on_bar, bar)
         self._drain()
+        for watcher in sub.watchers:
+            watcher.on_bar(bar)
 
     def _sample_equity(self) -> None:
         ns = self._now_ns
@@ -1344,6 +1393,9 @@ class Engine:
 
     def _on_tick(self, tick: Tick) -> None:
         """Handle a live or replayed tick: candles, price, forming candle."""
+        self.ticks_seen += 1
+        if self._latency is not None:
+            self._tick_t0 = _time.perf_counter()
         self._drain()  # postbacks that arrived before this tick were produced before it
         agg = self._aggregator
         ns = _ns(tick.ts)  # velox.feeds.to_ns
@@ -1375,6 +1427,7 @@ class Engine:
                     if runner.alive and runner.wants_ticks:
                         self._call(runner, runner.strategy.on_tick, bar)
         self._drain()
+        self._tick_t0 = 0.0  # an order placed between ticks (a command) has no tick to time
 
     # -- run loops ------------------------------------------------------------------------
 
@@ -1512,7 +1565,7 @@ class Engine:
         columns = (feed.ts_ns, feed.symbol, feed.price, feed.volume)
         forward = None
         fast = self._fast if self._fast is not None else len(feed) >= _FAST_MIN_TICKS
-        if fast and not tick_subs:
+        if fast and not tick_subs and not self.watchers:
             from velox.engine.fast import FastForward
 
             forward = FastForward(self, feed, subs, close_pos)
@@ -1529,6 +1582,7 @@ class Engine:
         stop = self._stop
         while k < n:
             if stop.is_set():
+                self.ticks_seen = k
                 return
             ns = ts(k)
             advance(ns)
@@ -1566,6 +1620,7 @@ class Engine:
         while cp < nc:
             close_event(subs[close_key[cp]], keys[close_key[cp]], close_row[cp])
             cp += 1
+        self.ticks_seen = n
 
     def _close_event(self, sub: _Sub | None, key: tuple[str, str], row: int) -> None:
         """Close a replayed bar; its Bar object is only built if a handler will see it."""
@@ -1597,6 +1652,15 @@ class Engine:
             self._callback_runner = None
         if self._postbacks:
             self._drain()
+        if sub.watchers:
+            if bar is None:
+                o, h, lo, c, v = sub.ohlcv  # type: ignore[misc]
+                start = _EPOCH_IST + _US * (sub.starts[row] // 1000)  # type: ignore[index]
+                bar = _make_bar(
+                    None, key[0], key[1], start, o[row], h[row], lo[row], c[row], v[row], True
+                )
+            for watcher in sub.watchers:
+                watcher.on_bar(bar)
         # equity sample (inlined _sample_equity)
         acct = self.oms.account
         value = self.initial_cash + acct.realised - acct.charges + self._unrealised

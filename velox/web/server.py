@@ -160,7 +160,7 @@ def make_server(
     """Build (not start) the server: Panel pages, the login page and the API on one port."""
     import panel as pn
 
-    from velox.web import pages, voila
+    from velox.web import metrics, pages, voila
 
     port = port or free_port(address)
     hosts = {address, "localhost", "127.0.0.1"}
@@ -174,6 +174,8 @@ def make_server(
         (r"/api/positions", handlers.PositionsHandler, extra),
         (r"/api/commands", handlers.CommandsHandler, extra),
         (r"/health", handlers.HealthHandler),
+        (r"/ready", metrics.ReadyHandler, extra),
+        (r"/metrics", metrics.MetricsHandler, extra),
         *voila.routes(app),
     ]
     routes = {
