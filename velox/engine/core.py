@@ -24,6 +24,12 @@ Per event, in order (see ``docs/engine.md``):
 
 Strategy exceptions are caught and logged; they stop that strategy (optionally flattening its
 positions), never the engine.
+
+The engine's lock (:attr:`Engine.lock`) serialises everything that changes OMS, risk or broker
+state. The engine thread holds it while it runs, and lets go of it only while a strategy
+callback runs (a strategy's order takes it back inside :meth:`Engine.submit`) and while the
+tick loop waits for the next event: so the kill thread (:class:`velox.engine.commands.
+KillThread`) can cancel, square off and halt while a strategy hangs, even inside C code.
 """
 
 from __future__ import annotations
@@ -246,6 +252,13 @@ class Engine:
         if not (math.isfinite(initial_cash) and initial_cash > 0):
             raise ValidationError(f"initial_cash={initial_cash!r} must be a positive amount")
         self.mode = mode
+        #: Held by whichever thread changes OMS, risk or broker state (module docstring).
+        self.lock = threading.RLock()
+        # While the kill thread acts (holding the lock), strategy callbacks its fills and order
+        # updates cause are kept here and run on the engine thread (a strategy is never called
+        # from two threads at once: its hung callback may still be running).
+        self._deferring = False
+        self._deferred: deque[tuple[_Runner, Callable[..., object], tuple[object, ...]]] = deque()
         # Marks read by the watchdog (velox/engine/watchdog.py): which strategy's callback
         # runs now and a counter bumped per callback, plain stores that cost ~nothing.
         self.callback_budget = callback_budget
@@ -473,8 +486,28 @@ class Engine:
         """Create, risk-check and send a strategy's order; return its client id.
 
         Raises :class:`ValidationError`/:class:`UnknownInstrument` for a malformed order and
-        :class:`RiskBreach` when a limit (or a halt) refuses it; both are audited.
+        :class:`RiskBreach` when a limit (or a halt) refuses it; both are audited. Called from
+        strategy callbacks, so it takes the engine's lock (a kill may be in progress).
         """
+        with self.lock:
+            return self._submit(
+                strategy, instrument_id, side, qty, order_type, limit_price, trigger_price,
+                product, validity, tag,
+            )  # fmt: skip
+
+    def _submit(
+        self,
+        strategy: str,
+        instrument_id: str,
+        side: Side,
+        qty: int,
+        order_type: OrderType | str,
+        limit_price: float | None,
+        trigger_price: float | None,
+        product: Product | str,
+        validity: Validity | str,
+        tag: str,
+    ) -> str:
         runner = self._by_name[strategy]
         if not runner.alive:
             raise ValidationError(f"strategy {strategy} is stopped ({runner.error}); no orders")
@@ -540,10 +573,11 @@ class Engine:
 
     def cancel(self, strategy: str, client_id: str) -> None:
         """Cancel one of ``strategy``'s working orders."""
-        order = self.oms.open.get(client_id)
-        if order is None or order.strategy != strategy:
-            raise ValidationError(f"{strategy} has no working order {client_id!r}")
-        self._cancel(order)
+        with self.lock:  # called from strategy callbacks, like submit
+            order = self.oms.open.get(client_id)
+            if order is None or order.strategy != strategy:
+                raise ValidationError(f"{strategy} has no working order {client_id!r}")
+            self._cancel(order)
 
     def _cancel(self, order: Order) -> None:
         self._drain()  # learn broker ids of orders placed during this event
@@ -596,6 +630,8 @@ class Engine:
 
     def _drain(self) -> None:
         """Handle every queued postback now, in arrival order."""
+        if self._deferred and not self._deferring:
+            self._run_deferred()
         postbacks = self._postbacks
         if not postbacks:
             return
@@ -610,6 +646,14 @@ class Engine:
                 moved = self._order_arrived(event, now) or moved
         if moved:
             self._refresh_watch()
+
+    def _run_deferred(self) -> None:
+        """Run, on the engine thread, the callbacks the kill thread held back (in order)."""
+        deferred = self._deferred
+        while deferred:
+            runner, handler, args = deferred.popleft()
+            if runner.alive:
+                self._call(runner, handler, *args)
 
     def _fill_arrived(self, event: Fill, now: datetime) -> None:
         booked = self.oms.on_fill(event, now)
@@ -1055,7 +1099,7 @@ class Engine:
             if wall >= self._next_poll:
                 self._next_poll = wall + 0.25
                 for command in self.commands.poll():
-                    self._execute(command)
+                    self.execute_command(command)
         if self.journal is not None:
             wall = _time.monotonic()
             if wall >= self._next_beat:
@@ -1063,9 +1107,15 @@ class Engine:
                 self._journal_equity(final=False)
                 self.journal.heartbeat()
 
-    def _execute(self, command: Command) -> None:
+    def ready_for_commands(self) -> bool:
+        """Return whether commands may act: the run has started and seen a price (orders and
+        their audit rows need the market's time)."""
+        return self._started and bool(self._last)
+
+    def execute_command(self, command: Command) -> None:
         """Take, audit, execute and answer one operator command (exactly once: see
-        :mod:`velox.engine.commands`)."""
+        :mod:`velox.engine.commands`). The caller holds :attr:`lock` (the engine thread does
+        while it runs; the kill thread takes it)."""
         from velox.engine.commands import execute
 
         source = self.commands
@@ -1092,14 +1142,26 @@ class Engine:
     # -- strategies -----------------------------------------------------------------------
 
     def _call(self, runner: _Runner, handler: Callable[..., object], *args: object) -> None:
+        """Run one strategy callback without the engine's lock (the kill thread may act while
+        it runs; its orders take the lock in :meth:`submit`)."""
+        if self._deferring:  # on the kill thread: the engine thread calls it later
+            self._deferred.append((runner, handler, args))
+            return
         self._callback_seq += 1
         self._callback_runner = runner
+        lock = self.lock
+        lock.release()
         try:
             handler(runner.ctx, *args)
         except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
-            self._callback_runner = None
-            self._raised(runner, exc)
+            error: BaseException | None = exc
+        else:
+            error = None
+        finally:
+            lock.acquire()
         self._callback_runner = None
+        if error is not None:
+            self._raised(runner, error)
 
     def _raised(self, runner: _Runner, exc: BaseException) -> None:
         """Handle an exception from a strategy's handler (see :meth:`_call`)."""
@@ -1380,15 +1442,25 @@ class Engine:
 
     def run(self) -> RunResult:
         """Run the feed to its end on this thread and return the result (replay, or paper)."""
+        from velox.engine.commands import KillThread
+
+        self.lock.acquire()  # held by this thread except inside callbacks and idle waits
         watchdog = None  # unwinds a strategy callback that overruns callback_budget
         if self.callback_budget is not None:
             watchdog = CallbackWatchdog(self, self.callback_budget)
             watchdog.start()
+        killer = None  # acts on kill commands even while a strategy hangs
+        if self.commands is not None:
+            killer = KillThread(self, self.commands)
+            killer.start()
         try:
             return self._run()
         finally:
+            if killer is not None:
+                killer.stop()
             if watchdog is not None:
                 watchdog.stop()
+            self.lock.release()
 
     def _run(self) -> RunResult:
         self._start()
@@ -1461,10 +1533,13 @@ class Engine:
         event = _CHECK
         while not self._stop.is_set():
             collect_if_due(busy=not empty(), quiet=event is None)
+            self.lock.release()  # waiting: the kill thread may act meanwhile
             try:
                 event = get(timeout=0.25)
             except queue.Empty:
                 event = None
+            finally:
+                self.lock.acquire()
             if event is done:
                 break
             if isinstance(event, Tick):
@@ -1589,12 +1664,19 @@ class Engine:
                 )
             self._callback_seq += 1  # self._call inlined: one call per bar and strategy
             self._callback_runner = runner
+            lock = self.lock
+            lock.release()
             try:
                 runner.strategy.on_bar(runner.ctx, bar)
             except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
-                self._callback_runner = None
-                self._raised(runner, exc)
+                error: BaseException | None = exc
+            else:
+                error = None
+            finally:
+                lock.acquire()
             self._callback_runner = None
+            if error is not None:
+                self._raised(runner, error)
         if self._postbacks:
             self._drain()
         # equity sample (inlined _sample_equity)
