@@ -22,6 +22,12 @@ Per event, in order (see ``docs/engine.md``):
    market square-off order, and every later order is refused;
 5. strategies that asked for ticks see the forming candle in ``on_tick``.
 
+MIS positions are squared off by the engine at each session's square-off
+(:func:`velox.calendar.square_off_ns`: the ``mis_square_off`` setting on a regular session, the
+same lead before the close on a special one): at the first event at or after it, MIS orders
+are cancelled and MIS positions closed at market, unless the venue (a simulator due at the same
+time) has done so already.
+
 Strategy exceptions are caught and logged; they stop that strategy (optionally flattening its
 positions), never the engine.
 
@@ -43,7 +49,7 @@ import time as _time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +63,7 @@ from velox.brokers.base import (
     MarketData,
     simulated_venue,
 )
-from velox.calendar import IST, IST_OFFSET_NS
+from velox.calendar import IST, IST_OFFSET_NS, square_off_ns
 from velox.engine._time import _US
 from velox.engine._time import DAY_NS as _DAY_NS
 from velox.engine._time import EPOCH_IST as _EPOCH_IST
@@ -223,6 +229,9 @@ class Engine:
         Seconds one strategy callback may run; a callback that overruns (an endless loop, a
         long sleep) is interrupted and that strategy stopped with a ``StrategyTimeout``
         error, the others go on (:mod:`velox.engine.watchdog`). ``None``: no watchdog.
+    mis_square_off
+        The square-off time (IST) of a regular session; default the ``mis_square_off``
+        setting (``VELOX_MIS_SQUARE_OFF``, 15:15). Special sessions follow their own close.
     """
 
     def __init__(
@@ -246,6 +255,7 @@ class Engine:
         clock: Clock | None = None,
         callback_budget: float | None = DEFAULT_CALLBACK_BUDGET,
         venues: Mapping[str, Broker] | None = None,
+        mis_square_off: time | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
@@ -344,6 +354,13 @@ class Engine:
         self._next_timer = 0
         self._next_poll = 0.0
         self._halted: str | None = None
+        if mis_square_off is None:
+            from velox.config import get_settings
+
+            mis_square_off = get_settings().square_off_time
+        self.mis_square_off = mis_square_off
+        self._mis_cut_ns = _NEVER  # this session's square-off (set by _new_day)
+        self._mis_done = True  # squared off this session already (or no session yet)
         self._disconnected: set[str] = set()  # market-data sources that reported a disconnect
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -743,6 +760,33 @@ class Engine:
         self._base = (acct.realised, self._unrealised, acct.charges)
         self._risk_hi = self._risk_lo = 0.0
         self.risk.new_day(date(1970, 1, 1) + timedelta(days=day))
+        midnight = np.array([day * _DAY_NS - IST_OFFSET_NS], dtype=np.int64)
+        self._mis_cut_ns = int(square_off_ns(midnight, self.mis_square_off)[0])
+        self._mis_done = False
+        self._next_timer = min(self._next_timer, self._mis_cut_ns)
+
+    def _square_off_mis(self) -> None:
+        """Cancel MIS orders and close MIS positions at this session's square-off.
+
+        A simulated venue is brought to the engine's time first: if it squares off at the same
+        instant it does so itself, and the engine then finds nothing left to close (never a
+        second, position-reversing order).
+        """
+        self._mis_done = True
+        self._drain()
+        open_mis = [o for o in self.oms.open.values() if o.product is Product.MIS]
+        held = {iid for (iid, product), pos in self.oms.account.positions.items()
+                if product is Product.MIS and pos.qty}  # fmt: skip
+        if not open_mis and not held:
+            return
+        for iid in sorted(held | {o.instrument_id for o in open_mis}):
+            self._catch_up(iid)
+        self._drain()
+        for order in [o for o in self.oms.open.values() if o.product is Product.MIS]:
+            self._cancel(order)
+        self._drain()
+        when = _dt(self._mis_cut_ns).strftime("%H:%M")
+        self._square_off(None, reason=f"MIS square-off at {when}", product=Product.MIS)
 
     def engage_kill(self, reason: str, *, limit: str = "manual") -> None:
         """Engage the kill switch now (engine thread only): cancel, square off, halt."""
@@ -899,10 +943,14 @@ class Engine:
         self._drain()
         self._square_off(None, reason=f"kill switch ({event.limit})")
 
-    def _square_off(self, strategy: str | None, *, reason: str) -> None:
-        """Send market orders closing the account's (or one strategy's) positions."""
+    def _square_off(
+        self, strategy: str | None, *, reason: str, product: Product | None = None
+    ) -> None:
+        """Send market orders closing the account's (or one strategy's) positions (of one
+        ``product`` when given)."""
+        only = product
         for (iid, product), pos in list(self.oms.account.positions.items()):
-            if not pos.qty:
+            if not pos.qty or (only is not None and product is not only):
                 continue
             owners = [
                 (name, book.positions[(iid, product)].qty)
@@ -1093,6 +1141,11 @@ class Engine:
                 self._next_reconcile = ns + self.reconcile_every_ns
                 self.reconcile()
             self._next_timer = min(self._next_timer, self._next_reconcile)
+        if not self._mis_done:
+            if ns >= self._mis_cut_ns:
+                self._square_off_mis()
+            else:
+                self._next_timer = min(self._next_timer, self._mis_cut_ns)
         # commands act at the engine's time once it has seen the market (orders need a price)
         if self.commands is not None and self._last:
             wall = _time.monotonic()
