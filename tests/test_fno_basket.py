@@ -296,5 +296,7 @@ def test_bad_input_is_a_clear_error(nifty):
         Leg("PE", "buy", lots=0)
     with pytest.raises(ValidationError, match="exit='settle' needs hold='expiry'"):
         backtest_basket(straddle(), nifty, exit="settle")
+    with pytest.raises(ValidationError, match="exit='09:00' must be after entry='09:20'"):
+        backtest_basket(straddle(), nifty, exit="09:00")
     with pytest.raises(ValidationError, match="entry='9.20' must be a time of day"):
         backtest_basket(straddle(), nifty, entry="9.20")

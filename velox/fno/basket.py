@@ -79,8 +79,9 @@ class BasketResult:
     orders per side, gross ``pnl``, each charge kind, ``charges``, ``net_pnl``,
     ``price_source``). ``trades``: one row per basket (entry spot and volatility, exit reason,
     ``pnl``, ``charges``, ``net_pnl``). ``greeks``: the basket's delta, gamma, vega, theta
-    (rupee units: Greek × signed quantity, delta per rupee of the forward) at each bar close
-    while it was open.
+    (Greek × signed quantity: delta in units of the index per rupee of the forward, vega in
+    rupees per volatility point, theta in rupees per calendar day) at each bar close while it
+    was open.
     """
 
     legs: pd.DataFrame
@@ -488,6 +489,8 @@ def backtest_basket(
         raise ValidationError("bars must have a DatetimeIndex (bar start, IST) and a close column")
     if bars.index.tz is None:
         raise ValidationError("bars has a naive index: localise it to Asia/Kolkata first")
+    if not settle and hold == "day" and _clock(exit, "exit") <= _clock(entry, "entry"):
+        raise ValidationError(f"exit={exit!r} must be after entry={entry!r} for hold='day'")
     minutes = timeframe_minutes(timeframe)
     if not minutes:
         raise ValidationError(f"timeframe={timeframe!r} must be intraday ('1m', '5m', …)")
