@@ -22,6 +22,7 @@ from velox.fno import (
     CHARGE_KINDS,
     Leg,
     backtest_basket,
+    covered_call,
     iron_condor,
     split_order,
     straddle,
@@ -300,3 +301,56 @@ def test_bad_input_is_a_clear_error(nifty):
         backtest_basket(straddle(), nifty, exit="09:00")
     with pytest.raises(ValidationError, match="entry='9.20' must be a time of day"):
         backtest_basket(straddle(), nifty, entry="9.20")
+
+
+def test_target_exits_at_the_first_bar_reaching_it(nifty):
+    sigma, target = 0.2, 600.0
+    res = backtest_basket(straddle("sell"), nifty, start="2022-06-15", end="2022-06-15",
+                          target=target, sigma=sigma, freeze_qty=1_800)  # fmt: skip
+    spot_in = close_at(nifty, "2022-06-15 09:20")
+    strike = round(spot_in / 50) * 50
+    entry = {k: model_premium(spot_in, strike, k, "2022-06-15 09:20", "2022-06-16", sigma)
+             for k in ("CE", "PE")}  # fmt: skip
+    hit = None
+    for minute in pd.date_range("2022-06-15 09:21", "2022-06-15 15:15", freq="1min", tz=IST):
+        m = str(minute.tz_localize(None))
+        s = close_at(nifty, m)
+        gain = sum(LOT * (entry[k] - model_premium(s, strike, k, m, "2022-06-16", sigma))
+                   for k in ("CE", "PE"))  # fmt: skip
+        if gain >= target:
+            hit = minute
+            break
+    assert hit is not None, "a day of decay should reach this target"
+    assert (res.legs["exit_time"] == hit).all() and (res.legs["exit_reason"] == "target").all()
+    assert res.trades.iloc[0]["pnl"] >= target
+
+
+def test_covered_call_future_leg_and_its_charges_by_hand(nifty):
+    sigma = 0.2
+    res = backtest_basket(covered_call(2), nifty, start="2022-06-15", end="2022-06-15",
+                          sigma=sigma, freeze_qty=1_800)  # fmt: skip
+    fut = res.legs.set_index("kind").loc["FUT"]
+    assert fut["expiry"] == date(2022, 6, 30)  # the June monthly (last Thursday)
+    prices = []
+    for moment in ("2022-06-15 09:20", "2022-06-15 15:15"):
+        forward = close_at(nifty, moment) * math.exp(RATE * years(moment, "2022-06-30"))
+        prices.append(round(round(forward / 0.05) * 0.05, 2))
+    assert (fut["entry_price"], fut["exit_price"]) == tuple(prices)
+    buy, sell = LOT * prices[0], LOT * prices[1]
+    # futures, June 2022: brokerage 0.03 % capped at ₹20 an order; STT 0.01 % of sell value
+    # (before 1 Apr 2023); NSE 0.002 % (from 1 Jan 2021); SEBI ₹10/crore; stamp 0.002 % buy;
+    # GST 18 % of brokerage + exchange charge
+    brokerage = 2 * 20.0  # 0.03 % of ~₹7.9 lakh is ~₹237 an order: the cap applies
+    exchange = half_up((buy + sell) * 0.00002, "0.01")
+    expected = {
+        "brokerage": brokerage,
+        "stt": half_up(sell * 0.0001, "1"),
+        "exercise_stt": 0.0,
+        "exchange": exchange,
+        "sebi": half_up((buy + sell) * 10 / 1e7, "0.01"),
+        "stamp": half_up(buy * 0.00002, "1"),
+        "gst": half_up((brokerage + exchange) * 0.18, "0.01"),
+    }
+    assert {k: fut[k] for k in CHARGE_KINDS} == expected
+    assert fut["pnl"] == round(LOT * (prices[1] - prices[0]), 2)
+    assert res.greeks.iloc[0]["delta"] > 0  # long future, short OTM call: net long
