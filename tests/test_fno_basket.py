@@ -354,3 +354,25 @@ def test_covered_call_future_leg_and_its_charges_by_hand(nifty):
     assert {k: fut[k] for k in CHARGE_KINDS} == expected
     assert fut["pnl"] == round(LOT * (prices[1] - prices[0]), 2)
     assert res.greeks.iloc[0]["delta"] > 0  # long future, short OTM call: net long
+
+
+def test_option_bars_stored_in_postgresql_price_their_leg(nifty, store):
+    day = nifty.loc["2022-06-15"]
+    strike = round(close_at(nifty, "2022-06-15 09:20") / 50) * 50
+    closes = np.round(np.linspace(150.0, 70.0, len(day)), 2)
+    bars = pd.DataFrame({"open": closes, "high": closes, "low": closes, "close": closes,
+                         "volume": 0.0}, index=day.index)  # fmt: skip
+    # the weekly 16 Jun 2022 contract in Kite's symbol rule: NIFTY + 22 + 6 + 16 + strike + CE
+    store.write_bars(f"NFO:NIFTY22616{strike}CE", "1m", bars)
+    res = backtest_basket(straddle(), nifty, start="2022-06-15", end="2022-06-15", sigma=0.2,
+                          freeze_qty=1_800, option_bars=store)  # fmt: skip
+    legs = res.legs.set_index("kind")
+    assert legs.loc["CE", "price_source"] == "bars" and legs.loc["PE", "price_source"] == "model"
+    entry = bars.loc[pd.Timestamp("2022-06-15 09:19", tz=IST), "close"]
+    exit_ = bars.loc[pd.Timestamp("2022-06-15 15:14", tz=IST), "close"]
+    snap = lambda x: round(round(x / 0.05) * 0.05, 2)  # noqa: E731
+    assert (legs.loc["CE", "entry_price"], legs.loc["CE", "exit_price"]) == (
+        snap(entry),
+        snap(exit_),
+    )
+    assert legs.loc["CE", "pnl"] == round(-LOT * (snap(exit_) - snap(entry)), 2)
