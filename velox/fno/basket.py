@@ -336,7 +336,7 @@ def _one_basket(
             starts,
             run.underlying,
             run.timeframe,
-        )  # fmt: skip
+        )
         for p in positions
     ]
     prices = np.vstack([q[0] for q in priced])
