@@ -22,6 +22,7 @@ from velox.fno import (
     CHARGE_KINDS,
     Leg,
     backtest_basket,
+    covered_call,
     iron_condor,
     split_order,
     straddle,
@@ -296,5 +297,82 @@ def test_bad_input_is_a_clear_error(nifty):
         Leg("PE", "buy", lots=0)
     with pytest.raises(ValidationError, match="exit='settle' needs hold='expiry'"):
         backtest_basket(straddle(), nifty, exit="settle")
+    with pytest.raises(ValidationError, match="exit='09:00' must be after entry='09:20'"):
+        backtest_basket(straddle(), nifty, exit="09:00")
     with pytest.raises(ValidationError, match="entry='9.20' must be a time of day"):
         backtest_basket(straddle(), nifty, entry="9.20")
+
+
+def test_target_exits_at_the_first_bar_reaching_it(nifty):
+    sigma, target = 0.2, 600.0
+    res = backtest_basket(straddle("sell"), nifty, start="2022-06-15", end="2022-06-15",
+                          target=target, sigma=sigma, freeze_qty=1_800)  # fmt: skip
+    spot_in = close_at(nifty, "2022-06-15 09:20")
+    strike = round(spot_in / 50) * 50
+    entry = {k: model_premium(spot_in, strike, k, "2022-06-15 09:20", "2022-06-16", sigma)
+             for k in ("CE", "PE")}  # fmt: skip
+    hit = None
+    for minute in pd.date_range("2022-06-15 09:21", "2022-06-15 15:15", freq="1min", tz=IST):
+        m = str(minute.tz_localize(None))
+        s = close_at(nifty, m)
+        gain = sum(LOT * (entry[k] - model_premium(s, strike, k, m, "2022-06-16", sigma))
+                   for k in ("CE", "PE"))  # fmt: skip
+        if gain >= target:
+            hit = minute
+            break
+    assert hit is not None, "a day of decay should reach this target"
+    assert (res.legs["exit_time"] == hit).all() and (res.legs["exit_reason"] == "target").all()
+    assert res.trades.iloc[0]["pnl"] >= target
+
+
+def test_covered_call_future_leg_and_its_charges_by_hand(nifty):
+    sigma = 0.2
+    res = backtest_basket(covered_call(2), nifty, start="2022-06-15", end="2022-06-15",
+                          sigma=sigma, freeze_qty=1_800)  # fmt: skip
+    fut = res.legs.set_index("kind").loc["FUT"]
+    assert fut["expiry"] == date(2022, 6, 30)  # the June monthly (last Thursday)
+    prices = []
+    for moment in ("2022-06-15 09:20", "2022-06-15 15:15"):
+        forward = close_at(nifty, moment) * math.exp(RATE * years(moment, "2022-06-30"))
+        prices.append(round(round(forward / 0.05) * 0.05, 2))
+    assert (fut["entry_price"], fut["exit_price"]) == tuple(prices)
+    buy, sell = LOT * prices[0], LOT * prices[1]
+    # futures, June 2022: brokerage 0.03 % capped at ₹20 an order; STT 0.01 % of sell value
+    # (before 1 Apr 2023); NSE 0.002 % (from 1 Jan 2021); SEBI ₹10/crore; stamp 0.002 % buy;
+    # GST 18 % of brokerage + exchange charge
+    brokerage = 2 * 20.0  # 0.03 % of ~₹7.9 lakh is ~₹237 an order: the cap applies
+    exchange = half_up((buy + sell) * 0.00002, "0.01")
+    expected = {
+        "brokerage": brokerage,
+        "stt": half_up(sell * 0.0001, "1"),
+        "exercise_stt": 0.0,
+        "exchange": exchange,
+        "sebi": half_up((buy + sell) * 10 / 1e7, "0.01"),
+        "stamp": half_up(buy * 0.00002, "1"),
+        "gst": half_up((brokerage + exchange) * 0.18, "0.01"),
+    }
+    assert {k: fut[k] for k in CHARGE_KINDS} == expected
+    assert fut["pnl"] == round(LOT * (prices[1] - prices[0]), 2)
+    assert res.greeks.iloc[0]["delta"] > 0  # long future, short OTM call: net long
+
+
+def test_option_bars_stored_in_postgresql_price_their_leg(nifty, store):
+    day = nifty.loc["2022-06-15"]
+    strike = round(close_at(nifty, "2022-06-15 09:20") / 50) * 50
+    closes = np.round(np.linspace(150.0, 70.0, len(day)), 2)
+    bars = pd.DataFrame({"open": closes, "high": closes, "low": closes, "close": closes,
+                         "volume": 0.0}, index=day.index)  # fmt: skip
+    # the weekly 16 Jun 2022 contract in Kite's symbol rule: NIFTY + 22 + 6 + 16 + strike + CE
+    store.write_bars(f"NFO:NIFTY22616{strike}CE", "1m", bars)
+    res = backtest_basket(straddle(), nifty, start="2022-06-15", end="2022-06-15", sigma=0.2,
+                          freeze_qty=1_800, option_bars=store)  # fmt: skip
+    legs = res.legs.set_index("kind")
+    assert legs.loc["CE", "price_source"] == "bars" and legs.loc["PE", "price_source"] == "model"
+    entry = bars.loc[pd.Timestamp("2022-06-15 09:19", tz=IST), "close"]
+    exit_ = bars.loc[pd.Timestamp("2022-06-15 15:14", tz=IST), "close"]
+    snap = lambda x: round(round(x / 0.05) * 0.05, 2)  # noqa: E731
+    assert (legs.loc["CE", "entry_price"], legs.loc["CE", "exit_price"]) == (
+        snap(entry),
+        snap(exit_),
+    )
+    assert legs.loc["CE", "pnl"] == round(-LOT * (snap(exit_) - snap(entry)), 2)

@@ -7,6 +7,7 @@
 :func:`resolve_legs`           legs → :class:`Position` contracts on a model-priced chain
 :func:`backtest_basket`        enter/exit the legs as one basket on intraday index bars
 :func:`split_order`            order quantities within the exchange freeze quantity
+:func:`option_instrument_id`   the ``NFO:`` id of a contract (where its stored bars are)
 :func:`payoff`                 P&L over a spot range at entry and at expiry (+ :func:`payoff_plot`)
 :func:`margin`                 a SPAN-like margin estimate (scenario grid + exposure margin)
 =============================  ==============================================================
@@ -16,7 +17,13 @@ Pricing lives in :mod:`velox.options`; this package builds on it. Prices are mod
 (``price_source``). See ``docs/options.md``.
 """
 
-from velox.fno.basket import CHARGE_KINDS, BasketResult, backtest_basket, split_order
+from velox.fno.basket import (
+    CHARGE_KINDS,
+    BasketResult,
+    backtest_basket,
+    option_instrument_id,
+    split_order,
+)
 from velox.fno.legs import (
     Leg,
     Position,
@@ -44,6 +51,7 @@ __all__ = [
     "covered_call",
     "iron_condor",
     "margin",
+    "option_instrument_id",
     "payoff",
     "payoff_plot",
     "ratio_spread",

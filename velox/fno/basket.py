@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
@@ -43,10 +43,20 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from velox.costs import BrokerageModel
+    from velox.store import Store
+
+    #: Where traded option prices come from: a store of option bars, or bars by contract.
+    OptionBars: TypeAlias = Store | Mapping[tuple[date, float, str], pd.DataFrame]
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHARGE_KINDS", "BasketResult", "backtest_basket", "split_order"]
+__all__ = [
+    "CHARGE_KINDS",
+    "BasketResult",
+    "backtest_basket",
+    "option_instrument_id",
+    "split_order",
+]
 
 #: The charge columns of every result, in contract-note order (``exercise_stt`` separate).
 CHARGE_KINDS = ("brokerage", "stt", "exercise_stt", "exchange", "sebi", "stamp", "gst")
@@ -79,8 +89,9 @@ class BasketResult:
     orders per side, gross ``pnl``, each charge kind, ``charges``, ``net_pnl``,
     ``price_source``). ``trades``: one row per basket (entry spot and volatility, exit reason,
     ``pnl``, ``charges``, ``net_pnl``). ``greeks``: the basket's delta, gamma, vega, theta
-    (rupee units: Greek × signed quantity, delta per rupee of the forward) at each bar close
-    while it was open.
+    (Greek × signed quantity: delta in units of the index per rupee of the forward, vega in
+    rupees per volatility point, theta in rupees per calendar day) at each bar close while it
+    was open.
     """
 
     legs: pd.DataFrame
@@ -160,8 +171,10 @@ def _path_prices(
     sigma: float,
     rate: float,
     tick: float,
-    option_bars: Mapping[tuple[date, float, str], pd.DataFrame] | None,
+    option_bars: OptionBars | None,
     bar_starts: pd.DatetimeIndex,
+    underlying: str,
+    timeframe: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Return (prices, forward, t) of one position at each path time, and their source."""
     import pandas as pd
@@ -172,16 +185,58 @@ def _path_prices(
     expiry_at = pd.Timestamp(datetime.combine(pos.expiry, SESSION_CLOSE)).tz_localize(times.tz)
     t = np.maximum((expiry_at - times).total_seconds().to_numpy() / _YEAR_SECONDS, 0.0)
     forward = spot * np.exp(rate * t)
-    key = (pos.expiry, pos.strike, pos.kind)
-    if option_bars is not None and key in option_bars:
-        closes = option_bars[key]["close"].astype(float).reindex(bar_starts).ffill()
+    stored = _stored_bars(option_bars, pos, underlying, timeframe, bar_starts)
+    if stored is not None:
+        closes = stored["close"].astype(float).reindex(bar_starts).ffill()
         if closes.isna().any():
-            raise DataError(f"option bars of {key} start after {bar_starts[0]}")
+            raise DataError(
+                f"option bars of {pos.kind} {pos.strike} {pos.expiry} start after {bar_starts[0]}"
+            )
         return _snap(closes.to_numpy(), tick), forward, t, "bars"
     if pos.kind == "FUT":
         return _snap(forward, tick), forward, t, "model"
     price = black76_price(forward, pos.strike, t, rate, sigma, pos.kind)
     return _snap(np.asarray(price, dtype=float), tick), forward, t, "model"
+
+
+def option_instrument_id(underlying: str, kind: str, expiry: date, strike: float) -> str:
+    """Return the Velox id of an index option or future (``NFO:`` + its Kite symbol).
+
+    Whether ``expiry`` is the monthly one (which changes the symbol) comes from the expiry
+    calendar, not a guess.
+
+    Examples
+    --------
+    >>> option_instrument_id("NIFTY", "CE", date(2022, 6, 16), 15_900.0)
+    'NFO:NIFTY2261615900CE'
+    >>> option_instrument_id("NIFTY", "PE", date(2022, 6, 30), 15_900.0)
+    'NFO:NIFTY22JUN15900PE'
+    """
+    from velox.fno.legs import _expiry_years
+    from velox.instruments import kite_symbol
+
+    monthly = expiry in _expiry_years(underlying, False, expiry.year)
+    exchange = "BFO" if underlying == "SENSEX" else "NFO"
+    if kind == "FUT":
+        return f"{exchange}:{kite_symbol(underlying, 'FUT', expiry)}"
+    return f"{exchange}:{kite_symbol(underlying, kind, expiry, strike, monthly=monthly)}"
+
+
+def _stored_bars(
+    option_bars: OptionBars | None,
+    pos: Position,
+    underlying: str,
+    timeframe: str,
+    bar_starts: pd.DatetimeIndex,
+) -> pd.DataFrame | None:
+    """Return the stored bars of ``pos``'s contract over the path, or None (model-priced)."""
+    if option_bars is None:
+        return None
+    if isinstance(option_bars, Mapping):
+        return option_bars.get((pos.expiry, pos.strike, pos.kind))
+    instrument_id = option_instrument_id(underlying, pos.kind, pos.expiry, pos.strike)
+    frame = option_bars.read_bars(instrument_id, timeframe, bar_starts[0], bar_starts[-1])
+    return None if frame.empty else frame
 
 
 def _first(mask: np.ndarray) -> int:
@@ -230,7 +285,8 @@ class _Run:
     tick: float
     freeze_qty: int | None
     broker: str | BrokerageModel
-    option_bars: Mapping[tuple[date, float, str], pd.DataFrame] | None
+    option_bars: OptionBars | None
+    timeframe: str
     strikes: int
 
 
@@ -269,7 +325,18 @@ def _one_basket(
     n = len(times)
 
     priced = [
-        _path_prices(p, times, spot, sigma, run.rate, run.tick, run.option_bars, starts)
+        _path_prices(
+            p,
+            times,
+            spot,
+            sigma,
+            run.rate,
+            run.tick,
+            run.option_bars,
+            starts,
+            run.underlying,
+            run.timeframe,
+        )
         for p in positions
     ]
     prices = np.vstack([q[0] for q in priced])
@@ -418,7 +485,7 @@ def backtest_basket(
     rate: float = 0.065,
     freeze_qty: int | None = None,
     broker: str | BrokerageModel = "zerodha",
-    option_bars: Mapping[tuple[date, float, str], pd.DataFrame] | None = None,
+    option_bars: OptionBars | None = None,
     timeframe: str = "1m",
     tick_size: float = 0.05,
     strikes: int = 40,
@@ -454,7 +521,9 @@ def backtest_basket(
     broker
         Brokerage plan for :func:`velox.costs.trade_charges` (default Zerodha-like).
     option_bars
-        Stored option bars by ``(expiry, strike, kind)``: legs found there are priced from their
+        Traded option prices: a :class:`velox.store.Store` holding option bars (read at
+        ``timeframe`` by :func:`option_instrument_id`, e.g. ``NFO:NIFTY2261615900CE``), or a
+        mapping ``(expiry, strike, kind) → bars``. Legs found there are priced from their bar
         closes (``price_source == "bars"``), the rest on the model.
 
     Examples
@@ -488,6 +557,8 @@ def backtest_basket(
         raise ValidationError("bars must have a DatetimeIndex (bar start, IST) and a close column")
     if bars.index.tz is None:
         raise ValidationError("bars has a naive index: localise it to Asia/Kolkata first")
+    if not settle and hold == "day" and _clock(exit, "exit") <= _clock(entry, "entry"):
+        raise ValidationError(f"exit={exit!r} must be after entry={entry!r} for hold='day'")
     minutes = timeframe_minutes(timeframe)
     if not minutes:
         raise ValidationError(f"timeframe={timeframe!r} must be intraday ('1m', '5m', …)")
@@ -495,7 +566,8 @@ def backtest_basket(
         underlying=name, entry=_clock(entry, "entry"),
         exit=None if settle else _clock(exit, "exit"), hold=hold, stop_loss=stop_loss,
         target=target, rate=rate, tick=tick_size,
-        freeze_qty=freeze_qty, broker=broker, option_bars=option_bars, strikes=strikes,
+        freeze_qty=freeze_qty, broker=broker, option_bars=option_bars,
+        timeframe=timeframe, strikes=strikes,
     )  # fmt: skip
     bars = bars.tz_convert("Asia/Kolkata").sort_index()
     ends = bars.index + pd.Timedelta(minutes=minutes)
