@@ -54,9 +54,15 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)  # fmt: skip
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )  # fmt: skip
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -228,6 +234,7 @@ def email_channel(server: SmtpServer, **changes: object):  # noqa: ANN201
     from velox.alerts.channels import EmailChannel
 
     values = {"host": "127.0.0.1", "port": server.port, "sender": "velox@desk.example",
-              "user": USER, "password": PASSWORD, "starttls": True, "ca_file": server.cert}  # fmt: skip
+              "user": USER, "password": PASSWORD, "starttls": True,
+              "ca_file": server.cert}  # fmt: skip
     values.update(changes)
     return EmailChannel(**values)  # type: ignore[arg-type]

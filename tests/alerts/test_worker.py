@@ -14,7 +14,11 @@ from tests.alerts.conftest import TOKEN, BotServer, Clock
 from velox.alerts.channels import TelegramChannel, WebhookChannel
 from velox.alerts.policy import Policy
 from velox.alerts.worker import (
-    BackgroundWorker, Deliverer, Report, deliveries, delivery_attempts,
+    BackgroundWorker,
+    Deliverer,
+    Report,
+    deliveries,
+    delivery_attempts,
 )  # fmt: skip
 from velox.store import Store
 
@@ -63,7 +67,9 @@ def test_two_workers_at_once_never_send_an_alert_twice(store, bot: BotServer) ->
 
 
 def test_a_crash_after_claiming_resends_once_and_a_sent_row_never(
-    store, bot: BotServer, clock: Clock  # noqa: ANN001
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
     alert_id = store.raise_alert(kind="kill_switch", severity="critical", message="killed")
     crashed = _webhook(store, bot, clock=clock, worker="crashed")
@@ -88,9 +94,13 @@ def test_a_crash_after_claiming_resends_once_and_a_sent_row_never(
 
 
 def test_same_key_within_the_window_is_suppressed_then_sent_after(
-    store, bot: BotServer, clock: Clock  # noqa: ANN001
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
-    deliverer = _webhook(store, bot, clock=clock, policy=Policy(dedup_window=dt.timedelta(minutes=10)))
+    deliverer = _webhook(
+        store, bot, clock=clock, policy=Policy(dedup_window=dt.timedelta(minutes=10))
+    )
     first = store.raise_alert(kind="broker_disconnect", severity="warning", message="feed down",
                               dedup_key="K1:feed")  # fmt: skip
     assert deliverer.run_once().sent == 1
@@ -111,7 +121,9 @@ def test_same_key_within_the_window_is_suppressed_then_sent_after(
 
 
 def test_a_storm_becomes_one_summary_within_the_rate_limit(
-    store, bot: BotServer, clock: Clock  # noqa: ANN001
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
     ids = [store.raise_alert(kind="order_rejected", severity="warning", message=f"rejected {i}")
            for i in range(12)]  # fmt: skip

@@ -206,8 +206,8 @@ class Deliverer:
         from velox.config import get_settings
 
         settings = settings or get_settings()
-        return cls(store, channels=configured_channels(settings),
-                   targets=default_targets(settings), policy=Policy.from_settings(settings))  # fmt: skip
+        return cls(store, channels=configured_channels(settings), targets=default_targets(settings),
+                   policy=Policy.from_settings(settings))  # fmt: skip
 
     # -- 1. enqueue ------------------------------------------------------------------------
 
