@@ -83,3 +83,50 @@ def test_config_show_masks_the_alert_secrets(store, bot: BotServer) -> None:  # 
     bad = _velox({**env, "VELOX_ALERT_QUIET_HOURS": "22-07"}, "config")
     assert bad.returncode != 0
     assert "alert_quiet_hours='22-07': must be HH:MM-HH:MM (IST)" in bad.stderr
+
+
+KILL_STRATEGY = '''
+from velox.strategy import Strategy
+from velox.types import Product
+
+
+class BuyTheOpen(Strategy):
+    """Buys 500 MIS at the first bar of a falling day and holds: the loss limit kills it."""
+
+    instruments = ("NSE:RELIANCE",)
+    timeframe = "5m"
+    product = Product.MIS
+
+    def on_start(self, ctx):
+        self.bought = False
+
+    def on_bar(self, ctx, bar):
+        if not self.bought:
+            self.bought = True
+            ctx.buy(500)
+'''
+
+
+def test_velox_paper_delivers_its_kill_switch_beside_the_engine(
+    store,  # noqa: ANN001
+    bot: BotServer,
+    tmp_path: Path,
+) -> None:
+    from velox.data import import_bars
+
+    import_bars(ROOT / "data" / "bars" / "RELIANCE_5m_2025.csv", "NSE:RELIANCE", "5m",
+                store=store)  # fmt: skip
+    strategy = tmp_path / "buy_the_open.py"
+    strategy.write_text(KILL_STRATEGY)
+    risk = tmp_path / "risk.toml"
+    risk.write_text("[risk]\ndaily_loss_limit = 3000\n")
+    env = _env(store, bot, VELOX_DATA_DIR=str(tmp_path))
+    done = _velox(env, "paper", str(strategy), "--start", "2025-05-22", "--end", "2025-05-22",
+                  "--speed", "20000", "--run", "PK1", "--account", "T1",
+                  "--risk", str(risk))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    kills = store.alerts(kind="kill_switch", run_id="PK1")
+    assert len(kills) == 1 and kills["delivered_at"].notna().all()
+    sent = [r for r in bot.requests if r.path.endswith(("/sendPhoto", "/sendMessage"))]
+    kill_texts = [r for r in sent if b"kill switch engaged" in r.body]
+    assert len(kill_texts) == 1  # (with a chart only if the recorder had written equity yet)

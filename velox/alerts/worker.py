@@ -25,7 +25,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -554,7 +555,36 @@ class BackgroundWorker:
         self.stop()
 
 
+@contextmanager
+def beside_engine(settings: Settings | None = None) -> Iterator[BackgroundWorker | None]:
+    """Run a background worker while the block runs, if any alert channel is configured.
+
+    ``velox paper`` and ``velox live`` wrap their engine in it, so a kill switch reaches the
+    phone while the engine runs even without a separate ``velox alerts deliver``; workers
+    never double-send, so running both is safe. After the block, one last pass delivers the
+    alerts the engine stored as it finished.
+    """
+    from velox.alerts.channels import default_targets
+    from velox.config import get_settings
+    from velox.store import open_store
+
+    settings = settings or get_settings()
+    if not (default_targets(settings) or settings.telegram_token or settings.smtp_host):
+        yield None
+        return
+    deliverer = Deliverer.from_settings(open_store(), settings)
+    worker = BackgroundWorker(deliverer)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        try:  # the engine's last alerts are stored as it finishes: one more pass for them
+            deliverer.run_once()
+        except Exception:  # the next worker to run delivers them; they are in the store
+            log.exception("alert delivery after the engine stopped failed")
+
+
 __all__ = [
-    "BackgroundWorker", "Deliverer", "Report", "alert_message", "deliveries",
+    "BackgroundWorker", "beside_engine", "Deliverer", "Report", "alert_message", "deliveries",
     "delivery_attempts", "equity_chart", "summary_message",
 ]  # fmt: skip
