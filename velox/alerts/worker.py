@@ -199,6 +199,25 @@ class Deliverer:
         self.charts = charts
         #: Deliveries claimed at a time: what another worker cannot take meanwhile.
         self.batch = batch
+        self._db: psycopg.Connection | None = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        """Yield this worker's own connection inside a transaction (opened again if lost).
+
+        One connection for the worker's life: opening one per step cost more than the
+        delivery itself. A deliverer is used by one thread at a time.
+        """
+        if self._db is None or self._db.closed or self._db.broken:
+            self._db = self.store.connect(autocommit=True)
+        with self._db.transaction():
+            yield self._db
+
+    def close(self) -> None:
+        """Close the worker's connection (the next pass opens another)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings | None = None) -> Deliverer:
@@ -234,7 +253,7 @@ class Deliverer:
         """
         now = self.clock()
         added, touched = 0, []
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             alerts = conn.execute(
                 "SELECT id, severity, kind, dedup_key, account FROM alerts a"
                 " WHERE delivered_at IS NULL AND NOT EXISTS"
@@ -309,7 +328,7 @@ class Deliverer:
         now = self.clock()
         window = timedelta(minutes=1)
         claimed: list[_Claimed] = []
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
             rows = conn.execute(
                 "SELECT id, alert_id, channel, target, attempts FROM alert_deliveries"
@@ -362,7 +381,7 @@ class Deliverer:
     def _alerts(self, ids: list[int]) -> dict[int, dict[str, object]]:
         from psycopg.rows import dict_row
 
-        with self.store.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
                 f"SELECT {', '.join(_ALERT_FIELDS)} FROM alerts WHERE id = ANY(%s)", (ids,)
             ).fetchall()
@@ -404,7 +423,7 @@ class Deliverer:
 
     def _record(self, items: list[_Claimed], error: DeliveryError | None, report: Report) -> None:
         now = self.clock()
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             for item in items:
                 if error is None:
                     status, outcome, due, text = "sent", "sent", None, None
@@ -447,7 +466,7 @@ class Deliverer:
     def pending(self) -> tuple[int, datetime | None]:
         """Return how many deliveries of this worker's channels are not finished, and when
         the next one is due."""
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             count, due = conn.execute(
                 "SELECT count(*), min(CASE WHEN status = 'sending' THEN lease_until"
                 " ELSE next_attempt_at END) FROM alert_deliveries"
@@ -484,6 +503,7 @@ class Deliverer:
                     wait = min(poll, max(0.05, (due - self.clock()).total_seconds()))
                 if not stop.is_set():
                     listener.wait(wait)
+        self.close()
 
 
 def deliveries(
@@ -582,6 +602,8 @@ def beside_engine(settings: Settings | None = None) -> Iterator[BackgroundWorker
             deliverer.run_once()
         except Exception:  # the next worker to run delivers them; they are in the store
             log.exception("alert delivery after the engine stopped failed")
+        finally:
+            deliverer.close()
 
 
 __all__ = [
