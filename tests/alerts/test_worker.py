@@ -222,3 +222,23 @@ def test_the_background_worker_wakes_on_notify_and_stops_cleanly(store, bot: Bot
         started = time.monotonic()
         worker.stop()
     assert time.monotonic() - started < 5 and not worker._thread.is_alive()
+
+
+def test_alerts_nobody_wants_are_routed_once_and_never_starve_new_ones(
+    store,
+    bot: BotServer,  # noqa: ANN001
+) -> None:
+    idle = Deliverer(store, channels={"webhook": WebhookChannel()})  # no destination at all
+    early = store.raise_alert(kind="strategy_error", severity="critical", message="early")
+    assert idle.run_once().sent == 0
+    deliverer = _webhook(store, bot, policy=Policy(min_severity=(("webhook", "critical"),)))
+    for i in range(520):  # more than one routing page, all below the threshold
+        store.raise_alert(kind="order_rejected", severity="info", message=f"noise {i}")
+    late = store.raise_alert(kind="kill_switch", severity="critical", message="late")
+    assert deliverer.run_once().sent == 2
+    assert _ids(bot) == [early, late]  # waited for a destination; not starved by the noise
+    with store.connect() as conn:
+        query = "SELECT deliveries, count(*) FROM alert_routing GROUP BY deliveries"
+        routed = dict(conn.execute(query).fetchall())
+    assert routed == {0: 520, 1: 2}
+    assert len(store.alerts(undelivered=True)) == 520  # visible, never marked delivered

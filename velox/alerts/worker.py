@@ -247,24 +247,37 @@ class Deliverer:
         return routes
 
     def enqueue(self, limit: int = 500, *, report: Report | None = None) -> int:
-        """Add delivery rows for undelivered alerts that have none yet; return how many.
+        """Route the undelivered alerts not routed yet: add their delivery rows, return how
+        many. Each alert is routed once (``alert_routing``), even to no destination; while
+        there is no destination at all (nothing configured, no subscriber) none is routed,
+        so they wait for one.
 
         ``report`` counts the rows added as ``suppressed`` (duplicates within the window).
         """
+        added = 0
+        while True:
+            rows, alerts = self._enqueue_page(limit, report)
+            added += rows
+            if alerts < limit:
+                return added
+
+    def _enqueue_page(self, limit: int, report: Report | None) -> tuple[int, int]:
+        """Route up to ``limit`` alerts in one transaction; return (rows added, alerts)."""
         now = self.clock()
         added, touched = 0, []
         with self._transaction() as conn:
             alerts = conn.execute(
                 "SELECT id, severity, kind, dedup_key, account FROM alerts a"
                 " WHERE delivered_at IS NULL AND NOT EXISTS"
-                " (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = a.id)"
+                " (SELECT 1 FROM alert_routing r WHERE r.alert_id = a.id)"
                 " ORDER BY id LIMIT %s",
                 (limit,),
             ).fetchall()
-            if not alerts:
-                return 0
-            routes = self._routes(conn)
+            routes = self._routes(conn) if alerts else []
+            if not routes:
+                return 0, 0
             for alert_id, severity, kind, dedup_key, account in alerts:
+                wanted = 0
                 for channel, target, username, min_severity, scope in routes:
                     if severity_rank(severity) < severity_rank(min_severity):
                         continue
@@ -288,11 +301,17 @@ class Deliverer:
                         (alert_id, channel, target, username, status, error, due or now),
                     )
                     added += cur.rowcount
+                    wanted += 1
                     if report is not None and status == "suppressed":
                         report.suppressed += cur.rowcount
+                conn.execute(
+                    "INSERT INTO alert_routing (alert_id, routed_at, deliveries)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (alert_id) DO NOTHING",
+                    (alert_id, now, wanted),
+                )
                 touched.append(alert_id)
             self._settle(conn, touched, now)
-        return added
+        return added, len(alerts)
 
     @staticmethod
     def _last_sent(
