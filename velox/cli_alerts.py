@@ -53,7 +53,8 @@ def deliver(once: bool, poll: float) -> None:
             click.echo(f"FAILED {line}", err=True)
         earlier = len(deliveries(store, status="failed")) - len(report.failed)
         click.echo(f"sent {report.sent}, suppressed {report.suppressed}, retrying "
-                   f"{report.retried}, failed {len(report.failed)}, pending {report.pending}")  # fmt: skip
+                   f"{report.retried}, failed {len(report.failed)}, "
+                   f"pending {report.pending}")  # fmt: skip
         if earlier > 0:
             click.echo(f"{earlier} delivery(ies) failed in earlier passes; see "
                        "velox.alerts.deliveries(store, status='failed')", err=True)  # fmt: skip

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from tests.alerts.conftest import PASSWORD, USER, Clock, SmtpServer, email_channel
+from tests.alerts.conftest import PASSWORD, Clock, SmtpServer, email_channel
 from velox.alerts.policy import Policy
 from velox.alerts.worker import Deliverer, deliveries, delivery_attempts
 
@@ -96,7 +96,9 @@ def test_untrusted_certificate_is_refused(store, smtp: SmtpServer) -> None:  # n
 
 
 def test_smtp_down_then_up_retries_with_backoff_and_sends_once(
-    store, smtp: SmtpServer, clock: Clock  # noqa: ANN001
+    store,
+    smtp: SmtpServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
     alert_id = _raise(store)
     deliverer = Deliverer(store, channels={"email": email_channel(smtp)},

@@ -13,7 +13,6 @@ import json
 import logging
 import secrets
 import smtplib
-import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -74,8 +73,9 @@ def _http_error(what: str, status: int, body: bytes) -> DeliveryError:
     except (ValueError, AttributeError):
         pass
     transient = status == 429 or status >= 500
+    wait = float(retry_after) if retry_after is not None else None
     return DeliveryError(f"{what}: HTTP {status} {description}".strip(), transient=transient,
-                         retry_after=float(retry_after) if retry_after is not None else None)  # fmt: skip
+                         retry_after=wait)  # fmt: skip
 
 
 def _post(url: str, body: bytes, content_type: str, what: str) -> bytes:
@@ -93,7 +93,9 @@ def _post(url: str, body: bytes, content_type: str, what: str) -> bytes:
         raise DeliveryError(f"{what}: cannot connect ({reason})", transient=True) from None
 
 
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, str, bytes]]) -> tuple[bytes, str]:
+def multipart(
+    fields: dict[str, str], files: dict[str, tuple[str, str, bytes]]
+) -> tuple[bytes, str]:
     """Return a ``multipart/form-data`` body and its content type (``files``: name ->
     (filename, content type, bytes))."""
     boundary = "velox-" + secrets.token_hex(12)
@@ -201,7 +203,7 @@ class EmailChannel:
         except ssl.SSLError as exc:
             raise DeliveryError(f"{where}: TLS failed ({exc.reason or exc})",
                                 transient=False) from None  # fmt: skip
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", transient=True) from None
         if refused:
             raise DeliveryError(f"{where}: recipients refused: {sorted(refused)}", transient=False)
