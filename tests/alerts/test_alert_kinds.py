@@ -65,13 +65,13 @@ def test_smartapi_order_socket_drop_is_reported_then_the_reconnect() -> None:
 
 
 def test_the_engine_stores_the_order_socket_alerts(store) -> None:  # noqa: ANN001
+    import pandas as pd
+
     from velox.brokers.sim import SimBroker
     from velox.engine import Engine
     from velox.feeds import BarReplay
     from velox.modes import default_instruments
     from velox.store.recorder import RunRecorder
-
-    import pandas as pd
 
     idx = pd.DatetimeIndex(["2025-05-20 09:15"]).tz_localize("Asia/Kolkata")
     bars = pd.DataFrame({"open": [1450.0], "high": [1452.0], "low": [1449.0],
