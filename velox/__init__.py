@@ -44,6 +44,7 @@ __version__ = "0.1.0"
 #: Every public module of the package, imported on first attribute access (``velox.engine``).
 _SUBMODULES = frozenset(
     {
+        "alerts",
         "analytics",
         "backtest",
         "brokers",
@@ -56,6 +57,7 @@ _SUBMODULES = frozenset(
         "cli_broker",
         "cli_sim",
         "cli_web",
+        "cli_alerts",
         "auth",
         "web",
         "ui",
@@ -68,9 +70,11 @@ _SUBMODULES = frozenset(
         "engine",
         "errors",
         "feeds",
+        "fno",
         "indicators",
         "instruments",
         "modes",
+        "monitoring",
         "oms",
         "options",
         "pipelines",

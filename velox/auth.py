@@ -601,7 +601,8 @@ class Users:
         if not token or len(token) > 128:
             return None
         digest = _sha256(token)
-        with self.store.connect() as conn:
+        # pooled: every request, websocket and page callback comes through here
+        with self.store.pooled() as conn:
             row = conn.execute(
                 "SELECT s.username, s.created_at, s.expires_at, s.revoked_at, s.address, u.disabled"
                 " FROM user_sessions s JOIN users u USING (username) WHERE s.token_sha256 = %s",

@@ -475,6 +475,31 @@ def trading_spans_ns(days_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return opens, closes, pauses, resumes
 
 
+def square_off_ns(days_ns: np.ndarray, regular: time) -> np.ndarray:
+    """Return the MIS square-off instant (UTC epoch ns) of each IST date in ``days_ns``.
+
+    ``regular`` is the square-off time of a regular 09:15-15:30 session (the
+    ``mis_square_off`` setting). Why a rule and not the clock time: a special session closes
+    at other hours (Muhurat trading 18:15-19:15, an outage day extended to 17:00, a DR drill
+    ending 12:30), and a fixed 15:15 would square off before a Muhurat session opens or hours
+    before an extended one closes. So every session squares off the same lead before its own
+    close that ``regular`` keeps before 15:30 (15 minutes for 15:15, 40 for 14:50), and never
+    before its open. Dates without a session get the regular hours (as
+    :func:`trading_spans_ns`). ``days_ns`` holds 00:00 IST of each date.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> days = pd.DatetimeIndex(["2024-04-01", "2021-11-04", "2021-02-24"], tz=IST_NAME)
+    >>> cuts = square_off_ns(days.as_unit("ns").asi8, time(15, 15))
+    >>> pd.to_datetime(cuts, utc=True).tz_convert(IST_NAME).strftime("%H:%M").tolist()
+    ['15:15', '19:00', '16:45']
+    """
+    lead = ((15 * 60 + 30) - (regular.hour * 60 + regular.minute)) * _MINUTE_NS
+    opens, closes, _, _ = trading_spans_ns(days_ns)
+    return np.maximum(opens, closes - lead)
+
+
 def is_open(ts: datetime | str) -> bool:
     """Return True if ``ts`` (tz-aware) falls inside a session: ``open <= ts < close``.
 

@@ -16,6 +16,65 @@ def alerts() -> None:
     """Deliver stored alerts (Telegram, email, webhook) and manage price/indicator alert rules."""
 
 
+# ---- delivery (issue 17 part A: velox.alerts.worker) -----------------------------------------
+
+
+@alerts.command("deliver")
+@click.option("--once", is_flag=True, help="Deliver what is pending and due, then exit.")
+@click.option(
+    "--poll",
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes for retries that fall due (NOTIFY wakes it at once).",
+)
+def deliver(once: bool, poll: float) -> None:
+    """Deliver stored alerts through the configured channels (Telegram, email, webhook).
+
+    Runs until Ctrl-C (or SIGTERM), woken by every new alert. With --once it delivers what
+    is due and exits: status 1 if a delivery failed permanently in this pass (each is
+    printed), 0 otherwise. Failed deliveries stay in the store (status 'failed').
+    """
+    import signal
+    import threading
+
+    from velox.alerts.channels import default_targets
+    from velox.alerts.worker import Deliverer, deliveries
+    from velox.config import get_settings
+    from velox.store import open_store
+
+    settings = get_settings()
+    store = open_store()
+    deliverer = Deliverer.from_settings(store, settings)
+    channels = sorted(set(deliverer.channels) - {"webhook"} | set(default_targets(settings)))
+    click.echo(f"alert channels: {', '.join(channels) or 'none configured (see docs/alerts.md)'}")
+    if once:
+        report = deliverer.run_once()
+        for line in report.failed:
+            click.echo(f"FAILED {line}", err=True)
+        earlier = len(deliveries(store, status="failed")) - len(report.failed)
+        click.echo(f"sent {report.sent}, suppressed {report.suppressed}, retrying "
+                   f"{report.retried}, failed {len(report.failed)}, pending {report.pending}")  # fmt: skip
+        if earlier > 0:
+            click.echo(f"{earlier} delivery(ies) failed in earlier passes; see "
+                       "velox.alerts.deliveries(store, status='failed')", err=True)  # fmt: skip
+        if report.failed:
+            raise SystemExit(1)
+        return
+    stop = threading.Event()
+
+    def on_signal(*_: object) -> None:  # the pass in flight finishes; it stops within --poll s
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    click.echo("delivering alerts; Ctrl-C stops")
+    deliverer.run_forever(stop, poll=poll)
+    click.echo("alert delivery stopped")
+
+
+# ---- end of delivery --------------------------------------------------------------------------
+
+
 def register(main: click.Group) -> None:
     """Add the ``alerts`` group to the ``velox`` command."""
     main.add_command(alerts)

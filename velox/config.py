@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 ENV_PREFIX = "VELOX_"
 
 #: Fields that may only come from the environment (never from a file someone commits).
-SECRET_FIELDS = frozenset({"database_url", "secret_key", "kite_api_secret"})
+SECRET_FIELDS = frozenset(
+    {"database_url", "secret_key", "kite_api_secret", "telegram_token", "smtp_password"}
+)
 
 #: Fields that may only come from ``velox.toml`` (a table does not fit in one variable).
 FILE_ONLY_FIELDS = frozenset({"risk", "schedules"})
@@ -133,6 +135,43 @@ class Settings:
     #: address at this root (a loopback simulator's URL in tests and rehearsals).
     breeze_root: str = "https://api.icicidirect.com"
 
+    # -- alert delivery (velox.alerts, docs/alerts.md): a channel is enabled when configured --
+    #: Telegram bot token (secret, env only): enables the Telegram channel.
+    telegram_token: str | None = field(default=None, repr=False)
+    #: The chat (user, group or channel id) every alert goes to; subscriptions add more.
+    telegram_chat_id: str | None = None
+    #: Bot API root (tests and rehearsals point it at a loopback stand-in).
+    telegram_api_url: str = "https://api.telegram.org"
+    #: SMTP server: enables the email channel.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    #: SMTP password (secret, env only); with :attr:`smtp_user` the worker logs in (AUTH).
+    smtp_password: str | None = field(default=None, repr=False)
+    #: Upgrade the SMTP connection with STARTTLS (certificate verified) before AUTH.
+    smtp_starttls: bool = True
+    #: PEM file of the CA that signed the SMTP server's certificate (default: system CAs).
+    smtp_ca_file: Path | None = None
+    #: Comma-separated addresses every alert is mailed to; subscriptions add more.
+    alert_email_to: str | None = None
+    alert_email_from: str = "velox@localhost"
+    #: URL every alert is POSTed to as JSON: enables the webhook channel.
+    alert_webhook_url: str | None = None
+    #: Lowest severity each channel's configured destination gets (info, warning, critical).
+    alert_telegram_severity: str = "info"
+    alert_email_severity: str = "info"
+    alert_webhook_severity: str = "info"
+    #: An alert whose dedup_key was delivered to a destination less than this many minutes ago
+    #: is not sent there again (kept as ``suppressed``).
+    alert_dedup_minutes: float = 10.0
+    #: Messages per minute per destination; beyond it the rest go as one summary message.
+    alert_rate_limit: int = 20
+    #: ``HH:MM-HH:MM`` IST: info and warning alerts are held until the window ends; critical
+    #: ones always go. ``None``: no quiet hours.
+    alert_quiet_hours: str | None = None
+    #: Attempts before a delivery is marked ``failed`` (and reported).
+    alert_max_attempts: int = 8
+
     @property
     def store_dir(self) -> Path:
         """Where the embedded PostgreSQL keeps its data directory."""
@@ -154,7 +193,7 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SECRET_FIELDS}
         if self.database_url:
             shown["database_url"] = mask_url(self.database_url)
-        for name in ("secret_key", "kite_api_secret"):
+        for name in ("secret_key", "kite_api_secret", "telegram_token", "smtp_password"):
             if getattr(self, name):
                 shown[name] = MASK
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
@@ -393,7 +432,64 @@ def _check_port(name: str, raw: object, source: str) -> int:
     return int(text)
 
 
+_ALERT_TEXT = frozenset({"telegram_chat_id", "smtp_host", "smtp_user", "alert_email_to",
+                         "alert_email_from"})  # fmt: skip
+
+
+def _check_alert_setting(name: str, raw: Any, source: str) -> Any:
+    """Coerce one alert-delivery setting (``velox.alerts``); secrets are never quoted."""
+    from velox.store.alerts import ALERT_SEVERITIES
+
+    if name in ("telegram_token", "smtp_password"):
+        return _check_text(name, raw, source, secret=True)
+    if name in _ALERT_TEXT:
+        return _check_text(name, raw, source)
+    if name in ("telegram_api_url", "alert_webhook_url"):
+        return _check_root(name, raw, source, ("https", "http"))
+    if name == "smtp_port":
+        return _check_port(name, raw, source)
+    if name == "smtp_ca_file":
+        path = Path(_check_text(name, raw, source)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{source}: smtp_ca_file={raw!r} is not a file (a PEM CA bundle)")
+        return path
+    if name == "smtp_starttls":
+        value = str(raw).strip().lower() if not isinstance(raw, bool) else str(raw).lower()
+        if value not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{source}: smtp_starttls={raw!r} must be true or false")
+        return value in ("true", "1", "yes")
+    if name.endswith("_severity"):
+        if raw not in ALERT_SEVERITIES:
+            raise ConfigError(f"{source}: {name}={raw!r} must be one of "
+                              f"{', '.join(ALERT_SEVERITIES)}")  # fmt: skip
+        return raw
+    if name == "alert_dedup_minutes":
+        try:
+            minutes = float(raw) if not isinstance(raw, bool) else math.nan
+        except (TypeError, ValueError):
+            minutes = math.nan
+        if not (math.isfinite(minutes) and minutes >= 0):
+            raise ConfigError(f"{source}: alert_dedup_minutes={raw!r} must be minutes >= 0")
+        return minutes
+    if name in ("alert_rate_limit", "alert_max_attempts"):
+        text = str(raw).strip()
+        if isinstance(raw, bool) or not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"{source}: {name}={raw!r} must be a whole number >= 1")
+        return int(text)
+    if name == "alert_quiet_hours":
+        from velox.alerts.policy import parse_quiet_hours
+
+        try:
+            parse_quiet_hours(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: alert_quiet_hours={raw!r}: {exc}") from None
+        return str(raw).strip()
+    raise AssertionError(f"no coercion for setting {name}")  # pragma: no cover
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
+    if name.startswith(("telegram_", "smtp_", "alert_")):
+        return _check_alert_setting(name, raw, source)
     if name in ("secret_key", "kite_api_secret", "kite_api_key"):
         return _check_text(name, raw, source, secret=name != "kite_api_key")
     if name == "broker":

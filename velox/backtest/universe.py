@@ -358,15 +358,22 @@ def _throttle(universe: Universe, limits: RiskLimits | None) -> None:
 
 def _square_off(universe: Universe, when: time) -> None:
     """Mark each day's first tick at or after the square-off time, per instrument, and the rows
-    whose first tick comes at or after it (an MIS order placed there is refused)."""
+    whose first tick comes at or after it (an MIS order placed there is refused). Each session's
+    square-off is the engine's and the simulator's (:func:`velox.calendar.square_off_ns`:
+    special sessions follow their own close)."""
+    from velox.calendar import square_off_ns
     from velox.feeds import synthesize_ticks
 
-    offset = ((when.hour * 60 + when.minute) * 60 + when.second) * 1_000_000_000
+    def cut(days: np.ndarray) -> np.ndarray:
+        """Square-off instant (UTC ns) of each IST day number."""
+        unique, inverse = np.unique(days, return_inverse=True)
+        return square_off_ns(unique * _DAY_NS - IST_OFFSET_NS, when)[inverse]
+
     for j, iid in enumerate(universe.instrument_ids):
         frame = universe.frames[iid]
         ts, price, _ = synthesize_ticks(frame, universe.timeframe)
         day = (ts + IST_OFFSET_NS) // _DAY_NS
-        due = ts >= day * _DAY_NS - IST_OFFSET_NS + offset
+        due = ts >= cut(day)
         hits = np.flatnonzero(due)
         if len(hits):
             first = hits[np.r_[True, day[hits][1:] != day[hits][:-1]]]
@@ -385,8 +392,10 @@ def _square_off(universe: Universe, when: time) -> None:
         first_tick = np.full(len(universe.index) + 1, np.iinfo(np.int64).max, np.int64)
         first_tick[universe.rows[iid]] = ts[::4]
         first_tick[-1] = ts[-1]
-        row_day = (first_tick + IST_OFFSET_NS) // _DAY_NS
-        universe.mis_blocked |= first_tick >= row_day * _DAY_NS - IST_OFFSET_NS + offset
+        placed = first_tick != np.iinfo(np.int64).max
+        blocked = np.zeros(len(first_tick), dtype=bool)
+        blocked[placed] = first_tick[placed] >= cut((first_tick[placed] + IST_OFFSET_NS) // _DAY_NS)
+        universe.mis_blocked |= blocked
     # a row no instrument has a bar in cannot be a placement time
     universe.mis_blocked[:-1] &= ~np.isnan(universe.opens).all(axis=1)
 

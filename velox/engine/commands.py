@@ -10,6 +10,13 @@ polls every 0.25 s in case a notification was missed), and the engine then, on i
 2. executes it (:func:`execute`);
 3. answers it (``finish_command``: done or failed, with a result the operator reads).
 
+A ``kill`` does not wait for the engine thread: :class:`KillThread` takes it as soon as it
+arrives, also while a strategy callback hangs (an endless loop, or a wait inside C code that no
+watchdog can interrupt: ``time.sleep``, a blocking ``socket.recv``, a long numpy call). Both
+threads act only under the engine's lock (:attr:`velox.engine.Engine.lock`), which the engine
+thread holds except while a strategy callback runs or while it waits for the next event; a
+strategy that wakes up after the kill gets its orders refused by the engaged kill switch.
+
 Exactly once: a command issued while the engine is down is pending when it comes back; one taken
 but never answered (``kill -9`` in between) is taken again after the restart and repeated, which
 is safe because every verb is idempotent — a kill of a killed engine changes nothing, a flatten
@@ -32,7 +39,7 @@ if TYPE_CHECKING:
     from velox.store import Store
     from velox.store.commands import Command
 
-__all__ = ["CommandSource", "StoreCommands", "execute", "command_client_id"]
+__all__ = ["CommandSource", "KillThread", "StoreCommands", "execute", "command_client_id"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,8 @@ class CommandSource(Protocol):
         ...
 
     def attach(self, wake: Callable[[], None]) -> None:
-        """Call ``wake`` (from any thread) when a command for this run may have arrived."""
+        """Call ``wake`` (from any thread) when a command for this run may have arrived (each
+        attached function is called)."""
         ...
 
     def close(self) -> None:
@@ -74,7 +82,7 @@ class StoreCommands:
     def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self._wake: Callable[[], None] | None = None
+        self._wakes: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,7 +103,7 @@ class StoreCommands:
         self.store.finish_command(command.id, self.run_id, ok=ok, result=result)
 
     def attach(self, wake: Callable[[], None]) -> None:
-        self._wake = wake
+        self._wakes.append(wake)
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._listen, name=f"velox-commands-{self.run_id}", daemon=True
@@ -127,8 +135,72 @@ class StoreCommands:
             listener.close()
 
     def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake()
+        for wake in list(self._wakes):
+            wake()
+
+
+class KillThread:
+    """Act on a run's ``kill`` commands on a thread of its own, whatever the engine thread does.
+
+    Why: the kill switch must work while a strategy hangs, and an asynchronous exception (the
+    watchdog's) cannot reach a thread blocked inside C code. This thread wakes when the command
+    source is notified (and every ``poll`` seconds in case a notification was lost), reads the
+    pending ``kill`` commands, takes the engine's lock — free while the engine thread is inside
+    a strategy callback or waiting for an event — and runs them through the engine's own
+    command path (:meth:`velox.engine.Engine.execute_command`): taken and audited before it
+    acts, every open order cancelled and every position squared off through the risk engine
+    and the OMS, then answered. The engine thread, when it gets the lock back, sees the kill
+    switch engaged and refuses new orders.
+    """
+
+    def __init__(self, engine: Engine, source: CommandSource, *, poll: float = 1.0) -> None:
+        self.engine = engine
+        self.source = source
+        self.poll = poll
+        self._woken = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name=f"velox-kill-{engine.run_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start watching for kill commands."""
+        self.source.attach(self._woken.set)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (the run is over); waits for a kill in progress to finish."""
+        self._done.set()
+        self._woken.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            self._woken.wait(self.poll)
+            self._woken.clear()
+            if self._done.is_set() or not self.engine.ready_for_commands():
+                continue
+            if not any(c.verb == "kill" for c in self.source.poll()):
+                continue
+            lock = self.engine.lock
+            while not lock.acquire(timeout=0.25):  # the engine thread is busy, not hung
+                if self._done.is_set():
+                    return
+            try:
+                if self._done.is_set():
+                    return
+                engine = self.engine
+                engine._deferring = True  # strategy callbacks wait for the engine thread
+                try:
+                    for command in self.source.poll():  # again: the engine may have taken it
+                        if command.verb == "kill":
+                            log.warning("run %s: kill command %s taken by the kill thread",
+                                        engine.run_id, command.id)  # fmt: skip
+                            engine.execute_command(command)
+                finally:
+                    engine._deferring = False
+            finally:
+                lock.release()
 
 
 def command_client_id(run_id: str, command_id: int) -> str:

@@ -22,8 +22,20 @@ Per event, in order (see ``docs/engine.md``):
    market square-off order, and every later order is refused;
 5. strategies that asked for ticks see the forming candle in ``on_tick``.
 
+MIS positions are squared off by the engine at each session's square-off
+(:func:`velox.calendar.square_off_ns`: the ``mis_square_off`` setting on a regular session, the
+same lead before the close on a special one): at the first event at or after it, MIS orders
+are cancelled and MIS positions closed at market, unless the venue (a simulator due at the same
+time) has done so already.
+
 Strategy exceptions are caught and logged; they stop that strategy (optionally flattening its
 positions), never the engine.
+
+The engine's lock (:attr:`Engine.lock`) serialises everything that changes OMS, risk or broker
+state. The engine thread holds it while it runs, and lets go of it only while a strategy
+callback runs (a strategy's order takes it back inside :meth:`Engine.submit`) and while the
+tick loop waits for the next event: so the kill thread (:class:`velox.engine.commands.
+KillThread`) can cancel, square off and halt while a strategy hangs, even inside C code.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ import time as _time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,7 +63,7 @@ from velox.brokers.base import (
     MarketData,
     simulated_venue,
 )
-from velox.calendar import IST, IST_OFFSET_NS
+from velox.calendar import IST, IST_OFFSET_NS, square_off_ns
 from velox.engine._time import _US
 from velox.engine._time import DAY_NS as _DAY_NS
 from velox.engine._time import EPOCH_IST as _EPOCH_IST
@@ -242,6 +254,9 @@ class Engine:
     metrics
         A :class:`velox.monitoring.EngineMetrics` to time tick → order latency into; the
         other metrics are read from the engine when scraped (``None``: nothing timed).
+    mis_square_off
+        The square-off time (IST) of a regular session; default the ``mis_square_off``
+        setting (``VELOX_MIS_SQUARE_OFF``, 15:15). Special sessions follow their own close.
     """
 
     def __init__(
@@ -267,12 +282,20 @@ class Engine:
         venues: Mapping[str, Broker] | None = None,
         watchers: Sequence[BarWatcher] = (),
         metrics: EngineMetrics | None = None,
+        mis_square_off: time | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode={mode!r}; use one of {', '.join(MODES)}")
         if not (math.isfinite(initial_cash) and initial_cash > 0):
             raise ValidationError(f"initial_cash={initial_cash!r} must be a positive amount")
         self.mode = mode
+        #: Held by whichever thread changes OMS, risk or broker state (module docstring).
+        self.lock = threading.RLock()
+        # While the kill thread acts (holding the lock), strategy callbacks its fills and order
+        # updates cause are kept here and run on the engine thread (a strategy is never called
+        # from two threads at once: its hung callback may still be running).
+        self._deferring = False
+        self._deferred: deque[tuple[_Runner, Callable[..., object], tuple[object, ...]]] = deque()
         # Marks read by the watchdog (velox/engine/watchdog.py): which strategy's callback
         # runs now and a counter bumped per callback, plain stores that cost ~nothing.
         self.callback_budget = callback_budget
@@ -358,6 +381,13 @@ class Engine:
         self._next_timer = 0
         self._next_poll = 0.0
         self._halted: str | None = None
+        if mis_square_off is None:
+            from velox.config import get_settings
+
+            mis_square_off = get_settings().square_off_time
+        self.mis_square_off = mis_square_off
+        self._mis_cut_ns = _NEVER  # this session's square-off (set by _new_day)
+        self._mis_done = True  # squared off this session already (or no session yet)
         self._disconnected: set[str] = set()  # market-data sources that reported a disconnect
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -506,8 +536,28 @@ class Engine:
         """Create, risk-check and send a strategy's order; return its client id.
 
         Raises :class:`ValidationError`/:class:`UnknownInstrument` for a malformed order and
-        :class:`RiskBreach` when a limit (or a halt) refuses it; both are audited.
+        :class:`RiskBreach` when a limit (or a halt) refuses it; both are audited. Called from
+        strategy callbacks, so it takes the engine's lock (a kill may be in progress).
         """
+        with self.lock:
+            return self._submit(
+                strategy, instrument_id, side, qty, order_type, limit_price, trigger_price,
+                product, validity, tag,
+            )  # fmt: skip
+
+    def _submit(
+        self,
+        strategy: str,
+        instrument_id: str,
+        side: Side,
+        qty: int,
+        order_type: OrderType | str,
+        limit_price: float | None,
+        trigger_price: float | None,
+        product: Product | str,
+        validity: Validity | str,
+        tag: str,
+    ) -> str:
         runner = self._by_name[strategy]
         if not runner.alive:
             raise ValidationError(f"strategy {strategy} is stopped ({runner.error}); no orders")
@@ -575,10 +625,11 @@ class Engine:
 
     def cancel(self, strategy: str, client_id: str) -> None:
         """Cancel one of ``strategy``'s working orders."""
-        order = self.oms.open.get(client_id)
-        if order is None or order.strategy != strategy:
-            raise ValidationError(f"{strategy} has no working order {client_id!r}")
-        self._cancel(order)
+        with self.lock:  # called from strategy callbacks, like submit
+            order = self.oms.open.get(client_id)
+            if order is None or order.strategy != strategy:
+                raise ValidationError(f"{strategy} has no working order {client_id!r}")
+            self._cancel(order)
 
     def _cancel(self, order: Order) -> None:
         self._drain()  # learn broker ids of orders placed during this event
@@ -631,6 +682,8 @@ class Engine:
 
     def _drain(self) -> None:
         """Handle every queued postback now, in arrival order."""
+        if self._deferred and not self._deferring:
+            self._run_deferred()
         postbacks = self._postbacks
         if not postbacks:
             return
@@ -647,6 +700,14 @@ class Engine:
                 self._connection_changed(event)
         if moved:
             self._refresh_watch()
+
+    def _run_deferred(self) -> None:
+        """Run, on the engine thread, the callbacks the kill thread held back (in order)."""
+        deferred = self._deferred
+        while deferred:
+            runner, handler, args = deferred.popleft()
+            if runner.alive:
+                self._call(runner, handler, *args)
 
     def _fill_arrived(self, event: Fill, now: datetime) -> None:
         booked = self.oms.on_fill(event, now)
@@ -736,6 +797,33 @@ class Engine:
         self._base = (acct.realised, self._unrealised, acct.charges)
         self._risk_hi = self._risk_lo = 0.0
         self.risk.new_day(date(1970, 1, 1) + timedelta(days=day))
+        midnight = np.array([day * _DAY_NS - IST_OFFSET_NS], dtype=np.int64)
+        self._mis_cut_ns = int(square_off_ns(midnight, self.mis_square_off)[0])
+        self._mis_done = False
+        self._next_timer = min(self._next_timer, self._mis_cut_ns)
+
+    def _square_off_mis(self) -> None:
+        """Cancel MIS orders and close MIS positions at this session's square-off.
+
+        A simulated venue is brought to the engine's time first: if it squares off at the same
+        instant it does so itself, and the engine then finds nothing left to close (never a
+        second, position-reversing order).
+        """
+        self._mis_done = True
+        self._drain()
+        open_mis = [o for o in self.oms.open.values() if o.product is Product.MIS]
+        held = {iid for (iid, product), pos in self.oms.account.positions.items()
+                if product is Product.MIS and pos.qty}  # fmt: skip
+        if not open_mis and not held:
+            return
+        for iid in sorted(held | {o.instrument_id for o in open_mis}):
+            self._catch_up(iid)
+        self._drain()
+        for order in [o for o in self.oms.open.values() if o.product is Product.MIS]:
+            self._cancel(order)
+        self._drain()
+        when = _dt(self._mis_cut_ns).strftime("%H:%M")
+        self._square_off(None, reason=f"MIS square-off at {when}", product=Product.MIS)
 
     def engage_kill(self, reason: str, *, limit: str = "manual") -> None:
         """Engage the kill switch now (engine thread only): cancel, square off, halt."""
@@ -897,10 +985,14 @@ class Engine:
         self._drain()
         self._square_off(None, reason=f"kill switch ({event.limit})")
 
-    def _square_off(self, strategy: str | None, *, reason: str) -> None:
-        """Send market orders closing the account's (or one strategy's) positions."""
+    def _square_off(
+        self, strategy: str | None, *, reason: str, product: Product | None = None
+    ) -> None:
+        """Send market orders closing the account's (or one strategy's) positions (of one
+        ``product`` when given)."""
+        only = product
         for (iid, product), pos in list(self.oms.account.positions.items()):
-            if not pos.qty:
+            if not pos.qty or (only is not None and product is not only):
                 continue
             owners = [
                 (name, book.positions[(iid, product)].qty)
@@ -1091,13 +1183,18 @@ class Engine:
                 self._next_reconcile = ns + self.reconcile_every_ns
                 self.reconcile()
             self._next_timer = min(self._next_timer, self._next_reconcile)
+        if not self._mis_done:
+            if ns >= self._mis_cut_ns:
+                self._square_off_mis()
+            else:
+                self._next_timer = min(self._next_timer, self._mis_cut_ns)
         # commands act at the engine's time once it has seen the market (orders need a price)
         if self.commands is not None and self._last:
             wall = _time.monotonic()
             if wall >= self._next_poll:
                 self._next_poll = wall + 0.25
                 for command in self.commands.poll():
-                    self._execute(command)
+                    self.execute_command(command)
         if self.journal is not None:
             wall = _time.monotonic()
             if wall >= self._next_beat:
@@ -1105,9 +1202,15 @@ class Engine:
                 self._journal_equity(final=False)
                 self.journal.heartbeat()
 
-    def _execute(self, command: Command) -> None:
+    def ready_for_commands(self) -> bool:
+        """Return whether commands may act: the run has started and seen a price (orders and
+        their audit rows need the market's time)."""
+        return self._started and bool(self._last)
+
+    def execute_command(self, command: Command) -> None:
         """Take, audit, execute and answer one operator command (exactly once: see
-        :mod:`velox.engine.commands`)."""
+        :mod:`velox.engine.commands`). The caller holds :attr:`lock` (the engine thread does
+        while it runs; the kill thread takes it)."""
         from velox.engine.commands import execute
 
         source = self.commands
@@ -1134,14 +1237,26 @@ class Engine:
     # -- strategies -----------------------------------------------------------------------
 
     def _call(self, runner: _Runner, handler: Callable[..., object], *args: object) -> None:
+        """Run one strategy callback without the engine's lock (the kill thread may act while
+        it runs; its orders take the lock in :meth:`submit`)."""
+        if self._deferring:  # on the kill thread: the engine thread calls it later
+            self._deferred.append((runner, handler, args))
+            return
         self._callback_seq += 1
         self._callback_runner = runner
+        lock = self.lock
+        lock.release()
         try:
             handler(runner.ctx, *args)
         except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
-            self._callback_runner = None
-            self._raised(runner, exc)
+            error: BaseException | None = exc
+        else:
+            error = None
+        finally:
+            lock.acquire()
         self._callback_runner = None
+        if error is not None:
+            self._raised(runner, error)
 
     def _raised(self, runner: _Runner, exc: BaseException) -> None:
         """Handle an exception from a strategy's handler (see :meth:`_call`)."""
@@ -1437,15 +1552,25 @@ class Engine:
 
     def run(self) -> RunResult:
         """Run the feed to its end on this thread and return the result (replay, or paper)."""
+        from velox.engine.commands import KillThread
+
+        self.lock.acquire()  # held by this thread except inside callbacks and idle waits
         watchdog = None  # unwinds a strategy callback that overruns callback_budget
         if self.callback_budget is not None:
             watchdog = CallbackWatchdog(self, self.callback_budget)
             watchdog.start()
+        killer = None  # acts on kill commands even while a strategy hangs
+        if self.commands is not None:
+            killer = KillThread(self, self.commands)
+            killer.start()
         try:
             return self._run()
         finally:
+            if killer is not None:
+                killer.stop()
             if watchdog is not None:
                 watchdog.stop()
+            self.lock.release()
 
     def _run(self) -> RunResult:
         self._start()
@@ -1520,10 +1645,13 @@ class Engine:
         event = _CHECK
         while not self._stop.is_set():
             collect_if_due(busy=not empty(), quiet=event is None)
+            self.lock.release()  # waiting: the kill thread may act meanwhile
             try:
                 event = get(timeout=0.25)
             except queue.Empty:
                 event = None
+            finally:
+                self.lock.acquire()
             if event is done:
                 break
             if isinstance(event, Tick):
@@ -1650,12 +1778,19 @@ class Engine:
                 )
             self._callback_seq += 1  # self._call inlined: one call per bar and strategy
             self._callback_runner = runner
+            lock = self.lock
+            lock.release()
             try:
                 runner.strategy.on_bar(runner.ctx, bar)
             except STRATEGY_ERRORS as exc:  # a strategy bug must never take the engine down
-                self._callback_runner = None
-                self._raised(runner, exc)
+                error: BaseException | None = exc
+            else:
+                error = None
+            finally:
+                lock.acquire()
             self._callback_runner = None
+            if error is not None:
+                self._raised(runner, error)
         if self._postbacks:
             self._drain()
         if sub.watchers:

@@ -161,6 +161,9 @@ SELECT id, EXISTS (SELECT 1 FROM bars WHERE series_id = s.id AND ts BETWEEN %s A
 FROM bar_series AS s WHERE instrument_id = %s AND timeframe = %s
 """
 
+#: Idle connections :meth:`Store.pooled` keeps for reuse.
+POOL_IDLE = 8
+
 #: Rows per binary COPY chunk: the server ingests one chunk while the next is being built.
 COPY_CHUNK_ROWS = 65_536
 
@@ -200,6 +203,8 @@ class Store(RunsMixin, PipelinesMixin, CommandsMixin, AlertsMixin, NotifyMixin):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection | None = None
         self._pid = os.getpid()
+        self._idle: list[psycopg.Connection] = []  # the pool of :meth:`pooled`
+        self._local = threading.local()  # a thread's own connection (:meth:`own_connection`)
         with self._shared() as conn:
             applied, self.timescale = apply_migrations(conn)
             version = conn.execute("SHOW server_version").fetchone()[0]
@@ -249,8 +254,66 @@ class Store(RunsMixin, PipelinesMixin, CommandsMixin, AlertsMixin, NotifyMixin):
             ) from None
 
     @contextmanager
+    def pooled(self, *, transaction: bool = True) -> Iterator[psycopg.Connection]:
+        """Yield a reused autocommit connection, inside a transaction unless told otherwise.
+
+        The transaction commits when the block ends and rolls back on an exception, as with
+        :meth:`connect`, but the connection goes back to a small pool instead of closing: a
+        web server checks a session on every request, and a new PostgreSQL connection (a
+        backend process forked per connection) costs more than the queries it would run.
+        At most :data:`POOL_IDLE` connections are kept; a broken one is dropped.
+        """
+        conn = None
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+                self._idle, self._conn, self._pid = [], None, os.getpid()
+            while self._idle and conn is None:
+                conn = self._idle.pop()
+                if conn.closed or conn.broken:
+                    conn = None
+        if conn is None:
+            conn = self.connect(autocommit=True)
+            conn.execute("SET enable_bitmapscan = off")  # as on the shared connection
+        try:
+            if transaction:
+                with conn.transaction():
+                    yield conn
+            else:
+                yield conn
+        finally:
+            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            healthy = not (conn.closed or conn.broken) and idle
+            with self._lock:
+                if healthy and self._pid == os.getpid() and len(self._idle) < POOL_IDLE:
+                    self._idle.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    @contextmanager
+    def own_connection(self) -> Iterator[None]:
+        """Run this thread's store calls in the block on a pooled connection of their own.
+
+        Every method that would use the shared connection (one, behind a lock, for the whole
+        process) uses this thread's instead, so a web handler's reads on a worker thread do
+        not queue behind the console's live reader or each other.
+        """
+        if getattr(self._local, "conn", None) is not None:  # nested: keep the outer one
+            yield
+            return
+        with self.pooled(transaction=False) as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
     def _shared(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
-        """Yield ``conn`` if given, else the store's own autocommit connection (locked)."""
+        """Yield ``conn`` if given, else this thread's own connection (:meth:`own_connection`),
+        else the store's shared autocommit connection (locked)."""
+        if conn is None:
+            conn = getattr(self._local, "conn", None)
         if conn is not None:
             yield conn
             return
@@ -285,11 +348,13 @@ class Store(RunsMixin, PipelinesMixin, CommandsMixin, AlertsMixin, NotifyMixin):
                     yield c
 
     def close(self) -> None:
-        """Close the store's shared connection (a later call reopens it)."""
+        """Close the store's shared and pooled connections (a later call reopens them)."""
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+            if self._pid == os.getpid():
+                for conn in [self._conn, *self._idle]:
+                    if conn is not None:
+                        conn.close()
+            self._conn, self._idle = None, []
 
     # -- bars ------------------------------------------------------------------------------------
 

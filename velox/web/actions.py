@@ -10,12 +10,14 @@ the user's role and links, audited in ``auth_events`` and only then stored as a 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from velox.auth import PermissionDenied, Session, User, Users
 from velox.errors import ValidationError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from velox.store import Store
     from velox.store.commands import Command
 
@@ -31,6 +33,15 @@ PAGE_ROLES = {
 HOME = {"admin": "/trading", "trader": "/trading", "investor": "/investor"}
 
 
+class RunReader(Protocol):
+    """What :func:`visible_runs` and :func:`visible_positions` read: a
+    :class:`~velox.store.Store`, or the API's shared reads (:class:`velox.web.reads.Reads`)."""
+
+    def runs(self) -> pd.DataFrame: ...
+
+    def run_positions(self, run_id: str) -> pd.DataFrame: ...
+
+
 def live_session(users: Users, token: str | None, *, address: str = "") -> Session:
     """Return the live session of ``token`` or raise PermissionDenied ("log in")."""
     session = users.session(token, address=address)
@@ -39,7 +50,7 @@ def live_session(users: Users, token: str | None, *, address: str = "") -> Sessi
     return session
 
 
-def visible_runs(store: Store, session: Session | User) -> list[dict[str, object]]:
+def visible_runs(store: RunReader, session: Session | User) -> list[dict[str, object]]:
     """The runs the user of ``session`` (a Session or a User) may see, newest first, as
     JSON-ready dicts."""
     user = session.user if isinstance(session, Session) else session
@@ -52,7 +63,7 @@ def visible_runs(store: Store, session: Session | User) -> list[dict[str, object
 
 
 def visible_positions(
-    store: Store, session: Session, *, run_id: str | None = None
+    store: RunReader, session: Session, *, run_id: str | None = None
 ) -> list[dict[str, object]]:
     """Positions of one run, or of every running run, that the user may see."""
     runs = visible_runs(store, session)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -154,17 +155,18 @@ class LoginHandler(Base):
     def get(self) -> None:
         self.page(200)
 
-    def post(self) -> None:
+    async def post(self) -> None:
         if not self.same_origin():
             self.page(403, "this form must be sent from this site")
             return
         users = self.app.users
-        try:
-            session = users.login(
-                self.get_body_argument("username", ""),
-                self.get_body_argument("password", ""),
-                self.get_body_argument("totp", "") or None,
-                address=self.address,
+        username = self.get_body_argument("username", "")
+        password = self.get_body_argument("password", "")
+        totp = self.get_body_argument("totp", "") or None
+        address = self.address
+        try:  # on a read thread: the password hash takes tens of milliseconds on purpose
+            session = await self.app.reads.run(
+                lambda: users.login(username, password, totp, address=address)
             )
         except LoginThrottled as exc:
             self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
@@ -201,29 +203,40 @@ class RootHandler(Base):
 
 
 class ApiHandler(Base):
-    """JSON API base: 401 without a session, 403 for PermissionDenied, 400 for bad input."""
+    """JSON API base: 401 without a session, 403 for PermissionDenied, 400 for bad input.
 
-    def authed(self) -> Session | None:
+    The session lookup and the store work run on the server's read threads
+    (:class:`velox.web.reads.Reads`), never on the I/O loop: the handlers are coroutines that
+    await them, so a slow query holds up only its own request.
+    """
+
+    async def authed(self) -> Session | None:
+        """The live session of the request, or None after replying 401."""
+        users, token, address = self.app.users, self.token(), self.address
         try:
-            return self.session()
+            return await self.app.reads.run(lambda: live_session(users, token, address=address))
         except PermissionDenied as exc:
             self.fail(401, str(exc))
             return None
 
-    def guarded(self, action: Any) -> None:
+    async def reply(self, work: Callable[[], Any], status: int = 200) -> None:
+        """Reply ``status`` with the JSON of ``work()`` (run on a read thread); 403 for
+        PermissionDenied, 400 for VeloxError (the message names the problem)."""
         try:
-            action()
+            body = await self.app.reads.run(work)
         except PermissionDenied as exc:
             self.fail(403, str(exc))
         except VeloxError as exc:
             self.fail(400, str(exc))
+        else:
+            self.write_json(status, body)
 
 
 class MeHandler(ApiHandler):
     """``GET /api/me``: who is logged in, their role, links and CSRF token."""
 
-    def get(self) -> None:
-        session = self.authed()
+    async def get(self) -> None:
+        session = await self.authed()
         if session is not None:
             self.write_json(200, {**session.user.to_json(), "csrf_token": session.csrf_token,
                                   "expires_at": session.expires_at.isoformat()})  # fmt: skip
@@ -232,40 +245,40 @@ class MeHandler(ApiHandler):
 class RunsHandler(ApiHandler):
     """``GET /api/runs``: the runs the user may see, newest first."""
 
-    def get(self) -> None:
-        session = self.authed()
+    async def get(self) -> None:
+        session = await self.authed()
         if session is not None:
-            self.guarded(lambda: self.write_json(200, visible_runs(self.app.store, session)))
+            await self.reply(lambda: visible_runs(self.app.reads, session))
 
 
 class PositionsHandler(ApiHandler):
     """``GET /api/positions[?run_id=P1]``: positions of one run, or of every running run."""
 
-    def get(self) -> None:
-        session = self.authed()
+    async def get(self) -> None:
+        session = await self.authed()
         if session is None:
             return
         run_id = self.get_argument("run_id", None)
-        self.guarded(
-            lambda: self.write_json(200, visible_positions(self.app.store, session, run_id=run_id))
-        )
+        await self.reply(lambda: visible_positions(self.app.reads, session, run_id=run_id))
 
 
 class CommandsHandler(ApiHandler):
     """``POST /api/commands``: ``{"verb", "account", "run_id", "strategy", "args"}`` (JSON or
     form); ``GET /api/commands``: recent commands (admin and trader)."""
 
-    def get(self) -> None:
-        session = self.authed()
+    async def get(self) -> None:
+        session = await self.authed()
         if session is None:
             return
         if session.role == "investor":
             self.fail(403, "investors cannot see or issue commands")
             return
-        frame = self.app.store.commands(limit=int(self.get_argument("limit", "100")))
+        limit = int(self.get_argument("limit", "100"))
         from velox.web.actions import _jsonable
 
-        self.write_json(200, [_jsonable(r) for r in frame.to_dict("records")])
+        await self.reply(
+            lambda: [_jsonable(r) for r in self.app.store.commands(limit=limit).to_dict("records")]
+        )
 
     def _body(self) -> dict[str, Any]:
         kind = self.request.headers.get("Content-Type", "")
@@ -286,13 +299,16 @@ class CommandsHandler(ApiHandler):
         body.pop("_csrf", None)
         return body
 
-    def post(self) -> None:
-        session = self.authed()
+    async def post(self) -> None:
+        session = await self.authed()
         if session is None:
             return
+        users, address = self.app.users, self.address
         if session.role == "investor":  # refused before anything else is looked at
-            self.app.users.audit("forbidden", session.username, address=self.address,
-                                 detail={"route": "/api/commands"})  # fmt: skip
+            await self.app.reads.run(
+                lambda: users.audit("forbidden", session.username, address=address,
+                                    detail={"route": "/api/commands"})
+            )  # fmt: skip
             self.fail(403, "investors cannot issue commands or orders")
             return
         if not self.check_csrf(session):
@@ -311,17 +327,18 @@ class CommandsHandler(ApiHandler):
         if verb not in COMMAND_VERBS:
             self.fail(400, f"verb {verb!r} is not one of {', '.join(COMMAND_VERBS)}")
             return
+        token = self.token()
 
-        def issue() -> None:
+        def issue() -> dict[str, object]:
             command = submit_command(
-                self.app.store, self.app.users, self.token(), verb,
+                self.app.store, users, token, verb,
                 account=body.get("account") or None, run_id=body.get("run_id") or None,
                 strategy=body.get("strategy") or None, args=body.get("args") or None,
-                address=self.address,
+                address=address,
             )  # fmt: skip
-            self.write_json(201, command_json(command))
+            return command_json(command)
 
-        self.guarded(issue)
+        await self.reply(issue, status=201)
 
 
 class HealthHandler(RequestHandler):

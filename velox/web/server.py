@@ -24,7 +24,7 @@ import logging
 import secrets
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bokeh.server.auth_provider import AuthProvider
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from velox.store import Store
     from velox.store.commands import Command
+    from velox.web.reads import Reads
     from velox.web.voila import ReportProcess
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,13 @@ class WebApp:
     secure_cookies: bool = False
     #: The investor report's Voila child, proxied at ``/report/`` (None: the report is off).
     report: ReportProcess | None = None
+    #: The API's store work off the I/O loop, and the reads every client shares.
+    reads: Reads = field(init=False)
+
+    def __post_init__(self) -> None:
+        from velox.web.reads import Reads
+
+        self.reads = Reads(self.store)
 
     def context(self) -> PageContext:
         """The :class:`PageContext` of the Panel session being built (from its cookie)."""

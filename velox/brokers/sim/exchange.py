@@ -44,8 +44,17 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
+import numpy as np
+
 from velox.brokers.base import BrokerListener, Capabilities, Funds
-from velox.calendar import IST, SESSION_CLOSE, SESSION_OPEN, is_open, trading_hours_ns
+from velox.calendar import (
+    IST,
+    SESSION_CLOSE,
+    SESSION_OPEN,
+    is_open,
+    square_off_ns,
+    trading_hours_ns,
+)
 from velox.costs import CostModel, NoSlippage, SlippageModel
 from velox.errors import BrokerError, ConfigError, OrderRejected
 from velox.types import (
@@ -141,7 +150,9 @@ class SimConfig:
         Time (IST) at which open MIS orders are cancelled and MIS positions closed at market.
         Default: the ``mis_square_off`` setting (``VELOX_MIS_SQUARE_OFF``, 15:15 unless set),
         which runs before the brokers' own (Zerodha: 15:20 equity, 15:25 F&O). It must fall
-        inside the regular session (after 09:15, before 15:30 IST).
+        inside the regular session (after 09:15, before 15:30 IST). A special session (Muhurat,
+        a shortened or extended day) squares off the same lead before its own close
+        (:func:`velox.calendar.square_off_ns`: 19:00 for a 18:15-19:15 Muhurat session).
     square_off_charge
         Rupees charged (plus 18% GST) per square-off order, as brokers do when *they* square off
         (Zerodha ₹50). 0 by default: the square-off here models Velox's own exit.
@@ -668,9 +679,10 @@ class SimBroker:
         self._day = local.date()
         midnight = datetime.combine(self._day, time(0), IST)
         self._day_end = (midnight + timedelta(days=1)).timestamp()
-        self._square_off_at = datetime.combine(
-            self._day, self.config.square_off_time, IST
-        ).timestamp()
+        # this session's square-off (special sessions: the same lead before their own close)
+        cut = square_off_ns(np.array([int(midnight.timestamp()) * 1_000_000_000]),
+                            self.config.square_off_time)  # fmt: skip
+        self._square_off_at = int(cut[0]) / 1e9
         self._squared_off = False
         self._day_closed = False
         self._hours = None
@@ -679,7 +691,7 @@ class SimBroker:
     def _square_off(self) -> None:
         self._squared_off = True
         self._reschedule()
-        when = self.config.square_off_time.strftime("%H:%M")
+        when = self._square_off_clock()
         for working in self._working.values():
             for w in list(working.values()):
                 if w.order.product is _MIS:
@@ -692,6 +704,10 @@ class SimBroker:
                 w = self._accept(order, self._lookup(iid), immediate=True)
                 charge = self.config.square_off_charge
                 w.extra_charge = charge * (1 + _GST)
+
+    def _square_off_clock(self) -> str:
+        """Return this session's square-off time as HH:MM IST (for messages)."""
+        return datetime.fromtimestamp(self._square_off_at, IST).strftime("%H:%M")
 
     def _square_off_order(self, iid: str, pos: Position) -> Order:
         self._order_seq += 1
@@ -767,7 +783,7 @@ class SimBroker:
                 "during market hours"
             )
         if product is _MIS and self._now_epoch >= self._square_off_at:
-            when = self.config.square_off_time.strftime("%H:%M")
+            when = self._square_off_clock()
             return f"MIS orders are blocked after the square-off time {when}; use CNC or NRML"
         return None
 
