@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -102,15 +102,13 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path}: is empty")
 
 
-def read_bar_file(
-    path: Path | str, *, check_first_chunk: Callable[[pd.DataFrame], object] | None = None
-) -> pd.DataFrame:
+def read_bar_file(path: Path | str) -> pd.DataFrame:
     """Return the raw table in a CSV, gzip-compressed CSV or Parquet file (no validation).
 
     CSV text is read in chunks, and each chunk is checked for bytes that are not UTF-8 (named
-    with their line) before the next is read; ``check_first_chunk`` (e.g. the validator) runs
-    on the first chunk before any other is read. So a large file of garbage fails in its
-    first chunk, fast and with bounded memory. A Parquet file whose timestamps are its index
+    with their line) before the next is read. (Imports stream CSVs through
+    :func:`read_csv_bars` instead, which validates each chunk and keeps only numbers.) A
+    Parquet file whose timestamps are its index
     (pandas' default ``to_parquet`` of a DatetimeIndex frame) gets that index back as a
     ``timestamp`` column.
     """
@@ -135,8 +133,6 @@ def read_bar_file(
         with reader:
             for chunk in reader:
                 _check_utf8(path, chunk)
-                if not chunks and check_first_chunk is not None:
-                    check_first_chunk(chunk)
                 chunks.append(chunk)
     except DataError:
         raise
@@ -276,6 +272,7 @@ def validate_bars(
     line_offset: int = 2,
     line_unit: str = "line",
     date_format: str | None = None,
+    whole_file: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return ``(bars, warnings)``: a clean OHLCV frame indexed by IST bar start, or raise.
 
@@ -294,6 +291,9 @@ def validate_bars(
     date_format
         strftime format of text timestamps (e.g. ``"%d/%m/%Y %H:%M"``); needed for day/month
         dates such as ``01/02/2024``, which are refused without it. Include ``%z`` for offsets.
+    whole_file
+        False when ``raw`` is one chunk of a file (:func:`read_csv_bars`): its rows stay in file
+        order and the checks that need every row (order, sessions) are left to the caller.
 
     Raises
     ------
@@ -385,11 +385,78 @@ def validate_bars(
         raise DataError(f"{source}: rejected, nothing written:\n  " + "\n  ".join(problems))
 
     bars = pd.DataFrame(values, index=index.rename("ts"))
+    if not whole_file:
+        return bars, warnings
+    return _whole_file_checks(bars, warnings, timeframe)
+
+
+def _whole_file_checks(
+    bars: pd.DataFrame, warnings: list[str], timeframe: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Sort out-of-order rows (with a warning) and add the session warnings."""
     if not bars.index.is_monotonic_increasing:
         bars = bars.sort_index()
         warnings.append("rows were not in time order; sorted")
     warnings.extend(_session_warnings(bars.index, timeframe))
     return bars, warnings
+
+
+def read_csv_bars(
+    path: Path | str,
+    *,
+    timeframe: str,
+    label: str = "start",
+    date_format: str | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Return ``(bars, warnings)`` of a CSV (or .csv.gz) bar file, validated as it streams.
+
+    Why: a file can be far larger than memory as text, and garbage may start anywhere. Each
+    chunk of :data:`_CHUNK_ROWS` lines is checked (UTF-8, then every rule of
+    :func:`validate_bars`, its lines numbered as in the file) and only its numeric bars are
+    kept, so memory holds the numbers, never the text, and the first bad chunk stops the read
+    with the file's line numbers (nothing later is read). Then the checks across chunks:
+    duplicate timestamps (with both lines), order and sessions. The options are
+    :func:`validate_bars`'s.
+    """
+    path = Path(path)
+    _check_readable(path)
+    parts: list[pd.DataFrame] = []
+    lines: list[np.ndarray] = []
+    warnings: list[str] = []
+    try:
+        _check_first_line(path)
+        reader = pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding_errors="replace",
+            chunksize=_CHUNK_ROWS,
+        )  # fmt: skip
+        with reader:
+            for chunk in reader:
+                _check_utf8(path, chunk)
+                first = int(chunk.index[0]) + 2 if len(chunk) else 2  # header is line 1
+                bars, chunk_warnings = validate_bars(
+                    chunk.reset_index(drop=True), timeframe=timeframe, source=str(path),
+                    label=label, line_offset=first, date_format=date_format, whole_file=False,
+                )  # fmt: skip
+                if not parts:  # per-file facts (no volume column, naive times): said once
+                    warnings.extend(chunk_warnings)
+                parts.append(bars)
+                lines.append(np.arange(first, first + len(bars)))
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: has no header line (empty after decompression)") from None
+    except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a bar file: {reason}") from None
+    if not parts:
+        raise DataError(f"{path}: no rows")
+    bars = pd.concat(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        dup = np.flatnonzero(bars.index.duplicated(keep=False))
+        if len(dup):
+            at = ", ".join(str(n) for n in np.concatenate(lines)[dup][:_MAX_LISTED])
+            raise DataError(f"{path}: rejected, nothing written: duplicate timestamp at line {at}")
+    return _whole_file_checks(bars, warnings, timeframe)
 
 
 def _session_warnings(index: pd.DatetimeIndex, timeframe: str) -> list[str]:
@@ -497,7 +564,12 @@ def import_bars(
         line_unit="row" if parquet else "line",
         date_format=date_format,
     )
-    bars, warnings = validate(read_bar_file(path, check_first_chunk=validate))
+    if parquet:
+        bars, warnings = validate(read_bar_file(path))
+    else:  # streamed: checked chunk by chunk, only numbers kept
+        bars, warnings = read_csv_bars(
+            path, timeframe=timeframe, label=label, date_format=date_format
+        )
     from velox.store.core import ImportLogEntry
 
     with store.connect() as conn, conn.transaction():
