@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,19 @@ class RunSnapshot:
     #: instrument_id -> its newest candles (the forming one last) for each watched chart.
     candles: dict[str, pd.DataFrame] = field(default_factory=dict)
     read_at: float = 0.0
+    #: Frames derived from this snapshot (the watchlist's rows, say), computed by the first
+    #: session that needs one and shared by every other: :meth:`derived_frame`.
+    derived: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+
+    def derived_frame(
+        self, name: str, build: Callable[[RunSnapshot], pd.DataFrame]
+    ) -> pd.DataFrame:
+        """Return ``build(self)``, computed once per snapshot for all sessions (do not modify
+        it). Two sessions racing may both build it; either result is the same."""
+        frame = self.derived.get(name)
+        if frame is None:
+            frame = self.derived[name] = build(self)
+        return frame
 
     @property
     def killed(self) -> bool:

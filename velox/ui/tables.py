@@ -68,7 +68,7 @@ class PositionsTable(LiveView):
         self.total.object = ""
 
     def apply(self, snap: RunSnapshot) -> None:
-        frame = position_frame(snap.positions, snap.quotes)
+        frame = snap.derived_frame("positions", lambda s: position_frame(s.positions, s.quotes))
         if not frame.equals(self.table.value):
             self.table.value = frame
         self.net_pnl = float(frame["net_pnl"].sum()) if len(frame) else 0.0
@@ -111,6 +111,7 @@ class Blotter(LiveView):
         self.trades = table(pd.DataFrame(columns=TRADE_COLUMNS), height=240, name="trades")
         self.cancel = pn.widgets.Button(name="Cancel selected order", width=200)
         self.cancel.on_click(self.act(self._cancel))
+        self._shown: tuple[object, object] = (None, None)  # the frames last applied
         super().__init__(desk, **params)
 
     def _cancel(self) -> Any:
@@ -129,9 +130,19 @@ class Blotter(LiveView):
     def clear(self) -> None:
         self.orders.value = pd.DataFrame(columns=ORDER_COLUMNS)
         self.trades.value = pd.DataFrame(columns=TRADE_COLUMNS)
+        self._shown = (None, None)
 
     def apply(self, snap: RunSnapshot) -> None:
-        orders = order_frame(snap.orders)
+        # the live reader hands over the same frame while a table is unchanged: skip it
+        if snap.orders is not self._shown[0]:
+            self._show_orders(order_frame(snap.orders))
+        if snap.fills is not self._shown[1]:
+            trades = trade_frame(snap.fills)
+            if not trades.equals(self.trades.value):
+                self.trades.value = trades
+        self._shown = (snap.orders, snap.fills)
+
+    def _show_orders(self, orders: pd.DataFrame) -> None:
         if not orders.equals(self.orders.value):
             selected = None
             if self.orders.selection and self.orders.selection[0] < len(self.orders.value):
@@ -140,9 +151,6 @@ class Blotter(LiveView):
             if selected is not None:  # keep the selection on the same order as rows arrive
                 where = np.flatnonzero(orders["client_id"].to_numpy() == selected)
                 self.orders.selection = [int(where[0])] if len(where) else []
-        trades = trade_frame(snap.fills)
-        if not trades.equals(self.trades.value):
-            self.trades.value = trades
 
     def layout(self) -> Any:
         controls = [pn.Row(self.cancel, self.message)] if self.desk.may_trade else []

@@ -68,7 +68,7 @@ class Watchlist(LiveView):
         self.table.value = pd.DataFrame(columns=COLUMNS)
 
     def apply(self, snap: RunSnapshot) -> None:
-        frame = watchlist_frame(snap.quotes)
+        frame = snap.derived_frame("watchlist", lambda s: watchlist_frame(s.quotes))
         current = self.table.value
         if len(current) != len(frame) or not np.array_equal(
             current["instrument"].to_numpy(), frame["instrument"].to_numpy()
