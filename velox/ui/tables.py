@@ -9,7 +9,7 @@ import pandas as pd
 import panel as pn
 
 from velox.types import TERMINAL_STATUSES, OrderStatus
-from velox.ui.base import LiveView, money, table
+from velox.ui.base import LiveView, money, show, table
 
 if TYPE_CHECKING:
     from velox.ui.live import RunSnapshot
@@ -69,8 +69,7 @@ class PositionsTable(LiveView):
 
     def apply(self, snap: RunSnapshot) -> None:
         frame = snap.derived_frame("positions", lambda s: position_frame(s.positions, s.quotes))
-        if not frame.equals(self.table.value):
-            self.table.value = frame
+        show(self.table, frame, ("instrument", "product"))
         self.net_pnl = float(frame["net_pnl"].sum()) if len(frame) else 0.0
         colour = "#16a34a" if self.net_pnl >= 0 else "#dc2626"
         open_qty = int((frame["qty"] != 0).sum()) if len(frame) else 0
@@ -154,8 +153,10 @@ class Blotter(LiveView):
 
     def layout(self) -> Any:
         controls = [pn.Row(self.cancel, self.message)] if self.desk.may_trade else []
+        # dynamic: the trades table is sent to the browser when its tab is first shown, not
+        # with the page (one Tabulator fewer before the first paint)
         return pn.Column(
             pn.Tabs(("Orders", pn.Column(*controls, self.orders)), ("Trades", self.trades),
-                    dynamic=False),
+                    dynamic=True),
             sizing_mode="stretch_width",
         )  # fmt: skip
