@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from velox.alerts.channels import Channel, DeliveryError, Message
+from velox.alerts.channels import Channel, DeliveryError, Message, shown_target
 from velox.alerts.policy import Policy, backoff, severity_rank
 
 if TYPE_CHECKING:
@@ -474,7 +474,8 @@ class Deliverer:
                     log.warning("alert %d via %s: %s; retry at %s", item.alert_id, item.channel,
                                 text, _ist(due))  # type: ignore[arg-type]  # fmt: skip
                 else:
-                    line = (f"alert {item.alert_id} via {item.channel} to {item.target}: "
+                    to = shown_target(item.channel, item.target)
+                    line = (f"alert {item.alert_id} via {item.channel} to {to}: "
                             f"failed after {item.attempts} attempt(s): {text}")  # fmt: skip
                     report.failed.append(line)
                     log.error("%s", line)
