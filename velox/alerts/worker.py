@@ -2,11 +2,11 @@
 
 Three steps, each its own short transaction, so any number of workers can run at once:
 
-1. **enqueue** — every undelivered alert without delivery rows gets one row per destination
-   that wants it (the configured default of each channel, above its severity threshold, and
-   every matching subscription). A destination that got the same ``dedup_key`` less than the
-   window ago gets a ``suppressed`` row instead; info/warning alerts in quiet hours get a row
-   due when the quiet hours end.
+1. **enqueue** — every undelivered alert not routed yet (``alert_routing``) gets one row per
+   destination that wants it (the configured default of each channel, above its severity
+   threshold, and every matching subscription). A destination that got the same
+   ``dedup_key`` less than the window ago gets a ``suppressed`` row instead; info/warning
+   alerts in quiet hours get a row due when the quiet hours end.
 2. **claim** — due rows are locked ``FOR UPDATE SKIP LOCKED`` and leased to this worker
    (``sending`` until ``lease_until``), an attempt row opened for each. Storm control is
    decided here: a destination past its messages-per-minute gets the rest as one summary.
