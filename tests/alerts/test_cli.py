@@ -130,3 +130,23 @@ def test_velox_paper_delivers_its_kill_switch_beside_the_engine(
     sent = [r for r in bot.requests if r.path.endswith(("/sendPhoto", "/sendMessage"))]
     kill_texts = [r for r in sent if b"kill switch engaged" in r.body]
     assert len(kill_texts) == 1  # (with a chart only if the recorder had written equity yet)
+
+
+def test_subscription_verbs_add_list_and_remove(store, bot: BotServer) -> None:  # noqa: ANN001
+    from velox.auth import Users
+    from velox.secrets import generate_key
+
+    Users(store, key=generate_key()).add("ravi", "investor", "a long passphrase two", totp=False)
+    env = _env(store, bot)
+    added = _velox(env, "alerts", "subscribe", "ravi", "telegram", "777", "--min-severity",
+                   "critical", "--kind", "kill_switch", "--kind", "session_expired")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "subscription 1: ravi telegram critical+ kill_switch, session_expired" in added.stdout
+    listed = _velox(env, "alerts", "subscriptions")
+    assert "ravi" in listed.stdout and "777" in listed.stdout
+    unknown = _velox(env, "alerts", "subscribe", "nobody", "email", "x@desk.example")
+    assert unknown.returncode != 0 and "no user 'nobody'" in unknown.stderr
+    assert _velox(env, "alerts", "unsubscribe", "1").returncode == 0
+    gone = _velox(env, "alerts", "unsubscribe", "1")
+    assert gone.returncode != 0 and "no subscription 1" in gone.stderr
+    assert "(no subscriptions)" in _velox(env, "alerts", "subscriptions").stdout

@@ -242,3 +242,18 @@ def test_alerts_nobody_wants_are_routed_once_and_never_starve_new_ones(
         routed = dict(conn.execute(query).fetchall())
     assert routed == {0: 520, 1: 2}
     assert len(store.alerts(undelivered=True)) == 520  # visible, never marked delivered
+
+
+def test_a_webhook_url_secret_never_shows_in_errors(store, bot: BotServer, caplog) -> None:  # noqa: ANN001
+    bot.script = [(404, {"ok": False, "description": "no such hook"})]
+    hook = f"{bot.url}/services/T0SECRET/B0SECRET?token=abc123"
+    store.raise_alert(kind="risk_breach", severity="warning", message="m")
+    report = Deliverer(store, channels={"webhook": WebhookChannel()},
+                       targets={"webhook": hook}).run_once()  # fmt: skip
+    (line,) = report.failed
+    port = bot.url.rsplit(":", 1)[1]
+    assert line.endswith(f"via webhook to http://127.0.0.1:{port}/…: failed after 1 attempt(s): "
+                         f"webhook http://127.0.0.1:{port}/…: HTTP 404 no such hook")  # fmt: skip
+    shown = line + caplog.text + " ".join(deliveries(store)["last_error"])
+    assert "SECRET" not in shown and "abc123" not in shown
+    assert bot.requests[0].path == "/services/T0SECRET/B0SECRET?token=abc123"  # sent to it all

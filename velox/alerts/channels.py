@@ -218,7 +218,19 @@ class WebhookChannel:
     def send(self, target: str, message: Message) -> None:
         payload = {"subject": message.subject, "text": message.body, **message.data}
         _post(target, json.dumps(payload, default=str).encode(), "application/json",
-              f"webhook {target.split('?')[0]}")  # fmt: skip
+              f"webhook {shown_target('webhook', target)}")  # fmt: skip
+
+
+def shown_target(channel: str, target: str) -> str:
+    """Return ``target`` as errors and logs show it: a webhook URL as its scheme and host only
+    (hook URLs often carry their secret in the path or query)."""
+    if channel != "webhook":
+        return target
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
 
 
 def configured_channels(settings: Settings) -> dict[str, Channel]:
@@ -250,5 +262,5 @@ def default_targets(settings: Settings) -> dict[str, str]:
 
 __all__ = [
     "Channel", "DeliveryError", "EmailChannel", "Message", "TelegramChannel", "WebhookChannel",
-    "configured_channels", "default_targets", "multipart",
+    "configured_channels", "default_targets", "multipart", "shown_target",
 ]  # fmt: skip

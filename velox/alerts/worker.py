@@ -2,11 +2,11 @@
 
 Three steps, each its own short transaction, so any number of workers can run at once:
 
-1. **enqueue** — every undelivered alert without delivery rows gets one row per destination
-   that wants it (the configured default of each channel, above its severity threshold, and
-   every matching subscription). A destination that got the same ``dedup_key`` less than the
-   window ago gets a ``suppressed`` row instead; info/warning alerts in quiet hours get a row
-   due when the quiet hours end.
+1. **enqueue** — every undelivered alert not routed yet (``alert_routing``) gets one row per
+   destination that wants it (the configured default of each channel, above its severity
+   threshold, and every matching subscription). A destination that got the same
+   ``dedup_key`` less than the window ago gets a ``suppressed`` row instead; info/warning
+   alerts in quiet hours get a row due when the quiet hours end.
 2. **claim** — due rows are locked ``FOR UPDATE SKIP LOCKED`` and leased to this worker
    (``sending`` until ``lease_until``), an attempt row opened for each. Storm control is
    decided here: a destination past its messages-per-minute gets the rest as one summary.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from velox.alerts.channels import Channel, DeliveryError, Message
+from velox.alerts.channels import Channel, DeliveryError, Message, shown_target
 from velox.alerts.policy import Policy, backoff, severity_rank
 
 if TYPE_CHECKING:
@@ -474,7 +474,8 @@ class Deliverer:
                     log.warning("alert %d via %s: %s; retry at %s", item.alert_id, item.channel,
                                 text, _ist(due))  # type: ignore[arg-type]  # fmt: skip
                 else:
-                    line = (f"alert {item.alert_id} via {item.channel} to {item.target}: "
+                    to = shown_target(item.channel, item.target)
+                    line = (f"alert {item.alert_id} via {item.channel} to {to}: "
                             f"failed after {item.attempts} attempt(s): {text}")  # fmt: skip
                     report.failed.append(line)
                     log.error("%s", line)
