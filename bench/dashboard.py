@@ -192,6 +192,7 @@ def main() -> None:
     from velox.auth import Users
     from velox.secrets import generate_key
     from velox.store import Store, embedded_url
+    from velox.store.server import stop_embedded
     from velox.ui.live import LiveRuns
 
     root = Path(tempfile.mkdtemp(prefix="vx-bench-dash-"))
@@ -329,6 +330,7 @@ def main() -> None:
         server.terminate()
         server.wait(10)
         store.close()
+        stop_embedded(root / "store")  # a throwaway server: never left running
 
     loads = results["load"]
     print(
