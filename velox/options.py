@@ -1189,15 +1189,26 @@ def _years_to_expiry(expiry_day: date, moment: pd.Timestamp) -> float:
     return seconds / (_DAYS_PER_YEAR * 86_400.0)
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_derivatives() -> pd.DataFrame:
+    """Return the bundled master's options and futures, built once per process.
+
+    The bundled files do not change while Velox runs, and a backtest asks for a chain per
+    entry: rebuilding the master each time would cost more than pricing the chain.
+    """
+    from velox.instruments import load_bundled_master
+
+    table = load_bundled_master().table
+    return table[table["kind"].isin(["CE", "PE", "FUT"])].reset_index(drop=True)
+
+
 def _listed_contracts(
     master: InstrumentMaster | None, name: str, expiry_day: date, kinds: tuple[str, ...]
 ) -> pd.DataFrame:
     """Return the master's rows of ``name``'s contracts of ``kinds`` expiring on ``expiry_day``."""
     import pandas as pd
 
-    from velox.instruments import load_bundled_master
-
-    table = (master if master is not None else load_bundled_master()).table
+    table = master.table if master is not None else _bundled_derivatives()
     rows = table[
         (table["underlying"] == name)
         & table["kind"].isin(kinds)
