@@ -536,12 +536,20 @@ def import_bars(
     (``skipped``) unless ``force``. The shortcut is keyed by content (sha256) and series, never
     by path, so re-importing an original after another file replaced it restores it.
 
+    An F&O contract (an ``NFO:``/``BFO:`` id such as ``NFO:NIFTY25MAY24500CE``, Kite's trading
+    symbol) must be listed in the store's instrument master or the bundled one; a bundled row
+    is written to the store's ``instruments`` table with the bars, so the store knows the
+    contract's strike, expiry, kind, lot and tick. Bars after its expiry are refused; prices
+    off its tick grid are a warning.
+
     Raises
     ------
     DataError
         If the file fails validation or would change stored bars; nothing is written.
     ValidationError
         If ``instrument_id`` breaks the id grammar (:func:`velox.types.check_instrument_id`).
+    UnknownInstrument
+        If an F&O id is in no instrument master (the closest listed ids are named).
     """
     from velox.store import open_store
 
@@ -550,6 +558,7 @@ def import_bars(
     check_timeframe(timeframe)
     _check_readable(path)
     store = store or open_store()
+    contract, listed_in = _contract(store, instrument_id)
     digest = file_sha256(path)
     key = f"{instrument_id}|{timeframe}"
     if not force and store.import_is_current(key, digest):
@@ -570,9 +579,13 @@ def import_bars(
         bars, warnings = read_csv_bars(
             path, timeframe=timeframe, label=label, date_format=date_format
         )
+    if contract is not None:
+        warnings.extend(_check_contract_bars(bars, contract, path))
     from velox.store.core import ImportLogEntry
 
     with store.connect() as conn, conn.transaction():
+        if listed_in == "bundled":  # the store learns the contract its bars belong to
+            store.write_instruments(contract.to_frame().T, conn=conn)
         stored, new = store.differing_bars(instrument_id, timeframe, bars, conn=conn)
         if len(stored) and not replace:
             raise DataError(_overwrite_message(path, instrument_id, timeframe, stored, new))
@@ -605,6 +618,64 @@ def import_bars(
     return ImportResult(
         str(path), instrument_id, timeframe, rows, warnings=warnings, replaced=len(stored)
     )
+
+
+#: Exchanges whose instruments are contracts (options, futures): their bars mean something only
+#: with the contract's strike, expiry, lot and tick, so importing them needs the contract listed.
+DERIVATIVE_EXCHANGES = frozenset({"NFO", "BFO"})
+
+
+def _contract(store: Store, instrument_id: str) -> tuple[pd.Series | None, str]:
+    """Return (master row, where it was found) of an F&O contract; (None, "") for cash ids.
+
+    The store's ``instruments`` table (a broker's full master, downloaded into it) is asked
+    first, then the bundled master (``data/instruments``); an id neither lists is refused with
+    the closest listed ids, since bars of a contract whose strike and expiry nobody knows
+    cannot be priced, charged or expired.
+    """
+    from velox.errors import UnknownInstrument
+    from velox.instruments import COLUMNS, load_bundled_master
+
+    if instrument_id.partition(":")[0] not in DERIVATIVE_EXCHANGES:
+        return None, ""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT {} FROM instruments WHERE id = %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    )
+    with store.connect() as conn:
+        found = conn.execute(query, (instrument_id,)).fetchone()
+    if found is not None:
+        return pd.Series(found, index=list(COLUMNS), dtype=object), "store"
+    try:
+        return load_bundled_master().row(instrument_id), "bundled"
+    except UnknownInstrument as exc:
+        raise UnknownInstrument(
+            f"{exc}. Neither the store's instrument master nor the bundled one lists it: load "
+            "a master that does (e.g. the broker's download into the store) before importing "
+            "its bars"
+        ) from None
+
+
+def _check_contract_bars(bars: pd.DataFrame, contract: pd.Series, path: Path) -> list[str]:
+    """Refuse bars after a contract's expiry; return a warning for prices off its tick grid."""
+    expiry = contract["expiry"]
+    if expiry is not None and not pd.isna(expiry):
+        last_day = pd.Timestamp(expiry).date()
+        late = bars.index[bars.index.date > last_day]
+        if len(late):
+            raise DataError(
+                f"{path}: rejected, nothing written: {len(late)} bar(s) after {contract['id']} "
+                f"expired on {last_day} (first {late[0].strftime('%Y-%m-%d %H:%M IST')}); is "
+                "the instrument id right?"
+            )
+    tick = float(contract["tick_size"])
+    prices = bars[list(PRICE_COLUMNS)].to_numpy(dtype=float) / tick
+    off = np.abs(prices - np.round(prices)) > 1e-6
+    if tick > 0 and off.any():
+        rows = int(off.any(axis=1).sum())
+        return [f"{rows} bar(s) have prices off {contract['id']}'s tick grid of {tick:g}"]
+    return []
 
 
 def _overwrite_message(
