@@ -855,13 +855,13 @@ class LossGuard:
 
 
 class _BasketView:
-    """An :class:`AccountView` that also sees a basket's earlier orders as working."""
+    """An :class:`AccountView` that also lists a basket's orders among the working ones."""
 
-    __slots__ = ("_view", "_earlier", "now")
+    __slots__ = ("_view", "_basket", "now")
 
-    def __init__(self, view: AccountView, earlier: Sequence[Order]) -> None:
+    def __init__(self, view: AccountView, basket: Sequence[Order]) -> None:
         self._view = view
-        self._earlier = earlier
+        self._basket = basket
         self.now = view.now
 
     def position_qty(self, instrument_id: str) -> int:
@@ -871,7 +871,9 @@ class _BasketView:
         return self._view.positions()
 
     def open_orders(self) -> Sequence[Order]:
-        return [*self._view.open_orders(), *self._earlier]
+        working = list(self._view.open_orders())
+        listed = {o.client_id for o in working}
+        return working + [o for o in self._basket if o.client_id not in listed]
 
     def last_price(self, instrument_id: str) -> float | None:
         return self._view.last_price(instrument_id)
@@ -1038,15 +1040,17 @@ class RiskEngine:
     def check_basket(self, orders: Sequence[Order], view: AccountView) -> None:
         """Raise :class:`RiskBreach` unless every order of a basket may be sent now: all or none.
 
-        The orders are checked in sending order as if the earlier ones were already working
-        (position, exposure and open-order limits see them, as they will once sent), and the
-        whole basket must fit the order throttle of each exchange. Orders of one basket are
+        Each order is checked with all the basket's other orders counted as working (the
+        position, exposure and open-order limits judge the basket as a whole, as it will stand
+        once sent; the view may list them already, as the engine's does), and the whole basket
+        must fit the order throttle of each exchange. Orders of one basket are
         not duplicates of each other (a leg split at the freeze quantity sends equal orders
         on purpose); each is still compared with the orders sent before it. A breach is
         recorded once, naming the order that failed.
         """
-        for k, order in enumerate(orders):
-            self.check_order(order, _BasketView(view, orders[:k]))
+        whole = _BasketView(view, orders)
+        for order in orders:
+            self.check_order(order, whole)
         now = _now(view)
         allowed, window = _throttle_window(self.limits.max_orders_per_second)
         counts: dict[str, int] = {}
