@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.test_risk import T0, View, order
 from velox.errors import RiskBreach
 from velox.risk import RiskEngine, RiskLimits
 from velox.types import Side
-
-from tests.test_risk import T0, View, order
 
 
 def _engine(**limits: object) -> RiskEngine:
