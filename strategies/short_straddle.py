@@ -1,9 +1,9 @@
 """Short ATM straddle, intraday: sell the weekly CE and PE at 09:20, combined stop, out by 15:15.
 
 An event-driven, multi-leg strategy on the index's 1-minute bars. When the bar ending at
-``entry`` closes, it picks the strike nearest the index (the listed step, as
-``velox.options.chain`` does) on the next weekly expiry and sells ``lots`` lots of its call and
-put as **one basket** (:meth:`velox.strategy.Context.basket`: one risk check for both legs, each
+``entry`` closes, ``ctx.option`` picks the strike nearest the index (the listed step, as
+``velox.options.chain`` does) on the next weekly expiry, and it sells ``lots`` lots of its call
+and put as **one basket** (:meth:`velox.strategy.Context.basket`: one risk check for both legs, each
 split at the freeze quantity). At every later bar close it marks the basket at the options'
 last prices; when the gross loss reaches ``stop_loss`` rupees, or at the bar ending at
 ``exit``, it buys both legs back as one basket. Product NRML, so the engine's 15:15 MIS
@@ -26,13 +26,8 @@ with model-priced (or stored) bars and their instrument rows::
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 
-import pandas as pd
-
-from velox.fno.basket import option_instrument_id
-from velox.fno.legs import Leg, leg_expiry
-from velox.options import strike_interval
 from velox.strategy import (
     Bar,
     BasketLeg,
@@ -98,22 +93,18 @@ class ShortStraddle(Strategy):
             if end.time() > self.entry_time:  # joined after the entry: no basket today
                 return
         if end.time() == self.entry_time and not self.legs:
-            self.enter(ctx, bar, end)
+            self.enter(ctx, bar)
         elif self.legs and (end.time() >= self.exit_time or self.pnl(ctx) <= -self.stop_loss):
             self.leave(ctx)
 
-    def enter(self, ctx: Context, bar: Bar, at: datetime) -> None:
+    def enter(self, ctx: Context, bar: Bar) -> None:
         """Sell the ATM call and put of the next weekly expiry as one basket."""
-        moment = pd.Timestamp(at)
-        expiry = leg_expiry(Leg("CE", "sell"), self.underlying, moment)
-        step = strike_interval(self.underlying, moment.date())
-        strike = round(bar.close / step) * step
         legs = []
         for kind in ("CE", "PE"):
-            iid = option_instrument_id(self.underlying, kind, expiry, strike)
+            iid = ctx.option(self.underlying, kind, spot=bar.close)  # ATM, next weekly
             legs.append(BasketLeg(iid, "SELL", self.lots * ctx.instrument(iid).lot_size))
         self.legs = [leg.instrument_id for leg in legs]
-        self.place(ctx, legs, f"straddle-{moment.date()}")
+        self.place(ctx, legs, f"straddle-{self.day}")
 
     def leave(self, ctx: Context) -> None:
         """Buy back whatever the basket still holds, as one basket."""

@@ -856,6 +856,45 @@ class Context:
         """Return the instrument (tick size, lot size, …)."""
         return self._engine.instrument(self._iid(instrument_id))
 
+    def option(
+        self,
+        underlying: str,
+        kind: str,
+        *,
+        spot: float | None = None,
+        offset: int = 0,
+        expiry: str = "weekly",
+        nth: int = 0,
+    ) -> str:
+        """Return the instrument id of an index option picked now, relative to the market.
+
+        The strike is the listed step nearest ``spot`` (default the last price of
+        ``NSE:<underlying>``), moved ``offset`` steps out of the money (negative: in the
+        money), as :func:`velox.options.select_strike` counts; the expiry is the ``nth`` next
+        ``"weekly"`` or ``"monthly"`` one of the expiry calendar (an expiry day's own contract
+        until its close). The contract must be known to the run (the instrument master live;
+        in a replay, ``velox.fno.option_feed``'s rows), else
+        :class:`~velox.errors.UnknownInstrument`.
+        """
+        import pandas as pd
+
+        from velox.fno.basket import option_instrument_id
+        from velox.fno.legs import Leg, leg_expiry
+        from velox.options import strike_interval
+
+        if kind not in ("CE", "PE"):
+            raise ValidationError(f"option kind={kind!r} must be 'CE' or 'PE'")
+        price = spot if spot is not None else self._engine.last_price(f"NSE:{underlying}")
+        if price is None or not price > 0:
+            raise ValidationError(f"no price for NSE:{underlying} yet: pass spot= to ctx.option")
+        moment = pd.Timestamp(self._engine.now())
+        day = leg_expiry(Leg(kind, "sell", expiry=expiry, nth=nth), underlying, moment)
+        step = strike_interval(underlying, moment.date())
+        strike = (round(price / step) + (offset if kind == "CE" else -offset)) * step
+        iid = option_instrument_id(underlying, kind, day, float(strike))
+        self._engine.instrument(iid)  # known to this run, or UnknownInstrument names it
+        return iid
+
     def open_orders(self, instrument_id: str | None = None) -> list[Order]:
         """Return this strategy's working orders (in every instrument when none is given)."""
         return self._engine.open_orders(self._name, instrument_id)
