@@ -20,8 +20,9 @@ with model-priced (or stored) bars and their instrument rows::
     nifty = pd.read_csv("data/bars/NIFTY_1m_2021_2022.csv.gz", index_col=0, parse_dates=True)
     feed = option_feed(nifty, start="2022-06-13", end="2022-06-17", freeze_qty=1_800)
     ShortStraddle = load_strategy("strategies/short_straddle.py")
-    result = velox.replay(ShortStraddle(), bars={("NSE:NIFTY", "1m"): nifty, **feed.bars},
-                          instruments=feed.lookup())
+    week = nifty.loc["2022-06-13":"2022-06-17"]
+    result = velox.replay(ShortStraddle(), bars={("NSE:NIFTY", "1m"): week, **feed.bars},
+                          instrument_master=feed.lookup())
 """
 
 from __future__ import annotations
