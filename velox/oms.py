@@ -51,6 +51,7 @@ __all__ = [
     "ALLOWED_TRANSITIONS",
     "FILL_EVENT",
     "RISK_SUFFIX",
+    "split_at_freeze",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,27 @@ _BUY = Side.BUY
 FILL_EVENT = "FILL"
 #: Client-id suffix of the audit rows that record risk events (breaches, kills, resets).
 RISK_SUFFIX = "RISK"
+
+
+def split_at_freeze(qty: int, lot_size: int, freeze_qty: int | None) -> list[int]:
+    """Return the order quantities ``qty`` goes out as: whole lots, none above ``freeze_qty``.
+
+    The exchange rejects an F&O order above its freeze quantity, so a larger one is sent as
+    orders of the largest whole number of lots within the limit, then the rest (a freeze
+    quantity below one lot still lets one lot through). ``freeze_qty=None``: one order.
+
+    Examples
+    --------
+    >>> split_at_freeze(2_600, 65, 1_800)  # 40 lots of 65; at most 27 lots (1,755) per order
+    [1755, 845]
+    """
+    if qty <= 0 or qty % lot_size:
+        raise ValidationError(f"qty={qty} must be a positive multiple of the lot size {lot_size}")
+    if freeze_qty is None:
+        return [qty]
+    chunk = max(lot_size, freeze_qty // lot_size * lot_size)
+    full, rest = divmod(qty, chunk)
+    return [chunk] * full + ([rest] if rest else [])
 
 
 @dataclass(frozen=True, slots=True)

@@ -854,6 +854,34 @@ class LossGuard:
         return None
 
 
+class _BasketView:
+    """An :class:`AccountView` that also lists a basket's orders among the working ones."""
+
+    __slots__ = ("_view", "_basket", "now")
+
+    def __init__(self, view: AccountView, basket: Sequence[Order]) -> None:
+        self._view = view
+        self._basket = basket
+        self.now = view.now
+
+    def position_qty(self, instrument_id: str) -> int:
+        return self._view.position_qty(instrument_id)
+
+    def positions(self) -> Mapping[str, int]:
+        return self._view.positions()
+
+    def open_orders(self) -> Sequence[Order]:
+        working = list(self._view.open_orders())
+        listed = {o.client_id for o in working}
+        return working + [o for o in self._basket if o.client_id not in listed]
+
+    def last_price(self, instrument_id: str) -> float | None:
+        return self._view.last_price(instrument_id)
+
+    def instrument(self, instrument_id: str) -> Instrument:
+        return self._view.instrument(instrument_id)
+
+
 class RiskEngine:
     """Run the pre-trade checks, watch the day's P&L and own the kill switch for one account.
 
@@ -1008,6 +1036,39 @@ class RiskEngine:
             logger.warning("order %s refused: %s", order.client_id, breach)
             self._event(now, "breach", breach.limit, f"order {order.client_id}: {breach}")
             raise
+
+    def check_basket(self, orders: Sequence[Order], view: AccountView) -> None:
+        """Raise :class:`RiskBreach` unless every order of a basket may be sent now: all or none.
+
+        Each order is checked with all the basket's other orders counted as working (the
+        position, exposure and open-order limits judge the basket as a whole, as it will stand
+        once sent; the view may list them already, as the engine's does), and the whole basket
+        must fit the order throttle of each exchange. Orders of one basket are
+        not duplicates of each other (a leg split at the freeze quantity sends equal orders
+        on purpose); each is still compared with the orders sent before it. A breach is
+        recorded once, naming the order that failed.
+        """
+        whole = _BasketView(view, orders)
+        for order in orders:
+            self.check_order(order, whole)
+        now = _now(view)
+        allowed, window = _throttle_window(self.limits.max_orders_per_second)
+        counts: dict[str, int] = {}
+        for order in orders:
+            exchange = _exchange(order.instrument_id)
+            counts[exchange] = counts.get(exchange, 0) + 1
+        for exchange, n in counts.items():
+            recent = sum(1 for t in self.state.sent.get(exchange, ()) if now - window < t <= now)
+            if recent + n > allowed:
+                breach = RiskBreach(
+                    "max_orders_per_second",
+                    f"a basket of {n} orders on {exchange} (with {recent} sent in the last "
+                    f"{window.total_seconds():g}s) exceeds max_orders_per_second="
+                    f"{self.limits.max_orders_per_second:g}; send fewer legs or split it",
+                )
+                logger.warning("basket refused: %s", breach)
+                self._event(now, "breach", breach.limit, f"basket {orders[0].tag}: {breach}")
+                raise breach
 
     def record_sent(self, order: Order, now: datetime) -> None:
         """Record that ``order`` went to the broker (feeds the throttle and the duplicate guard)."""

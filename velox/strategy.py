@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Strategy",
+    "BasketLeg",
     "Param",
     "param",
     "Context",
@@ -730,6 +731,22 @@ def assert_no_lookahead(strategy: Strategy, bars: pd.DataFrame) -> None:
 # -- the context -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class BasketLeg:
+    """One order of a basket (:meth:`Context.basket`): a signed intent on one instrument.
+
+    ``qty`` is in units (a multiple of the lot size); the engine splits it at the exchange
+    freeze quantity. ``product`` defaults to the strategy's product.
+    """
+
+    instrument_id: str
+    side: Side | str
+    qty: int
+    order_type: OrderType | str = OrderType.MARKET
+    limit_price: float | None = None
+    product: Product | str | None = None
+
+
 class EngineServices(Protocol):
     """What a :class:`Context` needs from the engine (the engine implements it)."""
 
@@ -766,6 +783,10 @@ class EngineServices(Protocol):
         validity: Validity | str,
         tag: str,
     ) -> str: ...
+
+    def submit_basket(
+        self, strategy: str, legs: Sequence[BasketLeg], product: Product | str, tag: str
+    ) -> list[str]: ...
 
     def cancel(self, strategy: str, client_id: str) -> None: ...
 
@@ -834,6 +855,45 @@ class Context:
     def instrument(self, instrument_id: str | None = None) -> Instrument:
         """Return the instrument (tick size, lot size, …)."""
         return self._engine.instrument(self._iid(instrument_id))
+
+    def option(
+        self,
+        underlying: str,
+        kind: str,
+        *,
+        spot: float | None = None,
+        offset: int = 0,
+        expiry: str = "weekly",
+        nth: int = 0,
+    ) -> str:
+        """Return the instrument id of an index option picked now, relative to the market.
+
+        The strike is the listed step nearest ``spot`` (default the last price of
+        ``NSE:<underlying>``), moved ``offset`` steps out of the money (negative: in the
+        money), as :func:`velox.options.select_strike` counts; the expiry is the ``nth`` next
+        ``"weekly"`` or ``"monthly"`` one of the expiry calendar (an expiry day's own contract
+        until its close). The contract must be known to the run (the instrument master live;
+        in a replay, ``velox.fno.option_feed``'s rows), else
+        :class:`~velox.errors.UnknownInstrument`.
+        """
+        import pandas as pd
+
+        from velox.fno.basket import option_instrument_id
+        from velox.fno.legs import Leg, leg_expiry
+        from velox.options import strike_interval
+
+        if kind not in ("CE", "PE"):
+            raise ValidationError(f"option kind={kind!r} must be 'CE' or 'PE'")
+        price = spot if spot is not None else self._engine.last_price(f"NSE:{underlying}")
+        if price is None or not price > 0:
+            raise ValidationError(f"no price for NSE:{underlying} yet: pass spot= to ctx.option")
+        moment = pd.Timestamp(self._engine.now())
+        day = leg_expiry(Leg(kind, "sell", expiry=expiry, nth=nth), underlying, moment)
+        step = strike_interval(underlying, moment.date())
+        strike = (round(price / step) + (offset if kind == "CE" else -offset)) * step
+        iid = option_instrument_id(underlying, kind, day, float(strike))
+        self._engine.instrument(iid)  # known to this run, or UnknownInstrument names it
+        return iid
 
     def open_orders(self, instrument_id: str | None = None) -> list[Order]:
         """Return this strategy's working orders (in every instrument when none is given)."""
@@ -908,6 +968,26 @@ class Context:
             trigger_price, product if product is not None else self._strategy.product,
             validity, tag,
         )  # fmt: skip
+
+    def basket(self, legs: Sequence[BasketLeg], *, tag: str = "") -> list[str]:
+        """Send a multi-leg basket, all or nothing, and return its orders' client ids.
+
+        The whole basket passes the risk engine as one check: if any leg breaches a limit,
+        no leg is sent (every order is audited as refused) and :class:`~velox.errors.RiskBreach`
+        is raised. Each leg is split at its freeze quantity, then the orders are sent one by
+        one, bought legs first so a broker's margin sees the hedge. If the broker rejects one,
+        the basket is rolled back: orders not yet sent are refused, working ones cancelled,
+        filled ones squared off, and a critical alert raised. ``tag`` names the basket on its
+        orders (default: its first client id).
+
+        Examples
+        --------
+        >>> legs = [BasketLeg("NFO:NIFTY22JUN15900CE", "SELL", 50),
+        ...         BasketLeg("NFO:NIFTY22JUN15900PE", "SELL", 50)]
+        >>> legs[0].qty
+        50
+        """
+        return self._engine.submit_basket(self._name, legs, self._strategy.product, tag)
 
     def target_qty(
         self,

@@ -88,9 +88,9 @@ from velox.errors import (
 from velox.feeds.bar_replay import BarReplay, index_ns
 from velox.feeds.clock import Clock
 from velox.monitoring import log_mode, set_log_context
-from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog
+from velox.oms import OMS, RISK_SUFFIX, AuditLog, MemoryAuditLog, split_at_freeze
 from velox.risk import RiskEngine, RiskEvent, default_risk_limits
-from velox.strategy import Context, Strategy, apply_signal, is_cross_sectional
+from velox.strategy import BasketLeg, Context, Strategy, apply_signal, is_cross_sectional
 from velox.types import (
     TERMINAL_STATUSES,
     Bar,
@@ -381,6 +381,10 @@ class Engine:
         self._next_timer = 0
         self._next_poll = 0.0
         self._halted: str | None = None
+        # baskets still being entered: name → client ids, and client id → basket name (a
+        # broker's later reject of one leg rolls the basket back, see _roll_back)
+        self._baskets: dict[str, list[str]] = {}
+        self._basket_of: dict[str, str] = {}
         if mis_square_off is None:
             from velox.config import get_settings
 
@@ -580,26 +584,29 @@ class Engine:
             raise ValidationError(f"{iid} is a derivative: use product NRML or MIS, not CNC")
         return self._send(order, flatten=False)
 
-    def _send(self, order: Order, *, flatten: bool, tracked: bool = False) -> str:
-        """Track (unless ``tracked``), risk-check and send a NEW order built with the OMS's
-        next client id."""
+    def _send(
+        self, order: Order, *, flatten: bool, tracked: bool = False, checked: bool = False
+    ) -> str:
+        """Track (unless ``tracked``), risk-check (unless ``checked``: a basket's orders were
+        checked together) and send a NEW order built with the OMS's next client id."""
         now = self.now()
         oms = self.oms
         if not tracked:
             oms.track(order)
         cid = order.client_id
-        try:
-            if self._halted is not None and not flatten:
-                raise RiskBreach("reconciliation", f"trading halted: {self._halted}")
-            view = self._view
-            view.now = now
-            self.risk.check_order(order, view, flatten=flatten)
-        except RiskBreach as breach:
-            self._drain_risk()
-            oms.transition(
-                cid, OrderStatus.REJECTED, now, str(breach), audit={"limit": breach.limit}
-            )
-            raise
+        if not checked:
+            try:
+                if self._halted is not None and not flatten:
+                    raise RiskBreach("reconciliation", f"trading halted: {self._halted}")
+                view = self._view
+                view.now = now
+                self.risk.check_order(order, view, flatten=flatten)
+            except RiskBreach as breach:
+                self._drain_risk()
+                oms.transition(
+                    cid, OrderStatus.REJECTED, now, str(breach), audit={"limit": breach.limit}
+                )
+                raise
         iid = order.instrument_id
         self._catch_up(iid)
         order = oms.submit(cid, now)
@@ -622,6 +629,160 @@ class Engine:
             if not oms.orders[cid].is_terminal:
                 self._rejected(oms.transition(cid, OrderStatus.REJECTED, now, reason))
         return cid
+
+    def submit_basket(
+        self, strategy: str, legs: Sequence[BasketLeg], product: Product | str, tag: str
+    ) -> list[str]:
+        """Risk-check a basket as one, then send its orders leg by leg; return their client ids.
+
+        All or nothing: every leg is validated and split at its freeze quantity, bought legs
+        ordered first (a broker's margin then sees the hedge), and the whole basket goes
+        through :meth:`velox.risk.RiskEngine.check_basket`; a breach refuses every order
+        (audited) and raises :class:`RiskBreach`. No broker places a basket atomically, so
+        the orders go out one by one; a broker reject rolls the basket back
+        (:meth:`_roll_back`). The basket is audited (a ``BASKET`` row) before any order.
+        """
+        with self.lock:
+            return self._submit_basket(strategy, legs, product, tag)
+
+    def _submit_basket(
+        self, strategy: str, legs: Sequence[BasketLeg], product: Product | str, tag: str
+    ) -> list[str]:
+        runner = self._by_name[strategy]
+        if not runner.alive:
+            raise ValidationError(f"strategy {strategy} is stopped ({runner.error}); no orders")
+        if not legs:
+            raise ValidationError("basket([]) has no legs: give at least one BasketLeg")
+        oms = self.oms
+        now = self.now()
+        sides = []
+        for leg in legs:
+            if not isinstance(leg, BasketLeg):
+                raise ValidationError(f"basket leg {leg!r} must be a BasketLeg")
+            try:
+                sides.append(Side(str(leg.side).upper()))
+            except ValueError:
+                raise ValidationError(f"basket leg side={leg.side!r}: use BUY or SELL") from None
+        order_of = sorted(range(len(legs)), key=lambda k: sides[k] is not Side.BUY)
+        name = tag or f"{oms.prefix}{oms.seq + 1}"
+        orders: list[Order] = []
+        for k in order_of:  # built and validated before any takes a client id
+            leg = legs[k]
+            iid = str(leg.instrument_id)
+            ins = self.instrument(iid)
+            qty = leg.qty
+            whole = isinstance(qty, int) and qty > 0 and qty % ins.lot_size == 0
+            for part in split_at_freeze(qty, ins.lot_size, ins.freeze_qty) if whole else [qty]:
+                cid = f"{oms.prefix}{oms.seq + 1 + len(orders)}"
+                order = _new_order(
+                    None, client_id=cid, instrument_id=iid, side=sides[k], qty=part,
+                    order_type=leg.order_type, product=leg.product or product,
+                    validity=Validity.DAY, limit_price=leg.limit_price, trigger_price=None,
+                    tag=name, strategy=strategy, status=OrderStatus.NEW, broker_order_id=None,
+                    filled_qty=0, average_price=0.0, status_message="", created_at=now,
+                )  # fmt: skip
+                order.__post_init__()
+                order.check_against(ins)
+                if order.product is Product.CNC and ins.kind.is_derivative:
+                    raise ValidationError(
+                        f"{iid} is a derivative: use product NRML or MIS, not CNC"
+                    )
+                orders.append(order)
+        cids = [o.client_id for o in orders]
+        self.audit.append(
+            f"{oms.prefix}{RISK_SUFFIX}", now, "BASKET",
+            {"basket": name, "strategy": strategy, "orders": cids,
+             "legs": [[o.instrument_id, o.side.value, o.qty] for o in orders]},
+        )  # fmt: skip
+        for order in orders:
+            oms.track(order)
+        try:
+            if self._halted is not None:
+                raise RiskBreach("reconciliation", f"trading halted: {self._halted}")
+            view = self._view
+            view.now = now
+            self.risk.check_basket(orders, view)
+        except RiskBreach as breach:
+            self._drain_risk()
+            for cid in cids:
+                oms.transition(
+                    cid, OrderStatus.REJECTED, now, f"basket {name} refused: {breach}",
+                    audit={"limit": breach.limit, "basket": name},
+                )  # fmt: skip
+            raise
+        self._baskets[name] = cids
+        for cid in cids:
+            self._basket_of[cid] = name
+        for order in orders:
+            self._send(order, flatten=False, tracked=True, checked=True)
+            sent = oms.orders[order.client_id]
+            if sent.status is OrderStatus.REJECTED:
+                self._roll_back(name, f"leg {sent.client_id} rejected: {sent.status_message}")
+                break
+            if name not in self._baskets:  # rolled back while sending (a postback's reject)
+                break
+        return cids
+
+    def _roll_back(self, name: str, reason: str) -> None:
+        """Undo a basket one of whose orders the broker rejected, and alert.
+
+        Its orders not yet sent are refused, its working ones cancelled, and what its fills
+        opened is squared off at market (split at the freeze quantity); fills that reduced a
+        position (an exit basket's) are left alone, since undoing them would reopen it.
+        """
+        cids = self._baskets.pop(name, None)
+        if cids is None:
+            return
+        oms = self.oms
+        now = self.now()
+        for cid in cids:
+            self._basket_of.pop(cid, None)
+            if oms.orders[cid].status is OrderStatus.NEW:
+                oms.transition(cid, OrderStatus.REJECTED, now, f"basket {name} rolled back: "
+                               f"{reason}", audit={"basket": name})  # fmt: skip
+        for cid in cids:
+            working = oms.open.get(cid)
+            if working is not None:
+                self._cancel(working)
+        self._drain()
+        strategy = oms.orders[cids[0]].strategy
+        opened: dict[tuple[str, Product], int] = {}
+        for cid in cids:
+            order = oms.orders[cid]
+            if order.filled_qty:
+                key = (order.instrument_id, order.product)
+                opened[key] = opened.get(key, 0) + order.side.sign * order.filled_qty
+        undone = []
+        for (iid, product), qty in opened.items():
+            held = oms.position_qty(strategy, iid)
+            if not qty or not held or (held > 0) != (qty > 0):
+                continue
+            ins = self.instrument(iid)
+            side = Side.SELL if qty > 0 else Side.BUY
+            for part in split_at_freeze(min(abs(qty), abs(held)), ins.lot_size, ins.freeze_qty):
+                cid = oms.peek_client_id()
+                order = Order(
+                    client_id=cid, instrument_id=iid, side=side, qty=part,
+                    order_type=OrderType.MARKET, product=product, strategy=strategy,
+                    tag=f"{name}-rollback", created_at=now,
+                )  # fmt: skip
+                try:
+                    self._send(order, flatten=True)
+                    undone.append(cid)
+                except RiskBreach as exc:
+                    log.error("[%s] rollback of %s refused: %s", self.mode, iid, exc)
+        self._drain()
+        log.error("[%s] basket %s rolled back: %s", self.mode, name, reason)
+        self.audit.append(
+            f"{oms.prefix}{RISK_SUFFIX}", now, "BASKET_ROLLBACK",
+            {"basket": name, "reason": reason, "orders": cids, "square_off": undone},
+        )  # fmt: skip
+        self._alert(
+            "order_rejected", "critical",
+            f"basket {name} of {strategy} rolled back: {reason}; "
+            f"{len(undone)} square-off order(s) sent",
+            about=f"basket:{name}", payload={"basket": name, "orders": cids, "square_off": undone},
+        )  # fmt: skip
 
     def cancel(self, strategy: str, client_id: str) -> None:
         """Cancel one of ``strategy``'s working orders."""
@@ -728,6 +889,8 @@ class Engine:
         finished = order.status in TERMINAL_STATUSES
         if order.status is OrderStatus.REJECTED:
             self._rejected(order)
+        if finished and self._basket_of:
+            self._basket_finished(order)
         runner = self._by_name.get(order.strategy)
         if runner is not None and runner.alive:
             if finished:
@@ -735,6 +898,22 @@ class Engine:
             if runner.wants_orders:
                 self._call(runner, runner.strategy.on_order, order)
         return finished or adopted
+
+    def _basket_finished(self, order: Order) -> None:
+        """Roll back a basket whose order the broker rejected after taking it; forget a basket
+        once all its orders are finished."""
+        name = self._basket_of.get(order.client_id)
+        if name is None:
+            return
+        if order.status is OrderStatus.REJECTED:
+            self._roll_back(name, f"leg {order.client_id} rejected: {order.status_message}")
+            return
+        cids = self._baskets[name]
+        orders = self.oms.orders
+        if all(orders[cid].status in TERMINAL_STATUSES for cid in cids):
+            del self._baskets[name]
+            for cid in cids:
+                self._basket_of.pop(cid, None)
 
     def _refresh_watch(self) -> None:
         if self.venue is not None:

@@ -7,6 +7,7 @@
 :func:`resolve_legs`           legs → :class:`Position` contracts on a model-priced chain
 :func:`backtest_basket`        enter/exit the legs as one basket on intraday index bars
 :func:`split_order`            order quantities within the exchange freeze quantity
+:func:`option_feed`            the contracts (bars, instrument rows) an engine replay may trade
 :func:`option_instrument_id`   the ``NFO:`` id of a contract (where its stored bars are)
 :func:`payoff`                 P&L over a spot range at entry and at expiry (+ :func:`payoff_plot`)
 :func:`margin`                 a SPAN-like margin estimate (scenario grid + exposure margin)
@@ -38,12 +39,14 @@ from velox.fno.legs import (
 )
 from velox.fno.margins import MarginEstimate, margin
 from velox.fno.payoffs import payoff, payoff_plot
+from velox.fno.replay import OptionFeed, option_feed
 
 __all__ = [
     "CHARGE_KINDS",
     "BasketResult",
     "Leg",
     "MarginEstimate",
+    "OptionFeed",
     "Position",
     "backtest_basket",
     "butterfly",
@@ -51,6 +54,7 @@ __all__ = [
     "covered_call",
     "iron_condor",
     "margin",
+    "option_feed",
     "option_instrument_id",
     "payoff",
     "payoff_plot",

@@ -74,11 +74,9 @@ def split_order(qty: int, lot_size: int, freeze_qty: int) -> list[int]:
     >>> split_order(2_600, 65, 1_800)  # 40 lots of 65; at most 27 lots (1,755) per order
     [1755, 845]
     """
-    if qty <= 0 or qty % lot_size:
-        raise ValidationError(f"qty={qty} must be a positive multiple of the lot size {lot_size}")
-    chunk = max(lot_size, freeze_qty // lot_size * lot_size)
-    full, rest = divmod(qty, chunk)
-    return [chunk] * full + ([rest] if rest else [])
+    from velox.oms import split_at_freeze  # the engine splits a basket's legs the same way
+
+    return split_at_freeze(qty, lot_size, freeze_qty)
 
 
 @dataclass(frozen=True)
