@@ -1046,15 +1046,7 @@ def chain(
             option_store = open_store()
 
     if listed.empty:
-        step = strike_interval(name, moment.date())
-        atm = round(spot / step) * step
-        grid = atm + np.arange(-strikes, strikes + 1) * step
-        grid = grid[grid > 0]
-        k = np.repeat(grid, 2)
-        kinds = np.tile(np.array(["CE", "PE"]), len(grid))
-        offsets = np.repeat(np.round((grid - atm) / step).astype(int), 2)
-        ids = np.full(len(k), None, dtype=object)
-        lots = np.full(len(k), lot_size(name, moment.date()))
+        k, kinds, offsets, ids, lots = _grid_rows(name, spot, strikes, moment.date())
     else:
         k, kinds, offsets, ids, lots = _listed_rows(listed, spot, strikes)
 
@@ -1239,6 +1231,28 @@ def _listed_rows(
         offsets,
         rows["id"].to_numpy(dtype=object),
         rows["lot_size"].to_numpy(dtype=int),
+    )
+
+
+def _grid_rows(
+    name: str, spot: float, strikes: int, day: date
+) -> tuple[NDArray[np.float64], NDArray[np.str_], NDArray[np.int_], NDArray[np.object_], NDArray]:
+    """Return (strikes, kinds, offsets, ids, lots) of a strike-step grid around the money.
+
+    For expiries no master lists: ATM is the step nearest spot, ids are unknown (None) and
+    the lot comes from the dated table.
+    """
+    step = strike_interval(name, day)
+    atm = round(spot / step) * step
+    grid = atm + np.arange(-strikes, strikes + 1) * step
+    grid = grid[grid > 0]
+    k = np.repeat(grid, 2)
+    return (
+        k,
+        np.tile(np.array(["CE", "PE"]), len(grid)),
+        np.repeat(np.round((grid - atm) / step).astype(int), 2),
+        np.full(len(k), None, dtype=object),
+        np.full(len(k), lot_size(name, day)),
     )
 
 
