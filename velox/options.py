@@ -974,8 +974,9 @@ def chain(
     rate, dividend_yield
         Continuous annual rate for carry and discounting (default 6.5 %, about the 91-day
         T-bill) and the index's dividend yield (default 0). The forward is the close of the
-        expiry's future when the master lists it and its bar is stored like the options',
-        else spot carried at ``rate − dividend_yield``.
+        expiry's future when the master lists it and its bar is stored like the options'
+        (never with ``source="model"``, which reads no F&O bars), else spot carried at
+        ``rate − dividend_yield``.
     skew, smile
         The documented smile of model rows: ``σ(K) = σ_ATM × (1 + skew·m + smile·m²)`` with
         ``m = ln(K / F)``, floored at 1 % of ``σ_ATM``. ``skew < 0`` lifts downside strikes
