@@ -302,6 +302,8 @@ def test_sources_bars_and_model_and_strike_selection(store, derived):
     # strike selection works on traded rows: offsets over the listed strikes, delta, premium
     assert select_strike(traded, "CE", offset=0)["strike"] == 24_950.0
     assert select_strike(traded, "CE", offset=2)["strike"] == 25_050.0
+    with pytest.raises(ValidationError, match="no PE row at offset 3"):
+        select_strike(traded, "PE", offset=3)  # 24,800 PE has no bars: not in a bars chain
     pe = select_strike(traded, "PE", offset=2)
     assert pe["strike"] == 24_850.0 and pe["price_source"] == "bars"
     puts = traded[traded["kind"] == "PE"]

@@ -1409,6 +1409,11 @@ def select_strike(
     if offset is not None:
         steps = rows["offset"] if str(kind).upper() == "CE" else -rows["offset"]
         hit = rows[steps == offset]
+        if hit.empty and steps.min() < offset < steps.max():
+            raise ValidationError(
+                f"the chain has no {str(kind).upper()} row at offset {offset}: not listed, or "
+                "(source='bars') no stored bar priced it; pick another offset or source='auto'"
+            )
         if hit.empty:
             raise ValidationError(
                 f"offset {offset} is outside the chain (offsets {int(steps.min())}.."
