@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from velox.data import import_bars
-from velox.errors import DataError, UnknownInstrument
+from velox.errors import DataError, UnknownInstrument, ValidationError
 from velox.options import chain, select_strike
 from velox.testing import market_file
 
@@ -188,6 +188,34 @@ def test_unknown_or_expired_contract_is_refused(store, derived, tmp_path):
 
 
 @pytest.mark.postgres
+def test_a_master_in_the_store_lists_what_the_bundled_one_lacks(store, tmp_path):
+    """A broker's full master in the store (here the real Kite April-2024 F&O dump) makes a
+    contract importable that the bundled sample lacks. The two daily bars are hand-written:
+    this checks the master lookup, not prices."""
+    from velox.instruments import read_kite_csv
+
+    dump = market_file(
+        "instruments_zerodha_kite", "raw", "nikhil-chhabra_instruments_2024-04.csv.gz"
+    )
+    weekly = "NFO:NIFTY2441022500CE"  # the 2024-04-10 weekly, not in data/instruments
+    path = tmp_path / "weekly.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n2024-04-08,140,152.5,120.05,131.1,9\n"
+                    "2024-04-09,131,139.95,88.3,96.45,7\n")  # fmt: skip
+    with pytest.raises(UnknownInstrument, match=weekly):
+        import_bars(path, weekly, "1d", store=store)
+    table = read_kite_csv(dump, as_of=date(2024, 4, 8))
+    store.write_instruments(table[table["id"] == weekly])
+    assert import_bars(path, weekly, "1d", store=store).rows == 2
+    assert store.read_bars(weekly, "1d")["close"].tolist() == [131.1, 96.45]
+    row = store.read_instruments().set_index("id").loc[weekly]
+    assert (row["strike"], row["lot_size"], row["expiry"]) == (22_500.0, 50, date(2024, 4, 10))
+    late = tmp_path / "late.csv"
+    late.write_text("timestamp,open,high,low,close,volume\n2024-04-11,1,1,1,1,0\n")
+    with pytest.raises(DataError, match="expired on 2024-04-10"):
+        import_bars(late, weekly, "1d", store=store)
+
+
+@pytest.mark.postgres
 def test_velox_data_import_takes_an_nfo_option(store, derived, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VELOX_")}
     env |= {"VELOX_DATA_DIR": str(tmp_path / "data"), "VELOX_DATABASE_URL": store.url,
@@ -274,6 +302,8 @@ def test_sources_bars_and_model_and_strike_selection(store, derived):
     # strike selection works on traded rows: offsets over the listed strikes, delta, premium
     assert select_strike(traded, "CE", offset=0)["strike"] == 24_950.0
     assert select_strike(traded, "CE", offset=2)["strike"] == 25_050.0
+    with pytest.raises(ValidationError, match="no PE row at offset 3"):
+        select_strike(traded, "PE", offset=3)  # 24,800 PE has no bars: not in a bars chain
     pe = select_strike(traded, "PE", offset=2)
     assert pe["strike"] == 24_850.0 and pe["price_source"] == "bars"
     puts = traded[traded["kind"] == "PE"]
@@ -323,3 +353,11 @@ def test_listed_strikes_equal_the_master_csv(nifty_5m):
     atm = c.loc[c["offset"] == 0, "strike"]
     assert set(atm) == {24_950.0}
     assert c.loc[c["offset"] == 1, "strike"].iloc[0] == 25_000.0
+
+
+def test_bad_source_or_strikes_is_a_clear_error(nifty_5m):
+    kw = {"bars": nifty_5m, "timeframe": "5m", "sigma": 0.15}
+    with pytest.raises(ValidationError, match="source='traded' must be 'auto', 'bars' or 'model'"):
+        chain("NIFTY", AS_OF, expiry=EXPIRY, source="traded", **kw)
+    with pytest.raises(DataError, match="strikes=None needs listed contracts"):
+        chain("NIFTY", AS_OF, expiry="2025-05-22", strikes=None, **kw)

@@ -974,8 +974,9 @@ def chain(
     rate, dividend_yield
         Continuous annual rate for carry and discounting (default 6.5 %, about the 91-day
         T-bill) and the index's dividend yield (default 0). The forward is the close of the
-        expiry's future when the master lists it and its bar is stored like the options',
-        else spot carried at ``rate − dividend_yield``.
+        expiry's future when the master lists it and its bar is stored like the options'
+        (never with ``source="model"``, which reads no F&O bars), else spot carried at
+        ``rate − dividend_yield``.
     skew, smile
         The documented smile of model rows: ``σ(K) = σ_ATM × (1 + skew·m + smile·m²)`` with
         ``m = ln(K / F)``, floored at 1 % of ``σ_ATM``. ``skew < 0`` lifts downside strikes
@@ -1046,15 +1047,7 @@ def chain(
             option_store = open_store()
 
     if listed.empty:
-        step = strike_interval(name, moment.date())
-        atm = round(spot / step) * step
-        grid = atm + np.arange(-strikes, strikes + 1) * step
-        grid = grid[grid > 0]
-        k = np.repeat(grid, 2)
-        kinds = np.tile(np.array(["CE", "PE"]), len(grid))
-        offsets = np.repeat(np.round((grid - atm) / step).astype(int), 2)
-        ids = np.full(len(k), None, dtype=object)
-        lots = np.full(len(k), lot_size(name, moment.date()))
+        k, kinds, offsets, ids, lots = _grid_rows(name, spot, strikes, moment.date())
     else:
         k, kinds, offsets, ids, lots = _listed_rows(listed, spot, strikes)
 
@@ -1242,6 +1235,28 @@ def _listed_rows(
     )
 
 
+def _grid_rows(
+    name: str, spot: float, strikes: int, day: date
+) -> tuple[NDArray[np.float64], NDArray[np.str_], NDArray[np.int_], NDArray[np.object_], NDArray]:
+    """Return (strikes, kinds, offsets, ids, lots) of a strike-step grid around the money.
+
+    For expiries no master lists: ATM is the step nearest spot, ids are unknown (None) and
+    the lot comes from the dated table.
+    """
+    step = strike_interval(name, day)
+    atm = round(spot / step) * step
+    grid = atm + np.arange(-strikes, strikes + 1) * step
+    grid = grid[grid > 0]
+    k = np.repeat(grid, 2)
+    return (
+        k,
+        np.tile(np.array(["CE", "PE"]), len(grid)),
+        np.repeat(np.round((grid - atm) / step).astype(int), 2),
+        np.full(len(k), None, dtype=object),
+        np.full(len(k), lot_size(name, day)),
+    )
+
+
 def _session_close(
     store: Store, instrument_id: str, timeframe: str, moment: pd.Timestamp, session: date
 ) -> tuple[float, np.datetime64] | None:
@@ -1394,6 +1409,11 @@ def select_strike(
     if offset is not None:
         steps = rows["offset"] if str(kind).upper() == "CE" else -rows["offset"]
         hit = rows[steps == offset]
+        if hit.empty and steps.min() < offset < steps.max():
+            raise ValidationError(
+                f"the chain has no {str(kind).upper()} row at offset {offset}: not listed, or "
+                "(source='bars') no stored bar priced it; pick another offset or source='auto'"
+            )
         if hit.empty:
             raise ValidationError(
                 f"offset {offset} is outside the chain (offsets {int(steps.min())}.."
