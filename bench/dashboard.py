@@ -1,7 +1,8 @@
 """Benchmark the trader console in Chromium: page load, tick-to-screen latency, API latency
 under 50 clients, and the sessions one server process holds.
 
-Run ``python bench/dashboard.py`` (needs Debian's ``/usr/bin/chromium``). It starts a throwaway
+Run ``python bench/dashboard.py`` (needs Debian's ``/usr/bin/chromium``; ``--document``
+measures only the server's page build, without a browser). It starts a throwaway
 embedded PostgreSQL in a temp dir (never the user's store), a ``velox serve`` process on it,
 and a *writer*: a running paper run's :class:`~velox.store.RunRecorder` fed ``SYMBOLS`` symbols
 ticking ``RATE`` times a second, exactly the path a paper or live engine's ticks take
@@ -175,6 +176,30 @@ def polling(store, run_id: str, sessions: int, seconds: float = 8.0) -> tuple[in
     return sessions, sum(counts) / sessions / elapsed, (time.process_time() - cpu0) / elapsed
 
 
+def document_build(store, repeats: int = 5) -> tuple[float, float, int, int]:
+    """What the server does for a page load before the browser gets anything: build a console
+    and its Bokeh document and serialise it. Median seconds of the build (components and their
+    first data) and of the serialisation, the document's models and JSON bytes."""
+    import json
+
+    import panel as pn
+    from bokeh.document import Document
+
+    from velox.ui import Desk, TradingConsole
+
+    builds, dumps, models, size = [], [], 0, 0
+    for _ in range(repeats + 1):  # the first warms imports and the run's snapshot
+        doc = Document()
+        t = time.perf_counter()
+        doc.add_root(pn.panel(TradingConsole(Desk.notebook(store))).get_root(doc))
+        t1 = time.perf_counter()
+        size = len(json.dumps(doc.to_json(), default=str))
+        builds.append(t1 - t)
+        dumps.append(time.perf_counter() - t1)
+        models = len(list(doc.models))
+    return statistics.median(builds[1:]), statistics.median(dumps[1:]), models, size
+
+
 def login(page, url: str, username: str, code: str) -> None:
     page.goto(url + "/login")
     page.fill("input[name=username]", username)
@@ -325,6 +350,7 @@ def main() -> None:
         results["read"] = statistics.median(reads)
         results["merged"] = statistics.median(merged)
         results["polling"] = [polling(store, run_id, n) for n in SESSIONS]
+        results["document"] = document_build(store)
     finally:
         writer.close()
         server.terminate()
@@ -367,7 +393,38 @@ def main() -> None:
     print("|---:|---:|---:|---:|")
     for sessions, hz, cpu in results["polling"]:
         print(f"| {sessions} | {hz:.1f} Hz | {cpu * 100:.0f} % | ≤ {1 / LIVE_FLUSH_S:g} |")
+    print_document(*results["document"])
+
+
+def print_document(build: float, dump: float, models: int, size: int) -> None:
+    print(
+        f"\npage build on the server (console + Bokeh document, in-process, median of 5): "
+        f"{build * 1000:.0f} ms + {dump * 1000:.0f} ms to serialise; {models} models, "
+        f"{size / 1024:.0f} KiB of JSON"
+    )
+
+
+def main_document_only() -> None:
+    """``--document``: only the page build, on a run with 100 quoted symbols (quick)."""
+    from velox.store import RunRecorder, Store, embedded_url
+    from velox.store.server import stop_embedded
+    from velox.types import Tick
+
+    root = Path(tempfile.mkdtemp(prefix="vx-bench-dash-"))
+    store = Store(embedded_url(root / "store"), backend="embedded")
+    try:
+        run_id = store.create_run(mode="paper", account="BENCH", initial_cash=1e6,
+                                  run_id="B1", strategies=[{"name": "bench"}])  # fmt: skip
+        now = time.time()
+        with RunRecorder(store, run_id) as recorder:
+            for i in range(SYMBOLS):
+                tick = Tick(f"NSE:SYM{i:03d}", datetime.fromtimestamp(now, UTC), 1000.0, 1)
+                recorder.quote(tick, int(now * 1e9))
+        print_document(*document_build(store))
+    finally:
+        store.close()
+        stop_embedded(root / "store")
 
 
 if __name__ == "__main__":
-    main()
+    main_document_only() if "--document" in sys.argv[1:] else main()
