@@ -162,6 +162,8 @@ def add_rule_command(rule: str, severity: str, user: str | None) -> None:
 @click.option("--user", default=None, help="Only this owner's rules.")
 def list_rules_command(user: str | None) -> None:
     """List the stored alert rules: id, owner, severity, enabled, last fired, rule."""
+    import pandas as pd
+
     from velox.alerts.rules import list_rules
     from velox.store import open_store
 
@@ -170,7 +172,7 @@ def list_rules_command(user: str | None) -> None:
         click.echo("(no alert rules)")
         return
     for row in rules.itertuples():
-        fired = "never" if row.last_fired_at is None or str(row.last_fired_at) == "NaT" else (
+        fired = "never" if pd.isna(row.last_fired_at) else (
             row.last_fired_at.strftime("%Y-%m-%d %H:%M IST"))  # fmt: skip
         state = "enabled" if row.enabled else "disabled"
         click.echo(f"{row.id:>4}  {row.owner:<12} {row.severity:<8} {state:<8} "

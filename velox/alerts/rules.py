@@ -568,9 +568,17 @@ class RuleWatcher:
             return
         if key not in self._warm:
             self._warm.add(key)
-            self._warm_up(key, bar.ts, watches)
-        for watch in watches:
-            fires, left, right = watch.step(bar)
+            try:
+                self._warm_up(key, bar.ts, watches)
+            except Exception:  # noqa: BLE001 - the rules then warm up on live bars
+                log.exception("alert rules on %s %s: warm-up from the store failed", *key)
+        for watch in list(watches):
+            try:
+                fires, left, right = watch.step(bar)
+            except Exception as exc:  # noqa: BLE001 - a rule must never stop the engine
+                log.error("alert rule %d dropped from this run: %s", watch.rule_id, exc)
+                watches.remove(watch)
+                continue
             if fires and (watch.last_fired_bar is None or bar.ts > watch.last_fired_bar):
                 self._fire(watch, bar, left, right)
 
@@ -580,6 +588,7 @@ class RuleWatcher:
 
         frame = self.store.read_bars(*key, end=before)
         frame = frame[frame.index < before].tail(self.warmup_bars)
+        frame = frame.assign(volume=frame["volume"].fillna(0.0))  # indices refuse NaN input
         for ts, row in zip(frame.index, frame.itertuples(index=False), strict=True):
             bar = Bar(key[0], key[1], ts.to_pydatetime(), float(row.open), float(row.high),
                       float(row.low), float(row.close), float(row.volume))  # fmt: skip
