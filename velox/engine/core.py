@@ -853,6 +853,12 @@ class Engine:
         while postbacks:
             event = postbacks.popleft()
             if isinstance(event, Fill):
+                if event.ts > now:
+                    # a venue in another process filled it at a tick the engine has not seen
+                    # yet (its postbacks come before that tick): the market is at the fill's
+                    # time, and its audit row says so
+                    self._now_ns = _ns(event.ts)
+                    now = self.now()
                 self._fill_arrived(event, now)
                 moved = True
             elif isinstance(event, Order):
