@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import velox.options
 from velox.errors import ValidationError
 from velox.options import expiries, expiry_rules, lot_size, strike_interval
 from velox.testing import market_file
@@ -209,6 +210,8 @@ def test_lot_sizes_by_date_and_unverified_rows_warn(caplog):
     assert lot_size("FINNIFTY", "2026-05-04") == 60
     assert lot_size("MIDCPNIFTY", "2026-05-04") == 120
     assert lot_size("NIFTYNXT50", "2026-05-04") == 25
+    # The warning is logged once per row and process: forget earlier tests' lookups.
+    velox.options._warn_unverified.cache_clear()
     with caplog.at_level(logging.WARNING, logger="velox.options"):
         assert lot_size("NIFTY", "2022-06-01") == 50
     assert "unverified" in caplog.text

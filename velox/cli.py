@@ -187,7 +187,13 @@ def data() -> None:
 
 @data.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--symbol", "instrument_id", required=True, help="Instrument id, e.g. NSE:RELIANCE.")
+@click.option(
+    "--symbol",
+    "instrument_id",
+    required=True,
+    help="Instrument id, e.g. NSE:RELIANCE, or an F&O contract listed in the instrument master "
+    "such as NFO:NIFTY25MAY24500CE.",
+)
 @click.option("--timeframe", required=True, help="1m, 3m, 5m, 10m, 15m, 30m, 1h or 1d.")
 @click.option(
     "--label",

@@ -53,7 +53,8 @@ def deliver(once: bool, poll: float) -> None:
             click.echo(f"FAILED {line}", err=True)
         earlier = len(deliveries(store, status="failed")) - len(report.failed)
         click.echo(f"sent {report.sent}, suppressed {report.suppressed}, retrying "
-                   f"{report.retried}, failed {len(report.failed)}, pending {report.pending}")  # fmt: skip
+                   f"{report.retried}, failed {len(report.failed)}, "
+                   f"pending {report.pending}")  # fmt: skip
         if earlier > 0:
             click.echo(f"{earlier} delivery(ies) failed in earlier passes; see "
                        "velox.alerts.deliveries(store, status='failed')", err=True)  # fmt: skip
@@ -70,6 +71,57 @@ def deliver(once: bool, poll: float) -> None:
     click.echo("delivering alerts; Ctrl-C stops")
     deliverer.run_forever(stop, poll=poll)
     click.echo("alert delivery stopped")
+
+
+@alerts.command("subscribe")
+@click.argument("username")
+@click.argument("channel", type=click.Choice(["telegram", "email", "webhook"]))
+@click.argument("target")
+@click.option("--min-severity", default="info", show_default=True, help="Lowest severity sent.",
+              type=click.Choice(["info", "warning", "critical"]))  # fmt: skip
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeat; default all).")
+def subscribe(username: str, channel: str, target: str, min_severity: str, kinds: tuple) -> None:
+    """Send a user's alerts to their chat id, email address or webhook URL (TARGET).
+
+    Subscribing the same user, channel and target again replaces its severity and kinds. A
+    user linked to accounts gets only those accounts' alerts.
+    """
+    from velox.alerts.subscriptions import subscribe as add
+    from velox.store import open_store
+
+    number = add(open_store(create=False), username, channel, target,
+                 min_severity=min_severity, kinds=kinds or None)  # fmt: skip
+    click.echo(f"subscription {number}: {username} {channel} {min_severity}+ "
+               f"{', '.join(kinds) if kinds else 'every kind'}")  # fmt: skip
+
+
+@alerts.command("unsubscribe")
+@click.argument("subscription_id", type=int)
+def unsubscribe(subscription_id: int) -> None:
+    """Remove a subscription (its id from ``velox alerts subscriptions``)."""
+    from velox.alerts.subscriptions import unsubscribe as remove
+    from velox.errors import ValidationError
+    from velox.store import open_store
+
+    if not remove(open_store(create=False), subscription_id):
+        raise ValidationError(f"no subscription {subscription_id}; see velox alerts subscriptions")
+    click.echo(f"subscription {subscription_id} removed")
+
+
+@alerts.command("subscriptions")
+def subscriptions() -> None:
+    """List the users' alert subscriptions."""
+    from velox.alerts.subscriptions import subscriptions as read
+    from velox.store import open_store
+
+    frame = read(open_store(create=False))
+    if frame.empty:
+        click.echo("(no subscriptions)")
+        return
+    for row in frame.itertuples():
+        kinds = ", ".join(row.kinds) if row.kinds else "every kind"
+        click.echo(f"{row.id:>4}  {row.username:<16} {row.channel:<8} {row.min_severity:<8} "
+                   f"{kinds}  {row.target}")  # fmt: skip
 
 
 # ---- end of delivery --------------------------------------------------------------------------

@@ -125,12 +125,25 @@ def _report(result: RunResult, mode: str, json_path: str | None, *, recorded: bo
 
 
 def _run_reported(run: Callable[[], RunResult], mode: str, json_path: str | None,
-                  *, recorded: bool = False) -> None:  # fmt: skip
-    """Run, then report; on Ctrl-C report what ran and exit 130 (the shell's SIGINT code)."""
+                  *, recorded: bool = False, alerts: bool = False) -> None:  # fmt: skip
+    """Run, then report; on Ctrl-C report what ran and exit 130 (the shell's SIGINT code).
+
+    ``alerts`` (paper and live) delivers the stored alerts beside the engine while it runs
+    when an alert channel is configured (``velox.alerts.worker.beside_engine``).
+    """
+    from contextlib import nullcontext
+
     from velox.errors import RunInterrupted
 
+    if alerts:
+        from velox.alerts.worker import beside_engine
+
+        delivering = beside_engine()
+    else:
+        delivering = nullcontext()
     try:
-        result = run()
+        with delivering:
+            result = run()
     except RunInterrupted as stop:
         _report(stop.result, mode, json_path, recorded=recorded)  # type: ignore[arg-type]
         click.secho("interrupted (Ctrl-C): the report covers what ran", fg="red", err=True)
@@ -306,7 +319,7 @@ def paper(
                            confirm_live=confirm_live, run_id=run_id, account=account,
                            initial_cash=cash, risk_limits=limits,
                            socket_path=Path(socket_path) if socket_path else None),
-            "paper", json_path, recorded=True,
+            "paper", json_path, recorded=True, alerts=True,
         )  # fmt: skip
         return
     if confirm_live:
@@ -325,6 +338,7 @@ def paper(
         ),
         "paper",
         json_path,
+        alerts=True,
     )
 
 
@@ -398,7 +412,7 @@ def live(
                        run_id=run_id, account=account, initial_cash=cash, risk_limits=limits,
                        socket_path=Path(socket_path) if socket_path else None,
                        reconcile_every=reconcile_every, stop_after=after),
-        "live", json_path, recorded=True,
+        "live", json_path, recorded=True, alerts=True,
     )  # fmt: skip
 
 

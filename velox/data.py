@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -102,15 +102,13 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path}: is empty")
 
 
-def read_bar_file(
-    path: Path | str, *, check_first_chunk: Callable[[pd.DataFrame], object] | None = None
-) -> pd.DataFrame:
+def read_bar_file(path: Path | str) -> pd.DataFrame:
     """Return the raw table in a CSV, gzip-compressed CSV or Parquet file (no validation).
 
     CSV text is read in chunks, and each chunk is checked for bytes that are not UTF-8 (named
-    with their line) before the next is read; ``check_first_chunk`` (e.g. the validator) runs
-    on the first chunk before any other is read. So a large file of garbage fails in its
-    first chunk, fast and with bounded memory. A Parquet file whose timestamps are its index
+    with their line) before the next is read. (Imports stream CSVs through
+    :func:`read_csv_bars` instead, which validates each chunk and keeps only numbers.) A
+    Parquet file whose timestamps are its index
     (pandas' default ``to_parquet`` of a DatetimeIndex frame) gets that index back as a
     ``timestamp`` column.
     """
@@ -135,8 +133,6 @@ def read_bar_file(
         with reader:
             for chunk in reader:
                 _check_utf8(path, chunk)
-                if not chunks and check_first_chunk is not None:
-                    check_first_chunk(chunk)
                 chunks.append(chunk)
     except DataError:
         raise
@@ -276,6 +272,7 @@ def validate_bars(
     line_offset: int = 2,
     line_unit: str = "line",
     date_format: str | None = None,
+    whole_file: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Return ``(bars, warnings)``: a clean OHLCV frame indexed by IST bar start, or raise.
 
@@ -294,6 +291,9 @@ def validate_bars(
     date_format
         strftime format of text timestamps (e.g. ``"%d/%m/%Y %H:%M"``); needed for day/month
         dates such as ``01/02/2024``, which are refused without it. Include ``%z`` for offsets.
+    whole_file
+        False when ``raw`` is one chunk of a file (:func:`read_csv_bars`): its rows stay in file
+        order and the checks that need every row (order, sessions) are left to the caller.
 
     Raises
     ------
@@ -385,11 +385,78 @@ def validate_bars(
         raise DataError(f"{source}: rejected, nothing written:\n  " + "\n  ".join(problems))
 
     bars = pd.DataFrame(values, index=index.rename("ts"))
+    if not whole_file:
+        return bars, warnings
+    return _whole_file_checks(bars, warnings, timeframe)
+
+
+def _whole_file_checks(
+    bars: pd.DataFrame, warnings: list[str], timeframe: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Sort out-of-order rows (with a warning) and add the session warnings."""
     if not bars.index.is_monotonic_increasing:
         bars = bars.sort_index()
         warnings.append("rows were not in time order; sorted")
     warnings.extend(_session_warnings(bars.index, timeframe))
     return bars, warnings
+
+
+def read_csv_bars(
+    path: Path | str,
+    *,
+    timeframe: str,
+    label: str = "start",
+    date_format: str | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Return ``(bars, warnings)`` of a CSV (or .csv.gz) bar file, validated as it streams.
+
+    Why: a file can be far larger than memory as text, and garbage may start anywhere. Each
+    chunk of :data:`_CHUNK_ROWS` lines is checked (UTF-8, then every rule of
+    :func:`validate_bars`, its lines numbered as in the file) and only its numeric bars are
+    kept, so memory holds the numbers, never the text, and the first bad chunk stops the read
+    with the file's line numbers (nothing later is read). Then the checks across chunks:
+    duplicate timestamps (with both lines), order and sessions. The options are
+    :func:`validate_bars`'s.
+    """
+    path = Path(path)
+    _check_readable(path)
+    parts: list[pd.DataFrame] = []
+    lines: list[np.ndarray] = []
+    warnings: list[str] = []
+    try:
+        _check_first_line(path)
+        reader = pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding_errors="replace",
+            chunksize=_CHUNK_ROWS,
+        )  # fmt: skip
+        with reader:
+            for chunk in reader:
+                _check_utf8(path, chunk)
+                first = int(chunk.index[0]) + 2 if len(chunk) else 2  # header is line 1
+                bars, chunk_warnings = validate_bars(
+                    chunk.reset_index(drop=True), timeframe=timeframe, source=str(path),
+                    label=label, line_offset=first, date_format=date_format, whole_file=False,
+                )  # fmt: skip
+                if not parts:  # per-file facts (no volume column, naive times): said once
+                    warnings.extend(chunk_warnings)
+                parts.append(bars)
+                lines.append(np.arange(first, first + len(bars)))
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: has no header line (empty after decompression)") from None
+    except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a bar file: {reason}") from None
+    if not parts:
+        raise DataError(f"{path}: no rows")
+    bars = pd.concat(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        dup = np.flatnonzero(bars.index.duplicated(keep=False))
+        if len(dup):
+            at = ", ".join(str(n) for n in np.concatenate(lines)[dup][:_MAX_LISTED])
+            raise DataError(f"{path}: rejected, nothing written: duplicate timestamp at line {at}")
+    return _whole_file_checks(bars, warnings, timeframe)
 
 
 def _session_warnings(index: pd.DatetimeIndex, timeframe: str) -> list[str]:
@@ -469,12 +536,20 @@ def import_bars(
     (``skipped``) unless ``force``. The shortcut is keyed by content (sha256) and series, never
     by path, so re-importing an original after another file replaced it restores it.
 
+    An F&O contract (an ``NFO:``/``BFO:`` id such as ``NFO:NIFTY25MAY24500CE``, Kite's trading
+    symbol) must be listed in the store's instrument master or the bundled one; a bundled row
+    is written to the store's ``instruments`` table with the bars, so the store knows the
+    contract's strike, expiry, kind, lot and tick. Bars after its expiry are refused; prices
+    off its tick grid are a warning.
+
     Raises
     ------
     DataError
         If the file fails validation or would change stored bars; nothing is written.
     ValidationError
         If ``instrument_id`` breaks the id grammar (:func:`velox.types.check_instrument_id`).
+    UnknownInstrument
+        If an F&O id is in no instrument master (the closest listed ids are named).
     """
     from velox.store import open_store
 
@@ -483,6 +558,7 @@ def import_bars(
     check_timeframe(timeframe)
     _check_readable(path)
     store = store or open_store()
+    contract, listed_in = _contract(store, instrument_id)
     digest = file_sha256(path)
     key = f"{instrument_id}|{timeframe}"
     if not force and store.import_is_current(key, digest):
@@ -497,10 +573,19 @@ def import_bars(
         line_unit="row" if parquet else "line",
         date_format=date_format,
     )
-    bars, warnings = validate(read_bar_file(path, check_first_chunk=validate))
+    if parquet:
+        bars, warnings = validate(read_bar_file(path))
+    else:  # streamed: checked chunk by chunk, only numbers kept
+        bars, warnings = read_csv_bars(
+            path, timeframe=timeframe, label=label, date_format=date_format
+        )
+    if contract is not None:
+        warnings.extend(_check_contract_bars(bars, contract, path))
     from velox.store.core import ImportLogEntry
 
     with store.connect() as conn, conn.transaction():
+        if listed_in == "bundled":  # the store learns the contract its bars belong to
+            store.write_instruments(contract.to_frame().T, conn=conn)
         stored, new = store.differing_bars(instrument_id, timeframe, bars, conn=conn)
         if len(stored) and not replace:
             raise DataError(_overwrite_message(path, instrument_id, timeframe, stored, new))
@@ -533,6 +618,64 @@ def import_bars(
     return ImportResult(
         str(path), instrument_id, timeframe, rows, warnings=warnings, replaced=len(stored)
     )
+
+
+#: Exchanges whose instruments are contracts (options, futures): their bars mean something only
+#: with the contract's strike, expiry, lot and tick, so importing them needs the contract listed.
+DERIVATIVE_EXCHANGES = frozenset({"NFO", "BFO"})
+
+
+def _contract(store: Store, instrument_id: str) -> tuple[pd.Series | None, str]:
+    """Return (master row, where it was found) of an F&O contract; (None, "") for cash ids.
+
+    The store's ``instruments`` table (a broker's full master, downloaded into it) is asked
+    first, then the bundled master (``data/instruments``); an id neither lists is refused with
+    the closest listed ids, since bars of a contract whose strike and expiry nobody knows
+    cannot be priced, charged or expired.
+    """
+    from velox.errors import UnknownInstrument
+    from velox.instruments import COLUMNS, load_bundled_master
+
+    if instrument_id.partition(":")[0] not in DERIVATIVE_EXCHANGES:
+        return None, ""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT {} FROM instruments WHERE id = %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    )
+    with store.connect() as conn:
+        found = conn.execute(query, (instrument_id,)).fetchone()
+    if found is not None:
+        return pd.Series(found, index=list(COLUMNS), dtype=object), "store"
+    try:
+        return load_bundled_master().row(instrument_id), "bundled"
+    except UnknownInstrument as exc:
+        raise UnknownInstrument(
+            f"{exc}. Neither the store's instrument master nor the bundled one lists it: load "
+            "a master that does (e.g. the broker's download into the store) before importing "
+            "its bars"
+        ) from None
+
+
+def _check_contract_bars(bars: pd.DataFrame, contract: pd.Series, path: Path) -> list[str]:
+    """Refuse bars after a contract's expiry; return a warning for prices off its tick grid."""
+    expiry = contract["expiry"]
+    if expiry is not None and not pd.isna(expiry):
+        last_day = pd.Timestamp(expiry).date()
+        late = bars.index[bars.index.date > last_day]
+        if len(late):
+            raise DataError(
+                f"{path}: rejected, nothing written: {len(late)} bar(s) after {contract['id']} "
+                f"expired on {last_day} (first {late[0].strftime('%Y-%m-%d %H:%M IST')}); is "
+                "the instrument id right?"
+            )
+    tick = float(contract["tick_size"])
+    prices = bars[list(PRICE_COLUMNS)].to_numpy(dtype=float) / tick
+    off = np.abs(prices - np.round(prices)) > 1e-6
+    if tick > 0 and off.any():
+        rows = int(off.any(axis=1).sum())
+        return [f"{rows} bar(s) have prices off {contract['id']}'s tick grid of {tick:g}"]
+    return []
 
 
 def _overwrite_message(

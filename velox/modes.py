@@ -193,6 +193,9 @@ def replay(
         flatten_on_error=flatten_on_error,
         journal=recorder,
         callback_budget=get_settings().callback_budget,
+        # one square-off time for the engine and its simulated exchange (SimConfig's default
+        # is the mis_square_off setting)
+        mis_square_off=broker.config.square_off_time,
     )
     if recorder is None:
         return engine.run()

@@ -401,7 +401,7 @@ def engine_readiness(engine: Engine, store: Store | None) -> dict[str, str]:
         problems["store"] = why
     down = sorted(_copy(lambda: list(engine._disconnected)))  # type: ignore[type-var]
     if down:
-        problems["feed"] = f"market data disconnected: {', '.join(map(str, down))}"
+        problems["feed"] = f"disconnected: {', '.join(map(str, down))}"
     halted = engine._halted
     if halted is not None and halted.startswith("broker session expired"):
         problems["broker"] = halted

@@ -1,4 +1,4 @@
-"""Options: prices, implied volatility, Greeks, the expiry calendar, model-priced chains.
+"""Options: prices, implied volatility, Greeks, the expiry calendar, option chains.
 
 =============================  ==============================================================
 :func:`black76_price`          Black-76 on a forward/future (:func:`bsm_price`: BSM on spot)
@@ -7,7 +7,7 @@
 :func:`expiries`               weekly/monthly expiry dates of an index (dated rule table)
 :func:`lot_size`               lot of an index's near contracts on a date
 :func:`strike_interval`        near-money strike step of an index
-:func:`chain`                  a model-priced chain (India VIX or realised volatility)
+:func:`chain`                  a chain of listed strikes: stored option bars or model prices
 :func:`select_strike`          a chain row by OTM offset, delta or premium
 =============================  ==============================================================
 
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import ArrayLike, NDArray
 
+    from velox.instruments import InstrumentMaster
     from velox.store import Store
 
 __all__ = [
@@ -841,11 +842,14 @@ def strike_interval(underlying: str, on: date | datetime | str) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Model-priced option chains
+# Option chains: listed contracts, traded or model prices
 # --------------------------------------------------------------------------------------------
 
 #: The label every model-priced chain row carries in ``price_source`` (and ``attrs``).
 MODEL_PRICED = "model"
+#: The label of a chain row priced from a stored option bar's close.
+TRADED = "bars"
+_SOURCES = frozenset({"auto", "bars", "model"})
 
 #: India VIX is the 30-day implied volatility of NIFTY options; other indices use realised vol.
 _VIX_UNDERLYINGS = frozenset({"NIFTY"})
@@ -863,7 +867,7 @@ def _moment(at: date | datetime | str) -> pd.Timestamp:
         return pd.Timestamp(datetime.combine(at, SESSION_CLOSE)).tz_localize(IST_NAME)
     ts = pd.Timestamp(at)
     if ts.tzinfo is None:
-        raise ValidationError(f"at={at!r} is naive; give a date or an aware timestamp (IST)")
+        raise ValidationError(f"as_of={at!r} is naive; give a date or an aware timestamp (IST)")
     return ts.tz_convert(IST_NAME)
 
 
@@ -901,65 +905,99 @@ def realised_volatility(closes: pd.Series, window: int = 20) -> float:
 
 def chain(
     underlying: str,
-    at: date | datetime | str,
+    as_of: date | datetime | str,
     *,
     expiry: date | str | int | None = None,
+    source: str = "auto",
     bars: pd.DataFrame | None = None,
     timeframe: str = "1d",
     vix: pd.DataFrame | None = None,
     volatility: str = "auto",
     sigma: float | None = None,
     window: int = 20,
-    strikes: int = 10,
+    strikes: int | None = 10,
     rate: float = 0.065,
     dividend_yield: float = 0.0,
     skew: float = 0.0,
     smile: float = 0.0,
+    master: InstrumentMaster | None = None,
     store: Store | None = None,
 ) -> pd.DataFrame:
-    """Return a **model-priced** option chain of an index at a moment, with Greeks.
+    """Return the option chain of an index at a moment, priced from stored option bars or a model.
 
-    No traded option prices are used: every premium is Black-76 on the forward carried from
-    the underlying's last closed bar, at a volatility from India VIX (NIFTY), the underlying's
-    realised volatility, or ``sigma``. Each row says so in ``price_source`` (``"model"``) and
-    ``price_note``; ``attrs["model_priced"]`` is True.
+    The strikes are the contracts the instrument master lists for that expiry (``master``,
+    default the bundled one); where it lists none, a grid of the index's strike step around
+    the money. Each row's premium is, with ``source``:
+
+    * ``"bars"``: the close of the contract's last stored bar (at ``timeframe``, looked up by
+      its id, e.g. ``NFO:NIFTY25MAY24500CE``) that had ended by ``as_of``, on the same session
+      as the underlying's last bar; ``sigma`` and the Greeks are then implied from that traded
+      price (Black-76 on the chain's forward). Rows without such a bar are left out.
+    * ``"model"``: Black-76 on the forward at a volatility from India VIX (NIFTY), the
+      underlying's realised volatility, or ``sigma=``; no traded price is used.
+    * ``"auto"`` (default): ``"bars"`` where a row has one, ``"model"`` for the rest.
+
+    Every row says which in ``price_source`` (``"bars"`` or ``"model"``) and ``price_note``;
+    ``attrs["price_source"]`` is ``"bars"``, ``"model"`` or ``"mixed"``, ``attrs["model_priced"]``
+    is True when any row is model-priced, and ``attrs["rows_from_bars"]`` /
+    ``attrs["rows_model"]`` count them.
 
     Parameters
     ----------
     underlying
         An index of :data:`UNDERLYINGS`.
-    at
+    as_of
         The moment: an aware timestamp, or a date for that session's close (15:30 IST). Only
-        bars that had ended by then are used.
+        bars (underlying and options) that had ended by then are used.
     expiry
-        A date, ``n`` for the n-th expiry after ``at`` (0 = the next, weekly where listed), or
-        None for the next.
+        A date, ``n`` for the n-th expiry after ``as_of`` by the expiry calendar (0 = the next,
+        weekly where listed), or None for the next.
+    source
+        ``"auto"``, ``"bars"`` or ``"model"``, as above. ``"bars"`` needs the master to list the
+        expiry and a store holding bars of at least one of its contracts.
     bars, timeframe
         The underlying's OHLC bars (IST bar-start index) at ``timeframe``; None reads
-        ``NSE:<underlying>`` from ``store`` (default: the configured store).
+        ``NSE:<underlying>`` from ``store`` (default: the configured store). Option bars are
+        read at the same ``timeframe``.
     vix
         India VIX daily bars (close in percent); None reads ``NSE:INDIAVIX`` from ``store``
-        when VIX is wanted.
+        when VIX is wanted for model rows.
     volatility
-        ``"vix"``, ``"realised"`` (``window`` daily closes), or ``"auto"``: VIX for NIFTY when
-        a VIX close exists by ``at``, realised otherwise. ``sigma=`` overrides all.
+        For model rows: ``"vix"``, ``"realised"`` (``window`` daily closes), or ``"auto"``: VIX
+        for NIFTY when a VIX close exists by ``as_of``, realised otherwise. ``sigma=``
+        overrides all.
     strikes
-        Strikes either side of the ATM strike (the listed step nearest spot), so
-        ``2 × strikes + 1`` strikes, each as a CE and a PE row.
+        Strikes either side of the ATM strike (the strike nearest spot), so ``2 × strikes + 1``
+        strikes, each as a CE and a PE row where listed; None for every listed strike.
+        ``offset`` counts strikes of the chain, so on a master's list it steps over the listed
+        strikes, whatever their spacing.
     rate, dividend_yield
         Continuous annual rate for carry and discounting (default 6.5 %, about the 91-day
-        T-bill) and the index's dividend yield (default 0).
+        T-bill) and the index's dividend yield (default 0). The forward is the close of the
+        expiry's future when the master lists it and its bar is stored like the options'
+        (never with ``source="model"``, which reads no F&O bars), else spot carried at
+        ``rate − dividend_yield``.
     skew, smile
-        The documented smile: ``σ(K) = σ_ATM × (1 + skew·m + smile·m²)`` with
+        The documented smile of model rows: ``σ(K) = σ_ATM × (1 + skew·m + smile·m²)`` with
         ``m = ln(K / F)``, floored at 1 % of ``σ_ATM``. ``skew < 0`` lifts downside strikes
         (the usual index put skew); both 0 gives a flat smile.
+    master
+        The instrument master whose listed contracts make the chain (an
+        :class:`~velox.instruments.InstrumentMaster`, e.g. a broker's full download); None is
+        :func:`~velox.instruments.load_bundled_master`.
+    store
+        Where the underlying's bars (when ``bars`` is None), VIX and option bars are read.
+        With ``bars`` given and no ``store``, ``"auto"`` reads no option bars (model prices);
+        ``"bars"`` then reads them from the configured store.
 
     Returns
     -------
     pandas.DataFrame
         One row per (strike, kind): ``underlying, expiry, strike, kind, offset`` (strike steps
         from ATM), ``moneyness`` (ATM/ITM/OTM against spot), ``spot, forward, t, sigma, price,
-        delta, gamma, vega, theta, rho, lot_size, price_source, price_note``.
+        delta, gamma, vega, theta, rho, lot_size, instrument_id`` (None off the master),
+        ``price_at`` (bar start of the close used; NaT for model rows), ``price_source,
+        price_note``.
 
     Examples
     --------
@@ -970,92 +1008,319 @@ def chain(
     >>> c[["strike", "kind", "moneyness", "price_source"]].head(2).to_dict("records")
     [{'strike': 24550.0, 'kind': 'CE', 'moneyness': 'ITM', 'price_source': 'model'}, \
 {'strike': 24550.0, 'kind': 'PE', 'moneyness': 'OTM', 'price_source': 'model'}]
+    >>> listed = chain("NIFTY", "2025-05-02", expiry="2025-05-29", bars=nifty, sigma=0.15,
+    ...                strikes=1)
+    >>> listed[["instrument_id", "price_source"]].head(2).to_dict("records")
+    [{'instrument_id': 'NFO:NIFTY25MAY24300CE', 'price_source': 'model'}, \
+{'instrument_id': 'NFO:NIFTY25MAY24300PE', 'price_source': 'model'}]
     """
     import pandas as pd
 
-    from velox.calendar import SESSION_CLOSE
-    from velox.errors import DataError
-
     name = _check_underlying(underlying)
-    moment = _moment(at)
-    if strikes < 0:
-        raise ValidationError(f"strikes={strikes} must be >= 0")
+    if source not in _SOURCES:
+        raise ValidationError(f"source={source!r} must be 'auto', 'bars' or 'model'")
+    moment = _moment(as_of)
+    if strikes is not None and strikes < 0:
+        raise ValidationError(f"strikes={strikes} must be >= 0 (or None for every listed strike)")
+    underlying_given = bars is not None
     if bars is None:
         bars = _stored_bars(f"NSE:{name}", timeframe, moment, store)
     closes = _closed_bars(bars, timeframe, moment, name)
     spot = float(closes.iloc[-1])
-    when = moment.date()
+    session = closes.index[-1].tz_convert(moment.tz).date()
+    expiry_day = _chain_expiry(name, moment, expiry)
+    t = _years_to_expiry(expiry_day, moment)
 
-    if isinstance(expiry, int) or expiry is None:
-        nth = 0 if expiry is None else expiry
-        ahead = [
-            d
-            for d in expiries(name, when, when + timedelta(days=120 + 35 * nth))
-            if pd.Timestamp(datetime.combine(d, SESSION_CLOSE)).tz_localize(moment.tz) > moment
-        ]
-        if len(ahead) <= nth:
-            raise DataError(f"no expiry #{nth} of {name} within the table after {when}")
-        expiry_day = ahead[nth]
+    listed = _listed_contracts(master, name, expiry_day, ("CE", "PE"))
+    if listed.empty and (source == "bars" or strikes is None):
+        asked = "source='bars'" if source == "bars" else "strikes=None"
+        raise DataError(
+            f"{asked} needs listed contracts, and the instrument master lists no {name} options "
+            f"expiring {expiry_day}; pass master= with a master that does"
+        )
+    option_store = None
+    if source != "model" and not listed.empty:
+        option_store = store
+        if store is None and (source == "bars" or not underlying_given):
+            from velox.store import open_store
+
+            option_store = open_store()
+
+    if listed.empty:
+        k, kinds, offsets, ids, lots = _grid_rows(name, spot, strikes, moment.date())
     else:
-        expiry_day = _as_date(expiry, "expiry")
-    expiry_at = pd.Timestamp(datetime.combine(expiry_day, SESSION_CLOSE)).tz_localize(moment.tz)
-    seconds = (expiry_at - moment).total_seconds()
-    if seconds <= 0:
-        raise ValidationError(f"expiry {expiry_day} is not after at={moment}")
-    t = seconds / (_DAYS_PER_YEAR * 86_400.0)
+        k, kinds, offsets, ids, lots = _listed_rows(listed, spot, strikes)
 
-    if sigma is not None:
-        atm_vol, note = float(sigma), f"σ given: {float(sigma):.4f}"
-    else:
-        atm_vol, note = _chain_volatility(name, moment, closes, vix, volatility, window, store)
-    forward = float(forward_price(spot, t, rate, dividend_yield))
-    step = strike_interval(name, when)
-    atm = round(spot / step) * step
-    offsets = np.arange(-strikes, strikes + 1)
-    strike_grid = atm + offsets * step
-    strike_grid = strike_grid[strike_grid > 0]
-    offsets = np.round((strike_grid - atm) / step).astype(int)
-    m = np.log(strike_grid / forward)
-    vols = np.maximum(atm_vol * (1.0 + skew * m + smile * m * m), 0.01 * atm_vol)
+    forward, forward_note = _chain_forward(
+        name, expiry_day, spot, t, rate, dividend_yield, master, option_store, timeframe, moment,
+        session,
+    )  # fmt: skip
+    traded, traded_at = _traded_closes(ids, option_store, timeframe, moment, session)
+    from_bars = np.isfinite(traded)
+    if source == "bars":
+        if not from_bars.any():
+            raise DataError(
+                f"no stored {timeframe} bars of the {len(ids)} listed {name} {expiry_day} "
+                f"contracts (e.g. {ids[0]}) had closed by {moment} on {session}; import them "
+                f"with `velox data import FILE --symbol {ids[0]} --timeframe {timeframe}`"
+            )
+        keep = from_bars
+        k, kinds, offsets, ids, lots = k[keep], kinds[keep], offsets[keep], ids[keep], lots[keep]
+        traded, traded_at, from_bars = traded[keep], traded_at[keep], from_bars[keep]
 
-    k = np.repeat(strike_grid, 2)
-    kinds = np.tile(np.array(["CE", "PE"]), len(strike_grid))
-    v = np.repeat(vols, 2)
-    prices = black76_price(forward, k, t, rate, v, kinds)
-    g = greeks(forward, k, t, rate, v, kinds)
+    vols = np.full(len(k), np.nan)
+    prices = np.full(len(k), np.nan)
+    model_note = ""
+    if not from_bars.all():
+        if sigma is not None:
+            atm_vol, vol_note = float(sigma), f"σ given: {float(sigma):.4f}"
+        else:
+            atm_vol, vol_note = _chain_volatility(
+                name, moment, closes, vix, volatility, window, store
+            )
+        m = np.log(k / forward)
+        smiled = np.maximum(atm_vol * (1.0 + skew * m + smile * m * m), 0.01 * atm_vol)
+        model = ~from_bars
+        vols[model] = smiled[model]
+        prices[model] = black76_price(forward, k[model], t, rate, vols[model], kinds[model])
+        model_note = (
+            f"model price (Black-76, {vol_note}, rate {rate:.4f}, dividend yield "
+            f"{dividend_yield:.4f}{f', skew {skew}, smile {smile}' if skew or smile else ''}"
+            f"{f', {forward_note}' if forward_note else ''}), not a traded price"
+        )
+    if from_bars.any():
+        prices[from_bars] = traded[from_bars]
+        vols[from_bars] = implied_volatility(
+            traded[from_bars], forward, k[from_bars], t, rate, kinds[from_bars]
+        )
+    g = greeks(forward, k, t, rate, vols, kinds)
     sign = np.where(kinds == "CE", 1.0, -1.0)
-    moneyness = np.where(
-        np.repeat(offsets, 2) == 0, "ATM", np.where(sign * (spot - k) > 0, "ITM", "OTM")
+    moneyness = np.where(offsets == 0, "ATM", np.where(sign * (spot - k) > 0, "ITM", "OTM"))
+    traded_at = pd.DatetimeIndex(traded_at).tz_localize("UTC").tz_convert(moment.tz)
+    bar_note = (
+        f"traded price: close of the {timeframe} bar starting "
+        + pd.Series(traded_at.strftime("%Y-%m-%d %H:%M IST"), dtype=object)
+        + f"; σ and Greeks implied (Black-76, rate {rate:.4f}, "
+        + (forward_note or f"forward = spot carried, dividend yield {dividend_yield:.4f}")
+        + ")"
     )
-    price_note = (
-        f"model price (Black-76, {note}, rate {rate:.4f}, dividend yield {dividend_yield:.4f}"
-        f"{f', skew {skew}, smile {smile}' if skew or smile else ''}), not a traded price"
-    )
+    labels = np.where(from_bars, TRADED, MODEL_PRICED)
     frame = pd.DataFrame(
         {
             "underlying": name,
             "expiry": expiry_day,
             "strike": k,
             "kind": kinds,
-            "offset": np.repeat(offsets, 2),
+            "offset": offsets,
             "moneyness": moneyness,
             "spot": spot,
             "forward": forward,
             "t": t,
-            "sigma": v,
+            "sigma": vols,
             "price": prices,
             "delta": g.delta,
             "gamma": g.gamma,
             "vega": g.vega,
             "theta": g.theta,
             "rho": g.rho,
-            "lot_size": lot_size(name, when),
-            "price_source": MODEL_PRICED,
-            "price_note": price_note,
+            "lot_size": lots.astype(int),
+            "instrument_id": ids,
+            "price_at": traded_at,
+            "price_source": labels,
+            "price_note": np.where(from_bars, bar_note.to_numpy(dtype=object), model_note),
         }
     )
-    frame.attrs.update(model_priced=True, at=moment, note=price_note)
+    n_bars = int(from_bars.sum())
+    overall = TRADED if n_bars == len(frame) else MODEL_PRICED if n_bars == 0 else "mixed"
+    summary = (
+        f"{name} {expiry_day} chain at {moment}: {n_bars} of {len(frame)} rows priced from "
+        f"stored {timeframe} option bars, {len(frame) - n_bars} model-priced"
+        f"{'' if listed.empty else ' (strikes listed in the instrument master)'}"
+    )
+    frame.attrs.update(
+        model_priced=n_bars < len(frame),
+        price_source=overall,
+        rows_from_bars=n_bars,
+        rows_model=len(frame) - n_bars,
+        listed=not listed.empty,
+        at=moment,
+        note=model_note if n_bars == 0 else summary,
+    )
     return frame
+
+
+def _chain_expiry(name: str, moment: pd.Timestamp, expiry: date | str | int | None) -> date:
+    """Return the expiry date :func:`chain` asked for: a date, or the n-th after ``moment``."""
+    import pandas as pd
+
+    from velox.calendar import SESSION_CLOSE
+
+    if not (isinstance(expiry, int) or expiry is None):
+        return _as_date(expiry, "expiry")
+    nth = 0 if expiry is None else expiry
+    when = moment.date()
+    ahead = [
+        d
+        for d in expiries(name, when, when + timedelta(days=120 + 35 * nth))
+        if pd.Timestamp(datetime.combine(d, SESSION_CLOSE)).tz_localize(moment.tz) > moment
+    ]
+    if len(ahead) <= nth:
+        raise DataError(f"no expiry #{nth} of {name} within the table after {when}")
+    return ahead[nth]
+
+
+def _years_to_expiry(expiry_day: date, moment: pd.Timestamp) -> float:
+    """Return ACT/365 years from ``moment`` to the expiry session's close (15:30 IST)."""
+    import pandas as pd
+
+    from velox.calendar import SESSION_CLOSE
+
+    expiry_at = pd.Timestamp(datetime.combine(expiry_day, SESSION_CLOSE)).tz_localize(moment.tz)
+    seconds = (expiry_at - moment).total_seconds()
+    if seconds <= 0:
+        raise ValidationError(f"expiry {expiry_day} is not after as_of={moment}")
+    return seconds / (_DAYS_PER_YEAR * 86_400.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_derivatives() -> pd.DataFrame:
+    """Return the bundled master's options and futures, built once per process.
+
+    The bundled files do not change while Velox runs, and a backtest asks for a chain per
+    entry: rebuilding the master each time would cost more than pricing the chain.
+    """
+    from velox.instruments import load_bundled_master
+
+    table = load_bundled_master().table
+    return table[table["kind"].isin(["CE", "PE", "FUT"])].reset_index(drop=True)
+
+
+def _listed_contracts(
+    master: InstrumentMaster | None, name: str, expiry_day: date, kinds: tuple[str, ...]
+) -> pd.DataFrame:
+    """Return the master's rows of ``name``'s contracts of ``kinds`` expiring on ``expiry_day``."""
+    import pandas as pd
+
+    table = master.table if master is not None else _bundled_derivatives()
+    rows = table[
+        (table["underlying"] == name)
+        & table["kind"].isin(kinds)
+        & (table["expiry"] == pd.Timestamp(expiry_day))
+    ]
+    return rows.sort_values(["strike", "kind"]).reset_index(drop=True)
+
+
+def _listed_rows(
+    listed: pd.DataFrame, spot: float, strikes: int | None
+) -> tuple[NDArray[np.float64], NDArray[np.str_], NDArray[np.int_], NDArray[np.object_], NDArray]:
+    """Return (strikes, kinds, offsets, ids, lots) of the listed rows around the money.
+
+    ATM is the listed strike nearest spot; ``offset`` is a row's position in the listed
+    strikes relative to it, so it steps over the listed strikes whatever their spacing.
+    """
+    levels = np.unique(listed["strike"].to_numpy(dtype=float))
+    atm = int(np.argmin(np.abs(levels - spot)))
+    if strikes is not None:
+        levels = levels[max(atm - strikes, 0) : atm + strikes + 1]
+        atm = min(atm, strikes)
+    rows = listed[listed["strike"].isin(levels)]
+    k = rows["strike"].to_numpy(dtype=float)
+    offsets = np.searchsorted(levels, k) - atm
+    return (
+        k,
+        rows["kind"].to_numpy(dtype=str),
+        offsets,
+        rows["id"].to_numpy(dtype=object),
+        rows["lot_size"].to_numpy(dtype=int),
+    )
+
+
+def _grid_rows(
+    name: str, spot: float, strikes: int, day: date
+) -> tuple[NDArray[np.float64], NDArray[np.str_], NDArray[np.int_], NDArray[np.object_], NDArray]:
+    """Return (strikes, kinds, offsets, ids, lots) of a strike-step grid around the money.
+
+    For expiries no master lists: ATM is the step nearest spot, ids are unknown (None) and
+    the lot comes from the dated table.
+    """
+    step = strike_interval(name, day)
+    atm = round(spot / step) * step
+    grid = atm + np.arange(-strikes, strikes + 1) * step
+    grid = grid[grid > 0]
+    k = np.repeat(grid, 2)
+    return (
+        k,
+        np.tile(np.array(["CE", "PE"]), len(grid)),
+        np.repeat(np.round((grid - atm) / step).astype(int), 2),
+        np.full(len(k), None, dtype=object),
+        np.full(len(k), lot_size(name, day)),
+    )
+
+
+def _session_close(
+    store: Store, instrument_id: str, timeframe: str, moment: pd.Timestamp, session: date
+) -> tuple[float, np.datetime64] | None:
+    """Return (close, bar start as UTC datetime64) of the last bar of ``instrument_id`` that had
+    ended by ``moment`` on ``session``, or None: a close from an earlier session than the
+    underlying's is stale against its spot, so it is not used."""
+    import pandas as pd
+
+    from velox.calendar import bucket_end
+
+    start = pd.Timestamp(session).tz_localize(moment.tz)
+    frame = store.read_bars(instrument_id, timeframe, start=start, end=moment)
+    if frame.empty:
+        return None
+    ended = (bucket_end(frame.index, timeframe) <= moment) & (frame.index.date == session)
+    frame = frame[ended]
+    if frame.empty:
+        return None
+    stamp = frame.index[-1].tz_convert("UTC").tz_localize(None).to_datetime64()
+    return float(frame["close"].iloc[-1]), stamp
+
+
+def _traded_closes(
+    ids: NDArray[np.object_],
+    store: Store | None,
+    timeframe: str,
+    moment: pd.Timestamp,
+    session: date,
+) -> tuple[NDArray[np.float64], NDArray[np.datetime64]]:
+    """Return each contract's stored close at ``moment`` (NaN without one) and its bar start."""
+    closes = np.full(len(ids), np.nan)
+    starts = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if store is None:
+        return closes, starts
+    for i, instrument_id in enumerate(ids):
+        if instrument_id is None:
+            continue
+        found = _session_close(store, instrument_id, timeframe, moment, session)
+        if found is not None:
+            closes[i], starts[i] = found
+    return closes, starts
+
+
+def _chain_forward(
+    name: str,
+    expiry_day: date,
+    spot: float,
+    t: float,
+    rate: float,
+    dividend_yield: float,
+    master: InstrumentMaster | None,
+    store: Store | None,
+    timeframe: str,
+    moment: pd.Timestamp,
+    session: date,
+) -> tuple[float, str]:
+    """Return (forward, note): the expiry's future close when stored, else spot carried ("")."""
+    if store is not None:
+        futures = _listed_contracts(master, name, expiry_day, ("FUT",))
+        for instrument_id in futures["id"]:
+            found = _session_close(store, instrument_id, timeframe, moment, session)
+            if found is not None:
+                return found[0], f"forward = {instrument_id} close {found[0]:g}"
+    return float(forward_price(spot, t, rate, dividend_yield)), ""
 
 
 def _stored_bars(
@@ -1144,6 +1409,11 @@ def select_strike(
     if offset is not None:
         steps = rows["offset"] if str(kind).upper() == "CE" else -rows["offset"]
         hit = rows[steps == offset]
+        if hit.empty and steps.min() < offset < steps.max():
+            raise ValidationError(
+                f"the chain has no {str(kind).upper()} row at offset {offset}: not listed, or "
+                "(source='bars') no stored bar priced it; pick another offset or source='auto'"
+            )
         if hit.empty:
             raise ValidationError(
                 f"offset {offset} is outside the chain (offsets {int(steps.min())}.."

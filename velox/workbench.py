@@ -6,7 +6,10 @@ It starts two processes on the embedded store (or ``VELOX_DATABASE_URL``) and wa
   NSE:RELIANCE 5-minute bars of the last sessions at :data:`DEFAULT_SPEED`× wall time against
   the simulated exchange, recorded in the store like any paper run;
 * the **web server** (``velox serve``): login, the trader console, the users page, the
-  investor view.
+  investor view;
+* the **alert delivery worker** (``velox alerts deliver``): the stored alerts of the demo run
+  (and anything else) to the configured Telegram chat, mailbox and webhook (docs/alerts.md;
+  with no channel configured it idles).
 
 Demo users are made once — ``admin``, ``trader`` (may trade the demo account) and ``investor``
 (sees it) — with random passwords and TOTP secrets kept in ``<data_dir>/demo/credentials.json``
@@ -229,6 +232,7 @@ def banner(url: str, users: list[DemoUser], run_id: str | None, folder: Path) ->
         if run_id
         else "  no paper run (--no-paper)",
         f"  credentials: {folder / 'credentials.json'} · fresh codes: velox workbench --codes",
+        "  alerts: delivered by `velox alerts deliver` to the configured channels (docs/alerts.md)",
         "  Ctrl-C stops everything.",
         "",
     ]
@@ -290,6 +294,9 @@ def run_workbench(
                  address]  # fmt: skip
         children.append(Child("velox serve", subprocess.Popen(serve, env=env,
                                                               start_new_session=True)))  # fmt: skip
+        deliver = [sys.executable, "-m", "velox.cli", "alerts", "deliver"]
+        worker = subprocess.Popen(deliver, env=env, start_new_session=True)
+        children.append(Child("velox alerts deliver", worker))
         if run_id is not None:
             children.append(Child(f"velox paper ({run_id})", subprocess.Popen(
                 paper_command(run_id, speed), env=env, start_new_session=True)))  # fmt: skip

@@ -54,9 +54,15 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)  # fmt: skip
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )  # fmt: skip
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -78,6 +84,7 @@ class Received:
     message: email.message.EmailMessage
     tls: bool
     auth_mechanism: str | None
+    at: float = field(default_factory=time.perf_counter)  # when it arrived (benchmarks)
 
 
 @dataclass
@@ -149,6 +156,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.perf_counter)  # when it arrived (benchmarks)
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -172,18 +180,18 @@ class BotServer:
         return self.requests
 
 
-@pytest.fixture
-def bot() -> Iterator[BotServer]:
-    """Yield a running Bot API stand-in on loopback (``bot.url`` is its root)."""
+def start_bot() -> tuple[BotServer, ThreadingHTTPServer]:
+    """Start a Bot API stand-in on loopback; return its state and server (shut it down)."""
     state = BotServer()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            arrived = time.perf_counter()
             if state.delay:
                 time.sleep(state.delay)
             with state.lock:
-                state.requests.append(Request(self.path, dict(self.headers), body))
+                state.requests.append(Request(self.path, dict(self.headers), body, arrived))
                 status, answer = state.script.pop(0) if state.script else (200, {"ok": True})
             data = json.dumps(answer).encode()
             self.send_response(status)
@@ -197,8 +205,14 @@ def bot() -> Iterator[BotServer]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return state, server
+
+
+@pytest.fixture
+def bot() -> Iterator[BotServer]:
+    """Yield a running Bot API stand-in on loopback (``bot.url`` is its root)."""
+    state, server = start_bot()
     yield state
     server.shutdown()
     server.server_close()
@@ -228,6 +242,7 @@ def email_channel(server: SmtpServer, **changes: object):  # noqa: ANN201
     from velox.alerts.channels import EmailChannel
 
     values = {"host": "127.0.0.1", "port": server.port, "sender": "velox@desk.example",
-              "user": USER, "password": PASSWORD, "starttls": True, "ca_file": server.cert}  # fmt: skip
+              "user": USER, "password": PASSWORD, "starttls": True,
+              "ca_file": server.cert}  # fmt: skip
     values.update(changes)
     return EmailChannel(**values)  # type: ignore[arg-type]

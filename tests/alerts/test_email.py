@@ -7,7 +7,14 @@ import datetime as dt
 
 import pytest
 
-from tests.alerts.conftest import PASSWORD, USER, Clock, SmtpServer, email_channel
+from tests.alerts.conftest import (
+    PASSWORD,
+    Clock,
+    SmtpServer,
+    _free_port,
+    email_channel,
+    self_signed,
+)
 from velox.alerts.policy import Policy
 from velox.alerts.worker import Deliverer, deliveries, delivery_attempts
 
@@ -25,12 +32,9 @@ def _raise(store, **changes):  # noqa: ANN001, ANN202
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 def test_email_arrives_over_starttls_with_auth_exactly(store, tmp_path, mechanism) -> None:  # noqa: ANN001
-    from tests.alerts.conftest import self_signed
-
     cert, key = self_signed(tmp_path)
     # offer only the mechanism under test, so the client must speak it
-    server = SmtpServer(__import__("tests.alerts.conftest").alerts.conftest._free_port(), cert,
-                        key, exclude=tuple({"PLAIN", "LOGIN"} - {mechanism}))  # fmt: skip
+    server = SmtpServer(_free_port(), cert, key, exclude=tuple({"PLAIN", "LOGIN"} - {mechanism}))
     server.start()
     try:
         alert_id = _raise(store)
@@ -96,7 +100,9 @@ def test_untrusted_certificate_is_refused(store, smtp: SmtpServer) -> None:  # n
 
 
 def test_smtp_down_then_up_retries_with_backoff_and_sends_once(
-    store, smtp: SmtpServer, clock: Clock  # noqa: ANN001
+    store,
+    smtp: SmtpServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
     alert_id = _raise(store)
     deliverer = Deliverer(store, channels={"email": email_channel(smtp)},

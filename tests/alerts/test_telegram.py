@@ -64,7 +64,8 @@ def test_kill_switch_goes_with_the_equity_chart_as_send_photo(store, bot: BotSer
                          list(1e6 - np.arange(30) * 120.0))  # fmt: skip
     recorder.close()
     alert_id = store.raise_alert(kind="kill_switch", severity="critical", run_id="P3",
-                                 account="T1", message="kill switch engaged: daily loss", ts=TS)  # fmt: skip
+                                 account="T1", message="kill switch engaged: daily loss",
+                                 ts=TS)  # fmt: skip
     assert _deliverer(store, bot).run_once().sent == 1
     (request,) = bot.requests
     assert request.path == f"/bot{TOKEN}/sendPhoto"
@@ -88,7 +89,9 @@ def test_kill_switch_goes_with_the_equity_chart_as_send_photo(store, bot: BotSer
 
 
 def test_500_then_429_retry_after_then_ok_sends_once_on_time(
-    store, bot: BotServer, clock: Clock  # noqa: ANN001
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
     alert_id = _breach(store)
     bot.script = [(500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}),

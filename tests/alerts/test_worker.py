@@ -14,7 +14,11 @@ from tests.alerts.conftest import TOKEN, BotServer, Clock
 from velox.alerts.channels import TelegramChannel, WebhookChannel
 from velox.alerts.policy import Policy
 from velox.alerts.worker import (
-    BackgroundWorker, Deliverer, Report, deliveries, delivery_attempts,
+    BackgroundWorker,
+    Deliverer,
+    Report,
+    deliveries,
+    delivery_attempts,
 )  # fmt: skip
 from velox.store import Store
 
@@ -63,7 +67,9 @@ def test_two_workers_at_once_never_send_an_alert_twice(store, bot: BotServer) ->
 
 
 def test_a_crash_after_claiming_resends_once_and_a_sent_row_never(
-    store, bot: BotServer, clock: Clock  # noqa: ANN001
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
     alert_id = store.raise_alert(kind="kill_switch", severity="critical", message="killed")
     crashed = _webhook(store, bot, clock=clock, worker="crashed")
@@ -88,9 +94,13 @@ def test_a_crash_after_claiming_resends_once_and_a_sent_row_never(
 
 
 def test_same_key_within_the_window_is_suppressed_then_sent_after(
-    store, bot: BotServer, clock: Clock  # noqa: ANN001
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
-    deliverer = _webhook(store, bot, clock=clock, policy=Policy(dedup_window=dt.timedelta(minutes=10)))
+    deliverer = _webhook(
+        store, bot, clock=clock, policy=Policy(dedup_window=dt.timedelta(minutes=10))
+    )
     first = store.raise_alert(kind="broker_disconnect", severity="warning", message="feed down",
                               dedup_key="K1:feed")  # fmt: skip
     assert deliverer.run_once().sent == 1
@@ -111,7 +121,9 @@ def test_same_key_within_the_window_is_suppressed_then_sent_after(
 
 
 def test_a_storm_becomes_one_summary_within_the_rate_limit(
-    store, bot: BotServer, clock: Clock  # noqa: ANN001
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
 ) -> None:
     ids = [store.raise_alert(kind="order_rejected", severity="warning", message=f"rejected {i}")
            for i in range(12)]  # fmt: skip
@@ -210,3 +222,38 @@ def test_the_background_worker_wakes_on_notify_and_stops_cleanly(store, bot: Bot
         started = time.monotonic()
         worker.stop()
     assert time.monotonic() - started < 5 and not worker._thread.is_alive()
+
+
+def test_alerts_nobody_wants_are_routed_once_and_never_starve_new_ones(
+    store,
+    bot: BotServer,  # noqa: ANN001
+) -> None:
+    idle = Deliverer(store, channels={"webhook": WebhookChannel()})  # no destination at all
+    early = store.raise_alert(kind="strategy_error", severity="critical", message="early")
+    assert idle.run_once().sent == 0
+    deliverer = _webhook(store, bot, policy=Policy(min_severity=(("webhook", "critical"),)))
+    for i in range(520):  # more than one routing page, all below the threshold
+        store.raise_alert(kind="order_rejected", severity="info", message=f"noise {i}")
+    late = store.raise_alert(kind="kill_switch", severity="critical", message="late")
+    assert deliverer.run_once().sent == 2
+    assert _ids(bot) == [early, late]  # waited for a destination; not starved by the noise
+    with store.connect() as conn:
+        query = "SELECT deliveries, count(*) FROM alert_routing GROUP BY deliveries"
+        routed = dict(conn.execute(query).fetchall())
+    assert routed == {0: 520, 1: 2}
+    assert len(store.alerts(undelivered=True)) == 520  # visible, never marked delivered
+
+
+def test_a_webhook_url_secret_never_shows_in_errors(store, bot: BotServer, caplog) -> None:  # noqa: ANN001
+    bot.script = [(404, {"ok": False, "description": "no such hook"})]
+    hook = f"{bot.url}/services/T0SECRET/B0SECRET?token=abc123"
+    store.raise_alert(kind="risk_breach", severity="warning", message="m")
+    report = Deliverer(store, channels={"webhook": WebhookChannel()},
+                       targets={"webhook": hook}).run_once()  # fmt: skip
+    (line,) = report.failed
+    port = bot.url.rsplit(":", 1)[1]
+    assert line.endswith(f"via webhook to http://127.0.0.1:{port}/…: failed after 1 attempt(s): "
+                         f"webhook http://127.0.0.1:{port}/…: HTTP 404 no such hook")  # fmt: skip
+    shown = line + caplog.text + " ".join(deliveries(store)["last_error"])
+    assert "SECRET" not in shown and "abc123" not in shown
+    assert bot.requests[0].path == "/services/T0SECRET/B0SECRET?token=abc123"  # sent to it all

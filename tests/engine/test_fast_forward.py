@@ -219,7 +219,8 @@ def test_bars_that_do_not_bound_their_ticks_are_marked_tick_by_tick(
         feed = BarReplay({("NSE:RELIANCE", "5m"): frame})
         engine = Engine([EveryBar()], broker=SimBroker(master, initial_cash=1_000_000),
                         feed=feed, instruments=master)  # fmt: skip
-        engine._start()
+        with engine.lock:  # as Engine.run holds it (callbacks let go of it)
+            engine._start()
         subs = [engine._subs.get(key) for key in feed.close_keys]
         return FastForward(engine, feed, subs, feed.close_positions.tolist()).bar_ticks
 

@@ -91,6 +91,7 @@ def test_restart_after_the_square_off_books_every_missed_fill_once(
     )
     terminal.close()
 
+    second_started = datetime.now(UTC)
     second = engine()
     out, _ = second.communicate(timeout=120)
     wall_end = datetime.now(UTC) + timedelta(seconds=1)
@@ -141,3 +142,29 @@ def test_restart_after_the_square_off_books_every_missed_fill_once(
         risk["ts"].between(*session).all()
         and risk["written_at"].between(wall_start, wall_end).all()
     )
+
+    # exactly the market times, not merely inside the session: each fill row carries the time
+    # its fill has at the simulator, which is one of the afternoon's ticks (four per 5-minute
+    # bar, at 0, ¼, ½ and ¾ of it: velox.feeds.synthesize_ticks); the fills the restarted
+    # engine caught up (written after the restart) too, not the wall clock of the restart
+    from velox.feeds import synthesize_ticks
+
+    ticks, _, _ = synthesize_ticks(reliance_5m[afternoon], "5m")
+    tick_times = set(pd.DatetimeIndex(pd.to_datetime(ticks, utc=True)))
+    at_broker = {f["fill_id"]: pd.Timestamp(f["ts"]) for f in state["fills"]}
+    restarted = second_started
+    caught_up = 0
+    for row in fills.itertuples():
+        assert row.ts == at_broker[row.payload["fill_id"].split("/")[0]], row
+        assert row.ts in tick_times, row
+        caught_up += row.written_at >= restarted
+    assert caught_up >= 3  # TERM-1's fill and the two parts of the square-off
+    # the square-off and its fills: the first tick at or after 15:15, i.e. 15:15:00
+    squared = fills[fills["client_id"].str.startswith("SQUAREOFF")]
+    assert (squared["ts"] == pd.Timestamp(f"{DAY} 15:15", tz=IST)).all(), squared
+    # the strategy's own entry: decided at the close of the afternoon's first bar (14:25:00,
+    # the first tick after 14:20-14:25), submitted then, filled at the next tick 14:25:00+
+    entry = events[events["client_id"] == "P1-1"]
+    first_close = pd.Timestamp(f"{DAY} 14:25", tz=IST)
+    assert entry.loc[entry["status"] == "SUBMITTED", "ts"].tolist() == [first_close], entry
+    assert entry.loc[entry["status"] == FILL_EVENT, "ts"].iloc[0] > first_close

@@ -74,9 +74,7 @@ def test_engine_thread_and_other_threads_carry_the_run_context() -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
-        idx = pd.DatetimeIndex(["2025-05-20 09:15", "2025-05-20 09:20"]).tz_localize(
-            "Asia/Kolkata"
-        )
+        idx = pd.DatetimeIndex(["2025-05-20 09:15", "2025-05-20 09:20"]).tz_localize("Asia/Kolkata")
         bars = pd.DataFrame({"open": [1450.0, 1451.0], "high": [1452.0, 1453.0],
                              "low": [1449.0, 1450.5], "close": [1451.0, 1452.5]},
                             index=idx)  # fmt: skip

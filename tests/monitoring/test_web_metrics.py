@@ -106,7 +106,20 @@ def test_web_metrics_are_the_stores_figures(store, web: str) -> None:  # noqa: A
         recorder.order(Order(client_id=f"W1-{n}", instrument_id="NSE:SBIN", side=Side.BUY, qty=1,
                              strategy="s", status=status, created_at=now), None)  # fmt: skip
     recorder.close()
+    (alert_id,) = store.alerts(kind="user_alert")["id"].tolist()
+    with store._atomic() as conn:  # as the delivery worker (velox alerts deliver) records them
+        for channel, target, status in (("telegram", "1", "sent"), ("email", "a@x.in", "failed"),
+                                        ("email", "b@x.in", "failed")):  # fmt: skip
+            conn.execute(
+                "INSERT INTO alert_deliveries (alert_id, channel, target, status, "
+                "next_attempt_at) VALUES (%s, %s, %s, %s, now())",
+                (alert_id, channel, target, status),
+            )
     metrics = _scrape(web)
+    deliveries = {dict(labels)["channel"] + "/" + dict(labels)["status"]: value
+                  for (name, labels), value in metrics.items()
+                  if name == "velox_alert_deliveries_total"}  # fmt: skip
+    assert deliveries == {"telegram/sent": 1, "email/failed": 2}
     assert metrics[("velox_store_up", ())] == 1.0
     assert metrics[("velox_alerts", (("kind", "risk_breach"), ("state", "pending")))] == 1
     assert metrics[("velox_alert_occurrences_total", (("kind", "risk_breach"),))] == 3

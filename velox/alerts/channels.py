@@ -13,7 +13,6 @@ import json
 import logging
 import secrets
 import smtplib
-import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -74,8 +73,9 @@ def _http_error(what: str, status: int, body: bytes) -> DeliveryError:
     except (ValueError, AttributeError):
         pass
     transient = status == 429 or status >= 500
+    wait = float(retry_after) if retry_after is not None else None
     return DeliveryError(f"{what}: HTTP {status} {description}".strip(), transient=transient,
-                         retry_after=float(retry_after) if retry_after is not None else None)  # fmt: skip
+                         retry_after=wait)  # fmt: skip
 
 
 def _post(url: str, body: bytes, content_type: str, what: str) -> bytes:
@@ -93,7 +93,9 @@ def _post(url: str, body: bytes, content_type: str, what: str) -> bytes:
         raise DeliveryError(f"{what}: cannot connect ({reason})", transient=True) from None
 
 
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, str, bytes]]) -> tuple[bytes, str]:
+def multipart(
+    fields: dict[str, str], files: dict[str, tuple[str, str, bytes]]
+) -> tuple[bytes, str]:
     """Return a ``multipart/form-data`` body and its content type (``files``: name ->
     (filename, content type, bytes))."""
     boundary = "velox-" + secrets.token_hex(12)
@@ -201,7 +203,7 @@ class EmailChannel:
         except ssl.SSLError as exc:
             raise DeliveryError(f"{where}: TLS failed ({exc.reason or exc})",
                                 transient=False) from None  # fmt: skip
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}", transient=True) from None
         if refused:
             raise DeliveryError(f"{where}: recipients refused: {sorted(refused)}", transient=False)
@@ -216,7 +218,19 @@ class WebhookChannel:
     def send(self, target: str, message: Message) -> None:
         payload = {"subject": message.subject, "text": message.body, **message.data}
         _post(target, json.dumps(payload, default=str).encode(), "application/json",
-              f"webhook {target.split('?')[0]}")  # fmt: skip
+              f"webhook {shown_target('webhook', target)}")  # fmt: skip
+
+
+def shown_target(channel: str, target: str) -> str:
+    """Return ``target`` as errors and logs show it: a webhook URL as its scheme and host only
+    (hook URLs often carry their secret in the path or query)."""
+    if channel != "webhook":
+        return target
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
 
 
 def configured_channels(settings: Settings) -> dict[str, Channel]:
@@ -248,5 +262,5 @@ def default_targets(settings: Settings) -> dict[str, str]:
 
 __all__ = [
     "Channel", "DeliveryError", "EmailChannel", "Message", "TelegramChannel", "WebhookChannel",
-    "configured_channels", "default_targets", "multipart",
+    "configured_channels", "default_targets", "multipart", "shown_target",
 ]  # fmt: skip

@@ -6,6 +6,7 @@ thresholds, the de-duplication window, storm control, quiet hours (IST) and retr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
@@ -35,13 +36,12 @@ def parse_quiet_hours(text: str) -> tuple[time, time]:
     >>> parse_quiet_hours("22:00-07:30")
     (datetime.time(22, 0), datetime.time(7, 30))
     """
-    parts = text.strip().split("-")
-    if len(parts) != 2:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    hours = [int(match[1]), int(match[3])] if match else []
+    minutes = [int(match[2]), int(match[4])] if match else []
+    if not match or max(hours) > 23 or max(minutes) > 59:
         raise ValueError("must be HH:MM-HH:MM (IST), e.g. 22:00-07:00")
-    try:
-        start, end = (time.fromisoformat(p.strip()) for p in parts)
-    except ValueError:
-        raise ValueError("must be HH:MM-HH:MM (IST), e.g. 22:00-07:00") from None
+    start, end = time(hours[0], minutes[0]), time(hours[1], minutes[1])
     if start == end:
         raise ValueError("start and end are the same; unset it for no quiet hours")
     return start, end
@@ -60,10 +60,7 @@ def quiet_until(now: datetime, window: tuple[time, time] | None) -> datetime | N
     start, end = window
     local = now.astimezone(IST)
     clock = local.time().replace(tzinfo=None)
-    if start < end:
-        inside = start <= clock < end
-    else:
-        inside = clock >= start or clock < end
+    inside = (start <= clock < end) if start < end else (clock >= start or clock < end)
     if not inside:
         return None
     ends = datetime.combine(local.date(), end, tzinfo=IST)
@@ -72,7 +69,9 @@ def quiet_until(now: datetime, window: tuple[time, time] | None) -> datetime | N
     return ends
 
 
-def backoff(attempts: int, retry_after: float | None = None, *, base: float = RETRY_BASE_S) -> float:
+def backoff(
+    attempts: int, retry_after: float | None = None, *, base: float = RETRY_BASE_S
+) -> float:
     """Return the seconds to wait before attempt ``attempts + 1``.
 
     The channel's own answer wins (Telegram's 429 ``parameters.retry_after``); otherwise the
@@ -104,9 +103,11 @@ class Policy:
     def from_settings(cls, settings: Settings) -> Policy:
         quiet = settings.alert_quiet_hours
         return cls(
-            min_severity=(("telegram", settings.alert_telegram_severity),
-                          ("email", settings.alert_email_severity),
-                          ("webhook", settings.alert_webhook_severity)),  # fmt: skip
+            min_severity=(
+                ("telegram", settings.alert_telegram_severity),
+                ("email", settings.alert_email_severity),
+                ("webhook", settings.alert_webhook_severity),
+            ),  # fmt: skip
             dedup_window=timedelta(minutes=settings.alert_dedup_minutes),
             rate_limit=settings.alert_rate_limit,
             quiet_hours=parse_quiet_hours(quiet) if quiet else None,

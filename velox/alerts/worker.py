@@ -2,11 +2,11 @@
 
 Three steps, each its own short transaction, so any number of workers can run at once:
 
-1. **enqueue** — every undelivered alert without delivery rows gets one row per destination
-   that wants it (the configured default of each channel, above its severity threshold, and
-   every matching subscription). A destination that got the same ``dedup_key`` less than the
-   window ago gets a ``suppressed`` row instead; info/warning alerts in quiet hours get a row
-   due when the quiet hours end.
+1. **enqueue** — every undelivered alert not routed yet (``alert_routing``) gets one row per
+   destination that wants it (the configured default of each channel, above its severity
+   threshold, and every matching subscription). A destination that got the same
+   ``dedup_key`` less than the window ago gets a ``suppressed`` row instead; info/warning
+   alerts in quiet hours get a row due when the quiet hours end.
 2. **claim** — due rows are locked ``FOR UPDATE SKIP LOCKED`` and leased to this worker
    (``sending`` until ``lease_until``), an attempt row opened for each. Storm control is
    decided here: a destination past its messages-per-minute gets the rest as one summary.
@@ -25,12 +25,13 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from velox.alerts.channels import Channel, DeliveryError, Message
+from velox.alerts.channels import Channel, DeliveryError, Message, shown_target
 from velox.alerts.policy import Policy, backoff, severity_rank
 
 if TYPE_CHECKING:
@@ -198,6 +199,25 @@ class Deliverer:
         self.charts = charts
         #: Deliveries claimed at a time: what another worker cannot take meanwhile.
         self.batch = batch
+        self._db: psycopg.Connection | None = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        """Yield this worker's own connection inside a transaction (opened again if lost).
+
+        One connection for the worker's life: opening one per step cost more than the
+        delivery itself. A deliverer is used by one thread at a time.
+        """
+        if self._db is None or self._db.closed or self._db.broken:
+            self._db = self.store.connect(autocommit=True)
+        with self._db.transaction():
+            yield self._db
+
+    def close(self) -> None:
+        """Close the worker's connection (the next pass opens another)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings | None = None) -> Deliverer:
@@ -206,8 +226,8 @@ class Deliverer:
         from velox.config import get_settings
 
         settings = settings or get_settings()
-        return cls(store, channels=configured_channels(settings),
-                   targets=default_targets(settings), policy=Policy.from_settings(settings))  # fmt: skip
+        return cls(store, channels=configured_channels(settings), targets=default_targets(settings),
+                   policy=Policy.from_settings(settings))  # fmt: skip
 
     # -- 1. enqueue ------------------------------------------------------------------------
 
@@ -227,24 +247,37 @@ class Deliverer:
         return routes
 
     def enqueue(self, limit: int = 500, *, report: Report | None = None) -> int:
-        """Add delivery rows for undelivered alerts that have none yet; return how many.
+        """Route the undelivered alerts not routed yet: add their delivery rows, return how
+        many. Each alert is routed once (``alert_routing``), even to no destination; while
+        there is no destination at all (nothing configured, no subscriber) none is routed,
+        so they wait for one.
 
         ``report`` counts the rows added as ``suppressed`` (duplicates within the window).
         """
+        added = 0
+        while True:
+            rows, alerts = self._enqueue_page(limit, report)
+            added += rows
+            if alerts < limit:
+                return added
+
+    def _enqueue_page(self, limit: int, report: Report | None) -> tuple[int, int]:
+        """Route up to ``limit`` alerts in one transaction; return (rows added, alerts)."""
         now = self.clock()
         added, touched = 0, []
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             alerts = conn.execute(
                 "SELECT id, severity, kind, dedup_key, account FROM alerts a"
                 " WHERE delivered_at IS NULL AND NOT EXISTS"
-                " (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = a.id)"
+                " (SELECT 1 FROM alert_routing r WHERE r.alert_id = a.id)"
                 " ORDER BY id LIMIT %s",
                 (limit,),
             ).fetchall()
-            if not alerts:
-                return 0
-            routes = self._routes(conn)
+            routes = self._routes(conn) if alerts else []
+            if not routes:
+                return 0, 0
             for alert_id, severity, kind, dedup_key, account in alerts:
+                wanted = 0
                 for channel, target, username, min_severity, scope in routes:
                     if severity_rank(severity) < severity_rank(min_severity):
                         continue
@@ -268,11 +301,17 @@ class Deliverer:
                         (alert_id, channel, target, username, status, error, due or now),
                     )
                     added += cur.rowcount
+                    wanted += 1
                     if report is not None and status == "suppressed":
                         report.suppressed += cur.rowcount
+                conn.execute(
+                    "INSERT INTO alert_routing (alert_id, routed_at, deliveries)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (alert_id) DO NOTHING",
+                    (alert_id, now, wanted),
+                )
                 touched.append(alert_id)
             self._settle(conn, touched, now)
-        return added
+        return added, len(alerts)
 
     @staticmethod
     def _last_sent(
@@ -308,7 +347,7 @@ class Deliverer:
         now = self.clock()
         window = timedelta(minutes=1)
         claimed: list[_Claimed] = []
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
             rows = conn.execute(
                 "SELECT id, alert_id, channel, target, attempts FROM alert_deliveries"
@@ -361,7 +400,7 @@ class Deliverer:
     def _alerts(self, ids: list[int]) -> dict[int, dict[str, object]]:
         from psycopg.rows import dict_row
 
-        with self.store.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with self._transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
                 f"SELECT {', '.join(_ALERT_FIELDS)} FROM alerts WHERE id = ANY(%s)", (ids,)
             ).fetchall()
@@ -403,7 +442,7 @@ class Deliverer:
 
     def _record(self, items: list[_Claimed], error: DeliveryError | None, report: Report) -> None:
         now = self.clock()
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             for item in items:
                 if error is None:
                     status, outcome, due, text = "sent", "sent", None, None
@@ -435,7 +474,8 @@ class Deliverer:
                     log.warning("alert %d via %s: %s; retry at %s", item.alert_id, item.channel,
                                 text, _ist(due))  # type: ignore[arg-type]  # fmt: skip
                 else:
-                    line = (f"alert {item.alert_id} via {item.channel} to {item.target}: "
+                    to = shown_target(item.channel, item.target)
+                    line = (f"alert {item.alert_id} via {item.channel} to {to}: "
                             f"failed after {item.attempts} attempt(s): {text}")  # fmt: skip
                     report.failed.append(line)
                     log.error("%s", line)
@@ -446,7 +486,7 @@ class Deliverer:
     def pending(self) -> tuple[int, datetime | None]:
         """Return how many deliveries of this worker's channels are not finished, and when
         the next one is due."""
-        with self.store.connect() as conn:
+        with self._transaction() as conn:
             count, due = conn.execute(
                 "SELECT count(*), min(CASE WHEN status = 'sending' THEN lease_until"
                 " ELSE next_attempt_at END) FROM alert_deliveries"
@@ -483,6 +523,7 @@ class Deliverer:
                     wait = min(poll, max(0.05, (due - self.clock()).total_seconds()))
                 if not stop.is_set():
                     listener.wait(wait)
+        self.close()
 
 
 def deliveries(
@@ -554,7 +595,38 @@ class BackgroundWorker:
         self.stop()
 
 
+@contextmanager
+def beside_engine(settings: Settings | None = None) -> Iterator[BackgroundWorker | None]:
+    """Run a background worker while the block runs, if any alert channel is configured.
+
+    ``velox paper`` and ``velox live`` wrap their engine in it, so a kill switch reaches the
+    phone while the engine runs even without a separate ``velox alerts deliver``; workers
+    never double-send, so running both is safe. After the block, one last pass delivers the
+    alerts the engine stored as it finished.
+    """
+    from velox.alerts.channels import default_targets
+    from velox.config import get_settings
+    from velox.store import open_store
+
+    settings = settings or get_settings()
+    if not (default_targets(settings) or settings.telegram_token or settings.smtp_host):
+        yield None
+        return
+    deliverer = Deliverer.from_settings(open_store(), settings)
+    worker = BackgroundWorker(deliverer)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        try:  # the engine's last alerts are stored as it finishes: one more pass for them
+            deliverer.run_once()
+        except Exception:  # the next worker to run delivers them; they are in the store
+            log.exception("alert delivery after the engine stopped failed")
+        finally:
+            deliverer.close()
+
+
 __all__ = [
-    "BackgroundWorker", "Deliverer", "Report", "alert_message", "deliveries",
+    "BackgroundWorker", "beside_engine", "Deliverer", "Report", "alert_message", "deliveries",
     "delivery_attempts", "equity_chart", "summary_message",
 ]  # fmt: skip

@@ -117,6 +117,15 @@ class BrokerListener(Protocol):
 
 
 @runtime_checkable
+class ConnectionListener(Protocol):
+    """A listener that also hears about the broker's own connections: a broker whose order
+    updates come on a socket of their own (SmartAPI's order-update websocket) reports it going
+    down and coming back, so the engine alerts on it and catches up, as for market data."""
+
+    def on_connection(self, event: ConnectionEvent) -> None: ...
+
+
+@runtime_checkable
 class Broker(Protocol):
     """What the engine needs from a broker: everything it calls, and nothing else.
 

@@ -137,11 +137,13 @@ class _Listener:
     between): the simulator calls them three times per order.
     """
 
-    __slots__ = ("on_order_update", "on_fill")
+    __slots__ = ("on_order_update", "on_fill", "on_connection")
 
     def __init__(self, put: Callable[[object], None]) -> None:
         self.on_order_update: Callable[[Order], None] = put
         self.on_fill: Callable[[Fill], None] = put
+        #: the broker's own order-update socket going down / back (a ConnectionListener)
+        self.on_connection: Callable[[ConnectionEvent], None] = put
 
 
 @dataclass(slots=True)
@@ -855,6 +857,8 @@ class Engine:
                 moved = True
             elif isinstance(event, Order):
                 moved = self._order_arrived(event, now) or moved
+            elif isinstance(event, ConnectionEvent):  # the broker's order-update socket
+                self._connection_changed(event)
         if moved:
             self._refresh_watch()
 
@@ -1800,7 +1804,9 @@ class Engine:
             finally:
                 self._queue.put(done)
 
-        self._listener.on_order_update = self._listener.on_fill = self._postback_arrived
+        listener = self._listener
+        listener.on_order_update = listener.on_fill = self._postback_arrived
+        listener.on_connection = self._postback_arrived
         if self.commands is not None:  # a command for this run wakes the loop at once
             self.commands.attach(lambda: self._queue.put(_CHECK))
         threading.Thread(target=pump, name="velox-feed", daemon=True).start()

@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -315,17 +316,7 @@ class RunsMixin(StoreLike):
     def run_orders(self, run_id: str) -> pd.DataFrame:
         """Return the latest state of the run's orders (columns :data:`ORDER_COLUMNS` +
         ``updated_at``), in creation order; prices NaN where the order has none."""
-        import pandas as pd
-
-        rows = self._run_rows(run_id, "run_orders", (*ORDER_COLUMNS, "updated_at"), _ORDERS_BY)
-        frame = pd.DataFrame(rows, columns=[*ORDER_COLUMNS, "updated_at"])
-        for col in ("qty", "filled_qty"):
-            frame[col] = frame[col].astype("int64")
-        for col in ("limit_price", "trigger_price", "average_price"):
-            frame[col] = frame[col].astype("float64")
-        for col in ("created_at", "updated_at"):
-            ist_column(frame, col)
-        return frame
+        return orders_frame(self._run_rows(run_id, "run_orders", _ORDER_ROW, _ORDERS_BY))
 
     def orders_of_run(self, run_id: str) -> list[Order]:
         """Return the run's orders (latest state) as :class:`velox.types.Order` objects."""
@@ -334,15 +325,7 @@ class RunsMixin(StoreLike):
 
     def run_fills(self, run_id: str) -> pd.DataFrame:
         """Return the run's fills in the order recorded (columns :data:`FILL_COLUMNS`)."""
-        import pandas as pd
-
-        rows = self._run_rows(run_id, "run_fills", FILL_COLUMNS, "id")
-        frame = pd.DataFrame(rows, columns=list(FILL_COLUMNS))
-        frame["qty"] = frame["qty"].astype("int64")
-        for col in ("price", "charges"):
-            frame[col] = frame[col].astype("float64")
-        ist_column(frame, "ts")
-        return frame
+        return fills_frame(self._run_rows(run_id, "run_fills", FILL_COLUMNS, "id"))
 
     def fills_of_run(self, run_id: str) -> list[Fill]:
         """Return the run's fills, in the order recorded, as :class:`velox.types.Fill` objects.
@@ -358,16 +341,8 @@ class RunsMixin(StoreLike):
         One row per (account, strategy, instrument_id, product); strategy ``''`` is the
         account's own row.
         """
-        import pandas as pd
-
-        order = "account, strategy, instrument_id, product"
-        rows = self._run_rows(run_id, "run_positions", POSITION_COLUMNS, order)
-        frame = pd.DataFrame(rows, columns=list(POSITION_COLUMNS))
-        frame["qty"] = frame["qty"].astype("int64")
-        for col in ("average_price", "realised_pnl", "charges"):
-            frame[col] = frame[col].astype("float64")
-        ist_column(frame, "updated_at")
-        return frame
+        rows = self._run_rows(run_id, "run_positions", POSITION_COLUMNS, _POSITIONS_BY)
+        return positions_frame(rows)
 
     def run_equity(self, run_id: str) -> pd.DataFrame:
         """Return the run's equity curve: IST index ``ts`` (exact, from ``ts_ns``), columns
@@ -400,28 +375,15 @@ class RunsMixin(StoreLike):
         ``ts`` is the engine's (market) time of the event, ``written_at`` the wall time the row
         was stored (NULL for rows stored before migration 0008).
         """
-        import pandas as pd
-
-        rows = self._run_rows(run_id, "risk_events", RISK_EVENT_COLUMNS, "ts, id")
-        frame = pd.DataFrame(rows, columns=list(RISK_EVENT_COLUMNS))
-        ist_column(frame, "ts")
-        ist_column(frame, "written_at")
-        return frame
+        return risk_events_frame(
+            self._run_rows(run_id, "risk_events", RISK_EVENT_COLUMNS, "ts, id")
+        )
 
     def run_quotes(self, run_id: str) -> pd.DataFrame:
         """Return the latest quote of every instrument the run has seen a tick of (columns
         :data:`QUOTE_COLUMNS`, one row per instrument by id; IST times; volume the day's
         cumulative, ``prev_close`` NaN until the run has seen a previous day)."""
-        import pandas as pd
-
-        rows = self._run_rows(run_id, "run_quotes", QUOTE_COLUMNS, "instrument_id")
-        frame = pd.DataFrame(rows, columns=list(QUOTE_COLUMNS))
-        frame["volume"] = frame["volume"].astype("Int64")
-        for col in ("ltp", "open", "high", "low", "prev_close", "bid", "ask"):
-            frame[col] = frame[col].astype("float64")
-        ist_column(frame, "ts")
-        ist_column(frame, "updated_at")
-        return frame
+        return quotes_frame(self._run_rows(run_id, "run_quotes", QUOTE_COLUMNS, "instrument_id"))
 
     def run_candles(
         self,
@@ -460,6 +422,83 @@ class RunsMixin(StoreLike):
         ist_column(frame, "start")
         return frame
 
+    def run_changes(self, run_id: str, since: int | None = None) -> RunChanges:
+        """Return the run and the rows of its live tables written since the mark ``since``.
+
+        ``since`` is the :attr:`RunChanges.mark` of an earlier call (None: every row). A row
+        counts as written since when the transaction that wrote it (its ``xmin``) was still
+        running or not yet begun at that earlier call: every such transaction has an id at or
+        above the oldest one running then (PostgreSQL's snapshot ``xmin``, the mark), whatever
+        the order transactions commit in, so no change is missed; a few rows may come twice.
+        All is read in one REPEATABLE READ snapshot, so the rows and the mark agree. When the
+        32-bit transaction counter has wrapped since the mark, every row is returned
+        (:attr:`RunChanges.full`).
+
+        For the tables kept in a collation's order (quotes, positions, orders) the ordered keys
+        of every row come with any change, so a merge can put rows in exactly the order of
+        :meth:`run_quotes`, :meth:`run_positions` and :meth:`run_orders`.
+
+        Raises
+        ------
+        DataError
+            Unknown run id.
+        """
+        run_query = sql.SQL("SELECT {} FROM runs WHERE run_id = %s").format(
+            identifiers(RUN_COLUMNS)
+        )
+        with self._shared() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute(run_query, (run_id,)).fetchone()
+            if row is None:
+                raise unknown_run(conn, run_id)
+            mark, top = conn.execute(
+                "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint"
+                " FROM pg_current_snapshot() AS s"
+            ).fetchone()
+            full = since is None or since >> 32 != top >> 32
+
+            def rows(table: str, columns: Sequence[str], order_by: str) -> list[tuple]:
+                query = sql.SQL("SELECT {} FROM {} WHERE run_id = %s{} ORDER BY {}").format(
+                    identifiers(columns),
+                    sql.Identifier(table),
+                    sql.SQL("" if full else " AND xmin::text::bigint >= %s"),
+                    sql.SQL(order_by),
+                )
+                values = (run_id,) if full else (run_id, since & 0xFFFFFFFF)
+                return conn.execute(query, values).fetchall()
+
+            def keys(table: str, columns: Sequence[str], order_by: str) -> list[tuple]:
+                query = sql.SQL("SELECT {} FROM {} WHERE run_id = %s ORDER BY {}").format(
+                    identifiers(columns), sql.Identifier(table), sql.SQL(order_by)
+                )
+                return conn.execute(query, (run_id,)).fetchall()
+
+            quotes = rows("run_quotes", QUOTE_COLUMNS, "instrument_id")
+            positions = rows("run_positions", POSITION_COLUMNS, _POSITIONS_BY)
+            orders = rows("run_orders", _ORDER_ROW, _ORDERS_BY)
+            fills = rows("run_fills", ("id", *FILL_COLUMNS), "id")
+            risk_events = rows("risk_events", ("id", *RISK_EVENT_COLUMNS), "ts, id")
+            position_key = POSITION_COLUMNS[:4]
+            changes = RunChanges(
+                run=dict(zip(RUN_COLUMNS, row, strict=True)),
+                mark=int(mark),
+                full=full,
+                quotes=quotes,
+                quote_keys=[r[0] for r in quotes] if full or not quotes else
+                [k for (k,) in keys("run_quotes", ("instrument_id",), "instrument_id")],
+                positions=positions,
+                position_keys=[r[:4] for r in positions] if full or not positions else
+                keys("run_positions", position_key, _POSITIONS_BY),
+                orders=orders,
+                order_keys=[r[0] for r in orders] if full or not orders else
+                [k for (k,) in keys("run_orders", ("client_id",), _ORDERS_BY)],
+                fills=fills,
+                risk_events=risk_events,
+            )  # fmt: skip
+        for col in _RUN_TIMES:
+            changes.run[col] = to_ist(changes.run[col])  # type: ignore[arg-type]
+        return changes
+
     def _run_rows(
         self, run_id: str, table: str, columns: Sequence[str], order_by: str
     ) -> list[tuple]:
@@ -478,6 +517,95 @@ class RunsMixin(StoreLike):
 
 # Client ids "<run>-<n>" sort by n when shorter ids come first.
 _ORDERS_BY = "created_at NULLS LAST, length(client_id), client_id"
+_POSITIONS_BY = "account, strategy, instrument_id, product"
+_ORDER_ROW = (*ORDER_COLUMNS, "updated_at")
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    """What :meth:`RunsMixin.run_changes` read: the run and its rows written since a mark.
+
+    Row tuples have the columns of the full readers (``run_orders``: :data:`ORDER_COLUMNS` and
+    ``updated_at``); fills and risk events carry their table ``id`` first, the order the full
+    readers sort by. ``*_keys`` are the keys of every row of that table in the full reader's
+    order, given when the table had any change (else empty: nothing changed).
+    """
+
+    run: dict[str, object]
+    #: Pass as ``since`` to the next call.
+    mark: int
+    #: True when the rows are every row of the run (no ``since``, or the counter wrapped).
+    full: bool
+    quotes: list[tuple]
+    quote_keys: list[str]
+    positions: list[tuple]
+    #: (account, strategy, instrument_id, product) of every position.
+    position_keys: list[tuple]
+    orders: list[tuple]
+    order_keys: list[str]
+    fills: list[tuple]
+    risk_events: list[tuple]
+
+
+def orders_frame(rows: Sequence[tuple]) -> pd.DataFrame:
+    """The frame of :meth:`RunsMixin.run_orders` from its rows (columns ``_ORDER_ROW``)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(_ORDER_ROW))
+    for col in ("qty", "filled_qty"):
+        frame[col] = frame[col].astype("int64")
+    for col in ("limit_price", "trigger_price", "average_price"):
+        frame[col] = frame[col].astype("float64")
+    for col in ("created_at", "updated_at"):
+        ist_column(frame, col)
+    return frame
+
+
+def fills_frame(rows: Sequence[tuple]) -> pd.DataFrame:
+    """The frame of :meth:`RunsMixin.run_fills` from its rows (columns :data:`FILL_COLUMNS`)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(FILL_COLUMNS))
+    frame["qty"] = frame["qty"].astype("int64")
+    for col in ("price", "charges"):
+        frame[col] = frame[col].astype("float64")
+    ist_column(frame, "ts")
+    return frame
+
+
+def positions_frame(rows: Sequence[tuple]) -> pd.DataFrame:
+    """The frame of :meth:`RunsMixin.run_positions` from its rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(POSITION_COLUMNS))
+    frame["qty"] = frame["qty"].astype("int64")
+    for col in ("average_price", "realised_pnl", "charges"):
+        frame[col] = frame[col].astype("float64")
+    ist_column(frame, "updated_at")
+    return frame
+
+
+def risk_events_frame(rows: Sequence[tuple]) -> pd.DataFrame:
+    """The frame of :meth:`RunsMixin.run_risk_events` from its rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(RISK_EVENT_COLUMNS))
+    ist_column(frame, "ts")
+    ist_column(frame, "written_at")
+    return frame
+
+
+def quotes_frame(rows: Sequence[tuple]) -> pd.DataFrame:
+    """The frame of :meth:`RunsMixin.run_quotes` from its rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(QUOTE_COLUMNS))
+    frame["volume"] = frame["volume"].astype("Int64")
+    for col in ("ltp", "open", "high", "low", "prev_close", "bid", "ask"):
+        frame[col] = frame[col].astype("float64")
+    ist_column(frame, "ts")
+    ist_column(frame, "updated_at")
+    return frame
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -613,5 +741,6 @@ __all__ = [
     "RUN_COLUMNS",
     "RUN_MODES",
     "RUN_STATUSES",
+    "RunChanges",
     "RunsMixin",
 ]

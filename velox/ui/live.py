@@ -6,10 +6,12 @@ that reads a run's live state. A background thread LISTENs on ``velox_runs`` and
 ``velox_commands`` (a run's recorder notifies after every batch it writes, a command after it
 is issued or answered) and, for each run someone watches, re-reads its quotes, positions,
 orders, fills, risk events, venue and the candles of the instruments on screen into an
-immutable :class:`RunSnapshot` with a new version number. Components compare versions on
-their own (cheap, store-free) timer and redraw only what changed, so the store sees one read
-per batch per run whatever the number of viewers, and a tick reaches every screen within one
-recorder flush + one component timer.
+immutable :class:`RunSnapshot` with a new version number. Each read fetches only the rows
+written since the previous one (:meth:`velox.store.Store.run_changes`) and merges them; a table
+that did not change keeps its frame object, so a component can skip it by identity.
+Components compare versions on their own (cheap, store-free) timer and redraw only what
+changed, so the store sees one read per batch per run whatever the number of viewers, and a
+tick reaches every screen within one recorder flush + one component timer.
 
 Notifications are hints (a lost one is made up by a re-read every :data:`FLOOR_S` seconds).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from velox.store import Store
+    from velox.store.runs import RunChanges
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,19 @@ class RunSnapshot:
     #: instrument_id -> its newest candles (the forming one last) for each watched chart.
     candles: dict[str, pd.DataFrame] = field(default_factory=dict)
     read_at: float = 0.0
+    #: Frames derived from this snapshot (the watchlist's rows, say), computed by the first
+    #: session that needs one and shared by every other: :meth:`derived_frame`.
+    derived: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+
+    def derived_frame(
+        self, name: str, build: Callable[[RunSnapshot], pd.DataFrame]
+    ) -> pd.DataFrame:
+        """Return ``build(self)``, computed once per snapshot for all sessions (do not modify
+        it). Two sessions racing may both build it; either result is the same."""
+        frame = self.derived.get(name)
+        if frame is None:
+            frame = self.derived[name] = build(self)
+        return frame
 
     @property
     def killed(self) -> bool:
@@ -60,6 +77,65 @@ class RunSnapshot:
             return False
         switch = events[events["kind"].isin(["kill", "reset"])]
         return bool(len(switch)) and switch["kind"].iloc[-1] == "kill"
+
+
+@dataclass
+class _Rows:
+    """A watched run's rows as merged so far, keyed as the tables are, and the frames built
+    from them (kept, and handed to the next snapshot as the same objects, while unchanged)."""
+
+    mark: int
+    quotes: dict[str, tuple]
+    positions: dict[tuple, tuple]
+    orders: dict[str, tuple]
+    fills: dict[int, tuple]
+    risk_events: dict[int, tuple]
+    frames: dict[str, pd.DataFrame]
+
+
+def _merge(rows: _Rows | None, changes: RunChanges) -> _Rows:
+    """Fold ``changes`` into ``rows`` (None, or a full read: start afresh); rebuild only the
+    frames of tables that changed, in exactly the order the store's full readers return."""
+    from velox.store.runs import (
+        fills_frame,
+        orders_frame,
+        positions_frame,
+        quotes_frame,
+        risk_events_frame,
+    )
+
+    if rows is None or changes.full:
+        rows = _Rows(0, {}, {}, {}, {}, {}, {})
+    frames = dict(rows.frames)
+    rows = _Rows(changes.mark, rows.quotes, rows.positions, rows.orders, rows.fills,
+                 rows.risk_events, frames)  # fmt: skip
+    keyed = (
+        ("quotes", rows.quotes, changes.quotes, changes.quote_keys, quotes_frame, 1),
+        ("positions", rows.positions, changes.positions, changes.position_keys,
+         positions_frame, 4),
+        ("orders", rows.orders, changes.orders, changes.order_keys, orders_frame, 1),
+    )  # fmt: skip
+    for name, known, changed, order, build, width in keyed:
+        if changed or name not in frames:
+            for row in changed:
+                known[row[0] if width == 1 else row[:width]] = row
+            if changed:  # the keys of every row, in the full reader's order
+                merged = {key: known[key] for key in order}
+                known.clear()
+                known.update(merged)
+            frames[name] = build(list(known.values()))
+    appended = (
+        ("fills", rows.fills, changes.fills, fills_frame, lambda r: r[0]),
+        ("risk_events", rows.risk_events, changes.risk_events, risk_events_frame,
+         lambda r: (r[1], r[0])),  # ts, id
+    )  # fmt: skip
+    for name, known, changed, build, order_key in appended:
+        if changed or name not in frames:
+            for row in changed:
+                known[row[0]] = row
+            ordered = sorted(known.values(), key=order_key)
+            frames[name] = build([row[1:] for row in ordered])
+    return rows
 
 
 @dataclass
@@ -84,6 +160,8 @@ class LiveRuns:
         self._lock = threading.Lock()
         self._watched: dict[str, _Watch] = {}
         self._snapshots: dict[str, RunSnapshot] = {}
+        self._rows: dict[str, _Rows] = {}  # merged rows of each watched run
+        self._read_lock = threading.Lock()
         self._dirty: set[str] = set()
         self._version = 0
         self._instruments: dict[str, dict[str, Any]] | None = None
@@ -198,6 +276,7 @@ class LiveRuns:
                 for run_id in [r for r, w in self._watched.items() if now - w.last_asked > IDLE_S]:
                     del self._watched[run_id]
                     self._snapshots.pop(run_id, None)
+                    self._rows.pop(run_id, None)
                 for watch in self._watched.values():
                     for iid in [i for i, t in watch.instruments.items() if now - t > IDLE_S]:
                         del watch.instruments[iid]
@@ -224,23 +303,32 @@ class LiveRuns:
         return 0.0 if snap is None else snap.read_at
 
     def _read(self, run_id: str) -> RunSnapshot:
+        """Read what changed in the run since its last read (everything the first time) and
+        publish the merged state as a new snapshot; unchanged tables keep their frames."""
         store = self.store
-        run = store.run(run_id)
-        with self._lock:
-            watch = self._watched.get(run_id)
-            wanted = list(watch.instruments) if watch is not None else []
-            previous = self._snapshots.get(run_id)
-        candles = {iid: store.run_candles(run_id, iid, limit=3) for iid in wanted}
+        with self._read_lock:  # one merge at a time: the reader thread and first snapshots
+            with self._lock:
+                watch = self._watched.get(run_id)
+                wanted = list(watch.instruments) if watch is not None else []
+                previous = self._snapshots.get(run_id)
+                rows = self._rows.get(run_id)
+            changes = store.run_changes(run_id, None if rows is None else rows.mark)
+            rows = _merge(rows, changes)
+            candles = {iid: store.run_candles(run_id, iid, limit=3) for iid in wanted}
+            venue = store.run_venue(run_id)
+            with self._lock:
+                if run_id in self._watched or previous is None:
+                    self._rows[run_id] = rows
         snap = RunSnapshot(
             run_id=run_id,
             version=0,
-            run=run,
-            quotes=store.run_quotes(run_id),
-            positions=store.run_positions(run_id),
-            orders=store.run_orders(run_id),
-            fills=store.run_fills(run_id),
-            risk_events=store.run_risk_events(run_id),
-            venue=store.run_venue(run_id),
+            run=changes.run,
+            quotes=rows.frames["quotes"],
+            positions=rows.frames["positions"],
+            orders=rows.frames["orders"],
+            fills=rows.frames["fills"],
+            risk_events=rows.frames["risk_events"],
+            venue=venue,
             candles=candles,
             read_at=time.monotonic(),
         )

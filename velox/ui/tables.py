@@ -9,7 +9,7 @@ import pandas as pd
 import panel as pn
 
 from velox.types import TERMINAL_STATUSES, OrderStatus
-from velox.ui.base import LiveView, money, table
+from velox.ui.base import LiveView, money, show, table
 
 if TYPE_CHECKING:
     from velox.ui.live import RunSnapshot
@@ -68,9 +68,8 @@ class PositionsTable(LiveView):
         self.total.object = ""
 
     def apply(self, snap: RunSnapshot) -> None:
-        frame = position_frame(snap.positions, snap.quotes)
-        if not frame.equals(self.table.value):
-            self.table.value = frame
+        frame = snap.derived_frame("positions", lambda s: position_frame(s.positions, s.quotes))
+        show(self.table, frame, ("instrument", "product"))
         self.net_pnl = float(frame["net_pnl"].sum()) if len(frame) else 0.0
         colour = "#16a34a" if self.net_pnl >= 0 else "#dc2626"
         open_qty = int((frame["qty"] != 0).sum()) if len(frame) else 0
@@ -111,6 +110,7 @@ class Blotter(LiveView):
         self.trades = table(pd.DataFrame(columns=TRADE_COLUMNS), height=240, name="trades")
         self.cancel = pn.widgets.Button(name="Cancel selected order", width=200)
         self.cancel.on_click(self.act(self._cancel))
+        self._shown: tuple[object, object] = (None, None)  # the frames last applied
         super().__init__(desk, **params)
 
     def _cancel(self) -> Any:
@@ -129,9 +129,19 @@ class Blotter(LiveView):
     def clear(self) -> None:
         self.orders.value = pd.DataFrame(columns=ORDER_COLUMNS)
         self.trades.value = pd.DataFrame(columns=TRADE_COLUMNS)
+        self._shown = (None, None)
 
     def apply(self, snap: RunSnapshot) -> None:
-        orders = order_frame(snap.orders)
+        # the live reader hands over the same frame while a table is unchanged: skip it
+        if snap.orders is not self._shown[0]:
+            self._show_orders(order_frame(snap.orders))
+        if snap.fills is not self._shown[1]:
+            trades = trade_frame(snap.fills)
+            if not trades.equals(self.trades.value):
+                self.trades.value = trades
+        self._shown = (snap.orders, snap.fills)
+
+    def _show_orders(self, orders: pd.DataFrame) -> None:
         if not orders.equals(self.orders.value):
             selected = None
             if self.orders.selection and self.orders.selection[0] < len(self.orders.value):
@@ -140,14 +150,13 @@ class Blotter(LiveView):
             if selected is not None:  # keep the selection on the same order as rows arrive
                 where = np.flatnonzero(orders["client_id"].to_numpy() == selected)
                 self.orders.selection = [int(where[0])] if len(where) else []
-        trades = trade_frame(snap.fills)
-        if not trades.equals(self.trades.value):
-            self.trades.value = trades
 
     def layout(self) -> Any:
         controls = [pn.Row(self.cancel, self.message)] if self.desk.may_trade else []
+        # dynamic: the trades table is sent to the browser when its tab is first shown, not
+        # with the page (one Tabulator fewer before the first paint)
         return pn.Column(
             pn.Tabs(("Orders", pn.Column(*controls, self.orders)), ("Trades", self.trades),
-                    dynamic=False),
+                    dynamic=True),
             sizing_mode="stretch_width",
         )  # fmt: skip

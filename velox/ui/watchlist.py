@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
 
-from velox.ui.base import LiveView, table
+from velox.ui.base import LiveView, show, table
 
 if TYPE_CHECKING:
     from velox.ui.live import RunSnapshot
@@ -68,24 +67,9 @@ class Watchlist(LiveView):
         self.table.value = pd.DataFrame(columns=COLUMNS)
 
     def apply(self, snap: RunSnapshot) -> None:
-        frame = watchlist_frame(snap.quotes)
-        current = self.table.value
-        if len(current) != len(frame) or not np.array_equal(
-            current["instrument"].to_numpy(), frame["instrument"].to_numpy()
-        ):
-            self.table.value = frame
-            if self.selected is None and len(frame):
-                self.selected = str(frame["instrument"].iloc[0])
-            return
-        patch: dict[str, list[tuple[int, Any]]] = {}
-        for col in COLUMNS[1:]:
-            new, old = frame[col].to_numpy(), current[col].to_numpy()
-            changed = np.flatnonzero(~((new == old) | (pd.isna(new) & pd.isna(old))))
-            if len(changed):
-                patch[col] = [(int(i), new[i].item() if hasattr(new[i], "item") else new[i])
-                              for i in changed]  # fmt: skip
-        if patch:
-            self.table.patch(patch, as_index=False)
+        frame = snap.derived_frame("watchlist", lambda s: watchlist_frame(s.quotes))
+        if show(self.table, frame, ("instrument",)) and self.selected is None and len(frame):
+            self.selected = str(frame["instrument"].iloc[0])
 
     def layout(self) -> Any:
         return pn.Column("### Watchlist", self.table, sizing_mode="stretch_width")

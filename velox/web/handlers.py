@@ -89,9 +89,6 @@ class Base(RequestHandler):
     def token(self) -> str | None:
         return self.get_cookie(SESSION_COOKIE)
 
-    def session(self) -> Session:
-        return live_session(self.app.users, self.token(), address=self.address)
-
     def write_json(self, status: int, body: Any) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")

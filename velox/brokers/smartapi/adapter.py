@@ -26,7 +26,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from velox.brokers.base import BrokerListener, Capabilities, Funds
+from velox.brokers.base import (
+    BrokerListener,
+    Capabilities,
+    ConnectionEvent,
+    ConnectionListener,
+    ConnectionState,
+    Funds,
+)
 from velox.brokers.smartapi import _sdk
 from velox.brokers.smartapi import mapping as m
 from velox.brokers.throttle import ThrottleSet
@@ -527,6 +534,7 @@ class _OrderUpdates:
         self._stop = threading.Event()
         self._ws: Any = None
         self.connected = threading.Event()
+        self._dropped = False  # closed while running: the next open is a reconnection
         self._thread = threading.Thread(target=self._run, name="velox-smartapi-orders",
                                         daemon=True)  # fmt: skip
 
@@ -549,18 +557,35 @@ class _OrderUpdates:
             ws.WEBSOCKET_URI = self.url
             ws.retry_connect = lambda: None  # reconnection is ours
             ws.on_message = self._on_message
-            ws.on_open = lambda _app: self.connected.set()
+            ws.on_open = self._opened
             self._ws = ws
             ws.connect()  # returns when the connection closes
             self.connected.clear()
             if self._stop.is_set() or broker._dead is not None:  # noqa: SLF001
                 return
+            if not self._dropped:
+                self._dropped = True
+                self._tell(ConnectionState.DISCONNECTED, "order-update websocket closed")
             self._stop.wait(delay)
             delay = min(delay * 2, 5.0)
             try:
                 broker.resync()
             except BrokerError as exc:
                 log.warning("SmartAPI order book resync after a reconnect failed: %s", exc)
+
+    def _opened(self, _app: object) -> None:
+        self.connected.set()
+        if self._dropped:
+            self._dropped = False
+            self._tell(ConnectionState.CONNECTED, "order-update websocket reopened")
+
+    def _tell(self, state: ConnectionState, detail: str) -> None:
+        """Report the order-update socket's state to a listener that hears connections."""
+        log.warning("SmartAPI %s", detail)
+        listener = self.broker._listener  # noqa: SLF001
+        if isinstance(listener, ConnectionListener):
+            listener.on_connection(ConnectionEvent("smartapi order updates", state,
+                                                   datetime.now(IST), detail))  # fmt: skip
 
     def _on_message(self, _app: object, message: str | bytes) -> None:
         if message in ("pong", b"pong", "", b""):  # heartbeat answers

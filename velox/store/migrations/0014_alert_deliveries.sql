@@ -19,6 +19,15 @@ CREATE TABLE alert_subscriptions (
     UNIQUE (username, channel, target)
 );
 
+-- Which alerts a worker has routed (decided their destinations), with how many it found: an
+-- alert no destination wants (below every threshold, no subscriber) is routed once with 0,
+-- so it is neither rescanned on every pass nor lost from view.
+CREATE TABLE alert_routing (
+    alert_id    bigint PRIMARY KEY REFERENCES alerts (id) ON DELETE CASCADE,
+    routed_at   timestamptz NOT NULL,
+    deliveries  integer NOT NULL
+);
+
 CREATE TABLE alert_deliveries (
     id              bigserial PRIMARY KEY,
     alert_id        bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
