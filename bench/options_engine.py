@@ -1,8 +1,8 @@
 """Benchmark the short straddle as an engine replay (baskets) against the research backtester.
 
 Data: the bundled real NIFTY index 1-minute bars (``data/bars/NIFTY_1m_2021_2022.csv.gz``),
-``--sessions`` sessions (default 60) from 2022-06-01; model prices at the 20-day realised
-volatility before each day (no option prices exist for those days).
+``--sessions`` sessions (default 60) from ``--start`` (default 2022-06-01); model prices at
+the 20-day realised volatility before each day (no option prices exist for those days).
 
 Strategy: ``strategies/short_straddle.py``: sell the ATM weekly straddle (1 lot) at 09:20 IST
 as one basket, combined stop-loss ₹3,000, buy back at 15:15.
@@ -41,12 +41,15 @@ FIRST, STOP, FREEZE = "2022-06-01", 3_000.0, 1_800
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=60)
+    parser.add_argument("--start", default=FIRST, help="first session (the data end 2022-09-30)")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     logging.getLogger("velox").setLevel(logging.ERROR)  # the unverified-lot warning, once a day
 
     nifty = pd.read_csv(BARS, index_col=0, parse_dates=True)
-    days = sorted({d for d in nifty.index.date if d >= pd.Timestamp(FIRST).date()})
+    days = sorted({d for d in nifty.index.date if d >= pd.Timestamp(args.start).date()})
+    if len(days) < args.sessions:
+        parser.error(f"only {len(days)} sessions from {args.start}: pass an earlier --start")
     start, end = days[0], days[args.sessions - 1]
     week = nifty[(nifty.index.date >= start) & (nifty.index.date <= end)]
     straddle_cls = load_strategy(str(ROOT / "strategies/short_straddle.py"))
