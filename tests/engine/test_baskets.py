@@ -14,13 +14,13 @@ import pytest
 
 from velox.brokers.sim import SimBroker
 from velox.engine import Engine
-from velox.errors import RiskBreach
+from velox.errors import RiskBreach, UnknownInstrument, ValidationError
 from velox.feeds import BarReplay
 from velox.fno import backtest_basket, option_feed, option_instrument_id, straddle
 from velox.modes import replay
 from velox.oms import MemoryAuditLog
 from velox.risk import RiskEngine, RiskLimits
-from velox.strategy import BasketLeg, Context, Strategy, load_strategy
+from velox.strategy import BasketLeg, Context, Product, Strategy, load_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
 ShortStraddle = load_strategy(str(ROOT / "strategies/short_straddle.py"))
@@ -228,3 +228,44 @@ def test_the_tick_loop_paper_runs_trades_the_basket_the_same(nifty, feed):
     assert len(by_bars.fill_list) == 2 * 2 * 2 * 2
     assert _fills(by_ticks).equals(_fills(by_bars))
     assert by_ticks.equity_values[-1] == by_bars.equity_values[-1]
+
+
+class _Malformed(Strategy):
+    """At 09:20: a basket with a leg of 70 units (not whole lots of 50), then a contract outside
+    the feed, then one good order."""
+
+    instruments = ("NSE:NIFTY",)
+    timeframe = "1m"
+    product = Product.NRML
+
+    def on_start(self, ctx: Context) -> None:
+        self.errors: list[Exception] = []
+        self.done = False
+
+    def on_bar(self, ctx: Context, bar) -> None:  # noqa: ANN001
+        if self.done or (bar.ts + pd.Timedelta(minutes=1)).time() < pd.Timestamp("09:20").time():
+            return
+        self.done = True
+        ce = ctx.option("NIFTY", "CE", spot=bar.close)
+        pe = ctx.option("NIFTY", "PE", spot=bar.close)
+        for attempt in (
+            lambda: ctx.basket([BasketLeg(ce, "SELL", 50), BasketLeg(pe, "SELL", 70)]),
+            lambda: ctx.basket([BasketLeg(ce, "SHORT", 50)]),
+            lambda: ctx.option("NIFTY", "CE", spot=bar.close, offset=40),
+        ):
+            try:
+                attempt()
+            except Exception as exc:  # noqa: BLE001 - the test keeps what each raised
+                self.errors.append(exc)
+        self.good = ctx.sell(50, ce)
+
+
+def test_a_malformed_basket_is_refused_whole_with_a_one_line_error(nifty, feed):
+    strategy = _Malformed()
+    result = _one_day(nifty, feed, strategy)
+    lot, side, far = strategy.errors
+    assert isinstance(lot, ValidationError) and "70" in str(lot) and "lot" in str(lot)
+    assert isinstance(side, ValidationError) and "SHORT" in str(side)
+    assert isinstance(far, UnknownInstrument) and "NFO:NIFTY22616" in str(far)
+    assert strategy.good == "R1-1"  # the refused baskets took no client id
+    assert list(result.orders["client_id"]) == ["R1-1"]
