@@ -240,6 +240,57 @@ def test_recorded_orders_fills_positions_and_risk_events_read_back_equal(store: 
     assert risk["ts"].iloc[0] == pd.Timestamp(T0)
 
 
+def test_orders_with_engine_times_store_updated_at_to_the_microsecond(store: Store) -> None:
+    # The engine hands over epoch ns (the recorder's bulk path); other batches mix in a
+    # datetime, no time (written when stored) and a non-Order, which alone is refused.
+    run_id = paper_run(store)
+    states = orders()
+    updated = {}  # client_id -> the instant expected in updated_at, worked by hand
+    with RunRecorder(store, run_id, flush_interval=60) as recorder:
+        recorder.order(states[0], T0_NS + 1_234_567_891)  # 1.234567891 s after 09:15 IST
+        recorder.order(states[1], T0_NS + 2_000_000_999)
+        recorder.order(states[2], T0_NS + 999)  # less than a microsecond: 09:15:00.000000
+        recorder.flush()
+        updated["P1-1"] = T0 + timedelta(seconds=2)
+        updated["P1-2"] = T0
+        recorder.order(states[3], T0_NS + 5_000_001_500)  # P1-1 again: the upsert path
+        recorder.order(states[4], T0 + timedelta(seconds=7, microseconds=3))
+        recorder.order("P1-99")  # type: ignore[arg-type]
+        before = datetime.now(UTC)
+        recorder.order(states[5])  # P1-2, no time: when it is written
+        with pytest.raises(StoreError, match="1 recorded values were invalid.*got str"):
+            recorder.close()
+    after = datetime.now(UTC)
+    updated["P1-1"] = T0 + timedelta(seconds=5, microseconds=1)
+    updated["P1-10"] = T0 + timedelta(seconds=7, microseconds=3)
+    with store.connect() as conn:
+        rows = dict(conn.execute(
+            "SELECT client_id, updated_at FROM run_orders WHERE run_id = %s", (run_id,)
+        ).fetchall())  # fmt: skip
+    assert before - timedelta(microseconds=1) <= rows.pop("P1-2") <= after
+    assert rows == {k: v for k, v in updated.items() if k != "P1-2"}
+    latest = {order.client_id: order for order in states}
+    assert store.orders_of_run(run_id) == [latest["P1-1"], latest["P1-2"], latest["P1-10"]]
+
+
+def test_int_prices_and_charges_are_stored_as_floats(store: Store) -> None:
+    run_id = paper_run(store)
+    order = Order("P1-1", "NSE:SBIN", Side.BUY, 10, OrderType.LIMIT, limit_price=770,
+                  created_at=T0)  # fmt: skip
+    fill = Fill("T1", "P1-1", "NSE:SBIN", Side.BUY, 10, 770, T0, charges=2)
+    with RunRecorder(store, run_id) as recorder:
+        recorder.order(order, T0_NS)
+        recorder.fill(fill)
+    with store.connect() as conn:
+        assert conn.execute(
+            "SELECT limit_price, average_price FROM run_orders WHERE run_id = %s", (run_id,)
+        ).fetchone() == (770.0, 0.0)
+        assert conn.execute(
+            "SELECT price, charges, pg_typeof(charges)::text FROM run_fills WHERE run_id = %s",
+            (run_id,),
+        ).fetchone() == (770.0, 2.0, "double precision")
+
+
 def test_equity_round_trips_bit_exact_across_copy_pieces(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

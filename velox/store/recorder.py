@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,8 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Binary COPY types of an order row. ``updated_at`` (a timestamptz column) is sent with the
+#: ``timestamp`` dumper as a naive UTC datetime: both types travel as the same int64 of
+#: microseconds since 2000-01-01 UTC, and numpy makes naive datetimes in C (aware ones would
+#: need Python per order).
 _ORDER_TYPES = ["text"] * 4 + ["int8"] + ["text"] * 3 + ["float8"] * 2 + ["text"] * 4
-_ORDER_TYPES += ["int8", "float8", "text", "timestamptz", "timestamptz"]  # ... updated_at
+_ORDER_TYPES += ["int8", "float8", "text", "timestamptz", "timestamp"]  # ... updated_at
 _FILL_TYPES = ["text"] * 5 + ["int8", "float8", "timestamptz", "text", "text", "float8", "text"]
 _POSITION_TYPES = ["text"] * 5 + ["int8"] + ["float8"] * 3 + ["timestamptz"]
 _QUOTE_COLUMNS = ("run_id", "instrument_id", "ts", "ltp", "volume", "open", "high", "low",
@@ -454,18 +459,8 @@ class RunRecorder:
         beat, self._heartbeat = self._heartbeat, None
         if beat is not None:
             batch.heartbeat = max(beat, batch.heartbeat or beat)
-        written_at = datetime.now(UTC)
-        latest: dict[object, tuple] = {}  # an order's last state only (~4 states per order)
-        for order, ts in orders:
-            latest[order.client_id if isinstance(order, Order) else id(order)] = (order, ts)
-        for order, ts in latest.values():
-            row = self._checked("order", _order_row, self.run_id, order, ts, written_at)
-            if row is not None:
-                batch.orders[row[1]] = row
-        for fill in fills:
-            row = self._checked("fill", _fill_row, self.run_id, fill)
-            if row is not None:
-                batch.fills.append(row)
+        self._take_orders(batch, orders)
+        self._take_fills(batch, fills)
         last_positions = {item[:4]: item for item in positions}  # (account, strategy, id, product)
         for item in last_positions.values():
             row = self._checked("position", _position_row, self.run_id, *item)
@@ -486,6 +481,50 @@ class RunRecorder:
             batch.equity_values.append(values)
             start = at - base
         self._take_equity(batch, singles[start:])
+
+    def _take_orders(
+        self, batch: _Batch, orders: list[tuple[Order, datetime | int | None]]
+    ) -> None:
+        """Convert each order's last state in ``orders`` (~4 states per order) to its row.
+
+        This runs on the writer thread while the engine's thread waits for the GIL, so the
+        common batch (every item an ``Order`` with an engine time in epoch ns) is converted
+        without Python code per order: the last state of each order is picked by a ``dict``
+        built from ``zip``, the fields read by one ``attrgetter``, the times converted by
+        numpy. Anything else is checked one by one, so a bad record is rejected alone.
+        """
+        if not orders:
+            return
+        written_at = _naive_utc(datetime.now(UTC))
+        objects = list(map(_FIRST, orders))
+        if set(map(type, objects)) == {Order}:
+            latest = dict(zip(map(_CLIENT_ID, objects), orders, strict=True))
+            stamps = list(map(_SECOND, latest.values()))
+            if set(map(type, stamps)) == {int}:
+                micros = np.fromiter(stamps, np.int64, len(stamps)) // 1000
+                updated = micros.astype("M8[us]").tolist()  # naive UTC datetimes, in C
+                fields = map(_ORDER_FIELDS, map(_FIRST, latest.values()))
+                run_id = self.run_id
+                rows = [(run_id, *f, u) for f, u in zip(fields, updated, strict=True)]
+                batch.orders.update(zip(latest, rows, strict=True))
+                return
+            orders = list(latest.values())
+        for order, ts in orders:
+            row = self._checked("order", _order_row, self.run_id, order, ts, written_at)
+            if row is not None:
+                batch.orders[row[1]] = row
+
+    def _take_fills(self, batch: _Batch, fills: list[Fill]) -> None:
+        """Convert fills to rows: every item a ``Fill`` (checked when it was made) by one
+        ``attrgetter`` each, anything else checked one by one (see :meth:`_take_orders`)."""
+        if set(map(type, fills)) <= {Fill}:
+            run_id = self.run_id
+            batch.fills += [(run_id, *f) for f in map(_FILL_FIELDS, fills)]
+            return
+        for fill in fills:
+            row = self._checked("fill", _fill_row, self.run_id, fill)
+            if row is not None:
+                batch.fills.append(row)
 
     def _take_market(self, batch: _Batch) -> None:
         """The quotes and candles that changed since the last batch (latest state wins)."""
@@ -623,25 +662,36 @@ def _take(buffer: list) -> list:
 def _order_row(run_id: str, order: Order, ts: datetime | int | None, written_at: datetime) -> tuple:
     if not isinstance(order, Order):
         raise ValidationError(f"expected a velox.types.Order, got {type(order).__name__}")
-    updated = written_at if ts is None else aware("order ts", ts)
-    return (
-        run_id, order.client_id, order.instrument_id, order.side._value_, order.qty,
-        order.order_type._value_, order.product._value_, order.validity._value_,
-        _price(order.limit_price), _price(order.trigger_price), order.tag, order.strategy,
-        order.status._value_, order.broker_order_id, order.filled_qty,
-        float(order.average_price), order.status_message,
-        order.created_at, updated,
-    )  # fmt: skip
+    updated = written_at if ts is None else _naive_utc(aware("order ts", ts))
+    return (run_id, *_ORDER_FIELDS(order), updated)
 
 
 def _fill_row(run_id: str, fill: Fill) -> tuple:
     if not isinstance(fill, Fill):
         raise ValidationError(f"expected a velox.types.Fill, got {type(fill).__name__}")
-    return (
-        run_id, fill.fill_id, fill.client_id, fill.instrument_id, fill.side._value_, fill.qty,
-        float(fill.price), fill.ts, fill.product._value_, fill.broker_order_id,
-        float(fill.charges), fill.strategy,
-    )  # fmt: skip
+    return (run_id, *_FILL_FIELDS(fill))
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """The UTC wall time of an aware datetime: what ``updated_at`` is written as (see
+    :data:`_ORDER_TYPES`)."""
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+_FIRST, _SECOND, _CLIENT_ID = itemgetter(0), itemgetter(1), attrgetter("client_id")
+#: An order's columns of ``run_orders`` after run_id (:data:`ORDER_COLUMNS`), enums as values;
+#: one C call per order instead of a Python function.
+_ORDER_FIELDS = attrgetter(
+    "client_id", "instrument_id", "side._value_", "qty", "order_type._value_",
+    "product._value_", "validity._value_", "limit_price", "trigger_price", "tag", "strategy",
+    "status._value_", "broker_order_id", "filled_qty", "average_price", "status_message",
+    "created_at",
+)  # fmt: skip
+#: A fill's columns of ``run_fills`` after run_id (:data:`FILL_COLUMNS`).
+_FILL_FIELDS = attrgetter(
+    "fill_id", "client_id", "instrument_id", "side._value_", "qty", "price", "ts",
+    "product._value_", "broker_order_id", "charges", "strategy",
+)  # fmt: skip
 
 
 def _position_row(
