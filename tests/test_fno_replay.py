@@ -116,3 +116,13 @@ def test_bad_input_is_a_one_line_error(nifty):
         option_feed(nifty.tz_localize(None), sigma=SIGMA, freeze_qty=1_800)
     with pytest.raises(ValidationError, match="strikes"):
         option_feed(nifty, strikes=-1, sigma=SIGMA, freeze_qty=1_800)
+
+
+def test_docstring_examples_run(monkeypatch):
+    import doctest
+
+    import velox.fno.replay
+
+    monkeypatch.chdir(ROOT)  # the example reads data/bars/
+    result = doctest.testmod(velox.fno.replay, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

@@ -149,7 +149,7 @@ def option_feed(
     >>> feed = option_feed(nifty, start="2022-06-13", end="2022-06-13", strikes=2,
     ...                    sigma=0.15, freeze_qty=1_800)
     >>> feed.price_source, sorted(feed.instruments)[0]
-    ('model', 'NFO:NIFTY2261615500CE')
+    ('model', 'NFO:NIFTY2261615550CE')
     """
     import pandas as pd
 
