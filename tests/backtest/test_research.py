@@ -122,6 +122,23 @@ def _example_bars(cls: type[Strategy]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _option_inputs(cls: type[Strategy], bars: dict[str, pd.DataFrame]) -> dict:
+    """Replay inputs of an event-driven example: its bars, and for a strategy on an index (an
+    index takes no orders, so it trades the index's options) one week of its option contracts
+    from ``velox.fno.option_feed`` (model-priced bars and instrument rows)."""
+    from velox.fno import option_feed
+    from velox.options import UNDERLYINGS
+
+    (iid,) = bars if len(bars) == 1 else (None,)
+    if iid is None or iid.split(":")[1] not in UNDERLYINGS:
+        return {"bars": bars}
+    index = bars[iid].loc["2022-06-13":"2022-06-17"]
+    feed = option_feed(index, start="2022-06-13", end="2022-06-17", strikes=3, sigma=0.15,
+                       freeze_qty=1_800)  # fmt: skip
+    return {"bars": {(iid, cls.timeframe): index, **feed.bars}, "instrument_master": feed.lookup(),
+            "initial_cash": 5_000_000}  # fmt: skip
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_strategy_matches_the_engine_and_is_causal(path: Path) -> None:
     """Every file in strategies/ (a new example is covered by being there), on its own
@@ -142,7 +159,8 @@ def test_every_example_strategy_matches_the_engine_and_is_causal(path: Path) -> 
     else:
         with pytest.raises(ConfigError, match="has no signals"):
             velox.research(str(path), bars)
-        assert len(velox.replay(str(path), bars=bars).fill_list) > 4
+        replay_inputs = _option_inputs(cls, bars)
+        assert len(velox.replay(str(path), **replay_inputs).fill_list) > 4
         assert velox.check_lookahead(str(path), bars) == []
     assert {p.stem for p in EXAMPLES} >= {"sma_cross", "rsi_reversion", "supertrend",
                                           "orb_intraday", "momentum_rotation"}  # fmt: skip
