@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -102,6 +103,21 @@ def _check_readable(path: Path) -> None:
         raise DataError(f"{path}: is empty")
 
 
+@contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Turn what reading a bar file can raise into one ``DataError`` naming the file (a
+    ``DataError`` of the body passes through unchanged)."""
+    try:
+        yield
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: has no header line (empty after decompression)") from None
+    except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a bar file: {reason}") from None
+
+
 def read_bar_file(path: Path | str) -> pd.DataFrame:
     """Return the raw table in a CSV, gzip-compressed CSV or Parquet file (no validation).
 
@@ -114,7 +130,7 @@ def read_bar_file(path: Path | str) -> pd.DataFrame:
     """
     path = Path(path)
     _check_readable(path)
-    try:
+    with _read_errors(path):
         if path.name.lower().endswith(_PARQUET_SUFFIXES):
             table = pd.read_parquet(path)
             names = {str(c).strip().lower() for c in table.columns}
@@ -134,13 +150,6 @@ def read_bar_file(path: Path | str) -> pd.DataFrame:
             for chunk in reader:
                 _check_utf8(path, chunk)
                 chunks.append(chunk)
-    except DataError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: has no header line (empty after decompression)") from None
-    except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: cannot be read as a bar file: {reason}") from None
     return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
 
@@ -423,7 +432,7 @@ def read_csv_bars(
     parts: list[pd.DataFrame] = []
     lines: list[np.ndarray] = []
     warnings: list[str] = []
-    try:
+    with _read_errors(path):
         _check_first_line(path)
         reader = pd.read_csv(
             path, dtype=str, keep_default_na=False, encoding_errors="replace",
@@ -441,13 +450,6 @@ def read_csv_bars(
                     warnings.extend(chunk_warnings)
                 parts.append(bars)
                 lines.append(np.arange(first, first + len(bars)))
-    except DataError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: has no header line (empty after decompression)") from None
-    except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: cannot be read as a bar file: {reason}") from None
     if not parts:
         raise DataError(f"{path}: no rows")
     bars = pd.concat(parts) if len(parts) > 1 else parts[0]
