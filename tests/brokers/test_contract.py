@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -52,9 +51,7 @@ def harness(request, tmp_path: Path) -> Iterator[VenueHarness]:  # noqa: ANN001
     server = SimServer(sim, None, tmp_path / "sim.sock", speed=1.0)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "sim.sock").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert server.ready.wait(10), "the simulator server did not start"
     connections: list[PaperConnection] = []
 
     kind = PaperBroker if request.param == "paper" else PaperVenue

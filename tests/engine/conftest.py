@@ -161,8 +161,7 @@ def serve_simulator(
         replay = BarReplay({("NSE:RELIANCE", "5m"): reliance_in_store})
         server = SimServer(sim, replay, socket, speed=speed, linger=5)
         threading.Thread(target=server.serve, daemon=True).start()
-        while not socket.exists():
-            time.sleep(0.01)
+        assert server.ready.wait(10), "the simulator server did not start"
         return sim, socket
 
     return serve

@@ -9,7 +9,6 @@ and times, and the server's account equals the engine's book.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,10 +61,7 @@ def test_dry_run_venue_fills_like_the_in_process_simulator(
     server = SimServer(server_sim, None, tmp_path / "dry.sock", speed=1.0)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "dry.sock").exists():
-        assert time.monotonic() < deadline, "the simulator server did not start"
-        time.sleep(0.01)
+    assert server.ready.wait(10), "the simulator server did not start"
     link = PaperConnection(tmp_path / "dry.sock")
     venue = PaperVenue(link)
     assert simulated_venue(venue) is venue  # the engine hands it ticks and its clock

@@ -126,6 +126,9 @@ class SimServer:
         self._ended = False
         self._served_after_end = False
         self._stopping = threading.Event()
+        # set once the socket listens: its file exists from bind(), a moment earlier, when a
+        # connect is still refused
+        self.ready = threading.Event()
         broker.set_listener(self)
 
     # listener: forward postbacks to the connected engine
@@ -164,6 +167,7 @@ class SimServer:
             raise
         bound = self.socket_path.lstat().st_ino
         listener.listen(4)
+        self.ready.set()
         listener.setblocking(False)
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ, "accept")
