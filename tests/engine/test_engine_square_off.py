@@ -117,3 +117,89 @@ def test_with_the_broker_due_at_the_same_time_one_square_off_closes_the_position
     assert len(sells) == 1 and sells[0].created_at.astimezone(IST).time() == time(18, 45)
     assert sum(p.qty for p in sim.positions()) == 0
     assert [o.status.value for o in engine.oms.orders.values()].count("REJECTED") == 0
+
+
+class BuyMISLate(Strategy):
+    """Buys 10 MIS at the first close at or after 15:00 IST: past the engine's square-off."""
+
+    instruments = (IID,)
+    timeframe = "1m"
+    product = "MIS"
+
+    def on_start(self, ctx: Context) -> None:
+        self.bought = False
+
+    def on_bar(self, ctx: Context, bar: Bar) -> None:
+        if not self.bought and bar.ts.astimezone(IST).time() >= time(15, 0):
+            self.bought = True
+            ctx.buy(10)
+
+
+class HoldCNC(BuyAndHoldMIS):
+    product = "CNC"
+
+
+def test_an_mis_order_sent_after_the_square_off_is_squared_off_at_once(
+    nifty_1m: pd.DataFrame,
+    lookup,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
+    """The session's first MIS order arms the square-off; one sent after its time (14:50) is
+    closed by the engine at the next tick, not left to the broker's 15:20 or carried over."""
+    monkeypatch.setenv("VELOX_MIS_SQUARE_OFF", "14:50")
+    reset_settings()
+    try:
+        sim = SimBroker(
+            lookup, initial_cash=10_000_000, config=SimConfig(square_off_time=time(15, 20))
+        )
+        engine = Engine(
+            [BuyMISLate()], broker=sim, feed=BarReplay({(IID, "1m"): nifty_1m.loc["2022-03-15"]}),
+            instruments=lookup, initial_cash=10_000_000,
+        )  # fmt: skip
+        engine.run()
+    finally:
+        reset_settings()
+    (buy,) = [o for o in sim.orders() if o.side.value == "BUY"]
+    (sell,) = [o for o in sim.orders() if o.side.value == "SELL"]
+    assert sell.client_id.startswith("R1-") and sell.qty == 10  # the engine's, not the broker's
+    placed = sell.created_at.astimezone(IST).time()
+    assert time(15, 0) <= placed < time(15, 20)
+    assert sell.created_at >= buy.created_at
+    assert sum(p.qty for p in sim.positions()) == 0
+
+
+@pytest.mark.parametrize(("strategy", "runs"), [(BuyAndHoldMIS, 3), (HoldCNC, 0)])
+def test_the_square_off_runs_only_on_sessions_with_mis(
+    nifty_1m: pd.DataFrame,
+    lookup,
+    monkeypatch: pytest.MonkeyPatch,
+    strategy,
+    runs: int,  # noqa: ANN001
+) -> None:
+    """Three sessions: an MIS holder is squared off on each; a CNC holder never arms the timer
+    (so a replay without MIS keeps its fast-loop stretches whole)."""
+    calls: list[int] = []
+    real = Engine._square_off_mis
+
+    def spy(self: Engine) -> None:
+        calls.append(self._now_ns)
+        real(self)
+
+    monkeypatch.setattr(Engine, "_square_off_mis", spy)
+
+    class EachDay(strategy):  # buys again each session
+        def on_bar(self, ctx: Context, bar: Bar) -> None:
+            day = bar.ts.astimezone(IST).date()
+            if getattr(self, "day", None) != day:
+                self.day = day
+                ctx.buy(10)
+
+    bars = nifty_1m.loc["2022-03-14":"2022-03-16"]
+    sim = SimBroker(lookup, initial_cash=10_000_000)
+    engine = Engine(
+        [EachDay()], broker=sim, feed=BarReplay({(IID, "1m"): bars}), instruments=lookup,
+        initial_cash=10_000_000,
+    )  # fmt: skip
+    engine.run()
+    assert engine.errors == {}
+    assert len(calls) == runs

@@ -392,6 +392,9 @@ class Engine:
         self.mis_square_off = mis_square_off
         self._mis_cut_ns = _NEVER  # this session's square-off (set by _new_day)
         self._mis_done = True  # squared off this session already (or no session yet)
+        # the square-off timer runs only on a session with an MIS order or position (armed by
+        # the first MIS order sent): days without MIS keep the fast loop's stretches whole
+        self._mis_armed = False
         self._disconnected: set[str] = set()  # market-data sources that reported a disconnect
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -610,6 +613,8 @@ class Engine:
         iid = order.instrument_id
         self._catch_up(iid)
         order = oms.submit(cid, now)
+        if order.product is Product.MIS and not self._mis_armed:
+            self._arm_mis()
         self.risk.record_sent(order, now)
         self._watch.add(iid)
         reason = None
@@ -984,8 +989,19 @@ class Engine:
         self.risk.new_day(date(1970, 1, 1) + timedelta(days=day))
         midnight = np.array([day * _DAY_NS - IST_OFFSET_NS], dtype=np.int64)
         self._mis_cut_ns = int(square_off_ns(midnight, self.mis_square_off)[0])
-        self._mis_done = False
-        self._next_timer = min(self._next_timer, self._mis_cut_ns)
+        self._mis_done = self._mis_armed = False
+        account = self.oms.account.positions
+        if any(o.product is Product.MIS for o in self.oms.open.values()) or any(
+            product is Product.MIS and pos.qty for (_, product), pos in account.items()
+        ):
+            self._arm_mis()
+
+    def _arm_mis(self) -> None:
+        """Arm this session's MIS square-off (an MIS order was sent or is carried over); an
+        order sent after the square-off time is squared off at the next timer."""
+        if not self._mis_done:
+            self._mis_armed = True
+            self._next_timer = min(self._next_timer, self._mis_cut_ns)
 
     def _square_off_mis(self) -> None:
         """Cancel MIS orders and close MIS positions at this session's square-off.
@@ -1368,7 +1384,7 @@ class Engine:
                 self._next_reconcile = ns + self.reconcile_every_ns
                 self.reconcile()
             self._next_timer = min(self._next_timer, self._next_reconcile)
-        if not self._mis_done:
+        if self._mis_armed and not self._mis_done:
             if ns >= self._mis_cut_ns:
                 self._square_off_mis()
             else:
