@@ -119,15 +119,8 @@ def test_with_the_broker_due_at_the_same_time_one_square_off_closes_the_position
     assert [o.status.value for o in engine.oms.orders.values()].count("REJECTED") == 0
 
 
-class BuyMISLate(Strategy):
+class BuyMISLate(BuyAndHoldMIS):
     """Buys 10 MIS at the first close at or after 15:00 IST: past the engine's square-off."""
-
-    instruments = (IID,)
-    timeframe = "1m"
-    product = "MIS"
-
-    def on_start(self, ctx: Context) -> None:
-        self.bought = False
 
     def on_bar(self, ctx: Context, bar: Bar) -> None:
         if not self.bought and bar.ts.astimezone(IST).time() >= time(15, 0):
