@@ -990,11 +990,15 @@ class Engine:
         midnight = np.array([day * _DAY_NS - IST_OFFSET_NS], dtype=np.int64)
         self._mis_cut_ns = int(square_off_ns(midnight, self.mis_square_off)[0])
         self._mis_done = self._mis_armed = False
-        account = self.oms.account.positions
-        if any(o.product is Product.MIS for o in self.oms.open.values()) or any(
-            product is Product.MIS and pos.qty for (_, product), pos in account.items()
-        ):
+        if any(self._mis_exposure()):  # carried over from an earlier session
             self._arm_mis()
+
+    def _mis_exposure(self) -> tuple[list[Order], set[str]]:
+        """Return the working MIS orders and the instruments with an MIS position."""
+        open_mis = [o for o in self.oms.open.values() if o.product is Product.MIS]
+        held = {iid for (iid, product), pos in self.oms.account.positions.items()
+                if product is Product.MIS and pos.qty}  # fmt: skip
+        return open_mis, held
 
     def _arm_mis(self) -> None:
         """Arm this session's MIS square-off (an MIS order was sent or is carried over); an
@@ -1012,9 +1016,7 @@ class Engine:
         """
         self._mis_done = True
         self._drain()
-        open_mis = [o for o in self.oms.open.values() if o.product is Product.MIS]
-        held = {iid for (iid, product), pos in self.oms.account.positions.items()
-                if product is Product.MIS and pos.qty}  # fmt: skip
+        open_mis, held = self._mis_exposure()
         if not open_mis and not held:
             return
         for iid in sorted(held | {o.instrument_id for o in open_mis}):

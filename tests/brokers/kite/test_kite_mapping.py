@@ -23,7 +23,7 @@ MOCKS = KITE_MOCKS
 def mock(name: str) -> dict:
     path = MOCKS / name
     if not path.exists():
-        pytest.skip(f"{path} is missing")
+        pytest.fail(f"{path} is missing: the Kite SDK mocks are bundled in data/brokers")
     return json.loads(path.read_text())
 
 
