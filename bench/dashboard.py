@@ -43,6 +43,7 @@ CLIENTS = 50
 API_SECONDS = 10.0
 LOADS = 5
 SESSIONS = (1, 5, 10, 20)
+ANCHOR = True
 PASSWORD = "bench password 123"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -200,6 +201,27 @@ def document_build(store, repeats: int = 5) -> tuple[float, float, int, int]:
     return statistics.median(builds[1:]), statistics.median(dumps[1:]), models, size
 
 
+def anchor(store, run_id: str, results: dict[str, object]) -> None:
+    """The anchor's figures (see the module docstring) and the server's page build."""
+    from velox.ui.live import LiveRuns
+
+    reads, merged = [], []
+    live = LiveRuns(store)
+    live._read(run_id)
+    for _ in range(30):
+        t = time.perf_counter()
+        full_read(store, run_id)
+        reads.append(time.perf_counter() - t)
+        time.sleep(0.1)  # a recorder batch lands between two reads, as in the console
+        t = time.perf_counter()
+        live._read(run_id)  # Velox's: only the rows written since its last read
+        merged.append(time.perf_counter() - t)
+    results["read"] = statistics.median(reads)
+    results["merged"] = statistics.median(merged)
+    results["polling"] = [polling(store, run_id, n) for n in SESSIONS]
+    results["document"] = document_build(store)
+
+
 def login(page, url: str, username: str, code: str) -> None:
     page.goto(url + "/login")
     page.fill("input[name=username]", username)
@@ -218,7 +240,6 @@ def main() -> None:
     from velox.secrets import generate_key
     from velox.store import Store, embedded_url
     from velox.store.server import stop_embedded
-    from velox.ui.live import LiveRuns
 
     root = Path(tempfile.mkdtemp(prefix="vx-bench-dash-"))
     key = generate_key()
@@ -336,21 +357,8 @@ def main() -> None:
         # The anchor: the console a user would write on Panel alone, each session's periodic
         # callback reading the run's state from the store at the console's refresh rate
         # (PERIOD_MS), in one process; how often does each session actually get fresh state?
-        reads, merged = [], []
-        live = LiveRuns(store)
-        live._read(run_id)
-        for _ in range(30):
-            t = time.perf_counter()
-            full_read(store, run_id)
-            reads.append(time.perf_counter() - t)
-            time.sleep(0.1)  # a recorder batch lands between two reads, as in the console
-            t = time.perf_counter()
-            live._read(run_id)  # Velox's: only the rows written since its last read
-            merged.append(time.perf_counter() - t)
-        results["read"] = statistics.median(reads)
-        results["merged"] = statistics.median(merged)
-        results["polling"] = [polling(store, run_id, n) for n in SESSIONS]
-        results["document"] = document_build(store)
+        if ANCHOR:
+            anchor(store, run_id, results)
     finally:
         writer.close()
         server.terminate()
@@ -380,6 +388,8 @@ def main() -> None:
         f"per extra session: {per_cpu * 100:.2f} % of a core, {per_mem:.1f} MiB; one core "
         f"holds ≈ {int((1 - first[4]) / per_cpu) if per_cpu > 0 else 'n/a'} sessions"
     )
+    if "read" not in results:
+        return
     from velox.store.recorder import LIVE_FLUSH_S
     from velox.ui.base import PERIOD_MS
 
@@ -426,5 +436,22 @@ def main_document_only() -> None:
         stop_embedded(root / "store")
 
 
+def _options() -> None:
+    """``--sessions 1,5`` (the console counts measured), ``--loads N``, ``--no-anchor``: a
+    quicker run while working on one figure; the recorded figures use the defaults."""
+    import argparse
+
+    global SESSIONS, LOADS, ANCHOR
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--document", action="store_true", help="only the server's page build")
+    parser.add_argument("--sessions", default=",".join(map(str, SESSIONS)))
+    parser.add_argument("--loads", type=int, default=LOADS)
+    parser.add_argument("--no-anchor", action="store_true", help="skip the polling anchor")
+    args = parser.parse_args()
+    SESSIONS = tuple(int(x) for x in args.sessions.split(","))
+    LOADS, ANCHOR = args.loads, not args.no_anchor
+    main_document_only() if args.document else main()
+
+
 if __name__ == "__main__":
-    main_document_only() if "--document" in sys.argv[1:] else main()
+    _options()

@@ -111,12 +111,13 @@ def table(frame: Any, **options: Any) -> Any:
 
 
 def show(widget: Any, frame: Any, keys: tuple[str, ...]) -> bool:
-    """Show ``frame`` in the Tabulator ``widget``: patch only the cells that changed when the
-    rows are the same (same ``keys`` columns, in order), else replace the value. Returns True
-    when the value was replaced.
+    """Show ``frame`` in the Tabulator ``widget``: when the rows are the same (same ``keys``
+    columns, in order) patch each changed column from its first changed row to its last, else
+    replace the value. Returns True when the value was replaced.
 
-    A patch sends a few hundred bytes where a new value sends, and Bokeh serialises, every row:
-    with 100 symbols ticking, the difference is most of the server's work per session.
+    A patch sends only changed columns where a new value makes Panel rebuild, and Bokeh
+    serialise, the whole table: with 100 symbols ticking, the difference is most of the
+    server's work per session.
     """
     import numpy as np
     import pandas as pd
@@ -129,15 +130,19 @@ def show(widget: Any, frame: Any, keys: tuple[str, ...]) -> bool:
     if not same_rows:
         widget.value = frame.copy()  # a patch changes the value in place; frame may be shared
         return True
-    patch: dict[str, list[tuple[int, Any]]] = {}
+    patch: dict[str, list[tuple[slice, list[Any]]]] = {}
     for col in frame.columns:
         if col in keys:
             continue
         new, old = frame[col].to_numpy(), current[col].to_numpy()
         changed = np.flatnonzero(~((new == old) | (pd.isna(new) & pd.isna(old))))
         if len(changed):
-            patch[col] = [(int(i), new[i].item() if hasattr(new[i], "item") else new[i])
-                          for i in changed]  # fmt: skip
+            # one slice from the first changed row to the last: Panel writes each patch entry
+            # into the widget's DataFrame with its own ``iloc`` assignment (≈ 0.3 ms each), so
+            # a cell per entry cost 60 ms per update at 100 symbols; a slice costs one
+            lo, hi = int(changed[0]), int(changed[-1]) + 1
+            patch[col] = [(slice(lo, hi), [v.item() if hasattr(v, "item") else v
+                                           for v in new[lo:hi]])]  # fmt: skip
     if patch:
         widget.patch(patch, as_index=False)
     return False
