@@ -52,25 +52,24 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 OBSERVE = """() => {
   const all = (root, out) => {
     for (const el of root.querySelectorAll('*')) {
-      if (el.classList && el.classList.contains('tabulator')) out.push(el);
+      if (el.classList && el.classList.contains('velox-grid')) out.push(el);
       if (el.shadowRoot) all(el.shadowRoot, out);
     }
     return out;
   };
-  const tables = all(document, []).filter(t => t.innerText.includes('change_pct'));
+  const tables = all(document, []).filter(t => t.tHead && t.tHead.innerText.includes('change_pct'));
   if (!tables.length) return false;
   window.__lat = [];
   const seen = new Map();
   const table = tables[0];
-  const col = [...table.querySelectorAll('.tabulator-col')].findIndex(
-      c => c.innerText.trim() === 'volume');
+  const col = [...table.tHead.rows[0].cells].findIndex(c => c.innerText.trim() === 'volume');
   new MutationObserver(() => {
     const values = [];
-    for (const row of table.querySelectorAll('.tabulator-row')) {
-      const cell = row.querySelectorAll('.tabulator-cell')[col];
+    for (const row of table.tBodies[0].rows) {
+      const cell = row.cells[col];
       if (!cell) continue;
-      const v = parseInt(cell.innerText.replace(/,/g, ''), 10);
-      const key = row.querySelector('.tabulator-cell').innerText;
+      const v = parseInt(cell.textContent.replace(/,/g, ''), 10);
+      const key = row.cells[0].textContent;
       if (!isNaN(v) && seen.get(key) !== v) { seen.set(key, v); values.push(v); }
     }
     if (values.length) requestAnimationFrame(() => {
@@ -284,7 +283,7 @@ def main() -> None:
                 start = time.perf_counter()
                 page.wait_for_url("**/trading")
                 page.locator('#velox-mode[data-mode="dry-run"]').wait_for(timeout=30_000)
-                page.locator(".tabulator-row", has_text="NSE:SYM000").first.wait_for(timeout=30_000)
+                page.locator(".velox-grid tr", has_text="NSE:SYM000").first.wait_for(timeout=30_000)
                 return page, time.perf_counter() - start
 
             loads = []

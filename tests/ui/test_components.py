@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import talib
 
-from velox.ui.base import money
+from velox.ui.base import grouped, money
 from velox.ui.chart import CandleChart
 from velox.ui.controls import on_tick_grid
 from velox.ui.desk import Desk
 from velox.ui.tables import position_frame
-from velox.ui.watchlist import watchlist_frame
+from velox.ui.watchlist import watchlist_frame, watchlist_text
 
 
 def offline_desk() -> Desk:
@@ -31,6 +31,7 @@ def test_money_groups_digits_the_indian_way() -> None:
     assert money(-999.5) == "-₹999.50"
     assert money(123456789012.0) == "₹1,23,45,67,89,012.00"
     assert money(float("nan")) == "–"
+    assert grouped(12345678, 0) == "1,23,45,678" and grouped(-1234.5) == "-1,234.50"
 
 
 def test_tick_grid() -> None:
@@ -51,6 +52,14 @@ def test_watchlist_change_is_against_prev_close_else_the_open() -> None:
     assert frame["change_pct"].tolist() == [10.0, 5.56]  # 110/100-1 ; 95/90-1 = 5.555…%
     assert frame["volume"].tolist() == [1000, 0]
     assert frame["time"].tolist() == ["09:30:00", "09:30:00"]  # IST shown
+    big = pd.DataFrame({"instrument": ["NSE:X"], "ltp": [123456.5], "change_pct": [-0.4],
+                        "volume": [12345678], "high": [0.05], "low": [0.0],
+                        "time": ["15:29:59"]})  # fmt: skip
+    assert watchlist_text(pd.concat([frame, big], ignore_index=True)).tolist() == [
+        ["NSE:A", "110.00", "+10.00%", "1,000", "111.00", "99.00", "09:30:00"],
+        ["NSE:B", "95.00", "+5.56%", "0", "101.00", "94.00", "09:30:00"],
+        ["NSE:X", "1,23,456.50", "-0.40%", "1,23,45,678", "0.05", "0.00", "15:29:59"],
+    ]
 
 
 def test_positions_are_marked_to_the_ltp_net_of_charges() -> None:

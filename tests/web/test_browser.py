@@ -129,12 +129,12 @@ def test_trader_watches_places_cancels_and_kills(
     assert "ACC1" in mode.inner_text()
 
     # The watchlist follows the run's quotes: its LTP is the store's, and it moves.
-    watchlist = page.locator(".tabulator", has_text="change_pct")
-    row = watchlist.locator(".tabulator-row", has_text="NSE:RELIANCE").first
+    watchlist = page.locator("table.velox-grid", has_text="change_pct")
+    row = watchlist.locator("tbody tr", has_text="NSE:RELIANCE").first
     row.wait_for(timeout=30_000)
 
     def shown_ltp() -> float | None:
-        cells = row.locator(".tabulator-cell").all_inner_texts()
+        cells = row.locator("td").all_inner_texts()
         numbers = [c for c in cells if re.fullmatch(r"[\d,]+\.\d\d", c.strip())]
         return float(numbers[0].replace(",", "")) if numbers else None
 

@@ -26,6 +26,17 @@ PERIOD_MS = 100
 MESSAGE_STYLE = {"font-size": "0.9em"}
 
 
+def on_screen() -> bool:
+    """False while the Bokeh server session being served has no browser connected: before
+    its websocket opens and after it closes (the server keeps a closed session for its unused
+    lifetime, 30 s, and its timers would otherwise keep building updates nobody receives —
+    with consoles opened and closed, most of the server's CPU). True outside a server."""
+    doc = pn.state.curdoc
+    context = getattr(doc, "session_context", None) if doc is not None else None
+    session = getattr(context, "session", None)
+    return session is None or session.connection_count > 0
+
+
 class LiveView(pn.viewable.Viewer):
     """Base of the components: ``desk``, ``run_id`` and :meth:`apply` on each new snapshot."""
 
@@ -64,6 +75,10 @@ class LiveView(pn.viewable.Viewer):
         self._seen = (snap.run_id, snap.version)
         self.apply(snap)
 
+    def _timer(self) -> None:
+        if on_screen():
+            self.update()
+
     def apply(self, snap: RunSnapshot) -> None:  # pragma: no cover - every component has one
         raise NotImplementedError
 
@@ -97,7 +112,7 @@ class LiveView(pn.viewable.Viewer):
     def __panel__(self) -> Any:
         if self._autostart and self._callback is None:
             self.update()
-            self._callback = pn.state.add_periodic_callback(self.update, period=PERIOD_MS)
+            self._callback = pn.state.add_periodic_callback(self._timer, period=PERIOD_MS)
         return self.layout()
 
 
@@ -148,12 +163,13 @@ def show(widget: Any, frame: Any, keys: tuple[str, ...]) -> bool:
     return False
 
 
-def money(value: float) -> str:
-    """Rupees with Indian digit grouping (12,34,567.89) and a sign."""
+def grouped(value: float, decimals: int = 2) -> str:
+    """``value`` with Indian digit grouping (12,34,567.89), as Indian terminals show prices
+    and volumes; "–" for NaN."""
     if value != value:  # NaN
         return "–"
     sign = "-" if value < 0 else ""
-    whole, frac = f"{abs(value):.2f}".split(".")
+    whole, _, frac = f"{abs(value):.{decimals}f}".partition(".")
     if len(whole) > 3:
         head, tail = whole[:-3], whole[-3:]
         groups = []
@@ -163,4 +179,12 @@ def money(value: float) -> str:
         if head:
             groups.insert(0, head)
         whole = ",".join(groups) + "," + tail
-    return f"{sign}₹{whole}.{frac}"
+    return f"{sign}{whole}" + (f".{frac}" if frac else "")
+
+
+def money(value: float) -> str:
+    """Rupees with Indian digit grouping (12,34,567.89) and a sign."""
+    text = grouped(value)
+    if text == "–":
+        return text
+    return f"-₹{text[1:]}" if text.startswith("-") else f"₹{text}"

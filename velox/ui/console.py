@@ -11,7 +11,7 @@ from typing import Any
 import panel as pn
 import param
 
-from velox.ui.base import PERIOD_MS, LiveView
+from velox.ui.base import PERIOD_MS, LiveView, on_screen
 from velox.ui.chart import CandleChart
 from velox.ui.controls import ModeSwitch, OrderTicket, RiskPanel
 from velox.ui.desk import Desk
@@ -91,12 +91,20 @@ class TradingConsole(pn.viewable.Viewer):
         for part in self.parts:
             part.update()
 
+    def _timer(self) -> None:
+        if on_screen():
+            self.update()
+
+    def _runs_timer(self) -> None:
+        if on_screen():
+            self.refresh_runs()
+
     def __panel__(self) -> Any:
         if not self._callbacks:
             self.update()
             self._callbacks = [
-                pn.state.add_periodic_callback(self.update, period=PERIOD_MS),
-                pn.state.add_periodic_callback(self.refresh_runs, period=RUNS_MS),
+                pn.state.add_periodic_callback(self._timer, period=PERIOD_MS),
+                pn.state.add_periodic_callback(self._runs_timer, period=RUNS_MS),
             ]
         top = pn.Row(self.runs, self.mode, sizing_mode="stretch_width")
         body = pn.Row(

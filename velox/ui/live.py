@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from velox.store.runs import RunChanges
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Seconds between re-reads of a watched run when no notification came.
 FLOOR_S = 2.0
@@ -57,11 +58,9 @@ class RunSnapshot:
     read_at: float = 0.0
     #: Frames derived from this snapshot (the watchlist's rows, say), computed by the first
     #: session that needs one and shared by every other: :meth:`derived_frame`.
-    derived: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def derived_frame(
-        self, name: str, build: Callable[[RunSnapshot], pd.DataFrame]
-    ) -> pd.DataFrame:
+    def derived_frame(self, name: str, build: Callable[[RunSnapshot], _T]) -> _T:
         """Return ``build(self)``, computed once per snapshot for all sessions (do not modify
         it). Two sessions racing may both build it; either result is the same."""
         frame = self.derived.get(name)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
 
-from velox.ui.base import LiveView, show, table
+from velox.ui.base import LiveView, grouped
+from velox.ui.grid import Grid
 
 if TYPE_CHECKING:
     from velox.ui.live import RunSnapshot
@@ -36,40 +38,59 @@ def watchlist_frame(quotes: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def watchlist_text(frame: pd.DataFrame) -> np.ndarray:
+    """The watchlist's cells as the screen shows them: prices with two decimals and volumes
+    in Indian digit grouping, change % signed (an object array, one row per instrument)."""
+    if frame.empty:
+        return np.empty((0, len(COLUMNS)), dtype=object)
+    return np.array(
+        [
+            frame["instrument"].tolist(),
+            [grouped(x) for x in frame["ltp"]],
+            [f"{x:+.2f}%" if x == x else "–" for x in frame["change_pct"]],
+            [grouped(x, 0) for x in frame["volume"]],
+            [grouped(x) for x in frame["high"]],
+            [grouped(x) for x in frame["low"]],
+            frame["time"].tolist(),
+        ],
+        dtype=object,
+    ).T.copy()
+
+
 class Watchlist(LiveView):
     """Live quotes of a run's instruments; clicking a row sets :attr:`selected`.
 
-    Only the cells that changed are sent to the browser (Tabulator ``patch``), so a hundred
-    symbols ticking several times a second cost a few hundred bytes per update.
+    The rows are a :class:`~velox.ui.grid.Grid`: each update sends the browser the text of the
+    cells that changed and nothing else, formatted once per snapshot for every session.
+    :attr:`frame` holds the numbers shown (a DataFrame of :data:`COLUMNS`).
     """
 
     selected = param.String(default=None, allow_None=True, doc="Instrument clicked last.")
 
     def __init__(self, desk: Any = None, **params: Any) -> None:
-        self.table = table(
-            pd.DataFrame(columns=COLUMNS), selectable=1, height=320, name="watchlist",
-            formatters={"change_pct": {"type": "money", "precision": 2, "symbol": "%",
-                                       "symbolAfter": True},
-                        "ltp": {"type": "money", "precision": 2}},
-            text_align={"ltp": "right", "change_pct": "right", "volume": "right"},
+        self.grid = Grid(
+            columns=COLUMNS, align=["left", "right", "right", "right", "right", "right", "left"],
+            sign_column=COLUMNS.index("change_pct"), tick_column=COLUMNS.index("ltp"),
+            height=320, sizing_mode="stretch_width", name="watchlist",
         )  # fmt: skip
-        self.table.param.watch(self._clicked, "selection")
+        self.frame = pd.DataFrame(columns=COLUMNS)
+        self.grid.param.watch(self._clicked, "selected")
         super().__init__(desk, **params)
 
     def _clicked(self, event: Any) -> None:
         if event.new:
-            frame = self.table.value
-            row = event.new[0]
-            if row < len(frame):
-                self.selected = str(frame["instrument"].iloc[row])
+            self.selected = event.new
 
     def clear(self) -> None:
-        self.table.value = pd.DataFrame(columns=COLUMNS)
+        self.frame = pd.DataFrame(columns=COLUMNS)
+        self.grid.show(watchlist_text(self.frame))
 
     def apply(self, snap: RunSnapshot) -> None:
         frame = snap.derived_frame("watchlist", lambda s: watchlist_frame(s.quotes))
-        if show(self.table, frame, ("instrument",)) and self.selected is None and len(frame):
-            self.selected = str(frame["instrument"].iloc[0])
+        text = snap.derived_frame("watchlist_text", lambda s: watchlist_text(frame))
+        self.frame = frame
+        if self.grid.show(text) and self.selected is None and len(self.frame):
+            self.selected = str(self.frame["instrument"].iloc[0])
 
     def layout(self) -> Any:
-        return pn.Column("### Watchlist", self.table, sizing_mode="stretch_width")
+        return pn.Column("### Watchlist", self.grid, sizing_mode="stretch_width")
