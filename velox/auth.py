@@ -208,6 +208,17 @@ _USER_QUERY = (
 )
 
 
+_SESSION_QUERY = (
+    "SELECT s.username, s.created_at, s.expires_at, s.revoked_at, s.address, u.disabled,"
+    " u.role, u.totp_ciphertext IS NOT NULL, u.created_at,"
+    " ARRAY(SELECT target FROM user_links l WHERE l.username = u.username"
+    "       AND l.kind = 'account' ORDER BY target),"
+    " ARRAY(SELECT target FROM user_links l WHERE l.username = u.username"
+    "       AND l.kind = 'run' ORDER BY target)"
+    " FROM user_sessions s JOIN users u USING (username) WHERE s.token_sha256 = %s"
+)
+
+
 def _user_of_row(conn: object, row: tuple) -> User:
     links = conn.execute(  # type: ignore[attr-defined]
         "SELECT kind, target FROM user_links WHERE username = %s ORDER BY kind, target",
@@ -601,27 +612,24 @@ class Users:
         if not token or len(token) > 128:
             return None
         digest = _sha256(token)
-        # pooled: every request, websocket and page callback comes through here
-        with self.store.pooled() as conn:
-            row = conn.execute(
-                "SELECT s.username, s.created_at, s.expires_at, s.revoked_at, s.address, u.disabled"
-                " FROM user_sessions s JOIN users u USING (username) WHERE s.token_sha256 = %s",
-                (digest,),
-            ).fetchone()
+        # pooled, and one statement (session, user and links) outside a transaction: every
+        # request, websocket and page callback comes through here
+        with self.store.pooled(transaction=False) as conn:
+            row = conn.execute(_SESSION_QUERY, (digest,)).fetchone()
             if row is None or row[3] is not None or row[5]:
                 return None
             now = self._now()
             if row[2] <= now:
-                done = conn.execute(
-                    "UPDATE user_sessions SET revoked_at = %s WHERE token_sha256 = %s"
-                    " AND revoked_at IS NULL",
-                    (now, digest),
-                ).rowcount
-                if done:
-                    self.audit("session_expired", row[0], address=address, conn=conn)
+                with conn.transaction():
+                    done = conn.execute(
+                        "UPDATE user_sessions SET revoked_at = %s WHERE token_sha256 = %s"
+                        " AND revoked_at IS NULL",
+                        (now, digest),
+                    ).rowcount
+                    if done:
+                        self.audit("session_expired", row[0], address=address, conn=conn)
                 return None
-            user_row = self._row(row[0], conn)
-            user = self._user(conn, user_row)
+        user = User(row[0], row[6], False, bool(row[7]), row[8], tuple(row[9]), tuple(row[10]))
         return Session(token, user, row[1], row[2], row[4])
 
     def logout(self, token: str | None, *, address: str = "") -> bool:

@@ -34,12 +34,35 @@ HOME = {"admin": "/trading", "trader": "/trading", "investor": "/investor"}
 
 
 class RunReader(Protocol):
-    """What :func:`visible_runs` and :func:`visible_positions` read: a
-    :class:`~velox.store.Store`, or the API's shared reads (:class:`velox.web.reads.Reads`)."""
+    """What :func:`visible_runs` and :func:`visible_positions` read, as JSON-ready rows: the
+    API's shared reads (:class:`velox.web.reads.Reads`, converted once per period for every
+    client) or, given a :class:`~velox.store.Store`, :class:`StoreReads` (read on each call)."""
 
-    def runs(self) -> pd.DataFrame: ...
+    def run_records(self) -> list[dict[str, object]]: ...
 
-    def run_positions(self, run_id: str) -> pd.DataFrame: ...
+    def position_records(self, run_id: str) -> list[dict[str, object]]: ...
+
+
+class StoreReads:
+    """A :class:`RunReader` reading the store on every call."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def run_records(self) -> list[dict[str, object]]:
+        return records(self.store.runs())
+
+    def position_records(self, run_id: str) -> list[dict[str, object]]:
+        return records(self.store.run_positions(run_id))
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """The rows of ``frame`` as JSON-ready dicts (:func:`_jsonable`)."""
+    return [_jsonable(row) for row in frame.to_dict("records")]
+
+
+def _reader(source: RunReader | Store) -> RunReader:
+    return source if hasattr(source, "run_records") else StoreReads(source)  # type: ignore[arg-type]
 
 
 def live_session(users: Users, token: str | None, *, address: str = "") -> Session:
@@ -50,34 +73,34 @@ def live_session(users: Users, token: str | None, *, address: str = "") -> Sessi
     return session
 
 
-def visible_runs(store: RunReader, session: Session | User) -> list[dict[str, object]]:
+def visible_runs(source: RunReader | Store, session: Session | User) -> list[dict[str, object]]:
     """The runs the user of ``session`` (a Session or a User) may see, newest first, as
     JSON-ready dicts."""
     user = session.user if isinstance(session, Session) else session
-    frame = store.runs()
-    out = []
-    for row in frame.to_dict("records"):
-        if Users.can_see(user, account=row.get("account"), run_id=row.get("run_id")):
-            out.append(_jsonable(row))
-    return out
+    return [
+        row
+        for row in _reader(source).run_records()
+        if Users.can_see(user, account=row.get("account"), run_id=row.get("run_id"))
+    ]
 
 
 def visible_positions(
-    store: RunReader, session: Session, *, run_id: str | None = None
+    source: RunReader | Store, session: Session, *, run_id: str | None = None
 ) -> list[dict[str, object]]:
     """Positions of one run, or of every running run, that the user may see."""
-    runs = visible_runs(store, session)
+    reader = _reader(source)
+    runs = visible_runs(reader, session)
     if run_id is not None:
         chosen = [r for r in runs if r["run_id"] == run_id]
         if not chosen:
             raise PermissionDenied(f"run {run_id!r} is not one of the runs you may see")
     else:
         chosen = [r for r in runs if r["status"] == "running"]
-    out = []
-    for run in chosen:
-        for row in store.run_positions(str(run["run_id"])).to_dict("records"):
-            out.append(_jsonable({"run_id": run["run_id"], **row}))
-    return out
+    return [
+        {"run_id": run["run_id"], **row}
+        for run in chosen
+        for row in reader.position_records(str(run["run_id"]))
+    ]
 
 
 def _run_account(store: Store, run_id: str) -> str:

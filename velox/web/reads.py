@@ -8,9 +8,10 @@ parallel and never behind the console's live reader on the store's shared connec
 
 What is identical for every client and harmless when a fraction of a second old, the run
 list and a run's positions, is read once per :data:`CACHE_S` and shared
-(:meth:`Reads.runs`, :meth:`Reads.run_positions`): fifty clients polling cost the store
-one read per period, not fifty. Who may see which rows is still decided per request, on the
-live session (:mod:`velox.web.actions`); commands and sessions are never cached.
+(:meth:`Reads.run_records`, :meth:`Reads.position_records`, converted to JSON-ready rows
+once too): fifty clients polling cost the store one read per period, not fifty. Who may
+see which rows is still decided per request, on the live session
+(:mod:`velox.web.actions`); commands and sessions are never cached.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from velox.web.actions import records
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from velox.store import Store
 
 T = TypeVar("T")
@@ -37,8 +38,8 @@ CACHE_S = 0.2
 class Reads:
     """Run API store work on :data:`READ_THREADS` threads; share the cacheable reads.
 
-    Its :meth:`runs` and :meth:`run_positions` have the store's signatures, so the functions
-    of :mod:`velox.web.actions` take a :class:`Reads` where they take a store.
+    It is a :class:`velox.web.actions.RunReader`: the functions of :mod:`velox.web.actions`
+    take a :class:`Reads` where they take a store.
     """
 
     def __init__(
@@ -48,7 +49,7 @@ class Reads:
         self.cache_s = cache_s
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="velox-web-read")
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, ...], tuple[float, pd.DataFrame]] = {}
+        self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
 
     async def run(self, work: Callable[[], T]) -> T:
         """Return ``work()``, run on a read thread whose store calls use its own connection."""
@@ -60,28 +61,31 @@ class Reads:
 
         return await IOLoop.current().run_in_executor(self._pool, call)
 
-    def runs(self) -> pd.DataFrame:
-        """``Store.runs()``, read at most once per :attr:`cache_s` (do not modify the frame)."""
-        return self._cached(("runs",), self.store.runs)
+    def run_records(self) -> list[dict[str, object]]:
+        """``Store.runs()`` as JSON-ready rows, read and converted at most once per
+        :attr:`cache_s` for every client (do not modify them)."""
+        return self._cached(("runs",), lambda: records(self.store.runs()))
 
-    def run_positions(self, run_id: str) -> pd.DataFrame:
-        """``Store.run_positions(run_id)``, read at most once per :attr:`cache_s`."""
-        return self._cached(("positions", run_id), lambda: self.store.run_positions(run_id))
+    def position_records(self, run_id: str) -> list[dict[str, object]]:
+        """``Store.run_positions(run_id)`` as JSON-ready rows, at most once per :attr:`cache_s`."""
+        return self._cached(
+            ("positions", run_id), lambda: records(self.store.run_positions(run_id))
+        )
 
-    def _cached(self, key: tuple[str, ...], read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    def _cached(self, key: tuple[str, ...], read: Callable[[], T]) -> T:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.cache_s:
             return hit[1]
         # Two threads missing at once both read: cheaper than making one wait for the other.
-        frame = read()
+        value = read()
         with self._lock:
-            self._cache[key] = (now, frame)
+            self._cache[key] = (now, value)
             if len(self._cache) > 1000:  # run ids come from requests: keep the cache bounded
                 for old in [k for k, (t, _) in self._cache.items() if now - t >= self.cache_s]:
                     del self._cache[old]
-        return frame
+        return value
 
     def close(self) -> None:
         """Stop the threads (after the requests in flight)."""
