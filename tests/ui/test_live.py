@@ -151,3 +151,49 @@ def test_a_writer_committing_after_a_read_is_not_missed(store) -> None:
         assert sorted(live._read(run_id).quotes["instrument_id"]) == ["NSE:FAST", "NSE:SLOW"]
     finally:
         live.close()
+
+
+def test_subscribers_hear_of_each_new_snapshot_until_they_leave(store) -> None:
+    """A console redraws when told (no timer phase on the path): the recorder's batch
+    reaches a subscriber as its run id, on the reader's thread; one that returns False (its
+    session ended) is not called again; a failing one is dropped, not fatal."""
+    import threading
+    import time
+
+    run_id = store.create_run(mode="paper", account="A1", initial_cash=1e6)
+    live = LiveRuns(store)
+    heard: list[tuple[str, int, str]] = []
+    stay = threading.Event()
+    stay.set()
+
+    def console(rid: str) -> bool:
+        heard.append((rid, live.version(rid), threading.current_thread().name))
+        return stay.is_set()
+
+    def broken(rid: str) -> bool:
+        raise RuntimeError("a screen's bug")
+
+    live.subscribe(console)
+    live.subscribe(broken)
+    recorder = RunRecorder(store, run_id, flush_interval=3600)
+    try:
+        live.snapshot(run_id)  # watched from now on, read by the reader thread on NOTIFY
+        heard.clear()
+        recorder.quote(Tick("NSE:SBIN", T0, 800.0, 10), ns(T0))
+        recorder.flush()  # commits and NOTIFYs velox_runs
+        deadline = time.monotonic() + 10
+        while not any(h[2] == "velox-ui-live" for h in heard):
+            assert time.monotonic() < deadline, "no subscriber call after a batch"
+            time.sleep(0.02)
+        rid, version, _ = next(h for h in heard if h[2] == "velox-ui-live")
+        assert rid == run_id and version == live.version(run_id)  # published before the call
+        assert live.snapshot(run_id).quotes["ltp"].tolist() == [800.0]
+        assert len(live._listeners) == 1  # the broken one is gone
+        stay.clear()
+        live.refresh(run_id, wait=True)  # heard once more, answers False: dropped
+        calls = len(heard)
+        live.refresh(run_id, wait=True)
+        assert len(heard) == calls and live._listeners == []
+    finally:
+        recorder.close()
+        live.close()

@@ -20,7 +20,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from velox.ui.base import LiveView
+from velox.ui.base import LiveView, grouped
 
 if TYPE_CHECKING:
     from velox.ui.live import RunSnapshot
@@ -95,7 +95,9 @@ class CandleChart(LiveView):
         ema = self._ema_history(closed["close"].to_numpy(float))
         data = self._columns(frame)
         data["ema"] = np.r_[ema, [self._ema.preview(c) for c in frame["close"][len(closed) :]]]
-        self.source.data = data
+        # writable copies: pandas' arrays are read-only (copy-on-write), and Bokeh would copy
+        # a whole column, with a warning, on every patch of the forming candle
+        self.source.data = {k: np.array(v) for k, v in data.items()}
         self._loaded = (snap.run_id, self.instrument_id)
 
     @staticmethod
@@ -127,17 +129,22 @@ class CandleChart(LiveView):
         self.desk.live.watch_candles(snap.run_id, self.instrument_id)
         if self._loaded != (snap.run_id, self.instrument_id):
             self._load(snap)
-        quote = snap.quotes[snap.quotes["instrument_id"] == self.instrument_id]
-        ltp = f" · LTP {quote['ltp'].iloc[0]:,.2f}" if len(quote) else ""
-        self.title.object = f"### {self.instrument_id} · 1m{ltp}"
+        # the LTPs and the newest candles' columns are built once per snapshot for all charts
+        ltps = snap.derived_frame("ltp_by_instrument", _ltps)
+        ltp = ltps.get(self.instrument_id)
+        shown = f" · LTP {grouped(ltp)}" if ltp is not None else ""
+        self.title.object = f"### {self.instrument_id} · 1m{shown}"
         newest = snap.candles.get(self.instrument_id)
         if newest is None or newest.empty:
             return
-        self._merge(newest)
+        data = snap.derived_frame(f"candles:{self.instrument_id}", lambda s: self._columns(newest))
+        self._merge(newest, data)
 
-    def _merge(self, newest: pd.DataFrame) -> None:
-        """Patch candles already on the chart, stream the new ones (never a redraw)."""
-        data = self._columns(newest)
+    def _merge(self, newest: pd.DataFrame, data: dict[str, Any] | None = None) -> None:
+        """Patch candles already on the chart, stream the new ones (never a redraw);
+        ``data`` is :meth:`_columns` of ``newest`` if already built (shared: not modified)."""
+        if data is None:
+            data = self._columns(newest)
         xs = list(self.source.data["x"])
         first = max(0, len(xs) - len(newest) - 2)  # the rows the newest candles can touch
         known = {x: i for i, x in enumerate(xs[first:], start=first)}
@@ -173,6 +180,11 @@ class CandleChart(LiveView):
 
     def layout(self) -> Any:
         return pn.Column(self.title, self.pane, sizing_mode="stretch_width")
+
+
+def _ltps(snap: RunSnapshot) -> dict[str, float]:
+    quotes = snap.quotes
+    return dict(zip(quotes["instrument_id"], quotes["ltp"], strict=True))
 
 
 def _plain(value: Any) -> Any:

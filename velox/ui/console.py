@@ -6,6 +6,7 @@ what a notebook shows with ``velox.ui.console()``; ``dashboards/trading.py`` ser
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import panel as pn
@@ -99,6 +100,31 @@ class TradingConsole(pn.viewable.Viewer):
         if on_screen():
             self.refresh_runs()
 
+    def _listen(self) -> None:
+        """On the web server, redraw as soon as the live reader has a new snapshot of the
+        run shown: the reader's thread schedules :meth:`update` on this session's event
+        loop (``add_next_tick_callback``, the one thread-safe Bokeh document call), at most
+        one pending at a time. The timer stays as a floor."""
+        doc = pn.state.curdoc
+        context = getattr(doc, "session_context", None)
+        if doc is None or context is None:
+            return  # a notebook: the timer alone
+        pending = threading.Event()
+
+        def run() -> None:
+            pending.clear()
+            self._timer()
+
+        def on_snapshot(run_id: str) -> bool:
+            if context.destroyed:
+                return False
+            if run_id == self.run_id and not pending.is_set():
+                pending.set()
+                doc.add_next_tick_callback(run)
+            return True
+
+        self.desk.live.subscribe(on_snapshot)
+
     def __panel__(self) -> Any:
         if not self._callbacks:
             self.update()
@@ -106,6 +132,7 @@ class TradingConsole(pn.viewable.Viewer):
                 pn.state.add_periodic_callback(self._timer, period=PERIOD_MS),
                 pn.state.add_periodic_callback(self._runs_timer, period=RUNS_MS),
             ]
+            self._listen()
         top = pn.Row(self.runs, self.mode, sizing_mode="stretch_width")
         body = pn.Row(
             pn.Column(self.chart, self.positions, self.blotter, sizing_mode="stretch_width"),

@@ -34,7 +34,7 @@ _USAGE = {
 def risk_usage(snap: RunSnapshot) -> pd.DataFrame:
     """Each limit the run's engine enforces (from its ``runs`` row) with the usage now."""
     limits = dict((snap.run.get("params") or {}).get("risk_limits") or {})
-    positions = position_frame(snap.positions, snap.quotes)
+    positions = snap.derived_frame("positions", lambda s: position_frame(s.positions, s.quotes))
     net = float(positions["net_pnl"].sum()) if len(positions) else 0.0
     used = {
         "daily_loss_limit": max(0.0, -net),
@@ -58,6 +58,16 @@ def risk_usage(snap: RunSnapshot) -> pd.DataFrame:
                      "used": None if usage is None else round(usage, 2),
                      "used_pct": pct})  # fmt: skip
     return pd.DataFrame(rows, columns=["limit", "value", "usage", "used", "used_pct"])
+
+
+def recent_risk_events(snap: RunSnapshot) -> pd.DataFrame:
+    """The run's last 8 risk events, newest first, times as IST wall clock."""
+    events = snap.risk_events.tail(8).iloc[::-1]
+    if len(events):
+        ts = pd.to_datetime(events["ts"], utc=True).dt.tz_convert("Asia/Kolkata")
+        events = events.assign(ts=ts.dt.strftime("%H:%M:%S"))
+    events = events[[c for c in ("ts", "kind", "limit", "message") if c in events]]
+    return events.reset_index(drop=True)
 
 
 class RiskPanel(LiveView):
@@ -104,15 +114,13 @@ class RiskPanel(LiveView):
                      'color:white;padding:4px 10px;border-radius:4px">trading · kill switch '
                      "armed</span>")  # fmt: skip
         self.state.object = badge
-        usage = risk_usage(snap)
-        if not usage.equals(self.limits.value):
+        # both computed once per snapshot for every session
+        usage = snap.derived_frame("risk_usage", risk_usage)
+        if usage is not self.limits.value and not usage.equals(self.limits.value):
             self.limits.value = usage
-        events = snap.risk_events.tail(8).iloc[::-1]
-        if len(events):
-            events = events.assign(ts=pd.to_datetime(events["ts"]).dt.strftime("%H:%M:%S"))
-        events = events[[c for c in ("ts", "kind", "limit", "message") if c in events]]
-        if not events.reset_index(drop=True).equals(self.events.value):
-            self.events.value = events.reset_index(drop=True)
+        events = snap.derived_frame("risk_events_shown", recent_risk_events)
+        if events is not self.events.value and not events.equals(self.events.value):
+            self.events.value = events
         names = [str(s.get("name")) for s in snap.run.get("strategies") or []]
         if self.strategy.options != names:
             keep = self.strategy.value

@@ -15,6 +15,7 @@ column; clicking a row sets :attr:`Grid.selected` to its key.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,8 @@ export function render({ model, el }) {
   }
   function patch() {
     const tick = model.tick_column;
-    for (const [r, c, text] of model.patch.cells || []) {
+    if (!model.patch) return;
+    for (const [r, c, text] of JSON.parse(model.patch).cells) {
       const td = cells[r] && cells[r][c];
       if (!td) continue;
       if (c === tick) {
@@ -126,7 +128,7 @@ class Grid(JSComponent):
     columns = param.List(default=[], doc="Column headings.")
     align = param.List(default=[], doc="'left' or 'right' per column.")
     rows = param.List(default=[], doc="Every row's cell texts (sent whole on a new row set).")
-    patch = param.Dict(default={}, doc="{'seq': n, 'cells': [[row, column, text], …]}.")
+    patch = param.String(default="", doc='JSON {"seq": n, "cells": [[row, column, text], …]}.')
     selected = param.String(default=None, allow_None=True, doc="Key of the row clicked last.")
     sign_column = param.Integer(default=-1, doc="Column coloured by its sign (-1: none).")
     tick_column = param.Integer(default=-1, doc="Column coloured by its last move (-1: none).")
@@ -152,5 +154,7 @@ class Grid(JSComponent):
             self._seq += 1
             cells = [[int(r), int(c), text[r, c]] for r, c in changed]
             self._shown = text.copy()
-            self.patch = {"seq": self._seq, "cells": cells}
+            # JSON text, not a dict: Bokeh walks a dict's every element looking for models to
+            # serialise (most of the update's cost at 100 symbols); a string is one value
+            self.patch = json.dumps({"seq": self._seq, "cells": cells}, ensure_ascii=False)
         return False

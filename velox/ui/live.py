@@ -9,9 +9,11 @@ orders, fills, risk events, venue and the candles of the instruments on screen i
 immutable :class:`RunSnapshot` with a new version number. Each read fetches only the rows
 written since the previous one (:meth:`velox.store.Store.run_changes`) and merges them; a table
 that did not change keeps its frame object, so a component can skip it by identity.
-Components compare versions on their own (cheap, store-free) timer and redraw only what
-changed, so the store sees one read per batch per run whatever the number of viewers, and a
-tick reaches every screen within one recorder flush + one component timer.
+Components compare versions and redraw only what changed, so the store sees one read per
+batch per run whatever the number of viewers. A console on the web server is told of each
+new snapshot (:meth:`LiveRuns.subscribe`) and redraws at once, so a tick reaches the screen
+within one recorder flush and one read; a component alone in a notebook checks on its own
+(cheap, store-free) timer.
 
 Notifications are hints (a lost one is made up by a re-read every :data:`FLOOR_S` seconds).
 """
@@ -166,6 +168,7 @@ class LiveRuns:
         self._instruments: dict[str, dict[str, Any]] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._listeners: list[Callable[[str], bool]] = []
         self._thread: threading.Thread | None = None
         self.reads = 0  # store reads made (tests and the benchmark count them)
 
@@ -206,6 +209,13 @@ class LiveRuns:
             watch.instruments[instrument_id] = now
         if new:
             self.refresh(run_id)
+
+    def subscribe(self, listener: Callable[[str], bool]) -> None:
+        """Call ``listener(run_id)`` on the reader's thread after each new snapshot; a
+        listener returning False is dropped (its screen is gone). It must be quick and
+        thread-safe: a console's hands the update to its own session's event loop."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def refresh(self, run_id: str, *, wait: bool = False) -> None:
         """Re-read ``run_id`` now (after a command, say) or on the reader thread."""
@@ -337,4 +347,17 @@ class LiveRuns:
             object.__setattr__(snap, "version", self._version)
             if run_id in self._watched or previous is None:
                 self._snapshots[run_id] = snap
+            listeners = list(self._listeners)
+        gone = []
+        for listener in listeners:
+            try:
+                keep = listener(run_id)
+            except Exception as exc:  # noqa: BLE001 - one screen's error must not stop others
+                log.warning("live reader: a listener failed: %s", exc)
+                keep = False
+            if keep is False:
+                gone.append(listener)
+        if gone:
+            with self._lock:
+                self._listeners = [x for x in self._listeners if x not in gone]
         return snap
