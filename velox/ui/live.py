@@ -165,7 +165,7 @@ class LiveRuns:
         self._read_lock = threading.Lock()
         self._dirty: set[str] = set()
         self._version = 0
-        self._instruments: dict[str, dict[str, Any]] | None = None
+        self._instruments: dict[str, dict[str, Any] | None] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._listeners: list[Callable[[str], bool]] = []
@@ -236,17 +236,23 @@ class LiveRuns:
                 row["id"]: {"lot_size": row["lot_size"], "tick_size": row["tick_size"]}
                 for row in frame[["id", "lot_size", "tick_size"]].to_dict("records")
             }
-        known = self._instruments.get(instrument_id)
-        if known is not None:
-            return known
+        if instrument_id in self._instruments:
+            return self._instruments[instrument_id]
         from velox.errors import VeloxError
         from velox.modes import default_instruments
 
         try:
             found = default_instruments()(instrument_id)
         except (VeloxError, KeyError, ValueError):
-            return None
-        return {"lot_size": found.lot_size, "tick_size": found.tick_size}
+            known = None
+        else:
+            known = {"lot_size": found.lot_size, "tick_size": found.tick_size}
+        # kept, an unknown id too: the bundled master's miss looks for close ids (≈ 50 ms),
+        # and every console's page build asks for the ticket's instruments (bounded: the ids
+        # come from pages)
+        if len(self._instruments) < 200_000:
+            self._instruments[instrument_id] = known
+        return known
 
     def close(self) -> None:
         """Stop the reader thread (tests; a server process keeps it for its life)."""
