@@ -38,10 +38,10 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from velox.errors import ValidationError, VeloxError
 
@@ -202,31 +202,28 @@ def check_password(password: object) -> str:
     return password
 
 
-_USER_QUERY = (
-    "SELECT username, role, password_hash, totp_ciphertext, totp_last_step, disabled,"
-    " created_at FROM users WHERE username = %s"
-)
-
-
-_SESSION_QUERY = (
-    "SELECT s.username, s.created_at, s.expires_at, s.revoked_at, s.address, u.disabled,"
-    " u.role, u.totp_ciphertext IS NOT NULL, u.created_at,"
+#: A user's columns and account and run links (two arrays), the users table aliased ``u``;
+#: :func:`_user_of_row` reads a row of them.
+_USER_COLUMNS = (
+    "u.username, u.role, u.password_hash, u.totp_ciphertext, u.totp_last_step, u.disabled,"
+    " u.created_at,"
     " ARRAY(SELECT target FROM user_links l WHERE l.username = u.username"
     "       AND l.kind = 'account' ORDER BY target),"
     " ARRAY(SELECT target FROM user_links l WHERE l.username = u.username"
     "       AND l.kind = 'run' ORDER BY target)"
+)
+_USER_QUERY = f"SELECT {_USER_COLUMNS} FROM users u WHERE u.username = %s"
+#: A session and its user in one statement (every request, websocket and page callback).
+_SESSION_QUERY = (
+    f"SELECT s.created_at, s.expires_at, s.revoked_at, s.address, {_USER_COLUMNS}"
     " FROM user_sessions s JOIN users u USING (username) WHERE s.token_sha256 = %s"
 )
 
 
-def _user_of_row(conn: object, row: tuple) -> User:
-    links = conn.execute(  # type: ignore[attr-defined]
-        "SELECT kind, target FROM user_links WHERE username = %s ORDER BY kind, target",
-        (row[0],),
-    ).fetchall()
-    accounts = tuple(t for k, t in links if k == "account")
-    runs = tuple(t for k, t in links if k == "run")
-    return User(row[0], row[1], bool(row[5]), row[3] is not None, row[6], accounts, runs)
+def _user_of_row(row: Sequence[Any]) -> User:
+    """The :class:`User` of a row of :data:`_USER_COLUMNS`."""
+    return User(row[0], row[1], bool(row[5]), row[3] is not None, row[6], tuple(row[7]),
+                tuple(row[8]))  # fmt: skip
 
 
 def read_user(store: Store, username: str) -> User | None:
@@ -239,7 +236,7 @@ def read_user(store: Store, username: str) -> User | None:
         return None
     with store.connect() as conn:
         row = conn.execute(_USER_QUERY, (username,)).fetchone()
-        return None if row is None else _user_of_row(conn, row)
+        return None if row is None else _user_of_row(row)
 
 
 class Users:
@@ -385,25 +382,19 @@ class Users:
         with self.store.connect() as c:
             return c.execute(_USER_QUERY, (username,)).fetchone()
 
-    def _user(self, conn: object, row: tuple) -> User:
-        return _user_of_row(conn, row)
-
     def get(self, username: str) -> User:
         """Return the user, or raise ValidationError naming the unknown user."""
         with self.store.connect() as conn:
             row = self._row(username, conn)
             if row is None:
                 raise ValidationError(f"no user {username!r}; `velox user list` shows the users")
-            return self._user(conn, row)
+            return _user_of_row(row)
 
     def list(self) -> list[User]:
         """Return every user, by name."""
         with self.store.connect() as conn:
-            rows = conn.execute(
-                "SELECT username, role, password_hash, totp_ciphertext, totp_last_step,"
-                " disabled, created_at FROM users ORDER BY username"
-            ).fetchall()
-            return [self._user(conn, row) for row in rows]
+            rows = conn.execute(f"SELECT {_USER_COLUMNS} FROM users u ORDER BY u.username")
+            return [_user_of_row(row) for row in rows.fetchall()]
 
     def _update(self, username: str, sql: str, params: tuple, event: str, detail: dict) -> None:
         with self.store.connect() as conn:
@@ -603,7 +594,7 @@ class Users:
                 (_sha256(token), name, address, now, expires, now),
             )
             self.audit("login", name, address=address, conn=conn)
-            user = self._user(conn, row)
+            user = _user_of_row(row)
         return Session(token, user, now, expires, address)
 
     def session(self, token: str | None, *, address: str = "") -> Session | None:
@@ -616,10 +607,14 @@ class Users:
         # request, websocket and page callback comes through here
         with self.store.pooled(transaction=False) as conn:
             row = conn.execute(_SESSION_QUERY, (digest,)).fetchone()
-            if row is None or row[3] is not None or row[5]:
+            if row is None:
+                return None
+            created, expires, revoked, last_address = row[:4]
+            user = _user_of_row(row[4:])
+            if revoked is not None or user.disabled:
                 return None
             now = self._now()
-            if row[2] <= now:
+            if expires <= now:
                 with conn.transaction():
                     done = conn.execute(
                         "UPDATE user_sessions SET revoked_at = %s WHERE token_sha256 = %s"
@@ -627,10 +622,9 @@ class Users:
                         (now, digest),
                     ).rowcount
                     if done:
-                        self.audit("session_expired", row[0], address=address, conn=conn)
+                        self.audit("session_expired", user.username, address=address, conn=conn)
                 return None
-        user = User(row[0], row[6], False, bool(row[7]), row[8], tuple(row[9]), tuple(row[10]))
-        return Session(token, user, row[1], row[2], row[4])
+        return Session(token, user, created, expires, last_address)
 
     def logout(self, token: str | None, *, address: str = "") -> bool:
         """End a session; return whether it was live."""
