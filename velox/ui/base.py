@@ -9,6 +9,7 @@ starts its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
@@ -35,6 +36,16 @@ def on_screen() -> bool:
     context = getattr(doc, "session_context", None) if doc is not None else None
     session = getattr(context, "session", None)
     return session is None or session.connection_count > 0
+
+
+def when_on_screen(work: Callable[[], object]) -> Callable[[], None]:
+    """A timer callback that does ``work`` only while a browser is connected (:func:`on_screen`)."""
+
+    def tick() -> None:
+        if on_screen():
+            work()
+
+    return tick
 
 
 class LiveView(pn.viewable.Viewer):
@@ -75,10 +86,6 @@ class LiveView(pn.viewable.Viewer):
         self._seen = (snap.run_id, snap.version)
         self.apply(snap)
 
-    def _timer(self) -> None:
-        if on_screen():
-            self.update()
-
     def apply(self, snap: RunSnapshot) -> None:  # pragma: no cover - every component has one
         raise NotImplementedError
 
@@ -112,7 +119,8 @@ class LiveView(pn.viewable.Viewer):
     def __panel__(self) -> Any:
         if self._autostart and self._callback is None:
             self.update()
-            self._callback = pn.state.add_periodic_callback(self._timer, period=PERIOD_MS)
+            self._callback = pn.state.add_periodic_callback(when_on_screen(self.update),
+                                                           period=PERIOD_MS)  # fmt: skip
         return self.layout()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import panel as pn
 import param
 
-from velox.ui.base import PERIOD_MS, LiveView, on_screen
+from velox.ui.base import PERIOD_MS, LiveView, when_on_screen
 from velox.ui.chart import CandleChart
 from velox.ui.controls import ModeSwitch, OrderTicket, RiskPanel
 from velox.ui.desk import Desk
@@ -92,14 +92,6 @@ class TradingConsole(pn.viewable.Viewer):
         for part in self.parts:
             part.update()
 
-    def _timer(self) -> None:
-        if on_screen():
-            self.update()
-
-    def _runs_timer(self) -> None:
-        if on_screen():
-            self.refresh_runs()
-
     def _listen(self) -> None:
         """On the web server, redraw as soon as the live reader has a new snapshot of the
         run shown: the reader's thread schedules :meth:`update` on this session's event
@@ -110,10 +102,11 @@ class TradingConsole(pn.viewable.Viewer):
         if doc is None or context is None:
             return  # a notebook: the timer alone
         pending = threading.Event()
+        redraw = when_on_screen(self.update)
 
         def run() -> None:
             pending.clear()
-            self._timer()
+            redraw()
 
         def on_snapshot(run_id: str) -> bool:
             if context.destroyed:
@@ -129,8 +122,8 @@ class TradingConsole(pn.viewable.Viewer):
         if not self._callbacks:
             self.update()
             self._callbacks = [
-                pn.state.add_periodic_callback(self._timer, period=PERIOD_MS),
-                pn.state.add_periodic_callback(self._runs_timer, period=RUNS_MS),
+                pn.state.add_periodic_callback(when_on_screen(self.update), period=PERIOD_MS),
+                pn.state.add_periodic_callback(when_on_screen(self.refresh_runs), period=RUNS_MS),
             ]
             self._listen()
         top = pn.Row(self.runs, self.mode, sizing_mode="stretch_width")

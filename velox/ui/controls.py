@@ -17,7 +17,7 @@ import panel as pn
 
 from velox.errors import VeloxError
 from velox.ui.base import LiveView, table
-from velox.ui.tables import _OPEN, position_frame
+from velox.ui.tables import _OPEN, marked_positions
 
 if TYPE_CHECKING:
     from velox.ui.live import RunSnapshot
@@ -34,7 +34,7 @@ _USAGE = {
 def risk_usage(snap: RunSnapshot) -> pd.DataFrame:
     """Each limit the run's engine enforces (from its ``runs`` row) with the usage now."""
     limits = dict((snap.run.get("params") or {}).get("risk_limits") or {})
-    positions = snap.derived_frame("positions", lambda s: position_frame(s.positions, s.quotes))
+    positions = marked_positions(snap)
     net = float(positions["net_pnl"].sum()) if len(positions) else 0.0
     used = {
         "daily_loss_limit": max(0.0, -net),

@@ -54,6 +54,11 @@ def position_frame(positions: pd.DataFrame, quotes: pd.DataFrame) -> pd.DataFram
     return frame
 
 
+def marked_positions(snap: RunSnapshot) -> pd.DataFrame:
+    """:func:`position_frame` of a snapshot, built once per snapshot for every component."""
+    return snap.derived_frame("positions", lambda s: position_frame(s.positions, s.quotes))
+
+
 class PositionsTable(LiveView):
     """The run's account positions with live P&L (net of charges) and the day's total."""
 
@@ -68,7 +73,7 @@ class PositionsTable(LiveView):
         self.total.object = ""
 
     def apply(self, snap: RunSnapshot) -> None:
-        frame = snap.derived_frame("positions", lambda s: position_frame(s.positions, s.quotes))
+        frame = marked_positions(snap)
         show(self.table, frame, ("instrument", "product"))
         self.net_pnl = float(frame["net_pnl"].sum()) if len(frame) else 0.0
         colour = "#16a34a" if self.net_pnl >= 0 else "#dc2626"
