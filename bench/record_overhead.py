@@ -37,12 +37,9 @@ from velox.feeds import BarReplay  # noqa: E402
 from velox.risk import RiskEngine, RiskLimits  # noqa: E402
 
 
-def replay(
-    bars: object, strategy: object, store: object = None, *, in_heartbeat: bool = True
-) -> tuple[float, float, float]:
+def replay(bars: object, strategy: object, store: object = None) -> tuple[float, float, float]:
     """Return (wall s, engine-thread CPU s, writer-thread CPU s) of one replay (recorded with
-    ``store``; records converted to rows in the engine's heartbeat as ``velox.replay`` does, or
-    by the writer thread, ``in_heartbeat=False``), timed until every record is written."""
+    ``store``), timed until every record is written."""
     sim = SimBroker({bench.STOCK.id: bench.STOCK}, initial_cash=1e9, cost_model=bench.ZeroCost())
     recorder, run_id = None, "R1"
     if store is not None:
@@ -52,9 +49,7 @@ def replay(
         run_id = store.create_run(  # type: ignore[attr-defined]
             mode="replay", initial_cash=1e9, strategies=[strategy_record(strategy)]
         )
-        recorder = RunRecorder(  # type: ignore[arg-type]
-            store, run_id, alerts=False, convert_in_heartbeat=in_heartbeat
-        )
+        recorder = RunRecorder(store, run_id, alerts=False)  # type: ignore[arg-type]
     engine = Engine(
         [strategy],  # type: ignore[list-item]
         broker=sim,
@@ -83,10 +78,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--writer-side", action="store_true",
-        help="also time records converted by the writer thread (how replays recorded before)",
-    )  # fmt: skip
     args = parser.parse_args()
     logging.getLogger("velox").setLevel(logging.ERROR)
     from velox.store import open_store
@@ -104,28 +95,20 @@ def main() -> None:
         load = " ".join(f.read().split()[:3])
     print(f"{len(bars):,} bars, {args.repeats} repeats, load average {load}")
     for label, make in strategies.items():
-        off, on, writer_side = [], [], []
+        off, on = [], []
         for _ in range(args.repeats):
             off.append(replay(bars, make()))
             on.append(replay(bars, make(), store))
-            if args.writer_side:
-                writer_side.append(replay(bars, make(), store, in_heartbeat=False))
-        med_off = statistics.median(r[0] for r in off)
-        best_off = min(r[0] for r in off)
-        cpu_off = statistics.median(r[1] for r in off)
-        print(f"{label:17s}: off {med_off:6.2f} s (median; best {best_off:.2f} s)")
-        for what, runs in (("record=True", on), ("writer-side conversion", writer_side)):
-            if not runs:
-                continue
-            med = statistics.median(r[0] for r in runs)
-            best = min(r[0] for r in runs)
-            cpu = statistics.median(r[1] for r in runs)
-            writer = statistics.median(r[2] for r in runs)
-            print(
-                f"  {what:22s}: {med:6.2f} s (median, {med / med_off - 1:+.1%}; best "
-                f"{best:.2f} s, {best / best_off - 1:+.1%}); engine-thread CPU {cpu_off:.2f} → "
-                f"{cpu:.2f} s ({cpu / cpu_off - 1:+.1%}), writer-thread CPU {writer:.2f} s"
-            )
+        med = [statistics.median(r[0] for r in runs) for runs in (off, on)]
+        best = [min(r[0] for r in runs) for runs in (off, on)]
+        cpu = [statistics.median(r[1] for r in runs) for runs in (off, on)]
+        writer = statistics.median(r[2] for r in on)
+        print(
+            f"{label:17s}: off {med[0]:6.2f} s, record=True {med[1]:6.2f} s (median, "
+            f"{med[1] / med[0] - 1:+.1%}; best {best[0]:.2f} / {best[1]:.2f} s, "
+            f"{best[1] / best[0] - 1:+.1%}); engine-thread CPU {cpu[0]:.2f} → {cpu[1]:.2f} s "
+            f"({cpu[1] / cpu[0] - 1:+.1%}), writer-thread CPU {writer:.2f} s"
+        )
     with open("/proc/loadavg") as f:
         print(f"load average after: {' '.join(f.read().split()[:3])}")
 

@@ -178,7 +178,7 @@ def replay(
             params={"start": _text(start), "end": _text(end),
                     "bars": "given" if bars is not None else "store"},
         )  # fmt: skip
-        recorder = RunRecorder(store, run_id, alerts=False, convert_in_heartbeat=True)
+        recorder = RunRecorder(store, run_id, alerts=False)
     engine = Engine(
         strategies,
         broker=broker,

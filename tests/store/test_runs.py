@@ -336,41 +336,6 @@ def test_equity_last_value_of_a_time_wins_in_the_order_recorded(store: Store) ->
     assert store.run_equity(store.create_run(mode="replay", initial_cash=1.0)).empty
 
 
-def test_heartbeat_conversion_writes_what_was_recorded_before_each_heartbeat(
-    store: Store,
-) -> None:
-    # convert_in_heartbeat (how velox.replay records): the writer thread sends only what a
-    # heartbeat converted; the order's states across heartbeats end in their last one.
-    run_id = paper_run(store)
-    recorder = RunRecorder(store, run_id, flush_interval=0.02, convert_in_heartbeat=True)
-    states = orders()
-    recorder.order(states[0], T0_NS)
-    recorder.fill(fills()[0])
-    time.sleep(0.3)  # ~15 writer batches: none of them converts
-    assert store.orders_of_run(run_id) == [] and store.fills_of_run(run_id) == []
-    recorder.heartbeat()
-    deadline = time.monotonic() + 10
-    while not store.fills_of_run(run_id) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert store.orders_of_run(run_id) == [states[0]]
-    assert store.fills_of_run(run_id) == fills()[:1]
-    for order in states[1:]:
-        recorder.order(order, T0_NS + 5_000_000_000)
-    recorder.heartbeat()
-    for fill in fills()[1:]:
-        recorder.fill(fill)  # after the last heartbeat: close() converts it
-    recorder.position(account="ZX1234", strategy="", instrument_id="NSE:SBIN", product="CNC",
-                      qty=10, average_price=770.07, realised_pnl=0.0, charges=0.2,
-                      ts=T0)  # fmt: skip
-    recorder.close()
-    latest = {order.client_id: order for order in states}
-    assert store.orders_of_run(run_id) == [latest["P1-1"], latest["P1-2"], latest["P1-10"]]
-    assert store.fills_of_run(run_id) == fills()
-    assert store.run_positions(run_id)["qty"].tolist() == [10]
-    frame = store.run_orders(run_id)
-    assert frame["updated_at"].iloc[0] == pd.Timestamp(T0 + timedelta(seconds=5))
-
-
 def test_a_retried_batch_stores_nothing_twice(store: Store) -> None:
     run_id = paper_run(store)
     with RunRecorder(store, run_id, flush_interval=60) as recorder:

@@ -97,20 +97,6 @@ class _Batch:
     def empty(self) -> bool:
         return self.heartbeat is None and not any(self.counts().values())
 
-    def merge(self, later: _Batch) -> None:
-        """Add a batch taken after this one (its states of the same order or position win)."""
-        self.orders.update(later.orders)
-        self.fills += later.fills
-        self.equity_ts += later.equity_ts
-        self.equity_values += later.equity_values
-        self.positions.update(later.positions)
-        self.risk_events += later.risk_events
-        self.alerts += later.alerts
-        self.quotes.update(later.quotes)
-        self.candles.update(later.candles)
-        if later.heartbeat is not None:
-            self.heartbeat = max(later.heartbeat, self.heartbeat or later.heartbeat)
-
 
 class RunRecorder:
     """Record one run's orders, fills, positions, equity and risk events in the store.
@@ -148,13 +134,7 @@ class RunRecorder:
     """
 
     def __init__(
-        self,
-        store: Store,
-        run_id: str,
-        *,
-        flush_interval: float = 0.5,
-        alerts: bool = True,
-        convert_in_heartbeat: bool = False,
+        self, store: Store, run_id: str, *, flush_interval: float = 0.5, alerts: bool = True
     ) -> None:
         if isinstance(flush_interval, bool) or not (
             isinstance(flush_interval, int | float) and flush_interval > 0
@@ -166,10 +146,6 @@ class RunRecorder:
         self.flush_interval = float(flush_interval)
         #: Whether :meth:`alert` stores alerts (off for replays: nobody is paged by a backtest).
         self.stores_alerts = bool(alerts)
-        #: Whether records are converted to rows by :meth:`heartbeat` on the recording thread
-        #: instead of by the writer thread (see :meth:`heartbeat`).
-        self.converts_in_heartbeat = bool(convert_in_heartbeat)
-        self._converted: list[_Batch] = []  # batches heartbeat() converted, not yet written
         #: Rows written so far, per kind (orders and positions count upserted states).
         self.written = dict.fromkeys(
             ("orders", "fills", "equity", "positions", "risk_events", "alerts", "quotes",
@@ -358,27 +334,13 @@ class RunRecorder:
             c[5] = volume - c[6]
 
     def heartbeat(self) -> None:
-        """Note that the engine is alive; the next batch sets the run's ``heartbeat_at``.
-
-        With ``convert_in_heartbeat=True`` this also converts what was recorded since the last
-        heartbeat into rows, here on the recording thread, and the writer thread only sends
-        them. A replay is recorded so (``velox.replay(record=True)``): its records come fast,
-        and converting them on the writer thread made the two threads trade the GIL every few
-        milliseconds, which slowed the engine's thread by more than the conversion itself costs
-        (docs/benchmarks.md, "record=True"). A live engine keeps the default: its heartbeat
-        runs between ticks, where a conversion would delay the next tick's order.
-        """
+        """Note that the engine is alive; the next batch sets the run's ``heartbeat_at``."""
         self._heartbeat = time.time()
-        if self.converts_in_heartbeat:
-            batch = _Batch()
-            with gc_paused():
-                self._take(batch)
-            self._converted.append(batch)
 
     # -- writing -----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write everything recorded so far, synchronously (call it from the recording thread).
+        """Write everything recorded so far, synchronously.
 
         Raises
         ------
@@ -414,18 +376,13 @@ class RunRecorder:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_interval):
-            self._flush(raise_errors=False, writer=True)
+            self._flush(raise_errors=False)
 
-    def _flush(self, *, raise_errors: bool, writer: bool = False) -> None:
-        """Write what was recorded; the writer thread's periodic call (``writer``) leaves the
-        conversion to :meth:`heartbeat` when the recorder converts there."""
+    def _flush(self, *, raise_errors: bool) -> None:
         with self._write_lock:
             try:
-                for batch in _take(self._converted):
-                    self._held.merge(batch)
-                if not (writer and self.converts_in_heartbeat):
-                    with gc_paused():  # converting a batch makes only acyclic rows (velox._gc)
-                        self._take(self._held)
+                with gc_paused():  # converting a batch makes only acyclic rows (velox._gc)
+                    self._take()
                 if self._held.empty():
                     return
                 counts = self._write(self._held)
@@ -481,12 +438,13 @@ class RunRecorder:
 
     # -- taking records from the buffers (writer thread) ---------------------------------------
 
-    def _take(self, batch: _Batch) -> None:
-        """Move what was recorded into ``batch``, checked and converted for COPY.
+    def _take(self) -> None:
+        """Move what was recorded into the held batch, checked and converted for COPY.
 
         Lists are taken as ``items = buf[:n]; del buf[:n]``: under the GIL each is atomic and
         an append by the engine meanwhile lands after ``n``, so nothing is lost or taken twice.
         """
+        batch = self._held
         orders, fills = _take(self._orders), _take(self._fills)
         positions, risk_events = _take(self._positions), _take(self._risk_events)
         alerts = _take(self._alerts)
