@@ -179,6 +179,22 @@ def test_unknown_run_has_no_records(store: Store) -> None:
 # -- the recorder ----------------------------------------------------------------------------
 
 
+def test_run_rows_check_their_run_once_per_recorder_not_per_row(store: Store) -> None:
+    # Migration 0016: no foreign-key trigger per order or fill row; the recorder's own check of
+    # the run (above) is what refuses an unknown run.
+    with store.connect() as conn:
+        keys = conn.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'f'"
+            " AND conrelid::regclass::text IN ('run_orders', 'run_fills', 'run_positions')"
+        ).fetchall()
+    assert keys == [("run_positions",)]
+    run_id = paper_run(store)
+    with RunRecorder(store, run_id, flush_interval=60) as recorder:
+        recorder.order(orders()[0])
+        recorder.fill(fills()[0])
+    assert store.fills_of_run(run_id) == fills()[:1]
+
+
 def test_recorded_orders_fills_positions_and_risk_events_read_back_equal(store: Store) -> None:
     run_id = paper_run(store)
     with RunRecorder(store, run_id, flush_interval=60) as recorder:
