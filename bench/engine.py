@@ -220,7 +220,7 @@ def run_velox(bars: pd.DataFrame, strategy: Strategy, store: object = None) -> t
         run_id = store.create_run(  # type: ignore[attr-defined]
             mode="replay", initial_cash=1e9, strategies=[strategy_record(strategy)]
         )
-        recorder = RunRecorder(store, run_id, alerts=False)  # type: ignore[arg-type]
+        recorder = RunRecorder.for_replay(store, run_id)  # type: ignore[arg-type]
     engine = Engine(
         [strategy],
         broker=sim,

@@ -7,11 +7,14 @@ store, ``velox.store.open_store()``) ``--repeats`` times each, recording off and
 reports per replay:
 
 - wall time until every record is written (the median and the best of the repeats) and the
-  overhead of recording over the same replay unrecorded (goal ≤ 15 %, issue 9);
+  overhead of recording over the same replay unrecorded (goal ≤ 15 %, issue 9), for the
+  replay's recorder (``RunRecorder.for_replay``: the engine's thread writes each batch in
+  turn) and, as the reference, a recorder with a writer thread beside the engine;
 - CPU time of the engine's thread (``time.thread_time``, which excludes waiting for the GIL or
-  a core) and of the recorder's writer thread (its CPU clock read just before ``close()``,
-  which then writes the last batch on the caller's thread): CPU times are what a change to
-  the recorder moves, even when the machine's load makes wall times noisy.
+  a core; it includes the writes the replay's recorder makes in turn) and of the writer
+  thread (its CPU clock read just before ``close()``, which then writes the last batch on the
+  caller's thread): CPU times are what a change to the recorder moves, even when the
+  machine's load makes wall times noisy.
 
 Run ``python bench/record_overhead.py [--bars 1000000] [--repeats 3]``; run it with
 ``PYTHONPATH`` pointing at two checkouts in turn to compare code before and after a change.
@@ -36,10 +39,18 @@ from velox.engine import Engine  # noqa: E402
 from velox.feeds import BarReplay  # noqa: E402
 from velox.risk import RiskEngine, RiskLimits  # noqa: E402
 
+#: Each replay unrecorded, recorded as ``velox.replay(record=True)`` does (the engine's thread
+#: writes in turn), and recorded by a writer thread beside the engine (paper's and live's way,
+#: and replays' until 2026-12-07): the reference that shows what the writer thread cost.
+VARIANTS = ("off", "record=True", "writer thread")
 
-def replay(bars: object, strategy: object, store: object = None) -> tuple[float, float, float]:
+
+def replay(
+    bars: object, strategy: object, store: object = None, *, thread: bool = False
+) -> tuple[float, float, float]:
     """Return (wall s, engine-thread CPU s, writer-thread CPU s) of one replay (recorded with
-    ``store``), timed until every record is written."""
+    ``store``: as ``velox.replay(record=True)`` does, or with ``thread`` by a writer thread as
+    paper and live runs record), timed until every record is written."""
     sim = SimBroker({bench.STOCK.id: bench.STOCK}, initial_cash=1e9, cost_model=bench.ZeroCost())
     recorder, run_id = None, "R1"
     if store is not None:
@@ -49,7 +60,11 @@ def replay(bars: object, strategy: object, store: object = None) -> tuple[float,
         run_id = store.create_run(  # type: ignore[attr-defined]
             mode="replay", initial_cash=1e9, strategies=[strategy_record(strategy)]
         )
-        recorder = RunRecorder(store, run_id, alerts=False)  # type: ignore[arg-type]
+        recorder = (
+            RunRecorder(store, run_id, alerts=False)  # type: ignore[arg-type]
+            if thread
+            else RunRecorder.for_replay(store, run_id)  # type: ignore[arg-type]
+        )
     engine = Engine(
         [strategy],  # type: ignore[list-item]
         broker=sim,
@@ -66,7 +81,8 @@ def replay(bars: object, strategy: object, store: object = None) -> tuple[float,
     engine.run()
     writer = 0.0
     if recorder is not None:
-        writer = time.clock_gettime(time.pthread_getcpuclockid(recorder._thread.ident))
+        if recorder.thread is not None:
+            writer = time.clock_gettime(time.pthread_getcpuclockid(recorder.thread.ident))
         recorder.close()
     wall, cpu = time.perf_counter() - t, time.thread_time() - cpu
     if store is not None:
@@ -78,6 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--skip-thread", action="store_true", help="skip the writer-thread recorder (reference)"
+    )
     args = parser.parse_args()
     logging.getLogger("velox").setLevel(logging.ERROR)
     from velox.store import open_store
@@ -95,20 +114,29 @@ def main() -> None:
         load = " ".join(f.read().split()[:3])
     print(f"{len(bars):,} bars, {args.repeats} repeats, load average {load}")
     for label, make in strategies.items():
-        off, on = [], []
+        runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in VARIANTS}
         for _ in range(args.repeats):
-            off.append(replay(bars, make()))
-            on.append(replay(bars, make(), store))
-        med = [statistics.median(r[0] for r in runs) for runs in (off, on)]
-        best = [min(r[0] for r in runs) for runs in (off, on)]
-        cpu = [statistics.median(r[1] for r in runs) for runs in (off, on)]
-        writer = statistics.median(r[2] for r in on)
-        print(
-            f"{label:17s}: off {med[0]:6.2f} s, record=True {med[1]:6.2f} s (median, "
-            f"{med[1] / med[0] - 1:+.1%}; best {best[0]:.2f} / {best[1]:.2f} s, "
-            f"{best[1] / best[0] - 1:+.1%}); engine-thread CPU {cpu[0]:.2f} → {cpu[1]:.2f} s "
-            f"({cpu[1] / cpu[0] - 1:+.1%}), writer-thread CPU {writer:.2f} s"
-        )
+            runs["off"].append(replay(bars, make()))
+            runs["record=True"].append(replay(bars, make(), store))
+            if not args.skip_thread:
+                runs["writer thread"].append(replay(bars, make(), store, thread=True))
+        off_med = statistics.median(r[0] for r in runs["off"])
+        off_best = min(r[0] for r in runs["off"])
+        off_cpu = statistics.median(r[1] for r in runs["off"])
+        print(f"{label}: off {off_med:.2f} s (median; best {off_best:.2f} s), engine-thread "
+              f"CPU {off_cpu:.2f} s")  # fmt: skip
+        for variant in VARIANTS[1:]:
+            if not runs[variant]:
+                continue
+            med = statistics.median(r[0] for r in runs[variant])
+            best = min(r[0] for r in runs[variant])
+            cpu = statistics.median(r[1] for r in runs[variant])
+            writer = statistics.median(r[2] for r in runs[variant])
+            print(
+                f"  {variant:13s}: {med:6.2f} s (median, {med / off_med - 1:+.1%}; best "
+                f"{best:.2f} s, {best / off_best - 1:+.1%}); engine-thread CPU {cpu:.2f} s "
+                f"({cpu / off_cpu - 1:+.1%}), writer-thread CPU {writer:.2f} s"
+            )
     with open("/proc/loadavg") as f:
         print(f"load average after: {' '.join(f.read().split()[:3])}")
 

@@ -178,7 +178,7 @@ def replay(
             params={"start": _text(start), "end": _text(end),
                     "bars": "given" if bars is not None else "store"},
         )  # fmt: skip
-        recorder = RunRecorder(store, run_id, alerts=False)
+        recorder = RunRecorder.for_replay(store, run_id)
     engine = Engine(
         strategies,
         broker=broker,

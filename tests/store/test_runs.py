@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -398,6 +399,41 @@ def test_write_failures_are_retried_and_never_raised_into_the_engine(
     assert store.run_equity(run_id)["equity"].tolist() == [1.5]
     assert store.orders_of_run(run_id) == [orders()[0]]
     recorder.close()  # idempotent
+
+
+def test_a_replay_recorder_writes_on_the_engine_thread_at_heartbeats(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_id = paper_run(store, mode="replay", account="")
+    threads = threading.active_count()
+    recorder = RunRecorder.for_replay(store, run_id)
+    assert recorder.thread is None and not recorder.stores_alerts
+    assert threading.active_count() == threads
+    recorder.fill(fills()[0])
+    recorder.heartbeat()  # within flush_interval: nothing written yet
+    assert store.fills_of_run(run_id) == []
+    recorder.flush_interval = 0.0
+    recorder._next_write = 0.0  # the next heartbeat is due
+    recorder.heartbeat()
+    assert store.fills_of_run(run_id) == fills()[:1]
+    assert store.run(run_id)["heartbeat_at"] is not None
+
+    real_connect = store.connect
+
+    def down(*, autocommit: bool = False) -> psycopg.Connection:
+        raise StoreError("cannot connect to PostgreSQL (test: server down)")
+
+    monkeypatch.setattr(store, "connect", down)
+    recorder._drop_connection()
+    recorder.fill(fills()[1])
+    with caplog.at_level(logging.ERROR, logger="velox.store.recorder"):
+        recorder.heartbeat()  # fails quietly to the engine, records kept
+    assert "recording to the store failed (attempt 1)" in caplog.text
+    monkeypatch.setattr(store, "connect", real_connect)
+    recorder.equity(T0_NS, 3.0)
+    recorder.close()
+    assert store.fills_of_run(run_id) == fills()[:2]
+    assert store.run_equity(run_id)["equity"].tolist() == [3.0]
 
 
 def test_invalid_records_are_dropped_and_reported_at_close(store: Store) -> None:

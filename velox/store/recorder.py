@@ -1,6 +1,7 @@
 """The :class:`RunRecorder`: an engine's orders, fills, positions, equity, risk events and
-alerts, written to the store in batches by a background thread so the engine's thread never
-waits for I/O.
+alerts, written to the store in batches: by a background thread in paper and live runs, so
+the engine's thread never waits for I/O, and by the engine's own thread in turn in a replay,
+which nobody watches tick (see :class:`RunRecorder`).
 
 Records are idempotent, so a batch retried after a failure (even after a commit whose outcome
 was unknown) stores nothing twice. The tables are described in ``docs/store.md``; they are read
@@ -59,8 +60,13 @@ _IST_NS = 19_800 * 1_000_000_000  # a trading day is an IST date
 
 #: Seconds between the batches of a paper or live run's recorder: a tick reaches the trader
 #: console within one batch plus the console's timer (tick → screen target 250 ms p95, see
-#: bench/dashboard.py); a replay keeps the default 0.5 s (nobody watches it tick).
+#: bench/dashboard.py).
 LIVE_FLUSH_S = 0.1
+
+#: Seconds between the batches of a recorded replay (:meth:`RunRecorder.for_replay`), written
+#: on the engine's own thread: nobody watches a replay tick, and a shorter replay is written
+#: once, when it ends.
+REPLAY_FLUSH_S = 10.0
 
 #: Rows converted from the recorder's lists to numpy at a time: each conversion holds the GIL,
 #: so the engine's thread waits for at most one piece (a few ms at worst; measured < 0.5 ms).
@@ -109,6 +115,13 @@ class RunRecorder:
     ``velox_runs`` with the run id. It uses its own connection, so it never waits for (or holds
     up) the store's.
 
+    A replay's recorder (:meth:`for_replay`, ``background=False``) has no writer thread: the
+    engine's thread writes the batch itself, from :meth:`heartbeat` once ``flush_interval``
+    seconds have passed since the last one, and at :meth:`close`. A writer thread beside a
+    replay costs far more than its own work: the engine's thread, which never waits for I/O,
+    has to hand the GIL over and take it back at every switch (``docs/benchmarks.md``,
+    "record=True"); written in turn, a replay pays only for the conversion and the COPY.
+
     A failed write is logged (ERROR, at most every 10 s while it keeps failing) and retried
     with the next batch; nothing is raised into the engine. The records stay in memory until
     written (memory grows while the store is down). :meth:`flush` writes synchronously and
@@ -134,7 +147,13 @@ class RunRecorder:
     """
 
     def __init__(
-        self, store: Store, run_id: str, *, flush_interval: float = 0.5, alerts: bool = True
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        flush_interval: float = 0.5,
+        alerts: bool = True,
+        background: bool = True,
     ) -> None:
         if isinstance(flush_interval, bool) or not (
             isinstance(flush_interval, int | float) and flush_interval > 0
@@ -181,10 +200,21 @@ class RunRecorder:
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._closed = False
-        self._thread = threading.Thread(
-            target=self._loop, name=f"velox-recorder-{run_id}", daemon=True
-        )
-        self._thread.start()
+        #: The writer thread (``None``: the recording thread writes, see :meth:`heartbeat`).
+        self.thread: threading.Thread | None = None
+        self._next_write = time.monotonic() + self.flush_interval
+        if background:
+            self.thread = threading.Thread(
+                target=self._loop, name=f"velox-recorder-{run_id}", daemon=True
+            )
+            self.thread.start()
+
+    @classmethod
+    def for_replay(cls, store: Store, run_id: str) -> RunRecorder:
+        """The recorder of a replay (``velox.replay(record=True)``, ``velox replay --record``):
+        no writer thread, a batch every :data:`REPLAY_FLUSH_S` seconds on the engine's thread,
+        no alerts stored (nobody is paged by a backtest)."""
+        return cls(store, run_id, flush_interval=REPLAY_FLUSH_S, alerts=False, background=False)
 
     def __repr__(self) -> str:
         return f"RunRecorder({self.run_id!r}, written={self.written})"
@@ -334,8 +364,14 @@ class RunRecorder:
             c[5] = volume - c[6]
 
     def heartbeat(self) -> None:
-        """Note that the engine is alive; the next batch sets the run's ``heartbeat_at``."""
+        """Note that the engine is alive; the next batch sets the run's ``heartbeat_at``.
+
+        Without a writer thread this writes the batch when ``flush_interval`` seconds have
+        passed since the last one (a failure is logged and retried, never raised)."""
         self._heartbeat = time.time()
+        if self.thread is None and time.monotonic() >= self._next_write:
+            self._flush(raise_errors=False)
+            self._next_write = time.monotonic() + self.flush_interval
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -361,8 +397,9 @@ class RunRecorder:
         if self._closed:
             return
         self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join()
+        thread = self.thread
+        if thread is not None and thread.is_alive() and threading.current_thread() is not thread:
+            thread.join()
         self._flush(raise_errors=True)
         self._closed = True
         self._drop_connection()
