@@ -202,3 +202,138 @@ def test_real_replay_stats_charges_and_benchmark(store) -> None:
     growth = figures["growth"].dframe()
     assert growth.iloc[:, 1].to_numpy() == pytest.approx(perf.growth().to_numpy())
     hv.render(hv.Layout(list(figures.values())), backend="bokeh")  # every figure draws
+
+
+def test_recorded_run_figures_equal_independent_pandas(store) -> None:
+    """Each figure of a real recorded replay against pandas on the store's raw rows (the equity
+    samples, fills and positions) and the bundled NIFTY CSV; no velox.analytics function or
+    velox.engine statistic is used on the expected side."""
+    from velox.data import read_bar_file, validate_bars
+    from velox.modes import default_instruments, replay
+    from velox.strategy import load_strategy
+
+    bars, _ = validate_bars(read_bar_file("data/bars/RELIANCE_5m_2025.csv"), timeframe="5m")
+    strategy = load_strategy("strategies/sma_cross.py")(fast=5, slow=20)
+    strategy.timeframe = "5m"  # CNC: buys and sells over six weeks, a position open at the end
+    result = replay(strategy, bars={("NSE:RELIANCE", "5m"): bars}, store=store, record=True,
+                    instruments=default_instruments())  # fmt: skip
+    perf = va.Performance.of_run(store, result.run_id)
+    stats = perf.stats()
+    ann = math.sqrt(252)
+
+    # daily equity and returns: the last sample of each IST date, the first against the cash
+    raw = store.run_equity(result.run_id)["equity"]
+    initial = float(store.run(result.run_id)["initial_cash"])
+    daily = raw.groupby(raw.index.tz_convert(IST_NAME).date).last()
+    previous = daily.shift(1)
+    previous.iloc[0] = initial
+    rets = daily / previous - 1
+    assert len(rets) >= 25  # six weeks of sessions
+    assert [d.date() for d in perf.returns.index] == list(daily.index)
+    assert perf.equity.to_numpy() == pytest.approx(daily.to_numpy())
+    assert perf.returns.to_numpy() == pytest.approx(rets.to_numpy())
+
+    # the standard table
+    final, n = float(daily.iloc[-1]), len(rets)
+    assert stats["final_equity"] == pytest.approx(final)
+    assert stats["total_return"] == pytest.approx(final / initial - 1)
+    cagr = (final / initial) ** (252 / n) - 1
+    assert stats["cagr"] == pytest.approx(cagr)
+    assert stats["sharpe"] == pytest.approx(rets.mean() / rets.std(ddof=1) * ann)
+    downside = math.sqrt((rets.clip(upper=0) ** 2).mean())
+    assert stats["sortino"] == pytest.approx(rets.mean() / downside * ann)
+    path = pd.concat([pd.Series([initial]), daily.reset_index(drop=True)])
+    max_dd = float((1 - path / path.cummax()).max())
+    assert max_dd > 0
+    assert stats["max_drawdown"] == pytest.approx(max_dd)
+    assert stats["calmar"] == pytest.approx(cagr / max_dd)
+    closed = result.trades[result.trades["exit_time"].notna()]
+    net = closed["net_pnl"]
+    assert stats["trades"] == len(closed) > 10
+    assert stats["win_rate"] == pytest.approx((net > 0).mean())
+    assert stats["profit_factor"] == pytest.approx(net[net > 0].sum() / -net[net < 0].sum())
+    fills = store.run_fills(result.run_id)
+    assert stats["charges"] == pytest.approx(fills["charges"].sum())
+
+    # drawdown: the growth of 1 rupee against its running peak, and the deepest period
+    grown = daily / initial
+    dd = grown / grown.cummax() - 1
+    assert perf.drawdown().to_numpy() == pytest.approx(dd.to_numpy())
+    deepest = perf.drawdown_periods().iloc[0]
+    trough = dd.idxmin()
+    peak = grown[:trough][grown[:trough] == grown[:trough].max()].index[-1]
+    back = grown[trough:][grown[trough:] >= grown[peak]]
+    assert deepest["depth"] == pytest.approx(dd.min())
+    assert deepest["trough"].date() == trough and deepest["peak"].date() == peak
+    if back.empty:
+        assert pd.isna(deepest["recovery"])
+        assert deepest["days"] == (grown.index[-1] - peak).days
+    else:
+        assert deepest["recovery"].date() == back.index[0]
+        assert deepest["days"] == (back.index[0] - peak).days
+
+    # monthly and yearly returns, compounded from the daily ones
+    when = pd.to_datetime(pd.Series(rets.index, index=rets.index))
+    monthly = (1 + rets).groupby([when.dt.year, when.dt.month]).prod() - 1
+    assert len(monthly) >= 2
+    table = perf.monthly_table()
+    for (year, month), value in monthly.items():
+        assert table.loc[year, month] == pytest.approx(value)
+    yearly = (1 + rets).groupby(when.dt.year).prod() - 1
+    for year, value in yearly.items():
+        assert table.loc[year, "year"] == pytest.approx(value)
+
+    # rolling Sharpe and volatility over the report's window, each window by numpy
+    window = perf.sharpe_window()
+    sharpe, vol = perf.rolling_sharpe(window), perf.rolling_volatility(window)
+    values = rets.to_numpy()
+    for end in range(window - 1, n):
+        piece = values[end - window + 1 : end + 1]
+        assert vol.iloc[end] == pytest.approx(piece.std(ddof=1) * ann)
+        assert sharpe.iloc[end] == pytest.approx(piece.mean() / piece.std(ddof=1) * ann)
+
+    # against NIFTY 50: close-to-close returns from the bundled daily CSV, on the run's days
+    nifty = pd.read_csv("data/bars/NIFTY_1d_2024_2026.csv")
+    closes = pd.Series(nifty["close"].to_numpy(),
+                       index=pd.to_datetime(nifty["timestamp"].str[:10]).dt.date)  # fmt: skip
+    both = pd.concat([rets.rename("r"), closes.pct_change().rename("b")], axis=1, join="inner")
+    assert len(both) == n  # NIFTY has a close on every session of the run
+    slope, intercept = np.polyfit(both["b"], both["r"], 1)
+    active = both["r"] - both["b"]
+    bench = perf.benchmark()
+    assert bench["days"] == n
+    assert bench["beta"] == pytest.approx(slope)
+    assert bench["alpha"] == pytest.approx(intercept * 252)
+    assert bench["tracking_error"] == pytest.approx(active.std(ddof=1) * ann)
+    assert bench["information_ratio"] == pytest.approx(active.mean() * ann / active.std(ddof=1))
+    assert bench["correlation"] == pytest.approx(both["r"].corr(both["b"]))
+
+    # turnover: traded value over mean daily equity, annualised
+    traded = (fills["qty"] * fills["price"]).sum()
+    assert stats["turnover"] == pytest.approx(traded / daily.mean() * 252 / n)
+
+    # charges by kind (equity delivery, 2025): STT 0.1 % of each side, stamp 0.015 % of buys,
+    # SEBI ₹10 a crore, no brokerage, GST 18 % of brokerage + exchange + SEBI
+    value = fills["qty"] * fills["price"]
+    buys = value[fills["side"] == "BUY"].sum()
+    assert set(fills["product"]) == {"CNC"} and buys < value.sum()
+    kinds = perf.charges_by_kind()
+    assert kinds["brokerage"] == 0
+    assert kinds["stt"] == pytest.approx(0.001 * value.sum())
+    assert kinds["stamp"] == pytest.approx(0.00015 * buys)
+    assert kinds["sebi"] == pytest.approx(10 / 1e7 * value.sum())
+    assert kinds["gst"] == pytest.approx(0.18 * (kinds["brokerage"] + kinds["exchange"]
+                                                 + kinds["sebi"]))  # fmt: skip
+    assert kinds["total"] == pytest.approx(fills["charges"].sum())
+
+    # holdings: the account's open position at its last fill price (a replay has no live
+    # quote), the rest of the final equity in cash
+    positions = store.run_positions(result.run_id)
+    account = positions[(positions["strategy"] == "") & (positions["qty"] != 0)]
+    assert len(account) == 1
+    iid, qty = account["instrument_id"].iloc[0], int(account["qty"].iloc[0])
+    last_price = fills[fills["instrument_id"] == iid].sort_values("ts")["price"].iloc[-1]
+    held = perf.holdings().set_index("instrument_id")
+    assert held.loc[iid, "value"] == pytest.approx(qty * last_price)
+    assert held.loc["cash", "value"] == pytest.approx(final - qty * last_price)
+    assert held.loc[iid, "weight"] == pytest.approx(qty * last_price / final)

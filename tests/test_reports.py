@@ -168,3 +168,34 @@ def test_cli_renders_an_account_and_refuses_bad_input(tmp_path: Path, store, inv
         bad = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-1500:]
         assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("pg_server", ["embedded"], indirect=True)
+def test_the_scheduled_notebook_renders_each_investor_their_own_report(
+    tmp_path: Path, store, investors
+) -> None:
+    """What the schedule entry runs (dashboards/investor_reports.ipynb → render_all): one file
+    per investor with something linked, each with only that investor's run; and the CLI's
+    ``--run`` with a date-range period."""
+    from velox import pipelines
+
+    Users(store).add("cyd", "investor", "a long password 3", totp=False)  # nothing linked
+    done = pipelines.run(ROOT / "dashboards/investor_reports.ipynb", {"period": "all"},
+                         name="investor-reports", no_input=True, store=store)  # fmt: skip
+    assert done.status == "succeeded"
+    made = sorted(Path(os.environ["VELOX_DATA_DIR"], "reports").glob("*/investor-*.html"))
+    assert [p.name for p in made] == ["investor-ana.html", "investor-bob.html"]
+    for path, own, other in zip(made, ("INVA", "INVB"), ("INVB", "INVA"), strict=True):
+        body = path.read_text(encoding="utf-8")
+        assert investors[own] in body and investors[other] not in body, path.name
+        assert "import pandas" not in body
+    assert "2 investor report(s)" in Path(str(done.html_path)).read_text(encoding="utf-8")
+
+    out = tmp_path / "run.html"
+    cmd = [sys.executable, "-m", "velox.cli", "report", "investor", "--run", investors["INVA"],
+           "--period", "2025-05-01:2025-12-31", "--out", str(out)]  # fmt: skip
+    cli = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert str(out) in cli.stdout
+    body = out.read_text(encoding="utf-8")
+    assert investors["INVA"] in body and investors["INVB"] not in body
