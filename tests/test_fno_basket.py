@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from velox.errors import ValidationError
 from velox.fno import (
@@ -32,6 +33,7 @@ from velox.fno import (
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from vollib.black import black as vollib_black
+    from vollib.black.implied_volatility import implied_volatility as vollib_iv
 
 BARS = Path(__file__).resolve().parent.parent / "data" / "bars"
 IST = "Asia/Kolkata"
@@ -248,8 +250,6 @@ def test_greeks_at_entry_match_black76_by_hand(nifty):
     spot = close_at(nifty, "2022-06-15 09:20")
     t = years("2022-06-15 09:20", "2022-06-16")
     forward = spot * math.exp(RATE * t)
-    from scipy.stats import norm
-
     delta = 0.0
     for row in res.legs.itertuples():
         d1 = (math.log(forward / row.strike) + 0.5 * sigma**2 * t) / (sigma * math.sqrt(t))
@@ -286,6 +286,23 @@ def test_option_bars_replace_the_model_for_their_leg(nifty):
     assert row["exit_price"] == round(round(ce.loc[start_out, "close"] / 0.05) * 0.05, 2)
     assert res.legs.set_index("kind").loc["PE", "price_source"] == "model"
     assert res.price_source == "model"  # still partly model-priced
+    # Greeks: the traded CE at the implied volatility of its close (vollib's solver), the
+    # model PE at σ 0.2; both sold, 50 units each
+    for minute in ("2022-06-15 09:20", "2022-06-15 12:00"):
+        spot = close_at(nifty, minute)
+        t = years(minute, "2022-06-16")
+        forward = spot * math.exp(RATE * t)
+        start = pd.Timestamp(minute, tz=IST) - pd.Timedelta(minutes=1)
+        premium = row["entry_price"] if minute.endswith("09:20") else ce.loc[start, "close"]
+        premium = round(round(premium / 0.05) * 0.05, 2)
+        iv = vollib_iv(premium, forward, strike, RATE, t, "c")
+        delta = 0.0
+        for vol, kind in ((iv, "CE"), (0.2, "PE")):
+            d1 = (math.log(forward / strike) + 0.5 * vol**2 * t) / (vol * math.sqrt(t))
+            n1 = norm.cdf(d1)
+            delta += -LOT * math.exp(-RATE * t) * (n1 if kind == "CE" else n1 - 1)
+        got = res.greeks.loc[pd.Timestamp(minute, tz=IST), "delta"]
+        assert got == pytest.approx(delta, rel=1e-6)
 
 
 def test_bad_input_is_a_clear_error(nifty):

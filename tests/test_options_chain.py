@@ -145,3 +145,13 @@ def test_bad_input(nifty, vix):
         chain("NIFTY", "2025-03-03", bars=nifty, vix=vix, volatility="vix")
     with pytest.raises(ValidationError, match="volatility="):
         chain("NIFTY", "2025-09-01", bars=nifty, volatility="implied")
+
+
+def test_docstring_examples_run(monkeypatch):
+    import doctest
+
+    import velox.options
+
+    monkeypatch.chdir(BARS.parent.parent)  # the examples read data/bars/
+    result = doctest.testmod(velox.options, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 12

@@ -185,6 +185,23 @@ def test_holiday_shifts_to_the_previous_trading_day():
     assert expiries("NIFTY", "2025-12-22", "2025-12-26") == _days("2025-12-23")
     # Diwali 2025-10-21 held only the Muhurat evening session: the expiry moved to 10-20.
     assert expiries("NIFTY", "2025-10-20", "2025-10-24") == _days("2025-10-20")
+    # 2024-05-20 (Mumbai election) was a holiday and Saturday 05-18 only a DR-site drill
+    # (09:15-12:30 with a pause): NSE moved the MIDCPNIFTY expiry to Friday 05-17 (NSE
+    # circular of 2024-04-08).
+    assert expiries("MIDCPNIFTY", "2024-05-14", "2024-05-24") == _days("2024-05-17")
+
+
+def test_exchange_re_dated_expiries():
+    # 2024-01-22 was declared a holiday on 2024-01-19 and Saturday 01-20 turned into a full
+    # regular session; NSE's circular of that day moved the MIDCPNIFTY expiry to 01-20.
+    assert expiries("MIDCPNIFTY", "2024-01-16", "2024-01-26") == _days("2024-01-20")
+    assert expiries("NFO:MIDCPNIFTY", "2024-01-20", "2024-01-20") == _days("2024-01-20")
+    # the exception is one underlying's: the same week's other expiries follow the rule
+    assert expiries("FINNIFTY", "2024-01-17", "2024-01-26") == _days("2024-01-23")
+    assert expiries("BANKNIFTY", "2024-01-17", "2024-01-26") == _days("2024-01-17", "2024-01-25")
+    for (name, scheduled), expiry in velox.options.expiry_exceptions().items():
+        assert name in INDEXES and expiry < scheduled, (name, scheduled)
+        assert expiries(name, expiry, expiry) == [expiry]
 
 
 def test_as_of_keeps_the_rule_known_then():

@@ -232,6 +232,10 @@ def test_broadcasting_shapes_and_scalars():
     np.testing.assert_allclose(iv, 0.13, rtol=1e-10)
     g = greeks(24_000.0, strikes, 7 / 365, 0.065, 0.13, kinds)
     assert g.delta.shape == (3, 2)
+    # by name too: g["delta"] and dict(g), the same arrays
+    assert g["vega"] is g.vega and list(dict(g)) == ["delta", "gamma", "vega", "theta", "rho"]
+    with pytest.raises(KeyError, match="'vanna'"):
+        g["vanna"]
     assert np.ndim(greeks(24_000.0, 24_000.0, 0.1, 0.0, 0.1, "PE").vega) == 0
 
 

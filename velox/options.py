@@ -79,6 +79,7 @@ __all__ = [
     "bsm_price",
     "chain",
     "expiries",
+    "expiry_exceptions",
     "expiry_rules",
     "forward_price",
     "greeks",
@@ -425,7 +426,8 @@ class Greeks:
     Units: ``delta`` per ₹1 of the underlying (forward for Black-76, spot for BSM), ``gamma``
     per ₹1² of it, ``vega`` per 1 volatility point (σ + 0.01), ``theta`` per calendar day
     (one day of ``t`` passing, the underlying fixed), ``rho`` per 1 percentage point of rate
-    (Black-76: the forward held fixed, so ``rho = −t·price/100``).
+    (Black-76: the forward held fixed, so ``rho = −t·price/100``). Read them as attributes
+    (``g.delta``) or by name (``g["delta"]``, ``dict(g)``).
     """
 
     delta: NDArray[np.float64]
@@ -433,6 +435,15 @@ class Greeks:
     vega: NDArray[np.float64]
     theta: NDArray[np.float64]
     rho: NDArray[np.float64]
+
+    def keys(self) -> tuple[str, ...]:
+        """Return the Greeks' names, so ``dict(g)`` and ``g["delta"]`` work as on a mapping."""
+        return ("delta", "gamma", "vega", "theta", "rho")
+
+    def __getitem__(self, name: str) -> NDArray[np.float64]:
+        if name not in self.keys():
+            raise KeyError(f"{name!r}: the Greeks are {', '.join(self.keys())}")
+        return getattr(self, name)
 
 
 def _pdf(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -649,18 +660,42 @@ def _previous_trading_day(day: date, sessions: frozenset[date]) -> date:
 
 
 def _session_dates(start: date, end: date) -> frozenset[date]:
-    """Return the dates with a day session (opening 09:15 IST) from ``start`` through ``end``.
+    """Return the dates with a full day session from ``start`` through ``end``: opening at
+    09:15 IST and closing at or after 15:30 IST.
 
     A Muhurat evening session is not an expiry day: NSE moves an expiry that falls on Diwali
-    to the previous full session.
+    to the previous full session. Nor is a shortened special session such as the Saturday
+    DR-site drills of 2024 (closing 12:30): NSE moved the MIDCPNIFTY expiry of the 2024-05-20
+    election holiday to Friday 05-17, not to the drill of Saturday 05-18.
     """
-    from velox.calendar import SESSION_OPEN, sessions
+    from velox.calendar import SESSION_CLOSE, SESSION_OPEN, sessions
 
     frame = sessions(start, end)
     opens = frame["open"].dt.tz_convert("Asia/Kolkata").dt.time
+    closes = frame["close"].dt.tz_convert("Asia/Kolkata").dt.time
     return frozenset(
-        ts.date() for ts, at in zip(frame.index, opens, strict=True) if at == SESSION_OPEN
+        ts.date()
+        for ts, at, until in zip(frame.index, opens, closes, strict=True)
+        if at == SESSION_OPEN and until >= SESSION_CLOSE
     )
+
+
+@functools.cache
+def expiry_exceptions() -> dict[tuple[str, date], date]:
+    """Return the exchange's re-dated expiries, ``(underlying, scheduled) → expiry``.
+
+    From ``data/options/expiry_exceptions.csv``: the dates an exchange circular set against
+    the general rule (previous full trading day), e.g. MIDCPNIFTY's 2024-01-22 contracts
+    expiring on the full Saturday session of 2024-01-20.
+    """
+    out: dict[tuple[str, date], date] = {}
+    for number, row in enumerate(_read_table("expiry_exceptions.csv"), start=1):
+        where = f"expiry_exceptions.csv row {number}"
+        if not row["source"] or row["verified"] not in {"data", "circular"}:
+            raise DataError(f"{where}: every exception needs a source and verified data/circular")
+        scheduled = date.fromisoformat(row["scheduled"])
+        out[(row["underlying"], scheduled)] = date.fromisoformat(row["expiry"])
+    return out
 
 
 def expiries(
@@ -676,9 +711,11 @@ def expiries(
     Monthly expiries (the last ``monthly_day`` of each month; quarterly and half-yearly
     contracts are monthly expiries of their months) and, with ``weekly=True``, the weekly ones
     — one per week on ``weekly_day`` where the rule in force has weeklies, none in a monthly
-    expiry's week. A day that is not an NSE trading day moves to the previous trading day.
-    Rules come from ``data/options/expiry_rules.csv`` (dated, with the circular behind each
-    change: docs/options.md).
+    expiry's week. A day that is not a full NSE trading day (09:15 to 15:30 IST: no Muhurat
+    evening, no shortened special session) moves to the previous full trading day, except where
+    the exchange set another date (``data/options/expiry_exceptions.csv``). Rules come from
+    ``data/options/expiry_rules.csv`` (dated, with the circular behind each change:
+    docs/options.md).
 
     Parameters
     ----------
@@ -759,7 +796,8 @@ def expiries(
                         nominal_dates.add(day)
             monday += timedelta(days=7)
     sessions = _session_dates(min(nominal_dates) - timedelta(days=15), max(nominal_dates))
-    shifted = {_previous_trading_day(d, sessions) for d in nominal_dates}
+    redated = expiry_exceptions()
+    shifted = {redated.get((name, d)) or _previous_trading_day(d, sessions) for d in nominal_dates}
     return sorted(d for d in shifted if first <= d <= last)
 
 

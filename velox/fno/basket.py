@@ -89,7 +89,7 @@ class BasketResult:
     ``pnl``, ``charges``, ``net_pnl``). ``greeks``: the basket's delta, gamma, vega, theta
     (Greek × signed quantity: delta in units of the index per rupee of the forward, vega in
     rupees per volatility point, theta in rupees per calendar day) at each bar close while it
-    was open.
+    was open; a leg priced from traded bars at the implied volatility of each close.
     """
 
     legs: pd.DataFrame
@@ -301,7 +301,7 @@ def _one_basket(
     """Run one basket entered at bar ``entry_row``; return leg rows, the trade, Greeks, exit row."""
     import pandas as pd
 
-    from velox.options import greeks
+    from velox.options import greeks, implied_volatility
 
     entry_at = ends[entry_row]
     positions = resolve_legs(
@@ -426,7 +426,9 @@ def _one_basket(
             }
         )
 
-    # Greeks of the open legs at each bar close (a future: delta 1 per unit).
+    # Greeks of the open legs at each bar close (a future: delta 1 per unit). A leg priced from
+    # its traded bars is taken at the implied volatility of each close (as chain() does), the
+    # basket's model σ where no volatility fits that close.
     exposure = {name: np.zeros(n) for name in ("delta", "gamma", "vega", "theta")}
     for j, p in enumerate(positions):
         _, forward, t, _ = priced[j]
@@ -435,7 +437,11 @@ def _one_basket(
         if p.kind == "FUT":
             exposure["delta"] += np.where(open_, size, 0.0)
             continue
-        g = greeks(forward, p.strike, t, run.rate, sigma, p.kind)
+        vol: float | np.ndarray = sigma
+        if sources[j] == "bars":
+            implied = implied_volatility(prices[j], forward, p.strike, t, run.rate, p.kind)
+            vol = np.where(np.isfinite(implied), implied, sigma)
+        g = greeks(forward, p.strike, t, run.rate, vol, p.kind)
         for name in exposure:
             exposure[name] += np.where(open_, size * np.nan_to_num(getattr(g, name)), 0.0)
     last = int(leg_exit.max())
