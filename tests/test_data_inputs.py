@@ -204,3 +204,48 @@ def test_data_show_refuses_non_positive_counts(store, tmp_path, monkeypatch, opt
     assert "(2 bars)" in ok.output
     expected = "09:15" if option == "--head" else "09:25"
     assert expected in ok.output and ("09:25" if option == "--head" else "09:15") not in ok.output
+
+
+#: A read's start/end follow the rules of a file's timestamps (and never print a traceback).
+BAD_BOUNDS = {
+    "09:15": "a time without a date",
+    "01/02/2024": "ambiguous day/month order",
+    "2-1-24": "ambiguous day/month order",
+    "0001-01-01": "year outside 1900-2200",
+    "2300-04-01 09:15": "year outside 1900-2200",
+    "Jan-01-0001": "year outside 1900-2200",
+    "2024-02-30": "day is out of range for month",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("option", ["--start", "--end"])
+def test_read_bounds_follow_the_file_timestamp_rules(store, tmp_path, monkeypatch, option):
+    from datetime import date
+
+    from velox import cli
+    from velox.errors import ValidationError
+
+    monkeypatch.setattr("velox.store.open_store", lambda url=None, **_: store)
+    good = tmp_path / "good.csv"
+    good.write_text(GOOD)
+    import_bars(good, "NSE:TEST", "5m", store=store)
+    runner = CliRunner()
+    for bound, reason in BAD_BOUNDS.items():
+        result = runner.invoke(
+            cli.main, ["data", "show", "NSE:TEST", "--timeframe", "5m", option, bound]
+        )
+        assert result.exit_code == 1, (bound, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.output, result.output
+        assert lines[0].startswith(f"error: cannot read {bound!r} as a timestamp: "), lines
+        assert reason in lines[0], lines[0]
+    key = option.lstrip("-")
+    for value in (date(1, 1, 1), pd.Timestamp("2300-01-01")):
+        with pytest.raises(ValidationError, match="year outside 1900-2200"):
+            store.read_bars("NSE:TEST", "5m", **{key: value})
+    # well-formed bounds still select: the middle bar is the first (or last) one shown
+    middle = {"--start": ["09:20", "09:25"], "--end": ["09:15", "09:20"]}[option]
+    for bound in ("2024-04-01 09:20", "2024-04-01T09:20:00+05:30", "2024-04-01T03:50:00Z"):
+        frame = store.read_bars("NSE:TEST", "5m", **{key: bound})
+        assert frame.index.strftime("%H:%M").tolist() == middle, bound

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -197,6 +198,28 @@ _DAY_MONTH = r"^\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}(?:\D|$)"
 _YEAR = r"^(\d{4})"
 #: Years a bar may carry: wider than any market data, inside pandas' nanosecond range.
 _YEARS = (1900, 2200)
+
+
+def timestamp_problem(value: object) -> str | None:
+    """Return why one timestamp a user typed (a read's ``start``/``end``) is refused, or None.
+
+    The rules a file's timestamps follow (:func:`_parse_timestamps`), for a single value: a
+    time without a date (never given today's date), a day/month order that cannot be told
+    (``01/02/2024``: write ``2024-02-01``) and a year outside 1900–2200 (pandas cannot hold it).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if re.match(_TIME_ONLY, text):
+            return "a time without a date (give the full date and time)"
+        if re.match(_DAY_MONTH, text):
+            return "ambiguous day/month order (write the date as YYYY-MM-DD)"
+        year_text = re.match(_YEAR, text)
+        year = int(year_text.group(1)) if year_text else None
+    else:
+        year = getattr(value, "year", None)
+    if isinstance(year, int) and not _YEARS[0] <= year <= _YEARS[1]:
+        return f"year outside {_YEARS[0]}-{_YEARS[1]}"
+    return None
 
 
 def _parse_timestamps(

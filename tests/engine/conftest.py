@@ -129,6 +129,20 @@ def paper_processes(
     return PaperProcesses(store, tmp_path, env)
 
 
+def holding_and_working(store: Store, run_id: str) -> bool:
+    """Return whether run ``run_id``'s audit shows a fill and a resting limit order still working
+    (the state the kill and crash tests act on: a position to square off, an order to cancel)."""
+    from velox.oms import FILL_EVENT
+
+    events = store.read_order_events(run_id=run_id)
+    if events.empty or not events["status"].eq(FILL_EVENT).any():
+        return False
+    is_limit = events["payload"].map(lambda p: (p or {}).get("order_type") == "LIMIT")
+    limits = events.loc[is_limit, "client_id"].unique()
+    last = events.groupby("client_id")["status"].last()
+    return bool(last.reindex(limits).isin(["OPEN", "TRIGGER_PENDING"]).any())
+
+
 def wait_until(ready: Callable[[], bool], what: str, *, engine: subprocess.Popen[str] | None = None,
                timeout: float = 60.0) -> None:  # fmt: skip
     """Poll ``ready`` until it is true; fail naming ``what`` on timeout, or with the engine's

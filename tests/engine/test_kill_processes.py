@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import DAY, ROOT, PaperProcesses, wait_until
+from tests.engine.conftest import DAY, ROOT, PaperProcesses, holding_and_working, wait_until
 from velox.types import TERMINAL_STATUSES
 
 STRATEGY = """
@@ -41,14 +41,6 @@ class Holds(Strategy):
         if os.environ.get("HANG_IN_C") == "1":
             time.sleep(3600)  # inside C: no asynchronous exception reaches it
 """
-
-
-def _holding_and_working(store, run_id: str) -> bool:  # noqa: ANN001
-    events = store.read_order_events(run_id=run_id)
-    if events.empty or not events["status"].eq("FILL").any():
-        return False
-    last = events.groupby("client_id")["status"].last()
-    return last.isin(["OPEN"]).any()
 
 
 @pytest.mark.postgres
@@ -77,7 +69,7 @@ def test_one_kill_reaches_two_engine_processes_and_names_the_silent_one(
     store.create_run(mode="paper", account="C3", initial_cash=1e6, run_id="KC")  # stale
     try:
         for run_id, engine in engines.items():
-            wait_until(lambda r=run_id: _holding_and_working(store, r),
+            wait_until(lambda r=run_id: holding_and_working(store, r),
                        f"{run_id} never held a position with a resting order",
                        engine=engine)  # fmt: skip
         import time

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.engine.conftest import DAY, ROOT, PaperProcesses, wait_until
+from tests.engine.conftest import DAY, ROOT, PaperProcesses, holding_and_working, wait_until
 from velox.calendar import IST
 from velox.oms import ALLOWED_TRANSITIONS, FILL_EVENT
 from velox.types import OrderStatus
@@ -63,14 +63,6 @@ def _valid_path(statuses: list[str]) -> bool:
     return True
 
 
-def _holding_and_working(store) -> bool:  # noqa: ANN001
-    """Return whether the audit shows a fill and a working order (kill -9 material)."""
-    events = store.read_order_events()
-    statuses = events.groupby("client_id")["status"].agg(list)
-    filled = events["status"].eq(FILL_EVENT).any()
-    return filled and any(s[-1] in ("OPEN", "TRIGGER_PENDING") for s in statuses)
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.usefixtures("reliance_in_store")
@@ -85,7 +77,7 @@ def test_engine_killed_mid_session_resumes_without_duplicates(
     first = engine()
 
     # wait for a position and a working order, then kill -9 mid-session
-    wait_until(lambda: _holding_and_working(store), "the engine never traded", engine=first)
+    wait_until(lambda: holding_and_working(store, "P1"), "the engine never traded", engine=first)
     # an operator's order issued just before the crash: pending, taken or even sent when the
     # engine dies, it must reach the broker exactly once
     buy = {"instrument_id": "NSE:RELIANCE", "side": "BUY", "qty": 3, "order_type": "MARKET"}
@@ -190,7 +182,7 @@ def test_kill_after_a_restart_stamps_every_audit_row_with_market_and_wall_time(
 
     sim = paper_processes.simulator(speed=1000.0)
     first = engine()
-    wait_until(lambda: _holding_and_working(store), "the engine never traded", engine=first)
+    wait_until(lambda: holding_and_working(store, "P1"), "the engine never traded", engine=first)
     os.kill(first.pid, signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
     at_crash = store.read_order_events(run_id="P1")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.engine.conftest import DAY, PaperProcesses, wait_until
+from tests.engine.conftest import DAY, PaperProcesses, holding_and_working, wait_until
 from velox.brokers.sim.paper import PaperConnection, order_to_dict
 from velox.calendar import IST
 from velox.oms import FILL_EVENT
@@ -49,15 +49,6 @@ def _fills(store) -> pd.DataFrame:  # noqa: ANN001
     return events[events["status"] == FILL_EVENT]
 
 
-def _holding_and_working(store) -> bool:  # noqa: ANN001
-    events = store.read_order_events(run_id="P1")
-    last = events.groupby("client_id")["status"].last()
-    limits = events.loc[
-        events["payload"].map(lambda p: p.get("order_type") == "LIMIT"), "client_id"
-    ]
-    return not _fills(store).empty and last.reindex(limits).eq("OPEN").any()
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_restart_after_the_square_off_books_every_missed_fill_once(
@@ -75,7 +66,7 @@ def test_restart_after_the_square_off_books_every_missed_fill_once(
     sim = paper_processes.simulator(speed=100.0, dump=dump)  # margin for a slow engine start
     first = engine()
     # kill -9 before 15:15, with an order working
-    wait_until(lambda: _holding_and_working(store), "the engine never traded", engine=first)
+    wait_until(lambda: holding_and_working(store, "P1"), "the engine never traded", engine=first)
     os.kill(first.pid, signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
 

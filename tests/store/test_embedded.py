@@ -69,6 +69,10 @@ def test_two_processes_start_and_share_the_store_at_once(data_dir: Path) -> None
     for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
         assert out.strip() == "100"
+    # a store that did not exist is never created silently: the one process that created it
+    # says where (a mistyped data_dir shows here), the other opened it without a word
+    created = f"created a new empty store in {data_dir / 'store'}"
+    assert sorted(created in err for _, err in results) == [False, True], results
 
     store = Store(embedded_url(data_dir / "store"), backend="embedded")
     summary = store.bar_summary()

@@ -1489,16 +1489,23 @@ def _to_ns(value: object) -> tuple[int, bool]:
     """Return (UTC epoch ns, is_date_only) for a bound; naive values are IST."""
     import pandas as pd
 
+    from velox.data import timestamp_problem
+
     date_only = (isinstance(value, date) and not isinstance(value, datetime)) or (
         isinstance(value, str) and bool(_DATE_ONLY.match(value.strip()))
     )
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"cannot read {value!r} as a timestamp: {exc}") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(IST_NAME)
-    return int(stamp.tz_convert("UTC").as_unit("ns").value), date_only
+    problem = timestamp_problem(value)  # the rules of a file's timestamps, on the text
+    if problem is None:
+        try:
+            stamp = pd.Timestamp(value)
+            problem = timestamp_problem(stamp)  # a year the text did not show ("Jan 01 0001")
+            if problem is None:
+                if stamp.tzinfo is None:
+                    stamp = stamp.tz_localize(IST_NAME)
+                return int(stamp.tz_convert("UTC").as_unit("ns").value), date_only
+        except (TypeError, ValueError, OverflowError) as exc:  # OutOfBoundsDatetime too
+            problem = str(exc)
+    raise ValidationError(f"cannot read {value!r} as a timestamp: {problem}")
 
 
 def _bounds_ns(start: object, end: object) -> tuple[int | None, int | None]:
