@@ -161,12 +161,31 @@ def test_extended_session_2021_02_24_runs_to_17_00_after_the_outage(
 
 
 def test_session_with_a_pause_skips_bars_inside_it() -> None:
-    # 2024-01-20: 09:15-10:00 at the primary site, 11:30-12:30 at the DR site.
-    assert cal.is_open(ist("2024-01-20 09:59:59")) and not cal.is_open(ist("2024-01-20 10:00"))
-    assert not cal.is_open(ist("2024-01-20 11:29")) and cal.is_open(ist("2024-01-20 11:30"))
-    assert cal.next_open(ist("2024-01-20 10:30")) == ist("2024-01-20 11:30")
-    hours = [t.strftime("%H:%M") for t in cal.expected_bar_starts("2024-01-20", "1h")]
+    # 2024-03-02: 09:15-10:00 at the primary site, 11:30-12:30 at the DR site.
+    assert cal.is_open(ist("2024-03-02 09:59:59")) and not cal.is_open(ist("2024-03-02 10:00"))
+    assert not cal.is_open(ist("2024-03-02 11:29")) and cal.is_open(ist("2024-03-02 11:30"))
+    assert cal.next_open(ist("2024-03-02 10:30")) == ist("2024-03-02 11:30")
+    hours = [t.strftime("%H:%M") for t in cal.expected_bar_starts("2024-03-02", "1h")]
     assert hours == ["09:15", "11:15", "12:15"]
+    assert cal.session_bounds("2024-03-02")[1] == ist("2024-03-02 12:30")
+
+
+def test_saturday_2024_01_20_was_a_full_regular_session() -> None:
+    # The DR-site drill planned for Saturday 2024-01-20 was replaced by a full regular session
+    # (NSE circular of 2024-01-19) when Monday 2024-01-22 was declared a trading holiday.
+    assert cal.session_bounds("2024-01-20") == (ist("2024-01-20 09:15"), ist("2024-01-20 15:30"))
+    assert cal.trading_hours_ns("2024-01-20") == (
+        (ist("2024-01-20 09:15").value, ist("2024-01-20 15:30").value),
+    )
+    assert not cal.is_open(ist("2024-01-20 09:14:59"))  # pre-open, as on any day
+    for clock in ("09:15", "10:00", "10:30", "11:29", "12:30", "15:29:59"):
+        assert cal.is_open(ist(f"2024-01-20 {clock}")), clock
+    assert not cal.is_open(ist("2024-01-20 15:30"))
+    hours = [t.strftime("%H:%M") for t in cal.expected_bar_starts("2024-01-20", "1h")]
+    assert hours == ["09:15", "10:15", "11:15", "12:15", "13:15", "14:15", "15:15"]
+    assert len(cal.expected_bar_starts("2024-01-20", "1m")) == 375
+    assert cal.is_trading_day("2024-01-20") and not cal.is_trading_day("2024-01-22")
+    assert cal.next_open(ist("2024-01-20 15:30")) == ist("2024-01-23 09:15")
 
 
 # ---- is_open / next_open / previous_close ------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import velox.calendar
 import velox.options
 from velox.errors import ValidationError
 from velox.options import expiries, expiry_rules, lot_size, strike_interval
@@ -191,11 +192,21 @@ def test_holiday_shifts_to_the_previous_trading_day():
     assert expiries("MIDCPNIFTY", "2024-05-14", "2024-05-24") == _days("2024-05-17")
 
 
-def test_exchange_re_dated_expiries():
+def test_exchange_re_dated_expiries(monkeypatch):
     # 2024-01-22 was declared a holiday on 2024-01-19 and Saturday 01-20 turned into a full
     # regular session; NSE's circular of that day moved the MIDCPNIFTY expiry to 01-20.
     assert expiries("MIDCPNIFTY", "2024-01-16", "2024-01-26") == _days("2024-01-20")
     assert expiries("NFO:MIDCPNIFTY", "2024-01-20", "2024-01-20") == _days("2024-01-20")
+    # velox.calendar holds 01-20 as the full 09:15-15:30 session it was (not the DR drill
+    # first planned), so the general rule alone gives the same date: Monday 01-22 is a holiday
+    # and the previous full trading day is Saturday 01-20, not Friday 01-19.
+    assert velox.calendar.session_bounds("2024-01-20")[1].strftime("%H:%M") == "15:30"
+    assert not velox.calendar.is_trading_day("2024-01-22")
+    monkeypatch.setattr(velox.options, "expiry_exceptions", lambda: {})
+    assert expiries("MIDCPNIFTY", "2024-01-16", "2024-01-26") == _days("2024-01-20")
+    # the DR-drill Saturday of 2024-05-18 (12:30 close) still is not an expiry day
+    assert expiries("MIDCPNIFTY", "2024-05-14", "2024-05-24") == _days("2024-05-17")
+    monkeypatch.undo()
     # the exception is one underlying's: the same week's other expiries follow the rule
     assert expiries("FINNIFTY", "2024-01-17", "2024-01-26") == _days("2024-01-23")
     assert expiries("BANKNIFTY", "2024-01-17", "2024-01-26") == _days("2024-01-17", "2024-01-25")

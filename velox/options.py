@@ -684,9 +684,9 @@ def _session_dates(start: date, end: date) -> frozenset[date]:
 def expiry_exceptions() -> dict[tuple[str, date], date]:
     """Return the exchange's re-dated expiries, ``(underlying, scheduled) → expiry``.
 
-    From ``data/options/expiry_exceptions.csv``: the dates an exchange circular set against
-    the general rule (previous full trading day), e.g. MIDCPNIFTY's 2024-01-22 contracts
-    expiring on the full Saturday session of 2024-01-20.
+    From ``data/options/expiry_exceptions.csv``: the dates an exchange circular set, which win
+    over the general rule (previous full trading day), e.g. MIDCPNIFTY's 2024-01-22 contracts
+    expiring on the full Saturday session of 2024-01-20 (which the rule now gives as well).
     """
     out: dict[tuple[str, date], date] = {}
     for number, row in enumerate(_read_table("expiry_exceptions.csv"), start=1):

@@ -831,7 +831,8 @@ def test_assigning_a_new_config_takes_effect() -> None:
     [
         date(2021, 2, 24),  # NSE outage: trading paused 11:40-15:45, extended to 17:00
         date(2022, 10, 24),  # Muhurat trading, 18:15-19:15 only
-        date(2024, 1, 20),  # Saturday DR-site session in two parts
+        date(2024, 1, 20),  # Saturday full regular session (Monday 01-22 made a holiday)
+        date(2024, 3, 2),  # Saturday DR-site session in two parts
         date(2025, 6, 1),  # a Sunday
     ],
 )
@@ -855,6 +856,25 @@ def test_orders_are_refused_exactly_when_the_calendar_says_closed(day: date) -> 
                 assert is_open_now, when
             expected += is_open_now
     assert accepted == expected
+
+
+def test_saturday_2024_01_20_trades_the_full_regular_session() -> None:
+    # NSE turned the DR-site drill planned for Saturday 2024-01-20 into a full regular session
+    # (circular of 2024-01-19): orders are accepted 09:15-15:30, through the old drill's pause
+    # (10:00-11:30) and after its 12:30 close, and refused in the pre-open and after 15:30.
+    sim, _ = make_sim(cash=1e9, free=True)
+    day = date(2024, 1, 20)
+    for n, (clock, accepted) in enumerate(
+        [(time(9, 14, 59), False), (time(9, 15), True), (time(10, 30), True),
+         (time(12, 45), True), (time(15, 29, 59), True), (time(15, 30), False)]
+    ):  # fmt: skip
+        sim.on_clock(datetime.combine(day, clock, tzinfo=IST))
+        order = mk(SBIN, "BUY", 1, "LIMIT", limit_price=1.0, client_id=f"sat{n}")
+        if accepted:
+            sim.place_order(order)
+        else:
+            with pytest.raises(OrderRejected, match="Markets are closed"):
+                sim.place_order(order)
 
 
 def test_bad_config_is_refused() -> None:

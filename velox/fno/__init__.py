@@ -2,6 +2,7 @@
 
 =============================  ==============================================================
 :class:`Leg`                   one leg chosen relative to the market (offset, delta, premium)
+:class:`Roll`                  a per-leg adjustment: roll a tested leg to a new strike
 :func:`straddle` …             builders: straddle, strangle, iron_condor, butterfly, calendar,
                                ratio_spread, covered_call (lists of legs)
 :func:`resolve_legs`           legs → :class:`Position` contracts on a model-priced chain
@@ -28,6 +29,7 @@ from velox.fno.basket import (
 from velox.fno.legs import (
     Leg,
     Position,
+    Roll,
     butterfly,
     calendar,
     covered_call,
@@ -48,6 +50,7 @@ __all__ = [
     "MarginEstimate",
     "OptionFeed",
     "Position",
+    "Roll",
     "backtest_basket",
     "butterfly",
     "calendar",

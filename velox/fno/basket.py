@@ -2,7 +2,8 @@
 
 :func:`backtest_basket` replays an index's intraday bars day by day. At the entry time every
 leg is resolved on a model-priced chain (:func:`velox.fno.resolve_legs`) and entered together;
-then at each later bar close the basket is marked to market, per-leg stops and the combined
+then at each later bar close the basket is marked to market, per-leg stops, per-leg rolls
+(:class:`velox.fno.Roll`: a tested leg closed and replaced at a new strike) and the combined
 stop-loss/target are checked, and at the exit time (that day, or on the expiry day) what is
 left is squared off or settled at intrinsic value. Charges come from :mod:`velox.costs`, one
 contract note per leg and trade date, orders split at the exchange freeze quantity.
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import numpy as np
 
 from velox.errors import DataError, ValidationError
-from velox.fno.legs import Leg, Position, resolve_legs
+from velox.fno.legs import Leg, Position, Roll, resolve_legs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,11 +84,13 @@ def split_order(qty: int, lot_size: int, freeze_qty: int) -> list[int]:
 class BasketResult:
     """What a basket backtest returns: legs, strategy trades, Greeks over time (DataFrames).
 
-    ``legs``: one row per trade and leg (contract, entry/exit time and price, exit reason,
+    ``legs``: one row per trade and contract held (strategy ``leg``, ``roll`` 0 for the
+    contract entered, k for the k-th replacement a :class:`velox.fno.Roll` opened; contract,
+    entry/exit time and price, exit reason — ``"rolled"`` for a contract a roll closed —
     orders per side, gross ``pnl``, each charge kind, ``charges``, ``net_pnl``,
     ``price_source``). ``trades``: one row per basket (entry spot and volatility, exit reason,
-    ``pnl``, ``charges``, ``net_pnl``). ``greeks``: the basket's delta, gamma, vega, theta
-    (Greek × signed quantity: delta in units of the index per rupee of the forward, vega in
+    ``rolls``, ``pnl``, ``charges``, ``net_pnl``). ``greeks``: the basket's delta, gamma, vega,
+    theta (Greek × signed quantity: delta in units of the index per rupee of the forward, vega in
     rupees per volatility point, theta in rupees per calendar day) at each bar close while it
     was open; a leg priced from traded bars at the implied volatility of each close.
     """
@@ -108,10 +111,14 @@ class BasketResult:
         """Return the run's net P&L (gross P&L of every leg minus every charge)."""
         return float(self.legs["net_pnl"].sum())
 
-    def by_leg(self) -> pd.DataFrame:
-        """Return gross P&L, charges and net P&L summed per leg of the strategy."""
+    def by_leg(self, rolls: bool = False) -> pd.DataFrame:
+        """Return gross P&L, charges and net P&L summed per leg of the strategy.
+
+        A rolled leg's contracts (the one it entered and each replacement) count towards
+        their strategy leg; ``rolls=True`` keeps them apart, indexed by ``(leg, roll)``.
+        """
         cols = ["pnl", *CHARGE_KINDS, "charges", "net_pnl"]
-        return self.legs.groupby("leg")[cols].sum()
+        return self.legs.groupby(["leg", "roll"] if rolls else "leg")[cols].sum()
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,6 +295,157 @@ class _Run:
     strikes: int
 
 
+@dataclass
+class _Segment:
+    """One contract a strategy leg held: the leg as entered, or a replacement a roll opened.
+
+    Arrays run over the basket's path from ``start`` (the segment's entry bar) to its end.
+    """
+
+    pos: Position
+    start: int
+    prices: np.ndarray
+    forward: np.ndarray
+    t: np.ndarray
+    source: str
+    greeks: dict[str, np.ndarray]
+    end: int = -1
+    reason: str = ""
+    roll: int = 0
+
+    @property
+    def entry_price(self) -> float:
+        return float(self.prices[0])
+
+
+@dataclass(frozen=True)
+class _Path:
+    """The bars one basket lives on (path index 0 = the entry bar)."""
+
+    bars: pd.DataFrame
+    entry_row: int
+    times: pd.DatetimeIndex
+    starts: pd.DatetimeIndex
+    spot: np.ndarray
+    sigma: float
+
+    @property
+    def n(self) -> int:
+        return len(self.times)
+
+
+def _segment(run: _Run, path: _Path, pos: Position, start: int, roll: int) -> _Segment:
+    """Price ``pos`` from path index ``start`` on (entry at ``start``), with its Greeks."""
+    from velox.options import greeks, implied_volatility
+
+    prices, forward, t, source = _path_prices(
+        pos, path.times[start:], path.spot[start:], path.sigma, run.rate, run.tick,
+        run.option_bars, path.starts[start:], run.underlying, run.timeframe,
+    )  # fmt: skip
+    # a leg priced from bars enters at its bar's close, a model leg at its chain price
+    if source != "bars":
+        prices[0] = pos.entry_price
+    exposure: dict[str, np.ndarray] = {}
+    if pos.kind == "FUT":
+        exposure = {name: np.zeros(len(prices)) for name in ("delta", "gamma", "vega", "theta")}
+        exposure["delta"][:] = 1.0
+    else:
+        # A leg priced from its traded bars is taken at the implied volatility of each close
+        # (as chain() does), the basket's model σ where no volatility fits that close.
+        vol: float | np.ndarray = path.sigma
+        if source == "bars":
+            implied = implied_volatility(prices, forward, pos.strike, t, run.rate, pos.kind)
+            vol = np.where(np.isfinite(implied), implied, path.sigma)
+        g = greeks(forward, pos.strike, t, run.rate, vol, pos.kind)
+        exposure = {
+            name: np.nan_to_num(np.asarray(getattr(g, name), dtype=float))
+            for name in ("delta", "gamma", "vega", "theta")
+        }
+    return _Segment(pos, start, prices, forward, t, source, exposure, roll=roll)
+
+
+def _tested(roll: Roll, seg: _Segment, spot: np.ndarray) -> np.ndarray:
+    """Return, per bar of ``seg``'s path, whether its leg is tested by ``roll``."""
+    out = np.zeros(len(seg.prices), dtype=bool)
+    strike = seg.pos.strike
+    if roll.through is not None:
+        out |= (
+            (spot >= strike + roll.through)
+            if seg.pos.kind == "CE"
+            else (spot <= strike - roll.through)
+        )
+    if roll.delta is not None:
+        out |= np.abs(seg.greeks["delta"]) >= roll.delta
+    return out
+
+
+def _offset_strike(frame: pd.DataFrame, kind: str, offset: int, spot: float) -> float | None:
+    """Return the strike ``offset`` steps OTM of the ATM nearest ``spot`` on ``frame``'s
+    strikes, or None where the chain could answer otherwise (a tie, or near its edge)."""
+    levels = np.unique(frame["strike"].to_numpy(dtype=float))
+    gaps = np.abs(levels - spot)
+    i = int(np.argmin(gaps))
+    if len(levels) < 3 or np.sort(gaps)[1] - gaps[i] < 1e-6:
+        return None
+    j = i + offset if kind == "CE" else i - offset
+    if not (0 < i < len(levels) - 1 and 0 < j < len(levels) - 1):
+        return None
+    return float(levels[j])
+
+
+def _slot(run: _Run, path: _Path, leg: Leg, first: Position) -> list[_Segment]:
+    """Return the contracts one strategy leg held: its entry and the replacements its rolls
+    opened, each with its exit bar and reason (before the basket's combined stop/target)."""
+    from velox.fno.legs import _replacement, _resolve_leg
+
+    n = path.n
+    default = "time" if run.exit is not None else "settled"
+    new_leg = _replacement(leg)
+    selector_offset = None
+    if new_leg.delta is None and new_leg.premium is None and new_leg.strike is None:
+        selector_offset = 0 if new_leg.offset is None else new_leg.offset
+    segments: list[_Segment] = []
+    pos, start = first, 0
+    while True:
+        seg = _segment(run, path, pos, start, len(segments))
+        seg.end, seg.reason = n - 1, default
+        if pos.stop_loss is not None:
+            level = seg.entry_price * (1.0 - pos.sign * pos.stop_loss)
+            later = seg.prices[1:]
+            crossed = later >= level if pos.sign < 0 else later <= level
+            hit = start + _first(crossed) + 1
+            if hit < n:
+                seg.end, seg.reason = hit, "leg stop"
+        segments.append(seg)
+        if leg.roll is None or len(segments) > leg.roll.max_rolls:
+            return segments
+        tested = _tested(leg.roll, seg, path.spot[start:])
+        # not at its own entry, not on or after a leg stop, not on the basket's last bar
+        candidates = start + np.flatnonzero(tested[1 : min(seg.end, n - 1) - start]) + 1
+        replacement: Position | None = None
+        last_frame: pd.DataFrame | None = None
+        for r in candidates:
+            r = int(r)
+            spot = float(path.spot[r])
+            if last_frame is not None and selector_offset is not None:
+                guess = _offset_strike(last_frame, pos.kind, selector_offset, spot)
+                if guess is not None and guess == pos.strike:
+                    continue  # the chain would pick the same contract: no roll
+            row = path.entry_row + r
+            candidate, last_frame = _resolve_leg(
+                new_leg, run.underlying, path.times[r], path.bars.iloc[row : row + 1],
+                sigma=path.sigma, rate=run.rate, tick_size=run.tick, strikes=run.strikes,
+                chains={}, expiry=pos.expiry,
+            )  # fmt: skip
+            if candidate.strike != pos.strike:
+                replacement = candidate
+                seg.end, seg.reason = r, "rolled"
+                break
+        if replacement is None:
+            return segments
+        pos, start = replacement, seg.end
+
+
 def _one_basket(
     run: _Run,
     trade: int,
@@ -300,8 +458,6 @@ def _one_basket(
 ) -> tuple[list[dict[str, object]], dict[str, object], pd.DataFrame, int]:
     """Run one basket entered at bar ``entry_row``; return leg rows, the trade, Greeks, exit row."""
     import pandas as pd
-
-    from velox.options import greeks, implied_volatility
 
     entry_at = ends[entry_row]
     positions = resolve_legs(
@@ -318,147 +474,115 @@ def _one_basket(
     if stop_row <= entry_row or dates[stop_row] != last_day:
         raise DataError(f"no bars from {entry_at} through the exit on {last_day}")
     rows = slice(entry_row, stop_row + 1)  # index 0 is the entry bar itself
-    times, starts = ends[rows], bars.index[rows]
-    spot = bars["close"].to_numpy(dtype=float)[rows]
-    n = len(times)
-
-    priced = [
-        _path_prices(
-            p,
-            times,
-            spot,
-            sigma,
-            run.rate,
-            run.tick,
-            run.option_bars,
-            starts,
-            run.underlying,
-            run.timeframe,
-        )
-        for p in positions
-    ]
-    prices = np.vstack([q[0] for q in priced])
-    sources = [q[3] for q in priced]
-    # a leg priced from bars enters at its bar's close, a model leg at its chain price
-    entry_prices = np.array(
-        [
-            q[0][0] if q[3] == "bars" else p.entry_price
-            for p, q in zip(positions, priced, strict=True)
-        ]
-    )
-    prices[:, 0] = entry_prices
-    signs = np.array([p.sign for p in positions], dtype=float)
-    qtys = np.array([p.qty for p in positions], dtype=float)
-
-    # Per-leg stops first (each depends on its own premium only), then the basket's P&L with
-    # stopped legs frozen at their exit, then the combined stop/target on that P&L.
-    leg_exit = np.full(len(positions), n - 1)
-    reasons = ["time" if run.exit is not None else "settled"] * len(positions)
-    for j, p in enumerate(positions):
-        if p.stop_loss is None:
-            continue
-        level = entry_prices[j] * (1.0 - p.sign * p.stop_loss)
-        crossed = prices[j, 1:] >= level if p.sign < 0 else prices[j, 1:] <= level
-        hit = _first(crossed) + 1
-        if hit < n:
-            leg_exit[j], reasons[j] = hit, "leg stop"
+    path = _Path(
+        bars=bars, entry_row=entry_row, times=ends[rows], starts=bars.index[rows],
+        spot=bars["close"].to_numpy(dtype=float)[rows], sigma=sigma,
+    )  # fmt: skip
+    times, spot, n = path.times, path.spot, path.n
     steps = np.arange(n)
-    held = np.minimum(steps[None, :], leg_exit[:, None])
-    marked = np.take_along_axis(prices, held, axis=1)
-    leg_pnl = (signs * qtys)[:, None] * (marked - entry_prices[:, None])
-    basket = leg_pnl.sum(axis=0)
+
+    # Each strategy leg on its own first: per-leg stops and rolls depend on that leg's premium,
+    # strike and the index only. Then the basket's P&L (closed contracts at their exits, open
+    # ones marked), then the combined stop/target on that P&L: every contract open at that
+    # bar exits there, and a roll that bar (or later) is not made.
+    slots = [_slot(run, path, leg, p) for leg, p in zip(legs, positions, strict=True)]
+    basket = np.zeros(n)
+    for seg in (s for slot in slots for s in slot):
+        held = np.minimum(steps[seg.start :], seg.end) - seg.start
+        size = seg.pos.sign * seg.pos.qty
+        basket[seg.start :] += size * (seg.prices[held] - seg.entry_price)
     basket_exit, basket_reason = n - 1, None
     stop_hit = n if run.stop_loss is None else _first(basket[1:] <= -run.stop_loss) + 1
     target_hit = n if run.target is None else _first(basket[1:] >= run.target) + 1
     if min(stop_hit, target_hit) < n:  # a bar cannot be both a loss and a gain
         basket_exit = min(stop_hit, target_hit)
         basket_reason = "stop loss" if stop_hit < target_hit else "target"
-    for j in range(len(positions)):
-        if basket_reason is not None and leg_exit[j] > basket_exit:
-            leg_exit[j], reasons[j] = basket_exit, basket_reason
+        for j, slot in enumerate(slots):
+            slots[j] = slot = [s for s in slot if s.start < basket_exit]
+            last_seg = slot[-1]
+            if last_seg.end > basket_exit or (
+                last_seg.end == basket_exit and last_seg.reason == "rolled"
+            ):
+                last_seg.end, last_seg.reason = basket_exit, basket_reason
 
     leg_rows = []
-    freeze = _freeze(run.underlying, entry_at.date(), run.freeze_qty)
-    for j, p in enumerate(positions):
-        e = int(leg_exit[j])
-        exit_price = float(prices[j, e])
-        settled = None
-        if reasons[j] == "settled" and p.expiry == last_day:
-            s = float(spot[-1])
-            if p.kind == "FUT":
-                exit_price = round(s, 2)
-            else:
-                exit_price = round(
-                    max((s - p.strike) if p.kind == "CE" else (p.strike - s), 0.0), 2
-                )
-            settled = exit_price
-        elif reasons[j] == "settled":
-            reasons[j] = "time"  # a later expiry: squared off at the model price
-        orders = len(split_order(p.qty, p.lot_size, freeze))
-        fills = [(times[0].date(), p.sign, p.qty * float(entry_prices[j]), orders)]
-        if settled is None:
-            fills.append((times[e].date(), -p.sign, p.qty * exit_price, orders))
-        charges = _leg_charges(p, fills, settled, p.expiry, run.broker)
-        pnl = round(p.sign * p.qty * (exit_price - float(entry_prices[j])), 2)
-        total = round(math.fsum(charges.values()), 2)
-        leg_rows.append(
-            {
-                "trade": trade,
-                "leg": j,
-                "kind": p.kind,
-                "side": "buy" if p.sign > 0 else "sell",
-                "strike": p.strike,
-                "expiry": p.expiry,
-                "lots": p.lots,
-                "lot_size": p.lot_size,
-                "qty": p.qty,
-                "entry_time": times[0],
-                "entry_price": float(entry_prices[j]),
-                "exit_time": times[e],
-                "exit_price": exit_price,
-                "exit_reason": reasons[j],
-                "orders": orders,
-                "pnl": pnl,
-                **charges,
-                "charges": total,
-                "net_pnl": round(pnl - total, 2),
-                "price_source": sources[j],
-            }
-        )
-
-    # Greeks of the open legs at each bar close (a future: delta 1 per unit). A leg priced from
-    # its traded bars is taken at the implied volatility of each close (as chain() does), the
-    # basket's model σ where no volatility fits that close.
     exposure = {name: np.zeros(n) for name in ("delta", "gamma", "vega", "theta")}
-    for j, p in enumerate(positions):
-        _, forward, t, _ = priced[j]
-        open_ = steps <= leg_exit[j]
-        size = p.sign * p.qty
-        if p.kind == "FUT":
-            exposure["delta"] += np.where(open_, size, 0.0)
-            continue
-        vol: float | np.ndarray = sigma
-        if sources[j] == "bars":
-            implied = implied_volatility(prices[j], forward, p.strike, t, run.rate, p.kind)
-            vol = np.where(np.isfinite(implied), implied, sigma)
-        g = greeks(forward, p.strike, t, run.rate, vol, p.kind)
-        for name in exposure:
-            exposure[name] += np.where(open_, size * np.nan_to_num(getattr(g, name)), 0.0)
-    last = int(leg_exit.max())
+    final_reasons = []
+    for j, slot in enumerate(slots):
+        for seg in slot:
+            p, e = seg.pos, seg.end
+            exit_price = float(seg.prices[e - seg.start])
+            settled = None
+            if seg.reason == "settled" and p.expiry == last_day:
+                s = float(spot[-1])
+                if p.kind == "FUT":
+                    exit_price = round(s, 2)
+                else:
+                    exit_price = round(
+                        max((s - p.strike) if p.kind == "CE" else (p.strike - s), 0.0), 2
+                    )
+                settled = exit_price
+            elif seg.reason == "settled":
+                seg.reason = "time"  # a later expiry: squared off at the model price
+            freeze = _freeze(run.underlying, times[seg.start].date(), run.freeze_qty)
+            orders = len(split_order(p.qty, p.lot_size, freeze))
+            fills = [(times[seg.start].date(), p.sign, p.qty * seg.entry_price, orders)]
+            if settled is None:
+                fills.append((times[e].date(), -p.sign, p.qty * exit_price, orders))
+            charges = _leg_charges(p, fills, settled, p.expiry, run.broker)
+            pnl = round(p.sign * p.qty * (exit_price - seg.entry_price), 2)
+            total = round(math.fsum(charges.values()), 2)
+            leg_rows.append(
+                {
+                    "trade": trade,
+                    "leg": j,
+                    "roll": seg.roll,
+                    "kind": p.kind,
+                    "side": "buy" if p.sign > 0 else "sell",
+                    "strike": p.strike,
+                    "expiry": p.expiry,
+                    "lots": p.lots,
+                    "lot_size": p.lot_size,
+                    "qty": p.qty,
+                    "entry_time": times[seg.start],
+                    "entry_price": seg.entry_price,
+                    "exit_time": times[e],
+                    "exit_price": exit_price,
+                    "exit_reason": seg.reason,
+                    "orders": orders,
+                    "pnl": pnl,
+                    **charges,
+                    "charges": total,
+                    "net_pnl": round(pnl - total, 2),
+                    "price_source": seg.source,
+                }
+            )
+            # Greeks while held: a rolled contract up to (not at) its roll bar, where its
+            # replacement stands; any other through its exit bar.
+            rel = steps[seg.start :]
+            open_ = (rel < e) if seg.reason == "rolled" else (rel <= e)
+            size = p.sign * p.qty
+            for name in exposure:
+                exposure[name][seg.start :] += np.where(open_, size * seg.greeks[name], 0.0)
+        final_reasons.append(slot[-1].reason)
+    last = max(seg.end for slot in slots for seg in slot)
     greek_frame = pd.DataFrame(
         {"trade": trade, **{k: v[: last + 1] for k, v in exposure.items()}},
         index=pd.DatetimeIndex(times[: last + 1], name="timestamp"),
     )
     pnl = round(math.fsum(r["pnl"] for r in leg_rows), 2)
     charges = round(math.fsum(r["charges"] for r in leg_rows), 2)
+    sources = [r["price_source"] for r in leg_rows]
     trade_row = {
         "trade": trade,
         "date": times[0].date(),
         "entry_time": times[0],
         "exit_time": times[last],
-        "exit_reason": basket_reason or ("leg stop" if "leg stop" in reasons else reasons[0]),
+        "exit_reason": basket_reason
+        or ("leg stop" if "leg stop" in final_reasons else final_reasons[0]),
         "spot": float(spot[0]),
         "sigma": sigma,
+        "rolls": sum(len(slot) - 1 for slot in slots),
         "pnl": pnl,
         "charges": charges,
         "net_pnl": round(pnl - charges, 2),

@@ -14,6 +14,7 @@ the chosen expiry (priced at the carried forward, strike ignored).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Leg",
     "Position",
+    "Roll",
     "butterfly",
     "calendar",
     "covered_call",
@@ -44,6 +46,58 @@ _EXPIRY_KINDS = ("weekly", "monthly")
 
 
 @dataclass(frozen=True, slots=True)
+class Roll:
+    """A per-leg adjustment: when the leg is *tested*, close it and open a replacement.
+
+    Tested (checked at every bar close after the leg's entry, before the basket's last bar)
+    when either trigger given holds:
+
+    * ``through``: the index has gone ``through`` points past the strike towards the money —
+      a CE when ``spot >= strike + through``, a PE when ``spot <= strike - through`` (0: the
+      index crosses the strike; 50: it is 50 points in the money; -30: it comes within 30
+      points of the strike from the out-of-the-money side);
+    * ``delta``: the leg's |delta| (Black-76, as ``BasketResult.greeks`` has it) reaches
+      ``delta``.
+
+    The replacement is the same kind, side, lots and expiry, its strike chosen the way entry
+    strikes are, on the chain at that bar close: ``offset`` strike steps out of the money of
+    the ATM then (None: the leg's own selector, ``offset``/``delta``/``premium``). A tested bar
+    whose replacement would be the same contract makes no roll (the leg stays; later bars are
+    checked again). At most ``max_rolls`` rolls per leg and basket.
+
+    Examples
+    --------
+    >>> Roll(through=50, offset=0, max_rolls=2)
+    Roll(through=50, delta=None, offset=0, max_rolls=2)
+    """
+
+    through: float | None = None
+    delta: float | None = None
+    offset: int | None = None
+    max_rolls: int = 1
+
+    def __post_init__(self) -> None:
+        if self.through is None and self.delta is None:
+            raise ValidationError("a Roll needs a trigger: through= (points) or delta=")
+        if self.through is not None and (
+            isinstance(self.through, bool) or not math.isfinite(self.through)
+        ):
+            raise ValidationError(f"Roll.through={self.through!r} must be a number of points")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ValidationError(f"Roll.delta={self.delta!r} must be between 0 and 1 (|delta|)")
+        if self.offset is not None and (
+            isinstance(self.offset, bool) or not isinstance(self.offset, int)
+        ):
+            raise ValidationError(f"Roll.offset={self.offset!r} must be a whole number of steps")
+        if (
+            isinstance(self.max_rolls, bool)
+            or not isinstance(self.max_rolls, int)
+            or self.max_rolls < 1
+        ):
+            raise ValidationError(f"Roll.max_rolls={self.max_rolls!r} must be a whole number >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Leg:
     """One leg of an option strategy, chosen relative to the market at entry.
 
@@ -53,12 +107,14 @@ class Leg:
     (every listed expiry, weeklies included) or ``"monthly"``; ``nth`` picks the n-th one after
     entry (0 = the next). ``stop_loss`` is a per-leg stop as a fraction of the entry premium
     (0.3: a sold leg exits when its premium rises 30 %, a bought leg when it falls 30 %).
+    ``roll`` is a :class:`Roll`: when the leg is tested, the basket backtester closes it and
+    opens a replacement at a new strike (options only).
 
     Examples
     --------
     >>> Leg("CE", "sell", offset=2)
     Leg(kind='CE', side='sell', lots=1, offset=2, delta=None, premium=None, strike=None, \
-expiry='weekly', nth=0, stop_loss=None)
+expiry='weekly', nth=0, stop_loss=None, roll=None)
     """
 
     kind: str
@@ -71,6 +127,7 @@ expiry='weekly', nth=0, stop_loss=None)
     expiry: str = "weekly"
     nth: int = 0
     stop_loss: float | None = None
+    roll: Roll | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -98,6 +155,16 @@ expiry='weekly', nth=0, stop_loss=None)
             math.isfinite(self.stop_loss) and self.stop_loss > 0
         ):
             raise ValidationError(f"Leg.stop_loss={self.stop_loss!r} must be a fraction > 0")
+        if self.roll is not None:
+            if not isinstance(self.roll, Roll):
+                raise ValidationError(f"Leg.roll={self.roll!r} must be a velox.fno.Roll")
+            if self.kind == "FUT":
+                raise ValidationError("a FUT leg cannot roll (Roll is for options: strikes)")
+            if self.strike is not None and self.roll.offset is None:
+                raise ValidationError(
+                    "a Leg with an absolute strike= needs Roll(offset=…) to choose the "
+                    "replacement's strike"
+                )
 
     @property
     def sign(self) -> int:
@@ -274,6 +341,14 @@ def _expiry_years(underlying: str, weekly: bool, year: int) -> tuple[date, ...]:
     return tuple(expiries(underlying, date(year, 1, 1), date(year + 1, 12, 31), weekly=weekly))
 
 
+def _replacement(leg: Leg) -> Leg:
+    """Return the leg a roll of ``leg`` opens: the same leg with the roll's strike selector."""
+    if leg.roll is None or leg.roll.offset is None:
+        return leg
+    return dataclasses.replace(leg, offset=leg.roll.offset, delta=None, premium=None,
+                               strike=None)  # fmt: skip
+
+
 def leg_expiry(leg: Leg, underlying: str, moment: pd.Timestamp) -> date:
     """Return the expiry date ``leg`` asks for, counted from ``moment`` (after its close)."""
     from datetime import datetime
@@ -313,50 +388,72 @@ def resolve_legs(
     absolute ``strike``), the entry premium the chain's price on the tick grid (nearest tick,
     at least one tick). A future's entry price is the carried forward.
     """
+    chains: dict[date, pd.DataFrame] = {}
+    return [
+        _resolve_leg(leg, underlying, at, bars, sigma=sigma, rate=rate, tick_size=tick_size,
+                     strikes=strikes, chains=chains)[0]
+        for leg in legs
+    ]  # fmt: skip
+
+
+def _resolve_leg(
+    leg: Leg,
+    underlying: str,
+    at: pd.Timestamp,
+    bars: pd.DataFrame,
+    *,
+    sigma: float,
+    rate: float,
+    tick_size: float,
+    strikes: int,
+    chains: dict[date, pd.DataFrame],
+    expiry: date | None = None,
+) -> tuple[Position, pd.DataFrame]:
+    """Return the contract ``leg`` selects at ``at`` and the chain it was picked from.
+
+    ``expiry`` fixes the contract's expiry (a roll keeps the rolled leg's); None counts it
+    from ``at`` as the leg says. ``chains`` caches one chain per expiry for this moment.
+    """
     from velox.options import chain, select_strike
     from velox.types import snap_to_tick
 
-    chains: dict[date, pd.DataFrame] = {}
-    out = []
-    for leg in legs:
+    if expiry is None:
         expiry = leg_expiry(leg, underlying, at)
-        if expiry not in chains:
-            chains[expiry] = chain(
-                underlying, at, expiry=expiry, bars=bars, timeframe="1m", sigma=sigma,
-                rate=rate, strikes=strikes,
-            )  # fmt: skip
-        frame = chains[expiry]
-        lot = int(frame["lot_size"].iloc[0])
-        if leg.kind == "FUT":
-            strike, price = math.nan, float(frame["forward"].iloc[0])
-        else:
-            if leg.strike is not None:
-                rows = frame[(frame["kind"] == leg.kind) & (frame["strike"] == leg.strike)]
-                if rows.empty:
-                    raise ValidationError(
-                        f"strike {leg.strike} is not on the {underlying} chain of {expiry} "
-                        f"({frame['strike'].min():.0f}..{frame['strike'].max():.0f})"
-                    )
-                row = rows.iloc[0]
-            else:
-                offset = leg.offset
-                if offset is None and leg.delta is None and leg.premium is None:
-                    offset = 0  # no selector: ATM
-                row = select_strike(
-                    frame, leg.kind, offset=offset, delta=leg.delta, premium=leg.premium
+    if expiry not in chains:
+        chains[expiry] = chain(
+            underlying, at, expiry=expiry, bars=bars, timeframe="1m", sigma=sigma,
+            rate=rate, strikes=strikes,
+        )  # fmt: skip
+    frame = chains[expiry]
+    lot = int(frame["lot_size"].iloc[0])
+    if leg.kind == "FUT":
+        strike, price = math.nan, float(frame["forward"].iloc[0])
+    else:
+        if leg.strike is not None:
+            rows = frame[(frame["kind"] == leg.kind) & (frame["strike"] == leg.strike)]
+            if rows.empty:
+                raise ValidationError(
+                    f"strike {leg.strike} is not on the {underlying} chain of {expiry} "
+                    f"({frame['strike'].min():.0f}..{frame['strike'].max():.0f})"
                 )
-            strike, price = float(row["strike"]), float(row["price"])
-        out.append(
-            Position(
-                kind=leg.kind,
-                sign=leg.sign,
-                strike=strike,
-                expiry=expiry,
-                qty=leg.lots * lot,
-                lots=leg.lots,
-                lot_size=lot,
-                entry_price=max(snap_to_tick(price, tick_size), tick_size),
-                stop_loss=leg.stop_loss,
+            row = rows.iloc[0]
+        else:
+            offset = leg.offset
+            if offset is None and leg.delta is None and leg.premium is None:
+                offset = 0  # no selector: ATM
+            row = select_strike(
+                frame, leg.kind, offset=offset, delta=leg.delta, premium=leg.premium
             )
-        )
-    return out
+        strike, price = float(row["strike"]), float(row["price"])
+    position = Position(
+        kind=leg.kind,
+        sign=leg.sign,
+        strike=strike,
+        expiry=expiry,
+        qty=leg.lots * lot,
+        lots=leg.lots,
+        lot_size=lot,
+        entry_price=max(snap_to_tick(price, tick_size), tick_size),
+        stop_loss=leg.stop_loss,
+    )
+    return position, frame
