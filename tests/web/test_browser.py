@@ -181,6 +181,14 @@ def test_trader_watches_places_cancels_and_kills(
     wait_for(lambda: page.locator("#velox-open-positions").inner_text() == "0",
              "the screen showing no open position")  # fmt: skip
     screenshot(page, "trader-killed")
+
+    # The Performance tab: velox.analytics of the run, computed on the server's worker thread
+    page.get_by_text("Performance", exact=True).first.click()
+    total = page.locator("#velox-perf-total-return")
+    total.wait_for(timeout=30_000)
+    assert re.fullmatch(r"-?\d+\.\d\d %", total.inner_text().strip()), total.inner_text()
+    assert re.fullmatch(r"\d+\.\d\d %", page.locator("#velox-perf-max-drawdown").inner_text())
+    screenshot(page, "trader-performance")
     issued = store.commands()
     assert set(issued["issued_by"]) == {"asha"}
     assert {"order", "cancel-order", "kill"} <= set(issued["verb"])

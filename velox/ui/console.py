@@ -2,6 +2,9 @@
 
 ``TradingConsole(desk)`` is what ``/trading`` serves (with :meth:`velox.ui.desk.Desk.web`) and
 what a notebook shows with ``velox.ui.console()``; ``dashboards/trading.py`` serves it alone.
+The chart shares its place with the run's Performance tab (:mod:`velox.ui.performance`), which
+is not one of the parts redrawn on each snapshot: it checks on its own slow timer, and only
+while its tab is shown.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from velox.ui.base import PERIOD_MS, LiveView, when_on_screen
 from velox.ui.chart import CandleChart
 from velox.ui.controls import ModeSwitch, OrderTicket, RiskPanel
 from velox.ui.desk import Desk
+from velox.ui.performance import POLL_MS, PerformancePanel
 from velox.ui.tables import Blotter, PositionsTable
 from velox.ui.watchlist import Watchlist
 
@@ -24,7 +28,8 @@ RUNS_MS = 2000
 
 
 class TradingConsole(pn.viewable.Viewer):
-    """Watchlist, chart, positions, blotter, risk, order ticket and mode switch of one run."""
+    """Watchlist, chart (or the Performance tab), positions, blotter, risk, order ticket and
+    mode switch of one run."""
 
     run_id = param.String(default=None, allow_None=True)
 
@@ -44,6 +49,12 @@ class TradingConsole(pn.viewable.Viewer):
         self.ticket = OrderTicket(**make)
         self.parts: list[LiveView] = [self.mode, self.watchlist, self.chart, self.positions,
                                       self.blotter, self.risk, self.ticket]  # fmt: skip
+        # not a part: never redrawn on a snapshot (the tick path), computed while its tab shows
+        self.performance = PerformancePanel(shown=False, **make)
+        # dynamic: the Performance tab is sent to the browser when first shown
+        self.views = pn.Tabs(("Chart", self.chart), ("Performance", self.performance),
+                             dynamic=True, sizing_mode="stretch_width")  # fmt: skip
+        self.views.param.watch(self._view_changed, "active")
         self.watchlist.param.watch(self._chart_instrument, "selected")
         self.runs.param.watch(lambda e: setattr(self, "run_id", e.new), "value")
         self._callbacks: list[Any] = []
@@ -57,12 +68,16 @@ class TradingConsole(pn.viewable.Viewer):
                 else self.ticket.instrument.value
             )  # fmt: skip
 
+    def _view_changed(self, event: Any) -> None:
+        self.performance.shown = event.new == 1
+
     @param.depends("run_id", watch=True)
     def _run_changed(self) -> None:
         self.chart.instrument_id = None
         self.watchlist.selected = None
         for part in self.parts:
             part.run_id = self.run_id
+        self.performance.run_id = self.run_id
 
     def refresh_runs(self) -> None:
         """Re-read the runs the user may see (the session is checked here on the web)."""
@@ -124,11 +139,14 @@ class TradingConsole(pn.viewable.Viewer):
             self._callbacks = [
                 pn.state.add_periodic_callback(when_on_screen(self.update), period=PERIOD_MS),
                 pn.state.add_periodic_callback(when_on_screen(self.refresh_runs), period=RUNS_MS),
+                pn.state.add_periodic_callback(
+                    when_on_screen(self.performance.update), period=POLL_MS
+                ),
             ]
             self._listen()
         top = pn.Row(self.runs, self.mode, sizing_mode="stretch_width")
         body = pn.Row(
-            pn.Column(self.chart, self.positions, self.blotter, sizing_mode="stretch_width"),
+            pn.Column(self.views, self.positions, self.blotter, sizing_mode="stretch_width"),
             pn.Column(self.watchlist, self.risk, width=560),
             sizing_mode="stretch_width",
         )
