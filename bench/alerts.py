@@ -8,6 +8,10 @@ self-signed certificate, AUTH) and their loopback Bot API stand-in, and a delive
 
 - **Velox**: one alert at a time is raised (stored, NOTIFY) and the clock stops when each server
   has it: store + wake-up + enqueue + claim + send + acknowledge, per channel.
+- **Velox from the engine's event**: the same, but the clock starts where a paper or live
+  engine raises an alert (``Engine._alert`` → ``RunRecorder.alert``, the run's journal), so
+  the recorder's batch (every ``LIVE_FLUSH_S`` = 0.1 s in paper and live) is included; each
+  event comes after a random pause, at a random moment of the recorder's cycle.
 - **Direct**: the same message sent straight from the benchmark, as a user without Velox would:
   ``smtplib`` (new connection, STARTTLS, AUTH, send, as the worker does) and
   ``requests.post`` of the ``sendMessage`` JSON; the clock stops on receipt.
@@ -18,6 +22,7 @@ the policy. p50 and p99 in milliseconds, and the ratio Velox / direct.
 
 from __future__ import annotations
 
+import random
 import shutil
 import smtplib
 import ssl
@@ -81,6 +86,42 @@ def velox_latencies(store: Store, smtp: SmtpServer, bot, n: int) -> tuple[list, 
     return to_smtp, to_bot
 
 
+def engine_latencies(store: Store, smtp: SmtpServer, bot, n: int) -> tuple[list, list]:  # noqa: ANN001
+    """From ``RunRecorder.alert`` (what the engine calls on the event) to each server."""
+    from datetime import UTC, datetime
+
+    from velox.engine.journal import Alert
+    from velox.store.recorder import LIVE_FLUSH_S, RunRecorder
+
+    deliverer = Deliverer(
+        store,
+        channels={"email": email_channel(smtp), "telegram": TelegramChannel(TOKEN, bot.url)},
+        targets={"email": "ops@desk.example", "telegram": "4242"},
+        policy=Policy(rate_limit=1_000_000),
+    )  # fmt: skip
+    store.create_run(mode="paper", account="B", initial_cash=1e6, run_id="BE1")
+    recorder = RunRecorder(store, "BE1", flush_interval=LIVE_FLUSH_S)
+    to_smtp, to_bot = [], []
+    jitter = random.Random(17)
+    with BackgroundWorker(deliverer, poll=30.0):
+        time.sleep(0.5)  # listening
+        for i in range(n):
+            # an event comes at any moment of the recorder's cycle, not right after a delivery
+            # (which would lock it to one phase of the flush): a random pause first
+            time.sleep(jitter.uniform(0, LIVE_FLUSH_S))
+            mails, requests = len(smtp.received), len(bot.requests)
+            started = time.perf_counter()
+            recorder.alert(Alert(datetime.now(UTC), "risk_breach", "critical",
+                                 f"max_order_qty breached ({i})", dedup_key=f"BE1:{i}",
+                                 account="B"))  # fmt: skip
+            wait(mails + 1, smtp.received)
+            wait(requests + 1, bot.requests)
+            to_smtp.append(smtp.received[-1].at - started)
+            to_bot.append(bot.requests[-1].at - started)
+    recorder.close()
+    return to_smtp, to_bot
+
+
 def direct_latencies(smtp: SmtpServer, bot, n: int) -> tuple[list, list]:  # noqa: ANN001
     import requests
 
@@ -118,6 +159,7 @@ def main() -> None:
         store = Store(embedded_url(root / "store"), backend="embedded")
         direct_latencies(smtp, bot, 5)  # warm both paths (imports, TLS contexts)
         velox_smtp, velox_bot = velox_latencies(store, smtp, bot, n)
+        engine_smtp, engine_bot = engine_latencies(store, smtp, bot, n)
         direct_smtp, direct_bot = direct_latencies(smtp, bot, n)
         store.close()
     finally:
@@ -133,8 +175,10 @@ def main() -> None:
     print(f"{'path':<44}{'p50':>9}{'p99':>9}{'mean':>9}")
     rows = [
         ("velox raise_alert -> SMTP server", velox_smtp),
+        ("velox engine event -> SMTP server", engine_smtp),
         ("direct smtplib (STARTTLS, AUTH) -> SMTP", direct_smtp),
         ("velox raise_alert -> Telegram stand-in", velox_bot),
+        ("velox engine event -> Telegram stand-in", engine_bot),
         ("direct requests.post -> Telegram stand-in", direct_bot),
     ]
     for label, values in rows:

@@ -66,6 +66,10 @@ _STATUSES = ("NEW", "RISK_CHECKED", "SUBMITTED", "OPEN", "TRIGGER_PENDING", "PAR
              "CANCELLED", "REJECTED")  # fmt: skip
 
 
+#: Delivery states a delivery never leaves (``velox.alerts.worker``).
+_FINISHED_DELIVERIES = ("sent", "suppressed", "failed")
+
+
 # -- the run context of log lines ------------------------------------------------------------
 
 _CONTEXT_KEYS = ("mode", "account", "run")
@@ -329,11 +333,21 @@ def _alert_metrics(store: Store) -> Iterator[Metric]:
     yield stored
     yield seen
     if deliveries is not None:
-        done = counter("velox_alert_deliveries", "Alert delivery attempts by channel and status",
+        # a delivery ends sent, suppressed or failed and never leaves that state: those counts
+        # only grow (a counter); the unfinished ones come and go (a gauge)
+        done = counter("velox_alert_deliveries",
+                       "Finished alert deliveries (one per alert and destination) by channel and "
+                       "outcome: sent, suppressed or failed",
                        labels=["channel", "status"])  # fmt: skip
+        waiting = gauge("velox_alert_deliveries_pending",
+                        "Alert deliveries not finished yet by channel: pending (due now or at a "
+                        "retry) or sending (claimed by a worker)",
+                        labels=["channel", "status"])  # fmt: skip
         for channel, status, count in deliveries:
-            done.add_metric([channel, status], count)
+            finished = status in _FINISHED_DELIVERIES
+            (done if finished else waiting).add_metric([channel, status], count)
         yield done
+        yield waiting
 
 
 class StoreCollector:

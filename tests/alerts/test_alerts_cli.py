@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.alerts.conftest import PASSWORD, TOKEN, BotServer
+from tests.alerts.conftest import PASSWORD, TOKEN, USER, BotServer, SmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +72,39 @@ def test_deliver_runs_until_sigint_woken_by_new_alerts(store, bot: BotServer) ->
         out, err = process.communicate(timeout=90)
     assert process.returncode == 0, err
     assert "alert delivery stopped" in out
+
+
+def test_deliver_once_emails_as_the_smtp_settings_say(store, smtp: SmtpServer) -> None:  # noqa: ANN001
+    """Email configured only by the VELOX_SMTP_* and VELOX_ALERT_EMAIL_* variables reaches the
+    real STARTTLS + AUTH server; its self-signed certificate is trusted through
+    VELOX_SMTP_CA_FILE, or through OpenSSL's own SSL_CERT_FILE, and refused without either."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VELOX_", "SSL_CERT_"))}
+    env.update(PYTHONPATH=str(ROOT), VELOX_DATABASE_URL=store.url, VELOX_SMTP_HOST="127.0.0.1",
+               VELOX_SMTP_PORT=str(smtp.port), VELOX_SMTP_USER=USER,
+               VELOX_SMTP_PASSWORD=PASSWORD, VELOX_SMTP_STARTTLS="true",
+               VELOX_ALERT_EMAIL_TO="ops@desk.example, risk@desk.example",
+               VELOX_ALERT_EMAIL_FROM="velox@desk.example")  # fmt: skip
+    first = store.raise_alert(kind="reconciliation", severity="critical", message="qty differs")
+    done = _velox({**env, "VELOX_SMTP_CA_FILE": str(smtp.cert)}, "alerts", "deliver", "--once")
+    assert done.returncode == 0, done.stderr
+    assert "alert channels: email" in done.stdout and "sent 1," in done.stdout
+    (got,) = smtp.wait_for(1)
+    assert got.tls and got.auth_mechanism in ("PLAIN", "LOGIN")
+    assert got.mail_from == "velox@desk.example"
+    assert got.rcpt_tos == ["ops@desk.example", "risk@desk.example"]
+    assert got.message["Subject"] == "[Velox CRITICAL] reconciliation: qty differs"
+    assert f"alert id: {first}\r\n" in got.message.get_content()
+
+    second = store.raise_alert(kind="strategy_error", severity="warning", message="stopped")
+    via_openssl = _velox({**env, "SSL_CERT_FILE": str(smtp.cert)}, "alerts", "deliver", "--once")
+    assert via_openssl.returncode == 0, via_openssl.stderr
+    assert f"alert id: {second}\r\n" in smtp.wait_for(2)[1].message.get_content()
+
+    store.raise_alert(kind="strategy_error", severity="warning", message="untrusted")
+    refused = _velox(env, "alerts", "deliver", "--once")
+    assert refused.returncode == 1 and "TLS failed (CERTIFICATE_VERIFY_FAILED)" in refused.stderr
+    assert len(smtp.received) == 2
+    assert PASSWORD not in done.stdout + done.stderr + refused.stdout + refused.stderr
 
 
 def test_config_show_masks_the_alert_secrets(store, bot: BotServer) -> None:  # noqa: ANN001

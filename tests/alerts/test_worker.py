@@ -257,3 +257,69 @@ def test_a_webhook_url_secret_never_shows_in_errors(store, bot: BotServer, caplo
     shown = line + caplog.text + " ".join(deliveries(store)["last_error"])
     assert "SECRET" not in shown and "abc123" not in shown
     assert bot.requests[0].path == "/services/T0SECRET/B0SECRET?token=abc123"  # sent to it all
+
+
+def test_a_worker_whose_lease_ran_out_mid_claim_does_not_send_the_rest(
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
+) -> None:
+    """A far side so slow that a claim's lease runs out while its first message is sent: another
+    worker takes the claim over and sends it; the slow worker must not send the rest again."""
+    ids = [store.raise_alert(kind="strategy_error", severity="critical", message=f"slow {i}")
+           for i in range(3)]  # fmt: skip
+    survivor = _webhook(store, bot, clock=clock, worker="survivor")
+
+    class SlowFarSide:
+        """The webhook, answering the slow worker's first message after the lease ran out."""
+
+        name = "webhook"
+
+        def __init__(self) -> None:
+            self.inner, self.calls = WebhookChannel(), 0
+
+        def send(self, target: str, message) -> None:  # noqa: ANN001
+            self.inner.send(target, message)
+            self.calls += 1
+            if self.calls == 1:
+                clock.advance(Policy().lease.total_seconds() + 1)
+                assert survivor.run_once().sent == 3  # it took over the whole expired claim
+
+    slow = Deliverer(store, channels={"webhook": SlowFarSide()}, clock=clock, worker="slow",
+                     targets={"webhook": f"{bot.url}/hook"})  # fmt: skip
+    report = slow.run_once()
+    # the message being sent when the lease ran out goes twice (at most once more, as after a
+    # crash); the two the slow worker had not started go once, by the worker holding them
+    assert sorted(_ids(bot)) == sorted([ids[0], *ids])
+    assert report.sent == 0 and not report.failed
+    frame = deliveries(store)
+    assert set(frame["status"]) == {"sent"} and set(frame["attempts"]) == {2}
+    assert store.alerts(undelivered=True).empty
+
+
+def test_a_worker_renews_an_expired_lease_nobody_took_over(
+    store,
+    bot: BotServer,
+    clock: Clock,  # noqa: ANN001
+) -> None:
+    """The lease ran out mid-claim but no other worker claimed the rows: the worker renews the
+    lease and sends them itself, each once."""
+    ids = [store.raise_alert(kind="strategy_error", severity="critical", message=f"late {i}")
+           for i in range(2)]  # fmt: skip
+
+    class SlowFarSide:
+        name = "webhook"
+
+        def __init__(self) -> None:
+            self.inner = WebhookChannel()
+
+        def send(self, target: str, message) -> None:  # noqa: ANN001
+            self.inner.send(target, message)
+            clock.advance(Policy().lease.total_seconds() + 1)
+
+    slow = Deliverer(store, channels={"webhook": SlowFarSide()}, clock=clock, worker="slow",
+                     targets={"webhook": f"{bot.url}/hook"})  # fmt: skip
+    assert slow.run_once().sent == 2
+    assert _ids(bot) == ids
+    frame = deliveries(store)
+    assert set(frame["status"]) == {"sent"} and set(frame["attempts"]) == {1}

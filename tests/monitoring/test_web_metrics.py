@@ -109,7 +109,8 @@ def test_web_metrics_are_the_stores_figures(store, web: str) -> None:  # noqa: A
     (alert_id,) = store.alerts(kind="user_alert")["id"].tolist()
     with store._atomic() as conn:  # as the delivery worker (velox alerts deliver) records them
         for channel, target, status in (("telegram", "1", "sent"), ("email", "a@x.in", "failed"),
-                                        ("email", "b@x.in", "failed")):  # fmt: skip
+                                        ("email", "b@x.in", "failed"),
+                                        ("telegram", "2", "pending")):  # fmt: skip
             conn.execute(
                 "INSERT INTO alert_deliveries (alert_id, channel, target, status, "
                 "next_attempt_at) VALUES (%s, %s, %s, %s, now())",
@@ -119,7 +120,14 @@ def test_web_metrics_are_the_stores_figures(store, web: str) -> None:  # noqa: A
     deliveries = {dict(labels)["channel"] + "/" + dict(labels)["status"]: value
                   for (name, labels), value in metrics.items()
                   if name == "velox_alert_deliveries_total"}  # fmt: skip
-    assert deliveries == {"telegram/sent": 1, "email/failed": 2}
+    assert deliveries == {"telegram/sent": 1, "email/failed": 2}  # finished: they only grow
+    waiting = {dict(labels)["channel"] + "/" + dict(labels)["status"]: value
+               for (name, labels), value in metrics.items()
+               if name == "velox_alert_deliveries_pending"}  # fmt: skip
+    assert waiting == {"telegram/pending": 1}  # not finished: a gauge, it falls when sent
+    families = {f.name: f.type for f in text_string_to_metric_families(_get(web + "/metrics")[1])}
+    assert families["velox_alert_deliveries"] == "counter"
+    assert families["velox_alert_deliveries_pending"] == "gauge"
     assert metrics[("velox_store_up", ())] == 1.0
     assert metrics[("velox_alerts", (("kind", "risk_breach"), ("state", "pending")))] == 1
     assert metrics[("velox_alert_occurrences_total", (("kind", "risk_breach"),))] == 3

@@ -13,9 +13,12 @@ Three steps, each its own short transaction, so any number of workers can run at
 3. **send and record** — each message goes out; its rows become ``sent`` (never claimed
    again), ``pending`` with a backoff (or the channel's ``retry_after``), or ``failed`` after
    the last attempt. An alert all of whose rows are sent or suppressed gets ``delivered_at``.
+   Before each message, a worker whose claim is past half its lease renews the lease of that
+   message's rows, and skips those another worker has taken over meanwhile.
 
 A worker that dies after claiming leaves a lease that expires: the row is claimed and sent
-again, once. A ``sent`` row is never sent again.
+again, once. A worker that is only slow (a far side taking its time over a large claim) sends
+no row another worker took over after its lease ran out. A ``sent`` row is never sent again.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -86,6 +89,7 @@ class _Claimed:
     attempts: int
     attempt_id: int
     message_id: int
+    lease_until: datetime
 
 
 def _ist(ts: datetime) -> str:
@@ -392,7 +396,8 @@ class Deliverer:
                         (delivery_id, attempts + 1, self.worker, now),
                     ).fetchone()
                     claimed.append(_Claimed(delivery_id, alert_id, channel, target,
-                                            attempts + 1, attempt_id, message_id))  # fmt: skip
+                                            attempts + 1, attempt_id, message_id,
+                                            now + self.policy.lease))  # fmt: skip
         return claimed
 
     # -- 3. send and record ----------------------------------------------------------------
@@ -417,6 +422,9 @@ class Deliverer:
         for item in claimed:
             messages.setdefault(item.message_id, []).append(item)
         for items in messages.values():
+            items = self._held(items)
+            if not items:
+                continue
             first = items[0]
             if len(items) == 1:
                 alert = alerts[first.alert_id]
@@ -439,6 +447,32 @@ class Deliverer:
                 error = DeliveryError(f"{type(exc).__name__}: {exc}", transient=True)
             self._record(items, error, report)
         return report
+
+    def _held(self, items: list[_Claimed]) -> list[_Claimed]:
+        """Return the claimed rows of one message this worker may still send.
+
+        Within the first half of their lease, all (no store round trip on the fast path);
+        after it, the lease is renewed in the store for the rows still claimed by this worker
+        with this attempt, and only those are returned: a row whose lease ran out may have been
+        claimed and sent by another worker meanwhile, and must not go twice.
+        """
+        now = self.clock()
+        if now < min(i.lease_until for i in items) - self.policy.lease / 2:
+            return items
+        until = now + self.policy.lease
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "UPDATE alert_deliveries SET lease_until = %s WHERE status = 'sending'"
+                " AND claimed_by = %s AND (id, attempts) IN"
+                " (SELECT * FROM unnest(%s::bigint[], %s::int[])) RETURNING id",
+                (until, self.worker, [i.id for i in items], [i.attempts for i in items]),
+            ).fetchall()
+        kept = {row[0] for row in rows}
+        for item in items:
+            if item.id not in kept:
+                log.warning("alert delivery %d: lease lost before sending; another worker has "
+                            "it", item.id)  # fmt: skip
+        return [replace(i, lease_until=until) for i in items if i.id in kept]
 
     def _record(self, items: list[_Claimed], error: DeliveryError | None, report: Report) -> None:
         now = self.clock()
