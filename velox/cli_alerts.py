@@ -145,7 +145,12 @@ def register(main: click.Group) -> None:
     help="Severity of the alerts the rule raises.",
 )
 @click.option("--user", default=None, help="Owner of the rule (default: your login name).")
-def add_rule_command(rule: str, severity: str, user: str | None) -> None:
+@click.option(
+    "--instrument",
+    default=None,
+    help="Instrument of a rule that names none, e.g. --instrument NSE:SBIN 'RSI(14) < 30 on 15m'.",
+)
+def add_rule_command(rule: str, severity: str, user: str | None, instrument: str | None) -> None:
     """Store a price/indicator alert rule, e.g. "NSE:SBIN RSI(14) < 30 on 15m".
 
     Paper and live engines evaluate enabled rules on their closed candles and raise a
@@ -154,8 +159,10 @@ def add_rule_command(rule: str, severity: str, user: str | None) -> None:
     from velox.alerts.rules import add_rule, parse_rule
     from velox.store import open_store
 
-    rule_id = add_rule(open_store(create=False), rule, severity=severity, owner=user)
-    click.echo(f"alert rule {rule_id}: {parse_rule(rule)} ({severity})")
+    rule_id = add_rule(
+        open_store(create=False), rule, severity=severity, owner=user, instrument=instrument
+    )
+    click.echo(f"alert rule {rule_id}: {parse_rule(rule, instrument)} ({severity})")
 
 
 @alerts.command("list")

@@ -39,6 +39,18 @@ def test_the_issue_examples_parse() -> None:
     assert (str(rule.left), str(rule.right), rule.timeframe) == ("SMA(20)", "SMA(50)", "1d")
 
 
+def test_a_rule_without_an_instrument_takes_the_one_given() -> None:
+    rule = parse_rule("RSI(14) < 30 on 15m", "NSE:RELIANCE")
+    assert (rule.instrument_id, str(rule.left), rule.operator, rule.right.number,
+            rule.timeframe) == ("NSE:RELIANCE", "RSI(14)", "<", 30.0, "15m")  # fmt: skip
+    assert parse_rule(rule.text) == rule  # the stored text reads back alone
+    assert parse_rule("NSE:RELIANCE close > 2900", "NSE:RELIANCE").instrument_id == "NSE:RELIANCE"
+    with pytest.raises(ValidationError, match="names NSE:SBIN but the instrument given is NSE:TCS"):
+        parse_rule("NSE:SBIN close > 3", "NSE:TCS")
+    with pytest.raises(ValidationError, match="--instrument"):
+        parse_rule("RSI(14) < 30 on 15m")
+
+
 @pytest.mark.parametrize(
     ("text", "names"),
     [
@@ -106,6 +118,11 @@ def test_cli_add_list_remove(store, monkeypatch: pytest.MonkeyPatch, tmp_path: P
         out = runner.invoke(main, ["alerts", "list"])
         assert out.exit_code == 0 and "asha" in out.output and "never" in out.output
         assert "NSE:SBIN RSI(14) < 30 on 15m" in out.output
+        out = runner.invoke(main, ["alerts", "add", "RSI(14) < 30 on 15m",
+                                   "--instrument", "NSE:INFY"])  # fmt: skip
+        assert out.exit_code == 0, out.output
+        assert list_rules(store)["rule"].tolist()[-1] == "NSE:INFY RSI(14) < 30 on 15m"
+        remove_rule(store, int(list_rules(store)["id"].tolist()[-1]))
         bad = runner.invoke(main, ["alerts", "add", "NSE:SBIN RSX(14) < 30"])
         assert bad.exit_code != 0 and "did you mean 'RSI'" in bad.output
         assert len(bad.output.strip().splitlines()) == 1

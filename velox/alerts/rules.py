@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from velox.calendar import IST, TIMEFRAMES
 from velox.errors import ValidationError
+from velox.types import check_instrument_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -231,8 +232,12 @@ def _tokenize(text: str) -> _Tokens:
     return _Tokens(text, items)
 
 
-def parse_rule(text: str) -> Rule:
+def parse_rule(text: str, instrument: str | None = None) -> Rule:
     """Return the :class:`Rule` a line of text states, or raise naming the bad token.
+
+    A rule names its instrument first; ``instrument`` (``velox alerts add --instrument``)
+    gives it to a rule that does not, such as ``RSI(14) < 30 on 15m``, and the rule's
+    ``text`` then starts with it.
 
     Raises
     ------
@@ -248,10 +253,25 @@ def parse_rule(text: str) -> Rule:
     """
     if not isinstance(text, str) or not text.strip():
         raise ValidationError("alert rule is empty; write e.g. 'NSE:RELIANCE close > 2900 on 5m'")
-    tokens = _tokenize(text.strip())
+    tokens = _tokenize(text.strip())  # tokens.text: the rule as stored
     first = tokens.peek()
+    if instrument is not None:
+        check_instrument_id(instrument)
+        if first is not None and first[0] == "instrument":
+            if first[1].upper() != instrument.upper():
+                raise ValidationError(
+                    f"alert rule {text.strip()!r} names {first[1]} but the instrument given "
+                    f"is {instrument}; give one of them"
+                )
+        else:
+            tokens = _tokenize(f"{instrument} {text.strip()}")
+            first = tokens.peek()
     if first is None or first[0] != "instrument":
-        raise tokens.error(first, "an instrument first, e.g. 'NSE:SBIN RSI(14) < 30 on 15m'")
+        raise tokens.error(
+            first,
+            "an instrument first, e.g. 'NSE:SBIN RSI(14) < 30 on 15m' (or give the instrument: "
+            "velox alerts add --instrument NSE:SBIN 'RSI(14) < 30 on 15m')",
+        )
     instrument = tokens.take()[1]
     exchange, symbol = instrument.split(":", 1)
     instrument = f"{exchange.upper()}:{symbol.upper()}"
@@ -287,7 +307,7 @@ def parse_rule(text: str) -> Rule:
     if left.kind == "number" and right.kind == "number":
         raise ValidationError(f"alert rule {text!r}: compares two numbers; one side must be "
                               "a bar field or an indicator")  # fmt: skip
-    return Rule(text.strip(), instrument, left, operator, right, timeframe)
+    return Rule(tokens.text, instrument, left, operator, right, timeframe)
 
 
 def _operator(tokens: _Tokens) -> str:
@@ -392,8 +412,16 @@ RULE_COLUMNS = (
 )  # fmt: skip
 
 
-def add_rule(store: Store, text: str, *, severity: str = "info", owner: str | None = None) -> int:
-    """Parse ``text`` and store it as an enabled rule of ``owner``; return its id.
+def add_rule(
+    store: Store,
+    text: str,
+    *,
+    severity: str = "info",
+    owner: str | None = None,
+    instrument: str | None = None,
+) -> int:
+    """Parse ``text`` (with ``instrument`` if it names none, see :func:`parse_rule`) and
+    store it as an enabled rule of ``owner``; return its id.
 
     ``owner`` defaults to the operating-system login. The instrument must be in the bundled
     instrument master (a typo would otherwise watch nothing, silently).
@@ -403,7 +431,7 @@ def add_rule(store: Store, text: str, *, severity: str = "info", owner: str | No
     from velox.store._values import text as checked_text
     from velox.store.alerts import ALERT_SEVERITIES
 
-    rule = parse_rule(text)
+    rule = parse_rule(text, instrument)
     default_instruments()(rule.instrument_id)  # UnknownInstrument (did you mean …?)
     values = {
         "owner": checked_text("owner", owner if owner is not None else getpass.getuser()),
