@@ -205,6 +205,39 @@ def test_mis_long_short_with_square_off_and_slippage_matches_replay(
     assert (done["entry_time"].dt.date == done["exit_time"].dt.date).all()
 
 
+def test_lot_sizes_and_tick_rounding_come_from_the_instrument_master(
+    reliance_5m: pd.DataFrame,
+) -> None:
+    """An instrument master with lots of 25 and a ₹0.25 tick: quantities are whole lots
+    (``int(weight × equity / close)`` rounded towards zero to lots, as ``Context.target_weight``
+    sizes them) and slipped prices are on the ₹0.25 grid (``BpsSlippage.adjust`` with that tick),
+    exactly as the engine's replay trades them."""
+    from velox.types import Instrument, InstrumentKind
+
+    lots = Instrument("NSE:RELIANCE", "NSE", "RELIANCE", InstrumentKind.EQ, tick_size=0.25,
+                      lot_size=25)  # fmt: skip
+    slippage = BpsSlippage(7.5)
+    report = velox.parity(MisCross, reliance_5m, slippage=slippage,
+                          instrument_master={"NSE:RELIANCE": lots})  # fmt: skip
+    assert report.ok, report
+    fills = report.research.fill_list
+    assert len(fills) > 50
+    assert all(f.qty % 25 == 0 for f in fills)
+    assert all(math.isclose(f.price / 0.25, round(f.price / 0.25), abs_tol=1e-9) for f in fills)
+    # the first order: decided at the close of the first bar with both means (row slow - 1),
+    # filled at the next bar's open, slipped against the order and snapped to the ₹0.25 tick
+    first = fills[0]
+    close, opens = reliance_5m["close"].to_numpy(), reliance_5m["open"].to_numpy()
+    assert first.ts == reliance_5m.index[MisCross.slow]
+    assert first.qty == int(1_000_000 / close[MisCross.slow - 1]) // 25 * 25
+    assert first.price == slippage.adjust(first.side, opens[MisCross.slow], 0.25)
+    # the bundled master (lots of 1, ₹0.05 tick) trades other quantities and prices
+    plain = velox.research(MisCross, reliance_5m, slippage=slippage).fill_list
+    assert plain[0].qty == int(1_000_000 / close[MisCross.slow - 1]) != first.qty
+    assert any(not math.isclose(f.price / 0.25, round(f.price / 0.25), abs_tol=1e-9)
+               for f in plain)  # fmt: skip
+
+
 def test_square_off_time_setting_moves_the_exit(reliance_5m: pd.DataFrame) -> None:
     config = SimConfig(square_off_time=time(14, 30), square_off_charge=50.0)
     report = velox.parity(MisCross, reliance_5m, sim_config=config)
