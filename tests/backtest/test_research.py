@@ -161,7 +161,10 @@ def test_every_example_strategy_matches_the_engine_and_is_causal(path: Path) -> 
             velox.research(str(path), bars)
         replay_inputs = _option_inputs(cls, bars)
         assert len(velox.replay(str(path), **replay_inputs).fill_list) > 4
-        assert velox.check_lookahead(str(path), bars) == []
+        # on the inputs it trades on (the index strategy's option contracts too), so that the
+        # replays of cut bars have fills to compare
+        feeds = replay_inputs.pop("bars")
+        assert velox.check_lookahead(str(path), feeds, **replay_inputs) == []
     assert {p.stem for p in EXAMPLES} >= {"sma_cross", "rsi_reversion", "supertrend",
                                           "orb_intraday", "momentum_rotation"}  # fmt: skip
 
@@ -448,6 +451,34 @@ def test_check_lookahead_catches_a_planted_shift(reliance_1d: pd.DataFrame) -> N
     with pytest.raises(ValidationError, match="looks ahead"):
         velox.check_lookahead(Peek, reliance_1d)
     assert len(velox.check_lookahead(Peek, reliance_1d, raise_error=False)) > 10
+
+
+class PeekEvents(Strategy):
+    """A planted look-ahead in an event-driven strategy: it reads the replay's whole bar frame
+    through the engine's private feed and holds while the close ``ahead`` sessions later is
+    higher; ``ahead=-3`` reads three sessions back instead (causal)."""
+
+    instruments = ("NSE:RELIANCE",)
+    ahead: int = 2
+
+    def on_start(self, ctx) -> None:  # noqa: ANN001
+        frame = ctx._engine.feed.bars("NSE:RELIANCE", "1d")
+        self.other = dict(zip(frame.index, frame["close"].shift(-self.ahead), strict=True))
+
+    def on_bar(self, ctx, bar) -> None:  # noqa: ANN001
+        other = self.other.get(bar.ts, math.nan)
+        if other == other:
+            ctx.target_weight(0.9 if other > bar.close else 0.0)
+
+
+def test_check_lookahead_replays_cut_bars_of_an_event_driven_strategy(
+    reliance_1d: pd.DataFrame,
+) -> None:
+    assert not PeekEvents().vectorised
+    assert velox.check_lookahead(PeekEvents, reliance_1d, ahead=-3) == []
+    with pytest.raises(ValidationError, match="looks ahead"):
+        velox.check_lookahead(PeekEvents, reliance_1d)
+    assert len(velox.check_lookahead(PeekEvents, reliance_1d, ahead=5, raise_error=False)) >= 2
 
 
 def test_check_lookahead_catches_a_cross_sectional_peek(nifty: dict[str, pd.DataFrame]) -> None:
