@@ -92,6 +92,38 @@ def test_cross_sectional_is_inferred_from_a_dataframe_of_weights_and_the_flag_ov
         velox.research(NotRanked, few, top=3)
 
 
+class TopMomentum(Strategy):
+    """The strongest 20-session momentum of three stocks, 90 % in it: weights built with
+    pandas' own operations (rank, a boolean-Series row mask), whose result pandas may share
+    read-only with what research reads from it."""
+
+    instruments = ("NSE:INFY", "NSE:TCS", "NSE:SBIN")
+    timeframe = "1d"
+
+    def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+        close = bars["close"]
+        momentum = close / close.shift(20) - 1
+        weights = (momentum.rank(axis=1, ascending=False) <= 1).astype(float) * 0.9
+        weights[momentum.isna().any(axis=1)] = np.nan
+        return weights
+
+
+def test_a_ranking_built_with_pandas_operations_researches_as_it_replays() -> None:
+    frames = {iid: _bars(f"{iid.split(':')[1]}_1d_2017_2022.csv.gz")
+              for iid in TopMomentum.instruments}  # fmt: skip
+    report = velox.parity(TopMomentum, frames)
+    assert report.ok, report
+    fills = report.research.fills
+    assert fills["instrument_id"].nunique() == 3 and len(fills) > 20
+    # at most one stock held at a time (a sale and the next buy fill at the same open)
+    signed = np.where(fills["side"] == "BUY", 1, -1) * fills["qty"]
+    held = fills.assign(q=signed).pivot_table(
+        index="ts", columns="instrument_id", values="q", aggfunc="sum"
+    )
+    assert ((held.fillna(0).cumsum() > 0).sum(axis=1) <= 1).all()
+    assert velox.check_lookahead(TopMomentum, frames) == []
+
+
 def test_the_panel_is_the_union_of_bar_times_with_gaps_as_nan() -> None:
     idx = pd.date_range("2024-01-01", periods=4, freq="D", tz="Asia/Kolkata")
     a = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": [1, 2, 3, 4.0]}, index=idx)

@@ -320,6 +320,38 @@ def test_dask_and_forked_processes_give_the_in_process_result(
     assert here.best_params == on_dask.best_params == forked.best_params
 
 
+def test_the_scheduler_setting_sends_sweeps_and_folds_to_that_cluster(
+    reliance_1d: pd.DataFrame, dask_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``VELOX_DASK_SCHEDULER`` names an existing cluster: without ``scheduler=``, a sweep's
+    chunks and a walk-forward's folds run there (the scheduler's task stream sees them), the
+    results equal the in-process ones, and the cluster is left running."""
+    from distributed import get_task_stream
+
+    from velox.backtest.walkforward import walk_forward
+
+    frames = {"NSE:RELIANCE": reliance_1d}
+    grid = dict(fast=range(5, 30, 5), slow=range(20, 80, 10), constraint="fast < slow")
+    here = optimize(SMA, frames, scheduler="in-process", progress=False, **grid)
+    folds_here = walk_forward(SMA, frames, train=400, test=150, scheduler="in-process",
+                              progress=False, **grid)  # fmt: skip
+    monkeypatch.setenv("VELOX_DASK_SCHEDULER", dask_client.cluster.scheduler_address)
+    config.reset_settings()
+    with get_task_stream(dask_client) as sweep_tasks:
+        there = optimize(SMA, frames, progress=False, **grid)
+    assert any("_run_chunk" in t["key"] for t in sweep_tasks.data), sweep_tasks.data
+    pd.testing.assert_frame_equal(here.stats, there.stats)
+    assert here.best_params == there.best_params
+    with get_task_stream(dask_client) as fold_tasks:
+        folds_there = walk_forward(SMA, frames, train=400, test=150, progress=False, **grid)
+    assert len({t["key"] for t in fold_tasks.data if "_in_sample" in t["key"]}) == len(
+        folds_here.folds
+    ), fold_tasks.data
+    pd.testing.assert_frame_equal(folds_here.table, folds_there.table)
+    assert same(folds_here.stats, folds_there.stats)
+    assert dask_client.submit(abs, -3).result() == 3  # the cluster is still there
+
+
 class Boom(Strategy):
     """Fails for one combination: the sweep must stop with that error, wherever it ran."""
 

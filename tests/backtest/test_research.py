@@ -161,7 +161,10 @@ def test_every_example_strategy_matches_the_engine_and_is_causal(path: Path) -> 
             velox.research(str(path), bars)
         replay_inputs = _option_inputs(cls, bars)
         assert len(velox.replay(str(path), **replay_inputs).fill_list) > 4
-        assert velox.check_lookahead(str(path), bars) == []
+        # on the inputs it trades on (the index strategy's option contracts too), so that the
+        # replays of cut bars have fills to compare
+        feeds = replay_inputs.pop("bars")
+        assert velox.check_lookahead(str(path), feeds, **replay_inputs) == []
     assert {p.stem for p in EXAMPLES} >= {"sma_cross", "rsi_reversion", "supertrend",
                                           "orb_intraday", "momentum_rotation"}  # fmt: skip
 
@@ -203,6 +206,39 @@ def test_mis_long_short_with_square_off_and_slippage_matches_replay(
     # intraday positions never cross midnight: every trade opens and closes the same day
     done = trades[trades["exit_time"].notna()]
     assert (done["entry_time"].dt.date == done["exit_time"].dt.date).all()
+
+
+def test_lot_sizes_and_tick_rounding_come_from_the_instrument_master(
+    reliance_5m: pd.DataFrame,
+) -> None:
+    """An instrument master with lots of 25 and a ₹0.25 tick: quantities are whole lots
+    (``int(weight × equity / close)`` rounded towards zero to lots, as ``Context.target_weight``
+    sizes them) and slipped prices are on the ₹0.25 grid (``BpsSlippage.adjust`` with that tick),
+    exactly as the engine's replay trades them."""
+    from velox.types import Instrument, InstrumentKind
+
+    lots = Instrument("NSE:RELIANCE", "NSE", "RELIANCE", InstrumentKind.EQ, tick_size=0.25,
+                      lot_size=25)  # fmt: skip
+    slippage = BpsSlippage(7.5)
+    report = velox.parity(MisCross, reliance_5m, slippage=slippage,
+                          instrument_master={"NSE:RELIANCE": lots})  # fmt: skip
+    assert report.ok, report
+    fills = report.research.fill_list
+    assert len(fills) > 50
+    assert all(f.qty % 25 == 0 for f in fills)
+    assert all(math.isclose(f.price / 0.25, round(f.price / 0.25), abs_tol=1e-9) for f in fills)
+    # the first order: decided at the close of the first bar with both means (row slow - 1),
+    # filled at the next bar's open, slipped against the order and snapped to the ₹0.25 tick
+    first = fills[0]
+    close, opens = reliance_5m["close"].to_numpy(), reliance_5m["open"].to_numpy()
+    assert first.ts == reliance_5m.index[MisCross.slow]
+    assert first.qty == int(1_000_000 / close[MisCross.slow - 1]) // 25 * 25
+    assert first.price == slippage.adjust(first.side, opens[MisCross.slow], 0.25)
+    # the bundled master (lots of 1, ₹0.05 tick) trades other quantities and prices
+    plain = velox.research(MisCross, reliance_5m, slippage=slippage).fill_list
+    assert plain[0].qty == int(1_000_000 / close[MisCross.slow - 1]) != first.qty
+    assert any(not math.isclose(f.price / 0.25, round(f.price / 0.25), abs_tol=1e-9)
+               for f in plain)  # fmt: skip
 
 
 def test_square_off_time_setting_moves_the_exit(reliance_5m: pd.DataFrame) -> None:
@@ -415,6 +451,34 @@ def test_check_lookahead_catches_a_planted_shift(reliance_1d: pd.DataFrame) -> N
     with pytest.raises(ValidationError, match="looks ahead"):
         velox.check_lookahead(Peek, reliance_1d)
     assert len(velox.check_lookahead(Peek, reliance_1d, raise_error=False)) > 10
+
+
+class PeekEvents(Strategy):
+    """A planted look-ahead in an event-driven strategy: it reads the replay's whole bar frame
+    through the engine's private feed and holds while the close ``ahead`` sessions later is
+    higher; ``ahead=-3`` reads three sessions back instead (causal)."""
+
+    instruments = ("NSE:RELIANCE",)
+    ahead: int = 2
+
+    def on_start(self, ctx) -> None:  # noqa: ANN001
+        frame = ctx._engine.feed.bars("NSE:RELIANCE", "1d")
+        self.other = dict(zip(frame.index, frame["close"].shift(-self.ahead), strict=True))
+
+    def on_bar(self, ctx, bar) -> None:  # noqa: ANN001
+        other = self.other.get(bar.ts, math.nan)
+        if other == other:
+            ctx.target_weight(0.9 if other > bar.close else 0.0)
+
+
+def test_check_lookahead_replays_cut_bars_of_an_event_driven_strategy(
+    reliance_1d: pd.DataFrame,
+) -> None:
+    assert not PeekEvents().vectorised
+    assert velox.check_lookahead(PeekEvents, reliance_1d, ahead=-3) == []
+    with pytest.raises(ValidationError, match="looks ahead"):
+        velox.check_lookahead(PeekEvents, reliance_1d)
+    assert len(velox.check_lookahead(PeekEvents, reliance_1d, ahead=5, raise_error=False)) >= 2
 
 
 def test_check_lookahead_catches_a_cross_sectional_peek(nifty: dict[str, pd.DataFrame]) -> None:

@@ -313,7 +313,13 @@ def check_lookahead(
     ``velox.replay`` on the bars cut before row ``t`` must make exactly the fills the replay of
     all the bars makes before row ``t``'s start (a strategy that peeks at later bars trades
     differently once they are gone), at ``checkpoints`` (default five cuts spread over the
-    bars; each is a replay).
+    bars; each is a replay). Only fills before the cut are compared, so a peek at the very next
+    bar (an order decided at the last close before the cut fills at the cut's open) is not
+    seen; peeks of two bars or more are. Its ``bars`` may be keyed as :func:`velox.replay`
+    takes them, ``(instrument id, timeframe)`` → frame, with feeds it trades besides its own
+    instruments (an index strategy's option contracts), and the run options of
+    :func:`research` (``instrument_master``, ``initial_cash`` …) are taken by name for the
+    replays.
 
     Examples
     --------
@@ -324,12 +330,16 @@ def check_lookahead(
     import velox
     from velox.strategy import assert_no_lookahead, lookahead_violations
 
+    options = {k: params.pop(k) for k in list(params) if k in RESEARCH_OPTIONS}
     symbols = None
-    if isinstance(bars, Mapping) and not isinstance(strategy_or_path, Strategy):
+    # keys (instrument id, timeframe) are velox.replay's explicit form: the strategy keeps its
+    # own instruments and the other bars are feeds it may trade (option contracts)
+    if (isinstance(bars, Mapping) and not isinstance(strategy_or_path, Strategy)
+            and all(isinstance(k, str) for k in bars)):  # fmt: skip
         symbols = tuple(bars)
-    strategy = velox._build_strategy(strategy_or_path, symbols, None, dict(params), {})
+    strategy = velox._build_strategy(strategy_or_path, symbols, None, dict(params), options)
     if not strategy.vectorised:
-        bad = _replay_lookahead(strategy, bars, checkpoints, params)
+        bad = _replay_lookahead(strategy, bars, checkpoints, options)
         if bad and raise_error:
             raise ValidationError(
                 f"{strategy.name} looks ahead: its replay on the bars cut at row t trades "
@@ -344,7 +354,7 @@ def check_lookahead(
                 bad_at += check_lookahead(strategy, frame, raise_error=raise_error,
                                           checkpoints=checkpoints)  # fmt: skip
             return sorted(set(bad_at))
-        bars = panel(prepare(strategy, bars))
+        bars = panel(prepare(strategy, bars, **options))
     if raise_error:
         if checkpoints is None:
             assert_no_lookahead(strategy, bars)
@@ -363,10 +373,14 @@ def _replay_lookahead(
     strategy: Strategy,
     bars: pd.DataFrame | Mapping[str, pd.DataFrame],
     checkpoints: Sequence[int] | None,
-    params: Mapping[str, Any],
+    options: Mapping[str, Any],
 ) -> list[int]:
     """Return the cuts ``t`` (rows of the union of bar times) where the replay of the bars
-    before row ``t`` fills differently, before row ``t``'s start, from the replay of all."""
+    before row ``t`` fills differently, before row ``t``'s start, from the replay of all.
+
+    ``options`` are :func:`velox.replay`'s run options (``instrument_master``,
+    ``initial_cash`` …). A cut that leaves one of the strategy's own instruments without bars
+    is skipped; other bars (option contracts listed later) are left out of it when empty."""
     import velox
 
     frames = dict(bars) if isinstance(bars, Mapping) else {strategy.instruments[0]: bars}
@@ -375,7 +389,7 @@ def _replay_lookahead(
         index = index.union(frame.index)
     n = len(index)
     cuts = list(checkpoints) if checkpoints is not None else [n * k // 6 for k in range(1, 6)]
-    options = {k: v for k, v in params.items() if k in RESEARCH_OPTIONS}
+    own = set(strategy.instruments)
 
     def fills(frames_: Mapping[str, pd.DataFrame]) -> list[tuple[object, ...]]:
         run = velox.replay(strategy, bars=dict(frames_), **options)
@@ -387,9 +401,11 @@ def _replay_lookahead(
         if not 0 < t < n:
             continue
         edge = index[t]
-        cut = {iid: f[f.index < edge] for iid, f in frames.items()}
-        if any(f.empty for f in cut.values()):
+        cut = {key: f[f.index < edge] for key, f in frames.items()}
+        if any(f.empty and (key if isinstance(key, str) else key[0]) in own
+               for key, f in cut.items()):  # fmt: skip
             continue
+        cut = {key: f for key, f in cut.items() if not f.empty}
         if fills(cut) != [f for f in full if f[0] < edge]:
             bad.append(t)
     return bad

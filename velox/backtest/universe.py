@@ -459,7 +459,8 @@ def _panel_weights(strategy: Strategy, universe: Universe) -> np.ndarray:
 
     bars = panel(universe)
     table = panel_weights(strategy, bars, strategy.signals(bars))
-    out = table.reindex(columns=list(universe.instrument_ids)).to_numpy(np.float64)
+    # a copy: pandas may hand out a read-only view of the strategy's own frame
+    out = table.reindex(columns=list(universe.instrument_ids)).to_numpy(np.float64, copy=True)
     # no opinion where an instrument has no bar (the engine would have no close event there)
     out[np.isnan(universe.closes)] = np.nan
     return np.ascontiguousarray(out)
