@@ -16,7 +16,6 @@ import pytest
 from velox.calendar import IST
 from velox.errors import DataError, StoreError, ValidationError
 from velox.store import RunRecorder, Store, core
-from velox.store import recorder as core_recorder
 from velox.types import Fill, Order, OrderStatus, OrderType, Product, Side
 
 pytestmark = pytest.mark.postgres
@@ -435,52 +434,6 @@ def test_a_replay_recorder_writes_on_the_engine_thread_at_heartbeats(
     recorder.close()
     assert store.fills_of_run(run_id) == fills()[:2]
     assert store.run_equity(run_id)["equity"].tolist() == [3.0]
-
-
-def test_a_replays_big_batch_half_written_is_written_again_once(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A replay's last batch of many orders and fills goes on two connections at once; when
-    the fills fail after the orders committed, the retry stores each record exactly once."""
-    run_id = paper_run(store, mode="replay", account="")
-    n = 3_000  # orders + fills above the size written in parallel
-    made = [
-        Order(f"R-{i}", "NSE:SBIN", Side.BUY, 1 + i % 7, created_at=T0 + timedelta(seconds=i))
-        for i in range(n)
-    ]
-    done = [replace(o, status=OrderStatus.FILLED, filled_qty=o.qty, average_price=770.05)
-            for o in made]  # fmt: skip
-    booked = [
-        Fill(f"T{i}", o.client_id, o.instrument_id, Side.BUY, o.qty, 770.05,
-             T0 + timedelta(seconds=i, microseconds=5))
-        for i, o in enumerate(made)
-    ]  # fmt: skip
-    recorder = RunRecorder.for_replay(store, run_id)
-    for i, (order, fill) in enumerate(zip(made, booked, strict=True)):
-        recorder.order(order, T0_NS + i * 1_000_000_000)
-        recorder.order(done[i], T0_NS + i * 1_000_000_000 + 5_000)
-        recorder.fill(fill)
-    recorder.equity_many(np.arange(n) + T0_NS, np.linspace(1e6, 2e6, n))
-
-    real = core_recorder._write_fills
-    calls = []
-
-    def fills_fail_once(conn: psycopg.Connection, rows: list[tuple]) -> None:
-        calls.append(len(rows))
-        if len(calls) == 1:
-            raise psycopg.OperationalError("test: the server went away mid-batch")
-        real(conn, rows)
-
-    monkeypatch.setattr(core_recorder, "_write_fills", fills_fail_once)
-    with pytest.raises(StoreError, match="server went away"):
-        recorder.flush()
-    assert len(store.orders_of_run(run_id)) == n  # the orders' part had committed
-    assert store.fills_of_run(run_id) == []
-    recorder.close()
-    assert calls == [n, n]
-    assert store.orders_of_run(run_id) == done
-    assert store.fills_of_run(run_id) == booked
-    assert store.run_equity(run_id)["equity"].tolist() == np.linspace(1e6, 2e6, n).tolist()
 
 
 def test_invalid_records_are_dropped_and_reported_at_close(store: Store) -> None:

@@ -17,8 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
@@ -68,10 +67,6 @@ LIVE_FLUSH_S = 0.1
 #: on the engine's own thread: nobody watches a replay tick, and a shorter replay is written
 #: once, when it ends.
 REPLAY_FLUSH_S = 10.0
-
-#: Orders and fills in a batch from which a recorder without a writer thread writes its orders
-#: and its fills on two connections at once (a replay's last batch; see _write_bulk_in_parallel).
-_PARALLEL_ROWS = 5_000
 
 #: Rows converted from the recorder's lists to numpy at a time: each conversion holds the GIL,
 #: so the engine's thread waits for at most one piece (a few ms at worst; measured < 0.5 ms).
@@ -204,7 +199,6 @@ class RunRecorder:
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
-        self._side_conns: dict[int, psycopg.Connection] = {}  # see _write_bulk_in_parallel
         self._closed = False
         #: The writer thread (``None``: the recording thread writes, see :meth:`heartbeat`).
         self.thread: threading.Thread | None = None
@@ -473,9 +467,6 @@ class RunRecorder:
             with contextlib.suppress(Exception):  # closing a broken connection
                 self._conn.close()
             self._conn = None
-        while self._side_conns:
-            with contextlib.suppress(Exception):
-                self._side_conns.popitem()[1].close()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -637,53 +628,6 @@ class RunRecorder:
 
     # -- one batch, one transaction ------------------------------------------------------------
 
-    def _write_bulk(self, conn: psycopg.Connection, batch: _Batch, counts: dict[str, int]) -> None:
-        """Write the batch's fills, equity and orders: nearly all of a replay's rows."""
-        if batch.fills:
-            _write_fills(conn, batch.fills)
-        if batch.equity_ts:
-            counts["equity"] = _write_equity(
-                conn, self.run_id, np.concatenate(batch.equity_ts),
-                np.concatenate(batch.equity_values),
-            )  # fmt: skip
-        if batch.orders:
-            self._write_orders(conn, batch.orders)
-
-    def _write_bulk_in_parallel(self, batch: _Batch, counts: dict[str, int]) -> bool:
-        """Write a big batch's orders on one connection while its fills and equity go on
-        another, each in its own transaction; return False (nothing written) for a small one.
-
-        Without a writer thread the recording thread waits for these writes, and the server
-        is their bottleneck (~3 µs a row against the client's ~0.5 µs): two server backends
-        halve the wait of a replay's last batch. Every record is idempotent, so a batch whose
-        first part committed and second failed is written again whole without duplicates.
-        """
-        if len(batch.orders) + len(batch.fills) < _PARALLEL_ROWS or not batch.orders:
-            return False
-        fills_and_equity = replace(batch, orders={})
-        with ThreadPoolExecutor(2, thread_name_prefix=f"velox-recorder-{self.run_id}") as pool:
-            done = [
-                pool.submit(self._write_part, 0, lambda conn: self._write_orders(
-                    conn, batch.orders)),
-                pool.submit(self._write_part, 1, lambda conn: self._write_bulk(
-                    conn, fills_and_equity, counts)),
-            ]  # fmt: skip
-        for future in done:
-            future.result()  # the first failure is raised (the batch stays held)
-        return True
-
-    def _write_part(self, index: int, write: Callable[[psycopg.Connection], None]) -> None:
-        conn = self._side_conns.get(index)
-        if conn is None or conn.closed or conn.broken:
-            conn = self._side_conns[index] = self.store.connect(autocommit=True)
-        try:
-            with conn.transaction():
-                write(conn)
-        except Exception:
-            if conn.closed or conn.broken:
-                self._side_conns.pop(index, None)
-            raise
-
     def _write_orders(self, conn: psycopg.Connection, orders: dict[str, tuple]) -> None:
         """COPY the orders this recorder never wrote (most of a replay's orders end within one
         batch), upsert the others: the upsert's staging round trip costs twice the COPY."""
@@ -696,12 +640,18 @@ class RunRecorder:
             _upsert(conn, "run_orders", columns, _ORDER_TYPES, 2, known)
 
     def _write(self, batch: _Batch) -> dict[str, int]:
-        counts = batch.counts()
-        bulk = self._write_bulk_in_parallel(batch, counts) if self.thread is None else False
         conn = self._connection()
+        counts = batch.counts()
         with conn.transaction():
-            if not bulk:
-                self._write_bulk(conn, batch, counts)
+            if batch.fills:
+                _write_fills(conn, batch.fills)
+            if batch.equity_ts:
+                counts["equity"] = _write_equity(
+                    conn, self.run_id, np.concatenate(batch.equity_ts),
+                    np.concatenate(batch.equity_values),
+                )  # fmt: skip
+            if batch.orders:
+                self._write_orders(conn, batch.orders)
             if batch.positions:
                 _upsert(conn, "run_positions", ("run_id", *POSITION_COLUMNS), _POSITION_TYPES, 5,
                         list(batch.positions.values()))  # fmt: skip
