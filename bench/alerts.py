@@ -64,13 +64,18 @@ def wait(count: int, items: list, timeout: float = 30.0) -> None:
         time.sleep(0.0002)
 
 
-def velox_latencies(store: Store, smtp: SmtpServer, bot, n: int) -> tuple[list, list]:  # noqa: ANN001
-    deliverer = Deliverer(
+def bench_deliverer(store: Store, smtp: SmtpServer, bot) -> Deliverer:  # noqa: ANN001
+    """A worker sending every alert to the loopback SMTP server and Bot API stand-in."""
+    return Deliverer(
         store,
         channels={"email": email_channel(smtp), "telegram": TelegramChannel(TOKEN, bot.url)},
         targets={"email": "ops@desk.example", "telegram": "4242"},
         policy=Policy(rate_limit=1_000_000),
-    )  # fmt: skip
+    )
+
+
+def velox_latencies(store: Store, smtp: SmtpServer, bot, n: int) -> tuple[list, list]:  # noqa: ANN001
+    deliverer = bench_deliverer(store, smtp, bot)
     to_smtp, to_bot = [], []
     with BackgroundWorker(deliverer, poll=30.0):
         time.sleep(0.5)  # listening
@@ -93,12 +98,7 @@ def engine_latencies(store: Store, smtp: SmtpServer, bot, n: int) -> tuple[list,
     from velox.engine.journal import Alert
     from velox.store.recorder import LIVE_FLUSH_S, RunRecorder
 
-    deliverer = Deliverer(
-        store,
-        channels={"email": email_channel(smtp), "telegram": TelegramChannel(TOKEN, bot.url)},
-        targets={"email": "ops@desk.example", "telegram": "4242"},
-        policy=Policy(rate_limit=1_000_000),
-    )  # fmt: skip
+    deliverer = bench_deliverer(store, smtp, bot)
     store.create_run(mode="paper", account="B", initial_cash=1e6, run_id="BE1")
     recorder = RunRecorder(store, "BE1", flush_interval=LIVE_FLUSH_S)
     to_smtp, to_bot = [], []

@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 import warnings
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fno_notes import note_2022
 from scipy.stats import norm
 
 from velox.errors import ValidationError
@@ -77,31 +77,6 @@ def atm(spot: float) -> float:
     """The strike step nearest spot (no exact half-way spot occurs on the bars used)."""
     assert abs(spot / STEP - math.floor(spot / STEP) - 0.5) > 1e-9, spot
     return round(spot / STEP) * STEP
-
-
-def half_up(value: float, step: str) -> float:
-    return float(Decimal(repr(value)).quantize(Decimal(step), rounding=ROUND_HALF_UP))
-
-
-def note_2022(buy: float, sell: float, orders: int) -> dict[str, float]:
-    """NSE index-option contract note of June 2022, by hand from the published rates.
-
-    Brokerage ₹20 per executed order (Zerodha); STT 0.05 % of sell premium (before 1 Apr 2023);
-    exchange 0.053 % of premium turnover; SEBI ₹10 per crore; stamp 0.003 % of buy premium;
-    GST 18 % of brokerage + exchange charge; STT and stamp to the rupee, the rest to the paisa.
-    """
-    turnover = buy + sell
-    brokerage = 20.0 * orders
-    exchange = half_up(turnover * 0.00053, "0.01")
-    return {
-        "brokerage": brokerage,
-        "stt": half_up(sell * 0.0005, "1"),
-        "exercise_stt": 0.0,
-        "exchange": exchange,
-        "sebi": half_up(turnover * 10 / 1e7, "0.01"),
-        "stamp": half_up(buy * 0.00003, "1"),
-        "gst": half_up((brokerage + exchange) * 0.18, "0.01"),
-    }
 
 
 def first_minute(bars: pd.DataFrame, after: pd.Timestamp, test) -> pd.Timestamp | None:  # noqa: ANN001
