@@ -118,8 +118,8 @@ class RunRecorder:
     A replay's recorder (:meth:`for_replay`, ``background=False``) has no writer thread: the
     engine's thread writes the batch itself, from :meth:`heartbeat` once ``flush_interval``
     seconds have passed since the last one, and at :meth:`close`. A writer thread beside a
-    replay costs far more than its own work: the engine's thread, which never waits for I/O,
-    has to hand the GIL over and take it back at every switch (``docs/benchmarks.md``,
+    replay costs it more than the writer's own work: the engine's thread, which never waits
+    for I/O, has to hand the GIL over and take it back at every switch (``docs/benchmarks.md``,
     "record=True"); written in turn, a replay pays only for the conversion and the COPY.
 
     A failed write is logged (ERROR, at most every 10 s while it keeps failing) and retried

@@ -53,6 +53,9 @@ class LiveView(pn.viewable.Viewer):
 
     run_id = param.String(default=None, allow_None=True, doc="The run shown (None: none).")
 
+    #: Milliseconds between the component's timer calls of :meth:`update` once shown.
+    period_ms = PERIOD_MS
+
     def __init__(self, desk: Desk | None = None, *, autostart: bool = True, **params: Any):
         self.desk = desk if desk is not None else Desk.notebook()
         super().__init__(**params)
@@ -120,7 +123,7 @@ class LiveView(pn.viewable.Viewer):
         if self._autostart and self._callback is None:
             self.update()
             self._callback = pn.state.add_periodic_callback(when_on_screen(self.update),
-                                                           period=PERIOD_MS)  # fmt: skip
+                                                           period=self.period_ms)  # fmt: skip
         return self.layout()
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from velox.ui.base import LiveView, money, table, when_on_screen
+from velox.ui.base import LiveView, money, table
 
 if TYPE_CHECKING:
     from velox.store import Store
@@ -147,6 +147,8 @@ def _compute(store: Store, run_id: str) -> tuple[PerformanceFigures | None, dict
 class PerformancePanel(LiveView):
     """The run's performance from :mod:`velox.analytics`: stats, daily returns, drawdowns and
     the growth, drawdown and monthly-returns figures. No control: nothing here acts."""
+
+    period_ms = POLL_MS
 
     shown = param.Boolean(default=True, doc="Whether the panel is on screen (the console "
                           "sets it from its tabs); hidden, it computes nothing.")  # fmt: skip
@@ -304,10 +306,3 @@ class PerformancePanel(LiveView):
             *self.figures.values(),
             sizing_mode="stretch_width",
         )  # fmt: skip
-
-    def __panel__(self) -> Any:
-        if self._autostart and self._callback is None:
-            self.update()
-            self._callback = pn.state.add_periodic_callback(when_on_screen(self.update),
-                                                           period=POLL_MS)  # fmt: skip
-        return self.layout()
